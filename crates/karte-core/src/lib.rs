@@ -1,0 +1,19 @@
+//! Karte's domain and the deterministic floor of the drafting pipeline: normalise, split, extract, classify, draft
+//! with spans, ground-check, suggest tests. Pure functions, no I/O, so every stage is testable from tables.
+
+pub mod classify;
+pub mod clause;
+pub mod error;
+pub mod extract;
+pub mod grounding;
+pub mod lexicon;
+pub mod normalize;
+pub mod phrase;
+pub mod pipeline;
+pub mod rules;
+pub mod types;
+pub mod wareki;
+
+pub use error::{Code, Error, Result};
+pub use pipeline::{analyze, draft_floor, validate, MAX_INPUT_CHARS};
+pub use types::*;

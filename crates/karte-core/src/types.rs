@@ -1,0 +1,258 @@
+//! Domain types shared by the pipeline, the engine glue, the CLI and the UI.
+//!
+//! Offsets are always character (Unicode scalar) offsets into the *original* input, never byte offsets and never
+//! offsets into normalised text: the UI highlights the physician's own words, and the JSON contract says so.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Half-open character range `[start, end)` into the original input. Serialised as `[start, end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "[usize; 2]", into = "[usize; 2]")]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        debug_assert!(start <= end);
+        Self { start, end }
+    }
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+    pub fn contains(&self, other: Span) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+    /// The covered part of `text` (which must be the original input).
+    pub fn slice<'a>(&self, text: &'a str) -> &'a str {
+        let mut it = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len()));
+        let b0 = it.nth(self.start).unwrap_or(text.len());
+        let b1 = if self.end == self.start {
+            b0
+        } else {
+            it.nth(self.end - self.start - 1).unwrap_or(text.len())
+        };
+        &text[b0..b1]
+    }
+}
+
+impl From<[usize; 2]> for Span {
+    fn from(a: [usize; 2]) -> Self {
+        Span { start: a[0], end: a[1] }
+    }
+}
+impl From<Span> for [usize; 2] {
+    fn from(s: Span) -> Self {
+        [s.start, s.end]
+    }
+}
+
+/// The four SOAP sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    Subjective,
+    Objective,
+    Assessment,
+    Plan,
+}
+
+impl Section {
+    pub const ALL: [Section; 4] = [Section::Subjective, Section::Objective, Section::Assessment, Section::Plan];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Subjective => "subjective",
+            Section::Objective => "objective",
+            Section::Assessment => "assessment",
+            Section::Plan => "plan",
+        }
+    }
+    /// Japanese heading shown in the UI and in text output.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Section::Subjective => "S（主観的情報）",
+            Section::Objective => "O（客観的情報）",
+            Section::Assessment => "A（評価）",
+            Section::Plan => "P（計画）",
+        }
+    }
+}
+
+/// What kind of clinical fact was extracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactKind {
+    /// Age and sex, e.g. 65歳男性.
+    Demographic,
+    Vital,
+    Lab,
+    Symptom,
+    Exam,
+    Drug,
+    Diagnosis,
+    /// A past illness (既往歴).
+    History,
+    /// A test or imaging named in the dictation, done or planned (so it is not suggested again).
+    Test,
+    /// A planned action: the text of a clause in the P section.
+    Plan,
+    /// A calendar date (西暦 or 和暦), value in ISO 8601.
+    Date,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Certainty {
+    Suspected,
+    Confirmed,
+}
+
+/// One clinical fact, grounded in a span of the dictation.
+///
+/// `name` is canonical (体温, SpO2, CRP, 発熱, セフトリアキソン, 市中肺炎) so that rules and tests match on it whatever
+/// synonym or width the physician used; `value` keeps the number as written after width folding (no rounding), so
+/// that grounding compares like with like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fact {
+    pub kind: FactKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// Further qualifiers: onset (3日前から), route (点滴静注), frequency (1日1回), laterality (右), site (下肺野).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+    /// 「咳嗽なし」: the finding is explicitly absent. Rules never fire on negated facts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub negated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certainty: Option<Certainty>,
+    pub span: Span,
+}
+
+impl Fact {
+    pub fn new(kind: FactKind, name: impl Into<String>, span: Span) -> Self {
+        Fact {
+            kind,
+            name: name.into(),
+            value: None,
+            unit: None,
+            attrs: BTreeMap::new(),
+            negated: false,
+            certainty: None,
+            span,
+        }
+    }
+    /// The numeric value, when there is one (for BP, the systolic).
+    pub fn number(&self) -> Option<f64> {
+        let v = self.value.as_deref()?;
+        let head = v.split('/').next()?;
+        head.trim().parse().ok()
+    }
+}
+
+/// A flag raised on a sentence or on the whole draft. `code` is stable; `message` is Japanese and free of personal
+/// data beyond what the sentence itself already shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    pub code: String,
+    pub message: String,
+    /// The offending text, e.g. the number that the dictation does not contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Flag {
+    pub fn new(code: &str, message: impl Into<String>, detail: Option<String>) -> Self {
+        Flag { code: code.to_string(), message: message.into(), detail }
+    }
+}
+
+/// One sentence of the draft with the dictation spans it rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sentence {
+    pub text: String,
+    pub spans: Vec<Span>,
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SoapSections {
+    pub subjective: Vec<Sentence>,
+    pub objective: Vec<Sentence>,
+    pub assessment: Vec<Sentence>,
+    pub plan: Vec<Sentence>,
+}
+
+impl SoapSections {
+    pub fn get(&self, s: Section) -> &Vec<Sentence> {
+        match s {
+            Section::Subjective => &self.subjective,
+            Section::Objective => &self.objective,
+            Section::Assessment => &self.assessment,
+            Section::Plan => &self.plan,
+        }
+    }
+    pub fn get_mut(&mut self, s: Section) -> &mut Vec<Sentence> {
+        match s {
+            Section::Subjective => &mut self.subjective,
+            Section::Objective => &mut self.objective,
+            Section::Assessment => &mut self.assessment,
+            Section::Plan => &mut self.plan,
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (Section, &Sentence)> {
+        Section::ALL.into_iter().flat_map(move |s| self.get(s).iter().map(move |x| (s, x)))
+    }
+}
+
+/// A suggested test (検査提案).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    pub test: String,
+    pub reason: String,
+    /// `rule-id@rulebase-version`, so a reviewer can find exactly which rule fired.
+    pub rule: String,
+    /// Guideline or textbook the rule rests on.
+    pub reference: String,
+    /// The dictation spans of the facts that made the rule fire.
+    pub spans: Vec<Span>,
+}
+
+/// Which engine produced the draft (shown in the window and in JSON output).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// `rules` for the deterministic floor, `local` for the in-process model.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_per_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_s: Option<f64>,
+    /// Why the model's phrasing was not used, when it was not (the floor draft was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// The complete result of `karte draft`, the Tauri `draft` command and (later) the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraftOutput {
+    pub sections: SoapSections,
+    pub suggestions: Vec<Suggestion>,
+    pub flags: Vec<Flag>,
+    pub facts: Vec<Fact>,
+    pub engine: EngineInfo,
+    pub timings_ms: BTreeMap<String, u64>,
+}

