@@ -5,20 +5,152 @@ use crate::types::{FactKind, Section};
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// Plan cues. A cue followed by 中 (投与中, 継続中) describes the current state, not a plan.
-const PLAN: [&str; 44] = [
-    "予定", "開始", "処方", "継続", "検討", "施行する", "施行とする", "施行します", "提出", "依頼", "行う", "行います", "入院",
-    "経過観察", "フォロー", "再診", "再検", "中止", "変更", "増量", "減量", "指導", "コンサルト", "紹介", "オーダー", "追加", "とする",
-    "します", "投与する", "投与開始", "調整", "モニタリング", "モニター", "観察する", "確認する", "評価する", "測定する", "帰宅",
-    "退院", "安静", "絶食", "補液", "方針", "予約",
+/// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
+const PLAN: [&str; 64] = [
+    "予定",
+    "開始",
+    "処方",
+    "継続",
+    "検討",
+    "施行する",
+    "施行とする",
+    "施行します",
+    "施行した",
+    "提出",
+    "依頼",
+    "行う",
+    "行います",
+    "入院",
+    "経過観察",
+    "フォロー",
+    "再診",
+    "再検",
+    "中止",
+    "変更",
+    "増量",
+    "減量",
+    "指導",
+    "コンサルト",
+    "紹介",
+    "オーダー",
+    "追加",
+    "とする",
+    "します",
+    "投与",
+    "調整",
+    "モニタリング",
+    "モニター",
+    "観察する",
+    "確認する",
+    "評価する",
+    "測定する",
+    "帰宅",
+    "退院",
+    "安静",
+    "絶食",
+    "補液",
+    "方針",
+    "予約",
+    "加療する",
+    "加療とする",
+    "再開",
+    "導入",
+    "留置",
+    "補正",
+    "中和",
+    "固定",
+    "輸血",
+    "静注した",
+    "実施する",
+    "実施した",
+    "採取",
+    "挿入",
+    "ドレナージ",
+    "手術",
+    "検査する",
+    "精査",
+    "頓用",
+    "頓服",
 ];
-const ASSESS: [&str; 17] = [
-    "疑い", "疑う", "疑わ", "疑診", "可能性", "否定できない", "考え", "診断", "示唆", "鑑別", "判断", "印象", "と思われ", "否定的",
-    "考えにくい", "r/o", "R/O",
+const NOT_A_PLAN_AFTER: [&str; 10] = [
+    "中",
+    "後",
+    "時",
+    "下",
+    "された",
+    "されて",
+    "していた",
+    "している",
+    "歴",
+    "されている",
 ];
+const ASSESS: [&str; 18] = [
+    "疑い",
+    "疑う",
+    "疑わ",
+    "疑診",
+    "可能性",
+    "否定できない",
+    "否定できず",
+    "考え",
+    "診断",
+    "示唆",
+    "鑑別",
+    "判断",
+    "印象",
+    "と思われ",
+    "否定的",
+    "考えにくい",
+    "r/o",
+    "R/O",
+];
+
+/// An assessment made now; 「〜と診断され」 (passive) reports a past diagnosis, which is history.
+fn has_assess_cue(text: &str) -> bool {
+    ASSESS.iter().any(|c| {
+        text.match_indices(c)
+            .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
+    })
+}
 const OBJECTIVE: [&str; 22] = [
-    "所見", "聴取", "聴診", "触診", "を認め", "認める", "画像", "陰影", "意識清明", "心音", "呼吸音", "腹部平坦", "瞳孔", "対光反射",
-    "上昇", "低下", "陽性", "陰性", "異常なし", "著変なし", "検査で", "採血で",
+    "所見",
+    "聴取",
+    "聴診",
+    "触診",
+    "触知",
+    "視診",
+    "打診",
+    "を認め",
+    "認める",
+    "画像",
+    "陰影",
+    "意識清明",
+    "心音",
+    "呼吸音",
+    "腹部平坦",
+    "瞳孔",
+    "対光反射",
+    "陽性",
+    "陰性",
+    "異常なし",
+    "著変なし",
+    "検査で",
+];
+/// Phrases that carry a clause's meaning on their own; a clause with none of them takes its section from its
+/// sentence (see `pipeline`).
+const OTHER_CUES: [&str; 12] = [
+    "あり",
+    "有り",
+    "なし",
+    "無し",
+    "ない",
+    "出現",
+    "持続",
+    "増悪",
+    "自覚",
+    "訴え",
+    "せず",
+    "認めず",
 ];
 
 /// A header at the start of a clause: 「S)」「【O】」「A:」「主訴:」 … Returns the section and the header's length in chars.
@@ -48,27 +180,63 @@ pub fn header(text: &str) -> Option<(Section, usize)> {
 
 fn has_plan_cue(text: &str) -> bool {
     PLAN.iter().any(|cue| {
-        text.match_indices(cue).any(|(i, _)| !text[i + cue.len()..].starts_with('中') && !text[i + cue.len()..].starts_with("していた"))
+        text.match_indices(cue).any(|(i, _)| {
+            let after = &text[i + cue.len()..];
+            !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n))
+        })
     })
+}
+
+/// Does the clause have any cue of its own? A clause without one (「胸部X線」「セフトリアキソン 2g 1日1回 点滴静注」) is
+/// part of a list whose predicate comes later in the sentence.
+pub fn has_cue(text: &str) -> bool {
+    has_plan_cue(text)
+        || has_assess_cue(text)
+        || [
+            &OBJECTIVE[..],
+            &OTHER_CUES[..],
+            &crate::extract::HISTORY_CUES[..],
+        ]
+        .iter()
+        .any(|cues| cues.iter().any(|c| text.contains(c)))
+}
+
+/// A clause ending in a continuative form (「評価し」「行い」「採取後」「留置の上」) leads into the next clause and
+/// shares its section, unless it carries an assessment of its own.
+pub fn is_connective(text: &str) -> bool {
+    let t = text.trim_end();
+    ["し", "して", "行い", "後", "の上", "上", "ため"]
+        .iter()
+        .any(|e| t.ends_with(e))
+        && !has_assess_cue(t)
 }
 
 /// Classify one clause given the facts found in it.
 pub fn classify(text: &str, facts: &[&Found]) -> Section {
     let has = |k: FactKind| facts.iter().any(|f| f.fact.kind == k);
+    let objective_cue = OBJECTIVE.iter().any(|c| text.contains(c));
     if has_plan_cue(text) {
         return Section::Plan;
     }
-    if ASSESS.iter().any(|c| text.contains(c)) {
-        return Section::Assessment;
-    }
-    if facts.iter().any(|f| f.fact.kind == FactKind::Diagnosis && !f.fact.negated) {
+    if has_assess_cue(text) {
         return Section::Assessment;
     }
     if has(FactKind::Vital) || has(FactKind::Lab) || has(FactKind::Exam) {
         return Section::Objective;
     }
-    let symptom_only = has(FactKind::Symptom) || has(FactKind::History) || has(FactKind::Demographic);
-    if !symptom_only && (has(FactKind::Test) || OBJECTIVE.iter().any(|c| text.contains(c))) {
+    if facts
+        .iter()
+        .any(|f| f.fact.kind == FactKind::Diagnosis && !f.fact.negated)
+    {
+        // 「心電図で心房細動を認める」 reports a finding; a diagnosis named on its own is an assessment.
+        return if objective_cue || has(FactKind::Test) {
+            Section::Objective
+        } else {
+            Section::Assessment
+        };
+    }
+    let subjective = has(FactKind::Symptom) || has(FactKind::History) || has(FactKind::Demographic);
+    if !subjective && (has(FactKind::Test) || objective_cue) {
         return Section::Objective;
     }
     Section::Subjective
@@ -77,7 +245,16 @@ pub fn classify(text: &str, facts: &[&Found]) -> Section {
 /// 「肺炎を疑い抗菌薬を開始する」 carries an assessment and a plan: the char index after the assessment part, if the
 /// clause should be split there.
 pub fn mixed_split(text: &str) -> Option<usize> {
-    const JOINTS: [&str; 8] = ["を疑い", "と考え", "と判断し", "疑いにて", "疑いで", "の診断で", "の診断にて", "を疑って"];
+    const JOINTS: [&str; 8] = [
+        "を疑い",
+        "と考え",
+        "と判断し",
+        "疑いにて",
+        "疑いで",
+        "の診断で",
+        "の診断にて",
+        "を疑って",
+    ];
     for j in JOINTS {
         if let Some(i) = text.find(j) {
             let mut cut = i + j.len();

@@ -20,10 +20,18 @@ fn is_sentence_end(chars: &[char], i: usize) -> bool {
 }
 
 fn is_clause_end(chars: &[char], i: usize) -> bool {
+    // 「II、III、aVF」 (ECG leads) is one list of letters, not three clauses.
+    let letters_around = i > 0
+        && chars[i - 1].is_ascii_alphabetic()
+        && chars.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric());
     match chars[i] {
-        '、' | '，' => true,
+        '、' | '，' => !letters_around,
         // "1,000" keeps its comma; "BT 38.6, HR 90" splits.
-        ',' => !(i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())),
+        ',' => {
+            !(i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()))
+        }
         _ => false,
     }
 }
@@ -43,7 +51,12 @@ pub fn split(chars: &[char]) -> Vec<Clause> {
             e -= 1;
         }
         if s < e {
-            out.push(Clause { start: s, end: e, text: chars[s..e].iter().collect(), sentence });
+            out.push(Clause {
+                start: s,
+                end: e,
+                text: chars[s..e].iter().collect(),
+                sentence,
+            });
         }
     };
     for i in 0..chars.len() {
@@ -74,7 +87,10 @@ mod tests {
     fn split_table() {
         let cases: &[(&str, &[&str])] = &[
             ("発熱あり。咳嗽あり。", &["発熱あり", "咳嗽あり"]),
-            ("BT 38.6℃、SpO2 93%(室内気、安静時)", &["BT 38.6℃", "SpO2 93%(室内気、安静時)"]),
+            (
+                "BT 38.6℃、SpO2 93%(室内気、安静時)",
+                &["BT 38.6℃", "SpO2 93%(室内気、安静時)"],
+            ),
             ("WBC 12,300. CRP 5.2", &["WBC 12,300", "CRP 5.2"]),
             ("S) 頭痛\nO) 血圧 180/100", &["S) 頭痛", "O) 血圧 180/100"]),
             ("   ", &[]),

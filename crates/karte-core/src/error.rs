@@ -69,7 +69,10 @@ impl Code {
     /// Process exit status for the CLI: 2 is bad input the user can fix, 3 a model problem, 1 anything else.
     pub fn exit_status(self) -> u8 {
         match self {
-            Code::InputEmpty | Code::InputTooLarge | Code::InputInvalidUtf8 | Code::InputUnreadable => 2,
+            Code::InputEmpty
+            | Code::InputTooLarge
+            | Code::InputInvalidUtf8
+            | Code::InputUnreadable => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated
@@ -98,7 +101,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

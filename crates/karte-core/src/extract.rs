@@ -31,7 +31,10 @@ impl Matcher {
         let alt: Vec<String> = sp.iter().map(|(s, _)| regex::escape(s)).collect();
         Matcher {
             re: Regex::new(&format!("(?:{})", alt.join("|"))).unwrap(),
-            names: sp.iter().map(|(s, n)| (s.to_string(), n.to_string())).collect(),
+            names: sp
+                .iter()
+                .map(|(s, n)| (s.to_string(), n.to_string()))
+                .collect(),
         }
     }
     /// (start byte, end byte, canonical name) of each match whose ASCII ends are word boundaries.
@@ -39,15 +42,23 @@ impl Matcher {
         let mut out = Vec::new();
         let mut pos = 0;
         while pos < text.len() {
-            let Some(m) = self.re.find_at(text, pos) else { break };
+            let Some(m) = self.re.find_at(text, pos) else {
+                break;
+            };
             let before = text[..m.start()].chars().next_back();
             let after = text[m.end()..].chars().next();
             let first = m.as_str().chars().next().unwrap();
             let last = m.as_str().chars().next_back().unwrap();
-            let bad = (first.is_ascii_alphanumeric() && before.is_some_and(|c| c.is_ascii_alphanumeric()))
+            let bad = (first.is_ascii_alphanumeric()
+                && before.is_some_and(|c| c.is_ascii_alphanumeric()))
                 || (last.is_ascii_alphabetic() && after.is_some_and(|c| c.is_ascii_alphabetic()));
             if !bad {
-                let name = self.names.iter().find(|(s, _)| s == m.as_str()).map(|(_, n)| n.as_str()).unwrap();
+                let name = self
+                    .names
+                    .iter()
+                    .find(|(s, _)| s == m.as_str())
+                    .map(|(_, n)| n.as_str())
+                    .unwrap();
                 out.push((m.start(), m.end(), name));
                 pos = m.end();
             } else {
@@ -73,19 +84,55 @@ struct VitalPat {
 }
 
 static VITALS: LazyLock<Vec<VitalPat>> = LazyLock::new(|| {
-    let v = |name, pat: &str| VitalPat { name, re: Regex::new(pat).unwrap() };
+    let v = |name, pat: &str| VitalPat {
+        name,
+        re: Regex::new(pat).unwrap(),
+    };
     vec![
-        v("体温", &format!(r"(?:BT|KT|体温|Temp|T){SEP}(?P<v>[0-9]{{2}}(?:\.[0-9]{{1,2}})?)\s*(?P<u>℃|度)?")),
-        v("体温", r"(?P<v>[0-9]{2}(?:\.[0-9]{1,2})?)\s*(?P<u>℃|度)(?:台)?(?:の)?(?:発熱|熱|$|[、。,\s)])"),
-        v("血圧", &format!(r"(?:sBP|BP|血圧){SEP}(?P<v>[0-9]{{2,3}}\s*/\s*[0-9]{{2,3}})\s*(?P<u>mmHg)?")),
+        v(
+            "体温",
+            &format!(
+                r"(?:BT|KT|体温|Temp|T){SEP}(?P<v>[0-9]{{2}}(?:\.[0-9]{{1,2}})?)\s*(?P<u>℃|度)?"
+            ),
+        ),
+        v(
+            "体温",
+            r"(?P<v>[0-9]{2}(?:\.[0-9]{1,2})?)\s*(?P<u>℃|度)(?:台)?(?:の)?(?:発熱|熱|$|[、。,\s)])",
+        ),
+        v(
+            "血圧",
+            &format!(r"(?:sBP|BP|血圧){SEP}(?P<v>[0-9]{{2,3}}\s*/\s*[0-9]{{2,3}})\s*(?P<u>mmHg)?"),
+        ),
         v("血圧", r"(?P<v>[0-9]{2,3}/[0-9]{2,3})\s*(?P<u>mmHg)"),
-        v("脈拍", &format!(r"(?:HR|PR|脈拍数|脈拍|心拍数|心拍|脈){SEP}(?P<v>[0-9]{{2,3}})\s*(?P<u>回/分|/分|bpm|/min)?")),
-        v("呼吸数", &format!(r"(?:RR|呼吸数){SEP}(?P<v>[0-9]{{1,2}})\s*(?P<u>回/分|/分|/min)?")),
-        v("SpO2", &format!(r"(?:SpO2|SPO2|SaO2|SAT|サチュレーション|酸素飽和度){SEP}(?P<v>[0-9]{{2,3}})\s*(?P<u>%)?")),
-        v("体重", &format!(r"体重{SEP}(?P<v>[0-9]{{1,3}}(?:\.[0-9])?)\s*(?P<u>kg)")),
-        v("GCS", &format!(r"GCS{SEP}(?P<v>E[0-9]V[0-9T]M[0-9]|[0-9]{{1,2}})")),
+        v(
+            "脈拍",
+            &format!(
+                r"(?:HR|PR|脈拍数|脈拍|心拍数|心拍|脈|P){SEP}(?:(?:整|不整)(?:で|,)?\s*)?(?P<v>[0-9]{{2,3}})\s*(?P<u>回/分|/分|bpm|/min)?"
+            ),
+        ),
+        v(
+            "呼吸数",
+            &format!(r"(?:RR|呼吸数){SEP}(?P<v>[0-9]{{1,2}})\s*(?P<u>回/分|/分|/min)?"),
+        ),
+        v(
+            "SpO2",
+            &format!(
+                r"(?:SpO2|SPO2|SaO2|SAT|サチュレーション|酸素飽和度){SEP}(?P<v>[0-9]{{2,3}})\s*(?P<u>%)?"
+            ),
+        ),
+        v(
+            "体重",
+            &format!(r"体重{SEP}(?P<v>[0-9]{{1,3}}(?:\.[0-9])?)\s*(?P<u>kg)"),
+        ),
+        v(
+            "GCS",
+            &format!(r"GCS{SEP}(?P<v>E[0-9]V[0-9T]M[0-9]|[0-9]{{1,2}})"),
+        ),
         v("GCS", r"(?P<v>E[1-4]V[1-5T]M[1-6])"),
-        v("JCS", &format!(r"JCS{SEP}(?P<v>I{{1,3}}-[0-9]{{1,3}}|[0-9]{{1,3}})")),
+        v(
+            "JCS",
+            &format!(r"JCS{SEP}(?P<v>I{{1,3}}-[0-9]{{1,3}}|[0-9]{{1,3}})"),
+        ),
     ]
 });
 
@@ -111,33 +158,118 @@ static ONSET: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:約)?(?:[0-9]+|数|半|一昨|昨|先|今)(?:日|週間|週|か月|ヶ月|カ月|ケ月|年|時間|分)(?:前|間)(?:から|より)?|昨日(?:から|より)?|昨夜(?:から|より)?|一昨日(?:から|より)?|今朝(?:から|より)?|本日(?:から|より)?|今日(?:から|より)?|昨晩(?:から|より)?|先週(?:から|より)?|起床時(?:から|より)?")
         .unwrap()
 });
-static AGE_SEX: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?P<age>[0-9]{1,3})\s*(?P<y>歳|才)\s*(?:の)?(?P<sex>男性|女性|男児|女児|男|女)?").unwrap());
+static AGE_SEX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?P<age>[0-9]{1,3})\s*(?P<y>歳|才)\s*(?:の)?(?P<sex>男性|女性|男児|女児|男|女)?")
+        .unwrap()
+});
 static LATERAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"両側|両|右|左").unwrap());
 
-const NEG_CUES: [&str; 14] = [
-    "なし", "無し", "ない", "なく", "認めず", "認めない", "認められない", "陰性", "(-)", "否定的", "は否定", "否定され", "考えにくい", "消失",
+const NEG_CUES: [&str; 17] = [
+    "なし",
+    "無し",
+    "ない",
+    "なく",
+    "なかった",
+    "認めず",
+    "認めない",
+    "認められない",
+    "聴取せず",
+    "せず",
+    "陰性",
+    "(-)",
+    "否定的",
+    "は否定",
+    "否定され",
+    "考えにくい",
+    "消失",
 ];
-const POS_CUES: [&str; 12] =
-    ["あり", "有り", "を認め", "認める", "出現", "持続", "増悪", "続く", "自覚", "(+)", "陽性", "聴取"];
+const POS_CUES: [&str; 11] = [
+    "あり",
+    "有り",
+    "を認め",
+    "認める",
+    "出現",
+    "持続",
+    "増悪",
+    "続く",
+    "(+)",
+    "陽性",
+    "聴取",
+];
 const SUSPECT_CUES: [&str; 15] = [
-    "疑い", "疑う", "疑わ", "疑診", "可能性", "否定できない", "否定はできない", "考え", "示唆", "鑑別", "r/o", "R/O", "懸念", "推定", "と思われ",
+    "疑い",
+    "疑う",
+    "疑わ",
+    "疑診",
+    "可能性",
+    "否定できない",
+    "否定はできない",
+    "考え",
+    "示唆",
+    "鑑別",
+    "r/o",
+    "R/O",
+    "懸念",
+    "推定",
+    "と思われ",
 ];
-const HISTORY_CUES: [&str; 12] =
-    ["既往", "治療中", "加療中", "通院中", "内服中", "罹患", "術後", "フォロー中", "歴あり", "にて当院", "指摘され", "の病歴"];
+/// Cues that make a diagnosis named just before them a past illness (「糖尿病で内服中」「心房細動の既往」).
+pub(crate) const HISTORY_CUES: [&str; 16] = [
+    "既往",
+    "治療中",
+    "加療中",
+    "通院中",
+    "内服中",
+    "療法中",
+    "入所中",
+    "罹患",
+    "術後",
+    "フォロー中",
+    "歴あり",
+    "にて当院",
+    "指摘され",
+    "の病歴",
+    "外来通院",
+    "診断され",
+];
 
 /// Is the finding that ends at `tail` (the rest of its clause) negated? The nearest cue wins, so 「発熱ありで咳嗽なし」
 /// keeps 発熱 positive.
 fn negated_tail(tail: &str) -> bool {
+    // Negation does not reach past a new phrase: in 「発熱と下痢で食事が摂れていない」 the ない is about eating.
+    let mut end = tail.len();
+    for b in ["ため", "により", "による", "ので"] {
+        if let Some(i) = tail.find(b) {
+            end = end.min(i);
+        }
+    }
+    for (i, _) in tail.match_indices('で') {
+        if !tail[i + 'で'.len_utf8()..].starts_with(['は', 'も']) {
+            end = end.min(i);
+            break;
+        }
+    }
+    let tail = &tail[..end];
     if tail.contains("否定できない") || tail.contains("否定はできない") {
         return false;
     }
     let first = |cues: &[&str]| cues.iter().filter_map(|c| tail.find(c)).min();
     match (first(&NEG_CUES), first(&POS_CUES)) {
-        (Some(n), Some(p)) => n < p,
+        // At the same position the negative cue is the longer one (聴取せず over 聴取).
+        (Some(n), Some(p)) => n <= p,
         (Some(_), None) => true,
         _ => false,
     }
+}
+
+/// A diagnosis is history when 既往 comes before it, or a history cue follows it closely (「糖尿病で内服中」), but not
+/// when the cue belongs to something else (「抗凝固薬内服中の頭部外傷」).
+fn is_history(head: &str, tail: &str) -> bool {
+    if head.contains("既往") {
+        return true;
+    }
+    // The cue may follow the drug list: 「高血圧症でアムロジピン 5mg 1日1回 を内服中」.
+    HISTORY_CUES.iter().any(|c| tail.contains(c))
 }
 
 fn has_any(text: &str, cues: &[&str]) -> bool {
@@ -150,12 +282,21 @@ pub fn extract(norm: &Normalized, clauses: &[Clause]) -> Vec<Found> {
     for (ci, cl) in clauses.iter().enumerate() {
         extract_clause(norm, ci, cl, &mut out);
     }
+    drop_nested_terms(&mut out);
     inherit_enumeration_negation(clauses, &mut out);
     for d in crate::wareki::find_dates(&norm.text) {
-        let clause = clauses.iter().position(|c| c.start <= d.start && d.start < c.end).unwrap_or(0);
+        let clause = clauses
+            .iter()
+            .position(|c| c.start <= d.start && d.start < c.end)
+            .unwrap_or(0);
         let mut f = Fact::new(FactKind::Date, "日付", norm.orig_span(d.start, d.end));
         f.value = Some(d.iso);
-        out.push(Found { clause, start: d.start, end: d.end, fact: f });
+        out.push(Found {
+            clause,
+            start: d.start,
+            end: d.end,
+            fact: f,
+        });
     }
     out.sort_by_key(|f| (f.start, f.end));
     out
@@ -166,15 +307,26 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
     let idx = CharIndex::new(text);
     let base = cl.start;
     let mut taken: Vec<(usize, usize)> = Vec::new(); // byte ranges already used by a numeric fact
-    let overlaps = |taken: &[(usize, usize)], s: usize, e: usize| taken.iter().any(|&(a, b)| s < b && a < e);
+    let overlaps =
+        |taken: &[(usize, usize)], s: usize, e: usize| taken.iter().any(|&(a, b)| s < b && a < e);
     let push = |out: &mut Vec<Found>, s: usize, e: usize, fact_fn: &dyn Fn(crate::Span) -> Fact| {
         let (cs, ce) = (base + idx.char_at(s), base + idx.char_at(e));
-        out.push(Found { clause: ci, start: cs, end: ce, fact: fact_fn(norm.orig_span(cs, ce)) });
+        out.push(Found {
+            clause: ci,
+            start: cs,
+            end: ce,
+            fact: fact_fn(norm.orig_span(cs, ce)),
+        });
     };
 
     // Dates first, so that 2024/4/1 is never read as a blood pressure.
     for d in crate::wareki::find_dates(text) {
-        let b = |c: usize| text.char_indices().nth(c).map(|(b, _)| b).unwrap_or(text.len());
+        let b = |c: usize| {
+            text.char_indices()
+                .nth(c)
+                .map(|(b, _)| b)
+                .unwrap_or(text.len())
+        };
         taken.push((b(d.start), b(d.end)));
     }
 
@@ -186,17 +338,43 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
                 continue;
             }
             if m.as_str().starts_with(|ch: char| ch.is_ascii_alphabetic())
-                && text[..m.start()].chars().next_back().is_some_and(|ch| ch.is_ascii_alphanumeric())
+                && text[..m.start()]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|ch| ch.is_ascii_alphanumeric())
             {
                 continue;
             }
             let value: String = v.as_str().chars().filter(|c| !c.is_whitespace()).collect();
-            if vp.name == "体温" && !value.parse::<f64>().is_ok_and(|t| (30.0..=44.0).contains(&t)) {
+            // 「体重が5kg減少」 is a change, not a weight.
+            let after = text[m.end()..].trim_start();
+            if vp.name == "体重"
+                && ["減少", "増加", "減", "増", "の減少", "の増加"]
+                    .iter()
+                    .any(|w| after.starts_with(w))
+            {
+                continue;
+            }
+            if vp.name == "体温"
+                && !value
+                    .parse::<f64>()
+                    .is_ok_and(|t| (30.0..=44.0).contains(&t))
+            {
                 continue;
             }
             taken.push((m.start(), m.end()));
-            let unit = c.name("u").map(|u| if u.as_str() == "度" { "℃".to_string() } else { u.as_str().to_string() });
-            let oxygen = if vp.name == "SpO2" { oxygen_note(&text[m.end()..]) } else { None };
+            let unit = c.name("u").map(|u| {
+                if u.as_str() == "度" {
+                    "℃".to_string()
+                } else {
+                    u.as_str().to_string()
+                }
+            });
+            let oxygen = if vp.name == "SpO2" {
+                oxygen_note(&text[m.end()..])
+            } else {
+                None
+            };
             let end = c.name("u").map(|u| u.end()).unwrap_or(v.end());
             push(out, m.start(), end, &|span| {
                 let mut f = Fact::new(crate::FactKind::Vital, vp.name, span);
@@ -214,7 +392,9 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
         if overlaps(&taken, s, e) {
             continue;
         }
-        if let Some(c) = LAB_VALUE.captures(&text[e..]) {
+        let qualitative =
+            |c: &regex::Captures| text[e + c.get(0).unwrap().end()..].starts_with(['+', '-', '±']);
+        if let Some(c) = LAB_VALUE.captures(&text[e..]).filter(|c| !qualitative(c)) {
             let v = c.name("v").unwrap();
             let end = e + c.name("u").map(|u| u.end()).unwrap_or(v.end());
             taken.push((s, end));
@@ -234,6 +414,10 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
 
     let onset = ONSET.find(text).map(|m| m.as_str().to_string());
     for (s, e, name) in M_SYMPTOM.find(text) {
+        // 「疼痛時」「発熱時」 are the condition of a PRN order, not a symptom.
+        if text[e..].starts_with('時') {
+            continue;
+        }
         let neg = negated_tail(&text[e..]);
         push(out, s, e, &|span| {
             let mut f = Fact::new(FactKind::Symptom, name, span);
@@ -253,11 +437,20 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
         let lat = LATERAL.find_iter(head).last();
         let mut attrs = Vec::new();
         if let Some(l) = lat {
-            let lat_name = if l.as_str() == "両" { "両側" } else { l.as_str() };
+            let lat_name = if l.as_str() == "両" {
+                "両側"
+            } else {
+                l.as_str()
+            };
             attrs.push(("laterality", lat_name.to_string()));
-            let site = head[l.end()..].trim_end_matches(['で', 'に', 'の', 'は', 'を', 'て', 'か', 'ら', ' ']);
+            let site = head[l.end()..]
+                .trim_end_matches(['で', 'に', 'の', 'は', 'を', 'て', 'か', 'ら', ' ']);
             let n = site.chars().count();
-            if (1..=8).contains(&n) && !site.chars().any(|c| c.is_ascii_digit() || "、。,".contains(c)) {
+            if (1..=8).contains(&n)
+                && !site
+                    .chars()
+                    .any(|c| c.is_ascii_digit() || "、。,".contains(c))
+            {
                 attrs.push(("site", site.to_string()));
             }
         }
@@ -271,16 +464,24 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
         });
     }
 
-    let history = has_any(text, &HISTORY_CUES);
     let suspected = has_any(text, &SUSPECT_CUES);
     for (s, e, name) in M_DX.find(text) {
         let neg = negated_tail(&text[e..]);
+        let history = is_history(&text[..s], &text[e..]);
         push(out, s, e, &|span| {
-            let kind = if history { FactKind::History } else { FactKind::Diagnosis };
+            let kind = if history {
+                FactKind::History
+            } else {
+                FactKind::Diagnosis
+            };
             let mut f = Fact::new(kind, name, span);
             f.negated = neg;
             if !history {
-                f.certainty = Some(if suspected { Certainty::Suspected } else { Certainty::Confirmed });
+                f.certainty = Some(if suspected {
+                    Certainty::Suspected
+                } else {
+                    Certainty::Confirmed
+                });
             }
             f
         });
@@ -291,7 +492,10 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
         let dose = DOSE.captures(tail);
         let route = ROUTE.find(tail).map(|m| m.as_str().to_string());
         let freq = FREQ.find(tail).map(|m| m.as_str().to_string());
-        let end = dose.as_ref().map(|c| e + c.get(0).unwrap().end()).unwrap_or(e);
+        let end = dose
+            .as_ref()
+            .map(|c| e + c.get(0).unwrap().end())
+            .unwrap_or(e);
         if dose.is_some() {
             taken.push((s, end));
         }
@@ -317,7 +521,13 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
 
     for c in AGE_SEX.captures_iter(text) {
         let a = c.name("age").unwrap();
-        if overlaps(&taken, a.start(), a.end()) {
+        let after = &text[c.name("y").unwrap().end()..];
+        let at_an_age = [
+            "で", "時", "頃", "から", "まで", "より", "以降", "以上", "未満", "代", "の時",
+        ]
+        .iter()
+        .any(|w| after.starts_with(w));
+        if overlaps(&taken, a.start(), a.end()) || (c.name("sex").is_none() && at_an_age) {
             continue;
         }
         let age = a.as_str().to_string();
@@ -328,7 +538,11 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
             f
         });
         if let Some(sx) = c.name("sex") {
-            let sex = if sx.as_str().starts_with('男') { "男性" } else { "女性" };
+            let sex = if sx.as_str().starts_with('男') {
+                "男性"
+            } else {
+                "女性"
+            };
             push(out, sx.start(), sx.end(), &|span| {
                 let mut f = Fact::new(FactKind::Demographic, "性別", span);
                 f.value = Some(sex.to_string());
@@ -336,6 +550,32 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
             });
         }
     }
+}
+
+/// Each lexicon is matched on its own, so 「インフルエンザ迅速検査」 also yields インフルエンザ: keep only the longest
+/// of nested lexicon terms.
+fn drop_nested_terms(found: &mut Vec<Found>) {
+    let term = |k: FactKind| {
+        matches!(
+            k,
+            FactKind::Symptom
+                | FactKind::Exam
+                | FactKind::Diagnosis
+                | FactKind::History
+                | FactKind::Test
+                | FactKind::Drug
+        )
+    };
+    let spans: Vec<(usize, usize, FactKind)> = found
+        .iter()
+        .map(|f| (f.start, f.end, f.fact.kind))
+        .collect();
+    found.retain(|f| {
+        !term(f.fact.kind)
+            || !spans.iter().any(|&(s, e, k)| {
+                term(k) && s <= f.start && f.end <= e && (e - s) > (f.end - f.start)
+            })
+    });
 }
 
 fn oxygen_note(after: &str) -> Option<String> {
@@ -355,23 +595,43 @@ fn inherit_enumeration_negation(clauses: &[Clause], found: &mut [Found]) {
                 rest[i - cl.start] = false;
             }
         }
-        let leftover: String = cl.text.chars().zip(rest).filter(|(_, keep)| *keep).map(|(c, _)| c).collect();
+        let leftover: String = cl
+            .text
+            .chars()
+            .zip(rest)
+            .filter(|(_, keep)| *keep)
+            .map(|(c, _)| c)
+            .collect();
         let leftover = leftover.replace("及び", "");
         found.iter().any(|f| f.clause == ci)
-            && leftover.chars().all(|c| c.is_whitespace() || "やと・/,、".contains(c))
+            && leftover
+                .chars()
+                .all(|c| c.is_whitespace() || "やと・/,、".contains(c))
     };
     for ci in (0..clauses.len()).rev() {
         let next = ci + 1;
-        if next >= clauses.len() || clauses[next].sentence != clauses[ci].sentence || !lists_only(ci, found) {
+        if next >= clauses.len()
+            || clauses[next].sentence != clauses[ci].sentence
+            || !lists_only(ci, found)
+        {
             continue;
         }
         let negate = found
             .iter()
-            .filter(|f| f.clause == next && matches!(f.fact.kind, FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis))
+            .filter(|f| {
+                f.clause == next
+                    && matches!(
+                        f.fact.kind,
+                        FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis
+                    )
+            })
             .any(|f| f.fact.negated);
         if negate {
             for f in found.iter_mut().filter(|f| f.clause == ci) {
-                if matches!(f.fact.kind, FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis) {
+                if matches!(
+                    f.fact.kind,
+                    FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis
+                ) {
                     f.fact.negated = true;
                 }
             }

@@ -8,12 +8,16 @@ use regex::Regex;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9]+(?:,[0-9]{3})*(?:\.[0-9]+)?").unwrap());
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[0-9]+(?:,[0-9]{3})*(?:\.[0-9]+)?").unwrap());
 
 /// Canonical numeric tokens of `text` (normalised first): 038.60 → 38.6, 12,300 → 12300.
 pub fn numbers(text: &str) -> Vec<String> {
     let n = normalize(text);
-    NUMBER.find_iter(&n.text).map(|m| canonical_number(m.as_str())).collect()
+    NUMBER
+        .find_iter(&n.text)
+        .map(|m| canonical_number(m.as_str()))
+        .collect()
 }
 
 pub fn canonical_number(s: &str) -> String {
@@ -40,13 +44,20 @@ pub struct Grounding {
 
 impl Grounding {
     pub fn new(normalised_source: &str, found: &[Found]) -> Self {
-        let mut numbers: BTreeSet<String> = NUMBER.find_iter(normalised_source).map(|m| canonical_number(m.as_str())).collect();
+        let mut numbers: BTreeSet<String> = NUMBER
+            .find_iter(normalised_source)
+            .map(|m| canonical_number(m.as_str()))
+            .collect();
         for f in found.iter().filter(|f| f.fact.kind == FactKind::Date) {
             if let Some(v) = &f.fact.value {
                 numbers.extend(v.split('-').map(canonical_number));
             }
         }
-        let drugs = found.iter().filter(|f| f.fact.kind == FactKind::Drug).map(|f| f.fact.name.clone()).collect();
+        let drugs = found
+            .iter()
+            .filter(|f| f.fact.kind == FactKind::Drug)
+            .map(|f| f.fact.name.clone())
+            .collect();
         Grounding { numbers, drugs }
     }
 
@@ -56,14 +67,30 @@ impl Grounding {
         let mut seen = BTreeSet::new();
         for n in numbers(sentence) {
             if !self.numbers.contains(&n) && seen.insert(n.clone()) {
-                flags.push(Flag::new("ungrounded_number", format!("口述にない数値: {n}"), Some(n)));
+                flags.push(Flag::new(
+                    "ungrounded_number",
+                    format!("口述にない数値: {n}"),
+                    Some(n),
+                ));
             }
         }
         let norm = normalize(sentence);
-        let clause = crate::clause::Clause { start: 0, end: norm.len(), text: norm.text.clone(), sentence: 0 };
+        let clause = crate::clause::Clause {
+            start: 0,
+            end: norm.len(),
+            text: norm.text.clone(),
+            sentence: 0,
+        };
         for f in crate::extract::extract(&norm, std::slice::from_ref(&clause)) {
-            if f.fact.kind == FactKind::Drug && !self.drugs.contains(&f.fact.name) && seen.insert(f.fact.name.clone()) {
-                flags.push(Flag::new("ungrounded_drug", format!("口述にない薬剤: {}", f.fact.name), Some(f.fact.name)));
+            if f.fact.kind == FactKind::Drug
+                && !self.drugs.contains(&f.fact.name)
+                && seen.insert(f.fact.name.clone())
+            {
+                flags.push(Flag::new(
+                    "ungrounded_drug",
+                    format!("口述にない薬剤: {}", f.fact.name),
+                    Some(f.fact.name),
+                ));
             }
         }
         flags
@@ -76,7 +103,13 @@ mod tests {
 
     #[test]
     fn canonical_numbers() {
-        for (i, o) in [("038.60", "38.6"), ("12,300", "12300"), ("0.50", "0.5"), ("7.0", "7"), ("0", "0")] {
+        for (i, o) in [
+            ("038.60", "38.6"),
+            ("12,300", "12300"),
+            ("0.50", "0.5"),
+            ("7.0", "7"),
+            ("0", "0"),
+        ] {
             assert_eq!(canonical_number(i), o);
         }
         assert_eq!(numbers("ＢＴ３８．６℃、BP 120/80"), ["38.6", "120", "80"]);

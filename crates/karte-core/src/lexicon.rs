@@ -31,9 +31,19 @@ impl Lexicon {
         let mut v: Vec<(&str, &str)> = self
             .entries
             .iter()
-            .flat_map(|e| e.synonyms.iter().map(move |s| (s.as_str(), e.name.as_str())).chain([(e.name.as_str(), e.name.as_str())]))
+            .flat_map(|e| {
+                e.synonyms
+                    .iter()
+                    .map(move |s| (s.as_str(), e.name.as_str()))
+                    .chain([(e.name.as_str(), e.name.as_str())])
+            })
             .collect();
-        v.sort_by(|a, b| b.0.chars().count().cmp(&a.0.chars().count()).then(a.0.cmp(b.0)));
+        v.sort_by(|a, b| {
+            b.0.chars()
+                .count()
+                .cmp(&a.0.chars().count())
+                .then(a.0.cmp(b.0))
+        });
         v.dedup_by(|a, b| a.0 == b.0);
         v
     }
@@ -41,8 +51,12 @@ impl Lexicon {
 
 macro_rules! lexicon {
     ($id:ident, $file:literal) => {
-        pub static $id: LazyLock<Lexicon> =
-            LazyLock::new(|| Lexicon::parse($file, include_str!(concat!("../../../assets/lexicon/", $file, ".toml"))));
+        pub static $id: LazyLock<Lexicon> = LazyLock::new(|| {
+            Lexicon::parse(
+                $file,
+                include_str!(concat!("../../../assets/lexicon/", $file, ".toml")),
+            )
+        });
     };
 }
 
@@ -54,7 +68,16 @@ lexicon!(LABS, "labs");
 lexicon!(TESTS, "tests");
 
 /// Vital signs are few and fixed, so they live in code with their patterns (see `extract`).
-pub const VITALS: [&str; 8] = ["体温", "血圧", "脈拍", "呼吸数", "SpO2", "体重", "GCS", "JCS"];
+pub const VITALS: [&str; 8] = [
+    "体温",
+    "血圧",
+    "脈拍",
+    "呼吸数",
+    "SpO2",
+    "体重",
+    "GCS",
+    "JCS",
+];
 pub const DEMOGRAPHICS: [&str; 2] = ["年齢", "性別"];
 
 #[cfg(test)]
@@ -63,7 +86,14 @@ mod tests {
 
     #[test]
     fn lexicons_parse_and_have_unique_names() {
-        for lx in [&*SYMPTOMS, &*FINDINGS, &*DIAGNOSES, &*DRUGS, &*LABS, &*TESTS] {
+        for lx in [
+            &*SYMPTOMS,
+            &*FINDINGS,
+            &*DIAGNOSES,
+            &*DRUGS,
+            &*LABS,
+            &*TESTS,
+        ] {
             assert!(!lx.entries.is_empty());
             let mut names: Vec<&str> = lx.entries.iter().map(|e| e.name.as_str()).collect();
             names.sort();

@@ -33,7 +33,11 @@ impl Normalized {
     /// Map a normalised char range to the original span that produced it.
     pub fn orig_span(&self, start: usize, end: usize) -> Span {
         if start >= end {
-            let p = if start < self.map.len() { self.map[start].0 as usize } else { self.orig_len };
+            let p = if start < self.map.len() {
+                self.map[start].0 as usize
+            } else {
+                self.orig_len
+            };
             return Span::new(p, p);
         }
         let s = self.map[start].0 as usize;
@@ -111,7 +115,12 @@ pub fn normalize(input: &str) -> Normalized {
         out_m.push(map[i]);
         i += 1;
     }
-    Normalized { text: out_c.iter().collect(), chars: out_c, map: out_m, orig_len: n as usize }
+    Normalized {
+        text: out_c.iter().collect(),
+        chars: out_c,
+        map: out_m,
+        orig_len: n as usize,
+    }
 }
 
 /// Byte offset → char offset for regex matches over a string.
@@ -121,7 +130,13 @@ pub struct CharIndex {
 
 impl CharIndex {
     pub fn new(s: &str) -> Self {
-        CharIndex { starts: s.char_indices().map(|(b, _)| b).chain(std::iter::once(s.len())).collect() }
+        CharIndex {
+            starts: s
+                .char_indices()
+                .map(|(b, _)| b)
+                .chain(std::iter::once(s.len()))
+                .collect(),
+        }
     }
     pub fn char_at(&self, byte: usize) -> usize {
         self.starts.binary_search(&byte).unwrap_or_else(|i| i)

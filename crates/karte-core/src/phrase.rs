@@ -50,7 +50,11 @@ pub fn schema() -> serde_json::Value {
 pub fn build(floor: &SoapSections) -> Prompt {
     let items: Vec<Item> = floor
         .iter()
-        .map(|(section, s)| Item { section, text: s.text.clone(), spans: s.spans.clone() })
+        .map(|(section, s)| Item {
+            section,
+            text: s.text.clone(),
+            spans: s.spans.clone(),
+        })
         .collect();
     let mut user = String::from("<source>\n");
     for (i, it) in items.iter().enumerate() {
@@ -64,8 +68,15 @@ pub fn build(floor: &SoapSections) -> Prompt {
         let text = it.text.replace('<', "＜").replace('>', "＞");
         user.push_str(&format!("[{}] {tag}: {text}\n", i + 1));
     }
-    user.push_str("</source>\n上の項目だけを使って、SOAP の各セクションの文を JSON で書いてください。");
-    Prompt { system: SYSTEM_PROMPT.to_string(), user, schema: schema(), items }
+    user.push_str(
+        "</source>\n上の項目だけを使って、SOAP の各セクションの文を JSON で書いてください。",
+    );
+    Prompt {
+        system: SYSTEM_PROMPT.to_string(),
+        user,
+        schema: schema(),
+        items,
+    }
 }
 
 #[derive(Deserialize)]
@@ -91,7 +102,8 @@ struct ModelDraft {
 /// of its text; an item the model never cited is kept in the physician's words, so the model can rephrase but
 /// never drop a fact.
 pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSections, String> {
-    let d: ModelDraft = serde_json::from_str(model_json).map_err(|e| format!("JSON を解釈できません: {e}"))?;
+    let d: ModelDraft =
+        serde_json::from_str(model_json).map_err(|e| format!("JSON を解釈できません: {e}"))?;
     let mut out = SoapSections::default();
     let mut cited = vec![false; prompt.items.len()];
     for (sec, list) in [
@@ -117,14 +129,22 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
             spans.dedup();
             let mut flags = g.check(&text);
             if spans.is_empty() {
-                flags.push(Flag::new("no_source", "根拠となる口述箇所が示されていません。内容を確認してください。", None));
+                flags.push(Flag::new(
+                    "no_source",
+                    "根拠となる口述箇所が示されていません。内容を確認してください。",
+                    None,
+                ));
             }
             out.get_mut(sec).push(Sentence { text, spans, flags });
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
         if !cited[k] {
-            out.get_mut(it.section).push(Sentence { text: it.text.clone(), spans: it.spans.clone(), flags: g.check(&it.text) });
+            out.get_mut(it.section).push(Sentence {
+                text: it.text.clone(),
+                spans: it.spans.clone(),
+                flags: g.check(&it.text),
+            });
         }
     }
     Ok(out)

@@ -1,8 +1,8 @@
 //! The deterministic floor: dictation → clauses with sections and facts → a fully grounded draft with suggestions.
 //! With no model at all this is a usable draft, and with a model it is what the model's phrasing is checked against.
 
-use crate::clause::{self, Clause};
 use crate::classify;
+use crate::clause::{self, Clause};
 use crate::error::{Code, Error, Result};
 use crate::extract::{self, Found};
 use crate::grounding::Grounding;
@@ -18,13 +18,18 @@ pub const MAX_INPUT_CHARS: usize = 20_000;
 /// Reject input the pipeline cannot use, with a message that says what to do.
 pub fn validate(input: &str) -> Result<()> {
     if input.trim().is_empty() {
-        return Err(Error::new(Code::InputEmpty, "口述が空です。所見や経過を入力してから「下書き作成」を押してください。"));
+        return Err(Error::new(
+            Code::InputEmpty,
+            "口述が空です。所見や経過を入力してから「下書き作成」を押してください。",
+        ));
     }
     let n = input.chars().count();
     if n > MAX_INPUT_CHARS {
         return Err(Error::new(
             Code::InputTooLarge,
-            format!("口述が長すぎます（{n}文字）。{MAX_INPUT_CHARS}文字以内に分けて入力してください。"),
+            format!(
+                "口述が長すぎます（{n}文字）。{MAX_INPUT_CHARS}文字以内に分けて入力してください。"
+            ),
         ));
     }
     Ok(())
@@ -81,9 +86,19 @@ pub fn analyze(input: &str) -> Result<Analysis> {
         if let Some(cut) = classify::mixed_split(&c.text) {
             let head: String = c.text.chars().take(cut).collect();
             let tail: String = c.text.chars().skip(cut).collect();
-            clauses.push(Clause { start: c.start, end: c.start + cut, text: head, sentence: c.sentence });
+            clauses.push(Clause {
+                start: c.start,
+                end: c.start + cut,
+                text: head,
+                sentence: c.sentence,
+            });
             forced.push(sticky);
-            clauses.push(Clause { start: c.start + cut, end: c.end, text: tail, sentence: c.sentence });
+            clauses.push(Clause {
+                start: c.start + cut,
+                end: c.end,
+                text: tail,
+                sentence: c.sentence,
+            });
             forced.push(sticky);
         } else {
             clauses.push(c);
@@ -91,7 +106,7 @@ pub fn analyze(input: &str) -> Result<Analysis> {
         }
     }
     let mut found = extract::extract(&norm, &clauses);
-    let sections: Vec<Section> = clauses
+    let mut sections: Vec<Section> = clauses
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -101,16 +116,144 @@ pub fn analyze(input: &str) -> Result<Analysis> {
             })
         })
         .collect();
+    inherit_from_sentence(&clauses, &forced, &mut sections, &mut found);
     for (i, c) in clauses.iter().enumerate() {
         if sections[i] == Section::Plan {
             let text = c.text.trim_end_matches(['。', '.']).to_string();
             let mut f = Fact::new(FactKind::Plan, text, norm.orig_span(c.start, c.end));
             f.attrs.insert("section".into(), "plan".into());
-            found.push(Found { clause: i, start: c.start, end: c.end, fact: f });
+            found.push(Found {
+                clause: i,
+                start: c.start,
+                end: c.end,
+                fact: f,
+            });
         }
     }
     found.sort_by_key(|f| (f.start, f.end));
-    Ok(Analysis { norm, clauses, sections, found })
+    Ok(Analysis {
+        norm,
+        clauses,
+        sections,
+        found,
+    })
+}
+
+/// Japanese puts the predicate last: in 「胸部X線、血液培養2セットを施行予定」 or 「造影CTで評価し、輸液を開始する」 the
+/// first clause is planned too. A dependent clause (a bare list item of drugs, tests or diagnoses, or a continuative
+/// form) takes the section of the next clause of its sentence, or of the previous one at the end of a sentence; a
+/// diagnosis listed next to a history cue (「既往に脳梗塞、認知症」) becomes history too.
+fn inherit_from_sentence(
+    clauses: &[Clause],
+    forced: &[Option<Section>],
+    sections: &mut [Section],
+    found: &mut [Found],
+) {
+    let neutral = |k: FactKind| {
+        matches!(
+            k,
+            FactKind::Drug
+                | FactKind::Test
+                | FactKind::Diagnosis
+                | FactKind::History
+                | FactKind::Date
+        )
+    };
+    // A bare list item follows its predicate whatever it is; a continuative clause only joins a plan
+    // (「評価し、開始する」), since 「排便が停止し、腹部膨満あり」 mixes a complaint with a finding.
+    let bare: Vec<bool> = clauses
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let kinds: Vec<FactKind> = found
+                .iter()
+                .filter(|f| f.clause == i)
+                .map(|f| f.fact.kind)
+                .collect();
+            forced[i].is_none()
+                && !kinds.is_empty()
+                && kinds.into_iter().all(neutral)
+                && !classify::has_cue(&c.text)
+        })
+        .collect();
+    let connective: Vec<bool> = clauses
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut kinds = found.iter().filter(|f| f.clause == i).map(|f| f.fact.kind);
+            forced[i].is_none() && kinds.all(neutral) && classify::is_connective(&c.text)
+        })
+        .collect();
+    // A clause with neither facts nor cues (「細菌多数」) continues the list before it and is no context for others.
+    let empty: Vec<bool> = clauses
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            forced[i].is_none()
+                && !found.iter().any(|f| f.clause == i)
+                && !classify::has_cue(&c.text)
+        })
+        .collect();
+    let dependent: Vec<bool> = (0..clauses.len())
+        .map(|i| bare[i] || connective[i] || empty[i])
+        .collect();
+    let historic = |i: usize, found: &[Found]| {
+        found
+            .iter()
+            .any(|f| f.clause == i && f.fact.kind == FactKind::History)
+            || crate::extract::HISTORY_CUES
+                .iter()
+                .any(|c| clauses[i].text.contains(c))
+    };
+    let mut context: Vec<Option<usize>> = vec![None; clauses.len()];
+    for i in (0..clauses.len()).rev() {
+        if !(bare[i] || connective[i]) {
+            continue;
+        }
+        let same = |j: usize| clauses[j].sentence == clauses[i].sentence;
+        let next = if i + 1 < clauses.len() && same(i + 1) {
+            if dependent[i + 1] {
+                context[i + 1]
+            } else {
+                Some(i + 1)
+            }
+        } else {
+            None
+        };
+        let next = next.filter(|&c| bare[i] || sections[c] == Section::Plan);
+        context[i] = next.or_else(|| {
+            if bare[i] {
+                (0..i)
+                    .rev()
+                    .take_while(|&j| same(j))
+                    .find(|&j| !dependent[j])
+            } else {
+                None
+            }
+        });
+    }
+    for i in 0..clauses.len() {
+        // A sentence of bare items only (「尿沈渣で白血球多数、細菌多数」) reads as one list: follow its first item.
+        if context[i].is_none()
+            && (bare[i] || empty[i])
+            && i > 0
+            && clauses[i - 1].sentence == clauses[i].sentence
+        {
+            sections[i] = sections[i - 1];
+        }
+        if let Some(c) = context[i] {
+            sections[i] = sections[c];
+            if historic(c, found) {
+                for f in found
+                    .iter_mut()
+                    .filter(|f| f.clause == i && f.fact.kind == FactKind::Diagnosis)
+                {
+                    f.fact.kind = FactKind::History;
+                    f.fact.certainty = None;
+                }
+            }
+        }
+    }
 }
 
 /// Consecutive clauses of one sentence in one section become one draft sentence, in the physician's words (after
@@ -121,40 +264,78 @@ pub fn floor_sections(a: &Analysis) -> SoapSections {
     while i < a.clauses.len() {
         let sec = a.sections[i];
         let mut j = i + 1;
-        while j < a.clauses.len() && a.sections[j] == sec && a.clauses[j].sentence == a.clauses[i].sentence {
+        while j < a.clauses.len()
+            && a.sections[j] == sec
+            && a.clauses[j].sentence == a.clauses[i].sentence
+        {
             j += 1;
         }
-        let parts: Vec<&str> = a.clauses[i..j].iter().map(|c| c.text.trim_end_matches(['。', '.'])).collect();
+        let parts: Vec<&str> = a.clauses[i..j]
+            .iter()
+            .map(|c| c.text.trim_end_matches(['。', '.']))
+            .collect();
         let text = format!("{}。", parts.join("、"));
-        let spans = a.clauses[i..j].iter().map(|c| a.norm.orig_span(c.start, c.end)).collect();
-        out.get_mut(sec).push(Sentence { text, spans, flags: Vec::new() });
+        let spans = a.clauses[i..j]
+            .iter()
+            .map(|c| a.norm.orig_span(c.start, c.end))
+            .collect();
+        out.get_mut(sec).push(Sentence {
+            text,
+            spans,
+            flags: Vec::new(),
+        });
         i = j;
     }
     out
 }
 
-/// The full no-model draft: sections, suggestions, facts, and a grounding check over the result (which must find
-/// nothing; if it ever does, the flag makes the bug visible instead of silent).
-pub fn draft_floor(input: &str) -> Result<DraftOutput> {
-    let t0 = std::time::Instant::now();
-    let a = analyze(input)?;
-    let mut sections = floor_sections(&a);
+/// The last stages, shared by every way of drafting: re-check every sentence against the dictation (floor
+/// sentences too: the check is the invariant, not the way they were made) and suggest tests from the rule base.
+pub fn finish(
+    a: &Analysis,
+    mut sections: SoapSections,
+    engine: EngineInfo,
+    flags: Vec<Flag>,
+    mut timings_ms: BTreeMap<String, u64>,
+) -> DraftOutput {
+    let t = std::time::Instant::now();
     let g = a.grounding();
     for s in Section::ALL {
         for sent in sections.get_mut(s) {
-            sent.flags = g.check(&sent.text);
+            let mut fl = g.check(&sent.text);
+            for f in std::mem::take(&mut sent.flags) {
+                if !fl.contains(&f) {
+                    fl.push(f);
+                }
+            }
+            sent.flags = fl;
         }
     }
     let facts = a.facts();
     let suggestions = RuleBase::embedded().suggest(&facts);
-    let mut timings_ms = BTreeMap::new();
-    timings_ms.insert("total".to_string(), t0.elapsed().as_millis() as u64);
-    Ok(DraftOutput {
+    timings_ms.insert("verify".to_string(), t.elapsed().as_millis() as u64);
+    DraftOutput {
         sections,
         suggestions,
-        flags: Vec::new(),
+        flags,
         facts,
-        engine: EngineInfo { kind: "rules".into(), ..Default::default() },
+        engine,
         timings_ms,
-    })
+    }
+}
+
+/// The full no-model draft: the floor, finished.
+pub fn draft_floor(input: &str) -> Result<DraftOutput> {
+    let a = analyze(input)?;
+    let sections = floor_sections(&a);
+    Ok(finish(
+        &a,
+        sections,
+        EngineInfo {
+            kind: "rules".into(),
+            ..Default::default()
+        },
+        Vec::new(),
+        BTreeMap::new(),
+    ))
 }

@@ -24,19 +24,47 @@ pub struct Cond {
 
 impl Cond {
     pub fn parse(s: &str) -> Result<Cond, String> {
-        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("「{s}」: KIND:NAME の形ではありません"))?;
-        if !["symptom", "exam", "lab", "vital", "diagnosis", "history", "drug", "test", "demographic"].contains(&kind) {
+        let (kind, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("「{s}」: KIND:NAME の形ではありません"))?;
+        if ![
+            "symptom",
+            "exam",
+            "lab",
+            "vital",
+            "diagnosis",
+            "history",
+            "drug",
+            "test",
+            "demographic",
+        ]
+        .contains(&kind)
+        {
             return Err(format!("「{s}」: 未知の種類 {kind}"));
         }
-        for (tok, op) in [(">=", Op::Ge), ("<=", Op::Le), (">", Op::Gt), ("<", Op::Lt), ("=", Op::Eq)] {
+        for (tok, op) in [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+            ("=", Op::Eq),
+        ] {
             if let Some((name, value)) = rest.split_once(tok) {
                 if op != Op::Eq && value.trim().parse::<f64>().is_err() {
                     return Err(format!("「{s}」: 比較値が数値ではありません"));
                 }
-                return Ok(Cond { kind: kind.into(), name: name.trim().into(), op: Some((op, value.trim().into())) });
+                return Ok(Cond {
+                    kind: kind.into(),
+                    name: name.trim().into(),
+                    op: Some((op, value.trim().into())),
+                });
             }
         }
-        Ok(Cond { kind: kind.into(), name: rest.trim().into(), op: None })
+        Ok(Cond {
+            kind: kind.into(),
+            name: rest.trim().into(),
+            op: None,
+        })
     }
 
     fn kinds(&self) -> &'static [FactKind] {
@@ -45,7 +73,7 @@ impl Cond {
             "exam" => &[FactKind::Exam],
             "lab" => &[FactKind::Lab],
             "vital" => &[FactKind::Vital],
-            "diagnosis" => &[FactKind::Diagnosis, FactKind::History],
+            "diagnosis" => &[FactKind::Diagnosis],
             "history" => &[FactKind::History],
             "drug" => &[FactKind::Drug],
             "test" => &[FactKind::Test, FactKind::Lab],
@@ -65,7 +93,9 @@ impl Cond {
                     _ => f.value.as_deref() == Some(v.as_str()),
                 },
                 Some((op, v)) => {
-                    let (Some(a), Ok(b)) = (f.number(), v.parse::<f64>()) else { return false };
+                    let (Some(a), Ok(b)) = (f.number(), v.parse::<f64>()) else {
+                        return false;
+                    };
                     match op {
                         Op::Ge => a >= b,
                         Op::Le => a <= b,
@@ -153,7 +183,11 @@ pub struct RuleBase {
 impl RuleBase {
     pub fn parse(src: &str) -> Result<RuleBase, String> {
         let raw: RawBase = toml::from_str(src).map_err(|e| e.to_string())?;
-        let conds = |v: &[String]| v.iter().map(|s| Cond::parse(s)).collect::<Result<Vec<_>, _>>();
+        let conds = |v: &[String]| {
+            v.iter()
+                .map(|s| Cond::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+        };
         let rules = raw
             .rule
             .into_iter()
@@ -172,7 +206,10 @@ impl RuleBase {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(RuleBase { version: raw.version, rules })
+        Ok(RuleBase {
+            version: raw.version,
+            rules,
+        })
     }
 
     /// The rule base compiled into the binary: what a signed note was checked against must be reproducible.
@@ -186,12 +223,20 @@ impl RuleBase {
 
     /// Ids of the rules that fire on `facts`, in rule-base order.
     pub fn fired(&self, facts: &[Fact]) -> Vec<&str> {
-        self.rules.iter().filter(|r| r.fire(facts).is_some()).map(|r| r.id.as_str()).collect()
+        self.rules
+            .iter()
+            .filter(|r| r.fire(facts).is_some())
+            .map(|r| r.id.as_str())
+            .collect()
     }
 
     /// One suggestion per test, from the first rule that proposes it; tests the dictation already names are skipped.
     pub fn suggest(&self, facts: &[Fact]) -> Vec<Suggestion> {
-        let named = |t: &str| facts.iter().any(|f| !f.negated && matches!(f.kind, FactKind::Test | FactKind::Lab) && f.name == t);
+        let named = |t: &str| {
+            facts.iter().any(|f| {
+                !f.negated && matches!(f.kind, FactKind::Test | FactKind::Lab) && f.name == t
+            })
+        };
         let mut out: Vec<Suggestion> = Vec::new();
         for r in &self.rules {
             let Some(spans) = r.fire(facts) else { continue };
@@ -219,8 +264,14 @@ mod tests {
     #[test]
     fn conditions_parse() {
         let c = Cond::parse("vital:体温>=38.0").unwrap();
-        assert_eq!((c.kind.as_str(), c.name.as_str(), c.op.clone()), ("vital", "体温", Some((Op::Ge, "38.0".into()))));
-        assert_eq!(Cond::parse("demographic:性別=女性").unwrap().op, Some((Op::Eq, "女性".into())));
+        assert_eq!(
+            (c.kind.as_str(), c.name.as_str(), c.op.clone()),
+            ("vital", "体温", Some((Op::Ge, "38.0".into())))
+        );
+        assert_eq!(
+            Cond::parse("demographic:性別=女性").unwrap().op,
+            Some((Op::Eq, "女性".into()))
+        );
         assert!(Cond::parse("blood:Hb<8").is_err());
         assert!(Cond::parse("lab:Hb<low").is_err());
         assert!(Cond::parse("nocolon").is_err());

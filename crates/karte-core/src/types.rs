@@ -30,7 +30,10 @@ impl Span {
     }
     /// The covered part of `text` (which must be the original input).
     pub fn slice<'a>(&self, text: &'a str) -> &'a str {
-        let mut it = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len()));
+        let mut it = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(text.len()));
         let b0 = it.nth(self.start).unwrap_or(text.len());
         let b1 = if self.end == self.start {
             b0
@@ -43,7 +46,10 @@ impl Span {
 
 impl From<[usize; 2]> for Span {
     fn from(a: [usize; 2]) -> Self {
-        Span { start: a[0], end: a[1] }
+        Span {
+            start: a[0],
+            end: a[1],
+        }
     }
 }
 impl From<Span> for [usize; 2] {
@@ -63,7 +69,12 @@ pub enum Section {
 }
 
 impl Section {
-    pub const ALL: [Section; 4] = [Section::Subjective, Section::Objective, Section::Assessment, Section::Plan];
+    pub const ALL: [Section; 4] = [
+        Section::Subjective,
+        Section::Objective,
+        Section::Assessment,
+        Section::Plan,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Section::Subjective => "subjective",
@@ -149,11 +160,22 @@ impl Fact {
             span,
         }
     }
-    /// The numeric value, when there is one (for BP, the systolic).
+    /// The numeric value, when there is one: for BP the systolic, for JCS II-10 the 10, for GCS E2V3M5 the total.
     pub fn number(&self) -> Option<f64> {
-        let v = self.value.as_deref()?;
-        let head = v.split('/').next()?;
-        head.trim().parse().ok()
+        let v = self.value.as_deref()?.trim();
+        if let Some(rest) = v.strip_prefix('E') {
+            // GCS components: E<n>V<n|T>M<n>; an intubated V (T) scores 1.
+            let digits: Vec<f64> = rest
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == 'T')
+                .map(|c| c.to_digit(10).map_or(1.0, f64::from))
+                .collect();
+            return (digits.len() == 3).then(|| digits.iter().sum());
+        }
+        if v.starts_with('I') {
+            return v.rsplit('-').next()?.parse().ok();
+        }
+        v.split('/').next()?.trim().parse().ok()
     }
 }
 
@@ -170,7 +192,11 @@ pub struct Flag {
 
 impl Flag {
     pub fn new(code: &str, message: impl Into<String>, detail: Option<String>) -> Self {
-        Flag { code: code.to_string(), message: message.into(), detail }
+        Flag {
+            code: code.to_string(),
+            message: message.into(),
+            detail,
+        }
     }
 }
 
@@ -209,7 +235,9 @@ impl SoapSections {
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = (Section, &Sentence)> {
-        Section::ALL.into_iter().flat_map(move |s| self.get(s).iter().map(move |x| (s, x)))
+        Section::ALL
+            .into_iter()
+            .flat_map(move |s| self.get(s).iter().map(move |x| (s, x)))
     }
 }
 

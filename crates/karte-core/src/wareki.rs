@@ -27,15 +27,18 @@ fn era_base(era: &str) -> Option<u32> {
 static KANJI_ERA: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(明治|大正|昭和|平成|令和)\s*(元|\d{1,2})\s*年(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?").unwrap()
 });
-static ABBR_ERA: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[^A-Za-z])([MTSHR])(\d{1,2})[./](\d{1,2})[./](\d{1,2})").unwrap());
+static ABBR_ERA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^A-Za-z])([MTSHR])(\d{1,2})[./](\d{1,2})[./](\d{1,2})").unwrap()
+});
 static SEIREKI: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"((?:19|20)\d{2})\s*(?:年\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?|[/-](\d{1,2})[/-](\d{1,2}))").unwrap()
+    Regex::new(r"((?:19|20)\d{2})\s*(?:年(?:\s*(\d{1,2})\s*月(?:\s*(\d{1,2})\s*日)?)?|[/-](\d{1,2})[/-](\d{1,2}))").unwrap()
 });
 
 fn iso(y: u32, m: Option<u32>, d: Option<u32>) -> Option<String> {
     match (m, d) {
-        (Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => Some(format!("{y:04}-{m:02}-{d:02}")),
+        (Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => {
+            Some(format!("{y:04}-{m:02}-{d:02}"))
+        }
         (Some(m), None) if (1..=12).contains(&m) => Some(format!("{y:04}-{m:02}")),
         (None, None) => Some(format!("{y:04}")),
         _ => None,
@@ -49,11 +52,20 @@ pub fn find_dates(text: &str) -> Vec<DateMatch> {
     let num = |m: Option<regex::Match>| m.and_then(|m| m.as_str().parse::<u32>().ok());
     for c in KANJI_ERA.captures_iter(text) {
         let base = era_base(&c[1]).unwrap();
-        let n = if &c[2] == "元" { 1 } else { c[2].parse().unwrap_or(0) };
+        let n = if &c[2] == "元" {
+            1
+        } else {
+            c[2].parse().unwrap_or(0)
+        };
         let y = base + n;
         if let Some(v) = iso(y, num(c.get(3)), num(c.get(4))) {
             let m = c.get(0).unwrap();
-            out.push(DateMatch { start: ci.char_at(m.start()), end: ci.char_at(m.end()), iso: v, year: y });
+            out.push(DateMatch {
+                start: ci.char_at(m.start()),
+                end: ci.char_at(m.end()),
+                iso: v,
+                year: y,
+            });
         }
     }
     for c in ABBR_ERA.captures_iter(text) {
@@ -62,17 +74,31 @@ pub fn find_dates(text: &str) -> Vec<DateMatch> {
         if let Some(v) = iso(y, num(c.get(3)), num(c.get(4))) {
             let g = c.get(1).unwrap();
             let e = c.get(0).unwrap().end();
-            out.push(DateMatch { start: ci.char_at(g.start()), end: ci.char_at(e), iso: v, year: y });
+            out.push(DateMatch {
+                start: ci.char_at(g.start()),
+                end: ci.char_at(e),
+                iso: v,
+                year: y,
+            });
         }
     }
     for c in SEIREKI.captures_iter(text) {
         let y: u32 = c[1].parse().unwrap();
-        let (m, d) = if c.get(4).is_some() { (num(c.get(4)), num(c.get(5))) } else { (num(c.get(2)), num(c.get(3))) };
+        let (m, d) = if c.get(4).is_some() {
+            (num(c.get(4)), num(c.get(5)))
+        } else {
+            (num(c.get(2)), num(c.get(3)))
+        };
         if let Some(v) = iso(y, m, d) {
             let g = c.get(0).unwrap();
             let (s, e) = (ci.char_at(g.start()), ci.char_at(g.end()));
             if !out.iter().any(|o| o.start < e && s < o.end) {
-                out.push(DateMatch { start: s, end: e, iso: v, year: y });
+                out.push(DateMatch {
+                    start: s,
+                    end: e,
+                    iso: v,
+                    year: y,
+                });
             }
         }
     }

