@@ -106,7 +106,7 @@ const ASSESS: [&str; 18] = [
 ];
 
 /// An assessment made now; 「〜と診断され」 (passive) reports a past diagnosis, which is history.
-fn has_assess_cue(text: &str) -> bool {
+pub fn has_assess_cue(text: &str) -> bool {
     ASSESS.iter().any(|c| {
         text.match_indices(c)
             .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))

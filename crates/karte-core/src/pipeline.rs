@@ -232,6 +232,26 @@ fn inherit_from_sentence(
             }
         });
     }
+    // 「既往に高血圧症、2型糖尿病があり」: 既往 opens a list that runs to the end of its sentence.
+    for i in 1..clauses.len() {
+        let opened = (0..i)
+            .rev()
+            .take_while(|&j| clauses[j].sentence == clauses[i].sentence)
+            .any(|j| clauses[j].text.contains("既往"));
+        if opened
+            && sections[i] == Section::Assessment
+            && !classify::has_assess_cue(&clauses[i].text)
+        {
+            for f in found
+                .iter_mut()
+                .filter(|f| f.clause == i && f.fact.kind == FactKind::Diagnosis)
+            {
+                f.fact.kind = FactKind::History;
+                f.fact.certainty = None;
+            }
+            sections[i] = Section::Subjective;
+        }
+    }
     for i in 0..clauses.len() {
         // A sentence of bare items only (「尿沈渣で白血球多数、細菌多数」) reads as one list: follow its first item.
         if context[i].is_none()
