@@ -62,10 +62,11 @@ pub fn step(msg: &str) {
     eprintln!("\n==> {msg}");
 }
 
-/// Run a command, echoing it; fail with its name if it fails.
+/// Run a command, echoing it; fail with its name if it fails. Its stdout goes to our stderr, so that xtask's own
+/// stdout carries only results (the bench tables).
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("    $ {}", display(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start {}", display(cmd)))?;
+    let status = cmd.stdout(std::process::Stdio::from(std::io::stderr())).status().with_context(|| format!("cannot start {}", display(cmd)))?;
     if !status.success() {
         bail!("command failed ({status}): {}", display(cmd));
     }

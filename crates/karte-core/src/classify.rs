@@ -84,33 +84,18 @@ const NOT_A_PLAN_AFTER: [&str; 10] = [
     "歴",
     "されている",
 ];
-const ASSESS: [&str; 18] = [
-    "疑い",
-    "疑う",
-    "疑わ",
-    "疑診",
-    "可能性",
-    "否定できない",
-    "否定できず",
-    "考え",
-    "診断",
-    "示唆",
-    "鑑別",
-    "判断",
-    "印象",
-    "と思われ",
-    "否定的",
-    "考えにくい",
-    "r/o",
-    "R/O",
-];
+/// Assessment cues beyond the suspicion cues that also mark a diagnosis as suspected (see `extract`).
+const ASSESS_ONLY: [&str; 5] = ["診断", "判断", "印象", "否定的", "考えにくい"];
 
 /// An assessment made now; 「〜と診断され」 (passive) reports a past diagnosis, which is history.
 pub fn has_assess_cue(text: &str) -> bool {
-    ASSESS.iter().any(|c| {
-        text.match_indices(c)
-            .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
-    })
+    crate::extract::SUSPECT_CUES
+        .iter()
+        .chain(ASSESS_ONLY.iter())
+        .any(|c| {
+            text.match_indices(c)
+                .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
+        })
 }
 const OBJECTIVE: [&str; 22] = [
     "所見",

@@ -196,7 +196,8 @@ const POS_CUES: [&str; 11] = [
     "陽性",
     "聴取",
 ];
-const SUSPECT_CUES: [&str; 15] = [
+pub(crate) const SUSPECT_CUES: [&str; 16] = [
+    "否定できず",
     "疑い",
     "疑う",
     "疑わ",
