@@ -164,13 +164,7 @@ pub fn build_app(release: bool) -> Result<PathBuf> {
         "building the desktop app ({profile}; a cold build compiles Tauri, WebKitGTK bindings and llama.cpp: 10-20 minutes on 2 cores)"
     ));
     let mut build = cargo();
-    build.args([
-        "build",
-        "-p",
-        "karte-desktop",
-        "--features",
-        "tauri/custom-protocol",
-    ]);
+    build.args(["build", "-p", "karte-desktop"]);
     if release {
         build.arg("--release");
     }

@@ -1,10 +1,15 @@
 //! The model's part of drafting, kept pure: what to ask (prompt + JSON schema) and how to take the answer back
 //! (citations → spans, grounding flags, nothing from the floor lost). The engine that runs the model is elsewhere.
 
-use crate::grounding::Grounding;
+use crate::clause::Clause;
+use crate::extract::extract;
+use crate::grounding::{numbers, Grounding};
+use crate::normalize::normalize;
+use crate::types::FactKind;
 use crate::types::{Flag, Section, Sentence, SoapSections, Span};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 pub const SYSTEM_PROMPT: &str = include_str!("../../../assets/prompts/draft_system.txt");
 
@@ -111,14 +116,37 @@ struct ModelDraft {
     plan: Vec<ModelSentence>,
 }
 
-/// Turn the model's JSON into sections. Each sentence gets the spans of the items it cites and the grounding flags
-/// of its text; an item the model never cited is kept in the physician's words, so the model can rephrase but
-/// never drop a fact.
+/// What a text claims: its numbers and the canonical names of the facts it names.
+fn claims(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let norm = normalize(text);
+    let clause = Clause {
+        start: 0,
+        end: norm.len(),
+        text: norm.text.clone(),
+        sentence: 0,
+    };
+    let terms = extract(&norm, std::slice::from_ref(&clause))
+        .into_iter()
+        .filter(|f| !matches!(f.fact.kind, FactKind::Plan | FactKind::Date))
+        .map(|f| f.fact.name)
+        .collect();
+    (numbers(text).into_iter().collect(), terms)
+}
+
+/// Turn the model's JSON into sections, trusting the model only with wording:
+/// - a sentence goes to the section of the items it cites (the floor's classification is the tested one);
+/// - a sentence whose numbers or named facts are not in the items it cites is flagged `misattributed`;
+/// - an item counts as rephrased only when a sound sentence citing it carries all its numbers and one of its facts;
+///   every other item is kept in the physician's words, so the model can rephrase but never drop or swap a fact;
+/// - a sentence repeated word for word is kept once.
 pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSections, String> {
     let d: ModelDraft =
         serde_json::from_str(model_json).map_err(|e| format!("JSON を解釈できません: {e}"))?;
-    let mut out = SoapSections::default();
-    let mut cited = vec![false; prompt.items.len()];
+    let items: Vec<_> = prompt.items.iter().map(|it| claims(&it.text)).collect();
+    let mut covered = vec![false; prompt.items.len()];
+    let mut seen = BTreeSet::new();
+    // (section, position: first cited item, or after all items when uncited; sentence)
+    let mut placed: Vec<(Section, usize, Sentence)> = Vec::new();
     for (sec, list) in [
         (Section::Subjective, d.subjective),
         (Section::Objective, d.objective),
@@ -127,38 +155,82 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
     ] {
         for ms in list {
             let text = ms.text.trim().to_string();
-            if text.is_empty() {
+            if text.is_empty() || !seen.insert(text.clone()) {
                 continue;
             }
-            let mut spans = Vec::new();
-            for id in ms.facts {
-                if id >= 1 && (id as usize) <= prompt.items.len() {
-                    let k = id as usize - 1;
-                    cited[k] = true;
-                    spans.extend(prompt.items[k].spans.iter().copied());
-                }
-            }
+            let mut cites: Vec<usize> = ms
+                .facts
+                .iter()
+                .filter(|&&id| id >= 1 && (id as usize) <= prompt.items.len())
+                .map(|&id| id as usize - 1)
+                .collect();
+            cites.sort();
+            cites.dedup();
+            let mut spans: Vec<Span> = cites
+                .iter()
+                .flat_map(|&k| prompt.items[k].spans.iter().copied())
+                .collect();
             spans.sort();
             spans.dedup();
             let mut flags = g.check(&text);
-            if spans.is_empty() {
+            let Some(&first) = cites.first() else {
                 flags.push(Flag::new(
                     "no_source",
                     "根拠となる口述箇所が示されていません。内容を確認してください。",
                     None,
                 ));
+                placed.push((sec, usize::MAX, Sentence { text, spans, flags }));
+                continue;
+            };
+            let (nums, terms) = claims(&text);
+            let cited_nums: BTreeSet<&String> = cites.iter().flat_map(|&k| &items[k].0).collect();
+            let cited_terms: BTreeSet<&String> = cites.iter().flat_map(|&k| &items[k].1).collect();
+            let stray: Vec<&String> = nums
+                .iter()
+                .filter(|n| !cited_nums.contains(n))
+                .chain(terms.iter().filter(|t| !cited_terms.contains(t)))
+                .collect();
+            if stray.is_empty() {
+                for &k in &cites {
+                    let (inums, iterms) = &items[k];
+                    if inums.is_subset(&nums) && (iterms.is_empty() || !iterms.is_disjoint(&terms))
+                    {
+                        covered[k] = true;
+                    }
+                }
+            } else {
+                let what = stray
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("、");
+                flags.push(Flag::new(
+                    "misattributed",
+                    format!("引用した口述箇所にない内容を含みます: {what}"),
+                    Some(what),
+                ));
             }
-            out.get_mut(sec).push(Sentence { text, spans, flags });
+            placed.push((
+                prompt.items[first].section,
+                first,
+                Sentence { text, spans, flags },
+            ));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
-        if !cited[k] {
-            out.get_mut(it.section).push(Sentence {
+        if !covered[k] {
+            let s = Sentence {
                 text: it.text.clone(),
                 spans: it.spans.clone(),
                 flags: g.check(&it.text),
-            });
+            };
+            placed.push((it.section, k, s));
         }
+    }
+    placed.sort_by_key(|(sec, pos, _)| (*sec, *pos));
+    let mut out = SoapSections::default();
+    for (sec, _, s) in placed {
+        out.get_mut(sec).push(s);
     }
     Ok(out)
 }
@@ -208,7 +280,8 @@ mod tests {
                 ],
             ),
             (
-                // A changed number, an invented drug, an uncited sentence, a bad citation; items 1 and 4 uncited.
+                // A changed number (its item is kept), an invented drug without a source, a bad citation, and
+                // items 1, 3, 4 not cited (kept in the physician's words).
                 r#"{"subjective":[],"objective":[{"text":"体温39.2℃。","facts":[2, 99]}],"assessment":[{"text":"バンコマイシンが必要。","facts":[]}],"plan":[]}"#,
                 vec![
                     (
@@ -221,14 +294,62 @@ mod tests {
                         Section::Objective,
                         "体温39.2℃。",
                         true,
-                        vec!["ungrounded_number"],
+                        vec!["ungrounded_number", "misattributed"],
                     ),
+                    (Section::Objective, "BT 38.6℃、SpO2 93%。", true, vec![]),
+                    (Section::Assessment, "市中肺炎を疑う。", true, vec![]),
                     (
                         Section::Assessment,
                         "バンコマイシンが必要。",
                         false,
                         vec!["ungrounded_drug", "no_source"],
                     ),
+                    (
+                        Section::Plan,
+                        "セフトリアキソン2gを開始する。",
+                        true,
+                        vec![],
+                    ),
+                ],
+            ),
+            (
+                // A weak model writes one sentence everywhere, citing other items: kept once, flagged, and every
+                // item it claimed to cover stays in the draft.
+                r#"{"subjective":[{"text":"セフトリアキソン2gを開始する。","facts":[1]}],"objective":[{"text":"セフトリアキソン2gを開始する。","facts":[2]}],"assessment":[{"text":"セフトリアキソン2gを開始する。","facts":[3]}],"plan":[{"text":"セフトリアキソン2gを開始する。","facts":[4]}]}"#,
+                vec![
+                    (
+                        Section::Subjective,
+                        "セフトリアキソン2gを開始する。",
+                        true,
+                        vec!["misattributed"],
+                    ),
+                    (
+                        Section::Subjective,
+                        "3日前から発熱と咳嗽あり。",
+                        true,
+                        vec![],
+                    ),
+                    (Section::Objective, "BT 38.6℃、SpO2 93%。", true, vec![]),
+                    (Section::Assessment, "市中肺炎を疑う。", true, vec![]),
+                    (
+                        Section::Plan,
+                        "セフトリアキソン2gを開始する。",
+                        true,
+                        vec![],
+                    ),
+                ],
+            ),
+            (
+                // The model puts a sound sentence in the wrong section: it goes where its source is.
+                r#"{"subjective":[{"text":"BT 38.6℃、SpO2 93%。","facts":[2]}],"objective":[],"assessment":[],"plan":[]}"#,
+                vec![
+                    (
+                        Section::Subjective,
+                        "3日前から発熱と咳嗽あり。",
+                        true,
+                        vec![],
+                    ),
+                    (Section::Objective, "BT 38.6℃、SpO2 93%。", true, vec![]),
                     (Section::Assessment, "市中肺炎を疑う。", true, vec![]),
                     (
                         Section::Plan,

@@ -1,0 +1,59 @@
+//! Tauri commands: glue between IPC and `karte-api`, nothing more.
+//!
+//! Commands that may wait run the API on the blocking pool: a draft takes tens of seconds with a model, and even the
+//! status call can wait for the engine while a draft or the preload holds it; on the main thread either would
+//! freeze the window.
+
+use karte_api::{DraftOptions, Drafter, EngineStatus, Progress};
+use karte_core::{Code, DraftOutput, Error};
+use std::sync::Arc;
+use tauri::{AppHandle, Emitter, State};
+
+/// The event the window listens to while drafting; its payload is a `karte_api::Progress`.
+pub const PROGRESS_EVENT: &str = "draft-progress";
+/// Sent when the engine's status changed outside a command (the start-up preload finished).
+pub const STATUS_EVENT: &str = "engine-status";
+
+fn join_error(e: impl std::fmt::Display) -> Error {
+    tracing::error!("drafting task failed: {e}");
+    Error::new(
+        Code::Internal,
+        "下書き処理が異常終了しました。もう一度お試しください。",
+    )
+}
+
+#[tauri::command]
+pub async fn draft(
+    app: AppHandle,
+    drafter: State<'_, Arc<Drafter>>,
+    text: String,
+    no_llm: bool,
+) -> Result<DraftOutput, Error> {
+    let drafter = Arc::clone(&drafter);
+    tauri::async_runtime::spawn_blocking(move || {
+        let opts = DraftOptions { no_llm };
+        let mut progress = |p: Progress| {
+            // A window that closed mid-draft is not a reason to fail the draft.
+            if let Err(e) = app.emit(PROGRESS_EVENT, &p) {
+                tracing::debug!("progress event not delivered: {e}");
+            }
+        };
+        drafter.draft(&text, &opts, &mut progress)
+    })
+    .await
+    .map_err(join_error)?
+}
+
+/// Stops the running draft; the `draft` call then returns `engine.cancelled`.
+#[tauri::command]
+pub fn cancel_draft(drafter: State<'_, Arc<Drafter>>) {
+    drafter.cancel();
+}
+
+#[tauri::command]
+pub async fn engine_status(drafter: State<'_, Arc<Drafter>>) -> Result<EngineStatus, Error> {
+    let drafter = Arc::clone(&drafter);
+    tauri::async_runtime::spawn_blocking(move || drafter.status())
+        .await
+        .map_err(join_error)
+}

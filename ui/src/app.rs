@@ -1,0 +1,160 @@
+//! The window's layout and the one piece of behaviour the UI owns: running a draft without freezing the window.
+
+use crate::components::{
+    DictationForm, DraftView, ErrorBox, Highlight, ProgressPanel, SourceView, StatusBar,
+};
+use crate::ipc;
+use crate::model::{DraftOutput, EngineStatus, ProgressState, UiError};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// The state a draft run touches. Signals are `Copy`, so handlers capture the whole struct.
+#[derive(Clone, Copy)]
+struct DraftState {
+    text: RwSignal<String>,
+    no_llm: RwSignal<bool>,
+    busy: RwSignal<bool>,
+    progress: RwSignal<ProgressState>,
+    result: RwSignal<Option<DraftOutput>>,
+    /// The dictation exactly as it was sent: the result's spans point into this text, not into whatever the
+    /// physician has typed since.
+    drafted_text: RwSignal<String>,
+    error: RwSignal<Option<UiError>>,
+    status: RwSignal<Option<EngineStatus>>,
+    highlight: Highlight,
+}
+
+impl DraftState {
+    fn new() -> Self {
+        DraftState {
+            text: RwSignal::new(String::new()),
+            no_llm: RwSignal::new(false),
+            busy: RwSignal::new(false),
+            progress: RwSignal::new(ProgressState::default()),
+            result: RwSignal::new(None),
+            drafted_text: RwSignal::new(String::new()),
+            error: RwSignal::new(None),
+            status: RwSignal::new(None),
+            highlight: Highlight::new(),
+        }
+    }
+
+    fn refresh_status(self) {
+        spawn_local(async move {
+            // A failing status call only leaves the status line at 確認中; drafting still works.
+            if let Ok(s) = ipc::engine_status().await {
+                self.status.set(Some(s));
+            }
+        });
+    }
+
+    fn start_draft(self) {
+        if self.busy.get_untracked() {
+            return;
+        }
+        let text = self.text.get_untracked();
+        let no_llm = self.no_llm.get_untracked();
+        self.busy.set(true);
+        self.error.set(None);
+        self.result.set(None);
+        self.highlight.clear();
+        self.progress.set(ProgressState::default());
+        spawn_local(async move {
+            match ipc::draft(&text, no_llm).await {
+                Ok(out) => {
+                    self.drafted_text.set(text);
+                    self.result.set(Some(out));
+                }
+                Err(e) => self.error.set(Some(e)),
+            }
+            self.busy.set(false);
+            self.refresh_status();
+        });
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let st = DraftState::new();
+
+    // Subscribing needs the Tauri runtime, which only exists in the wasm build inside the window.
+    #[cfg(target_arch = "wasm32")]
+    spawn_local(async move {
+        let progress = st.progress;
+        if let Err(e) = ipc::listen_progress(move |p| progress.update(|s| s.apply(p))).await {
+            st.error.set(Some(e));
+        }
+        if let Err(e) = ipc::listen_status(move |s| st.status.set(Some(s))).await {
+            st.error.set(Some(e));
+        }
+        st.refresh_status();
+    });
+
+    let last_engine =
+        Signal::derive(move || st.result.with(|r| r.as_ref().map(|d| d.engine.clone())));
+    let source_text = Signal::derive(move || {
+        if st.result.with(Option::is_some) {
+            st.drafted_text.get()
+        } else {
+            st.text.get()
+        }
+    });
+    let spans = Signal::derive(move || st.highlight.spans());
+
+    // The evidence may be far down a long dictation: bring the first mark into view. The columns scroll
+    // separately, so this never moves the sentence under the pointer (which would re-trigger the hover).
+    #[cfg(target_arch = "wasm32")]
+    Effect::new(move |_| {
+        if spans.with(Vec::is_empty) {
+            return;
+        }
+        // After this frame, so the marks for the new spans are in the DOM.
+        request_animation_frame(|| {
+            if let Ok(Some(mark)) = document().query_selector("#source-view mark") {
+                let opts = web_sys::ScrollIntoViewOptions::new();
+                opts.set_block(web_sys::ScrollLogicalPosition::Nearest);
+                mark.scroll_into_view_with_scroll_into_view_options(&opts);
+            }
+        });
+    });
+
+    view! {
+        <header class="app-header">
+            <h1>"Karte — SOAP下書き支援"</h1>
+            <StatusBar status=st.status last=last_engine/>
+        </header>
+        <main class="columns">
+            <div class="column left">
+                <DictationForm
+                    text=st.text
+                    no_llm=st.no_llm
+                    busy=st.busy
+                    on_submit=Callback::new(move |_| st.start_draft())
+                />
+                <ErrorBox error=st.error/>
+                <ProgressPanel
+                    busy=st.busy
+                    progress=st.progress
+                    on_cancel=Callback::new(move |_| {
+                        spawn_local(async move {
+                            // The draft call itself reports the outcome (engine.cancelled, or its result if it had
+                            // already finished), so a failed cancel needs no message of its own.
+                            let _ = ipc::cancel_draft().await;
+                        })
+                    })
+                />
+                <h2 class="source-heading">"口述（根拠の表示）"</h2>
+                <SourceView text=source_text spans=spans/>
+            </div>
+            <div class="column right">
+                {move || match st.result.get() {
+                    Some(d) => view! { <DraftView draft=d highlight=st.highlight/> }.into_any(),
+                    None => view! {
+                        <p class="placeholder">"口述を入力して「下書き作成」を押すと、SOAP形式の下書きと検査提案がここに表示されます。"</p>
+                    }
+                    .into_any(),
+                }}
+            </div>
+        </main>
+    }
+}

