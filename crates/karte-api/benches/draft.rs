@@ -9,7 +9,12 @@ use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let model = arg("--model");
     let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/samples");
@@ -17,7 +22,10 @@ fn main() {
         .expect("assets/samples")
         .map(|e| {
             let p = e.unwrap().path();
-            (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap())
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
         })
         .collect();
     samples.sort();
@@ -32,7 +40,9 @@ fn main() {
             let mut last = None;
             for _ in 0..reps {
                 let t = Instant::now();
-                let out = drafter.draft(text, &DraftOptions { no_llm }, &mut |_| {}).expect("draft");
+                let out = drafter
+                    .draft(text, &DraftOptions { no_llm }, &mut |_| {})
+                    .expect("draft");
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 last = Some(out);
             }
