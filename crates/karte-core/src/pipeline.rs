@@ -232,6 +232,20 @@ fn inherit_from_sentence(
             }
         });
     }
+    // 「来院時、意識清明、BT 38.6℃」: a time qualifier that opens a sentence belongs to what follows it.
+    let time_qualifier = |t: &str| {
+        t.chars().count() <= 8
+            && ["時", "後", "時点", "現在", "本日", "今朝"]
+                .iter()
+                .any(|e| t.trim_end().ends_with(e))
+    };
+    for i in (0..clauses.len().saturating_sub(1)).rev() {
+        let opens = i == 0 || clauses[i - 1].sentence != clauses[i].sentence;
+        let next_same = clauses[i + 1].sentence == clauses[i].sentence;
+        if empty[i] && opens && next_same && time_qualifier(&clauses[i].text) {
+            sections[i] = sections[i + 1];
+        }
+    }
     // 「既往に高血圧症、2型糖尿病があり」: 既往 opens a list that runs to the end of its sentence.
     for i in 1..clauses.len() {
         let opened = (0..i)
