@@ -3,45 +3,15 @@
 //! Plain `cargo` + `wasm-bindgen` instead of trunk or tauri-cli: trunk needs a newer rustc than the pinned one and
 //! tauri-cli takes a quarter of an hour to install on two cores, while these two steps are all the app needs.
 
+use crate::{cargo, project_root as workspace_root, run, step, target_dir, WASM_BINDGEN_VERSION};
 use anyhow::{bail, Context, Result};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
-const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// Files copied next to the generated `ui.js` / `ui_bg.wasm`.
 const UI_STATIC_FILES: [&str; 3] = ["index.html", "main.js", "style.css"];
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
-}
-
-/// Same rule as `.cargo/config.toml`: `$CARGO_TARGET_DIR` wins, else the shared cache outside the clone.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                workspace_root().join(d)
-            }
-        }
-        None => PathBuf::from("/var/cache/karte/target"),
-    }
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
-    c.current_dir(workspace_root());
-    c
-}
 
 fn profile_dir(release: bool) -> &'static str {
     if release {
@@ -51,31 +21,12 @@ fn profile_dir(release: bool) -> &'static str {
     }
 }
 
-fn step(msg: &str) {
-    println!("==> {msg}");
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("{what}: could not start {:?}", cmd.get_program()))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
-}
-
 /// A tool from PATH or `~/.cargo/bin`, where `cargo install` puts it even when that folder is not on PATH.
 fn find_tool(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    if let Some(home) = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-    {
-        dirs.push(home.join("bin"));
-    }
+    dirs.push(crate::cargo_home().join("bin"));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
@@ -133,7 +84,7 @@ pub fn build_ui(release: bool) -> Result<()> {
     if release {
         build.arg("--release");
     }
-    run(&mut build, "cargo build -p ui")?;
+    run(&mut build)?;
 
     let wasm = target_dir().join(WASM_TARGET).join(profile).join("ui.wasm");
     let dist = root.join("ui/dist");
@@ -142,13 +93,10 @@ pub fn build_ui(release: bool) -> Result<()> {
         dist.display()
     ));
     std::fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
-    run(
-        Command::new(&wasm_bindgen)
-            .args(["--target", "web", "--no-typescript", "--out-dir"])
-            .arg(&dist)
-            .arg(&wasm),
-        "wasm-bindgen",
-    )?;
+    run(Command::new(&wasm_bindgen)
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(&dist)
+        .arg(&wasm))?;
     for f in UI_STATIC_FILES {
         std::fs::copy(root.join("ui").join(f), dist.join(f))
             .with_context(|| format!("copying ui/{f} to ui/dist"))?;
@@ -168,7 +116,7 @@ pub fn build_app(release: bool) -> Result<PathBuf> {
     if release {
         build.arg("--release");
     }
-    run(&mut build, "cargo build -p karte-desktop")?;
+    run(&mut build)?;
     let bin = target_dir()
         .join(profile)
         .join(format!("karte-desktop{}", std::env::consts::EXE_SUFFIX));
@@ -196,7 +144,7 @@ pub fn run_app(release: bool) -> Result<()> {
         app.env("DISPLAY", &x.display);
     }
     step("starting Karte (close the window or press Ctrl+C to stop)");
-    let result = run(&mut app, "karte-desktop");
+    let result = run(&mut app);
     drop(xvfb);
     result
 }
@@ -297,7 +245,7 @@ pub fn e2e() -> Result<()> {
     .env("KARTE_DESKTOP_BIN", &bin)
     .env("TAURI_DRIVER", &tauri_driver)
     .env("DISPLAY", &display);
-    let result = run(&mut test, "desktop end-to-end tests");
+    let result = run(&mut test);
     drop(xvfb);
     result
 }

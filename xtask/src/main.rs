@@ -38,7 +38,8 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-noto-cjk",
     "dbus-x11",
 ];
-const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
+pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
 pub const TEST_MODEL: &str = "smollm2-135m";
 
@@ -114,7 +115,9 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(project_root());
+    c
 }
 
 pub fn cargo_home() -> PathBuf {
