@@ -158,7 +158,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn llama_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
+/// Run a benchmark binary with llama-bench's flags (engine_bench takes the same ones) and return its stdout.
+fn bench_stdout(bin: &Path, model: &Path, reps: u32, extra: &[&str]) -> Result<Vec<u8>> {
     let out = Command::new(bin)
         .arg("-m")
         .arg(model)
@@ -171,17 +172,22 @@ fn llama_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
             "128",
             "-r",
             &reps.to_string(),
-            "-o",
-            "json",
         ])
+        .args(extra)
         .output()?;
     if !out.status.success() {
         bail!(
-            "llama-bench failed: {}",
+            "{} failed: {}",
+            bin.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama-bench JSON")?;
+    Ok(out.stdout)
+}
+
+fn llama_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
+    let stdout = bench_stdout(bin, model, reps, &["-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&stdout).context("llama-bench JSON")?;
     let rows = v.as_array().context("llama-bench JSON array")?;
     let ts = |pp: bool| {
         rows.iter()
@@ -193,27 +199,8 @@ fn llama_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
 }
 
 fn engine_bench_once(bin: &Path, model: &Path, reps: u32) -> Result<(f64, f64)> {
-    let out = Command::new(bin)
-        .arg("--model")
-        .arg(model)
-        .args([
-            "--threads",
-            &THREADS.to_string(),
-            "-p",
-            "512",
-            "-n",
-            "128",
-            "-r",
-            &reps.to_string(),
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "engine_bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let line = String::from_utf8_lossy(&out.stdout);
+    let out = bench_stdout(bin, model, reps, &[])?;
+    let line = String::from_utf8_lossy(&out);
     let v: serde_json::Value =
         serde_json::from_str(line.lines().last().unwrap_or("")).context("engine_bench JSON")?;
     Ok((
