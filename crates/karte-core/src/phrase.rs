@@ -136,7 +136,8 @@ fn claims(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 /// Turn the model's JSON into sections, trusting the model only with wording:
 /// - a sentence goes to the section of the items it cites (the floor's classification is the tested one);
 /// - a sentence whose numbers or named facts are not in the items it cites is flagged `misattributed`;
-/// - an item counts as rephrased only when a sound sentence citing it carries all its numbers and one of its facts;
+/// - an item counts as rephrased only when a sound sentence of its own section citing it carries all its numbers
+///   and one of its facts;
 ///   every other item is kept in the physician's words, so the model can rephrase but never drop or swap a fact;
 /// - a sentence repeated word for word is kept once.
 pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSections, String> {
@@ -190,8 +191,14 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
                 .filter(|n| !cited_nums.contains(n))
                 .chain(terms.iter().filter(|t| !cited_terms.contains(t)))
                 .collect();
+            let section = prompt.items[first].section;
             if stray.is_empty() {
-                for &k in &cites {
+                // A sentence stands in for items of its own section only: one that also cites the vitals must not
+                // take them out of O.
+                for &k in cites
+                    .iter()
+                    .filter(|&&k| prompt.items[k].section == section)
+                {
                     let (inums, iterms) = &items[k];
                     if inums.is_subset(&nums) && (iterms.is_empty() || !iterms.is_disjoint(&terms))
                     {
@@ -210,11 +217,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
                     Some(what),
                 ));
             }
-            placed.push((
-                prompt.items[first].section,
-                first,
-                Sentence { text, spans, flags },
-            ));
+            placed.push((section, first, Sentence { text, spans, flags }));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
@@ -326,6 +329,26 @@ mod tests {
                     (
                         Section::Subjective,
                         "3日前から発熱と咳嗽あり。",
+                        true,
+                        vec![],
+                    ),
+                    (Section::Objective, "BT 38.6℃、SpO2 93%。", true, vec![]),
+                    (Section::Assessment, "市中肺炎を疑う。", true, vec![]),
+                    (
+                        Section::Plan,
+                        "セフトリアキソン2gを開始する。",
+                        true,
+                        vec![],
+                    ),
+                ],
+            ),
+            (
+                // One sentence that joins S and O items goes to S; the O item stays in O in the physician's words.
+                r#"{"subjective":[{"text":"3日前から発熱と咳嗽あり、BT 38.6℃、SpO2 93%。","facts":[1,2]}],"objective":[],"assessment":[{"text":"市中肺炎を疑う。","facts":[3]}],"plan":[{"text":"セフトリアキソン2gを開始する。","facts":[4]}]}"#,
+                vec![
+                    (
+                        Section::Subjective,
+                        "3日前から発熱と咳嗽あり、BT 38.6℃、SpO2 93%。",
                         true,
                         vec![],
                     ),
