@@ -226,10 +226,12 @@ fn build_llama_bench() -> Result<PathBuf> {
     sh(Command::new("cp").arg("-r").arg(&crate_tree).arg(&tree))?;
     let sdist_dir = cache.join("sdist");
     fs::create_dir_all(&sdist_dir)?;
-    let tarball = fs::read_dir(&sdist_dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"));
-    let tarball = match tarball {
+    let find_tarball = || -> Result<Option<PathBuf>> {
+        Ok(fs::read_dir(&sdist_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(".tar.gz")))
+    };
+    let tarball = match find_tarball()? {
         Some(t) => t,
         None => {
             sh(Command::new("python3")
@@ -245,10 +247,7 @@ fn build_llama_bench() -> Result<PathBuf> {
                 ])
                 .arg(&sdist_dir)
                 .arg(SDIST))?;
-            fs::read_dir(&sdist_dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-                .context("sdist tarball")?
+            find_tarball()?.context("sdist tarball")?
         }
     };
     sh(Command::new("tar")

@@ -159,40 +159,32 @@ fn inherit_from_sentence(
                 | FactKind::Date
         )
     };
+    // The kinds of fact in each clause, gathered once for the three tests below.
+    let mut kinds: Vec<Vec<FactKind>> = vec![Vec::new(); clauses.len()];
+    for f in found.iter() {
+        kinds[f.clause].push(f.fact.kind);
+    }
     // A bare list item follows its predicate whatever it is; a continuative clause only joins a plan
     // (「評価し、開始する」), since 「排便が停止し、腹部膨満あり」 mixes a complaint with a finding.
-    let bare: Vec<bool> = clauses
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let kinds: Vec<FactKind> = found
-                .iter()
-                .filter(|f| f.clause == i)
-                .map(|f| f.fact.kind)
-                .collect();
-            forced[i].is_none()
-                && !kinds.is_empty()
-                && kinds.into_iter().all(neutral)
-                && !classify::has_cue(&c.text)
+    let free = |i: usize| forced[i].is_none();
+    let bare: Vec<bool> = (0..clauses.len())
+        .map(|i| {
+            free(i)
+                && !kinds[i].is_empty()
+                && kinds[i].iter().all(|&k| neutral(k))
+                && !classify::has_cue(&clauses[i].text)
         })
         .collect();
-    let connective: Vec<bool> = clauses
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut kinds = found.iter().filter(|f| f.clause == i).map(|f| f.fact.kind);
-            forced[i].is_none() && kinds.all(neutral) && classify::is_connective(&c.text)
+    let connective: Vec<bool> = (0..clauses.len())
+        .map(|i| {
+            free(i)
+                && kinds[i].iter().all(|&k| neutral(k))
+                && classify::is_connective(&clauses[i].text)
         })
         .collect();
     // A clause with neither facts nor cues (「細菌多数」) continues the list before it and is no context for others.
-    let empty: Vec<bool> = clauses
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            forced[i].is_none()
-                && !found.iter().any(|f| f.clause == i)
-                && !classify::has_cue(&c.text)
-        })
+    let empty: Vec<bool> = (0..clauses.len())
+        .map(|i| free(i) && kinds[i].is_empty() && !classify::has_cue(&clauses[i].text))
         .collect();
     let dependent: Vec<bool> = (0..clauses.len())
         .map(|i| bare[i] || connective[i] || empty[i])
