@@ -1,0 +1,69 @@
+//! Leak check: personal data in a model's output that its input did not contain came from the model's training
+//! data (or was made up). Either way it must not reach a record: it is removed and flagged.
+
+use crate::pii::{scan, Finding};
+use karte_core::normalize::normalize;
+use std::collections::HashSet;
+
+/// Shown where leaked personal data was removed.
+pub const REMOVED: &str = "【削除】";
+
+/// What two spellings of one identifier share: width-folded letters and digits, no separators or spaces.
+pub fn key(text: &str) -> String {
+    normalize(text)
+        .text
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// Personal data in `output` that is not in `source`.
+pub fn leaks(source: &str, output: &str) -> Vec<Finding> {
+    let n = normalize(source).text;
+    let folded: String = n.chars().filter(|c| c.is_alphanumeric()).collect();
+    let known: HashSet<String> = scan(source).iter().map(|f| key(&f.text)).collect();
+    scan(output)
+        .into_iter()
+        .filter(|f| {
+            let k = key(&f.text);
+            !known.contains(&k) && !folded.contains(&k)
+        })
+        .collect()
+}
+
+/// `text` with each finding replaced by [`REMOVED`]. Findings must be from `scan(text)` (sorted, disjoint).
+pub fn remove(text: &str, findings: &[Finding]) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for f in findings {
+        if f.start < pos || f.end > chars.len() {
+            continue;
+        }
+        out.extend(&chars[pos..f.start]);
+        out.push_str(REMOVED);
+        pos = f.end;
+    }
+    out.extend(&chars[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_identifiers_are_leaks_and_known_ones_are_not() {
+        let src = "患者名：山田太郎様、電話 ０９０－１２３４－５６７８。";
+        assert!(leaks(src, "山田太郎様に電話（090-1234-5678）で説明。").is_empty());
+        let l = leaks(src, "山田太郎様、マイナンバー 1234 5678 9018 を確認。");
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!(
+            remove(
+                "番号 1234 5678 9018 を確認",
+                &scan("番号 1234 5678 9018 を確認")
+            ),
+            "番号 【削除】 を確認"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! karte-guard: the checks that make a draft safe to show and safe to send, for Japanese clinical text, on a
+//! workstation CPU in microseconds per sentence.
+//!
+//! - [`pii`]: personal data (氏名, マイナンバー, 保険者番号, 電話, 住所, 生年月日…) with character offsets;
+//! - [`pseudo`]: reversible placeholders (【氏名1】) before text leaves the workstation;
+//! - [`leak`]: personal data in model output that was not in its input;
+//! - [`policy`]: allow / flag / block for harmful output, with [`dose`] limits feeding the overdose category;
+//! - [`injection`]: instruction-like text inside a dictation, which is data and never an instruction;
+//! - [`stream`]: the same checks on the token stream, so nothing blocked ever reaches the screen.
+
+pub mod checkdigit;
+pub mod dose;
+pub mod injection;
+pub mod leak;
+pub mod pii;
+pub mod policy;
+pub mod pseudo;
+pub mod stream;
+
+pub use pii::{scan, Finding, PiiKind};
+pub use policy::{Level, Policy, Verdict};
+pub use pseudo::{pseudonymise, restore, Mapping};

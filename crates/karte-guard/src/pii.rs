@@ -1,0 +1,1255 @@
+//! Personal data (個人情報) in Japanese clinical text, found by format, check digit and context.
+//!
+//! Structured identifiers are matched by format after width folding (全角 digits, every dash), then kept or dropped
+//! by the words around them: a 12-digit run is a マイナンバー when a label says so or its check digit holds, a date
+//! is a birth date only after 生年月日 or before 生. Names have no format, so they come from context: a label
+//! (氏名：, 担当医), an honorific (様, さん, 氏, 殿, くん, ちゃん), or a family name from the lexicon followed by the
+//! header of a record (78歳, （男）). Clinical numbers (vitals, labs, doses, scores, dates of events) never match,
+//! because every identifier pattern needs a format or a context that clinical numbers do not have.
+
+use crate::checkdigit::{insurer_number_valid, my_number_valid};
+use karte_core::normalize::{normalize, CharIndex, Normalized};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PiiKind {
+    PersonName,
+    MyNumber,
+    InsurerNumber,
+    InsuredId,
+    Phone,
+    PostalCode,
+    Address,
+    BirthDate,
+    PatientId,
+    Email,
+}
+
+impl PiiKind {
+    pub const ALL: [PiiKind; 10] = [
+        PiiKind::PersonName,
+        PiiKind::MyNumber,
+        PiiKind::InsurerNumber,
+        PiiKind::InsuredId,
+        PiiKind::Phone,
+        PiiKind::PostalCode,
+        PiiKind::Address,
+        PiiKind::BirthDate,
+        PiiKind::PatientId,
+        PiiKind::Email,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PiiKind::PersonName => "person_name",
+            PiiKind::MyNumber => "my_number",
+            PiiKind::InsurerNumber => "insurer_number",
+            PiiKind::InsuredId => "insured_id",
+            PiiKind::Phone => "phone",
+            PiiKind::PostalCode => "postal_code",
+            PiiKind::Address => "address",
+            PiiKind::BirthDate => "birth_date",
+            PiiKind::PatientId => "patient_id",
+            PiiKind::Email => "email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PiiKind> {
+        PiiKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The word inside a placeholder (【氏名1】): Japanese, so a model reading pseudonymised text keeps the grammar.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            PiiKind::PersonName => "氏名",
+            PiiKind::MyNumber => "個人番号",
+            PiiKind::InsurerNumber => "保険者番号",
+            PiiKind::InsuredId => "被保険者番号",
+            PiiKind::Phone => "電話",
+            PiiKind::PostalCode => "郵便番号",
+            PiiKind::Address => "住所",
+            PiiKind::BirthDate => "生年月日",
+            PiiKind::PatientId => "患者ID",
+            PiiKind::Email => "メール",
+        }
+    }
+
+    /// Structured identifiers have a format and (mostly) a check digit; names and addresses do not.
+    pub fn is_structured(self) -> bool {
+        !matches!(self, PiiKind::PersonName | PiiKind::Address)
+    }
+}
+
+/// One piece of personal data: character offsets into the scanned text and the text itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: PiiKind,
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// A candidate in normalised character offsets. Higher `rank` wins an overlap: a labelled identifier beats a bare
+/// format match, and every format beats a name (a name is the weakest evidence).
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    kind: PiiKind,
+    start: usize,
+    end: usize,
+    rank: u8,
+}
+
+/// Find all personal data in `text`. Offsets are characters of `text` itself.
+pub fn scan(text: &str) -> Vec<Finding> {
+    let norm = normalize(text);
+    let cands = candidates(&norm);
+    let mut out: Vec<Finding> = cands
+        .into_iter()
+        .map(|c| {
+            let sp = norm.orig_span(c.start, c.end);
+            Finding {
+                kind: c.kind,
+                start: sp.start,
+                end: sp.end,
+                text: sp.slice(text).to_string(),
+            }
+        })
+        .filter(|f| f.start < f.end)
+        .collect();
+    out.sort_by_key(|f| (f.start, f.end));
+    out
+}
+
+fn candidates(n: &Normalized) -> Vec<Cand> {
+    let t = &n.text;
+    let chars = n.chars();
+    let ci = CharIndex::new(t);
+    let mut v: Vec<Cand> = Vec::new();
+    let span = |m: regex::Match| (ci.char_at(m.start()), ci.char_at(m.end()));
+    let push = |v: &mut Vec<Cand>, kind, (start, end): (usize, usize), rank| {
+        if start < end {
+            v.push(Cand {
+                kind,
+                start,
+                end,
+                rank,
+            })
+        }
+    };
+
+    for m in EMAIL.find_iter(t) {
+        push(&mut v, PiiKind::Email, span(m), 90);
+    }
+    for c in PATIENT_ID.captures_iter(t) {
+        let label = c.get(1).unwrap();
+        let (ls, _) = span(label);
+        if label.as_str().starts_with("ID") && ls > 0 && chars[ls - 1].is_ascii_alphabetic() {
+            continue; // COVID-19, HCV-ID...
+        }
+        push(&mut v, PiiKind::PatientId, span(c.get(2).unwrap()), 80);
+    }
+    for c in INSURER.captures_iter(t) {
+        let (ls, _) = span(c.get(0).unwrap());
+        if ls > 0 && chars[ls - 1] == '被' {
+            continue;
+        }
+        push(&mut v, PiiKind::InsurerNumber, span(c.get(1).unwrap()), 80);
+    }
+    // A bare 8-digit number near 保険 is an insurer number when its check digit holds.
+    for m in DIGITS8.find_iter(t) {
+        let (s, e) = span(m);
+        if digit_bounded(chars, s, e)
+            && window_before(chars, s, 16).contains("保険")
+            && insurer_number_valid(m.as_str())
+        {
+            push(&mut v, PiiKind::InsurerNumber, (s, e), 60);
+        }
+    }
+    insured_ids(t, &ci, chars, &mut v);
+    for m in DIGITS12.find_iter(t) {
+        let (s, e) = span(m);
+        if !digit_bounded(chars, s, e) {
+            continue;
+        }
+        let digits: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
+        let labelled = window_before(chars, s, 24).contains("マイナンバー")
+            || window_before(chars, s, 24).contains("個人番号")
+            || window_before(chars, s, 24).contains("マイナ");
+        if labelled {
+            push(&mut v, PiiKind::MyNumber, (s, e), 80);
+        } else if my_number_valid(&digits) {
+            push(&mut v, PiiKind::MyNumber, (s, e), 40);
+        }
+    }
+    for m in PHONE.find_iter(t) {
+        let (s, e) = span(m);
+        if !digit_bounded(chars, s, e) || (s > 0 && chars[s - 1] == '+') {
+            continue;
+        }
+        if phone_digits_ok(m.as_str()) {
+            push(&mut v, PiiKind::Phone, (s, e), 60);
+        }
+    }
+    for c in POSTAL.captures_iter(t) {
+        let g = c.get(1).unwrap();
+        let (s, e) = span(g);
+        if digit_bounded(chars, s, e) {
+            push(&mut v, PiiKind::PostalCode, (s, e), 70);
+        }
+    }
+    for m in DATE.find_iter(t) {
+        let (s, e) = span(m);
+        if !digit_bounded(chars, s, e) {
+            continue;
+        }
+        if is_birth_context(chars, s, e) {
+            push(&mut v, PiiKind::BirthDate, (s, e), 70);
+        }
+    }
+    let addrs = addresses(t, &ci, chars);
+    for &(s, e) in &addrs {
+        push(&mut v, PiiKind::Address, (s, e), 50);
+    }
+    // A bare NNN-NNNN right before an address is its postal code.
+    for m in BARE_POSTAL.find_iter(t) {
+        let (s, e) = span(m);
+        if digit_bounded(chars, s, e) && addrs.iter().any(|&(a, _)| a >= e && a <= e + 2) {
+            push(&mut v, PiiKind::PostalCode, (s, e), 65);
+        }
+    }
+    names(t, &ci, chars, &mut v);
+    resolve(v)
+}
+
+/// Keep the strongest candidate of each overlapping group: by rank, then by length.
+fn resolve(mut v: Vec<Cand>) -> Vec<Cand> {
+    v.sort_by(|a, b| {
+        b.rank
+            .cmp(&a.rank)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Cand> = Vec::new();
+    for c in v {
+        if kept.iter().all(|k| c.end <= k.start || k.end <= c.start) {
+            kept.push(c);
+        }
+    }
+    kept.sort_by_key(|c| c.start);
+    kept
+}
+
+fn digit_bounded(chars: &[char], s: usize, e: usize) -> bool {
+    let before = s.checked_sub(1).map(|i| chars[i]);
+    let after = chars.get(e).copied();
+    !before.is_some_and(|c| c.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit())
+}
+
+fn window_before(chars: &[char], s: usize, n: usize) -> String {
+    chars[s.saturating_sub(n)..s].iter().collect()
+}
+
+fn window_after(chars: &[char], e: usize, n: usize) -> String {
+    chars[e..(e + n).min(chars.len())].iter().collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Structured identifiers
+
+const DASH: &str = "[-ー―]";
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").unwrap()
+});
+
+static PATIENT_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(患者ID|患者番号|患者No\.?|患者コード|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|病歴番号|病歴No\.?|ID番号|登録番号|MRN|IDNo\.?|ID)\s*(?:[:#.]|は|:|\)|】|\])?\s*(?:No\.?\s*)?([A-Za-z]{0,4}-?\d[0-9A-Za-z\-]{2,})",
+    )
+    .unwrap()
+});
+
+static INSURER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?:保険者番号|保険者No\.?|保険者|国保番号)[^0-9。\n]{0,6}?(\d{8}|\d{6})(?:[^0-9]|$)",
+    )
+    .unwrap()
+});
+
+static DIGITS8: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d{8}").unwrap());
+
+static DIGITS12: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"\d{{4}}(?:{DASH}|\s)?\d{{4}}(?:{DASH}|\s)?\d{{4}}"
+    ))
+    .unwrap()
+});
+
+static PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"\+81[\s-]?(?:\(0\))?[\s-]?\d{{1,4}}[\s-]?\d{{1,4}}[\s-]?\d{{3,4}}|\(0\d{{1,4}}\)\s?\d{{1,4}}(?:{DASH}|\s)?\d{{3,4}}|0\d{{1,4}}\(\d{{1,4}}\)\d{{3,4}}|0\d{{1,4}}(?:{DASH}|\s)\d{{1,4}}(?:{DASH}|\s)\d{{3,4}}|0\d{{9,10}}"
+    ))
+    .unwrap()
+});
+
+/// Japanese numbers are 10 digits (fixed, 0120) or 11 (070/080/090 mobiles, 050 IP, 0800 free dial, 020).
+fn phone_digits_ok(s: &str) -> bool {
+    let d: String = s.chars().filter(char::is_ascii_digit).collect();
+    let national = if let Some(rest) = s.strip_prefix("+81") {
+        let rd: String = rest.chars().filter(char::is_ascii_digit).collect();
+        if rd.starts_with('0') {
+            rd
+        } else {
+            format!("0{rd}")
+        }
+    } else {
+        d
+    };
+    if !national.starts_with('0') || national.starts_with("00") {
+        return false;
+    }
+    match national.len() {
+        10 => true,
+        11 => ["070", "080", "090", "050", "0800", "020", "060"]
+            .iter()
+            .any(|p| national.starts_with(p)),
+        _ => false,
+    }
+}
+
+static POSTAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"(?:〒|郵便番号|郵便|ZIP|Zip)[^0-9\n]{{0,4}}?(\d{{3}}(?:{DASH})?\d{{4}})"
+    ))
+    .unwrap()
+});
+
+static BARE_POSTAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"\d{{3}}{DASH}\d{{4}}")).unwrap());
+
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?:明治|大正|昭和|平成|令和|[MTSHR])\s*(?:元|\d{1,2})\s*(?:年|[./-])\s*(?:\d{1,2}\s*(?:月|[./-])\s*(?:\d{1,2}\s*日?)?)?|(?:18|19|20)\d{2}\s*(?:年|[./-])\s*\d{1,2}\s*(?:月|[./-])\s*\d{1,2}\s*日?|(?:18|19|20)\d{2}\s*年(?:\s*\d{1,2}\s*月)?",
+    )
+    .unwrap()
+});
+
+const BIRTH_LABELS: &[&str] = &[
+    "生年月日",
+    "誕生日",
+    "DOB",
+    "D.O.B",
+    "生年",
+    "出生日",
+    "生まれ年",
+];
+
+fn is_birth_context(chars: &[char], s: usize, e: usize) -> bool {
+    // An abbreviated era letter must not be the end of a word (e.g. "PHS1.2.3").
+    if chars[s].is_ascii_alphabetic() && s > 0 && chars[s - 1].is_ascii_alphabetic() {
+        return false;
+    }
+    let before = window_before(chars, s, 12);
+    let before = before.rsplit(['。', '\n']).next().unwrap_or("");
+    if BIRTH_LABELS.iter().any(|l| before.contains(l)) {
+        return true;
+    }
+    let mut i = e;
+    while i < chars.len() && matches!(chars[i], ' ' | ')' | '(' | '）') {
+        i += 1;
+    }
+    let after = window_after(chars, i, 3);
+    if after.starts_with("生まれ") || after.starts_with("うまれ") || after.starts_with("出生")
+    {
+        return true;
+    }
+    if let Some(rest) = after.strip_prefix('生') {
+        // 生検, 生化学, 生食 are clinical: 生 followed by kanji is never a birth.
+        return !rest
+            .chars()
+            .next()
+            .is_some_and(|c| is_han(c) || matches!(c, 'き' | 'じ' | 'え' | 'か'));
+    }
+    false
+}
+
+fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
+    let span = |m: regex::Match| (ci.char_at(m.start()), ci.char_at(m.end()));
+    // Only in a sentence that is about an insurance card: 番号 alone is far too common.
+    for sent in sentences(chars) {
+        let s_text: String = chars[sent.0..sent.1].iter().collect();
+        if !(s_text.contains("被保険者") || s_text.contains("保険証") || s_text.contains("記号"))
+        {
+            continue;
+        }
+        let base = t.char_indices().nth(sent.0).map_or(t.len(), |(b, _)| b);
+        let end = t.char_indices().nth(sent.1).map_or(t.len(), |(b, _)| b);
+        let sub = &t[base..end];
+        let off = |m: regex::Match| {
+            let (s, e) = span_in(m, base, ci);
+            (s, e)
+        };
+        let _ = span;
+        for c in INSURED_PAIR.captures_iter(sub) {
+            for g in [c.get(1), c.get(2)].into_iter().flatten() {
+                let (s, e) = off(g);
+                v.push(Cand {
+                    kind: PiiKind::InsuredId,
+                    start: s,
+                    end: e,
+                    rank: 75,
+                });
+            }
+        }
+        for c in INSURED_FIELD.captures_iter(sub) {
+            let label = c.get(1).unwrap();
+            let (ls, _) = off(label);
+            let prev2: String = chars[ls.saturating_sub(3)..ls].iter().collect();
+            if label.as_str().ends_with("番号")
+                && !label.as_str().starts_with("被保険者")
+                && !label.as_str().starts_with("記号")
+                && [
+                    "保険者",
+                    "個人",
+                    "患者",
+                    "電話",
+                    "郵便",
+                    "カルテ",
+                    "診察券",
+                    "病歴",
+                    "登録",
+                    "部屋",
+                    "病室",
+                ]
+                .iter()
+                .any(|p| prev2.ends_with(p))
+            {
+                continue;
+            }
+            let (s, e) = off(c.get(2).unwrap());
+            v.push(Cand {
+                kind: PiiKind::InsuredId,
+                start: s,
+                end: e,
+                rank: 72,
+            });
+        }
+    }
+}
+
+fn span_in(m: regex::Match, base: usize, ci: &CharIndex) -> (usize, usize) {
+    (ci.char_at(base + m.start()), ci.char_at(base + m.end()))
+}
+
+static INSURED_PAIR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"記号\s*[・･/]?\s*番号[^0-9A-Za-z\n]{0,4}?([0-9A-Za-z][0-9A-Za-z\-]*)\s*[・･/,、\s]\s*([0-9A-Za-z][0-9A-Za-z\-]*)")
+        .unwrap()
+});
+
+static INSURED_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(被保険者番号|被保険者証番号|記号|番号|枝番|枝番号)(?:\s*(?:[:：]|は|が))?[^0-9A-Za-z。\n・]{0,3}?([0-9A-Za-z][0-9A-Za-z\-]*)")
+        .unwrap()
+});
+
+/// Sentence ranges (normalised chars), split after 。 and newlines.
+fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut s = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        if matches!(c, '。' | '\n') {
+            out.push((s, i + 1));
+            s = i + 1;
+        }
+    }
+    if s < chars.len() {
+        out.push((s, chars.len()));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Addresses
+
+const PREFECTURES: &[&str] = &[
+    "北海道",
+    "青森県",
+    "岩手県",
+    "宮城県",
+    "秋田県",
+    "山形県",
+    "福島県",
+    "茨城県",
+    "栃木県",
+    "群馬県",
+    "埼玉県",
+    "千葉県",
+    "東京都",
+    "神奈川県",
+    "新潟県",
+    "富山県",
+    "石川県",
+    "福井県",
+    "山梨県",
+    "長野県",
+    "岐阜県",
+    "静岡県",
+    "愛知県",
+    "三重県",
+    "滋賀県",
+    "京都府",
+    "大阪府",
+    "兵庫県",
+    "奈良県",
+    "和歌山県",
+    "鳥取県",
+    "島根県",
+    "岡山県",
+    "広島県",
+    "山口県",
+    "徳島県",
+    "香川県",
+    "愛媛県",
+    "高知県",
+    "福岡県",
+    "佐賀県",
+    "長崎県",
+    "熊本県",
+    "大分県",
+    "宮崎県",
+    "鹿児島県",
+    "沖縄県",
+];
+
+/// The block part of an address: 1丁目2番3号, 2-4-9, 123番地, 三丁目.
+static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"[0-9一二三四五六七八九十〇]+丁目(?:\s*\d+\s*(?:番地?|{DASH}))?(?:\s*\d+\s*号?)?|\d+番地(?:の\d+)?(?:{DASH}\d+)?|\d+番\d+号|\d+{DASH}\d+(?:{DASH}\d+)?|\d+番"
+    ))
+    .unwrap()
+});
+
+/// A building and room after the block: 梅田ハイツ305号室, 3階, A棟201.
+static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\s?[\p{Han}\p{Katakana}ーA-Za-z・]{0,16}\s?[A-Za-z]?(?:棟\s?)?\d{1,4}(?:号室|号|階)|\s?[\p{Han}\p{Katakana}ーA-Za-z・]{1,16}\s?\d{1,4}(?:号室)?)")
+        .unwrap()
+});
+
+static PREF_CITY: LazyLock<Regex> = LazyLock::new(|| {
+    let prefs = PREFECTURES.join("|");
+    Regex::new(&format!(
+        r"(?:{prefs})[\p{{Han}}\p{{Katakana}}ぁ-んヶケ]{{1,8}}?[市区町村郡](?:[\p{{Han}}\p{{Katakana}}ヶケ]{{1,6}}?[区町村])?"
+    ))
+    .unwrap()
+});
+
+const ADDRESS_LABELS: &[&str] = &[
+    "現住所",
+    "住所",
+    "自宅",
+    "居住地",
+    "所在地",
+    "連絡先",
+    "実家",
+    "転居先",
+];
+
+fn is_han(c: char) -> bool {
+    ('\u{4E00}'..='\u{9FFF}').contains(&c)
+        || ('\u{3400}'..='\u{4DBF}').contains(&c)
+        || ('\u{F900}'..='\u{FAFF}').contains(&c)
+        || matches!(c, '々' | '〆' | 'ヶ' | 'ケ')
+}
+fn is_katakana(c: char) -> bool {
+    ('\u{30A1}'..='\u{30FA}').contains(&c) || c == 'ー' || c == '・'
+}
+fn is_hiragana(c: char) -> bool {
+    ('\u{3041}'..='\u{3096}').contains(&c)
+}
+
+fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for m in BLOCK.find_iter(t) {
+        let (bs, be) = (ci.char_at(m.start()), ci.char_at(m.end()));
+        if !digit_bounded(chars, bs, be) {
+            continue;
+        }
+        // Walk left over the place names before the block.
+        let mut s = bs;
+        while s > 0 {
+            let c = chars[s - 1];
+            if is_han(c) || is_katakana(c) || c.is_ascii_digit() || c == '-' {
+                s -= 1;
+                continue;
+            }
+            if c == ' ' && s >= 2 && is_han(chars[s - 2]) && is_han(chars[s]) {
+                s -= 1;
+                continue;
+            }
+            if is_hiragana(c) {
+                // さいたま市, つくば市, ひたちなか市: a kana place name right before an administrative unit.
+                let mut k = s - 1;
+                while k > 0 && is_hiragana(chars[k - 1]) {
+                    k -= 1;
+                }
+                let run = s - k;
+                let next = chars[s];
+                if (run >= 3 && is_han(next))
+                    || (run >= 2 && matches!(next, '市' | '町' | '村' | '郡'))
+                {
+                    s = k;
+                    continue;
+                }
+                // 〇〇町字△△ / 〇〇の森: a single の inside a place name.
+                if run == 1 && c == 'の' && s >= 2 && is_han(chars[s - 2]) && is_han(next) {
+                    s -= 1;
+                    continue;
+                }
+            }
+            break;
+        }
+        let place: String = chars[s..bs].iter().collect();
+        // Start at a prefecture when there is one; drop a label stuck to the front (住所東京都…).
+        if let Some(p) = PREFECTURES.iter().filter_map(|p| place.find(p)).min() {
+            s += place[..p].chars().count();
+        } else {
+            for l in ADDRESS_LABELS {
+                if let Some(rest) = place.strip_prefix(l) {
+                    s += place.chars().count() - rest.chars().count();
+                    break;
+                }
+            }
+        }
+        let place: String = chars[s..bs].iter().collect();
+        let units = place
+            .chars()
+            .filter(|c| {
+                matches!(
+                    c,
+                    '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡' | '字'
+                )
+            })
+            .count();
+        if units == 0 || place.chars().count() < 2 {
+            continue;
+        }
+        // 市中, 区域 etc. are not units when the "place" is a clinical word: require the unit not to be first.
+        if matches!(place.chars().next(), Some('市' | '区' | '町' | '村' | '郡')) {
+            continue;
+        }
+        let mut e = be;
+        let rest: String = chars[e..(e + 24).min(chars.len())].iter().collect();
+        if let Some(b) = BUILDING.find(&rest) {
+            e += rest[..b.end()].chars().count();
+        }
+        while e > be && chars[e - 1] == ' ' {
+            e -= 1;
+        }
+        out.push((s, e));
+    }
+    // Prefecture + municipality without a block number, when a label or 在住 says it is where someone lives.
+    for m in PREF_CITY.find_iter(t) {
+        let (s, e) = (ci.char_at(m.start()), ci.char_at(m.end()));
+        if out.iter().any(|&(a, b)| s < b && a < e) {
+            continue;
+        }
+        let after = window_after(chars, e, 3);
+        let before = window_before(chars, s, 6);
+        if after.starts_with("在住")
+            || after.starts_with("に住")
+            || after.starts_with("に在住")
+            || ADDRESS_LABELS.iter().any(|l| before.contains(l))
+        {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Names
+
+static SURNAMES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../../assets/guard/surnames.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
+});
+static GIVEN: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../../assets/guard/given_names.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
+});
+
+/// Honorifics and titles after a name. Role titles (医師, 先生, 看護師) need a family name from the lexicon before
+/// them, since 研修医師 or 当直の先生 are not names.
+const HONORIFICS: &[&str] = &[
+    "さま",
+    "さん",
+    "ちゃん",
+    "くん",
+    "様",
+    "氏",
+    "殿",
+    "君",
+    "先生",
+    "医師",
+    "看護師",
+    "Dr",
+    "Ns",
+    "師長",
+];
+const TITLES: &[&str] = &["先生", "医師", "看護師", "Dr", "Ns", "師長", "君"];
+
+/// Words that stand before an honorific but are not names: kin, roles, and 同様 / 模様-type words.
+const NOT_NAMES: &[&str] = &[
+    "患者",
+    "奥",
+    "娘",
+    "息子",
+    "子",
+    "お子",
+    "親御",
+    "旦那",
+    "主人",
+    "母",
+    "父",
+    "兄",
+    "姉",
+    "弟",
+    "妹",
+    "祖母",
+    "祖父",
+    "婆",
+    "爺",
+    "赤",
+    "皆",
+    "看護師",
+    "医師",
+    "先生",
+    "担当",
+    "家族",
+    "本人",
+    "利用者",
+    "相手",
+    "隣",
+    "同室",
+    "業者",
+    "薬剤師",
+    "技師",
+    "主治医",
+    "師長",
+    "院長",
+    "部長",
+    "課長",
+    "社長",
+    "上司",
+    "友人",
+    "知人",
+    "客",
+    "彼",
+    "同",
+    "両",
+    "各",
+    "貴",
+    "御",
+    "嫁",
+    "婿",
+    "孫",
+    "叔父",
+    "叔母",
+    "伯父",
+    "伯母",
+    "甥",
+    "姪",
+    "義母",
+    "義父",
+    "夫",
+    "妻",
+    "長男",
+    "長女",
+    "次男",
+    "次女",
+    "三男",
+    "三女",
+    "兄弟",
+    "姉妹",
+    "先輩",
+    "後輩",
+    "同僚",
+    "担当者",
+    "警察",
+    "大家",
+    "管理人",
+    "近所",
+    "運転手",
+    "救急隊",
+    "救急隊員",
+    "保健師",
+    "民生委員",
+    "介護士",
+    "介護者",
+    "保護者",
+    "相談員",
+    "通訳",
+    "ケアマネ",
+    "ケアマネージャー",
+    "ヘルパー",
+    "ナース",
+    "ドクター",
+    "ママ",
+    "パパ",
+    "ワーカー",
+    "ソーシャルワーカー",
+    "スタッフ",
+    "セラピスト",
+    "ドライバー",
+    "新人",
+    "研修医",
+    "当直医",
+    "主任",
+    "模",
+    "仕",
+    "多",
+    "異",
+    "有",
+    "王",
+    "神",
+    "外",
+    "一",
+    "今",
+    "左",
+    "右",
+    "当",
+    "前医",
+    "紹介医",
+    "担当医",
+    "先方",
+    "他",
+    "全員",
+    "患児",
+    "児",
+    "乳児",
+    "お兄",
+    "お姉",
+    "母親",
+    "父親",
+    "両親",
+    "ご家族",
+    "親族",
+    "親戚",
+    "奥方",
+    "旦那様",
+    "配偶者",
+    "上記",
+    "下記",
+    "同氏",
+    "本",
+    "皆様",
+    "利用",
+    "お客",
+    "看護",
+    "介護",
+    "病棟",
+    "薬局",
+    "受付",
+    "事務",
+    "医事",
+    "検査",
+    "放射線",
+    "栄養",
+    "リハ",
+    "PT",
+    "OT",
+    "ST",
+    "MSW",
+    "Ns",
+    "Dr",
+    "主",
+    "ご主人",
+    "奥様",
+];
+
+/// Role and kin words that may be glued to the front of a name (担当看護師佐藤さん): stripped before the look-up.
+const PREFIX_WORDS: &[&str] = &[
+    "担当看護師",
+    "担当医師",
+    "担当医",
+    "主治医",
+    "看護師",
+    "医師",
+    "患者",
+    "担当",
+    "本日",
+    "昨日",
+    "今朝",
+    "妻",
+    "夫",
+    "長男",
+    "長女",
+    "次男",
+    "次女",
+    "三男",
+    "三女",
+    "息子",
+    "娘",
+    "母",
+    "父",
+    "祖母",
+    "祖父",
+    "兄",
+    "姉",
+    "弟",
+    "妹",
+    "孫",
+    "家族",
+    "友人",
+    "同室者",
+    "隣人",
+    "紹介元",
+    "前医",
+    "当院",
+    "記録者",
+    "担当者",
+    "介護者",
+    "保護者",
+    "キーパーソン",
+    "師長",
+    "薬剤師",
+    "主任",
+    "研修医",
+    "当直医",
+    "紹介医",
+    "病棟",
+    "看護",
+    "同室",
+    "元夫",
+    "元妻",
+    "義母",
+    "義父",
+    "叔父",
+    "叔母",
+    "内縁の夫",
+    "内縁の妻",
+];
+
+/// Labels after which a name follows.
+static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?:患者氏名|患者名|氏名|お名前|名前|姓名|フリガナ|ふりがな|カナ氏名|担当医師|担当医|主治医|担当看護師|担当Ns|記載者|記録者|紹介医|紹介元医師|依頼医|執刀医|麻酔科医|キーパーソン|KP|Dr\.|Dr|Ns\.|Ns|署名|申込者|代諾者|同意者|説明者|立会人|連絡者|届出者|保護者|緊急連絡先)\s*(?:[:：]|は|\(|【|\[)?\s*",
+    )
+    .unwrap()
+});
+
+/// A record header after a bare full name: 78歳, （男）, （昭和…生）.
+static HEADER_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:[(、,]\s*)?(?:\d{1,3}\s*(?:歳|才)|[男女](?:性)?[)\s、,]|[MF][)\s]|(?:明治|大正|昭和|平成|令和)\s*(?:元|\d)|(?:19|20)\d{2}[年/.-])")
+        .unwrap()
+});
+
+fn is_name_char(c: char) -> bool {
+    is_han(c) || is_katakana(c)
+}
+
+fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
+    // 1. After a label.
+    for m in NAME_LABEL.find_iter(t) {
+        let (ls, e) = (ci.char_at(m.start()), ci.char_at(m.end()));
+        if ls > 0 && chars[ls - 1].is_ascii_alphabetic() && m.as_str().starts_with(['D', 'N', 'K'])
+        {
+            continue;
+        }
+        if let Some((s, end)) = name_after(chars, e) {
+            v.push(Cand {
+                kind: PiiKind::PersonName,
+                start: s,
+                end,
+                rank: 30,
+            });
+        }
+    }
+    // 2. Before an honorific.
+    for h in HONORIFICS {
+        for (b, _) in t.match_indices(h) {
+            let hs = ci.char_at(b);
+            let he = hs + h.chars().count();
+            if !honorific_ok(chars, h, hs, he) {
+                continue;
+            }
+            if let Some((s, e)) = name_before(chars, hs, TITLES.contains(h)) {
+                v.push(Cand {
+                    kind: PiiKind::PersonName,
+                    start: s,
+                    end: e,
+                    rank: 30,
+                });
+            }
+        }
+    }
+    // 3. A bare full name from the lexicons at the head of a record.
+    let mut i = 0;
+    while i < chars.len() {
+        if (i == 0 || !is_name_char(chars[i - 1])) && is_han(chars[i]) {
+            if let Some((s, e)) = bare_name(chars, i) {
+                v.push(Cand {
+                    kind: PiiKind::PersonName,
+                    start: s,
+                    end: e,
+                    rank: 25,
+                });
+                i = e;
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
+fn honorific_ok(chars: &[char], h: &str, hs: usize, he: usize) -> bool {
+    let next = chars.get(he).copied();
+    match h {
+        // 様子, 様々, 様式, 同様; 氏名; 殿堂; 君臨.
+        "様" => !next.is_some_and(|c| matches!(c, '子' | '々' | '式' | '態' | '相' | '変' | '体')),
+        "氏" => !next.is_some_and(|c| matches!(c, '名' | '族')),
+        "殿" => !next.is_some_and(is_han),
+        "君" => !next.is_some_and(is_han),
+        "さん" => {
+            !next.is_some_and(|c| matches!(c, 'そ' | 'か' | 'ぽ' | 'ま'))
+                && !prev_is(chars, hs, &['お', 'ち', 'か', 'た', 'ろ'])
+        }
+        "先生" | "医師" | "看護師" | "師長" => true,
+        "Dr" | "Ns" => {
+            !next.is_some_and(|c| c.is_ascii_alphabetic()) && !prev_is_ascii_alpha(chars, hs)
+        }
+        _ => true,
+    }
+}
+
+fn prev_is(chars: &[char], i: usize, set: &[char]) -> bool {
+    i > 0
+        && set.contains(&chars[i - 1])
+        && (i < 2 || !is_hiragana(chars[i - 2]) || chars[i - 1] == 'お')
+}
+fn prev_is_ascii_alpha(chars: &[char], i: usize) -> bool {
+    i > 0 && chars[i - 1].is_ascii_alphabetic()
+}
+
+/// The name right before an honorific starting at `h`.
+fn name_before(chars: &[char], h: usize, title: bool) -> Option<(usize, usize)> {
+    let mut e = h;
+    if e > 0 && chars[e - 1] == ' ' {
+        e -= 1;
+    }
+    let mut s = e;
+    let mut spaces = 0;
+    while s > 0 {
+        let c = chars[s - 1];
+        if is_name_char(c) {
+            s -= 1;
+        } else if c == ' ' && spaces == 0 && s >= 2 && is_name_char(chars[s - 2]) && e - s <= 4 {
+            spaces += 1;
+            s -= 1;
+        } else {
+            break;
+        }
+    }
+    if s == e {
+        // A given name in kana: ゆいちゃん, さくらさん.
+        if title {
+            return None;
+        }
+        let mut k = e;
+        while k > 0 && is_hiragana(chars[k - 1]) {
+            k -= 1;
+        }
+        let run: String = chars[k..e].iter().collect();
+        let n = e - k;
+        if !(2..=4).contains(&n)
+            || NOT_NAMES.contains(&run.as_str())
+            || KANA_NOT_NAMES.iter().any(|w| run.ends_with(w))
+        {
+            return None;
+        }
+        return Some((k, e));
+    }
+    let run: String = chars[s..e].iter().collect();
+    if NOT_NAMES.contains(&run.as_str()) {
+        return None;
+    }
+    let (skip, core) = strip_prefix_words(&run);
+    if skip > 0 && core.chars().count() < 2 {
+        return None;
+    }
+    let s = s + skip;
+    let core = core.trim_start();
+    let s = s + (run.chars().count() - skip - core.chars().count());
+    if core.is_empty() || NOT_NAMES.contains(&core) || core.chars().all(|c| c == 'ー' || c == '・')
+    {
+        return None;
+    }
+    // Start at a known family name inside the run when there is one (本日山田さん → 山田).
+    let cs: Vec<char> = core.chars().collect();
+    for p in 0..cs.len() {
+        for l in (2..=4).rev() {
+            if p + l <= cs.len() {
+                let cand: String = cs[p..p + l].iter().collect();
+                if SURNAMES.contains(cand.as_str()) && cs.len() - p - l <= 4 {
+                    return Some((s + p, e));
+                }
+            }
+        }
+    }
+    if title {
+        return None;
+    }
+    let n = cs.len();
+    if n <= 6 || cs.iter().all(|&c| is_katakana(c)) {
+        Some((s, e))
+    } else {
+        None
+    }
+}
+
+const KANA_NOT_NAMES: &[&str] = &[
+    "おばあ",
+    "おじい",
+    "おかあ",
+    "おとう",
+    "おにい",
+    "おねえ",
+    "おじょう",
+    "みな",
+    "おく",
+    "おこ",
+    "おば",
+    "おじ",
+    "あか",
+    "ばあ",
+    "じい",
+    "かあ",
+    "とう",
+    "にい",
+    "ねえ",
+    "むすめ",
+    "むすこ",
+    "だんな",
+    "おまわり",
+    "おいしゃ",
+    "かんごし",
+    "おきゃく",
+    "ごしゅじん",
+    "おくさん",
+    "よめ",
+    "まご",
+    "あに",
+    "あね",
+    "いもうと",
+    "おとうと",
+];
+
+fn strip_prefix_words(run: &str) -> (usize, &str) {
+    let mut rest = run;
+    let mut skipped = 0;
+    loop {
+        let mut hit = false;
+        for p in PREFIX_WORDS {
+            if let Some(r) = rest.strip_prefix(p) {
+                if !r.is_empty() {
+                    skipped += p.chars().count();
+                    rest = r;
+                    hit = true;
+                    break;
+                }
+            }
+        }
+        if !hit {
+            return (skipped, rest);
+        }
+    }
+}
+
+/// The name right after a label ending at `e`.
+fn name_after(chars: &[char], e: usize) -> Option<(usize, usize)> {
+    let mut s = e;
+    while s < chars.len() && chars[s] == ' ' {
+        s += 1;
+    }
+    let mut k = s;
+    while k < chars.len() && is_name_char(chars[k]) && k - s < 8 {
+        k += 1;
+    }
+    if k == s {
+        return None;
+    }
+    // A given name after one space: 山田 太郎 (at most 4 characters, then no more name characters).
+    if k < chars.len() && chars[k] == ' ' {
+        let mut j = k + 1;
+        while j < chars.len() && is_name_char(chars[j]) {
+            j += 1;
+        }
+        if j > k + 1 && j - k - 1 <= 4 {
+            k = j;
+        }
+    }
+    let mut run: String = chars[s..k].iter().collect();
+    // Drop an honorific or title glued to the end (山田太郎様 is covered by the honorific pass).
+    for h in HONORIFICS {
+        if let Some(r) = run.strip_suffix(h) {
+            if !r.is_empty() {
+                run = r.to_string();
+                break;
+            }
+        }
+    }
+    let run = run.trim_end();
+    let k = s + run.chars().count();
+    if NOT_NAMES.contains(&run) || run.chars().count() < 2 && !run.chars().all(is_han) {
+        return None;
+    }
+    if run.chars().all(|c| c == 'ー' || c == '・') {
+        return None;
+    }
+    Some((s, k))
+}
+
+fn bare_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    for l in (2..=4).rev() {
+        if i + l > chars.len() {
+            continue;
+        }
+        let fam: String = chars[i..i + l].iter().collect();
+        if !SURNAMES.contains(fam.as_str()) {
+            continue;
+        }
+        let mut j = i + l;
+        if j < chars.len() && chars[j] == ' ' {
+            j += 1;
+        }
+        let gs = j;
+        while j < chars.len() && (is_name_char(chars[j]) || is_hiragana(chars[j])) && j - gs < 4 {
+            j += 1;
+        }
+        // Try the longest given name that either is a known given name or is followed by a record header.
+        for ge in (gs + 1..=j).rev() {
+            let given: String = chars[gs..ge].iter().collect();
+            if given.chars().any(is_hiragana) && !GIVEN.contains(given.as_str()) {
+                continue;
+            }
+            let after: String = chars[ge..(ge + 12).min(chars.len())].iter().collect();
+            let bounded = chars
+                .get(ge)
+                .is_none_or(|&c| !is_name_char(c) && !is_hiragana(c));
+            if bounded
+                && (HEADER_AFTER.is_match(&after)
+                    || (GIVEN.contains(given.as_str()) && ge - gs >= 2))
+            {
+                return Some((i, ge));
+            }
+        }
+    }
+    None
+}
