@@ -8,7 +8,7 @@
 
 use karte_core::phrase;
 use karte_core::pipeline::{analyze, floor_sections};
-use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, SoapSections};
+use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections};
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -114,27 +114,48 @@ impl Drafter {
         let g = a.grounding();
         timings.insert("extract".to_string(), ms(t0));
 
+        // Instruction-like text in the dictation is data: it stays in the draft in the physician's words, flagged,
+        // and the model never sees it.
+        let injections = karte_guard::injection::detect(input);
         let mut flags = Vec::new();
-        let (sections, engine) = if opts.no_llm {
+        if !injections.is_empty() {
+            flags.push(karte_guard::draft::injection_flag(&injections));
+        }
+        let (for_model, withheld) = withhold(&floor, &injections);
+        let (mut sections, engine) = if opts.no_llm {
             (
-                floor,
+                for_model,
                 EngineInfo {
                     kind: "rules".into(),
                     ..Default::default()
                 },
             )
         } else {
-            self.phrase_with_model(&floor, &g, &mut timings, &mut flags, progress)?
+            self.phrase_with_model(input, &for_model, &g, &mut timings, &mut flags, progress)?
         };
+        for (sec, mut s) in withheld {
+            s.flags.push(Flag::new(
+                "injection",
+                "AI への指示のような文です。データとして扱い、モデルには渡していません。",
+                None,
+            ));
+            sections.get_mut(sec).push(s);
+        }
 
-        stage(progress, "verify", "根拠を確認し、検査提案を作成しています");
+        stage(progress, "verify", "根拠と安全性を確認し、検査提案を作成しています");
         let mut out = karte_core::pipeline::finish(&a, sections, engine, flags, timings);
+        let t = Instant::now();
+        let own: std::collections::HashSet<&str> =
+            floor.iter().map(|(_, s)| s.text.as_str()).collect();
+        karte_guard::draft::guard_draft(input, &mut out, &|text| own.contains(text));
+        out.timings_ms.insert("guard".to_string(), ms(t));
         out.timings_ms.insert("total".to_string(), ms(t0));
         Ok(out)
     }
 
     fn phrase_with_model(
         &self,
+        input: &str,
         floor: &SoapSections,
         g: &karte_core::grounding::Grounding,
         timings: &mut BTreeMap<String, u64>,
@@ -179,13 +200,17 @@ impl Drafter {
         }
         let t = Instant::now();
         let mut n = 0u32;
+        // What streams to the screen passes the output guard first: nothing blocked is ever shown.
+        let mut guard = karte_guard::stream::StreamGuard::new(input);
         let result = engine.generate(req, &cancel, &mut |piece| {
             n += 1;
-            progress(Progress::Token {
-                text: piece.to_string(),
-                tokens: n,
-            });
+            let text = guard.push(piece);
+            progress(Progress::Token { text, tokens: n });
         });
+        let tail = guard.finish();
+        if !tail.is_empty() {
+            progress(Progress::Token { text: tail, tokens: n });
+        }
         if let Ok(mut c) = self.current.lock() {
             *c = None;
         }
@@ -222,6 +247,27 @@ impl Drafter {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.
+fn withhold(
+    floor: &SoapSections,
+    found: &[karte_guard::injection::Injection],
+) -> (SoapSections, Vec<(Section, Sentence)>) {
+    let mut keep = SoapSections::default();
+    let mut held = Vec::new();
+    for (sec, s) in floor.iter() {
+        let hit = s
+            .spans
+            .iter()
+            .any(|sp| found.iter().any(|i| i.start < sp.end && sp.start < i.end));
+        if hit {
+            held.push((sec, s.clone()));
+        } else {
+            keep.get_mut(sec).push(s.clone());
+        }
+    }
+    (keep, held)
 }
 
 fn rate(tokens: u32, ms: f64) -> Option<f64> {

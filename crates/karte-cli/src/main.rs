@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod guard_cmds;
+
 #[derive(Parser)]
 #[command(
     name = "karte",
@@ -20,7 +22,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Text,
 }
@@ -39,10 +41,47 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Find personal data (氏名, マイナンバー, 電話, 住所…) with character offsets.
+    Scan {
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Replace personal data with placeholders (【氏名1】); `--restore MAPFILE` puts it back.
+    Redact {
+        file: Option<PathBuf>,
+        /// Write the placeholder → original table here (it holds personal data: keep it on this workstation).
+        #[arg(long, conflicts_with = "restore")]
+        map: Option<PathBuf>,
+        /// Restore a pseudonymised text with a table written by `--map`.
+        #[arg(long, value_name = "MAPFILE")]
+        restore: Option<PathBuf>,
+    },
+    /// Check text against the safety policy (harmful output, overdoses).
+    Guard {
+        #[command(subcommand)]
+        cmd: GuardCmd,
+    },
     /// Manage model files.
     Model {
         #[command(subcommand)]
         cmd: ModelCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuardCmd {
+    /// Verdict allow / flag / block with categories and reasons (exit 0 whatever the verdict).
+    Check {
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+    /// Precision/recall per kind of personal data and block/over-refusal rates on the labelled test set.
+    Eval {
+        /// Also list every mistake.
+        #[arg(long)]
+        misses: bool,
     },
 }
 
@@ -67,6 +106,14 @@ fn main() -> ExitCode {
         Cmd::Draft {
             format: Format::Json,
             ..
+        } | Cmd::Scan {
+            format: Format::Json,
+            ..
+        } | Cmd::Guard {
+            cmd: GuardCmd::Check {
+                format: Format::Json,
+                ..
+            }
         }
     );
     match run(cli) {
@@ -100,11 +147,17 @@ fn run(cli: Cli) -> Result<()> {
             writeln!(stdout, "{text}")
                 .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
         }
+        Cmd::Scan { file, format } => guard_cmds::scan(file, format),
+        Cmd::Redact { file, map, restore } => guard_cmds::redact(file, map, restore),
+        Cmd::Guard { cmd } => match cmd {
+            GuardCmd::Check { file, format } => guard_cmds::check(file, format),
+            GuardCmd::Eval { misses } => guard_cmds::eval(misses),
+        },
         Cmd::Model { cmd } => model(cmd),
     }
 }
 
-fn read_input(file: Option<PathBuf>) -> Result<String> {
+pub(crate) fn read_input(file: Option<PathBuf>) -> Result<String> {
     let mut bytes = Vec::new();
     match file {
         Some(p) if p.as_os_str() != "-" => {

@@ -18,6 +18,12 @@ pub enum Code {
     InputInvalidUtf8,
     #[serde(rename = "input.unreadable")]
     InputUnreadable,
+    #[serde(rename = "input.mapping_invalid")]
+    MappingInvalid,
+    #[serde(rename = "output.unwritable")]
+    OutputUnwritable,
+    #[serde(rename = "guard.target_missed")]
+    TargetMissed,
     #[serde(rename = "model.unknown")]
     ModelUnknown,
     #[serde(rename = "model.not_found")]
@@ -51,6 +57,9 @@ impl Code {
             Code::InputTooLarge => "input.too_large",
             Code::InputInvalidUtf8 => "input.invalid_utf8",
             Code::InputUnreadable => "input.unreadable",
+            Code::MappingInvalid => "input.mapping_invalid",
+            Code::OutputUnwritable => "output.unwritable",
+            Code::TargetMissed => "guard.target_missed",
             Code::ModelUnknown => "model.unknown",
             Code::ModelNotFound => "model.not_found",
             Code::ModelTruncated => "model.truncated",
@@ -72,7 +81,8 @@ impl Code {
             Code::InputEmpty
             | Code::InputTooLarge
             | Code::InputInvalidUtf8
-            | Code::InputUnreadable => 2,
+            | Code::InputUnreadable
+            | Code::MappingInvalid => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated

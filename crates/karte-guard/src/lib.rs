@@ -10,6 +10,8 @@
 
 pub mod checkdigit;
 pub mod dose;
+pub mod draft;
+pub mod eval;
 pub mod injection;
 pub mod leak;
 pub mod pii;

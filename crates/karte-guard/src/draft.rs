@@ -1,0 +1,109 @@
+//! The output guard over a finished draft: leak check, harmful-output policy and dose limits, sentence by sentence.
+//!
+//! A sentence the model wrote that the policy blocks is removed and the draft says so; a sentence in the
+//! physician's own words is never removed (it is their record), only flagged. Leaked personal data is cut out of
+//! the sentence, which stays.
+
+use crate::dose;
+use crate::injection::Injection;
+use crate::leak;
+use crate::pii::scan;
+use crate::policy::{Level, Policy, OVERDOSE};
+use karte_core::{DraftOutput, Flag, Section};
+
+/// Apply the output guard to `out`, drafted from `input`. `own_words(text)` says whether a sentence is the
+/// physician's own (a floor sentence) rather than model-written.
+pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) -> bool) {
+    let policy = Policy::embedded();
+    let mut blocked: Vec<String> = Vec::new();
+    for sec in Section::ALL {
+        let list = std::mem::take(out.sections.get_mut(sec));
+        let mut kept = Vec::with_capacity(list.len());
+        for mut s in list {
+            let own = own_words(&s.text);
+            if !own {
+                let leaked = leak::leaks(input, &s.text);
+                if !leaked.is_empty() {
+                    let kinds: Vec<&str> = leaked.iter().map(|f| f.kind.label_ja()).collect();
+                    let found: Vec<_> = scan(&s.text)
+                        .into_iter()
+                        .filter(|f| leaked.contains(f))
+                        .collect();
+                    s.text = leak::remove(&s.text, &found);
+                    push_unique(
+                        &mut s.flags,
+                        Flag::new(
+                            "pii_leak",
+                            format!(
+                                "口述にない個人情報（{}）をモデルが書いたため削除しました。",
+                                kinds.join("、")
+                            ),
+                            Some(kinds.join(",")),
+                        ),
+                    );
+                }
+            }
+            let v = policy.check_with_context(&s.text, input);
+            for issue in dose::check_with_context(&s.text, input) {
+                push_unique(&mut s.flags, issue.flag());
+            }
+            for (c, r) in v.categories.iter().zip(&v.reasons) {
+                if c == OVERDOSE {
+                    continue;
+                }
+                let level = v
+                    .hits
+                    .iter()
+                    .filter(|h| &h.category == c)
+                    .map(|h| h.level)
+                    .max()
+                    .unwrap_or(Level::Flag);
+                let code = if level == Level::Block {
+                    "policy_block"
+                } else {
+                    "policy_flag"
+                };
+                push_unique(&mut s.flags, Flag::new(code, r.clone(), Some(c.clone())));
+            }
+            if v.is_block() && !own {
+                blocked.extend(v.categories.iter().cloned());
+                continue;
+            }
+            kept.push(s);
+        }
+        *out.sections.get_mut(sec) = kept;
+    }
+    if !blocked.is_empty() {
+        blocked.sort();
+        blocked.dedup();
+        out.flags.push(Flag::new(
+            "blocked",
+            "安全のため、モデルが書いた文の一部を表示していません。口述の内容は変わっていません。",
+            Some(blocked.join(",")),
+        ));
+    }
+}
+
+/// The draft-level notice for instruction-like text in a dictation.
+pub fn injection_flag(found: &[Injection]) -> Flag {
+    Flag::new(
+        "injection",
+        format!(
+            "口述の中に AI への指示のような文がありました（{}か所）。データとして扱い、指示には従っていません。",
+            found.len()
+        ),
+        Some(
+            found
+                .iter()
+                .map(|i| i.rule)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    )
+}
+
+fn push_unique(flags: &mut Vec<Flag>, f: Flag) {
+    if !flags.contains(&f) {
+        flags.push(f);
+    }
+}
