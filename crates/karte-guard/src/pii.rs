@@ -222,11 +222,40 @@ fn candidates(n: &Normalized) -> Vec<Cand> {
         }
     }
     names(t, &ci, chars, &mut v);
+    // 岩本 節子（S13.9.9）: a date in brackets right after a name is the birth date.
+    for m in DATE.find_iter(t) {
+        let (s, e) = span(m);
+        if s >= 1
+            && chars[s - 1] == '('
+            && digit_bounded(chars, s, e)
+            && v.iter().any(|c| {
+                c.kind == PiiKind::PersonName
+                    && (c.end + 1 == s || (c.end + 2 == s && chars[c.end] == ' '))
+            })
+        {
+            push(&mut v, PiiKind::BirthDate, (s, e), 70);
+        }
+    }
     resolve(v)
 }
 
 /// Keep the strongest candidate of each overlapping group: by rank, then by length.
-fn resolve(mut v: Vec<Cand>) -> Vec<Cand> {
+fn resolve(v: Vec<Cand>) -> Vec<Cand> {
+    // Overlapping name candidates (さくら before さん, 西村 さくら as a spaced name) are one name: take the union.
+    let (mut names, mut v): (Vec<Cand>, Vec<Cand>) =
+        v.into_iter().partition(|c| c.kind == PiiKind::PersonName);
+    names.sort_by_key(|c| c.start);
+    let mut merged: Vec<Cand> = Vec::new();
+    for c in names {
+        match merged.last_mut() {
+            Some(m) if c.start < m.end => {
+                m.end = m.end.max(c.end);
+                m.rank = m.rank.max(c.rank);
+            }
+            _ => merged.push(c),
+        }
+    }
+    v.extend(merged);
     v.sort_by(|a, b| {
         b.rank
             .cmp(&a.rank)
@@ -268,7 +297,7 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 
 static PATIENT_ID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(患者ID|患者番号|患者No\.?|患者コード|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券No\.?|診察券|病歴番号|病歴No\.?|ID番号|登録番号|MRN|IDNo\.?|ID)\s*(?:[:#.]|は|:|\)|】|\])?\s*(?:No\.?\s*)?([A-Za-z]{0,4}-?\d[0-9A-Za-z\-]{2,})",
+        r"(患者ID|患者番号|患者No\.?|患者コード|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券の番号|診察券No\.?|診察券|病歴番号|病歴No\.?|外来番号|旧番号|当院ID|ID番号|登録番号|MRN|IDNo\.?|ID)[^0-9A-Za-z\n。、]{0,8}?(?:No\.?\s*)?([A-Za-z]{0,4}-?\d[0-9A-Za-z\-]{2,}(?:\s\d{3,})?)",
     )
     .unwrap()
 });
@@ -291,7 +320,7 @@ static DIGITS12: LazyLock<Regex> = LazyLock::new(|| {
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r"\+81[\s-]?(?:\(0\))?[\s-]?\d{{1,4}}[\s-]?\d{{1,4}}[\s-]?\d{{3,4}}|\(0\d{{1,4}}\)\s?\d{{1,4}}(?:{DASH}|\s)?\d{{3,4}}|0\d{{1,4}}\(\d{{1,4}}\)\d{{3,4}}|0\d{{1,4}}(?:{DASH}|\s)\d{{1,4}}(?:{DASH}|\s)\d{{3,4}}|0\d{{9,10}}"
+        r"\+81[\s-]?(?:\(0\))?[\s-]?\d{{1,4}}[\s-]?\d{{1,4}}[\s-]?\d{{3,4}}|\(0\d{{1,4}}\)\s?\d{{1,4}}(?:{DASH}|\s)?\d{{3,4}}|0\d{{1,4}}\(\d{{1,4}}\)\d{{3,4}}|0\d{{1,4}}(?:{DASH}|\s|\.)\d{{1,4}}(?:{DASH}|\s|\.)\d{{3,4}}|0\d{{9,10}}|\+(?:[1-79]\d{{0,2}}|8[02-9]\d?)(?:[\s-]?\d{{1,4}}){{2,5}}"
     ))
     .unwrap()
 });
@@ -299,6 +328,10 @@ static PHONE: LazyLock<Regex> = LazyLock::new(|| {
 /// Japanese numbers are 10 digits (fixed, 0120) or 11 (070/080/090 mobiles, 050 IP, 0800 free dial, 020).
 fn phone_digits_ok(s: &str) -> bool {
     let d: String = s.chars().filter(char::is_ascii_digit).collect();
+    if s.starts_with('+') && !s.starts_with("+81") {
+        // Abroad: E.164 allows 8 to 15 digits with the country code.
+        return (8..=15).contains(&d.len());
+    }
     let national = if let Some(rest) = s.strip_prefix("+81") {
         let rd: String = rest.chars().filter(char::is_ascii_digit).collect();
         if rd.starts_with('0') {
@@ -333,7 +366,7 @@ static BARE_POSTAL: LazyLock<Regex> =
 
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:明治|大正|昭和|平成|令和|[MTSHR])\s*(?:元|\d{1,2})\s*(?:年|[./-])\s*(?:\d{1,2}\s*(?:月|[./-])\s*(?:\d{1,2}\s*日?)?)?|(?:18|19|20)\d{2}\s*(?:年|[./-])\s*\d{1,2}\s*(?:月|[./-])\s*\d{1,2}\s*日?|(?:18|19|20)\d{2}\s*年(?:\s*\d{1,2}\s*月)?",
+        r"(?:19|20)\d{2}年\s*\((?:明治|大正|昭和|平成|令和)[^)]{1,4}\)\s*\d{1,2}月\s*\d{1,2}日|\d{1,2}\s+(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+(?:19|20)\d{2}|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d{2}|(?:明治|大正|昭和|平成|令和|[MTSHR]\.?)\s*(?:元|\d{1,2})\s*(?:年|[./-])\s*(?:\d{1,2}\s*(?:月|[./-])\s*(?:\d{1,2}\s*日?)?)?|(?:18|19|20)\d{2}\s*(?:年|[./-])\s*\d{1,2}\s*(?:月|[./-])\s*\d{1,2}\s*日?|(?:18|19|20)\d{2}\s*年(?:\s*\d{1,2}\s*月)?|(?:明治|大正|昭和|平成|令和)(?:元|[一二三四五六七八九十]{1,3})年(?:[一二三四五六七八九十]{1,3}月(?:[一二三四五六七八九十]{1,3}日)?)?",
     )
     .unwrap()
 });
@@ -344,8 +377,10 @@ const BIRTH_LABELS: &[&str] = &[
     "DOB",
     "D.O.B",
     "生年",
-    "出生日",
+    "出生",
     "生まれ年",
+    "Birth",
+    "birth",
 ];
 
 fn is_birth_context(chars: &[char], s: usize, e: usize) -> bool {
@@ -382,7 +417,9 @@ fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
     // Only in a sentence that is about an insurance card: 番号 alone is far too common.
     for sent in sentences(chars) {
         let s_text: String = chars[sent.0..sent.1].iter().collect();
-        if !(s_text.contains("被保険者") || s_text.contains("保険証") || s_text.contains("記号"))
+        if !["被保険者", "保険証", "記号", "国保", "保険者番号"]
+            .iter()
+            .any(|w| s_text.contains(w))
         {
             continue;
         }
@@ -406,7 +443,7 @@ fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
             }
         }
         for c in INSURED_FIELD.captures_iter(sub) {
-            let label = c.get(1).unwrap();
+            let label = c.get(1).or(c.get(3)).unwrap();
             let (ls, _) = off(label);
             let prev2: String = chars[ls.saturating_sub(3)..ls].iter().collect();
             if label.as_str().ends_with("番号")
@@ -424,13 +461,26 @@ fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
                     "登録",
                     "部屋",
                     "病室",
+                    "旧",
+                    "外来",
+                    "受付",
+                    "券の",
                 ]
                 .iter()
                 .any(|p| prev2.ends_with(p))
             {
                 continue;
             }
-            let (s, e) = off(c.get(2).unwrap());
+            let value = c.get(2).or(c.get(4)).unwrap();
+            // 記号番号は…, 長音記号で記載: the "value" is the next word, not an identifier.
+            if value.as_str().starts_with("番号")
+                || value
+                    .as_str()
+                    .starts_with(|c: char| "でがはをにのとへも".contains(c))
+            {
+                continue;
+            }
+            let (s, e) = off(value);
             v.push(Cand {
                 kind: PiiKind::InsuredId,
                 start: s,
@@ -446,12 +496,12 @@ fn span_in(m: regex::Match, base: usize, ci: &CharIndex) -> (usize, usize) {
 }
 
 static INSURED_PAIR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"記号\s*[・･/]?\s*番号[^0-9A-Za-z\n]{0,4}?([0-9A-Za-z][0-9A-Za-z\-]*)\s*[・･/,、\s]\s*([0-9A-Za-z][0-9A-Za-z\-]*)")
+    Regex::new(r"記号\s*[・･/]?\s*番号(?:欄)?[^0-9A-Za-z\p{Han}\p{Hiragana}\p{Katakana}\n]{0,4}?(?:は\s*)?([0-9A-Za-z\p{Han}\p{Hiragana}\p{Katakana}][0-9A-Za-z\p{Han}\p{Hiragana}\p{Katakana}]{0,7}?)\s*[・･/,、\sー\-]\s*([0-9][0-9A-Za-z\-]*)")
         .unwrap()
 });
 
 static INSURED_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(被保険者番号|被保険者証番号|記号|番号|枝番|枝番号)(?:\s*(?:[:：]|は|が))?[^0-9A-Za-z。\n・]{0,3}?([0-9A-Za-z][0-9A-Za-z\-]*)")
+    Regex::new(r"(被保険者番号|被保険者証番号|番号|枝番|枝番号)(?:\s*(?:[:：]|は|が))?[^0-9A-Za-z。\n・]{0,12}?([0-9A-Za-z][0-9A-Za-z\-]*(?:\s[0-9]{3,})?)|(記号)(?:\s*(?:[:：]|は|が))?[\s:]{0,3}([0-9A-Za-z\p{Han}\p{Hiragana}\p{Katakana}][0-9A-Za-z\p{Han}\p{Hiragana}\p{Katakana}ー\-]{0,9}(?:\s[0-9][0-9\-]*)?)")
         .unwrap()
 });
 
@@ -525,16 +575,25 @@ const PREFECTURES: &[&str] = &[
 ];
 
 /// The block part of an address: 1丁目2番3号, 2-4-9, 123番地, 三丁目.
+/// Block numbers are written in digits or in kanji (二丁目七番十号).
+const N: &str = "(?:[0-9]+|[一二三四五六七八九十〇百]+)";
+
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
+    // A bare number counts only right after 町/村/字 (殿町391, 字野田95).
+    let core = format!(
+        r"(?:{N}丁目(?:\s*{N}\s*(?:番地?|{DASH}))?(?:\s*{N}\s*号?)?(?:の\d+)?|{N}番地(?:の\d+)?(?:{DASH}\d+)?|{N}番{N}号|\d+(?:{DASH}\d+){{1,3}}|\d+番)"
+    );
+    #[allow(non_snake_case)]
+    let CORE = core;
     Regex::new(&format!(
-        r"[0-9一二三四五六七八九十〇]+丁目(?:\s*\d+\s*(?:番地?|{DASH}))?(?:\s*\d+\s*号?)?|\d+番地(?:の\d+)?(?:{DASH}\d+)?|\d+番\d+号|\d+{DASH}\d+(?:{DASH}\d+)?|\d+番"
+        r"{CORE}|[町村字][\p{{Han}}]{{0,4}}(?:{CORE}|\d{{1,5}}(?:番地)?)"
     ))
     .unwrap()
 });
 
 /// A building and room after the block: 梅田ハイツ305号室, 3階, A棟201.
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\s?[\p{Han}\p{Katakana}ーA-Za-z・]{0,16}\s?[A-Za-z]?(?:棟\s?)?\d{1,4}(?:号室|号|階)|\s?[\p{Han}\p{Katakana}ーA-Za-z・]{1,16}\s?\d{1,4}(?:号室)?)")
+    Regex::new(r"^(?:\s?[\p{Han}\p{Katakana}ーA-Za-z・]{0,16}\s?[A-Za-z]?(?:棟\s?)?\d{1,4}(?:号室|号|階)|-\d{1,4}|\s?[\p{Han}\p{Katakana}ーA-Za-z・][\p{Han}\p{Katakana}ーA-Za-z・0-9]{0,15}\s?\d{1,4}(?:号室|号|階|F|[A-Z])?)")
         .unwrap()
 });
 
@@ -589,6 +648,12 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
                 s -= 1;
                 continue;
             }
+            // 京都の通り名: 烏丸通今出川上る.
+            if c == 'る' && s >= 2 && matches!(chars[s - 2], '上' | '下' | '入') && is_han(chars[s])
+            {
+                s -= 1;
+                continue;
+            }
             if is_hiragana(c) {
                 // さいたま市, つくば市, ひたちなか市: a kana place name right before an administrative unit.
                 let mut k = s - 1;
@@ -621,6 +686,22 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
                     s += place.chars().count() - rest.chars().count();
                     break;
                 }
+            }
+        }
+        let place: String = chars[s..bs].iter().collect();
+        // 本人自宅 名古屋市…: words before a space are not part of the address when the rest has its own units.
+        if let Some(sp) = place.rfind(' ') {
+            let tail = &place[sp + 1..];
+            if tail.chars().any(|c| {
+                matches!(
+                    c,
+                    '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡'
+                )
+            }) && !place[..sp]
+                .chars()
+                .any(|c| matches!(c, '都' | '府' | '県' | '市' | '区' | '郡'))
+            {
+                s += place[..sp + 1].chars().count();
             }
         }
         let place: String = chars[s..bs].iter().collect();
@@ -676,6 +757,13 @@ static SURNAMES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("../../../assets/guard/surnames.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
+});
+static ONE_CHAR_SURNAMES: LazyLock<HashSet<char>> = LazyLock::new(|| {
+    include_str!("../../../assets/guard/surnames_one_char.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.chars().next())
         .collect()
 });
 static GIVEN: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
@@ -940,7 +1028,7 @@ const PREFIX_WORDS: &[&str] = &[
 /// Labels after which a name follows.
 static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:患者氏名|患者名|氏名|お名前|名前|姓名|フリガナ|ふりがな|カナ氏名|担当医師|担当医|主治医|担当看護師|担当Ns|記載者|記録者|紹介医|紹介元医師|依頼医|執刀医|麻酔科医|キーパーソン|KP|Dr\.|Dr|Ns\.|Ns|署名|申込者|代諾者|同意者|説明者|立会人|連絡者|届出者|保護者|緊急連絡先)\s*(?:[:：]|は|\(|【|\[)?\s*",
+        r"(?:(?:患者|傷病者|対象者|世帯主|組合員|被保険者|保証人|申請者|利用者|研修医|面会者|受診者|相談者|依頼者|漢字|カナ|Name|NAME|Patient|Pt|本名)\s*:|本名\s|患者氏名|患者名|氏名欄|氏名|お名前|名前|姓名|フリガナ|ふりがな|カナ氏名|担当医師|担当医|主治医|担当看護師|担当Ns|記載者|記録者|紹介医|紹介元医師|依頼医|執刀医|麻酔科医|キーパーソン|KP|Dr\.|Dr|Ns\.|Ns|署名|申込者|代諾者|同意者|説明者|立会人|連絡者|届出者|保護者|緊急連絡先)\s*(?:[:：]|は|\(|【|\[)?\s*",
     )
     .unwrap()
 });
@@ -956,11 +1044,18 @@ fn is_name_char(c: char) -> bool {
 }
 
 fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
+    let first = v.len();
     // 1. After a label.
     for m in NAME_LABEL.find_iter(t) {
         let (ls, e) = (ci.char_at(m.start()), ci.char_at(m.end()));
         if ls > 0 && chars[ls - 1].is_ascii_alphabetic() && m.as_str().starts_with(['D', 'N', 'K'])
         {
+            continue;
+        }
+        // A label glued to the next word (主治医了承, 氏名不詳) is a compound, not a label, unless a family name
+        // from the lexicon follows.
+        let separated = m.as_str().ends_with([':', ' ', '(', '【', '[', 'は', '.']);
+        if !separated && !starts_with_surname(chars, e) {
             continue;
         }
         if let Some((s, end)) = name_after(chars, e) {
@@ -972,7 +1067,7 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
             });
         }
     }
-    // 2. Before an honorific.
+    // 2. Before an honorific (and 3. bare names, below).
     for h in HONORIFICS {
         for (b, _) in t.match_indices(h) {
             let hs = ci.char_at(b);
@@ -990,16 +1085,21 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
             }
         }
     }
-    // 3. A bare full name from the lexicons at the head of a record.
+    // 3. A bare full name from the lexicons: 姓 名 with a space (the way records write names), 姓名 at the head of
+    //    a record, or a lone family name set off by spaces and punctuation (夜勤 森 → 日勤 菊地 へ申し送り).
     let mut i = 0;
     while i < chars.len() {
-        if (i == 0 || !is_name_char(chars[i - 1])) && is_han(chars[i]) {
-            if let Some((s, e)) = bare_name(chars, i) {
+        if (i == 0 || !is_name_letter(chars[i - 1])) && is_han(chars[i]) {
+            let found = spaced_name(chars, i)
+                .or_else(|| bare_name(chars, i))
+                .map(|se| (se, 25))
+                .or_else(|| lone_surname(chars, i).map(|se| (se, 24)));
+            if let Some(((s, e), rank)) = found {
                 v.push(Cand {
                     kind: PiiKind::PersonName,
                     start: s,
                     end: e,
-                    rank: 25,
+                    rank,
                 });
                 i = e;
                 continue;
@@ -1007,13 +1107,290 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
         }
         i += 1;
     }
+    for c in v.iter_mut().skip(first) {
+        if c.kind == PiiKind::PersonName {
+            if let Some((s, e)) = clean_name(chars, c.start, c.end) {
+                c.start = s;
+                c.end = e;
+            } else {
+                c.end = c.start;
+            }
+        }
+    }
+    v.retain(|c| c.start < c.end);
+    aliases(chars, v);
 }
+
+/// A reading or alias in brackets right after a name is the same person: 高木 紀子（たかぎ のりこ）, ヤン（楊 志明）,
+/// Maria Santos（マリア・サントス）. Kin and remarks in brackets (長男, 故人, 自称) are not names.
+fn aliases(chars: &[char], v: &mut Vec<Cand>) {
+    // Not after a lone family name: 川上（ベッドサイド） is a remark, not a reading.
+    let names: Vec<(usize, usize)> = v
+        .iter()
+        .filter(|c| c.kind == PiiKind::PersonName && c.rank >= 25)
+        .map(|c| (c.start, c.end))
+        .collect();
+    for (_, e) in names {
+        let mut k = e;
+        while k < chars.len() && chars[k] == ' ' {
+            k += 1;
+        }
+        if chars.get(k) != Some(&'(') {
+            continue;
+        }
+        let s = k + 1;
+        let mut z = s;
+        while z < chars.len()
+            && z - s <= 24
+            && (is_name_letter(chars[z])
+                || is_hiragana(chars[z])
+                || chars[z].is_ascii_alphabetic()
+                || matches!(chars[z], ' ' | '・' | '-'))
+        {
+            z += 1;
+        }
+        if chars.get(z) != Some(&')') && chars.get(z) != Some(&',') && chars.get(z) != Some(&'、')
+        {
+            continue;
+        }
+        let inner: String = chars[s..z].iter().collect();
+        let inner = inner.trim();
+        if inner.chars().count() < 2
+            || NOT_NAMES.contains(&inner)
+            || ALIAS_NOT_NAMES.iter().any(|w| inner.contains(w))
+        {
+            continue;
+        }
+        v.push(Cand {
+            kind: PiiKind::PersonName,
+            start: s,
+            end: s + inner.chars().count(),
+            rank: 28,
+        });
+    }
+}
+
+const ALIAS_NOT_NAMES: &[&str] = &[
+    "故人",
+    "自称",
+    "本人",
+    "長男",
+    "長女",
+    "次男",
+    "次女",
+    "三男",
+    "三女",
+    "夫",
+    "妻",
+    "父",
+    "母",
+    "兄",
+    "姉",
+    "弟",
+    "妹",
+    "祖",
+    "孫",
+    "叔",
+    "伯",
+    "甥",
+    "姪",
+    "義",
+    "嫁",
+    "婿",
+    "歳",
+    "才",
+    "男",
+    "女",
+    "代理",
+    "家族",
+    "親族",
+    "知人",
+    "友人",
+    "保護者",
+    "通称",
+    "旧姓",
+    "担当",
+    "主治医",
+    "医師",
+    "看護師",
+    "先生",
+    "在住",
+    "入力",
+    "登録",
+    "のみ",
+    "出身",
+    "国籍",
+];
+
+fn starts_with_surname(chars: &[char], i: usize) -> bool {
+    (2..=4).any(|l| {
+        i + l <= chars.len()
+            && SURNAMES.contains(chars[i..i + l].iter().collect::<String>().as_str())
+    })
+}
+
+/// Trim a role or kin word in front (長男 水谷 洋平 → 水谷 洋平) and a particle and what follows after a space
+/// (岡崎 が実施 → 岡崎); `None` when nothing name-like is left.
+fn clean_name(chars: &[char], mut s: usize, mut e: usize) -> Option<(usize, usize)> {
+    loop {
+        let text: String = chars[s..e].iter().collect();
+        let Some(sp) = text.find(' ') else { break };
+        let head = &text[..sp];
+        if NOT_NAMES.contains(&head) || PREFIX_WORDS.contains(&head) {
+            s += head.chars().count() + 1;
+        } else {
+            break;
+        }
+    }
+    let text: String = chars[s..e].iter().collect();
+    if let Some(sp) = text.find(' ') {
+        let tail = &text[sp + 1..];
+        if tail.starts_with(|c: char| "がはをにのとへでも".contains(c)) {
+            e = s + text[..sp].chars().count();
+        }
+    }
+    let text: String = chars[s..e].iter().collect();
+    (!text.trim().is_empty() && !NOT_NAMES.contains(&text.trim())).then_some((s, e))
+}
+
+fn is_name_letter(c: char) -> bool {
+    is_han(c) || (is_katakana(c) && c != '・')
+}
+
+/// 姓 名: a family name from the lexicon, one space, then a given name of kanji or kana ending at a boundary.
+fn spaced_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    for l in (1..=4).rev() {
+        if i + l >= chars.len() || chars[i + l] != ' ' {
+            continue;
+        }
+        let fam: String = chars[i..i + l].iter().collect();
+        let known = if l == 1 {
+            ONE_CHAR_SURNAMES.contains(&chars[i])
+        } else {
+            SURNAMES.contains(fam.as_str())
+        };
+        if !known {
+            continue;
+        }
+        let gs = i + l + 1;
+        let mut j = gs;
+        let bounded;
+        if chars.get(gs).is_some_and(|&c| is_han(c)) {
+            // 茂, 恵美子: kanji only; a particle may follow (福田 茂の入院先).
+            while j < chars.len() && is_han(chars[j]) && j - gs < 4 {
+                j += 1;
+            }
+            bounded = chars.get(j).is_none_or(|&c| !is_name_letter(c));
+        } else {
+            // さくら, スミ子, はると(くん): kana, perhaps ending in 子, perhaps glued to an honorific.
+            while j < chars.len()
+                && (is_katakana(chars[j]) || is_hiragana(chars[j]))
+                && chars[j] != '・'
+                && j - gs < 8
+            {
+                j += 1;
+            }
+            let run: String = chars[gs..j].iter().collect();
+            for h in ["ちゃん", "くん", "さん", "さま"] {
+                if let Some(r) = run.strip_suffix(h) {
+                    j = gs + r.chars().count();
+                    break;
+                }
+            }
+            if chars.get(j) == Some(&'子') {
+                j += 1;
+            }
+            bounded = chars.get(j).is_none_or(|&c| !is_name_letter(c)) && j - gs <= 5;
+        }
+        let given: String = chars[gs..j].iter().collect();
+        let n = j - gs;
+        if n == 0 || !bounded || NOT_NAMES.contains(&given.as_str()) {
+            continue;
+        }
+        // A given name in kana is 2–4 characters; in kanji 1–3 (with a kana tail such as 恵美子, ちえ子).
+        let kana = given
+            .chars()
+            .filter(|&c| is_hiragana(c) || is_katakana(c))
+            .count();
+        let han = n - kana;
+        let ok = (han == 0 && (2..=5).contains(&kana)) || (han >= 1 && han <= 3 && kana <= 2);
+        let particle = ["さん", "くん", "ちゃん", "さま", "から", "より", "まで"]
+            .iter()
+            .any(|p| given.starts_with(p))
+            // 岡崎 が実施: a kana start followed by kanji is a particle and a word, not a given name (ちえ子 is).
+            || (given.starts_with(is_hiragana)
+                && given.chars().filter(|&c| is_han(c)).any(|c| c != '子'));
+        if ok && !particle {
+            return Some((i, j));
+        }
+    }
+    None
+}
+
+/// A lone family name set off by spaces or punctuation, as staff are named in ward notes (夜勤 森 → 日勤 菊地 へ).
+fn lone_surname(chars: &[char], i: usize) -> Option<(usize, usize)> {
+    let before_ok = i == 0
+        || matches!(
+            chars[i - 1],
+            ' ' | ':' | '、' | '(' | '・' | '/' | '|' | '>' | '→'
+        );
+    if !before_ok {
+        return None;
+    }
+    for l in (2..=4).rev() {
+        if i + l > chars.len() {
+            continue;
+        }
+        let fam: String = chars[i..i + l].iter().collect();
+        if !SURNAMES.contains(fam.as_str()) {
+            continue;
+        }
+        let e = i + l;
+        let rest: String = chars[e..(e + 4).min(chars.len())].iter().collect();
+        let after_ok = e == chars.len()
+            || matches!(chars[e], '、' | ')' | '(' | '→' | '/' | '。' | '|' | ',')
+            || (chars[e] == ' '
+                && chars.get(e + 1).is_none_or(|&c| {
+                    !is_han(c) || STAFF_TITLES.iter().any(|t| rest[1..].starts_with(t))
+                }))
+            || STAFF_TITLES.iter().any(|t| rest.starts_with(t));
+        if after_ok {
+            return Some((i, e));
+        }
+    }
+    None
+}
+
+const STAFF_TITLES: &[&str] = &[
+    "課長",
+    "部長",
+    "係長",
+    "主任",
+    "師長",
+    "院長",
+    "CW",
+    "MSW",
+    "Dr",
+    "Ns",
+    "PT",
+    "OT",
+    "ST",
+    "医師",
+    "先生",
+    "看護師",
+    "事務",
+    "薬剤師",
+];
 
 fn honorific_ok(chars: &[char], h: &str, hs: usize, he: usize) -> bool {
     let next = chars.get(he).copied();
     match h {
         // 様子, 様々, 様式, 同様; 氏名; 殿堂; 君臨.
-        "様" => !next.is_some_and(|c| matches!(c, '子' | '々' | '式' | '態' | '相' | '変' | '体')),
+        // 様子, 様式, 凍瘡様皮疹: 様 followed by kanji is "-like", not an honorific; 同様 / 前回同様 likewise.
+        "様" => {
+            !next.is_some_and(|c| is_han(c) || c == '々')
+                && !(hs > 0 && matches!(chars[hs - 1], '同' | '異' | '多' | '模' | '仕'))
+        }
         "氏" => !next.is_some_and(|c| matches!(c, '名' | '族')),
         "殿" => !next.is_some_and(is_han),
         "君" => !next.is_some_and(is_han),
@@ -1058,10 +1435,23 @@ fn name_before(chars: &[char], h: usize, title: bool) -> Option<(usize, usize)> 
         }
     }
     if s == e {
-        // A given name in kana: ゆいちゃん, さくらさん.
         if title {
             return None;
         }
+        // 「いとう しゅん」くん: a quoted name right before the honorific.
+        if e > 0 && chars[e - 1] == '」' {
+            let close = e - 1;
+            let open = (close.saturating_sub(14)..close)
+                .rev()
+                .find(|&k| chars[k] == '「')?;
+            let inner = &chars[open + 1..close];
+            let ok = !inner.is_empty()
+                && inner
+                    .iter()
+                    .all(|&c| is_name_char(c) || is_hiragana(c) || c == ' ');
+            return ok.then_some((open + 1, close));
+        }
+        // A given name in kana: ゆいちゃん, さくらさん.
         let mut k = e;
         while k > 0 && is_hiragana(chars[k - 1]) {
             k -= 1;
@@ -1178,20 +1568,45 @@ fn name_after(chars: &[char], e: usize) -> Option<(usize, usize)> {
     while s < chars.len() && chars[s] == ' ' {
         s += 1;
     }
+    // A Latin-script name: up to four capitalised words (Maria Santos, Nguyen Thi Lan).
+    if chars.get(s).is_some_and(|c| c.is_ascii_uppercase()) {
+        let mut k = s;
+        let mut words = 0;
+        while k < chars.len() && chars[k].is_ascii_uppercase() && words < 4 {
+            let mut z = k + 1;
+            while z < chars.len() && (chars[z].is_ascii_alphabetic() || chars[z] == '-') {
+                z += 1;
+            }
+            words += 1;
+            if chars.get(z) == Some(&' ')
+                && chars.get(z + 1).is_some_and(|c| c.is_ascii_uppercase())
+            {
+                k = z + 1;
+            } else {
+                k = z;
+                break;
+            }
+        }
+        return (k - s >= 2).then_some((s, k));
+    }
+    let katakana = chars.get(s).is_some_and(|&c| is_katakana(c));
+    let limit = if katakana { 16 } else { 8 };
     let mut k = s;
-    while k < chars.len() && is_name_char(chars[k]) && k - s < 8 {
+    while k < chars.len() && is_name_char(chars[k]) && k - s < limit {
         k += 1;
     }
     if k == s {
         return None;
     }
-    // A given name after one space: 山田 太郎 (at most 4 characters, then no more name characters).
+    // A given name after one space: 山田 太郎, 秋山 さくら (at most 5 characters, then a boundary).
     if k < chars.len() && chars[k] == ' ' {
         let mut j = k + 1;
-        while j < chars.len() && is_name_char(chars[j]) {
+        while j < chars.len() && (is_name_char(chars[j]) || is_hiragana(chars[j])) {
             j += 1;
         }
-        if j > k + 1 && j - k - 1 <= 4 {
+        let given: String = chars[k + 1..j].iter().collect();
+        let honorific = HONORIFICS.iter().any(|h| given.starts_with(h));
+        if j > k + 1 && j - k - 1 <= 5 && !honorific {
             k = j;
         }
     }
