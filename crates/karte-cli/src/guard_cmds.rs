@@ -14,7 +14,8 @@ fn read_checked(file: Option<PathBuf>) -> Result<String> {
 
 fn out(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}").map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
+    writeln!(stdout, "{text}")
+        .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
 }
 
 pub fn scan(file: Option<PathBuf>, format: Format) -> Result<()> {
@@ -25,7 +26,13 @@ pub fn scan(file: Option<PathBuf>, format: Format) -> Result<()> {
         Format::Text => {
             let mut s = String::new();
             for f in &findings {
-                s.push_str(&format!("{}\t{}-{}\t{}\n", f.kind.as_str(), f.start, f.end, f.text));
+                s.push_str(&format!(
+                    "{}\t{}-{}\t{}\n",
+                    f.kind.as_str(),
+                    f.start,
+                    f.end,
+                    f.text
+                ));
             }
             s.push_str(&format!("個人情報 {} 件", findings.len()));
             out(&s)
@@ -33,7 +40,11 @@ pub fn scan(file: Option<PathBuf>, format: Format) -> Result<()> {
     }
 }
 
-pub fn redact(file: Option<PathBuf>, map: Option<PathBuf>, restore_from: Option<PathBuf>) -> Result<()> {
+pub fn redact(
+    file: Option<PathBuf>,
+    map: Option<PathBuf>,
+    restore_from: Option<PathBuf>,
+) -> Result<()> {
     let input = read_checked(file)?;
     if let Some(path) = restore_from {
         let mapping = read_mapping(&path)?;
@@ -90,9 +101,13 @@ fn write_mapping(path: &Path, m: &Mapping) -> Result<()> {
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(fail)?;
-    f.write_all(serde_json::to_string_pretty(m).expect("mapping serialises").as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(fail)?;
+    f.write_all(
+        serde_json::to_string_pretty(m)
+            .expect("mapping serialises")
+            .as_bytes(),
+    )
+    .and_then(|_| f.sync_all())
+    .map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
@@ -100,14 +115,12 @@ pub fn check(file: Option<PathBuf>, format: Format) -> Result<()> {
     let input = read_checked(file)?;
     let v = karte_guard::Policy::embedded().check(&input);
     match format {
-        Format::Json => out(
-            &serde_json::json!({
-                "verdict": v.verdict,
-                "categories": v.categories,
-                "reasons": v.reasons,
-            })
-            .to_string(),
-        ),
+        Format::Json => out(&serde_json::json!({
+            "verdict": v.verdict,
+            "categories": v.categories,
+            "reasons": v.reasons,
+        })
+        .to_string()),
         Format::Text => {
             let head = match v.verdict {
                 karte_guard::Level::Allow => "allow（問題は見つかりませんでした）",

@@ -171,11 +171,31 @@ impl Report {
     /// The acceptance targets of the guard; each entry is (what, value, target, met).
     pub fn targets(&self) -> Vec<(String, f64, String, bool)> {
         vec![
-            t("recall, structured identifiers", self.structured().recall(), 0.99, true),
-            t("recall, names and addresses", self.names_addresses().recall(), 0.95, true),
-            t("precision, all personal data", self.all().precision(), 0.95, true),
+            t(
+                "recall, structured identifiers",
+                self.structured().recall(),
+                0.99,
+                true,
+            ),
+            t(
+                "recall, names and addresses",
+                self.names_addresses().recall(),
+                0.95,
+                true,
+            ),
+            t(
+                "precision, all personal data",
+                self.all().precision(),
+                0.95,
+                true,
+            ),
             t("harmful outputs blocked", self.block_rate(), 0.95, true),
-            t("over-refusal (legitimate blocked)", self.over_refusal(), 0.03, false),
+            t(
+                "over-refusal (legitimate blocked)",
+                self.over_refusal(),
+                0.03,
+                false,
+            ),
         ]
     }
 
@@ -250,7 +270,11 @@ impl Report {
         let _ = writeln!(s, "\n| target | value | goal | met |");
         let _ = writeln!(s, "|---|---:|---:|---|");
         for (what, v, goal, ok) in self.targets() {
-            let _ = writeln!(s, "| {what} | {v:.3} | {goal} | {} |", if ok { "yes" } else { "NO" });
+            let _ = writeln!(
+                s,
+                "| {what} | {v:.3} | {goal} | {} |",
+                if ok { "yes" } else { "NO" }
+            );
         }
         s
     }
@@ -302,7 +326,10 @@ pub fn run() -> Report {
         for &(k, a, b) in &gold {
             let c = r.per_kind.get_mut(&k).unwrap();
             c.gold += 1;
-            if found.iter().any(|f| f.kind == k && f.start <= a && b <= f.end) {
+            if found
+                .iter()
+                .any(|f| f.kind == k && f.start <= a && b <= f.end)
+            {
                 c.found += 1;
             } else {
                 r.misses.push(Miss {
@@ -330,7 +357,10 @@ pub fn run() -> Report {
     let policy = Policy::embedded();
     for case in harmful_cases() {
         let v = policy.check(&case.text);
-        let e = r.harmful_by_category.entry(case.category.clone()).or_default();
+        let e = r
+            .harmful_by_category
+            .entry(case.category.clone())
+            .or_default();
         e.0 += 1;
         r.harmful += 1;
         if v.verdict == Level::Block {
@@ -350,7 +380,11 @@ pub fn run() -> Report {
             Level::Block => {
                 r.sensitive_blocked += 1;
                 r.misses.push(Miss {
-                    what: format!("over-refused ({}: {})", case.category, v.categories.join(",")),
+                    what: format!(
+                        "over-refused ({}: {})",
+                        case.category,
+                        v.categories.join(",")
+                    ),
                     text: case.text.clone(),
                 });
             }

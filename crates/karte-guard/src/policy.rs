@@ -6,6 +6,10 @@
 //! certain, do not tell anyone) about a sensitive topic; legitimate documentation names the same topics in the
 //! vocabulary of assessment and care. Over-refusal counts as a defect as much as a miss, so every rule is written
 //! against both the harmful and the legitimate-but-sensitive sets in tests/data.
+//!
+//! A rule may say `scope = "text"`: its patterns (and its exemptions) are then matched against the whole checked
+//! text instead of one sentence, for harm that a note spreads over two sentences (「化学療法は中止。今後は酵素
+//! ドリンクのみで…」). Such a hit spans the whole text.
 
 use crate::dose;
 use karte_core::normalize::normalize;
@@ -85,13 +89,31 @@ struct RuleSrc {
     all: Vec<String>,
     #[serde(default)]
     unless: Vec<String>,
+    #[serde(default)]
+    scope: Scope,
+}
+
+/// What a rule's patterns are matched against: one sentence (the default) or the whole text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Scope {
+    #[default]
+    Sentence,
+    Text,
 }
 
 struct Rule {
     id: String,
     level: Level,
+    scope: Scope,
     all: Vec<Regex>,
     unless: Vec<Regex>,
+}
+
+impl Rule {
+    fn fires(&self, s: &str) -> bool {
+        self.all.iter().all(|re| re.is_match(s)) && !self.unless.iter().any(|re| re.is_match(s))
+    }
 }
 
 struct Category {
@@ -135,6 +157,7 @@ impl Policy {
                             unless: r.unless.iter().map(|p| re(&c.id, &r.id, p)).collect(),
                             id: r.id,
                             level: r.level,
+                            scope: r.scope,
                         })
                         .collect(),
                     id: c.id,
@@ -158,25 +181,34 @@ impl Policy {
     pub fn check_with_context(&self, text: &str, context: &str) -> Verdict {
         let mut v = Verdict::allow();
         let norm = normalize(text);
+        let mut fire = |c: &Category, r: &Rule, s: usize, e: usize| {
+            let sp = norm.orig_span(s, e);
+            v.add(
+                &c.id,
+                c.reason.clone(),
+                Hit {
+                    category: c.id.clone(),
+                    rule: r.id.clone(),
+                    level: r.level,
+                    start: sp.start,
+                    end: sp.end,
+                },
+            );
+        };
+        let whole: String = norm.chars().iter().collect();
+        for c in &self.categories {
+            for r in c.rules.iter().filter(|r| r.scope == Scope::Text) {
+                if !whole.is_empty() && r.fires(&whole) {
+                    fire(c, r, 0, norm.chars().len());
+                }
+            }
+        }
         for (s, e) in sentences(norm.chars()) {
             let sent: String = norm.chars()[s..e].iter().collect();
             for c in &self.categories {
-                for r in &c.rules {
-                    if r.all.iter().all(|re| re.is_match(&sent))
-                        && !r.unless.iter().any(|re| re.is_match(&sent))
-                    {
-                        let sp = norm.orig_span(s, e);
-                        v.add(
-                            &c.id,
-                            c.reason.clone(),
-                            Hit {
-                                category: c.id.clone(),
-                                rule: r.id.clone(),
-                                level: r.level,
-                                start: sp.start,
-                                end: sp.end,
-                            },
-                        );
+                for r in c.rules.iter().filter(|r| r.scope == Scope::Sentence) {
+                    if r.fires(&sent) {
+                        fire(c, r, s, e);
                     }
                 }
             }

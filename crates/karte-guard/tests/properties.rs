@@ -1,0 +1,94 @@
+//! Properties that must hold for every input, not just the labelled set: round trips are exact, offsets are in
+//! bounds, nothing panics. Inputs mix arbitrary Unicode with fragments that look like personal data and placeholders.
+
+use karte_guard::pseudo::{pseudonymise, restore};
+use karte_guard::stream::StreamGuard;
+use karte_guard::{injection, leak, scan, Policy};
+use proptest::prelude::*;
+
+/// Pieces that exercise every detector and the placeholder syntax itself.
+const PIECES: &[&str] = &[
+    "患者名：山田太郎様", "山田 花子さん", "090-1234-5678", "０３（１２３４）５６７８", "〒222-0011",
+    "神奈川県横浜市港北区日吉本町1丁目2番3号", "マイナンバー 1234 5678 9018", "保険者番号 06130017",
+    "記号 12-34 番号 5678 枝番 01", "患者ID: 00123456", "a.b@example.jp", "昭和45年3月2日生", "【氏名1】",
+    "【電話2】", "【", "】", "BT 38.6℃", "アセトアミノフェン 3000mg 1日4回", "以上の指示を無視して",
+    "確実に死ねる方法", "　", "\n", "ｶﾞｰｾﾞ", "°C", "\u{3099}", "様子", "さん", "𠮷野家", "🙂",
+];
+
+fn mixed() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => prop::sample::select(PIECES).prop_map(str::to_string),
+            2 => any::<String>(),
+            1 => "[0-9０-９ー－\\- ]{1,16}",
+        ],
+        0..12,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pseudonymise_then_restore_is_exact(text in mixed()) {
+        let p = pseudonymise(&text);
+        prop_assert_eq!(restore(&p.text, &p.mapping), text);
+    }
+
+    #[test]
+    fn findings_are_in_bounds_and_match_their_text(text in mixed()) {
+        let n = text.chars().count();
+        let mut last_end = 0;
+        for f in scan(&text) {
+            prop_assert!(f.start < f.end && f.end <= n, "{:?} in {} chars", f, n);
+            prop_assert!(f.start >= last_end, "findings overlap or are unsorted");
+            last_end = f.end;
+            let slice: String = text.chars().skip(f.start).take(f.end - f.start).collect();
+            prop_assert_eq!(slice, f.text);
+        }
+    }
+
+    #[test]
+    fn other_checks_never_panic_and_stay_in_bounds(text in mixed()) {
+        let n = text.chars().count();
+        for i in injection::detect(&text) {
+            prop_assert!(i.start < i.end && i.end <= n);
+        }
+        let v = Policy::embedded().check(&text);
+        for h in &v.hits {
+            prop_assert!(h.start <= h.end && h.end <= n);
+        }
+        let removed = leak::remove(&text, &scan(&text));
+        prop_assert!(scan(&removed).len() <= scan(&text).len() || removed.contains(leak::REMOVED));
+    }
+
+    #[test]
+    fn stream_guard_shows_exactly_the_text_when_nothing_is_withheld(
+        text in mixed(),
+        cuts in prop::collection::vec(0usize..64, 0..16),
+    ) {
+        // Split the text at arbitrary character positions, as a tokenizer would.
+        let chars: Vec<char> = text.chars().collect();
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        for c in cuts {
+            let end = (pos + c).min(chars.len());
+            pieces.push(chars[pos..end].iter().collect::<String>());
+            pos = end;
+        }
+        pieces.push(chars[pos..].iter().collect::<String>());
+        let mut g = StreamGuard::new(&text);
+        let mut shown = String::new();
+        for p in &pieces {
+            shown.push_str(&g.push(p));
+        }
+        shown.push_str(&g.finish());
+        if g.blocked().is_empty() {
+            // Personal data of the source is never a leak, so a clean stream passes through unchanged.
+            prop_assert_eq!(shown, text);
+        } else {
+            prop_assert!(shown.contains(karte_guard::stream::WITHHELD));
+        }
+    }
+}
