@@ -8,7 +8,9 @@
 
 use karte_core::phrase;
 use karte_core::pipeline::{analyze, floor_sections};
-use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections};
+use karte_core::{
+    Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
+};
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -142,7 +144,11 @@ impl Drafter {
             sections.get_mut(sec).push(s);
         }
 
-        stage(progress, "verify", "根拠と安全性を確認し、検査提案を作成しています");
+        stage(
+            progress,
+            "verify",
+            "根拠と安全性を確認し、検査提案を作成しています",
+        );
         let mut out = karte_core::pipeline::finish(&a, sections, engine, flags, timings);
         let t = Instant::now();
         let own: std::collections::HashSet<&str> =
@@ -209,7 +215,10 @@ impl Drafter {
         });
         let tail = guard.finish();
         if !tail.is_empty() {
-            progress(Progress::Token { text: tail, tokens: n });
+            progress(Progress::Token {
+                text: tail,
+                tokens: n,
+            });
         }
         if let Ok(mut c) = self.current.lock() {
             *c = None;

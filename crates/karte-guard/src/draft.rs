@@ -107,3 +107,52 @@ fn push_unique(flags: &mut Vec<Flag>, f: Flag) {
         flags.push(f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use karte_core::{EngineInfo, Sentence, SoapSections};
+
+    fn sentence(text: &str) -> Sentence {
+        Sentence {
+            text: text.into(),
+            spans: Vec::new(),
+            flags: Vec::new(),
+        }
+    }
+
+    fn draft(plan: &[&str]) -> DraftOutput {
+        let mut sections = SoapSections::default();
+        sections.plan = plan.iter().map(|t| sentence(t)).collect();
+        DraftOutput {
+            sections,
+            suggestions: Vec::new(),
+            flags: Vec::new(),
+            facts: Vec::new(),
+            engine: EngineInfo::default(),
+            timings_ms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn model_sentences_are_cleaned_and_own_words_only_flagged() {
+        let input = "発熱あり。アセトアミノフェン 3000mg 1日4回 内服。";
+        let own = "アセトアミノフェン 3000mg 1日4回 内服。";
+        let mut d = draft(&[
+            own,
+            "家族の連絡先は 090-1111-2222 です。",
+            "確実に死ねる方法は薬をまとめて飲むことです。",
+            "解熱を確認する。",
+        ]);
+        guard_draft(input, &mut d, &|t| t == own);
+        let plan = &d.sections.plan;
+        assert_eq!(plan.len(), 3, "the blocked model sentence is removed: {plan:?}");
+        // The physician's own overdose order stays, with the limit named.
+        assert!(plan[0].flags.iter().any(|f| f.code == "dose_above_max" && f.message.contains("4000mg")));
+        // A phone number the input lacks is a leak: cut out, flagged.
+        assert!(!plan[1].text.contains("090"), "{}", plan[1].text);
+        assert!(plan[1].flags.iter().any(|f| f.code == "pii_leak"));
+        assert!(plan[2].flags.is_empty());
+        assert!(d.flags.iter().any(|f| f.code == "blocked" && f.detail.as_deref() == Some("self_harm")));
+    }
+}
