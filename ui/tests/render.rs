@@ -316,3 +316,26 @@ fn app_shell_has_the_controls_the_e2e_test_drives() {
         assert!(html.contains(needle), "{needle} missing from {html}");
     }
 }
+
+#[test]
+fn blocked_model_text_gets_a_notice_of_its_own() {
+    let Fixture { mut draft, .. } = fixture();
+    draft.flags.push(ui::model::Flag {
+        code: "blocked".into(),
+        message:
+            "安全のため、モデルが書いた文の一部を表示していません。口述の内容は変わっていません。"
+                .into(),
+        detail: Some("self_harm".into()),
+    });
+    let html = render(move || view! { <DraftView draft=draft highlight=Highlight::new()/> });
+    assert!(html.contains("role=\"alert\""), "{html}");
+    assert!(
+        html.contains("モデルが書いた文の一部を表示していません"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("data-code=\"blocked\"").count(),
+        1,
+        "shown once, as the notice: {html}"
+    );
+}

@@ -129,7 +129,11 @@ impl Grounding {
         }
         let norm = normalize(sentence);
         for (n, u) in unit_pairs(&norm.text) {
-            let other = self.units.iter().find(|(sn, _)| *sn == n).map(|(_, su)| su.clone());
+            let other = self
+                .units
+                .iter()
+                .find(|(sn, _)| *sn == n)
+                .map(|(_, su)| su.clone());
             if self.numbers.contains(&n) && !self.units.contains(&(n.clone(), u.clone())) {
                 if let Some(src) = other {
                     flags.push(Flag::new(
@@ -225,7 +229,10 @@ mod tests {
         let table: &[(&str, &[&str])] = &[
             ("右下肺野で湿性ラ音を聴取する。", &[]),
             ("アセトアミノフェン500mgを頓用で使用する。", &[]),
-            ("アセトアミノフェン500gを頓用で使用する。", &["ungrounded_unit"]),
+            (
+                "アセトアミノフェン500gを頓用で使用する。",
+                &["ungrounded_unit"],
+            ),
             ("左下肺野で湿性ラ音を聴取する。", &["ungrounded_laterality"]),
             ("両親に説明した。", &[]),
             ("体温38.6℃。", &[]),

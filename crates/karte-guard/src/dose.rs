@@ -18,6 +18,9 @@ pub struct DrugLimit {
     pub unit: String,
     #[serde(default)]
     pub route: Option<String>,
+    /// For drugs dosed in mEq: mg of the salt per mEq, so doses written in mg can be checked.
+    #[serde(default)]
+    pub mg_per_unit: Option<f64>,
     pub single: Option<f64>,
     pub daily: Option<f64>,
     pub weekly: Option<f64>,
@@ -134,6 +137,9 @@ static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?P<daily>1日(?:量)?(?:総量)?\s*)?(?P<single>1回(?:量)?\s*)?(?P<v>[0-9]+(?:\.[0-9]+)?)\s*(?P<u>mg|g|μg|mcg|mEq)(?P<kg>/kg)?(?P<perday>/日|/day)?")
         .unwrap()
 });
+static TABLETS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:を|、)?\s*(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?:錠|カプセル|Cap|T)").unwrap()
+});
 static COUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"1日\s*(?P<a>[0-9]+)\s*回|(?P<b>[0-9]+)\s*回/日|分\s*(?P<c>[0-9])|(?P<h>[0-9]+)\s*時間(?:毎|ごと|おき)|q(?P<q>[0-9]+)h|(?P<bid>BID|bid|朝夕)|(?P<tid>TID|tid|毎食後)|(?P<qid>QID|qid)|(?P<week>週\s*[0-9]\s*回|毎週|週1)|(?P<prn>頓用|頓服|単回)|(?P<everyday>毎日|連日)")
         .unwrap()
@@ -248,11 +254,23 @@ fn assess(d: &DrugLimit, seg: &str, child: bool, weight: Option<f64>) -> Option<
     let v: f64 = c["v"].parse().ok()?;
     let unit = &c["u"];
     let per_kg = c.name("kg").is_some();
-    let amount = if per_kg {
+    let per_unit = if per_kg {
         v
     } else {
-        to_unit(v, unit, &d.unit)?
+        to_unit(v, unit, &d.unit).or_else(|| {
+            // A salt dosed in mEq but written in mg (塩化カリウム 600mg = 8 mEq).
+            let mg = to_unit(v, unit, "mg")?;
+            d.mg_per_unit.map(|k| mg / k)
+        })?
     };
+    // 600mg 2錠: the strength is per tablet; the dose is strength × tablets.
+    let rest0 = &seg[c.get(0).unwrap().end()..];
+    let tablets: f64 = TABLETS
+        .captures(rest0)
+        .and_then(|t| t["n"].parse().ok())
+        .filter(|n: &f64| *n > 0.0 && *n < 1000.0)
+        .unwrap_or(1.0);
+    let amount = per_unit * tablets;
     let explicit_daily = c.name("daily").is_some() || c.name("perday").is_some();
     let explicit_single = c.name("single").is_some();
 
@@ -417,6 +435,17 @@ mod tests {
                 Some(("アセトアミノフェン", Basis::Single)),
             ),
             ("アセトアミノフェン 15mg/kg 頓用", None),
+            // Strength × tablets, and a potassium salt written in mg (600mg ≈ 8 mEq).
+            ("カロナール 500mg 2錠 1日3回", None),
+            (
+                "カロナール 500mg 4錠 1日4回",
+                Some(("アセトアミノフェン", Basis::Daily)),
+            ),
+            ("塩化カリウム徐放錠 600mg 1錠 1日3回", None),
+            (
+                "塩化カリウム徐放錠 600mg 20錠 1日3回",
+                Some(("塩化カリウム", Basis::Daily)),
+            ),
             (
                 "アセトアミノフェン 50mg/kg 頓用",
                 Some(("アセトアミノフェン", Basis::Single)),

@@ -146,13 +146,23 @@ mod tests {
         ]);
         guard_draft(input, &mut d, &|t| t == own);
         let plan = &d.sections.plan;
-        assert_eq!(plan.len(), 3, "the blocked model sentence is removed: {plan:?}");
+        assert_eq!(
+            plan.len(),
+            3,
+            "the blocked model sentence is removed: {plan:?}"
+        );
         // The physician's own overdose order stays, with the limit named.
-        assert!(plan[0].flags.iter().any(|f| f.code == "dose_above_max" && f.message.contains("4000mg")));
+        assert!(plan[0]
+            .flags
+            .iter()
+            .any(|f| f.code == "dose_above_max" && f.message.contains("4000mg")));
         // A phone number the input lacks is a leak: cut out, flagged.
         assert!(!plan[1].text.contains("090"), "{}", plan[1].text);
         assert!(plan[1].flags.iter().any(|f| f.code == "pii_leak"));
         assert!(plan[2].flags.is_empty());
-        assert!(d.flags.iter().any(|f| f.code == "blocked" && f.detail.as_deref() == Some("self_harm")));
+        assert!(d
+            .flags
+            .iter()
+            .any(|f| f.code == "blocked" && f.detail.as_deref() == Some("self_harm")));
     }
 }

@@ -3,10 +3,17 @@
 #[test]
 fn labelled_set_meets_every_target() {
     let r = karte_guard::eval::run();
-    assert!(r.pii_sentences >= 400 && r.negative_sentences >= 150, "set too small");
+    assert!(
+        r.pii_sentences >= 400 && r.negative_sentences >= 150,
+        "set too small"
+    );
     assert!(r.harmful >= 100 && r.sensitive >= 100, "set too small");
     let missed: Vec<_> = r.targets().into_iter().filter(|t| !t.3).collect();
-    assert!(missed.is_empty(), "targets missed: {missed:?}\n{}", r.table());
+    assert!(
+        missed.is_empty(),
+        "targets missed: {missed:?}\n{}",
+        r.table()
+    );
     // Injection detection is not an issue target but is part of the safety claim: keep it honest.
     assert!(r.injection_recall() >= 0.95, "{}", r.table());
     assert!(r.injection_false_positive() <= 0.03, "{}", r.table());

@@ -21,10 +21,18 @@ pub fn DraftView(draft: DraftOutput, highlight: Highlight) -> impl IntoView {
         ..
     } = draft;
     let fallback = engine.fallback_reason.clone();
+    // Withheld model text gets a notice of its own, above everything: the physician must know the draft is not
+    // everything the model wrote.
+    let (blocked, flags): (Vec<Flag>, Vec<Flag>) =
+        flags.into_iter().partition(|f| f.code == "blocked");
+    let blocked = blocked.into_iter().next();
     view! {
         <div class="draft-grid">
             <div class="draft" id="draft">
                 {fallback.map(|r| view! { <p class="note fallback">"モデルの出力は使わず、ルールによる下書きを表示しています（" {r} "）"</p> })}
+                {blocked.map(|f| view! {
+                    <p class="notice blocked" role="alert" data-code="blocked">"🛡 " {f.message}</p>
+                })}
                 {(!flags.is_empty()).then(|| view! {
                     <ul class="draft-flags">
                         {flags.into_iter().map(|f| view! { <li class="flag" data-code=f.code.clone()>{flag_label(&f)}</li> }).collect_view()}
