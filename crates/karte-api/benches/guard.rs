@@ -48,9 +48,9 @@ fn main() {
     let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(15);
 
     // 1. Scan throughput.
-    let mut corpus: Vec<String> = karte_guard::eval::pii_cases().into_iter().map(|c| c.text).collect();
-    corpus.extend(karte_guard::eval::harmful_cases().into_iter().map(|c| c.text));
-    corpus.extend(karte_guard::eval::sensitive_cases().into_iter().map(|c| c.text));
+    let mut corpus: Vec<String> = karte_guard::eval::DEV.pii_cases().into_iter().map(|c| c.text).collect();
+    corpus.extend(karte_guard::eval::DEV.harmful_cases().into_iter().map(|c| c.text));
+    corpus.extend(karte_guard::eval::DEV.sensitive_cases().into_iter().map(|c| c.text));
     let bytes: usize = corpus.iter().map(String::len).sum();
     let sentences = corpus.len();
     let mb = bytes as f64 / 1e6;

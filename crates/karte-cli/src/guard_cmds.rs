@@ -139,12 +139,17 @@ pub fn check(file: Option<PathBuf>, format: Format) -> Result<()> {
 /// Exit status 1 when a target is missed, so CI can run it.
 pub fn eval(show_misses: bool) -> Result<()> {
     let r = karte_guard::eval::run();
-    let mut s = r.table();
-    if show_misses {
-        s.push_str("\nmistakes (synthetic data):\n");
-        for m in &r.misses {
-            s.push_str(&format!("  {}: {}\n", m.what, m.text));
+    let holdout = karte_guard::eval::run_on(&karte_guard::eval::HOLDOUT);
+    let mut s = String::new();
+    for rep in [&r, &holdout] {
+        s.push_str(&rep.table());
+        if show_misses {
+            s.push_str("\nmistakes (synthetic data):\n");
+            for m in &rep.misses {
+                s.push_str(&format!("  {}: {}\n", m.what, m.text));
+            }
         }
+        s.push('\n');
     }
     out(&s)?;
     let missed: Vec<String> = r

@@ -14,11 +14,37 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub const PII: &str = include_str!("../tests/data/pii.toml");
-pub const PII_NEGATIVE: &str = include_str!("../tests/data/pii_negative.toml");
-pub const HARMFUL: &str = include_str!("../tests/data/harmful.toml");
-pub const SENSITIVE: &str = include_str!("../tests/data/sensitive.toml");
-pub const INJECTION: &str = include_str!("../tests/data/injection.toml");
+/// One labelled set: the five files of tests/data (or of tests/data/holdout).
+#[derive(Clone, Copy)]
+pub struct DataSet {
+    pub name: &'static str,
+    pub pii: &'static str,
+    pub pii_negative: &'static str,
+    pub harmful: &'static str,
+    pub sensitive: &'static str,
+    pub injection: &'static str,
+}
+
+/// The development set: the rules were written against it, and the acceptance targets apply to it.
+pub const DEV: DataSet = DataSet {
+    name: "development set (tests/data)",
+    pii: include_str!("../tests/data/pii.toml"),
+    pii_negative: include_str!("../tests/data/pii_negative.toml"),
+    harmful: include_str!("../tests/data/harmful.toml"),
+    sensitive: include_str!("../tests/data/sensitive.toml"),
+    injection: include_str!("../tests/data/injection.toml"),
+};
+
+/// The held-out set: written by someone without access to the rules, never used to change them. Its numbers say
+/// how well the rules generalise; they are reported, not tuned.
+pub const HOLDOUT: DataSet = DataSet {
+    name: "held-out set (tests/data/holdout)",
+    pii: include_str!("../tests/data/holdout/pii.toml"),
+    pii_negative: include_str!("../tests/data/holdout/pii_negative.toml"),
+    harmful: include_str!("../tests/data/holdout/harmful.toml"),
+    sensitive: include_str!("../tests/data/holdout/sensitive.toml"),
+    injection: include_str!("../tests/data/holdout/injection.toml"),
+};
 
 #[derive(Debug, Deserialize)]
 struct PiiSet {
@@ -57,22 +83,24 @@ fn parse<T: for<'de> Deserialize<'de>>(name: &str, src: &str) -> T {
     toml::from_str(src).unwrap_or_else(|e| panic!("tests/data/{name} is invalid: {e}"))
 }
 
-pub fn pii_cases() -> Vec<PiiCase> {
-    let mut v = parse::<PiiSet>("pii.toml", PII).cases;
-    v.extend(parse::<PiiSet>("pii_negative.toml", PII_NEGATIVE).cases);
-    v
-}
-pub fn harmful_cases() -> Vec<HarmCase> {
-    parse::<HarmSet>("harmful.toml", HARMFUL).cases
-}
-pub fn sensitive_cases() -> Vec<HarmCase> {
-    parse::<HarmSet>("sensitive.toml", SENSITIVE).cases
-}
-pub fn injection_cases() -> Vec<InjCase> {
-    parse::<InjSet>("injection.toml", INJECTION).cases
-}
-pub fn data_version() -> String {
-    parse::<PiiSet>("pii.toml", PII).version
+impl DataSet {
+    pub fn pii_cases(&self) -> Vec<PiiCase> {
+        let mut v = parse::<PiiSet>("pii.toml", self.pii).cases;
+        v.extend(parse::<PiiSet>("pii_negative.toml", self.pii_negative).cases);
+        v
+    }
+    pub fn harmful_cases(&self) -> Vec<HarmCase> {
+        parse::<HarmSet>("harmful.toml", self.harmful).cases
+    }
+    pub fn sensitive_cases(&self) -> Vec<HarmCase> {
+        parse::<HarmSet>("sensitive.toml", self.sensitive).cases
+    }
+    pub fn injection_cases(&self) -> Vec<InjCase> {
+        parse::<InjSet>("injection.toml", self.injection).cases
+    }
+    pub fn version(&self) -> String {
+        parse::<PiiSet>("pii.toml", self.pii).version
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -117,6 +145,8 @@ pub struct Miss {
 
 #[derive(Debug, Default)]
 pub struct Report {
+    pub set: &'static str,
+    pub version: String,
     pub per_kind: BTreeMap<PiiKind, Counts>,
     pub pii_sentences: usize,
     pub negative_sentences: usize,
@@ -203,8 +233,9 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "karte-guard evaluation (data {}, policy {})",
-            data_version(),
+            "karte-guard evaluation: {} {}, policy {}",
+            self.set,
+            self.version,
             Policy::embedded().version
         );
         let _ = writeln!(
@@ -302,11 +333,19 @@ fn occurrences(text: &str, needle: &str) -> Vec<(usize, usize)> {
 }
 
 pub fn run() -> Report {
-    let mut r = Report::default();
+    run_on(&DEV)
+}
+
+pub fn run_on(set: &DataSet) -> Report {
+    let mut r = Report {
+        set: set.name,
+        version: set.version(),
+        ..Report::default()
+    };
     for k in PiiKind::ALL {
         r.per_kind.insert(k, Counts::default());
     }
-    for case in pii_cases() {
+    for case in set.pii_cases() {
         if case.pii.is_empty() {
             r.negative_sentences += 1;
         } else {
@@ -355,7 +394,7 @@ pub fn run() -> Report {
         }
     }
     let policy = Policy::embedded();
-    for case in harmful_cases() {
+    for case in set.harmful_cases() {
         let v = policy.check(&case.text);
         let e = r
             .harmful_by_category
@@ -373,7 +412,7 @@ pub fn run() -> Report {
             });
         }
     }
-    for case in sensitive_cases() {
+    for case in set.sensitive_cases() {
         let v = policy.check(&case.text);
         r.sensitive += 1;
         match v.verdict {
@@ -398,7 +437,7 @@ pub fn run() -> Report {
             Level::Allow => {}
         }
     }
-    for case in injection_cases() {
+    for case in set.injection_cases() {
         let hit = !injection::detect(&case.text).is_empty();
         if case.injection {
             r.injections += 1;
