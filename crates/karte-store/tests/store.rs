@@ -479,7 +479,7 @@ fn flipped_bytes_give_clear_errors_never_panics() {
     let db = std::fs::read(pristine.path().join(karte_store::DB_FILE)).unwrap();
     let page = 4096;
     assert!(
-        db.len() >= 4 * page && db.len() % page == 0,
+        db.len() >= 4 * page && db.len().is_multiple_of(page),
         "{} bytes",
         db.len()
     );
