@@ -71,12 +71,16 @@ impl Authenticator {
     }
     pub fn code(&self) -> String {
         loop {
-            let now = std::time::SystemTime::now()
+            let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
-                .as_secs()
-                / 30;
-            let step = now.max(self.last_step.get() + 1);
+                .as_secs();
+            let now = secs / 30;
+            // The store accepts the previous, current and next step, each once. The previous one only while
+            // well inside the current window, so it cannot expire on the way.
+            let into = secs % 30;
+            let earliest = if into < 25 { now - 1 } else { now };
+            let step = earliest.max(self.last_step.get() + 1);
             if step <= now + 1 {
                 self.last_step.set(step);
                 return self.totp.generate(step * 30);
