@@ -1001,6 +1001,109 @@ impl Store {
     }
 }
 
+/// The benchmark's handle on the store's own statements, so that SQLCipher and plain SQLite are compared on exactly
+/// what a save and a read execute (Store itself always has a key, so it cannot be the baseline). Not an API.
+#[doc(hidden)]
+pub mod bench {
+    use super::*;
+
+    /// A physician row to author versions.
+    pub fn add_author(c: &Connection) -> Result<i64> {
+        insert_user(c, "bench", Role::Physician, "x", &[0u8; 20])?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// What [`Store::save_draft`] writes: the encounter, version 1, one audit entry.
+    pub fn save_draft(
+        c: &Connection,
+        id: &str,
+        author: i64,
+        note: &str,
+        dictation: &str,
+        draft_json: &str,
+    ) -> Result<()> {
+        let sha = records::content_hash(note, Some(dictation), Some(draft_json), None);
+        let now = now_ms();
+        c.execute(
+            "INSERT INTO encounters (id, patient_ref, created_by, created_at_ms) VALUES (?1, 'P-bench', ?2, ?3)",
+            params![id, author, now],
+        )
+        .map_err(db_err)?;
+        insert_version(
+            c,
+            id,
+            1,
+            VersionKind::Draft,
+            author,
+            now,
+            note,
+            Some(dictation),
+            Some(draft_json),
+            None,
+            &sha,
+        )?;
+        let mut log = Audit {
+            workstation: "bench",
+            last: None,
+        };
+        log.append(
+            c,
+            &NewEntry {
+                action: "draft",
+                outcome: "ok",
+                encounter: Some(id),
+                version: Some(1),
+                detail: format!("sha256={sha}"),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// What [`Store::edit`] writes.
+    pub fn edit(c: &Connection, id: &str, author: i64, note: &str) -> Result<i64> {
+        let (latest, _) = latest_version(c, id)?;
+        let sha = records::content_hash(note, None, None, None);
+        insert_version(
+            c,
+            id,
+            latest + 1,
+            VersionKind::Edit,
+            author,
+            now_ms(),
+            note,
+            None,
+            None,
+            None,
+            &sha,
+        )?;
+        let mut log = Audit {
+            workstation: "bench",
+            last: None,
+        };
+        log.append(
+            c,
+            &NewEntry {
+                action: "edit",
+                outcome: "ok",
+                encounter: Some(id),
+                version: Some(latest + 1),
+                detail: format!("sha256={sha}"),
+                ..Default::default()
+            },
+        )?;
+        Ok(latest + 1)
+    }
+
+    /// What [`Store::history`] reads.
+    pub fn history(c: &Connection, id: &str) -> Result<EncounterView> {
+        load_encounter(c, id)
+    }
+
+    pub fn latest(c: &Connection, id: &str) -> Result<(i64, bool)> {
+        latest_version(c, id)
+    }
+}
+
 /// Collects the newest audit entry of a transaction for the keyring head.
 struct Audit<'a> {
     workstation: &'a str,
