@@ -123,8 +123,10 @@ fn main() {
     }
     println!("\n{rounds} rounds, alternating, median shown; per round (SQLCipher / plain, ms):");
     for r in 0..rounds {
-        let cells: Vec<String> = (0..4)
-            .map(|i| format!("{:.0} / {:.0}", times[0][i][r], times[1][i][r]))
+        let cells: Vec<String> = times[0]
+            .iter()
+            .zip(&times[1])
+            .map(|(c, p)| format!("{:.0} / {:.0}", c[r], p[r]))
             .collect();
         println!("round {}: {}", r + 1, cells.join(" · "));
     }
