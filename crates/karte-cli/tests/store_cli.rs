@@ -438,6 +438,12 @@ fn wrong_password_wrong_code_replay_lockout_disabled_no_keyring() {
         return;
     }
     let w = Ward::new();
+    // Before `admin init` nobody can sign in.
+    let mut c = w.karte();
+    c.args(["audit", "verify", "--user", "admin"])
+        .env("KARTE_PASSWORD", PASSWORD)
+        .env("KARTE_TOTP", "123456");
+    fails(run(c, None), "store.not_initialized", 5);
     let admin = w.init_admin("admin");
     let code = admin.code();
     let ns = phone_of(&ok(w.run_as_with(

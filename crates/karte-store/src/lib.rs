@@ -304,6 +304,12 @@ impl Store {
         }
         let now = now_ms();
         let Some(u) = self.user_row(name)? else {
+            if !self.is_initialized()? {
+                return Err(Error::new(
+                    Code::StoreNotInitialized,
+                    "利用者が登録されていません。最初に karte admin init --user 名前 でシステム管理者を作ってください。",
+                ));
+            }
             // Same work as for a real account, so timing does not reveal which names exist.
             auth::verify_password(password, dummy_hash());
             self.record(NewEntry {
