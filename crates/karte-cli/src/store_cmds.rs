@@ -9,7 +9,7 @@
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use karte_core::{Code, DraftOutput, Error, Result};
 use karte_store::{Decision, EncounterView, Enrolment, Role, Session, Store};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -437,7 +437,16 @@ fn from_env_or_prompt(var: &str, prompt: &str) -> Option<Zeroizing<String>> {
     if let Ok(v) = std::env::var(var) {
         return Some(Zeroizing::new(v));
     }
-    rpassword::prompt_password(prompt).ok().map(Zeroizing::new)
+    prompt_secret(prompt).map(Zeroizing::new)
+}
+
+/// Asks on the terminal, but only when a person can see the question: with stderr redirected (scripts, CI, tests)
+/// a prompt on /dev/tty would wait forever for an answer nobody knows is wanted.
+fn prompt_secret(prompt: &str) -> Option<String> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    rpassword::prompt_password(prompt).ok()
 }
 
 fn new_password() -> Result<Zeroizing<String>> {
@@ -450,8 +459,8 @@ fn new_password() -> Result<Zeroizing<String>> {
             "新しいパスワードを入力できません（端末がありません）。KARTE_NEW_PASSWORD を設定してください。",
         )
     };
-    let first = rpassword::prompt_password("新しい利用者のパスワード: ").map_err(|_| no_tty())?;
-    let again = rpassword::prompt_password("もう一度: ").map_err(|_| no_tty())?;
+    let first = prompt_secret("新しい利用者のパスワード: ").ok_or_else(no_tty)?;
+    let again = prompt_secret("もう一度: ").ok_or_else(no_tty)?;
     if first != again {
         return Err(Error::new(
             Code::UserInvalid,

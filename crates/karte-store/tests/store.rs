@@ -234,7 +234,7 @@ fn sign_in_failures_lockout_replay_disable_idle() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
-    cfg.idle_timeout = Duration::from_millis(400);
+    cfg.idle_timeout = Duration::from_millis(1500);
     let ward = Ward::new(dir.path(), cfg);
     let s = &ward.store;
     let n = &ward.nurse;
@@ -288,9 +288,9 @@ fn sign_in_failures_lockout_replay_disable_idle() {
 
     // Idle timeout: a session used within the limit stays; one left alone expires for good.
     s.encounters(&ns).unwrap();
-    std::thread::sleep(Duration::from_millis(250));
+    std::thread::sleep(Duration::from_millis(500));
     s.encounters(&ns).unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1700));
     assert_eq!(code_of(s.encounters(&ns)), Code::AuthSessionExpired);
     assert_eq!(code_of(s.encounters(&ns)), Code::AuthSessionExpired);
 
