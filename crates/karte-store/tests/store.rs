@@ -675,3 +675,58 @@ fn no_keyring_refuses_and_names_what_to_install() {
         "no database without a key"
     );
 }
+
+/// The Linux default store (Secret Service, here gnome-keyring) holds the key and the audit head: the test re-runs
+/// itself in a private D-Bus session with a freshly unlocked keyring under a temporary HOME.
+#[test]
+fn secret_service_keyring_holds_the_key() {
+    if std::env::var_os("KARTE_TEST_SECRET_SERVICE").is_none() {
+        let home = tempfile::tempdir().unwrap();
+        let script = "printf 'karte-test-keyring' | gnome-keyring-daemon --unlock --components=secrets >/dev/null \
+                      && exec \"$0\" secret_service_keyring_holds_the_key --exact --nocapture --test-threads=1";
+        let out = std::process::Command::new("dbus-run-session")
+            .args(["--", "sh", "-c", script])
+            .arg(std::env::current_exe().unwrap())
+            .env("KARTE_TEST_SECRET_SERVICE", "1")
+            .env("HOME", home.path())
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("XDG_RUNTIME_DIR", home.path())
+            .env_remove("KARTE_KEYRING")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .output()
+            .expect("dbus-run-session is missing: install dbus and gnome-keyring (cargo xtask setup does)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.keyring = karte_store::KeyringBackend::Native;
+    let store = Store::open(dir.path(), cfg.clone()).unwrap();
+    let admin = Authenticator::new(&store.init_admin("admin", PASSWORD).unwrap());
+    let id = store.store_id().to_string();
+    drop(store);
+
+    let cred = keyring::secret_service::SsCredential::new_with_target(
+        None,
+        karte_store::vault::KEYRING_SERVICE,
+        &karte_store::vault::key_entry_user(&id),
+    )
+    .unwrap();
+    let key = keyring::Entry::new_with_credential(Box::new(cred))
+        .get_password()
+        .unwrap();
+    assert_eq!(key.len(), 64);
+    let (hits, _) = files_containing(dir.path(), key.as_bytes());
+    assert!(hits.is_empty(), "the key is in {hits:?}");
+
+    let store = Store::open(dir.path(), cfg).unwrap();
+    let s = store.login("admin", PASSWORD, &admin.code()).unwrap();
+    let report = store.verify_audit(&s).unwrap();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.head_seq, Some(report.entries));
+}
