@@ -7,6 +7,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod records;
 
 use std::sync::Arc;
 use tauri::Emitter;
@@ -29,10 +30,21 @@ fn main() {
 
     let result = tauri::Builder::default()
         .manage(Arc::clone(&drafter))
+        .manage(Arc::new(records::Records::default()))
         .invoke_handler(tauri::generate_handler![
             commands::draft,
             commands::cancel_draft,
-            commands::engine_status
+            commands::engine_status,
+            records::login,
+            records::logout,
+            records::save_draft,
+            records::encounters,
+            records::encounter,
+            records::review_suggestion,
+            records::sign_encounter,
+            records::users,
+            records::audit_log,
+            records::audit_verify
         ])
         .setup(move |app| {
             // Load the model while the physician is still typing, so the first draft does not pay for it. A

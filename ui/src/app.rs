@@ -5,6 +5,7 @@ use crate::components::{
 };
 use crate::ipc;
 use crate::model::{DraftOutput, EngineStatus, ProgressState, UiError};
+use crate::shell::{PhysicianRecords, SaveDraft, SessionCtx};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -148,12 +149,18 @@ pub fn App() -> impl IntoView {
             </div>
             <div class="column right">
                 {move || match st.result.get() {
-                    Some(d) => view! { <DraftView draft=d highlight=st.highlight/> }.into_any(),
+                    Some(d) => view! {
+                        <DraftView draft=d.clone() highlight=st.highlight/>
+                        <SaveDraft draft=d text=st.drafted_text/>
+                    }
+                    .into_any(),
                     None => view! {
                         <p class="placeholder">"口述を入力して「下書き作成」を押すと、SOAP形式の下書きと検査提案がここに表示されます。"</p>
                     }
                     .into_any(),
                 }}
+                // Signed in (not in the native component tests): the physician's saved records, to sign.
+                {use_context::<SessionCtx>().map(|_| view! { <PhysicianRecords/> })}
             </div>
         </main>
     }

@@ -90,6 +90,19 @@ pub async fn cancel_draft() -> Result<(), UiError> {
         .map(drop)
 }
 
+/// Runs any command with JSON-serialisable arguments (camelCase keys, as Tauri 2 expects) and parses its reply.
+pub async fn call<A: Serialize, T: DeserializeOwned>(cmd: &str, args: &A) -> Result<T, UiError> {
+    let args = to_js(args)?;
+    let out = invoke(cmd, args).await.map_err(to_error)?;
+    from_js(&out)
+}
+
+/// Like [`call`] for commands that return nothing.
+pub async fn call_unit<A: Serialize>(cmd: &str, args: &A) -> Result<(), UiError> {
+    let args = to_js(args)?;
+    invoke(cmd, args).await.map_err(to_error).map(drop)
+}
+
 /// Subscribes `on_event` to a backend event for the lifetime of the window.
 async fn listen_json<T: DeserializeOwned + 'static>(
     event: &str,

@@ -5,10 +5,16 @@
 //! clinical (what goes in which section, which number is ungrounded) is decided by `karte-api`, so the desktop, the
 //! CLI and the server cannot disagree.
 
+// Leptos views are nested types; the signed-in shell around the drafting view goes past the default 128 levels.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod components;
 pub mod highlight;
 pub mod ipc;
 pub mod model;
+pub mod records;
+pub mod shell;
 
 pub use app::App;
+pub use shell::Shell;

@@ -35,6 +35,8 @@ const APT_PACKAGES: &[&str] = &[
     "x11-utils",
     "webkit2gtk-driver",
     "keyutils",
+    "gnome-keyring",
+    "libdbus-1-dev",
     "fonts-noto-cjk",
     "dbus-x11",
 ];

@@ -48,9 +48,23 @@ fn main() {
     let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(15);
 
     // 1. Scan throughput.
-    let mut corpus: Vec<String> = karte_guard::eval::DEV.pii_cases().into_iter().map(|c| c.text).collect();
-    corpus.extend(karte_guard::eval::DEV.harmful_cases().into_iter().map(|c| c.text));
-    corpus.extend(karte_guard::eval::DEV.sensitive_cases().into_iter().map(|c| c.text));
+    let mut corpus: Vec<String> = karte_guard::eval::DEV
+        .pii_cases()
+        .into_iter()
+        .map(|c| c.text)
+        .collect();
+    corpus.extend(
+        karte_guard::eval::DEV
+            .harmful_cases()
+            .into_iter()
+            .map(|c| c.text),
+    );
+    corpus.extend(
+        karte_guard::eval::DEV
+            .sensitive_cases()
+            .into_iter()
+            .map(|c| c.text),
+    );
     let bytes: usize = corpus.iter().map(String::len).sum();
     let sentences = corpus.len();
     let mb = bytes as f64 / 1e6;
@@ -96,7 +110,10 @@ fn main() {
     karte_models::verify(&model).expect("model verified (cargo xtask setup)");
     let engine = Engine::load(EngineConfig::new(&model.path, &model.name)).expect("load");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/samples");
-    let mut samples: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut samples: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     samples.sort();
     println!("\nstreaming guard, model {}\n", model.name);
     println!("| sample | tokens | generation ms | guard ms | guard share |");
@@ -113,7 +130,9 @@ fn main() {
         req.max_tokens = 1024;
         let mut pieces: Vec<String> = Vec::new();
         let (_, stats) = engine
-            .generate(req, &CancelToken::new(), &mut |piece| pieces.push(piece.to_string()))
+            .generate(req, &CancelToken::new(), &mut |piece| {
+                pieces.push(piece.to_string())
+            })
             .expect("generate");
         let guard_ms = median(
             (0..rounds)

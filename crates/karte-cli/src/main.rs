@@ -1,6 +1,8 @@
 //! `karte`: a thin command line over karte-api. Errors print once as `エラー [code]: message` (or as JSON with
 //! `--format json`) and map to a stable exit status; no dictation text ever goes to stderr.
 
+mod store_cmds;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use karte_api::{DraftOptions, Drafter, Progress};
 use karte_core::{Code, DraftOutput, Error, Result, Section};
@@ -40,6 +42,8 @@ enum Cmd {
         model: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        #[command(flatten)]
+        save: store_cmds::SaveArgs,
     },
     /// Find personal data (氏名, マイナンバー, 電話, 住所…) with character offsets.
     Scan {
@@ -67,6 +71,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelCmd,
     },
+    #[command(flatten)]
+    Store(store_cmds::StoreCmd),
 }
 
 #[derive(Subcommand)]
@@ -135,14 +141,17 @@ fn run(cli: Cli) -> Result<()> {
             no_llm,
             model,
             format,
+            save,
         } => {
+            let saver = store_cmds::Saver::sign_in(&save)?;
             let input = read_input(file)?;
             let drafter = Drafter::new(model);
             let out = drafter.draft(&input, &DraftOptions { no_llm }, &mut progress_printer())?;
+            let saved = saver.map(|s| s.save(&input, &out)).transpose()?;
             let mut stdout = std::io::stdout().lock();
             let text = match format {
-                Format::Json => serde_json::to_string_pretty(&out).expect("draft serialises"),
-                Format::Text => render_text(&out),
+                Format::Json => store_cmds::draft_json(&out, saved.as_deref()),
+                Format::Text => render_text(&out) + &store_cmds::saved_line(saved.as_deref()),
             };
             writeln!(stdout, "{text}")
                 .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
@@ -154,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Store(cmd) => store_cmds::run(cmd),
     }
 }
 

@@ -46,6 +46,61 @@ pub enum Code {
     EngineBadOutput,
     #[serde(rename = "config.invalid")]
     ConfigInvalid,
+    // karte-store: records, keyring, users and sign-in, audit log, feedback export.
+    #[serde(rename = "keyring.unavailable")]
+    StoreKeyringUnavailable,
+    #[serde(rename = "store.key_missing")]
+    StoreKeyMissing,
+    #[serde(rename = "store.wrong_key")]
+    StoreWrongKey,
+    #[serde(rename = "store.corrupt")]
+    StoreCorrupt,
+    #[serde(rename = "store.newer_version")]
+    StoreNewerVersion,
+    #[serde(rename = "store.locked")]
+    StoreLocked,
+    #[serde(rename = "store.io")]
+    StoreIo,
+    #[serde(rename = "store.not_initialized")]
+    StoreNotInitialized,
+    #[serde(rename = "store.already_initialized")]
+    StoreAlreadyInitialized,
+    #[serde(rename = "auth.failed")]
+    AuthFailed,
+    #[serde(rename = "auth.locked_out")]
+    AuthLockedOut,
+    #[serde(rename = "auth.disabled")]
+    AuthDisabled,
+    #[serde(rename = "auth.totp_required")]
+    AuthTotpRequired,
+    #[serde(rename = "auth.totp_reused")]
+    AuthTotpReused,
+    #[serde(rename = "auth.session_expired")]
+    AuthSessionExpired,
+    #[serde(rename = "auth.forbidden")]
+    AuthForbidden,
+    #[serde(rename = "user.exists")]
+    UserExists,
+    #[serde(rename = "user.not_found")]
+    UserNotFound,
+    #[serde(rename = "user.invalid")]
+    UserInvalid,
+    #[serde(rename = "user.last_admin")]
+    UserLastAdmin,
+    #[serde(rename = "record.not_found")]
+    RecordNotFound,
+    #[serde(rename = "record.signed")]
+    RecordSigned,
+    #[serde(rename = "record.not_signed")]
+    RecordNotSigned,
+    #[serde(rename = "record.suggestion_not_found")]
+    RecordSuggestionNotFound,
+    #[serde(rename = "record.reason_required")]
+    RecordReasonRequired,
+    #[serde(rename = "audit.tampered")]
+    AuditTampered,
+    #[serde(rename = "feedback.pseudonymiser_missing")]
+    FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
 }
@@ -71,11 +126,39 @@ impl Code {
             Code::EngineCancelled => "engine.cancelled",
             Code::EngineBadOutput => "engine.bad_output",
             Code::ConfigInvalid => "config.invalid",
+            Code::StoreKeyringUnavailable => "keyring.unavailable",
+            Code::StoreKeyMissing => "store.key_missing",
+            Code::StoreWrongKey => "store.wrong_key",
+            Code::StoreCorrupt => "store.corrupt",
+            Code::StoreNewerVersion => "store.newer_version",
+            Code::StoreLocked => "store.locked",
+            Code::StoreIo => "store.io",
+            Code::StoreNotInitialized => "store.not_initialized",
+            Code::StoreAlreadyInitialized => "store.already_initialized",
+            Code::AuthFailed => "auth.failed",
+            Code::AuthLockedOut => "auth.locked_out",
+            Code::AuthDisabled => "auth.disabled",
+            Code::AuthTotpRequired => "auth.totp_required",
+            Code::AuthTotpReused => "auth.totp_reused",
+            Code::AuthSessionExpired => "auth.session_expired",
+            Code::AuthForbidden => "auth.forbidden",
+            Code::UserExists => "user.exists",
+            Code::UserNotFound => "user.not_found",
+            Code::UserInvalid => "user.invalid",
+            Code::UserLastAdmin => "user.last_admin",
+            Code::RecordNotFound => "record.not_found",
+            Code::RecordSigned => "record.signed",
+            Code::RecordNotSigned => "record.not_signed",
+            Code::RecordSuggestionNotFound => "record.suggestion_not_found",
+            Code::RecordReasonRequired => "record.reason_required",
+            Code::AuditTampered => "audit.tampered",
+            Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
         }
     }
 
-    /// Process exit status for the CLI: 2 is bad input the user can fix, 3 a model problem, 1 anything else.
+    /// Process exit status for the CLI: 2 is bad input the user can fix, 3 a model problem, 4 sign-in or permission,
+    /// 5 the record store or keyring, 1 anything else (including a broken audit chain).
     pub fn exit_status(self) -> u8 {
         match self {
             Code::InputEmpty
@@ -90,6 +173,31 @@ impl Code {
             | Code::ModelInsufficientMemory
             | Code::ModelLoadFailed
             | Code::ModelFetchFailed => 3,
+            Code::UserExists
+            | Code::UserNotFound
+            | Code::UserInvalid
+            | Code::UserLastAdmin
+            | Code::RecordNotFound
+            | Code::RecordSigned
+            | Code::RecordNotSigned
+            | Code::RecordSuggestionNotFound
+            | Code::RecordReasonRequired => 2,
+            Code::AuthFailed
+            | Code::AuthLockedOut
+            | Code::AuthDisabled
+            | Code::AuthTotpRequired
+            | Code::AuthTotpReused
+            | Code::AuthSessionExpired
+            | Code::AuthForbidden => 4,
+            Code::StoreKeyringUnavailable
+            | Code::StoreKeyMissing
+            | Code::StoreWrongKey
+            | Code::StoreCorrupt
+            | Code::StoreNewerVersion
+            | Code::StoreLocked
+            | Code::StoreIo
+            | Code::StoreNotInitialized
+            | Code::StoreAlreadyInitialized => 5,
             _ => 1,
         }
     }

@@ -2,7 +2,11 @@
 //! Usage: cargo run -p karte-guard --example guard_eval [-- --misses] [--holdout]
 fn main() {
     let holdout = std::env::args().any(|a| a == "--holdout");
-    let set = if holdout { karte_guard::eval::HOLDOUT } else { karte_guard::eval::DEV };
+    let set = if holdout {
+        karte_guard::eval::HOLDOUT
+    } else {
+        karte_guard::eval::DEV
+    };
     let r = karte_guard::eval::run_on(&set);
     println!("{}", r.table());
     if std::env::args().any(|a| a == "--misses") {

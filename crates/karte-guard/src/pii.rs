@@ -766,6 +766,30 @@ static ONE_CHAR_SURNAMES: LazyLock<HashSet<char>> = LazyLock::new(|| {
         .filter_map(|l| l.chars().next())
         .collect()
 });
+/// (family, given) occurrence counts per kanji, for names whose family name is not in the lexicon.
+static NAME_KANJI: LazyLock<std::collections::HashMap<char, (u32, u32)>> = LazyLock::new(|| {
+    include_str!("../../../assets/guard/name_kanji.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let k = it.next()?.chars().next()?;
+            Some((k, (it.next()?.parse().ok()?, it.next()?.parse().ok()?)))
+        })
+        .collect()
+});
+
+/// Every kanji is common in family names (and more so than in given names).
+fn family_like(cs: &[char]) -> bool {
+    cs.iter()
+        .all(|c| NAME_KANJI.get(c).is_some_and(|&(f, g)| f >= 50 && f > g))
+}
+/// Every kanji is common in given names (and more so than in family names).
+fn given_like(cs: &[char]) -> bool {
+    cs.iter()
+        .all(|c| NAME_KANJI.get(c).is_some_and(|&(f, g)| g >= 50 && g > f))
+}
+
 static GIVEN: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
     include_str!("../../../assets/guard/given_names.txt")
         .lines()
@@ -1269,6 +1293,29 @@ fn spaced_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
         } else {
             SURNAMES.contains(fam.as_str())
         };
+        // A family name the lexicon lacks: 2–3 kanji that are family-name kanji, then a given name of given-name
+        // kanji (矢吹 昭, 野々村 智子). Clinical words fail this: their kanji are not name kanji.
+        let by_kanji = !known
+            && (2..=3).contains(&l)
+            && chars[i..i + l].iter().all(|&c| is_han(c) || c == '々')
+            && family_like(
+                &chars[i..i + l]
+                    .iter()
+                    .copied()
+                    .filter(|&c| c != '々')
+                    .collect::<Vec<_>>(),
+            )
+            && {
+                let gs = i + l + 1;
+                let mut j = gs;
+                while j < chars.len() && is_han(chars[j]) && j - gs < 4 {
+                    j += 1;
+                }
+                (1..=3).contains(&(j - gs))
+                    && chars.get(j).is_none_or(|&c| !is_name_letter(c))
+                    && given_like(&chars[gs..j])
+            };
+        let known = known || by_kanji;
         if !known {
             continue;
         }
@@ -1661,6 +1708,15 @@ fn bare_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
             if bounded
                 && (HEADER_AFTER.is_match(&after)
                     || (GIVEN.contains(given.as_str()) && ge - gs >= 2))
+            {
+                return Some((i, ge));
+            }
+            // 佐藤健一より: a lexicon family name glued to 2–3 given-name kanji, then a particle or punctuation.
+            let gcs: Vec<char> = given.chars().collect();
+            if (2..=3).contains(&gcs.len())
+                && gcs.iter().all(|&c| is_han(c))
+                && given_like(&gcs)
+                && chars.get(ge).is_none_or(|&c| !is_name_letter(c))
             {
                 return Some((i, ge));
             }

@@ -1,11 +1,14 @@
-//! The desktop window end to end: type a dictation, draft, check the SOAP sections, the suggestions and the
-//! evidence highlight, and save a screenshot for review.
+//! The desktop window end to end: sign in with a password and a TOTP code; as a physician type a dictation, draft,
+//! check the SOAP sections, the suggestions and the evidence highlight, save and sign it; as a nurse review a
+//! suggestion; as an administrator verify the audit log. Screenshots are saved for review.
 //!
-//! Needs a built app (`KARTE_DESKTOP_BIN`), an X display (`DISPLAY`) and tauri-driver; `cargo xtask e2e` provides
-//! all three. Missing any of them is a failure, not a skip.
+//! Needs a built app (`KARTE_DESKTOP_BIN`), an X display (`DISPLAY`), tauri-driver and keyctl; `cargo xtask e2e`
+//! provides them. Missing any of them is a failure, not a skip. Each test seeds its own encrypted data directory
+//! and runs in its own kernel keyring session, which the app inherits.
 
 use anyhow::{bail, ensure, Context, Result};
 use karte_e2e::driver::TauriDriver;
+use karte_e2e::ward::{keyring_session, Ward, PASSWORD};
 use karte_e2e::webdriver::Session;
 use karte_e2e::{artifacts_dir, require_env};
 use serde_json::json;
@@ -62,14 +65,41 @@ fn launch() -> Result<App> {
     let caps = json!({ "browserName": "wry", "tauri:options": { "application": bin } });
     let session = Session::new(&driver.url, caps)
         .context("opening a WebDriver session (launches the app)")?;
-    // The page is up once the wasm module has mounted the form.
+    // The page is up once the wasm module has mounted the sign-in form.
     session
-        .wait_for("#dictation", Duration::from_secs(60))
-        .context("the window never showed the dictation field")?;
+        .wait_for("#login-user", Duration::from_secs(60))
+        .context("the window never showed the sign-in form")?;
     Ok(App {
         session,
         _driver: driver,
     })
+}
+
+/// Fills the sign-in form as a user does (name, password, the authenticator's current code) and submits it.
+fn sign_in(s: &Session, user: &str, code: &str) -> Result<()> {
+    for (field, value) in [
+        ("#login-user", user),
+        ("#login-password", PASSWORD),
+        ("#login-totp", code),
+    ] {
+        let el = s.wait_for(field, Duration::from_secs(10))?;
+        s.execute(
+            "arguments[0].value = ''; arguments[0].dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!({ "element-6066-11e4-a52e-4f735466cecf": el.0 })],
+        )?;
+        s.send_keys(&el, value)?;
+    }
+    s.click(&s.wait_for("#login-button", Duration::from_secs(5))?)
+}
+
+/// Launches the app and signs in; `ready` is an element only that user's view shows.
+fn launch_as(ward: &Ward, user: &str, ready: &str) -> Result<App> {
+    let app = launch()?;
+    sign_in(&app.session, user, &ward.phone(user).code())?;
+    app.session
+        .wait_for(ready, Duration::from_secs(30))
+        .with_context(|| format!("{user} signed in, but {ready} never appeared"))?;
+    Ok(app)
 }
 
 fn save_screenshot(s: &Session, name: &str) -> Result<PathBuf> {
@@ -157,8 +187,12 @@ fn wait_for_draft(s: &Session) -> Result<()> {
 
 #[test]
 fn drafts_a_dictation_with_sections_suggestions_and_evidence() -> Result<()> {
+    if !keyring_session("drafts_a_dictation_with_sections_suggestions_and_evidence")? {
+        return Ok(());
+    }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
-    let app = launch()?;
+    let ward = Ward::seed(DICTATION)?;
+    let app = launch_as(&ward, "dr.sato", "#dictation")?;
     let no_llm = std::env::var("KARTE_E2E_NO_LLM").is_ok_and(|v| v == "1");
     with_failure_screenshot(&app, "desktop-draft", |s| {
         type_dictation(s, DICTATION)?;
@@ -213,14 +247,47 @@ fn drafts_a_dictation_with_sections_suggestions_and_evidence() -> Result<()> {
             "screenshot {} looks empty",
             shot.display()
         );
+
+        // Keep it as a record of a patient, then sign it from the list of saved records.
+        let patient = s.wait_for("#patient-ref", Duration::from_secs(5))?;
+        s.send_keys(&patient, "P-E2E-02")?;
+        s.click(&s.wait_for("#save-button", Duration::from_secs(5))?)?;
+        let saved = s.wait_for("#saved-id", Duration::from_secs(30))?;
+        let id = s
+            .attribute(&saved, "data-id")?
+            .context("#saved-id has no data-id")?;
+        let sign = s.wait_for(
+            &format!(".encounter[data-id=\"{id}\"] .sign-button"),
+            Duration::from_secs(30),
+        )?;
+        s.click(&sign)?;
+        s.wait_for(
+            &format!(".encounter[data-id=\"{id}\"][data-signed=\"true\"]"),
+            Duration::from_secs(30),
+        )
+        .context("the saved record never showed as signed")?;
+        let store = ward.store()?;
+        let admin = store.login("admin", PASSWORD, &ward.phone("admin").code())?;
+        let log = store.audit_entries(&admin)?;
+        ensure!(
+            log.iter().any(|e| e.action == "sign"
+                && e.user.as_deref() == Some("dr.sato")
+                && e.encounter.as_deref() == Some(id.as_str())
+                && e.workstation == "e2e-ws"),
+            "the signature from the window is not on the audit record"
+        );
         Ok(())
     })
 }
 
 #[test]
 fn empty_dictation_shows_the_input_empty_error() -> Result<()> {
+    if !keyring_session("empty_dictation_shows_the_input_empty_error")? {
+        return Ok(());
+    }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
-    let app = launch()?;
+    let ward = Ward::seed(DICTATION)?;
+    let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-empty", |s| {
         s.click(&s.wait_for("#draft-button", Duration::from_secs(5))?)?;
         let err = s.wait_for("#error", Duration::from_secs(30))?;
@@ -236,5 +303,132 @@ fn empty_dictation_shows_the_input_empty_error() -> Result<()> {
             "an empty dictation must not produce a draft"
         );
         save_screenshot(s, "desktop-empty-error.png").map(drop)
+    })
+}
+
+/// Fills a text input the way an IME commit does when WebKit's driver cannot type the Japanese characters.
+fn type_text(s: &Session, el: &karte_e2e::webdriver::Element, text: &str) -> Result<()> {
+    s.send_keys(el, text)?;
+    if s.property(el, "value")?.as_str() != Some(text) {
+        s.execute(
+            "const el = arguments[0]; el.value = arguments[1]; el.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!({ "element-6066-11e4-a52e-4f735466cecf": el.0 }), json!(text)],
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn nurse_signs_in_with_totp_and_reviews_a_suggestion() -> Result<()> {
+    if !keyring_session("nurse_signs_in_with_totp_and_reviews_a_suggestion")? {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    let app = launch()?;
+    with_failure_screenshot(&app, "desktop-nurse", |s| {
+        // A stale code is refused with the stable code, and the form stays.
+        sign_in(s, "ns.suzuki", &ward.phone("ns.suzuki").stale())?;
+        let err = s.wait_for("#error", Duration::from_secs(30))?;
+        let code = s.attribute(&err, "data-code")?;
+        ensure!(
+            code.as_deref() == Some("auth.failed"),
+            "error code {code:?}, want auth.failed"
+        );
+        save_screenshot(s, "desktop-login-refused.png")?;
+
+        sign_in(s, "ns.suzuki", &ward.phone("ns.suzuki").code())?;
+        s.wait_for("#review-queue", Duration::from_secs(30))
+            .context("the nurse's review queue never appeared")?;
+        let who = s.wait_for("#signed-in-user", Duration::from_secs(5))?;
+        ensure!(s.attribute(&who, "data-role")?.as_deref() == Some("nurse"));
+        ensure!(
+            s.find("#dictation")?.is_none(),
+            "a nurse sees the drafting form"
+        );
+
+        let enc = &ward.encounter;
+        s.click(&s.wait_for(
+            &format!(".encounter[data-id=\"{enc}\"] .open-encounter"),
+            Duration::from_secs(30),
+        )?)?;
+        let item2 = ".review-item[data-suggestion=\"2\"]";
+        let comment = s.wait_for(&format!("{item2} .review-comment"), Duration::from_secs(30))?;
+        type_text(s, &comment, "前日に施行済み")?;
+        s.click(&s.wait_for(&format!("{item2} .reject"), Duration::from_secs(5))?)?;
+        let state = s
+            .wait_for(
+                &format!("{item2}[data-decision=\"reject\"] .review-state"),
+                Duration::from_secs(30),
+            )
+            .context("the rejection never showed")?;
+        let text = s.text(&state)?;
+        ensure!(
+            text.contains("却下") && text.contains("ns.suzuki") && text.contains("前日に施行済み"),
+            "{text}"
+        );
+        s.click(&s.wait_for(
+            ".review-item[data-suggestion=\"1\"] .accept",
+            Duration::from_secs(5),
+        )?)?;
+        s.wait_for(
+            ".review-item[data-suggestion=\"1\"][data-decision=\"accept\"]",
+            Duration::from_secs(30),
+        )?;
+        save_screenshot(s, "desktop-nurse-review.png")?;
+
+        // The reviews are in the record, by the nurse, as the physician sees them.
+        let store = ward.store()?;
+        let doc = store.login("dr.sato", PASSWORD, &ward.phone("dr.sato").code())?;
+        let h = store.history(&doc, enc)?;
+        let r2 = h.suggestions[1]
+            .review
+            .as_ref()
+            .context("suggestion 2 has no review")?;
+        ensure!(
+            r2.decision == karte_store::Decision::Reject
+                && r2.reviewer == "ns.suzuki"
+                && r2.comment == "前日に施行済み",
+            "{r2:?}"
+        );
+        ensure!(
+            h.suggestions[0].review.as_ref().map(|r| r.decision)
+                == Some(karte_store::Decision::Accept)
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn admin_sees_users_and_verifies_the_audit_log() -> Result<()> {
+    if !keyring_session("admin_sees_users_and_verifies_the_audit_log")? {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    let app = launch_as(&ward, "admin", "#admin-view")?;
+    with_failure_screenshot(&app, "desktop-admin", |s| {
+        for name in ["admin", "dr.sato", "ns.suzuki"] {
+            s.wait_for(
+                &format!("#users .user[data-name=\"{name}\"]"),
+                Duration::from_secs(30),
+            )?;
+        }
+        s.wait_for(
+            ".audit-entry[data-action=\"draft\"]",
+            Duration::from_secs(30),
+        )?;
+        ensure!(
+            s.find("#dictation")?.is_none(),
+            "an administrator sees the drafting form"
+        );
+        s.click(&s.wait_for("#verify-button", Duration::from_secs(5))?)?;
+        let r = s.wait_for("#verify-result", Duration::from_secs(30))?;
+        ensure!(
+            s.attribute(&r, "data-intact")?.as_deref() == Some("true"),
+            "verify says: {}",
+            s.text(&r)?
+        );
+        save_screenshot(s, "desktop-admin-audit.png").map(drop)
     })
 }

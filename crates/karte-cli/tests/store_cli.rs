@@ -1,0 +1,532 @@
+//! The record commands as a ward uses them: the real `karte` binary, a real SQLCipher data directory, the key in
+//! the kernel keyring (each test re-runs itself under `keyctl session`, and the `karte` processes it starts inherit
+//! that session), TOTP codes computed from the enrolment the binary printed.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use totp_rs::{Algorithm, Secret, TOTP};
+
+const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
+const PASSWORD: &str = "ward-pass-2026";
+/// The amended text names the wife and her phone: the feedback export must not.
+const AMENDED: &str =
+    "S）発熱と咳嗽。\nO）BT 38.4℃。\nP）妻の山田 花子さん（090-1234-5678）に説明。";
+const DICTATION: &str = "65歳男性。3日前から発熱と咳嗽あり、昨日から呼吸困難も出現。BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音を聴取。CRP 12.3mg/dL。市中肺炎を疑う。胸部X線を施行予定。";
+
+/// Re-runs `test` as `keyctl session - <this binary> <test> --exact`; true inside that child.
+fn keyring_session(test: &str) -> bool {
+    if std::env::var_os(IN_SESSION).is_some() {
+        return true;
+    }
+    let out = Command::new("keyctl")
+        .args(["session", "-"])
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_SESSION, "1")
+        .output()
+        .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} under keyctl session failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+/// A phone with an authenticator app: the code for now (or the next step), never the same step twice.
+struct Phone {
+    totp: TOTP,
+    last: Cell<u64>,
+}
+
+impl Phone {
+    fn code(&self) -> String {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            // The store accepts the previous, current and next step, each once. The previous one only while
+            // well inside the current window, so it cannot expire on the way.
+            let (step_now, into) = (now / 30, now % 30);
+            let earliest = if into < 25 { step_now - 1 } else { step_now };
+            let step = earliest.max(self.last.get() + 1);
+            if step <= step_now + 1 {
+                self.last.set(step);
+                return self.totp.generate(step * 30);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    fn stale(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.totp.generate(now - 600)
+    }
+}
+
+struct Ward {
+    dir: tempfile::TempDir,
+}
+
+impl Ward {
+    fn new() -> Ward {
+        Ward {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn karte(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_karte"));
+        c.env("KARTE_DATA_DIR", self.dir.path())
+            .env("KARTE_KEYRING", "keyutils")
+            .env("KARTE_WORKSTATION", "ward3-ws07")
+            .env_remove("KARTE_PASSWORD")
+            .env_remove("KARTE_TOTP")
+            .env_remove("KARTE_NEW_PASSWORD")
+            .stdin(Stdio::null());
+        c
+    }
+    /// `karte ARGS` signed in as `user` with a fresh code from `phone`.
+    fn run_as(&self, phone: &Phone, user: &str, args: &[&str]) -> Output {
+        self.run_as_with(phone.code(), user, args, None)
+    }
+    fn run_as_with(&self, code: String, user: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = self.karte();
+        c.args(args)
+            .args(["--user", user])
+            .env("KARTE_PASSWORD", PASSWORD)
+            .env("KARTE_TOTP", code)
+            .env("KARTE_NEW_PASSWORD", PASSWORD);
+        run(c, stdin)
+    }
+    fn init_admin(&self, name: &str) -> Phone {
+        let mut c = self.karte();
+        c.args(["admin", "init", "--user", name])
+            .env("KARTE_NEW_PASSWORD", PASSWORD);
+        phone_of(&ok(run(c, None)))
+    }
+    fn add_user(&self, admin: &Phone, admin_name: &str, name: &str, role: &str) -> Phone {
+        let o = self.run_as(
+            admin,
+            admin_name,
+            &["admin", "user", "add", name, "--role", role],
+        );
+        phone_of(&ok(o))
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn run(mut c: Command, stdin: Option<&str>) -> Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Asserts the failure's code (`エラー [code]: …` on stderr) and exit status; returns stderr.
+fn fails(o: Output, code: &str, exit: i32) -> String {
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        stderr.contains(&format!("エラー [{code}]")) && o.status.code() == Some(exit),
+        "expected {code} / exit {exit}, got exit {:?}\nstdout: {}\nstderr: {stderr}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    stderr
+}
+
+/// The enrolment printed once at user creation: `otpauth://totp/Karte:NAME?secret=…`.
+fn phone_of(stdout: &str) -> Phone {
+    let uri = stdout
+        .lines()
+        .find(|l| l.starts_with("otpauth://totp/"))
+        .unwrap_or_else(|| panic!("no otpauth URI in {stdout}"));
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap();
+    assert!(uri.contains("issuer=Karte"), "{uri}");
+    let bytes = Secret::Encoded(secret.to_string()).to_bytes().unwrap();
+    Phone {
+        totp: TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, "t".into()).unwrap(),
+        last: Cell::new(0),
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+#[test]
+fn draft_review_sign_amend_history() {
+    if !keyring_session("draft_review_sign_amend_history") {
+        return;
+    }
+    let w = Ward::new();
+    let admin = w.init_admin("admin");
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+    let ns = w.add_user(&admin, "admin", "ns.suzuki", "nurse");
+    let ns2 = w.add_user(&admin, "admin", "ns.tanaka", "nurse");
+
+    // The physician drafts without a model and saves: the id is the last word of the last line.
+    let out = ok(w.run_as_with(
+        doc.code(),
+        "dr.sato",
+        &["draft", "-", "--no-llm", "--save", "--patient", "P-0001"],
+        Some(DICTATION),
+    ));
+    assert!(
+        out.contains("S（主観的情報）") && out.contains("検査提案"),
+        "{out}"
+    );
+    let id = out
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with('E') && id.len() == 13, "{id}");
+
+    // A nurse sees the suggestions with their numbers, accepts one and rejects one with a reason.
+    let h = ok(w.run_as(&ns, "ns.suzuki", &["history", &id]));
+    assert!(
+        h.contains("[1] ")
+            && h.contains("[2] ")
+            && h.contains("未レビュー")
+            && h.contains("P-0001"),
+        "{h}"
+    );
+    ok(w.run_as(
+        &ns,
+        "ns.suzuki",
+        &["review", &id, "--suggestion", "1", "--accept"],
+    ));
+    ok(w.run_as(
+        &ns,
+        "ns.suzuki",
+        &[
+            "review",
+            &id,
+            "--suggestion",
+            "2",
+            "--reject",
+            "--comment",
+            "前日に施行済み",
+        ],
+    ));
+
+    // Nurses do not sign.
+    fails(
+        w.run_as(&ns2, "ns.tanaka", &["sign", &id]),
+        "auth.forbidden",
+        4,
+    );
+    // The physician signs, then amends with a reason (text from stdin).
+    assert!(ok(w.run_as(&doc, "dr.sato", &["sign", &id])).contains("版 1"));
+    let amended = ok(w.run_as_with(
+        doc.code(),
+        "dr.sato",
+        &["amend", &id, "--reason", "体温の誤記"],
+        Some(AMENDED),
+    ));
+    assert!(amended.contains("版 2"), "{amended}");
+    // Feedback for fine-tuning: the signed record, with personal data replaced by karte-guard's placeholders.
+    let fb = ok(w.run_as(&doc, "dr.sato", &["feedback", "export"]));
+    assert!(
+        fb.contains(&id) || fb.contains("発熱"),
+        "the signed record is exported: {fb}"
+    );
+    assert!(fb.contains("【氏名1】") && fb.contains("【電話1】"), "{fb}");
+    assert!(
+        !fb.contains("山田") && !fb.contains("1234-5678"),
+        "personal data left in feedback: {fb}"
+    );
+
+    let h: serde_json::Value = serde_json::from_str(&ok(w.run_as(
+        &ns2,
+        "ns.tanaka",
+        &["history", &id, "--format", "json"],
+    )))
+    .unwrap();
+    let versions = h["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["kind"], "draft");
+    assert_eq!(versions[0]["signature"]["signer"], "dr.sato");
+    assert_eq!(versions[1]["kind"], "amendment");
+    assert_eq!(versions[1]["reason"], "体温の誤記");
+    assert_eq!(versions[1]["text"], AMENDED);
+    assert_eq!(h["suggestions"][0]["review"]["decision"], "accept");
+    assert_eq!(h["suggestions"][1]["review"]["comment"], "前日に施行済み");
+    assert_eq!(h["signed"], true);
+
+    // Nothing readable in the data directory.
+    for f in files_under(w.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        for marker in ["P-0001", "前日に施行済み", "体温の誤記", "湿性ラ音"] {
+            let m = marker.as_bytes();
+            assert!(
+                !bytes.windows(m.len()).any(|x| x == m),
+                "{marker} in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn admin_reads_no_clinical_text_and_the_audit_log_verifies() {
+    if !keyring_session("admin_reads_no_clinical_text_and_the_audit_log_verifies") {
+        return;
+    }
+    let w = Ward::new();
+    let admin = w.init_admin("admin");
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+    let auditor = w.add_user(&admin, "admin", "it.kato", "admin");
+    fails(
+        w.karte()
+            .args(["admin", "init", "--user", "x"])
+            .env("KARTE_NEW_PASSWORD", PASSWORD)
+            .output()
+            .unwrap(),
+        "store.already_initialized",
+        5,
+    );
+
+    let out = ok(w.run_as_with(
+        doc.code(),
+        "dr.sato",
+        &[
+            "draft",
+            "-",
+            "--no-llm",
+            "--format",
+            "json",
+            "--save",
+            "--patient",
+            "P-0002",
+        ],
+        Some(DICTATION),
+    ));
+    let draft: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = draft["encounter_id"].as_str().unwrap().to_string();
+    assert!(draft["sections"]["objective"].is_array());
+
+    let e = fails(
+        w.run_as(&auditor, "it.kato", &["history", &id]),
+        "auth.forbidden",
+        4,
+    );
+    assert!(!e.contains("P-0002") && !e.contains("発熱"), "{e}");
+    let v = ok(w.run_as(&auditor, "it.kato", &["audit", "verify"]));
+    assert!(v.contains("改ざんされていません"), "{v}");
+    let nd = ok(w.run_as(
+        &auditor,
+        "it.kato",
+        &["audit", "export", "--format", "ndjson"],
+    ));
+    let entries: Vec<serde_json::Value> = nd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |action: &str, user: &str, outcome: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["user"] == user && e["outcome"] == outcome)
+    };
+    assert!(has("admin_init", "admin", "ok"));
+    assert!(has("login", "dr.sato", "ok"));
+    assert!(has("draft", "dr.sato", "ok"));
+    assert!(has("view", "it.kato", "denied"));
+    assert!(has("read_audit_log", "it.kato", "ok"));
+    assert!(entries.iter().all(|e| e["workstation"] == "ward3-ws07"));
+    assert!(entries
+        .windows(2)
+        .all(|p| p[1]["prev_hash"] == p[0]["hash"]));
+    for clinical in ["P-0002", "発熱", "38.6"] {
+        assert!(!nd.contains(clinical), "audit log contains {clinical}");
+    }
+    let list = ok(w.run_as(&admin, "admin", &["admin", "user", "list"]));
+    for l in ["admin\tadmin", "dr.sato\tphysician", "it.kato\tadmin"] {
+        assert!(list.contains(l), "{list}");
+    }
+}
+
+#[test]
+fn audit_verify_exits_1_naming_the_tampered_entry_and_exports_csv() {
+    if !keyring_session("audit_verify_exits_1_naming_the_tampered_entry_and_exports_csv") {
+        return;
+    }
+    let w = Ward::new();
+    let admin = w.init_admin("admin");
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+    ok(w.run_as_with(
+        doc.code(),
+        "dr.sato",
+        &["draft", "-", "--no-llm", "--save", "--patient", "P-3"],
+        Some(DICTATION),
+    ));
+
+    // With the key from the keyring, change entry 4 (the physician's sign-in) through SQL.
+    let store_id = std::fs::read_to_string(w.path().join("store-id")).unwrap();
+    let cred = keyring::keyutils::KeyutilsCredential::new_with_target(
+        None,
+        "karte",
+        &format!("db-key:{store_id}"),
+    )
+    .unwrap();
+    let key = keyring::Entry::new_with_credential(Box::new(cred))
+        .get_password()
+        .unwrap();
+    let c = rusqlite::Connection::open(w.path().join("karte.db")).unwrap();
+    c.execute_batch(&format!("PRAGMA key = \"x'{key}'\";"))
+        .unwrap();
+    let action: String = c
+        .query_row("SELECT action FROM audit WHERE seq = 4", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(action, "login");
+    c.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET outcome = 'failed' WHERE seq = 4;",
+    )
+    .unwrap();
+    drop(c);
+
+    let e = fails(
+        w.run_as(&admin, "admin", &["audit", "verify"]),
+        "audit.tampered",
+        1,
+    );
+    assert!(e.contains("#4"), "{e}");
+    let csv = ok(w.run_as(&admin, "admin", &["audit", "export", "--format", "csv"]));
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("seq,ts,ts_ms,user,role,action"));
+    assert!(lines.any(|l| l.starts_with("4,") && l.contains(",login,") && l.contains(",failed,")));
+}
+
+#[test]
+fn wrong_password_wrong_code_replay_lockout_disabled_no_keyring() {
+    if !keyring_session("wrong_password_wrong_code_replay_lockout_disabled_no_keyring") {
+        return;
+    }
+    let w = Ward::new();
+    // Before `admin init` nobody can sign in.
+    let mut c = w.karte();
+    c.args(["audit", "verify", "--user", "admin"])
+        .env("KARTE_PASSWORD", PASSWORD)
+        .env("KARTE_TOTP", "123456");
+    fails(run(c, None), "store.not_initialized", 5);
+    let admin = w.init_admin("admin");
+    let code = admin.code();
+    let ns = phone_of(&ok(w.run_as_with(
+        code.clone(),
+        "admin",
+        &["admin", "user", "add", "ns.suzuki", "--role", "nurse"],
+        None,
+    )));
+    // The same code again: refused as a replay.
+    fails(
+        w.run_as_with(code, "admin", &["admin", "user", "list"], None),
+        "auth.totp_reused",
+        4,
+    );
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+
+    // Wrong password; wrong code; no code at all (no terminal to ask on).
+    let mut c = w.karte();
+    c.args(["history", "E000000000000", "--user", "ns.suzuki"])
+        .env("KARTE_PASSWORD", "wrong-password-1")
+        .env("KARTE_TOTP", ns.code());
+    fails(run(c, None), "auth.failed", 4);
+    fails(
+        w.run_as_with(ns.stale(), "ns.suzuki", &["history", "E000000000000"], None),
+        "auth.failed",
+        4,
+    );
+    let mut c = w.karte();
+    c.args(["history", "E000000000000", "--user", "ns.suzuki"])
+        .env("KARTE_PASSWORD", PASSWORD);
+    fails(run(c, None), "auth.totp_required", 4);
+
+    // Three more failures make five: locked, even with the right password and a fresh code.
+    for _ in 0..2 {
+        fails(
+            w.run_as_with(ns.stale(), "ns.suzuki", &["history", "E000000000000"], None),
+            "auth.failed",
+            4,
+        );
+    }
+    let e = fails(
+        w.run_as_with(ns.stale(), "ns.suzuki", &["history", "E000000000000"], None),
+        "auth.locked_out",
+        4,
+    );
+    assert!(e.contains("ロック"), "{e}");
+    fails(
+        w.run_as(&ns, "ns.suzuki", &["history", "E000000000000"]),
+        "auth.locked_out",
+        4,
+    );
+    ok(w.run_as(&admin, "admin", &["admin", "user", "unlock", "ns.suzuki"]));
+    fails(
+        w.run_as(&ns, "ns.suzuki", &["history", "E000000000000"]),
+        "record.not_found",
+        2,
+    );
+
+    // A disabled account cannot sign in.
+    ok(w.run_as(&admin, "admin", &["admin", "user", "disable", "dr.sato"]));
+    fails(
+        w.run_as(&doc, "dr.sato", &["sign", "E000000000000"]),
+        "auth.disabled",
+        4,
+    );
+
+    // No keyring reachable (no Secret Service on this bus): refused, naming what to install.
+    let mut c = w.karte();
+    c.args(["audit", "verify", "--user", "admin"])
+        .env_remove("KARTE_KEYRING")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/karte-bus",
+        )
+        .env("KARTE_DATA_DIR", w.path().join("elsewhere"));
+    let e = fails(run(c, None), "keyring.unavailable", 5);
+    assert!(e.contains("gnome-keyring"), "{e}");
+}

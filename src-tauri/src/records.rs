@@ -1,0 +1,173 @@
+//! Tauri commands for sign-in and records: glue between IPC and `karte-store`, nothing more. Permissions, locking,
+//! idle timeout and the audit trail are the library's; the window only ever holds the signed-in user's name and
+//! role, never the session itself.
+//!
+//! The store opens on first use (not at start-up), so a missing keyring is reported in the window where it can be
+//! read, and a fixed keyring works without restarting the app. Every call runs on the blocking pool: sign-in hashes
+//! a password (tens of milliseconds) and every call writes an audit entry with an fsync.
+
+use karte_core::{Code, DraftOutput, Error};
+use karte_store::{
+    AuditEntry, AuditReport, Decision, EncounterSummary, EncounterView, Role, Session, Store,
+    UserInfo,
+};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use tauri::State;
+
+/// The app's record store and the one signed-in session of this window.
+#[derive(Default)]
+pub struct Records {
+    store: Mutex<Option<Arc<Store>>>,
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl Records {
+    fn store(&self) -> Result<Arc<Store>, Error> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slot.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let s = Arc::new(Store::open_default()?);
+        *slot = Some(Arc::clone(&s));
+        Ok(s)
+    }
+
+    fn session(&self) -> Result<Arc<Session>, Error> {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                Error::new(
+                    Code::AuthSessionExpired,
+                    "サインインしていません。もう一度サインインしてください。",
+                )
+            })
+    }
+
+    /// Runs `f` with the store and the session; a session the library no longer honours is dropped, so the window
+    /// returns to the sign-in screen.
+    fn with<T>(&self, f: impl FnOnce(&Store, &Session) -> Result<T, Error>) -> Result<T, Error> {
+        let (store, session) = (self.store()?, self.session()?);
+        let out = f(&store, &session);
+        if let Err(e) = &out {
+            if matches!(e.code, Code::AuthSessionExpired | Code::AuthDisabled) {
+                *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+        out
+    }
+}
+
+/// Who is signed in, for the window to choose its view.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedIn {
+    pub user: String,
+    pub role: Role,
+}
+
+async fn blocking<T: Send + 'static>(
+    records: &State<'_, Arc<Records>>,
+    f: impl FnOnce(&Records) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let records = Arc::clone(records);
+    tauri::async_runtime::spawn_blocking(move || f(&records))
+        .await
+        .map_err(|e| {
+            tracing::error!("records task failed: {e}");
+            Error::new(
+                Code::Internal,
+                "記録の処理が異常終了しました。もう一度お試しください。",
+            )
+        })?
+}
+
+#[tauri::command]
+pub async fn login(
+    records: State<'_, Arc<Records>>,
+    user: String,
+    password: String,
+    totp: String,
+) -> Result<SignedIn, Error> {
+    blocking(&records, move |r| {
+        let session = r.store()?.login(&user, &password, &totp)?;
+        let info = SignedIn {
+            user: session.user().to_string(),
+            role: session.role(),
+        };
+        *r.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(session));
+        Ok(info)
+    })
+    .await
+}
+
+#[tauri::command]
+pub fn logout(records: State<'_, Arc<Records>>) {
+    *records.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+#[tauri::command]
+pub async fn save_draft(
+    records: State<'_, Arc<Records>>,
+    patient: String,
+    text: String,
+    draft: DraftOutput,
+) -> Result<String, Error> {
+    blocking(&records, move |r| {
+        r.with(|st, s| st.save_draft(s, &patient, &text, &draft))
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn encounters(records: State<'_, Arc<Records>>) -> Result<Vec<EncounterSummary>, Error> {
+    blocking(&records, |r| r.with(|st, s| st.encounters(s))).await
+}
+
+#[tauri::command]
+pub async fn encounter(
+    records: State<'_, Arc<Records>>,
+    id: String,
+) -> Result<EncounterView, Error> {
+    blocking(&records, move |r| r.with(|st, s| st.history(s, &id))).await
+}
+
+#[tauri::command]
+pub async fn review_suggestion(
+    records: State<'_, Arc<Records>>,
+    id: String,
+    suggestion: i64,
+    accept: bool,
+    comment: String,
+) -> Result<(), Error> {
+    let decision = if accept {
+        Decision::Accept
+    } else {
+        Decision::Reject
+    };
+    blocking(&records, move |r| {
+        r.with(|st, s| st.review(s, &id, suggestion, decision, &comment))
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn sign_encounter(records: State<'_, Arc<Records>>, id: String) -> Result<i64, Error> {
+    blocking(&records, move |r| r.with(|st, s| st.sign(s, &id))).await
+}
+
+#[tauri::command]
+pub async fn users(records: State<'_, Arc<Records>>) -> Result<Vec<UserInfo>, Error> {
+    blocking(&records, |r| r.with(|st, s| st.list_users(s))).await
+}
+
+#[tauri::command]
+pub async fn audit_log(records: State<'_, Arc<Records>>) -> Result<Vec<AuditEntry>, Error> {
+    blocking(&records, |r| r.with(|st, s| st.audit_entries(s))).await
+}
+
+#[tauri::command]
+pub async fn audit_verify(records: State<'_, Arc<Records>>) -> Result<AuditReport, Error> {
+    blocking(&records, |r| r.with(|st, s| st.verify_audit(s))).await
+}
