@@ -9,7 +9,7 @@
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use karte_core::{Code, DraftOutput, Error, Result};
 use karte_store::{Decision, EncounterView, Enrolment, Role, Session, Store};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -244,13 +244,13 @@ pub fn run(cmd: StoreCmd) -> Result<()> {
         }
         StoreCmd::Edit(a) => {
             let s = sign_in(&store, &a.auth)?;
-            let text = read_text(a.file)?;
+            let text = crate::read_input(a.file)?;
             let v = store.edit(&s, &a.encounter, &text)?;
             out(&format!("編集を保存しました: {} 版 {v}", a.encounter))
         }
         StoreCmd::Amend(a) => {
             let s = sign_in(&store, &a.auth)?;
-            let text = read_text(a.file)?;
+            let text = crate::read_input(a.file)?;
             let v = store.amend(&s, &a.encounter, &text, &a.reason)?;
             out(&format!("修正を保存し署名しました: {} 版 {v}", a.encounter))
         }
@@ -482,26 +482,6 @@ fn print_enrolment(e: &Enrolment) -> Result<()> {
         e.totp_secret_base32,
         e.otpauth_uri
     ))
-}
-
-fn read_text(file: Option<PathBuf>) -> Result<String> {
-    let mut bytes = Vec::new();
-    match file {
-        Some(p) if p.as_os_str() != "-" => {
-            bytes = std::fs::read(&p).map_err(|e| {
-                Error::new(
-                    Code::InputUnreadable,
-                    format!("ファイル {} を読めません: {e}", p.display()),
-                )
-            })?;
-        }
-        _ => {
-            std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-                Error::new(Code::InputUnreadable, format!("標準入力を読めません: {e}"))
-            })?;
-        }
-    }
-    karte_core::pipeline::decode(bytes)
 }
 
 fn out(text: &str) -> Result<()> {

@@ -185,7 +185,7 @@ fn candidates(n: &Normalized) -> Vec<Cand> {
             push(&mut v, PiiKind::MyNumber, (s, e), 40);
         }
     }
-    for m in PHONE.find_iter(t) {
+    for m in find_overlapping(&PHONE, t) {
         let (s, e) = span(m);
         if !digit_bounded(chars, s, e) || (s > 0 && chars[s - 1] == '+') {
             continue;
@@ -272,6 +272,18 @@ fn resolve(v: Vec<Cand>) -> Vec<Cand> {
     kept
 }
 
+/// Matches of `re`, retrying one character later after each match, so that a rejected candidate
+/// (00 090-1234: too few digits) cannot hide a real number that starts inside it.
+fn find_overlapping<'t>(re: &Regex, t: &'t str) -> Vec<regex::Match<'t>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(m) = re.find_at(t, at) {
+        out.push(m);
+        at = m.start() + t[m.start()..].chars().next().map_or(1, char::len_utf8);
+    }
+    out
+}
+
 fn digit_bounded(chars: &[char], s: usize, e: usize) -> bool {
     let before = s.checked_sub(1).map(|i| chars[i]);
     let after = chars.get(e).copied();
@@ -320,7 +332,7 @@ static DIGITS12: LazyLock<Regex> = LazyLock::new(|| {
 
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
-        r"\+81[\s-]?(?:\(0\))?[\s-]?\d{{1,4}}[\s-]?\d{{1,4}}[\s-]?\d{{3,4}}|\(0\d{{1,4}}\)\s?\d{{1,4}}(?:{DASH}|\s)?\d{{3,4}}|0\d{{1,4}}\(\d{{1,4}}\)\d{{3,4}}|0\d{{1,4}}(?:{DASH}|\s|\.)\d{{1,4}}(?:{DASH}|\s|\.)\d{{3,4}}|0\d{{9,10}}|\+(?:[1-79]\d{{0,2}}|8[02-9]\d?)(?:[\s-]?\d{{1,4}}){{2,5}}"
+        r"\+81[ -]?(?:\(0\))?[ -]?\d{{1,4}}[ -]?\d{{1,4}}[ -]?\d{{3,4}}|\(0\d{{1,4}}\) ?\d{{1,4}}(?:{DASH}| )?\d{{3,4}}|0\d{{1,4}}\(\d{{1,4}}\)\d{{3,4}}|0\d{{1,4}}(?:{DASH}| |\.)\d{{1,4}}(?:{DASH}| |\.)\d{{3,4}}|0\d{{9,10}}|\+(?:[1-79]\d{{0,2}}|8[02-9]\d?)(?:[ -]?\d{{1,4}}){{2,5}}"
     ))
     .unwrap()
 });
@@ -1247,10 +1259,7 @@ const ALIAS_NOT_NAMES: &[&str] = &[
 ];
 
 fn starts_with_surname(chars: &[char], i: usize) -> bool {
-    (2..=4).any(|l| {
-        i + l <= chars.len()
-            && SURNAMES.contains(chars[i..i + l].iter().collect::<String>().as_str())
-    })
+    surname_lengths(chars, i).next().is_some()
 }
 
 /// Trim a role or kin word in front (長男 水谷 洋平 → 水谷 洋平) and a particle and what follows after a space
@@ -1384,14 +1393,7 @@ fn lone_surname(chars: &[char], i: usize) -> Option<(usize, usize)> {
     if !before_ok {
         return None;
     }
-    for l in (2..=4).rev() {
-        if i + l > chars.len() {
-            continue;
-        }
-        let fam: String = chars[i..i + l].iter().collect();
-        if !SURNAMES.contains(fam.as_str()) {
-            continue;
-        }
+    for l in surname_lengths(chars, i) {
         let e = i + l;
         let rest: String = chars[e..(e + 4).min(chars.len())].iter().collect();
         let after_ok = e == chars.len()
@@ -1678,15 +1680,16 @@ fn name_after(chars: &[char], e: usize) -> Option<(usize, usize)> {
     Some((s, k))
 }
 
+/// Lengths (longest first) of the lexicon family names that start at `i`.
+fn surname_lengths(chars: &[char], i: usize) -> impl Iterator<Item = usize> + '_ {
+    (2..=4).rev().filter(move |&l| {
+        i + l <= chars.len()
+            && SURNAMES.contains(chars[i..i + l].iter().collect::<String>().as_str())
+    })
+}
+
 fn bare_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
-    for l in (2..=4).rev() {
-        if i + l > chars.len() {
-            continue;
-        }
-        let fam: String = chars[i..i + l].iter().collect();
-        if !SURNAMES.contains(fam.as_str()) {
-            continue;
-        }
+    for l in surname_lengths(chars, i) {
         let mut j = i + l;
         if j < chars.len() && chars[j] == ' ' {
             j += 1;

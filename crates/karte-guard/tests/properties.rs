@@ -116,3 +116,11 @@ proptest! {
         }
     }
 }
+
+/// Found by the property above: a rejected phone candidate (00⏎090-1234, too few digits) hid the real number.
+#[test]
+fn a_rejected_candidate_does_not_hide_the_number_after_it() {
+    let f = scan("00\n090-1234-5678");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].text, "090-1234-5678");
+}
