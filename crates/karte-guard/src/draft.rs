@@ -122,8 +122,10 @@ mod tests {
     }
 
     fn draft(plan: &[&str]) -> DraftOutput {
-        let mut sections = SoapSections::default();
-        sections.plan = plan.iter().map(|t| sentence(t)).collect();
+        let sections = SoapSections {
+            plan: plan.iter().map(|t| sentence(t)).collect(),
+            ..Default::default()
+        };
         DraftOutput {
             sections,
             suggestions: Vec::new(),

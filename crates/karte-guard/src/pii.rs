@@ -1369,7 +1369,7 @@ fn spaced_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
             .filter(|&c| is_hiragana(c) || is_katakana(c))
             .count();
         let han = n - kana;
-        let ok = (han == 0 && (2..=5).contains(&kana)) || (han >= 1 && han <= 3 && kana <= 2);
+        let ok = (han == 0 && (2..=5).contains(&kana)) || ((1..=3).contains(&han) && kana <= 2);
         let particle = ["さん", "くん", "ちゃん", "さま", "から", "より", "まで"]
             .iter()
             .any(|p| given.starts_with(p))
@@ -1437,8 +1437,9 @@ fn honorific_ok(chars: &[char], h: &str, hs: usize, he: usize) -> bool {
         // 様子, 様々, 様式, 同様; 氏名; 殿堂; 君臨.
         // 様子, 様式, 凍瘡様皮疹: 様 followed by kanji is "-like", not an honorific; 同様 / 前回同様 likewise.
         "様" => {
-            !next.is_some_and(|c| is_han(c) || c == '々')
-                && !(hs > 0 && matches!(chars[hs - 1], '同' | '異' | '多' | '模' | '仕'))
+            let like = next.is_some_and(|c| is_han(c) || c == '々');
+            let same = hs > 0 && matches!(chars[hs - 1], '同' | '異' | '多' | '模' | '仕');
+            !like && !same
         }
         "氏" => !next.is_some_and(|c| matches!(c, '名' | '族')),
         "殿" => !next.is_some_and(is_han),
