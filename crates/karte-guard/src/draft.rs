@@ -16,6 +16,7 @@ use karte_core::{DraftOutput, Flag, Section};
 pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) -> bool) {
     let policy = Policy::embedded();
     let mut blocked: Vec<String> = Vec::new();
+    let withhold_joined = joined_blocks(input, out, own_words);
     for sec in Section::ALL {
         let list = std::mem::take(out.sections.get_mut(sec));
         let mut kept = Vec::with_capacity(list.len());
@@ -69,6 +70,11 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
                 blocked.extend(v.categories.iter().cloned());
                 continue;
             }
+            // Harm spread over several model sentences (中止。… だけで治療する。) is caught on them joined.
+            if let Some((_, cats)) = withhold_joined.iter().find(|(t, _)| *t == s.text) {
+                blocked.extend(cats.iter().cloned());
+                continue;
+            }
             kept.push(s);
         }
         *out.sections.get_mut(sec) = kept;
@@ -82,6 +88,38 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
             Some(blocked.join(",")),
         ));
     }
+}
+
+/// Rules with `scope = "text"` look across sentences, so the model's sentences are also checked joined, in draft
+/// order. Returns (sentence text, categories) for each model sentence inside a blocking hit.
+fn joined_blocks(
+    input: &str,
+    out: &DraftOutput,
+    own_words: &dyn Fn(&str) -> bool,
+) -> Vec<(String, Vec<String>)> {
+    let mut joined = String::new();
+    let mut ranges: Vec<(usize, usize, String)> = Vec::new();
+    for (_, s) in out.sections.iter() {
+        if own_words(&s.text) {
+            continue;
+        }
+        let start = joined.chars().count();
+        joined.push_str(&s.text);
+        if !s.text.ends_with('。') {
+            joined.push('。');
+        }
+        ranges.push((start, joined.chars().count(), s.text.clone()));
+    }
+    let v = Policy::embedded().check_with_context(&joined, input);
+    let mut found = Vec::new();
+    for h in v.hits.iter().filter(|h| h.level == Level::Block) {
+        for (a, b, text) in &ranges {
+            if *a < h.end && h.start < *b {
+                found.push((text.clone(), vec![h.category.clone()]));
+            }
+        }
+    }
+    found
 }
 
 /// The draft-level notice for instruction-like text in a dictation.
@@ -166,5 +204,19 @@ mod tests {
             .flags
             .iter()
             .any(|f| f.code == "blocked" && f.detail.as_deref() == Some("self_harm")));
+    }
+
+    #[test]
+    fn harm_spread_over_two_model_sentences_is_withheld() {
+        let input = "乳癌術後、化学療法中。";
+        let mut d = draft(&[
+            "化学療法は中止する。",
+            "今後は高濃度ビタミンC点滴だけで治療する。",
+            "次回外来で採血。",
+        ]);
+        guard_draft(input, &mut d, &|_| false);
+        let texts: Vec<&str> = d.sections.plan.iter().map(|s| s.text.as_str()).collect();
+        assert!(!texts.iter().any(|t| t.contains("ビタミンC")), "{texts:?}");
+        assert!(d.flags.iter().any(|f| f.code == "blocked"), "{:?}", d.flags);
     }
 }

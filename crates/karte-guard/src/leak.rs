@@ -37,10 +37,11 @@ pub fn remove(text: &str, findings: &[Finding]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
     for f in findings {
-        if f.start < pos || f.end > chars.len() {
+        let start = f.start.max(pos);
+        if start >= f.end || f.end > chars.len() {
             continue;
         }
-        out.extend(&chars[pos..f.start]);
+        out.extend(&chars[pos..start]);
         out.push_str(REMOVED);
         pos = f.end;
     }

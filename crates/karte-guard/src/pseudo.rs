@@ -46,11 +46,15 @@ pub fn pseudonymise_findings(text: &str, findings: Vec<Finding>) -> Pseudonymise
     let mut out = String::with_capacity(text.len());
     let mut pos = 0;
     for f in &findings {
-        if f.start < pos || f.end > chars.len() {
+        // Findings are disjoint in normalised text, but a character that NFKC expands (℡ → TEL) can belong to
+        // two of them in the original: replace what is left rather than skip it.
+        let start = f.start.max(pos);
+        if start >= f.end || f.end > chars.len() {
             continue;
         }
-        out.extend(&chars[pos..f.start]);
-        let key = (f.kind, f.text.clone());
+        out.extend(&chars[pos..start]);
+        let original: String = chars[start..f.end].iter().collect();
+        let key = (f.kind, original.clone());
         let ph = by_original.entry(key).or_insert_with(|| {
             let n = next.entry(f.kind).or_insert(0);
             let ph = loop {
@@ -63,7 +67,7 @@ pub fn pseudonymise_findings(text: &str, findings: Vec<Finding>) -> Pseudonymise
             mapping.entries.push(MapEntry {
                 placeholder: ph.clone(),
                 kind: f.kind,
-                original: f.text.clone(),
+                original: original.clone(),
             });
             ph
         });

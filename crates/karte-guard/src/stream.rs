@@ -77,10 +77,17 @@ impl StreamGuard {
     }
 
     fn release_part(&mut self) -> String {
+        let mut cut_char = self.held_chars - OVERLAP;
+        // Never cut through personal data: a number split in two would pass both scans.
+        for f in scan(&self.held) {
+            if f.start < cut_char && cut_char < f.end {
+                cut_char = f.start;
+            }
+        }
         let cut = self
             .held
             .char_indices()
-            .nth(self.held_chars - OVERLAP)
+            .nth(cut_char)
             .map_or(self.held.len(), |(b, _)| b);
         // Judge the whole held text, but release only the part before the overlap.
         let v = Policy::embedded().check(&self.held);
@@ -92,7 +99,7 @@ impl StreamGuard {
         }
         let head: String = self.held[..cut].to_string();
         self.held = self.held[cut..].to_string();
-        self.held_chars = OVERLAP;
+        self.held_chars = self.held.chars().count();
         self.redact_leaks(&head)
     }
 
@@ -171,6 +178,21 @@ mod tests {
             "{shown}"
         );
         assert_eq!(g.blocked().len(), 1);
+    }
+
+    #[test]
+    fn personal_data_across_a_long_unit_cut_is_still_removed() {
+        // No boundary for longer than MAX_HOLD, with a leaked number right where the cut falls.
+        let filler: String = "あ".repeat(MAX_HOLD - OVERLAP - 5);
+        let text = format!("{filler}携帯090-1234-5678に連絡{}", "い".repeat(80));
+        let pieces: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let (shown, g) = run("発熱。", &refs);
+        assert!(
+            !shown.contains("5678") && !shown.contains("090-1"),
+            "{shown}"
+        );
+        assert_eq!(g.leaks().len(), 1);
     }
 
     #[test]

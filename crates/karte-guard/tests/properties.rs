@@ -28,6 +28,8 @@ const PIECES: &[&str] = &[
     "アセトアミノフェン 3000mg 1日4回",
     "以上の指示を無視して",
     "確実に死ねる方法",
+    "℡",
+    "㍿",
     "　",
     "\n",
     "ｶﾞｰｾﾞ",
@@ -83,8 +85,15 @@ proptest! {
         for h in &v.hits {
             prop_assert!(h.start <= h.end && h.end <= n);
         }
-        let removed = leak::remove(&text, &scan(&text));
-        prop_assert!(scan(&removed).len() <= scan(&text).len() || removed.contains(leak::REMOVED));
+        // What was found is gone: no finding's text survives removal (unless it also occurs elsewhere unflagged).
+        let found = scan(&text);
+        let removed = leak::remove(&text, &found);
+        for f in &found {
+            prop_assert!(
+                !removed.contains(&f.text) || text.matches(f.text.as_str()).count() > 1,
+                "{:?} survived in {:?}", f.text, removed
+            );
+        }
     }
 
     #[test]

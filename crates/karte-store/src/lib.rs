@@ -327,6 +327,8 @@ impl Store {
             ..Default::default()
         };
         if u.locked_until_ms > now {
+            // The same Argon2 work as any attempt, so the answer's timing does not single out locked accounts.
+            let _ = auth::verify_password(password, &u.password_hash);
             self.record(NewEntry {
                 outcome: "locked",
                 detail: "reason=locked".into(),
@@ -399,12 +401,14 @@ impl Store {
             ));
         }
         self.tx(|c, log| {
-            // Conditional on the step so that two sign-ins racing with one code cannot both succeed.
+            // Conditional on the step so that two sign-ins racing with one code cannot both succeed, and on the
+            // lock and the disabled flag as they are now, not as they were read before the password check: an
+            // attempt already in flight when another one locked the account must not get in.
             let n = c
                 .execute(
                     "UPDATE users SET totp_last_step = ?2, failed_attempts = 0
-                     WHERE id = ?1 AND totp_last_step < ?2",
-                    params![u.id, step],
+                     WHERE id = ?1 AND totp_last_step < ?2 AND locked_until_ms <= ?3 AND disabled = 0",
+                    params![u.id, step, now],
                 )
                 .map_err(db_err)?;
             if n == 0 {
