@@ -895,8 +895,15 @@ impl Store {
                 &s.entry(Action::ReadAuditLog, None, None, "verify".into()),
             )
         })?;
-        let entries = audit::entries(&self.conn())?;
-        let head = self.vault.head()?;
+        // Entries and head under the write lock, so that no other process commits (and moves the head) between
+        // the two reads: that would look like a missing entry.
+        let (entries, head) = {
+            let conn = self.conn();
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+            let read = audit::entries(&conn).and_then(|e| Ok((e, self.vault.head()?)));
+            let _ = conn.execute_batch(if read.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            read?
+        };
         Ok(audit::verify_chain(
             &entries,
             head.as_ref().map(|(s, h)| (*s, h.as_str())),
@@ -1190,7 +1197,9 @@ fn store_id(dir: &Path, db_exists: bool) -> Result<String> {
             let mut raw = [0u8; 16];
             getrandom::fill(&mut raw).map_err(|_| Error::new(Code::Internal, "乱数を取得できません。"))?;
             let id = hex::encode(raw);
-            let tmp = dir.join(format!("{STORE_ID_FILE}.tmp"));
+            // A per-process temporary name and a hard link that fails if the id exists: two first runs at once
+            // (desktop and CLI) agree on one id instead of each overwriting the other's.
+            let tmp = dir.join(format!("{STORE_ID_FILE}.{}.tmp", std::process::id()));
             let io = |_| {
                 Error::new(
                     Code::StoreIo,
@@ -1203,8 +1212,13 @@ fn store_id(dir: &Path, db_exists: bool) -> Result<String> {
                 f.write_all(id.as_bytes()).map_err(io)?;
                 f.sync_all().map_err(io)?;
             }
-            std::fs::rename(&tmp, &path).map_err(io)?;
-            Ok(id)
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => store_id(dir, db_exists),
+                Err(e) => Err(io(e)),
+            }
         }
     }
 }
