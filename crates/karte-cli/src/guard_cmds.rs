@@ -92,23 +92,8 @@ fn write_mapping(path: &Path, m: &Mapping) -> Result<()> {
             format!("対応表ファイル {} に書き込めません: {e}", path.display()),
         )
     };
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(fail)?;
-    f.write_all(
-        serde_json::to_string_pretty(m)
-            .expect("mapping serialises")
-            .as_bytes(),
-    )
-    .and_then(|_| f.sync_all())
-    .map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    let json = serde_json::to_string_pretty(m).expect("mapping serialises");
+    crate::write_private(path, json.as_bytes()).map_err(fail)
 }
 
 pub fn check(file: Option<PathBuf>, format: Format) -> Result<()> {

@@ -167,6 +167,25 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Write a file that holds personal data: owner-only permissions, and whole or not at all (a temporary file
+/// beside it, synced, then renamed over the target).
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 pub(crate) fn read_input(file: Option<PathBuf>) -> Result<String> {
     let mut bytes = Vec::new();
     match file {

@@ -495,24 +495,13 @@ fn write_output(path: Option<PathBuf>, text: &str) -> Result<()> {
             .lock()
             .write_all(text.as_bytes())
             .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}"))),
-        // Audit and feedback exports name staff and carry (pseudonymised) clinical text: owner-only permissions.
-        Some(p) => {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            opts.open(&p)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .map_err(|e| {
-                    Error::new(
-                        Code::Internal,
-                        format!("{} に書き込めません: {e}", p.display()),
-                    )
-                })
-        }
+        // Audit and feedback exports name staff and carry (pseudonymised) clinical text.
+        Some(p) => crate::write_private(&p, text.as_bytes()).map_err(|e| {
+            Error::new(
+                Code::Internal,
+                format!("{} に書き込めません: {e}", p.display()),
+            )
+        }),
     }
 }
 

@@ -278,6 +278,17 @@ fn has_any(text: &str, cues: &[&str]) -> bool {
 }
 
 /// Extract every fact of every clause. Offsets in `Found` are normalised char offsets; `fact.span` is original.
+/// The facts of a short text read as one clause: a draft sentence being checked against the dictation.
+pub fn extract_sentence(norm: &Normalized) -> Vec<Found> {
+    let clause = Clause {
+        start: 0,
+        end: norm.len(),
+        text: norm.text.clone(),
+        sentence: 0,
+    };
+    extract(norm, std::slice::from_ref(&clause))
+}
+
 pub fn extract(norm: &Normalized, clauses: &[Clause]) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     for (ci, cl) in clauses.iter().enumerate() {

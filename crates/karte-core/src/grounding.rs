@@ -153,13 +153,7 @@ impl Grounding {
                 ));
             }
         }
-        let clause = crate::clause::Clause {
-            start: 0,
-            end: norm.len(),
-            text: norm.text.clone(),
-            sentence: 0,
-        };
-        let found = crate::extract::extract(&norm, std::slice::from_ref(&clause));
+        let found = crate::extract::extract_sentence(&norm);
         for (name, side) in lateral_pairs(&found) {
             let known_elsewhere = self.lateral.iter().any(|(n, _)| *n == name);
             if known_elsewhere

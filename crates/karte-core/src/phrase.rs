@@ -1,8 +1,7 @@
 //! The model's part of drafting, kept pure: what to ask (prompt + JSON schema) and how to take the answer back
 //! (citations → spans, grounding flags, nothing from the floor lost). The engine that runs the model is elsewhere.
 
-use crate::clause::Clause;
-use crate::extract::extract;
+use crate::extract::extract_sentence;
 use crate::grounding::{numbers, Grounding};
 use crate::normalize::normalize;
 use crate::types::FactKind;
@@ -118,14 +117,7 @@ struct ModelDraft {
 
 /// What a text claims: its numbers and the canonical names of the facts it names.
 fn claims(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
-    let norm = normalize(text);
-    let clause = Clause {
-        start: 0,
-        end: norm.len(),
-        text: norm.text.clone(),
-        sentence: 0,
-    };
-    let terms = extract(&norm, std::slice::from_ref(&clause))
+    let terms = extract_sentence(&normalize(text))
         .into_iter()
         .filter(|f| !matches!(f.fact.kind, FactKind::Plan | FactKind::Date))
         .map(|f| f.fact.name)

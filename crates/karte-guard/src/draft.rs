@@ -4,10 +4,8 @@
 //! physician's own words is never removed (it is their record), only flagged. Leaked personal data is cut out of
 //! the sentence, which stays.
 
-use crate::dose;
 use crate::injection::Injection;
 use crate::leak;
-use crate::pii::scan;
 use crate::policy::{Level, Policy, OVERDOSE};
 use karte_core::{DraftOutput, Flag, Section};
 
@@ -17,20 +15,21 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
     let policy = Policy::embedded();
     let mut blocked: Vec<String> = Vec::new();
     let withhold_joined = joined_blocks(input, out, own_words);
+    let known = leak::Known::new(input);
     for sec in Section::ALL {
         let list = std::mem::take(out.sections.get_mut(sec));
         let mut kept = Vec::with_capacity(list.len());
         for mut s in list {
             let own = own_words(&s.text);
+            let joined_block = withhold_joined
+                .iter()
+                .find(|(t, _)| *t == s.text)
+                .map(|(_, c)| c.clone());
             if !own {
-                let leaked = leak::leaks(input, &s.text);
+                let leaked = known.leaks(&s.text);
                 if !leaked.is_empty() {
                     let kinds: Vec<&str> = leaked.iter().map(|f| f.kind.label_ja()).collect();
-                    let found: Vec<_> = scan(&s.text)
-                        .into_iter()
-                        .filter(|f| leaked.contains(f))
-                        .collect();
-                    s.text = leak::remove(&s.text, &found);
+                    s.text = leak::remove(&s.text, &leaked);
                     push_unique(
                         &mut s.flags,
                         Flag::new(
@@ -45,7 +44,7 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
                 }
             }
             let v = policy.check_with_context(&s.text, input);
-            for issue in dose::check_with_context(&s.text, input) {
+            for issue in &v.doses {
                 push_unique(&mut s.flags, issue.flag());
             }
             for (c, r) in v.categories.iter().zip(&v.reasons) {
@@ -71,8 +70,8 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
                 continue;
             }
             // Harm spread over several model sentences (中止。… だけで治療する。) is caught on them joined.
-            if let Some((_, cats)) = withhold_joined.iter().find(|(t, _)| *t == s.text) {
-                blocked.extend(cats.iter().cloned());
+            if let Some(cats) = joined_block {
+                blocked.extend(cats);
                 continue;
             }
             kept.push(s);

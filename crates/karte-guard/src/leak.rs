@@ -19,16 +19,37 @@ pub fn key(text: &str) -> String {
 
 /// Personal data in `output` that is not in `source`.
 pub fn leaks(source: &str, output: &str) -> Vec<Finding> {
-    let n = normalize(source).text;
-    let folded: String = n.chars().filter(|c| c.is_alphanumeric()).collect();
-    let known: HashSet<String> = scan(source).iter().map(|f| key(&f.text)).collect();
-    scan(output)
-        .into_iter()
-        .filter(|f| {
-            let k = key(&f.text);
-            !known.contains(&k) && !folded.contains(&k)
-        })
-        .collect()
+    Known::new(source).leaks(output)
+}
+
+/// What a source contains, read once, for checking many outputs against it (every sentence of a draft).
+pub struct Known {
+    keys: HashSet<String>,
+    folded: String,
+}
+
+impl Known {
+    pub fn new(source: &str) -> Self {
+        Known {
+            keys: scan(source).iter().map(|f| key(&f.text)).collect(),
+            folded: normalize(source)
+                .text
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect(),
+        }
+    }
+
+    /// Personal data in `output` that the source does not contain, as `scan(output)` reports it.
+    pub fn leaks(&self, output: &str) -> Vec<Finding> {
+        scan(output)
+            .into_iter()
+            .filter(|f| {
+                let k = key(&f.text);
+                !self.keys.contains(&k) && !self.folded.contains(&k)
+            })
+            .collect()
+    }
 }
 
 /// `text` with each finding replaced by [`REMOVED`]. Findings must be from `scan(text)` (sorted, disjoint).

@@ -425,7 +425,6 @@ fn is_birth_context(chars: &[char], s: usize, e: usize) -> bool {
 }
 
 fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
-    let span = |m: regex::Match| (ci.char_at(m.start()), ci.char_at(m.end()));
     // Only in a sentence that is about an insurance card: 番号 alone is far too common.
     for sent in sentences(chars) {
         let s_text: String = chars[sent.0..sent.1].iter().collect();
@@ -438,11 +437,7 @@ fn insured_ids(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
         let base = t.char_indices().nth(sent.0).map_or(t.len(), |(b, _)| b);
         let end = t.char_indices().nth(sent.1).map_or(t.len(), |(b, _)| b);
         let sub = &t[base..end];
-        let off = |m: regex::Match| {
-            let (s, e) = span_in(m, base, ci);
-            (s, e)
-        };
-        let _ = span;
+        let off = |m: regex::Match| span_in(m, base, ci);
         for c in INSURED_PAIR.captures_iter(sub) {
             for g in [c.get(1), c.get(2)].into_iter().flatten() {
                 let (s, e) = off(g);

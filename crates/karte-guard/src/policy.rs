@@ -34,6 +34,10 @@ pub struct Verdict {
     /// Which rules fired, with the character span (into the checked text) of the sentence each fired on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hits: Vec<Hit>,
+    /// The dose-table findings behind any `overdose` hit, so callers can flag them with their limits without
+    /// running the dose check again.
+    #[serde(skip)]
+    pub doses: Vec<dose::DoseIssue>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +56,7 @@ impl Verdict {
             categories: Vec::new(),
             reasons: Vec::new(),
             hits: Vec::new(),
+            doses: Vec::new(),
         }
     }
     pub fn is_block(&self) -> bool {
@@ -231,6 +236,7 @@ impl Policy {
                     end: issue.end,
                 },
             );
+            v.doses.push(issue);
         }
         v
     }

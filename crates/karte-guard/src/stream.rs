@@ -77,42 +77,46 @@ impl StreamGuard {
     }
 
     fn release_part(&mut self) -> String {
+        // Judge the whole held text, but release only the part before the overlap.
+        let held = std::mem::take(&mut self.held);
+        if self.blocks(&held) {
+            self.held_chars = 0;
+            return WITHHELD.to_string();
+        }
         let mut cut_char = self.held_chars - OVERLAP;
         // Never cut through personal data: a number split in two would pass both scans.
-        for f in scan(&self.held) {
+        for f in scan(&held) {
             if f.start < cut_char && cut_char < f.end {
                 cut_char = f.start;
             }
         }
-        let cut = self
-            .held
+        let cut = held
             .char_indices()
             .nth(cut_char)
-            .map_or(self.held.len(), |(b, _)| b);
-        // Judge the whole held text, but release only the part before the overlap.
-        let v = Policy::embedded().check(&self.held);
-        if v.is_block() {
-            self.blocked.push(v);
-            self.held.clear();
-            self.held_chars = 0;
-            return WITHHELD.to_string();
-        }
-        let head: String = self.held[..cut].to_string();
-        self.held = self.held[cut..].to_string();
+            .map_or(held.len(), |(b, _)| b);
+        self.held = held[cut..].to_string();
         self.held_chars = self.held.chars().count();
-        self.redact_leaks(&head)
+        self.redact_leaks(&held[..cut])
     }
 
     fn judge(&mut self, unit: &str) -> String {
         if unit.is_empty() {
             return String::new();
         }
-        let v = Policy::embedded().check(unit);
-        if v.is_block() {
-            self.blocked.push(v);
+        if self.blocks(unit) {
             return WITHHELD.to_string();
         }
         self.redact_leaks(unit)
+    }
+
+    /// Runs the policy on `text`; a block is recorded, and the caller shows [`WITHHELD`] instead of the text.
+    fn blocks(&mut self, text: &str) -> bool {
+        let v = Policy::embedded().check(text);
+        let block = v.is_block();
+        if block {
+            self.blocked.push(v);
+        }
+        block
     }
 
     fn redact_leaks(&mut self, unit: &str) -> String {
