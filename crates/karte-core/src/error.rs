@@ -103,6 +103,37 @@ pub enum Code {
     FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
+    // karte-sync: the upload queue (and record.changed, karte-store's sign with an expected version).
+    #[serde(rename = "record.changed")]
+    RecordChanged,
+    #[serde(rename = "sync.not_configured")]
+    SyncNotConfigured,
+    #[serde(rename = "sync.pin_mismatch")]
+    SyncPinMismatch,
+    #[serde(rename = "sync.cert_expired")]
+    SyncCertExpired,
+    #[serde(rename = "sync.cert_untrusted")]
+    SyncCertUntrusted,
+    #[serde(rename = "sync.client_cert_missing")]
+    SyncClientCertMissing,
+    #[serde(rename = "sync.client_cert_rejected")]
+    SyncClientCertRejected,
+    #[serde(rename = "sync.token_missing")]
+    SyncTokenMissing,
+    #[serde(rename = "sync.unauthorized")]
+    SyncUnauthorized,
+    #[serde(rename = "sync.rejected")]
+    SyncRejected,
+    #[serde(rename = "sync.server_error")]
+    SyncServerError,
+    #[serde(rename = "sync.unreachable")]
+    SyncUnreachable,
+    #[serde(rename = "sync.timeout")]
+    SyncTimeout,
+    #[serde(rename = "sync.halted")]
+    SyncHalted,
+    #[serde(rename = "sync.item_not_found")]
+    SyncItemNotFound,
 }
 
 impl Code {
@@ -154,6 +185,21 @@ impl Code {
             Code::AuditTampered => "audit.tampered",
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
+            Code::RecordChanged => "record.changed",
+            Code::SyncNotConfigured => "sync.not_configured",
+            Code::SyncPinMismatch => "sync.pin_mismatch",
+            Code::SyncCertExpired => "sync.cert_expired",
+            Code::SyncCertUntrusted => "sync.cert_untrusted",
+            Code::SyncClientCertMissing => "sync.client_cert_missing",
+            Code::SyncClientCertRejected => "sync.client_cert_rejected",
+            Code::SyncTokenMissing => "sync.token_missing",
+            Code::SyncUnauthorized => "sync.unauthorized",
+            Code::SyncRejected => "sync.rejected",
+            Code::SyncServerError => "sync.server_error",
+            Code::SyncUnreachable => "sync.unreachable",
+            Code::SyncTimeout => "sync.timeout",
+            Code::SyncHalted => "sync.halted",
+            Code::SyncItemNotFound => "sync.item_not_found",
         }
     }
 
@@ -198,6 +244,20 @@ impl Code {
             | Code::StoreIo
             | Code::StoreNotInitialized
             | Code::StoreAlreadyInitialized => 5,
+            Code::RecordChanged | Code::SyncItemNotFound => 2,
+            Code::SyncNotConfigured
+            | Code::SyncPinMismatch
+            | Code::SyncCertExpired
+            | Code::SyncCertUntrusted
+            | Code::SyncClientCertMissing
+            | Code::SyncClientCertRejected
+            | Code::SyncTokenMissing
+            | Code::SyncUnauthorized
+            | Code::SyncRejected
+            | Code::SyncServerError
+            | Code::SyncUnreachable
+            | Code::SyncTimeout
+            | Code::SyncHalted => 6,
             _ => 1,
         }
     }

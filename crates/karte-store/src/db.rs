@@ -9,10 +9,10 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// The schema this build writes. Bump it and append to [`MIGRATIONS`]; never edit a shipped migration.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// A 256-bit SQLCipher key. Zeroed on drop; never `Debug`-printed.
 pub struct DbKey(Zeroizing<[u8; 32]>);

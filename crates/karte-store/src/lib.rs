@@ -17,6 +17,7 @@ pub mod auth;
 mod clock;
 pub mod db;
 pub mod feedback;
+pub mod outbox;
 pub mod records;
 pub mod vault;
 
@@ -24,6 +25,7 @@ pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
 pub use auth::{permits, Action, Enrolment, Role, Session};
 pub use clock::iso8601;
 pub use feedback::FeedbackRecord;
+pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
     VersionView,
@@ -700,8 +702,10 @@ impl Store {
         })
     }
 
-    /// Signs the latest version, which locks the record. Returns the version signed.
-    pub fn sign(&self, s: &Session, encounter: &str) -> Result<i64> {
+    /// Signs `expected_version`, which must still be the latest: a version added meanwhile (another window, another
+    /// workstation) would otherwise be signed unseen, so that is refused with `record.changed`. Signing locks the
+    /// record and queues the document for upload in the same transaction. Returns the version signed.
+    pub fn sign(&self, s: &Session, encounter: &str, expected_version: i64) -> Result<i64> {
         self.authorize(s, Action::Sign, Some(encounter))?;
         let now = now_ms();
         self.tx(|c, log| {
@@ -710,6 +714,15 @@ impl Store {
                 return Err(Error::new(
                     Code::RecordSigned,
                     "この記録の最新版は署名済みです。修正は karte amend で行ってください。",
+                ));
+            }
+            if latest != expected_version {
+                return Err(Error::new(
+                    Code::RecordChanged,
+                    format!(
+                        "署名しようとした版（第{expected_version}版）の後に、この記録は変更されています（最新は第{latest}版）。\
+                         最新の内容を確認してから署名してください。"
+                    ),
                 ));
             }
             c.execute(
@@ -724,6 +737,7 @@ impl Store {
                     |r| r.get(0),
                 )
                 .map_err(db_err)?;
+            outbox::enqueue(c, &self.store_id, encounter, latest, now)?;
             log.append(c, &s.entry(Action::Sign, Some(encounter), Some(latest), format!("sha256={sha}")))?;
             Ok(latest)
         })
@@ -757,6 +771,7 @@ impl Store {
                 params![encounter, v, s.user_id, now],
             )
             .map_err(db_err)?;
+            outbox::enqueue(c, &self.store_id, encounter, v, now)?;
             log.append(c, &s.entry(Action::Amend, Some(encounter), Some(v), format!("sha256={sha}")))?;
             Ok(v)
         })

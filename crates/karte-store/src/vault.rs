@@ -169,3 +169,38 @@ fn entry(backend: KeyringBackend, user: &str) -> keyring::Result<keyring::Entry>
         )),
     }
 }
+
+/// Reads another secret this workstation keeps in the same keyring (karte-sync's client certificate and key, its
+/// bearer token): one keyring abstraction for every secret, so none of them ever lands in a file.
+pub fn read_secret(backend: KeyringBackend, user: &str) -> Result<Option<zeroize::Zeroizing<String>>> {
+    let e = entry(backend, user).map_err(|_| backend.unavailable())?;
+    match e.get_password() {
+        Ok(p) => Ok(Some(zeroize::Zeroizing::new(p))),
+        Err(keyring::Error::NoEntry) => Ok(None),
+        Err(err) => {
+            tracing::warn!(%backend, error = %err, "keyring read failed");
+            Err(backend.unavailable())
+        }
+    }
+}
+
+/// Writes (or replaces) such a secret: what `karte queue credentials` and the tests' set-up use.
+pub fn write_secret(backend: KeyringBackend, user: &str, value: &str) -> Result<()> {
+    entry(backend, user)
+        .and_then(|e| e.set_password(value))
+        .map_err(|err| {
+            tracing::warn!(%backend, error = %err, "keyring write failed");
+            backend.unavailable()
+        })
+}
+
+/// Removes such a secret; absent is fine.
+pub fn delete_secret(backend: KeyringBackend, user: &str) -> Result<()> {
+    match entry(backend, user).and_then(|e| e.delete_credential()) {
+        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+        Err(err) => {
+            tracing::warn!(%backend, error = %err, "keyring delete failed");
+            Err(backend.unavailable())
+        }
+    }
+}

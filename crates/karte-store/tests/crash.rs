@@ -179,13 +179,15 @@ fn crash_child_save_loop() {
             .unwrap();
         writeln!(out, "CHILD done {id} 1 unsigned").unwrap();
         out.flush().unwrap();
+        let mut latest = 1;
         if i % 3 == 0 {
             let v = store.edit(&s, &id, &format!("{dictation} 編集")).unwrap();
+            latest = v;
             writeln!(out, "CHILD done {id} {v} unsigned").unwrap();
             out.flush().unwrap();
         }
         if i % 2 == 0 {
-            let v = store.sign(&s, &id).unwrap();
+            let v = store.sign(&s, &id, latest).unwrap();
             writeln!(out, "CHILD done {id} {v} signed").unwrap();
             out.flush().unwrap();
             if i % 4 == 0 {

@@ -66,7 +66,7 @@ fn permission_matrix_every_role_and_action() {
             let signed = s
                 .save_draft(&fixture, "P-0002", DICTATION, &draft(DICTATION))
                 .unwrap();
-            s.sign(&fixture, &signed).unwrap();
+            s.sign(&fixture, &signed, 1).unwrap();
             let result: karte_core::Result<()> = match action {
                 Action::Draft => s
                     .save_draft(session, "P-0003", DICTATION, &draft(DICTATION))
@@ -76,7 +76,7 @@ fn permission_matrix_every_role_and_action() {
                     s.review(session, &open, 1, Decision::Accept, "").map(drop)
                 }
                 Action::Edit => s.edit(session, &open, "S）追記").map(drop),
-                Action::Sign => s.sign(session, &open).map(drop),
+                Action::Sign => s.sign(session, &open, 1).map(drop),
                 Action::Amend => s
                     .amend(session, &signed, "修正後の本文", "誤記訂正")
                     .map(drop),
@@ -142,7 +142,7 @@ fn review_sign_amend_history() {
         code_of(s.review(&ns, &id, 99, Decision::Accept, "")),
         Code::RecordSuggestionNotFound
     );
-    assert_eq!(code_of(s.sign(&ns, &id)), Code::AuthForbidden);
+    assert_eq!(code_of(s.sign(&ns, &id, 2)), Code::AuthForbidden);
 
     // Physician edits, signs; the signed record is locked.
     assert_eq!(
@@ -153,8 +153,9 @@ fn review_sign_amend_history() {
         s.edit(&doc, &id, "S）発熱と咳嗽。\nO）BT 38.6℃。").unwrap(),
         2
     );
-    assert_eq!(s.sign(&doc, &id).unwrap(), 2);
-    assert_eq!(code_of(s.sign(&doc, &id)), Code::RecordSigned);
+    assert_eq!(code_of(s.sign(&doc, &id, 1)), Code::RecordChanged);
+    assert_eq!(s.sign(&doc, &id, 2).unwrap(), 2);
+    assert_eq!(code_of(s.sign(&doc, &id, 2)), Code::RecordSigned);
     assert_eq!(code_of(s.edit(&doc, &id, "書き換え")), Code::RecordSigned);
     assert_eq!(
         code_of(s.amend(&doc, &id, "本文", " ")),
@@ -388,7 +389,7 @@ fn no_plaintext_in_any_file_and_wrong_key_refused() {
     s.review(&ns, &id, 1, Decision::Reject, &format!("{MARKER} 施行済み"))
         .unwrap();
     s.edit(&doc, &id, &format!("{MARKER} 編集")).unwrap();
-    s.sign(&doc, &id).unwrap();
+    s.sign(&doc, &id, 2).unwrap();
     s.amend(
         &doc,
         &id,
@@ -531,7 +532,7 @@ fn feedback_export_pseudonymises_and_needs_a_pseudonymiser() {
         "山田太郎さんは前日に施行済み",
     )
     .unwrap();
-    s.sign(&doc, &signed).unwrap();
+    s.sign(&doc, &signed, 1).unwrap();
     s.amend(&doc, &signed, "山田太郎さん。S）発熱。", "追記")
         .unwrap();
 
@@ -579,7 +580,7 @@ fn audit_log_records_access_without_clinical_text() {
     s.history(&ns, &id).unwrap();
     s.review(&ns, &id, 1, Decision::Reject, "理由コメント")
         .unwrap();
-    s.sign(&doc, &id).unwrap();
+    s.sign(&doc, &id, 1).unwrap();
     s.amend(&doc, &id, "修正本文", "修正理由").unwrap();
     let admin = ward.login_admin();
     let report = s.verify_audit(&admin).unwrap();

@@ -24,7 +24,7 @@ fn tampered(tamper: impl FnOnce(&Connection, i64)) -> (AuditReport, i64) {
         .unwrap();
     s.history(&ns, &id).unwrap();
     s.review(&ns, &id, 1, Decision::Accept, "").unwrap();
-    s.sign(&doc, &id).unwrap();
+    s.sign(&doc, &id, 1).unwrap();
     assert!(s.verify_audit(&admin).unwrap().intact());
     let raw = raw_conn(dir.path(), s.store_id());
     let last: i64 = raw

@@ -1,0 +1,598 @@
+//! The upload outbox: signed documents waiting for the hospital's cloud platform.
+//!
+//! A row is written by [`Store::sign`] and [`Store::amend`] in the same transaction as the signature, so the
+//! outbox can never miss a signed document nor hold an unsigned one. The uploader (karte-sync) takes the oldest
+//! pending row, sends it, and marks the outcome; rows are never deleted, and a `sent` row is final (a trigger
+//! refuses to change it), so nothing is sent twice by the store's doing. Duplicates caused by a crash between
+//! "server stored it" and "marked sent" are absorbed by the server, which deduplicates on the row's `bundle_id`.
+//!
+//! The uploader's methods (`outbox_*`) take no [`Session`]: the queue belongs to the workstation and drains
+//! whoever is signed in (or nobody). They hand out clinical text only as the document to send, and every read
+//! and outcome is audited under the pseudo-user [`UPLOADER`]. What people see and do (status, retry, resume) goes
+//! through sessions and the permission matrix like everything else.
+
+use crate::audit::NewEntry;
+use crate::clock::now_ms;
+use crate::db::db_err;
+use crate::records::{Decision, SuggestionView, VersionKind};
+use crate::{iso8601, latest_version, load_encounter, permits, Action, Session, Store};
+use karte_core::{Code, Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The audit log's name for the workstation's uploader.
+pub const UPLOADER: &str = "karte-sync";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    /// Waiting to be sent (or to be retried after a transient failure).
+    Pending,
+    /// The server has it.
+    Sent,
+    /// The server refused it (4xx): it waits for a person to fix the cause and retry.
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "sent" => OutboxState::Sent,
+            "failed" => OutboxState::Failed,
+            _ => OutboxState::Pending,
+        }
+    }
+    /// 送信待ち / 送信済み / 送信失敗: what the window shows.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "送信待ち",
+            OutboxState::Sent => "送信済み",
+            OutboxState::Failed => "送信失敗",
+        }
+    }
+}
+
+/// One queued document. No clinical text: safe to list for any role that may see the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub encounter: String,
+    pub version: i64,
+    /// `urn:uuid:…`: Bundle.identifier and the idempotency key.
+    pub bundle_id: String,
+    /// The bundle this one replaces (an amendment of a signed note).
+    pub replaces: Option<String>,
+    pub state: OutboxState,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub next_attempt_ms: i64,
+    /// Stable code of the last failure (`sync.rejected`, `sync.unreachable`…).
+    pub last_code: Option<String>,
+    /// The last failure's reason: the server's diagnostics for a refusal, else the transport's message.
+    pub last_reason: Option<String>,
+    pub http_status: Option<i64>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+/// What the uploader maps to a FHIR Bundle: one signed version and what it needs around it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedDocument {
+    pub item: OutboxItem,
+    /// The hospital's patient identifier as entered (personal data: karte-sync pseudonymises it by default).
+    pub patient_ref: String,
+    pub encounter_created_at: String,
+    pub kind: VersionKind,
+    pub author: String,
+    pub signer: String,
+    pub signed_at: String,
+    /// The signed note as text (SOAP headings and sentences).
+    pub text: String,
+    /// Why a signed note was amended (amendments only).
+    pub reason: Option<String>,
+    pub content_sha256: String,
+    /// Test suggestions whose latest review accepted them.
+    pub accepted_tests: Vec<SuggestionView>,
+}
+
+/// Set when the server's certificate failed the pin or validation: nothing is sent until a person resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Halt {
+    pub code: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// Counts and alerts for the admin view and `karte queue status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueHealth {
+    pub pending: i64,
+    pub failed: i64,
+    pub sent: i64,
+    pub oldest_pending_at: Option<String>,
+    pub last_sent_at: Option<String>,
+    /// The last transient failure of the head of the queue (it is being retried with backoff).
+    pub last_error: Option<String>,
+    pub halted: Option<Halt>,
+}
+
+/// What [`Store::outbox_next`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// The oldest pending document, due now.
+    Due(Box<SignedDocument>),
+    /// The oldest pending document waits for its backoff until this time (ms): later ones wait behind it, so the
+    /// platform receives documents in signing order.
+    Wait(i64),
+    Empty,
+    Halted(Halt),
+}
+
+const HALT_CODE: &str = "sync.halt_code";
+const HALT_MESSAGE: &str = "sync.halt_message";
+const HALT_AT: &str = "sync.halt_at_ms";
+
+/// `urn:uuid:` from sha256(store id, encounter, version): stable for the document whatever retries or restarts
+/// happen, distinct across workstations (the store id is random per data directory).
+pub fn bundle_id(store_id: &str, encounter: &str, version: i64) -> String {
+    let mut h = Sha256::new();
+    for part in ["karte-bundle", store_id, encounter, &version.to_string()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x80; // RFC 9562 version 8: name-based with a custom hash
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// Queues `encounter` v`version` inside the caller's (signing) transaction. An amendment replaces the document of
+/// the previous signed version of the same encounter.
+pub(crate) fn enqueue(
+    c: &Connection,
+    store_id: &str,
+    encounter: &str,
+    version: i64,
+    now: i64,
+) -> Result<()> {
+    let replaces: Option<String> = c
+        .query_row(
+            "SELECT bundle_id FROM outbox WHERE encounter_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT 1",
+            params![encounter, version],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    c.execute(
+        "INSERT INTO outbox (encounter_id, version, bundle_id, replaces, next_attempt_ms, created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![
+            encounter,
+            version,
+            bundle_id(store_id, encounter, version),
+            replaces,
+            now
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+const ITEM_COLS: &str = "id, encounter_id, version, bundle_id, replaces, state, attempts, next_attempt_ms,
+                         last_code, last_reason, http_status, created_at_ms, sent_at_ms";
+
+fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    let next: i64 = r.get(7)?;
+    Ok(OutboxItem {
+        id: r.get(0)?,
+        encounter: r.get(1)?,
+        version: r.get(2)?,
+        bundle_id: r.get(3)?,
+        replaces: r.get(4)?,
+        state: OutboxState::parse(&r.get::<_, String>(5)?),
+        attempts: r.get(6)?,
+        next_attempt_at: iso8601(next),
+        next_attempt_ms: next,
+        last_code: r.get(8)?,
+        last_reason: r.get(9)?,
+        http_status: r.get(10)?,
+        created_at: iso8601(r.get(11)?),
+        sent_at: r.get::<_, Option<i64>>(12)?.map(iso8601),
+    })
+}
+
+fn item_by_id(c: &Connection, id: i64) -> Result<OutboxItem> {
+    c.query_row(
+        &format!("SELECT {ITEM_COLS} FROM outbox WHERE id = ?1"),
+        [id],
+        item,
+    )
+    .optional()
+    .map_err(db_err)?
+    .ok_or_else(|| {
+        Error::new(
+            Code::SyncItemNotFound,
+            "その番号の送信項目はありません。karte queue status で番号を確認してください。",
+        )
+    })
+}
+
+fn halt(c: &Connection) -> Result<Option<Halt>> {
+    let get = |k: &str| -> Result<Option<String>> {
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+            .optional()
+            .map_err(db_err)
+    };
+    Ok(match get(HALT_CODE)? {
+        Some(code) => Some(Halt {
+            code,
+            message: get(HALT_MESSAGE)?.unwrap_or_default(),
+            at: iso8601(get(HALT_AT)?.and_then(|v| v.parse().ok()).unwrap_or(0)),
+        }),
+        None => None,
+    })
+}
+
+fn signed_document(c: &Connection, it: OutboxItem) -> Result<SignedDocument> {
+    let view = load_encounter(c, &it.encounter)?;
+    let v = view
+        .versions
+        .iter()
+        .find(|v| v.version == it.version)
+        .ok_or_else(crate::not_found)?;
+    let sig = v.signature.clone().ok_or_else(|| {
+        Error::new(
+            Code::Internal,
+            "送信待ちの版に署名がありません。システム管理者に連絡してください。",
+        )
+    })?;
+    let accepted_tests = view
+        .suggestions
+        .iter()
+        .filter(|g| g.review.as_ref().is_some_and(|r| r.decision == Decision::Accept))
+        .cloned()
+        .collect();
+    Ok(SignedDocument {
+        patient_ref: view.patient_ref.clone(),
+        encounter_created_at: view.created_at.clone(),
+        kind: v.kind,
+        author: v.author.clone(),
+        signer: sig.signer,
+        signed_at: sig.signed_at,
+        text: v.text.clone(),
+        reason: v.reason.clone(),
+        content_sha256: v.content_sha256.clone(),
+        accepted_tests,
+        item: it,
+    })
+}
+
+/// Clips a server's reason: it is shown and stored, and must stay a reason, not a payload.
+fn clip(s: &str) -> String {
+    s.chars().take(500).collect()
+}
+
+impl Store {
+    fn uploader_entry<'a>(
+        &self,
+        it: &'a OutboxItem,
+        outcome: &'a str,
+        detail: String,
+    ) -> NewEntry<'a> {
+        NewEntry {
+            user: Some(UPLOADER),
+            role: None,
+            action: "upload",
+            encounter: Some(&it.encounter),
+            version: Some(it.version),
+            outcome,
+            detail,
+        }
+    }
+
+    /// The oldest pending document if it is due (its text read is audited), else how long to wait.
+    pub fn outbox_next(&self, now_ms: i64) -> Result<Next> {
+        self.tx(|c, log| {
+            if let Some(h) = halt(c)? {
+                return Ok(Next::Halted(h));
+            }
+            let head = c
+                .query_row(
+                    &format!(
+                        "SELECT {ITEM_COLS} FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1"
+                    ),
+                    [],
+                    item,
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(it) = head else {
+                return Ok(Next::Empty);
+            };
+            if it.next_attempt_ms > now_ms {
+                return Ok(Next::Wait(it.next_attempt_ms));
+            }
+            let doc = signed_document(c, it)?;
+            log.append(
+                c,
+                &self.uploader_entry(
+                    &doc.item,
+                    "ok",
+                    format!("read bundle={} attempt={}", doc.item.bundle_id, doc.item.attempts + 1),
+                ),
+            )?;
+            Ok(Next::Due(Box::new(doc)))
+        })
+    }
+
+    /// The document of one queued item, whatever its state (`karte export fhir` shows what would be sent). Audited.
+    pub fn outbox_document(&self, s: &Session, encounter: &str) -> Result<SignedDocument> {
+        self.authorize(s, Action::Export, Some(encounter))?;
+        self.tx(|c, log| {
+            let it = c
+                .query_row(
+                    &format!(
+                        "SELECT {ITEM_COLS} FROM outbox WHERE encounter_id = ?1 ORDER BY version DESC LIMIT 1"
+                    ),
+                    [encounter],
+                    item,
+                )
+                .optional()
+                .map_err(db_err)?;
+            let it = match it {
+                Some(it) => it,
+                None => {
+                    latest_version(c, encounter)?;
+                    return Err(Error::new(
+                        Code::RecordNotSigned,
+                        "この記録はまだ署名されていません。送信されるのは署名済みの記録だけです。",
+                    ));
+                }
+            };
+            let doc = signed_document(c, it)?;
+            log.append(
+                c,
+                &s.entry(
+                    Action::Export,
+                    Some(encounter),
+                    Some(doc.item.version),
+                    format!("fhir bundle={}", doc.item.bundle_id),
+                ),
+            )?;
+            Ok(doc)
+        })
+    }
+
+    /// The server has the document (created now, or it already had it under the same identifier).
+    pub fn outbox_mark_sent(&self, id: i64, http_status: u16) -> Result<()> {
+        let now = now_ms();
+        self.tx(|c, log| {
+            let it = item_by_id(c, id)?;
+            if it.state == OutboxState::Sent {
+                return Ok(());
+            }
+            c.execute(
+                "UPDATE outbox SET state = 'sent', sent_at_ms = ?2, http_status = ?3, attempts = attempts + 1,
+                                   last_code = NULL, last_reason = NULL WHERE id = ?1",
+                params![id, now, http_status],
+            )
+            .map_err(db_err)?;
+            log.append(
+                c,
+                &self.uploader_entry(&it, "ok", format!("sent bundle={} http={http_status}", it.bundle_id)),
+            )
+        })
+    }
+
+    /// A transient failure (5xx, timeout, no connection): try again at `next_attempt_ms`.
+    pub fn outbox_mark_retry(
+        &self,
+        id: i64,
+        code: Code,
+        reason: &str,
+        http_status: Option<u16>,
+        next_attempt_ms: i64,
+    ) -> Result<()> {
+        self.tx(|c, log| {
+            let it = item_by_id(c, id)?;
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_code = ?3, last_reason = ?4,
+                                   http_status = ?5 WHERE id = ?1 AND state = 'pending'",
+                params![id, next_attempt_ms, code.as_str(), clip(reason), http_status],
+            )
+            .map_err(db_err)?;
+            log.append(c, &self.uploader_entry(&it, "retry", format!("code={code}")))
+        })
+    }
+
+    /// The server refused the document (4xx): it leaves the queue's head and waits for a person.
+    pub fn outbox_mark_failed(
+        &self,
+        id: i64,
+        code: Code,
+        reason: &str,
+        http_status: Option<u16>,
+    ) -> Result<()> {
+        self.tx(|c, log| {
+            let it = item_by_id(c, id)?;
+            c.execute(
+                "UPDATE outbox SET state = 'failed', attempts = attempts + 1, last_code = ?2, last_reason = ?3,
+                                   http_status = ?4 WHERE id = ?1 AND state = 'pending'",
+                params![id, code.as_str(), clip(reason), http_status],
+            )
+            .map_err(db_err)?;
+            log.append(c, &self.uploader_entry(&it, "failed", format!("code={code}")))
+        })
+    }
+
+    /// Stops the queue: the server's certificate is not the one pinned (or not valid). Only a person resumes it.
+    pub fn outbox_halt(&self, code: Code, message: &str) -> Result<()> {
+        let now = now_ms();
+        self.tx(|c, log| {
+            for (k, v) in [
+                (HALT_CODE, code.as_str().to_string()),
+                (HALT_MESSAGE, clip(message)),
+                (HALT_AT, now.to_string()),
+            ] {
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![k, v],
+                )
+                .map_err(db_err)?;
+            }
+            log.append(
+                c,
+                &NewEntry {
+                    user: Some(UPLOADER),
+                    action: "upload",
+                    outcome: "halted",
+                    detail: format!("code={code}"),
+                    ..Default::default()
+                },
+            )
+        })
+    }
+
+    /// Counts and alerts; no clinical text. For the uploader itself and the desktop's status bar.
+    pub fn outbox_health(&self) -> Result<QueueHealth> {
+        let c = self.conn();
+        let count = |state: &str| -> Result<i64> {
+            c.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [state], |r| r.get(0))
+                .map_err(db_err)
+        };
+        let oldest: Option<i64> = c
+            .query_row("SELECT min(created_at_ms) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))
+            .map_err(db_err)?;
+        let last_sent: Option<i64> = c
+            .query_row("SELECT max(sent_at_ms) FROM outbox WHERE state = 'sent'", [], |r| r.get(0))
+            .map_err(db_err)?;
+        let last_error: Option<String> = c
+            .query_row(
+                "SELECT last_code FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .flatten();
+        Ok(QueueHealth {
+            pending: count("pending")?,
+            failed: count("failed")?,
+            sent: count("sent")?,
+            oldest_pending_at: oldest.map(iso8601),
+            last_sent_at: last_sent.map(iso8601),
+            last_error,
+            halted: halt(&c)?,
+        })
+    }
+
+    /// Picks the first of `actions` the role holds, so one view can serve several roles through the matrix.
+    fn authorize_any(&self, s: &Session, actions: &[Action], encounter: Option<&str>) -> Result<()> {
+        let a = actions
+            .iter()
+            .copied()
+            .find(|a| permits(s.role, *a))
+            .unwrap_or(actions[0]);
+        self.authorize(s, a, encounter)
+    }
+
+    /// Queue health for people: physicians and nurses (View) and administrators (ManageUsers).
+    pub fn queue_health(&self, s: &Session) -> Result<QueueHealth> {
+        self.authorize_any(s, &[Action::View, Action::ManageUsers], None)?;
+        self.outbox_health()
+    }
+
+    /// Every queued item, oldest first (ids, states and reasons; no clinical text).
+    pub fn queue_items(&self, s: &Session) -> Result<Vec<OutboxItem>> {
+        self.authorize_any(s, &[Action::View, Action::ManageUsers], None)?;
+        let c = self.conn();
+        let mut st = c
+            .prepare(&format!("SELECT {ITEM_COLS} FROM outbox ORDER BY id"))
+            .map_err(db_err)?;
+        let rows = st.query_map([], item).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// The upload state of each signed version of one encounter (the window's 送信待ち / 送信済み / 送信失敗).
+    pub fn upload_status(&self, s: &Session, encounter: &str) -> Result<Vec<OutboxItem>> {
+        self.authorize(s, Action::View, Some(encounter))?;
+        let c = self.conn();
+        let mut st = c
+            .prepare(&format!(
+                "SELECT {ITEM_COLS} FROM outbox WHERE encounter_id = ?1 ORDER BY version"
+            ))
+            .map_err(db_err)?;
+        let rows = st.query_map([encounter], item).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// 再送: puts a refused (failed) item back in the queue, due now. A physician, after fixing the cause, or an
+    /// administrator. Its place is its original one: it goes out before documents signed after it.
+    pub fn retry_upload(&self, s: &Session, id: i64) -> Result<OutboxItem> {
+        self.authorize_any(s, &[Action::Export, Action::ManageUsers], None)?;
+        let now = now_ms();
+        self.tx(|c, log| {
+            let it = item_by_id(c, id)?;
+            match it.state {
+                OutboxState::Sent => {
+                    return Err(Error::new(
+                        Code::SyncItemNotFound,
+                        "この文書は送信済みです。再送は不要です。",
+                    ))
+                }
+                OutboxState::Failed | OutboxState::Pending => {}
+            }
+            c.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(db_err)?;
+            log.append(
+                c,
+                &s.entry(
+                    Action::Export,
+                    Some(&it.encounter),
+                    Some(it.version),
+                    format!("upload retry id={id}"),
+                ),
+            )?;
+            item_by_id(c, id)
+        })
+    }
+
+    /// Lifts a halt (after IT has checked the certificate or the pin) and makes the head of the queue due now.
+    pub fn resume_uploads(&self, s: &Session) -> Result<()> {
+        self.authorize_any(s, &[Action::Export, Action::ManageUsers], None)?;
+        let now = now_ms();
+        self.tx(|c, log| {
+            c.execute(
+                "DELETE FROM meta WHERE key IN (?1, ?2, ?3)",
+                params![HALT_CODE, HALT_MESSAGE, HALT_AT],
+            )
+            .map_err(db_err)?;
+            c.execute(
+                "UPDATE outbox SET next_attempt_ms = min(next_attempt_ms, ?1) WHERE state = 'pending'",
+                [now],
+            )
+            .map_err(db_err)?;
+            log.append(c, &s.entry(Action::Export, None, None, "upload resume".into()))
+        })
+    }
+}

@@ -1,0 +1,541 @@
+//! The signed note as a FHIR R4 (4.0.1) document Bundle. Pure: a function of the signed document and the options,
+//! so the same document always gives the same bytes (what makes a retry a true retry) and tables can test it.
+//!
+//! Typed serde structs rather than a FHIR model crate: `fhir-sdk` has no R4 (STU3, R4B, R5 only) and needs a newer
+//! rustc than the workspace's floor; `fhirbolt` (r4) generates every R4 resource (~a minute more per cold build on
+//! two cores) to use five of them. Conformance is checked instead by a real R4 validator in the tests
+//! (`fhir.resources` 6.2, R4 4.0.1, from PyPI).
+//!
+//! Shape (a `document` Bundle, R4 §3.3.1): the Composition first, then the Patient, the Practitioner (author and
+//! legal attester) and one ServiceRequest per accepted test suggestion (intent `plan`), all referenced by
+//! `urn:uuid:` full URLs. Composition sections are S/O/A/P with LOINC section codes; an amendment has status
+//! `amended` and `relatesTo: replaces` the earlier Bundle's identifier. JP Core names are used where they apply
+//! (JP_Patient / JP_Practitioner profiles, the JP Core patient-id system `urn:oid:1.2.392.100495.20.3.51.1` +
+//! 保険医療機関コード when identifying data may be sent).
+
+use karte_core::Section;
+use karte_store::{SignedDocument, VersionKind};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+const RFC3986: &str = "urn:ietf:rfc:3986";
+const LOINC: &str = "http://loinc.org";
+/// Pseudonymous patient references: HMAC-SHA256 of the hospital's patient id under the workstation's key.
+pub const PSEUDONYM_SYSTEM: &str = "urn:karte:patient-pseudonym";
+/// JP Core 患者ID system prefix; the 10-digit 保険医療機関コード follows.
+pub const JP_PATIENT_ID_OID: &str = "urn:oid:1.2.392.100495.20.3.51.1";
+const STAFF_SYSTEM: &str = "urn:karte:staff";
+const RULE_SYSTEM: &str = "urn:karte:suggestion-rule";
+
+/// How the patient appears in the Bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatientRef {
+    /// Default: a keyed hash only the workstations know how to compute; free text is pseudonymised (【氏名1】…).
+    Pseudonym(String),
+    /// Only where the hospital's policy allows it (`include_identifying_data = true`): the patient id as entered
+    /// and the text as signed.
+    Identified {
+        id: String,
+        facility_code: Option<String>,
+    },
+}
+
+impl PatientRef {
+    pub fn identifying(&self) -> bool {
+        matches!(self, PatientRef::Identified { .. })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    pub resource_type: &'static str,
+    pub identifier: Identifier,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timestamp: String,
+    pub entry: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub full_url: String,
+    pub resource: Resource,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Resource {
+    Composition(Box<Composition>),
+    Patient(Patient),
+    Practitioner(Practitioner),
+    ServiceRequest(ServiceRequest),
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Reference {
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coding {
+    pub system: &'static str,
+    pub code: &'static str,
+    pub display: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CodeableConcept {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub coding: Vec<Coding>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Meta {
+    pub profile: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Narrative {
+    pub status: &'static str,
+    pub div: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Composition {
+    pub resource_type: &'static str,
+    pub identifier: Identifier,
+    pub status: &'static str,
+    #[serde(rename = "type")]
+    pub kind: CodeableConcept,
+    pub subject: Reference,
+    pub date: String,
+    pub author: Vec<Reference>,
+    pub title: &'static str,
+    pub attester: Vec<Attester>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relates_to: Vec<RelatesTo>,
+    pub section: Vec<CompositionSection>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Attester {
+    pub mode: &'static str,
+    pub time: String,
+    pub party: Reference,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RelatesTo {
+    pub code: &'static str,
+    pub target_identifier: Identifier,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CompositionSection {
+    pub title: String,
+    pub code: CodeableConcept,
+    pub text: Narrative,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    pub resource_type: &'static str,
+    pub meta: Meta,
+    pub identifier: Vec<Identifier>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Practitioner {
+    pub resource_type: &'static str,
+    pub meta: Meta,
+    pub identifier: Vec<Identifier>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRequest {
+    pub resource_type: &'static str,
+    pub identifier: Vec<Identifier>,
+    pub status: &'static str,
+    pub intent: &'static str,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    pub authored_on: String,
+    pub requester: Reference,
+    pub reason_code: Vec<CodeableConcept>,
+}
+
+/// LOINC section codes for S/O/A/P (the HL7 C-CDA progress-note sections).
+fn section_code(s: Section) -> Coding {
+    let (code, display) = match s {
+        Section::Subjective => ("61150-9", "Subjective Narrative"),
+        Section::Objective => ("61149-1", "Objective Narrative"),
+        Section::Assessment => ("51848-0", "Evaluation note"),
+        Section::Plan => ("18776-5", "Plan of care note"),
+    };
+    Coding {
+        system: LOINC,
+        code,
+        display,
+    }
+}
+
+/// A `urn:uuid:` derived from the Bundle's identifier, so every fullUrl is stable across retries.
+fn derived_uuid(bundle_id: &str, what: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(bundle_id.as_bytes());
+    h.update([0]);
+    h.update(what.as_bytes());
+    let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// Which SOAP section a heading line opens: `S（主観的情報）` (karte's own), `S)`, `S）`, `【S】`, `S:`, `S：`.
+fn heading(line: &str) -> Option<(Section, &str)> {
+    let t = line.trim_start();
+    for s in Section::ALL {
+        if let Some(rest) = t.strip_prefix(s.label_ja()) {
+            return Some((s, rest));
+        }
+    }
+    let letter = |c: char| match c {
+        'S' | 'Ｓ' => Some(Section::Subjective),
+        'O' | 'Ｏ' => Some(Section::Objective),
+        'A' | 'Ａ' => Some(Section::Assessment),
+        'P' | 'Ｐ' => Some(Section::Plan),
+        _ => None,
+    };
+    let mut it = t.char_indices();
+    let (_, first) = it.next()?;
+    if first == '【' {
+        let (_, c) = it.next()?;
+        let (i, close) = it.next()?;
+        return (close == '】')
+            .then(|| letter(c))
+            .flatten()
+            .map(|s| (s, &t[i + close.len_utf8()..]));
+    }
+    let sec = letter(first)?;
+    let (i, sep) = it.next()?;
+    matches!(sep, ')' | '）' | ':' | '：').then(|| (sec, &t[i + sep.len_utf8()..]))
+}
+
+/// Splits a note into S/O/A/P by its headings. Text before the first heading, or a note without any, goes to S:
+/// a section is never dropped, and nothing signed is left out of the document.
+pub fn soap_sections(text: &str) -> [String; 4] {
+    let mut out: [Vec<&str>; 4] = Default::default();
+    let mut cur = 0;
+    for line in text.lines() {
+        let body = match heading(line) {
+            Some((s, rest)) => {
+                cur = Section::ALL.iter().position(|x| *x == s).unwrap_or(0);
+                rest
+            }
+            None => line,
+        };
+        let body = body.trim();
+        if !body.is_empty() && body != "（なし）" {
+            out[cur].push(body);
+        }
+    }
+    out.map(|v| v.join("\n"))
+}
+
+/// XHTML narrative: escaped text, one line per `<br/>`.
+fn narrative(text: &str) -> Narrative {
+    let mut div = String::from("<div xmlns=\"http://www.w3.org/1999/xhtml\">");
+    if text.is_empty() {
+        div.push_str("（記載なし）");
+    }
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            div.push_str("<br/>");
+        }
+        for ch in line.chars() {
+            match ch {
+                '<' => div.push_str("&lt;"),
+                '>' => div.push_str("&gt;"),
+                '&' => div.push_str("&amp;"),
+                '"' => div.push_str("&quot;"),
+                c => div.push(c),
+            }
+        }
+    }
+    div.push_str("</div>");
+    Narrative {
+        status: "generated",
+        div,
+    }
+}
+
+/// The Bundle for `doc`. Free text is pseudonymised unless `patient` is [`PatientRef::Identified`].
+pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
+    let bid = &doc.item.bundle_id;
+    let text_of = |s: &str| -> String {
+        if patient.identifying() {
+            s.to_string()
+        } else {
+            karte_guard::pseudonymise(s).text
+        }
+    };
+    let patient_url = derived_uuid(bid, "patient");
+    let author_url = derived_uuid(bid, "practitioner");
+    let composition_url = derived_uuid(bid, "composition");
+    let patient_identifier = match patient {
+        PatientRef::Pseudonym(p) => Identifier {
+            system: PSEUDONYM_SYSTEM.into(),
+            value: p.clone(),
+        },
+        PatientRef::Identified { id, facility_code } => Identifier {
+            system: match facility_code {
+                Some(code) => format!("{JP_PATIENT_ID_OID}{code}"),
+                None => "urn:karte:patient-id".into(),
+            },
+            value: id.clone(),
+        },
+    };
+    let requests: Vec<(String, ServiceRequest)> = doc
+        .accepted_tests
+        .iter()
+        .map(|t| {
+            (
+                derived_uuid(bid, &format!("service-request-{}", t.id)),
+                ServiceRequest {
+                    resource_type: "ServiceRequest",
+                    identifier: vec![Identifier {
+                        system: RULE_SYSTEM.into(),
+                        value: format!("{}#{}", t.rule, t.id),
+                    }],
+                    status: "active",
+                    intent: "plan",
+                    code: CodeableConcept {
+                        coding: vec![],
+                        text: t.test.clone(),
+                    },
+                    subject: Reference {
+                        reference: patient_url.clone(),
+                    },
+                    authored_on: doc.signed_at.clone(),
+                    requester: Reference {
+                        reference: author_url.clone(),
+                    },
+                    reason_code: vec![CodeableConcept {
+                        coding: vec![],
+                        text: text_of(&t.reason),
+                    }],
+                },
+            )
+        })
+        .collect();
+    let soap = soap_sections(&text_of(&doc.text));
+    let section = Section::ALL
+        .iter()
+        .zip(soap.iter())
+        .map(|(s, body)| CompositionSection {
+            title: s.label_ja().to_string(),
+            code: CodeableConcept {
+                coding: vec![section_code(*s)],
+                text: s.label_ja().to_string(),
+            },
+            text: narrative(body),
+            entry: if *s == Section::Plan {
+                requests
+                    .iter()
+                    .map(|(url, _)| Reference {
+                        reference: url.clone(),
+                    })
+                    .collect()
+            } else {
+                vec![]
+            },
+        })
+        .collect();
+    let amended = doc.kind == VersionKind::Amendment;
+    let relates_to = doc
+        .item
+        .replaces
+        .iter()
+        .map(|prev| RelatesTo {
+            code: "replaces",
+            target_identifier: Identifier {
+                system: RFC3986.into(),
+                value: prev.clone(),
+            },
+        })
+        .collect();
+    let composition = Composition {
+        resource_type: "Composition",
+        identifier: Identifier {
+            system: RFC3986.into(),
+            value: composition_url.clone(),
+        },
+        status: if amended { "amended" } else { "final" },
+        kind: CodeableConcept {
+            coding: vec![Coding {
+                system: LOINC,
+                code: "11506-3",
+                display: "Progress note",
+            }],
+            text: "経過記録".into(),
+        },
+        subject: Reference {
+            reference: patient_url.clone(),
+        },
+        date: doc.signed_at.clone(),
+        author: vec![Reference {
+            reference: author_url.clone(),
+        }],
+        title: if amended {
+            "経過記録（SOAP・署名後の修正）"
+        } else {
+            "経過記録（SOAP）"
+        },
+        attester: vec![Attester {
+            mode: "legal",
+            time: doc.signed_at.clone(),
+            party: Reference {
+                reference: author_url.clone(),
+            },
+        }],
+        relates_to,
+        section,
+    };
+    let mut entry = vec![
+        Entry {
+            full_url: composition_url,
+            resource: Resource::Composition(Box::new(composition)),
+        },
+        Entry {
+            full_url: patient_url,
+            resource: Resource::Patient(Patient {
+                resource_type: "Patient",
+                meta: Meta {
+                    profile: vec!["http://jpfhir.jp/fhir/core/StructureDefinition/JP_Patient"],
+                },
+                identifier: vec![patient_identifier],
+            }),
+        },
+        Entry {
+            full_url: author_url,
+            resource: Resource::Practitioner(Practitioner {
+                resource_type: "Practitioner",
+                meta: Meta {
+                    profile: vec!["http://jpfhir.jp/fhir/core/StructureDefinition/JP_Practitioner"],
+                },
+                identifier: vec![Identifier {
+                    system: STAFF_SYSTEM.into(),
+                    value: doc.signer.clone(),
+                }],
+            }),
+        },
+    ];
+    entry.extend(requests.into_iter().map(|(full_url, r)| Entry {
+        full_url,
+        resource: Resource::ServiceRequest(r),
+    }));
+    Bundle {
+        resource_type: "Bundle",
+        identifier: Identifier {
+            system: RFC3986.into(),
+            value: bid.clone(),
+        },
+        kind: "document",
+        timestamp: doc.signed_at.clone(),
+        entry,
+    }
+}
+
+/// The bytes sent: compact JSON.
+pub fn to_json(b: &Bundle) -> Vec<u8> {
+    serde_json::to_vec(b).expect("a Bundle always serialises")
+}
+
+/// HMAC-SHA256 (RFC 2104) of the patient id under the workstation's pseudonym key, hex: stable for one patient on
+/// every workstation that shares the key, and not reversible without it.
+pub fn pseudonym(key: &[u8], patient_ref: &str) -> String {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| k.map(|x| x ^ b);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(patient_ref.trim().as_bytes())
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    hex::encode(outer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soap_headings_table() {
+        let table: &[(&str, [&str; 4])] = &[
+            (
+                "S（主観的情報）\n発熱あり。\nO（客観的情報）\nBT 38.6℃。\nA（評価）\n肺炎疑い。\nP（計画）\n胸部X線。\n",
+                ["発熱あり。", "BT 38.6℃。", "肺炎疑い。", "胸部X線。"],
+            ),
+            (
+                "S）発熱と咳嗽。\nO）BT 38.4℃。",
+                ["発熱と咳嗽。", "BT 38.4℃。", "", ""],
+            ),
+            ("【A】心不全増悪。\n【P】利尿薬増量。", ["", "", "心不全増悪。", "利尿薬増量。"]),
+            ("見出しのない追記。", ["見出しのない追記。", "", "", ""]),
+            ("S（主観的情報）\n（なし）\nP：経過観察。", ["", "", "", "経過観察。"]),
+            ("Sodium 140。", ["Sodium 140。", "", "", ""]),
+        ];
+        for (text, want) in table {
+            assert_eq!(soap_sections(text), want.map(String::from), "{text}");
+        }
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            pseudonym(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn narrative_escapes_markup() {
+        let n = narrative("a<b & c>\"d\"\n次行");
+        assert_eq!(
+            n.div,
+            "<div xmlns=\"http://www.w3.org/1999/xhtml\">a&lt;b &amp; c&gt;&quot;d&quot;<br/>次行</div>"
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! HTTPS to the platform: rustls only (ring), the server certificate validated normally *and* pinned to an SPKI
+//! SHA-256 from the settings, a client certificate (mTLS) and a bearer token from the keyring, and an idempotency
+//! key per document sent both as `Idempotency-Key` and as a FHIR conditional create (`If-None-Exist`).
+//!
+//! There is no fallback: a certificate that fails validation or the pin fails the handshake, before a byte of the
+//! document is written, and the outcome tells the queue to stop ([`SendOutcome::Halt`]).
+
+use crate::settings::SyncSettings;
+use karte_core::{Code, Error, Result};
+use karte_store::vault::{read_secret, KeyringBackend};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// Keyring entries (service `karte`), shared by every data directory of the workstation: the workstation is
+/// what the platform authenticates.
+pub const CLIENT_CERT_ENTRY: &str = "sync:client-cert";
+pub const CLIENT_KEY_ENTRY: &str = "sync:client-key";
+pub const TOKEN_ENTRY: &str = "sync:token";
+pub const PSEUDONYM_KEY_ENTRY: &str = "sync:pseudonym-key";
+
+/// FHIR identifier system of Bundle.identifier (`urn:uuid:` values).
+pub const IDENTIFIER_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// The workstation's secrets for the platform, read from the keyring.
+pub struct Credentials {
+    pub cert_pem: Zeroizing<String>,
+    pub key_pem: Zeroizing<String>,
+    pub token: Zeroizing<String>,
+}
+
+impl Credentials {
+    pub fn from_keyring(backend: KeyringBackend) -> Result<Credentials> {
+        let cert = read_secret(backend, CLIENT_CERT_ENTRY)?;
+        let key = read_secret(backend, CLIENT_KEY_ENTRY)?;
+        let (Some(cert_pem), Some(key_pem)) = (cert, key) else {
+            return Err(client_cert_missing());
+        };
+        let token = read_secret(backend, TOKEN_ENTRY)?.ok_or_else(|| {
+            Error::new(
+                Code::SyncTokenMissing,
+                "クラウド送信用のアクセストークンがキーリングにありません。送信待ちの記録は端末に保存されています。\
+                 システム管理者に karte queue credentials でトークンの登録を依頼してください。",
+            )
+        })?;
+        Ok(Credentials {
+            cert_pem,
+            key_pem,
+            token,
+        })
+    }
+}
+
+fn client_cert_missing() -> Error {
+    Error::new(
+        Code::SyncClientCertMissing,
+        "この端末のクライアント証明書（または秘密鍵）がキーリングにありません。送信は行っていません。\
+         送信待ちの記録は端末に保存されています。システム管理者に証明書の登録（karte queue credentials）を依頼してください。",
+    )
+}
+
+/// Why the last handshake's server certificate was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertFailure {
+    PinMismatch,
+    Expired,
+    Untrusted,
+}
+
+/// webpki validation first (chain to the configured roots, name, validity), then the SPKI pin on the leaf.
+#[derive(Debug)]
+pub struct PinnedVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    pins: Vec<[u8; 32]>,
+    last: Mutex<Option<CertFailure>>,
+}
+
+impl PinnedVerifier {
+    fn fail(&self, f: CertFailure) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+    pub fn take_failure(&self) -> Option<CertFailure> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(e) => {
+                self.fail(match &e {
+                    rustls::Error::InvalidCertificate(
+                        CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                    ) => CertFailure::Expired,
+                    _ => CertFailure::Untrusted,
+                });
+                Err(e)
+            }
+            Ok(ok) => {
+                let pinned = spki(end_entity)
+                    .map(|k| <[u8; 32]>::from(Sha256::digest(k)))
+                    .is_some_and(|h| self.pins.contains(&h));
+                if pinned {
+                    Ok(ok)
+                } else {
+                    self.fail(CertFailure::PinMismatch);
+                    Err(rustls::Error::InvalidCertificate(
+                        CertificateError::ApplicationVerificationFailure,
+                    ))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// One DER element: `(tag, whole element, contents)`.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)? as usize;
+    let (len, hdr) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let n = first & 0x7f;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *input.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let end = hdr.checked_add(len)?;
+    let whole = input.get(..end)?;
+    Some((tag, whole, &input[hdr..end], &input[end..]))
+}
+
+/// The SubjectPublicKeyInfo of an X.509 certificate (RFC 5280 §4.1): the 7th field of tbsCertificate, counting
+/// the optional `[0] version`.
+pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+    let (_, _, cert_body, _) = der(cert)?;
+    let (_, _, tbs, _) = der(cert_body)?;
+    let mut rest = tbs;
+    let (tag, _, _, r) = der(rest)?;
+    if tag == 0xa0 {
+        rest = r; // version
+    }
+    for _ in 0..5 {
+        // serialNumber, signature, issuer, validity, subject
+        rest = der(rest)?.3;
+    }
+    let (tag, whole, _, _) = der(rest)?;
+    (tag == 0x30).then_some(whole)
+}
+
+/// The pin of a certificate as the settings write it (base64 SHA-256 of its SPKI).
+pub fn spki_pin_of_cert(cert_der: &[u8]) -> Option<String> {
+    use base64::Engine;
+    spki(cert_der)
+        .map(|k| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(k)))
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    /// 201 Created, or 200 OK: the server already had this identifier.
+    Stored(u16),
+    /// 5xx, 408, 429, a timeout or no connection: try again later.
+    Retry(Error, Option<u16>),
+    /// Any other 4xx: the document itself was refused; a person must look at it.
+    Refused(Error, Option<u16>),
+    /// The server is not the one pinned (or its certificate is invalid), or it refuses the workstation itself
+    /// (client certificate, token): stop the whole queue.
+    Halt(Error),
+}
+
+pub struct Transport {
+    client: reqwest::Client,
+    url: String,
+    token: Zeroizing<String>,
+    verifier: Arc<PinnedVerifier>,
+}
+
+fn config_err(why: &str) -> Error {
+    Error::new(
+        Code::ConfigInvalid,
+        format!("送信の設定を使えません（{why}）。システム管理者に連絡してください。"),
+    )
+}
+
+impl Transport {
+    pub fn new(settings: &SyncSettings, creds: &Credentials) -> Result<Transport> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        match &settings.ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|_| config_err("ca_file を読めません"))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|_| config_err("ca_file の PEM が壊れています"))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(config_err("ca_file に CA 証明書がありません"));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|_| config_err("CA 証明書"))?;
+        let verifier = Arc::new(PinnedVerifier {
+            inner,
+            pins: settings
+                .pins()
+                .ok_or_else(|| config_err("spki_sha256"))?,
+            last: Mutex::new(None),
+        });
+        let certs = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(client_cert_missing)?;
+        let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes())
+            .map_err(|_| client_cert_missing())?;
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| config_err("TLS"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_client_auth_cert(certs, key)
+            .map_err(|_| {
+                Error::new(
+                    Code::SyncClientCertMissing,
+                    "キーリングのクライアント証明書と秘密鍵が対になっていないか、形式が正しくありません。\
+                     システム管理者に証明書の再登録を依頼してください。",
+                )
+            })?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(settings.timeout())
+            .connect_timeout(settings.timeout())
+            .pool_max_idle_per_host(1)
+            .build()
+            .map_err(|_| config_err("HTTP クライアント"))?;
+        Ok(Transport {
+            client,
+            url: settings.bundle_url(),
+            token: creds.token.clone(),
+            verifier,
+        })
+    }
+
+    /// One attempt to create the Bundle identified by `bundle_id` (a `urn:uuid:`), body as produced by
+    /// [`crate::fhir::to_json`].
+    pub async fn send(&self, bundle_id: &str, body: Vec<u8>) -> SendOutcome {
+        self.verifier.take_failure();
+        let key = bundle_id.strip_prefix("urn:uuid:").unwrap_or(bundle_id);
+        let res = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/fhir+json")
+            .header("Accept", "application/fhir+json")
+            .header("Authorization", format!("Bearer {}", self.token.as_str()))
+            .header("Idempotency-Key", key)
+            .header(
+                "If-None-Exist",
+                format!("identifier={IDENTIFIER_SYSTEM}|{bundle_id}"),
+            )
+            .body(body)
+            .send()
+            .await;
+        let resp = match res {
+            Ok(r) => r,
+            Err(e) => return self.transport_failure(&e),
+        };
+        let status = resp.status().as_u16();
+        if status == 200 || status == 201 {
+            return SendOutcome::Stored(status);
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        let reason = server_reason(&body);
+        match status {
+            401 | 403 => SendOutcome::Halt(Error::new(
+                Code::SyncUnauthorized,
+                format!(
+                    "クラウドがこの端末の認証を拒否しました（HTTP {status}: {reason}）。送信を停止しています。\
+                     システム管理者にアクセストークンと証明書の確認を依頼してください。"
+                ),
+            )),
+            408 | 429 | 500..=599 => SendOutcome::Retry(
+                Error::new(
+                    Code::SyncServerError,
+                    format!(
+                        "クラウド側の一時的なエラーです（HTTP {status}）。自動で再送します。操作は不要です。"
+                    ),
+                ),
+                Some(status),
+            ),
+            _ => SendOutcome::Refused(
+                Error::new(
+                    Code::SyncRejected,
+                    format!(
+                        "クラウドがこの文書を受け付けませんでした（HTTP {status}: {reason}）。\
+                         内容を確認・修正してから「再送」を押してください。"
+                    ),
+                ),
+                Some(status),
+            ),
+        }
+    }
+
+    fn transport_failure(&self, e: &reqwest::Error) -> SendOutcome {
+        if let Some(f) = self.verifier.take_failure() {
+            return SendOutcome::Halt(match f {
+                CertFailure::PinMismatch => Error::new(
+                    Code::SyncPinMismatch,
+                    "送信先サーバーの証明書が登録された公開鍵（ピン）と一致しません。なりすましの恐れがあるため送信を停止しました。\
+                     記録は端末に保存されています。すぐにシステム管理者に連絡してください。",
+                ),
+                CertFailure::Expired => Error::new(
+                    Code::SyncCertExpired,
+                    "送信先サーバーの証明書の有効期限が切れています（または端末の時計がずれています）。送信を停止しました。\
+                     記録は端末に保存されています。システム管理者に連絡してください。",
+                ),
+                CertFailure::Untrusted => Error::new(
+                    Code::SyncCertUntrusted,
+                    "送信先サーバーの証明書を検証できません（発行元が不明か、名前が一致しません）。送信を停止しました。\
+                     記録は端末に保存されています。システム管理者に連絡してください。",
+                ),
+            });
+        }
+        if let Some(tls) = find_rustls_error(e) {
+            if let rustls::Error::AlertReceived(a) = tls {
+                use rustls::AlertDescription as A;
+                if matches!(
+                    a,
+                    A::CertificateRequired
+                        | A::BadCertificate
+                        | A::UnknownCA
+                        | A::CertificateExpired
+                        | A::CertificateRevoked
+                        | A::CertificateUnknown
+                        | A::AccessDenied
+                ) {
+                    return SendOutcome::Halt(Error::new(
+                        Code::SyncClientCertRejected,
+                        "送信先サーバーがこの端末のクライアント証明書を受け付けませんでした。送信を停止しました。\
+                         記録は端末に保存されています。システム管理者に証明書の更新を依頼してください。",
+                    ));
+                }
+            }
+        }
+        if e.is_timeout() {
+            return SendOutcome::Retry(
+                Error::new(
+                    Code::SyncTimeout,
+                    "送信先サーバーの応答が時間内にありませんでした。自動で再送します。",
+                ),
+                None,
+            );
+        }
+        SendOutcome::Retry(
+            Error::new(
+                Code::SyncUnreachable,
+                "送信先サーバーに接続できません（ネットワークの切断やサーバーの停止）。記録は端末に保存され、つながり次第自動で送信します。",
+            ),
+            None,
+        )
+    }
+}
+
+/// Finds a rustls error anywhere in the chain (io::Error hides its payload from `source()`).
+fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                    return Some(t);
+                }
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The server's reason from an OperationOutcome (`issue[].diagnostics`, else `details.text`, else `code`),
+/// clipped; a non-FHIR body gives its size only (it could hold anything).
+pub fn server_reason(body: &[u8]) -> String {
+    let reasons: Vec<String> = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v["resourceType"] == "OperationOutcome")
+        .and_then(|v| v["issue"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| {
+            i["diagnostics"]
+                .as_str()
+                .or_else(|| i["details"]["text"].as_str())
+                .or_else(|| i["code"].as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    if reasons.is_empty() {
+        return format!("理由の記載なし、応答 {} バイト", body.len());
+    }
+    reasons.join("; ").chars().take(300).collect()
+}
