@@ -1,0 +1,175 @@
+//! Shared by karte-sync's integration tests: a real kernel keyring (each test re-runs itself under `keyctl
+//! session`), a real SQLCipher store with enrolled staff, real signed documents from karte-core's rules, the real
+//! HTTPS receiver from karte-receiver, and the sync settings and keyring credentials wired to it.
+#![allow(dead_code)]
+
+use karte_receiver::{Receiver, ServerCert, TestPki};
+use karte_store::vault::{write_secret, KeyringBackend};
+use karte_store::{Decision, Role, Session, Store, StoreConfig};
+use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, TOKEN_ENTRY};
+use std::cell::Cell;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+use totp_rs::{Algorithm, Secret, TOTP};
+
+pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
+pub const TOKEN: &str = "test-bearer-token-0123456789";
+pub const PASSWORD: &str = "pass-word-123";
+pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
+
+/// Re-runs the named test inside a fresh `keyctl session` (see karte-store's tests); true inside it.
+pub fn keyring_session(test: &str) -> bool {
+    if std::env::var_os(IN_SESSION).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new("keyctl")
+        .args(["session", "-"])
+        .arg(&exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_SESSION, "1")
+        .env("KARTE_KEYRING", "keyutils")
+        .output()
+        .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} under keyctl session failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    eprintln!("{stderr}");
+    false
+}
+
+pub fn config() -> StoreConfig {
+    StoreConfig {
+        keyring: BACKEND,
+        idle_timeout: Duration::from_secs(15 * 60),
+        max_failed_logins: 5,
+        lockout: Duration::from_secs(15 * 60),
+        workstation: "ws-test-01".into(),
+    }
+}
+
+/// A phone computing TOTP codes, never the same step twice.
+pub struct Authenticator {
+    totp: TOTP,
+    last_step: Cell<u64>,
+}
+
+impl Authenticator {
+    pub fn from_base32(b32: &str) -> Self {
+        let secret = Secret::Encoded(b32.to_string()).to_bytes().unwrap();
+        Authenticator {
+            totp: TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, "test".into()).unwrap(),
+            last_step: Cell::new(0),
+        }
+    }
+    pub fn code(&self) -> String {
+        loop {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let now = secs / 30;
+            let earliest = if secs % 30 < 25 { now - 1 } else { now };
+            let step = earliest.max(self.last_step.get() + 1);
+            if step <= now + 1 {
+                self.last_step.set(step);
+                return self.totp.generate(step * 30);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A store with an administrator, a physician and a nurse signed in.
+pub struct Ward {
+    pub store: Arc<Store>,
+    pub admin: Session,
+    pub doctor: Session,
+    pub nurse: Session,
+}
+
+impl Ward {
+    pub fn new(dir: &Path) -> Ward {
+        let store = Store::open(dir, config()).unwrap();
+        let a = Authenticator::from_base32(&store.init_admin("admin", PASSWORD).unwrap().totp_secret_base32);
+        let admin = store.login("admin", PASSWORD, &a.code()).unwrap();
+        let d = store.add_user(&admin, "dr.sato", Role::Physician, PASSWORD).unwrap();
+        let n = store.add_user(&admin, "ns.suzuki", Role::Nurse, PASSWORD).unwrap();
+        let doctor = store
+            .login("dr.sato", PASSWORD, &Authenticator::from_base32(&d.totp_secret_base32).code())
+            .unwrap();
+        let nurse = store
+            .login("ns.suzuki", PASSWORD, &Authenticator::from_base32(&n.totp_secret_base32).code())
+            .unwrap();
+        Ward {
+            store: Arc::new(store),
+            admin,
+            doctor,
+            nurse,
+        }
+    }
+
+    /// Saves a rules-only draft of `dictation` for `patient`, has the nurse accept the first test suggestion
+    /// (if any) and signs it. Returns the encounter id.
+    pub fn sign(&self, patient: &str, dictation: &str) -> String {
+        let draft = karte_core::draft_floor(dictation).unwrap();
+        let id = self.store.save_draft(&self.doctor, patient, dictation, &draft).unwrap();
+        if !draft.suggestions.is_empty() {
+            self.store.review(&self.nurse, &id, 1, Decision::Accept, "").unwrap();
+        }
+        self.store.sign(&self.doctor, &id, 1).unwrap();
+        id
+    }
+}
+
+/// Synthetic dictations (no real patients), each with a name that must never reach the cloud unpseudonymised.
+pub const DICTATIONS: &[&str] = &[
+    "山田太郎さん、65歳男性。3日前から発熱と咳嗽あり、昨日から呼吸困難も出現。BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音を聴取。CRP 12.3mg/dL。市中肺炎を疑う。胸部X線を施行予定。",
+    "佐藤花子さん、78歳女性。2日前から排尿時痛と頻尿。BT 37.9℃。CVA叩打痛なし。尿混濁あり。膀胱炎を疑う。尿培養を提出予定。",
+    "鈴木一郎さん、52歳男性。30分前からの胸部圧迫感。冷汗あり。BP 158/96mmHg、HR 102/分。心電図でII、III、aVFのST上昇。急性下壁心筋梗塞を疑う。",
+    "高橋美咲さん、24歳女性。昨日から口渇と多尿、嘔吐あり。血糖 486mg/dL。尿ケトン3+。糖尿病性ケトアシドーシスを疑う。",
+];
+
+/// sync.toml for `receiver`, trusting the test CA and pinning the test server's key.
+pub fn write_settings(dir: &Path, pki: &TestPki, receiver: &Receiver, extra: &str) {
+    let ca = pki.write_ca(dir);
+    std::fs::write(
+        dir.join("sync.toml"),
+        format!(
+            "endpoint = \"{}\"\nspki_sha256 = [\"{}\"]\nca_file = \"{}\"\ntimeout_secs = 5\nretry_base_ms = 50\nretry_max_ms = 400\n{extra}",
+            receiver.url(),
+            pki.server_pin,
+            ca.display()
+        ),
+    )
+    .unwrap();
+}
+
+/// The workstation's client certificate, key and bearer token, into the (test's own) kernel keyring.
+pub fn install_credentials(cert_pem: &str, key_pem: &str) {
+    write_secret(BACKEND, CLIENT_CERT_ENTRY, cert_pem).unwrap();
+    write_secret(BACKEND, CLIENT_KEY_ENTRY, key_pem).unwrap();
+    write_secret(BACKEND, TOKEN_ENTRY, TOKEN).unwrap();
+}
+
+/// Receiver + settings + credentials: everything an uploader in `dir` needs.
+pub fn platform(dir: &Path) -> (TestPki, Receiver) {
+    let pki = TestPki::new();
+    let receiver = Receiver::start(&pki, ServerCert::Good, TOKEN);
+    write_settings(dir, &pki, &receiver, "");
+    install_credentials(&pki.client.cert_pem, &pki.client.key_pem);
+    (pki, receiver)
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
