@@ -78,6 +78,17 @@ pub struct FlushReport {
     pub retry: Option<(Code, i64)>,
 }
 
+/// What one [`Uploader::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Step {
+    /// Nothing pending.
+    Idle,
+    Sent,
+    Refused,
+    /// The head failed transiently (now or before): it is retried at this time (ms since the epoch).
+    Wait(Code, i64),
+}
+
 pub struct Uploader {
     store: Arc<Store>,
     transport: Transport,
@@ -145,59 +156,68 @@ impl Uploader {
     pub async fn flush(&self) -> Result<FlushReport> {
         let mut report = FlushReport::default();
         loop {
-            let now = now_ms();
-            let doc = match blocking(&self.store, move |s| s.outbox_next(now)).await? {
-                Next::Empty => return Ok(report),
-                Next::Wait(at) => {
-                    if report.retry.is_none() {
-                        let health = blocking(&self.store, |s| s.outbox_health()).await?;
-                        let code = health
-                            .last_error
-                            .as_deref()
-                            .and_then(code_of)
-                            .unwrap_or(Code::SyncUnreachable);
-                        report.retry = Some((code, at));
-                    }
+            match self.step().await? {
+                Step::Idle => return Ok(report),
+                Step::Sent => report.sent += 1,
+                Step::Refused => report.refused += 1,
+                Step::Wait(code, at) => {
+                    report.retry = Some((code, at));
                     return Ok(report);
                 }
-                Next::Halted(h) => return Err(halted(&h.code)),
-                Next::Due(doc) => doc,
-            };
-            let bundle = self.policy.bundle(&doc);
-            let id = doc.item.id;
-            let attempts = doc.item.attempts;
-            let outcome = self
-                .transport
-                .send(&doc.item.bundle_id, fhir::to_json(&bundle))
-                .await;
-            tracing::info!(item = id, attempts, outcome = outcome_name(&outcome), "upload attempt");
-            match outcome {
-                SendOutcome::Stored(status) => {
-                    blocking(&self.store, move |s| s.outbox_mark_sent(id, status)).await?;
-                    report.sent += 1;
-                }
-                SendOutcome::Refused(e, status) => {
-                    blocking(&self.store, move |s| {
-                        s.outbox_mark_failed(id, e.code, &e.message, status)
-                    })
-                    .await?;
-                    report.refused += 1;
-                }
-                SendOutcome::Retry(e, status) => {
-                    let next = now_ms() + backoff_ms(attempts, self.base_ms, self.max_ms) as i64;
-                    let code = e.code;
-                    blocking(&self.store, move |s| {
-                        s.outbox_mark_retry(id, e.code, &e.message, status, next)
-                    })
-                    .await?;
-                    report.retry = Some((code, next));
-                    return Ok(report);
-                }
-                SendOutcome::Halt(e) => {
-                    let (code, msg) = (e.code, e.message.clone());
-                    blocking(&self.store, move |s| s.outbox_halt(code, &msg)).await?;
-                    return Err(e);
-                }
+            }
+        }
+    }
+
+    /// At most one attempt: the head of the queue if it is due.
+    pub async fn step(&self) -> Result<Step> {
+        let now = now_ms();
+        let doc = match blocking(&self.store, move |s| s.outbox_next(now)).await? {
+            Next::Empty => return Ok(Step::Idle),
+            Next::Wait(at) => {
+                let health = blocking(&self.store, |s| s.outbox_health()).await?;
+                let code = health
+                    .last_error
+                    .as_deref()
+                    .and_then(code_of)
+                    .unwrap_or(Code::SyncUnreachable);
+                return Ok(Step::Wait(code, at));
+            }
+            Next::Halted(h) => return Err(halted(&h.code)),
+            Next::Due(doc) => doc,
+        };
+        let bundle = self.policy.bundle(&doc);
+        let id = doc.item.id;
+        let attempts = doc.item.attempts;
+        let outcome = self
+            .transport
+            .send(&doc.item.bundle_id, fhir::to_json(&bundle))
+            .await;
+        tracing::info!(item = id, attempts, outcome = outcome_name(&outcome), "upload attempt");
+        match outcome {
+            SendOutcome::Stored(status) => {
+                blocking(&self.store, move |s| s.outbox_mark_sent(id, status)).await?;
+                Ok(Step::Sent)
+            }
+            SendOutcome::Refused(e, status) => {
+                blocking(&self.store, move |s| {
+                    s.outbox_mark_failed(id, e.code, &e.message, status)
+                })
+                .await?;
+                Ok(Step::Refused)
+            }
+            SendOutcome::Retry(e, status) => {
+                let next = now_ms() + backoff_ms(attempts, self.base_ms, self.max_ms) as i64;
+                let code = e.code;
+                blocking(&self.store, move |s| {
+                    s.outbox_mark_retry(id, e.code, &e.message, status, next)
+                })
+                .await?;
+                Ok(Step::Wait(code, next))
+            }
+            SendOutcome::Halt(e) => {
+                let (code, msg) = (e.code, e.message.clone());
+                blocking(&self.store, move |s| s.outbox_halt(code, &msg)).await?;
+                Err(e)
             }
         }
     }

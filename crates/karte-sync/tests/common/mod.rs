@@ -118,14 +118,19 @@ impl Ward {
     /// Saves a rules-only draft of `dictation` for `patient`, has the nurse accept the first test suggestion
     /// (if any) and signs it. Returns the encounter id.
     pub fn sign(&self, patient: &str, dictation: &str) -> String {
-        let draft = karte_core::draft_floor(dictation).unwrap();
-        let id = self.store.save_draft(&self.doctor, patient, dictation, &draft).unwrap();
-        if !draft.suggestions.is_empty() {
-            self.store.review(&self.nurse, &id, 1, Decision::Accept, "").unwrap();
-        }
-        self.store.sign(&self.doctor, &id, 1).unwrap();
-        id
+        sign_with(&self.store, &self.doctor, &self.nurse, patient, dictation)
     }
+}
+
+/// [`Ward::sign`] with the sessions passed in (for a signing thread).
+pub fn sign_with(store: &Store, doctor: &Session, nurse: &Session, patient: &str, dictation: &str) -> String {
+    let draft = karte_core::draft_floor(dictation).unwrap();
+    let id = store.save_draft(doctor, patient, dictation, &draft).unwrap();
+    if !draft.suggestions.is_empty() {
+        store.review(nurse, &id, 1, Decision::Accept, "").unwrap();
+    }
+    store.sign(doctor, &id, 1).unwrap();
+    id
 }
 
 /// Synthetic dictations (no real patients), each with a name that must never reach the cloud unpseudonymised.
