@@ -2,6 +2,7 @@
 //! `--format json`) and map to a stable exit status; no dictation text ever goes to stderr.
 
 mod store_cmds;
+mod sync_cmds;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use karte_api::{DraftOptions, Drafter, Progress};

@@ -47,8 +47,9 @@ pub enum StoreCmd {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
-    /// Sign the latest version of an encounter (physicians); a signed record changes only by amendment.
-    Sign(EncounterArgs),
+    /// Sign the latest version of an encounter (physicians); a signed record changes only by amendment. Signing
+    /// also queues the document for upload to the cloud platform.
+    Sign(SignArgs),
     /// Add a new version to an unsigned encounter; the text comes from --file or stdin.
     Edit(EditArgs),
     /// Amend a signed encounter with a reason; the new text comes from --file or stdin.
@@ -67,6 +68,28 @@ pub enum StoreCmd {
         #[command(subcommand)]
         cmd: FeedbackCmd,
     },
+    /// The upload queue to the cloud platform: status, flush, retry, resume, credentials.
+    Queue {
+        #[command(subcommand)]
+        cmd: crate::sync_cmds::QueueCmd,
+    },
+    /// Export a signed record in an exchange format.
+    Export {
+        #[command(subcommand)]
+        cmd: crate::sync_cmds::ExportCmd,
+    },
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    #[arg(value_name = "ENCOUNTER_ID")]
+    encounter: String,
+    /// The version you read and mean to sign; refused (record.changed) if the record changed since. Without it,
+    /// the latest version is signed.
+    #[arg(long, value_name = "N")]
+    version: Option<i64>,
+    #[command(flatten)]
+    auth: SignIn,
 }
 
 #[derive(Subcommand)]
@@ -239,7 +262,11 @@ pub fn run(cmd: StoreCmd) -> Result<()> {
         StoreCmd::Admin { cmd } => admin(&store, cmd),
         StoreCmd::Sign(a) => {
             let s = sign_in(&store, &a.auth)?;
-            let v = store.sign(&s, &a.encounter)?;
+            let expected = match a.version {
+                Some(v) => v,
+                None => store.history(&s, &a.encounter)?.latest().version,
+            };
+            let v = store.sign(&s, &a.encounter, expected)?;
             out(&format!("署名しました: {} 版 {v}", a.encounter))
         }
         StoreCmd::Edit(a) => {
@@ -279,6 +306,8 @@ pub fn run(cmd: StoreCmd) -> Result<()> {
             ))
         }
         StoreCmd::Audit { cmd } => audit(&store, cmd),
+        StoreCmd::Queue { cmd } => crate::sync_cmds::queue(store, cmd),
+        StoreCmd::Export { cmd } => crate::sync_cmds::export(store, cmd),
         StoreCmd::Feedback {
             cmd: FeedbackCmd::Export { output, auth },
         } => {
@@ -419,7 +448,7 @@ pub fn saved_line(saved: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-fn sign_in(store: &Store, who: &SignIn) -> Result<Session> {
+pub(crate) fn sign_in(store: &Store, who: &SignIn) -> Result<Session> {
     let password = from_env_or_prompt("KARTE_PASSWORD", "パスワード: ").ok_or_else(|| {
         Error::new(
             Code::AuthFailed,
@@ -484,7 +513,7 @@ fn print_enrolment(e: &Enrolment) -> Result<()> {
     ))
 }
 
-fn out(text: &str) -> Result<()> {
+pub(crate) fn out(text: &str) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{text}")
         .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
 }

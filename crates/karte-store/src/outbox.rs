@@ -503,6 +503,12 @@ impl Store {
         })
     }
 
+    /// Checks that `s` may do one of `actions` (the first the role holds): for front-end steps that are not a
+    /// store operation of their own, e.g. starting an upload from the command line. Audited like any check.
+    pub fn authorize_for(&self, s: &Session, actions: &[Action]) -> Result<()> {
+        self.authorize_any(s, actions, None)
+    }
+
     /// Picks the first of `actions` the role holds, so one view can serve several roles through the matrix.
     fn authorize_any(&self, s: &Session, actions: &[Action], encounter: Option<&str>) -> Result<()> {
         let a = actions

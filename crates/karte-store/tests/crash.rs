@@ -134,6 +134,19 @@ fn sigkill_while_saving_loses_no_completed_save() {
             )
             .unwrap();
         assert_eq!(orphans, 0, "trial {trial}");
+        // Signing and queueing for upload are one transaction: no signature without its outbox row, no row
+        // without its signature, whatever the kill interrupted.
+        let unqueued: (i64, i64) = raw
+            .query_row(
+                "SELECT (SELECT count(*) FROM signatures s WHERE NOT EXISTS
+                           (SELECT 1 FROM outbox o WHERE o.encounter_id = s.encounter_id AND o.version = s.version)),
+                        (SELECT count(*) FROM outbox o WHERE NOT EXISTS
+                           (SELECT 1 FROM signatures s WHERE s.encounter_id = o.encounter_id AND s.version = o.version))",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(unqueued, (0, 0), "trial {trial}: signatures vs outbox rows");
     }
     eprintln!(
         "{TRIALS} trials, {killed_mid_run} killed mid-run, {} completed writes checked",

@@ -53,6 +53,22 @@ impl PatientPolicy {
         })
     }
 
+    /// The policy `sync.toml` sets, or the default (pseudonymous) when there is no such file yet: what
+    /// `karte export fhir` shows is what would be sent.
+    pub fn for_data_dir(data_dir: &std::path::Path, backend: KeyringBackend) -> Result<PatientPolicy> {
+        match SyncSettings::load(data_dir) {
+            Ok(s) => PatientPolicy::load(&s, backend),
+            Err(e) if e.code == Code::SyncNotConfigured => {
+                let default = SyncSettings::parse(
+                    "endpoint = \"https://not-configured.invalid\"\nspki_sha256 = [\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"]",
+                )
+                .map_err(|_| Error::new(Code::Internal, "既定の送信設定を作れません。"))?;
+                PatientPolicy::load(&default, backend)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn patient_ref(&self, patient: &str) -> PatientRef {
         if self.identifying {
             PatientRef::Identified {
