@@ -242,7 +242,8 @@ fn python_venv() -> Result<()> {
             .context("python3 -m venv failed: install python3-venv")?;
     }
     // Installed and inside the requirement's version range? pip's own vendored `packaging` decides.
-    const SATISFIED: &str = "import sys\nfrom importlib.metadata import version, PackageNotFoundError\n\
+    const SATISFIED: &str =
+        "import sys\nfrom importlib.metadata import version, PackageNotFoundError\n\
         from pip._vendor.packaging.requirements import Requirement\nr = Requirement(sys.argv[1])\n\
         try:\n    v = version(r.name)\nexcept PackageNotFoundError:\n    sys.exit(1)\n\
         sys.exit(0 if r.specifier.contains(v, prereleases=True) else 1)";
@@ -255,7 +256,11 @@ fn python_venv() -> Result<()> {
         eprintln!("    {} present: {}", dir.display(), PY_PACKAGES.join(" "));
         return Ok(());
     }
-    eprintln!("    installing into {}: {}", dir.display(), missing.join(" "));
+    eprintln!(
+        "    installing into {}: {}",
+        dir.display(),
+        missing.join(" ")
+    );
     run(Command::new(&python)
         .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
         .args(&missing))

@@ -6,7 +6,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use karte_core::{Code, Error, Result};
 use karte_store::vault::{write_secret, KeyringBackend};
 use karte_store::{Action, OutboxItem, QueueHealth, Store};
-use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY};
+use karte_sync::transport::{
+    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
+};
 use karte_sync::{PatientPolicy, Uploader};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,7 +124,10 @@ fn render_item(i: &OutboxItem) -> String {
         i.attempts
     );
     if let Some(code) = &i.last_code {
-        s.push_str(&format!("  [{code}] {}", i.last_reason.as_deref().unwrap_or("")));
+        s.push_str(&format!(
+            "  [{code}] {}",
+            i.last_reason.as_deref().unwrap_or("")
+        ));
     }
     s
 }
@@ -134,10 +139,10 @@ pub fn queue(store: Store, cmd: QueueCmd) -> Result<()> {
             let health = store.queue_health(&s)?;
             let items = store.queue_items(&s)?;
             match format {
-                QueueFormat::Json => out(
-                    &serde_json::to_string_pretty(&serde_json::json!({"health": health, "items": items}))
-                        .expect("serialises"),
-                ),
+                QueueFormat::Json => out(&serde_json::to_string_pretty(
+                    &serde_json::json!({"health": health, "items": items}),
+                )
+                .expect("serialises")),
                 QueueFormat::Text => {
                     let mut text = render_health(&health);
                     for i in &items {
@@ -189,7 +194,10 @@ pub fn queue(store: Store, cmd: QueueCmd) -> Result<()> {
                 .ok_or_else(|| {
                     Error::new(
                         Code::SyncTokenMissing,
-                        format!("アクセストークンを環境変数 {} に設定してください。", a.token_env),
+                        format!(
+                            "アクセストークンを環境変数 {} に設定してください。",
+                            a.token_env
+                        ),
                     )
                 })?;
             let b = backend()?;

@@ -192,7 +192,11 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     s.requests.fetch_add(1, Ordering::SeqCst);
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     if header("authorization") != format!("Bearer {}", s.token) {
-        return outcome(StatusCode::UNAUTHORIZED, "login", "bearer token missing or wrong");
+        return outcome(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "bearer token missing or wrong",
+        );
     }
     {
         let mut g = s.inner.lock().unwrap();
@@ -209,7 +213,11 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     let id = bundle["identifier"]["value"].as_str().unwrap_or("");
     let system = bundle["identifier"]["system"].as_str().unwrap_or("");
     if bundle["resourceType"] != "Bundle" || bundle["type"] != "document" {
-        return outcome(StatusCode::BAD_REQUEST, "structure", "expected a document Bundle");
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            "expected a document Bundle",
+        );
     }
     if key.is_empty() || id != format!("urn:uuid:{key}") {
         return outcome(
@@ -239,12 +247,22 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     if let Some(&i) = g.index.get(&key) {
         g.duplicates += 1;
         let existing = g.stored[i].bundle.to_string();
-        return (StatusCode::OK, [("content-type", "application/fhir+json")], existing).into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/fhir+json")],
+            existing,
+        )
+            .into_response();
     }
     let n = g.stored.len();
     g.index.insert(key.clone(), n);
     g.stored.push(Stored { key, bundle });
-    (StatusCode::CREATED, [("content-type", "application/fhir+json")], body).into_response()
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/fhir+json")],
+        body,
+    )
+        .into_response()
 }
 
 /// The running (or stopped) receiver. Owns its tokio runtime, so plain `#[test]`s can use it.
@@ -263,9 +281,10 @@ fn server_config(ca_pem: &str, leaf: &Leaf) -> Arc<rustls::ServerConfig> {
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.expect("CA PEM")).expect("CA cert");
     }
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .expect("client verifier");
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .expect("client verifier");
     let chain = vec![CertificateDer::from(leaf.cert_der.clone())];
     let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("server key");
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -309,7 +328,8 @@ impl Receiver {
     }
 
     fn up(&mut self) {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind loopback");
+        let listener =
+            std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         self.port = listener.local_addr().expect("addr").port();
         let (ca, good, expired, other, untrusted) = &self.config;

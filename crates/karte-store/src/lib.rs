@@ -1134,6 +1134,49 @@ pub mod bench {
     pub fn latest(c: &Connection, id: &str) -> Result<(i64, bool)> {
         latest_version(c, id)
     }
+
+    /// What [`Store::sign`] writes (signature, audit entry) with or without the outbox row: the benchmark's
+    /// measure of what queueing for upload adds to signing. The caller commits.
+    pub fn sign(
+        c: &Connection,
+        store_id: &str,
+        id: &str,
+        version: i64,
+        signer: i64,
+        enqueue: bool,
+    ) -> Result<()> {
+        let now = now_ms();
+        c.execute(
+            "INSERT INTO signatures (encounter_id, version, signer_id, signed_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, version, signer, now],
+        )
+        .map_err(db_err)?;
+        let sha: String = c
+            .query_row(
+                "SELECT content_sha256 FROM versions WHERE encounter_id = ?1 AND version = ?2",
+                params![id, version],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        if enqueue {
+            outbox::enqueue(c, store_id, id, version, now)?;
+        }
+        let mut log = Audit {
+            workstation: "bench",
+            last: None,
+        };
+        log.append(
+            c,
+            &NewEntry {
+                action: "sign",
+                outcome: "ok",
+                encounter: Some(id),
+                version: Some(version),
+                detail: format!("sha256={sha}"),
+                ..Default::default()
+            },
+        )
+    }
 }
 
 /// Collects the newest audit entry of a transaction for the keyring head.

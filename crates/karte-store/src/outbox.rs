@@ -194,7 +194,8 @@ pub(crate) fn enqueue(
     Ok(())
 }
 
-const ITEM_COLS: &str = "id, encounter_id, version, bundle_id, replaces, state, attempts, next_attempt_ms,
+const ITEM_COLS: &str =
+    "id, encounter_id, version, bundle_id, replaces, state, attempts, next_attempt_ms,
                          last_code, last_reason, http_status, created_at_ms, sent_at_ms";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
@@ -265,7 +266,11 @@ fn signed_document(c: &Connection, it: OutboxItem) -> Result<SignedDocument> {
     let accepted_tests = view
         .suggestions
         .iter()
-        .filter(|g| g.review.as_ref().is_some_and(|r| r.decision == Decision::Accept))
+        .filter(|g| {
+            g.review
+                .as_ref()
+                .is_some_and(|r| r.decision == Decision::Accept)
+        })
         .cloned()
         .collect();
     Ok(SignedDocument {
@@ -334,7 +339,11 @@ impl Store {
                 &self.uploader_entry(
                     &doc.item,
                     "ok",
-                    format!("read bundle={} attempt={}", doc.item.bundle_id, doc.item.attempts + 1),
+                    format!(
+                        "read bundle={} attempt={}",
+                        doc.item.bundle_id,
+                        doc.item.attempts + 1
+                    ),
                 ),
             )?;
             Ok(Next::Due(Box::new(doc)))
@@ -474,14 +483,26 @@ impl Store {
     pub fn outbox_health(&self) -> Result<QueueHealth> {
         let c = self.conn();
         let count = |state: &str| -> Result<i64> {
-            c.query_row("SELECT count(*) FROM outbox WHERE state = ?1", [state], |r| r.get(0))
-                .map_err(db_err)
+            c.query_row(
+                "SELECT count(*) FROM outbox WHERE state = ?1",
+                [state],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
         };
         let oldest: Option<i64> = c
-            .query_row("SELECT min(created_at_ms) FROM outbox WHERE state = 'pending'", [], |r| r.get(0))
+            .query_row(
+                "SELECT min(created_at_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db_err)?;
         let last_sent: Option<i64> = c
-            .query_row("SELECT max(sent_at_ms) FROM outbox WHERE state = 'sent'", [], |r| r.get(0))
+            .query_row(
+                "SELECT max(sent_at_ms) FROM outbox WHERE state = 'sent'",
+                [],
+                |r| r.get(0),
+            )
             .map_err(db_err)?;
         let last_error: Option<String> = c
             .query_row(
@@ -510,7 +531,12 @@ impl Store {
     }
 
     /// Picks the first of `actions` the role holds, so one view can serve several roles through the matrix.
-    fn authorize_any(&self, s: &Session, actions: &[Action], encounter: Option<&str>) -> Result<()> {
+    fn authorize_any(
+        &self,
+        s: &Session,
+        actions: &[Action],
+        encounter: Option<&str>,
+    ) -> Result<()> {
         let a = actions
             .iter()
             .copied()

@@ -172,7 +172,10 @@ fn entry(backend: KeyringBackend, user: &str) -> keyring::Result<keyring::Entry>
 
 /// Reads another secret this workstation keeps in the same keyring (karte-sync's client certificate and key, its
 /// bearer token): one keyring abstraction for every secret, so none of them ever lands in a file.
-pub fn read_secret(backend: KeyringBackend, user: &str) -> Result<Option<zeroize::Zeroizing<String>>> {
+pub fn read_secret(
+    backend: KeyringBackend,
+    user: &str,
+) -> Result<Option<zeroize::Zeroizing<String>>> {
     let e = entry(backend, user).map_err(|_| backend.unavailable())?;
     match e.get_password() {
         Ok(p) => Ok(Some(zeroize::Zeroizing::new(p))),

@@ -147,20 +147,39 @@ mod tests {
     fn settings_table() {
         let ok = format!("endpoint = \"https://fhir.example.jp/r4\"\nspki_sha256 = [\"{PIN}\"]\n");
         let s = SyncSettings::parse(&ok).unwrap();
-        assert!(!s.include_identifying_data, "identifying data must be off by default");
+        assert!(
+            !s.include_identifying_data,
+            "identifying data must be off by default"
+        );
         assert_eq!(s.bundle_url(), "https://fhir.example.jp/r4/Bundle");
         let bad: &[(&str, &str)] = &[
             ("endpoint = \"http://x\"\nspki_sha256 = [\"PIN\"]", "https"),
             ("endpoint = \"https://x\"\nspki_sha256 = []", "spki_sha256"),
-            ("endpoint = \"https://x\"\nspki_sha256 = [\"abc\"]", "Base64"),
-            ("endpoint = \"https://x\"\nspki_sha256 = [\"PIN\"]\nfacility_code = \"12\"", "10桁"),
-            ("endpoint = \"https://x\"\nspki_sha256 = [\"PIN\"]\nunknown = 1", "TOML"),
+            (
+                "endpoint = \"https://x\"\nspki_sha256 = [\"abc\"]",
+                "Base64",
+            ),
+            (
+                "endpoint = \"https://x\"\nspki_sha256 = [\"PIN\"]\nfacility_code = \"12\"",
+                "10桁",
+            ),
+            (
+                "endpoint = \"https://x\"\nspki_sha256 = [\"PIN\"]\nunknown = 1",
+                "TOML",
+            ),
         ];
         for (text, want) in bad {
             let err = SyncSettings::parse(&text.replace("PIN", PIN)).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
         let sha_prefixed = format!("endpoint = \"https://x\"\nspki_sha256 = [\"sha256/{PIN}\"]");
-        assert_eq!(SyncSettings::parse(&sha_prefixed).unwrap().pins().unwrap().len(), 1);
+        assert_eq!(
+            SyncSettings::parse(&sha_prefixed)
+                .unwrap()
+                .pins()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

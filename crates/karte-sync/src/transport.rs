@@ -98,10 +98,13 @@ impl ServerCertVerifier for PinnedVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(e) => {
                 self.fail(match &e {
                     rustls::Error::InvalidCertificate(
@@ -193,8 +196,7 @@ pub fn spki(cert: &[u8]) -> Option<&[u8]> {
 /// The pin of a certificate as the settings write it (base64 SHA-256 of its SPKI).
 pub fn spki_pin_of_cert(cert_der: &[u8]) -> Option<String> {
     use base64::Engine;
-    spki(cert_der)
-        .map(|k| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(k)))
+    spki(cert_der).map(|k| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(k)))
 }
 
 /// What one attempt came to.
@@ -247,9 +249,7 @@ impl Transport {
             .map_err(|_| config_err("CA 証明書"))?;
         let verifier = Arc::new(PinnedVerifier {
             inner,
-            pins: settings
-                .pins()
-                .ok_or_else(|| config_err("spki_sha256"))?,
+            pins: settings.pins().ok_or_else(|| config_err("spki_sha256"))?,
             last: Mutex::new(None),
         });
         let certs = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())

@@ -55,7 +55,10 @@ impl PatientPolicy {
 
     /// The policy `sync.toml` sets, or the default (pseudonymous) when there is no such file yet: what
     /// `karte export fhir` shows is what would be sent.
-    pub fn for_data_dir(data_dir: &std::path::Path, backend: KeyringBackend) -> Result<PatientPolicy> {
+    pub fn for_data_dir(
+        data_dir: &std::path::Path,
+        backend: KeyringBackend,
+    ) -> Result<PatientPolicy> {
         match SyncSettings::load(data_dir) {
             Ok(s) => PatientPolicy::load(&s, backend),
             Err(e) if e.code == Code::SyncNotConfigured => {
@@ -208,7 +211,12 @@ impl Uploader {
             .transport
             .send(&doc.item.bundle_id, fhir::to_json(&bundle))
             .await;
-        tracing::info!(item = id, attempts, outcome = outcome_name(&outcome), "upload attempt");
+        tracing::info!(
+            item = id,
+            attempts,
+            outcome = outcome_name(&outcome),
+            "upload attempt"
+        );
         match outcome {
             SendOutcome::Stored(status) => {
                 blocking(&self.store, move |s| s.outbox_mark_sent(id, status)).await?;

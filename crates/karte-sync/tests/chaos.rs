@@ -75,7 +75,13 @@ fn sigkilled_uploaders_deliver_every_signed_document_exactly_once() {
     let mut sent_by_children = 0usize;
     for trial in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["chaos_child_uploader", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "chaos_child_uploader",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("KARTE_CHAOS_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -130,16 +136,35 @@ fn sigkilled_uploaders_deliver_every_signed_document_exactly_once() {
         report.sent,
         receiver.duplicates()
     );
-    assert!(killed_running >= KILLS * 9 / 10, "only {killed_running} uploaders were killed running");
-    assert!(sent_by_children > 0, "the killed uploaders never sent anything: the test tested nothing");
-    assert!(items.len() >= signed, "a signed document is missing from the outbox");
+    assert!(
+        killed_running >= KILLS * 9 / 10,
+        "only {killed_running} uploaders were killed running"
+    );
+    assert!(
+        sent_by_children > 0,
+        "the killed uploaders never sent anything: the test tested nothing"
+    );
+    assert!(
+        items.len() >= signed,
+        "a signed document is missing from the outbox"
+    );
     // Every signed document, exactly once, in signing order.
-    assert!(items.iter().all(|i| i.state == karte_store::OutboxState::Sent));
-    assert_eq!(stored.len(), items.len(), "receiver holds a different number of documents");
+    assert!(items
+        .iter()
+        .all(|i| i.state == karte_store::OutboxState::Sent));
+    assert_eq!(
+        stored.len(),
+        items.len(),
+        "receiver holds a different number of documents"
+    );
     let keys: HashSet<&str> = stored.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(keys.len(), stored.len(), "a document was stored twice");
     for (it, st) in items.iter().zip(&stored) {
-        assert_eq!(it.bundle_id, format!("urn:uuid:{}", st.key), "order differs");
+        assert_eq!(
+            it.bundle_id,
+            format!("urn:uuid:{}", st.key),
+            "order differs"
+        );
     }
     assert!(store.verify_audit(&admin).unwrap().intact());
 }

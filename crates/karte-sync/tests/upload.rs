@@ -70,7 +70,12 @@ fn signed_documents_arrive_once_with_idempotency_key() {
     // An amendment is a new signed document: a new Bundle that replaces the first one.
     let v = w
         .store
-        .amend(&w.doctor, &ids[0], "S）発熱と咳嗽。\nO）BT 38.4℃。", "体温の誤記")
+        .amend(
+            &w.doctor,
+            &ids[0],
+            "S）発熱と咳嗽。\nO）BT 38.4℃。",
+            "体温の誤記",
+        )
         .unwrap();
     assert_eq!(v, 2);
     assert_eq!(rt.block_on(up.flush()).unwrap().sent, 1);
@@ -129,7 +134,10 @@ fn outage_piles_up_then_drains_in_order_without_operator() {
         let worker = up.run(nudge, stop_rx, Duration::from_millis(100), |_| {});
         let watch = async {
             while store.outbox_health().unwrap().pending > 0 {
-                assert!(started.elapsed() < Duration::from_secs(60), "queue never drained");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "queue never drained"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             stop_tx.send(true).unwrap();
@@ -143,7 +151,10 @@ fn outage_piles_up_then_drains_in_order_without_operator() {
         assert_eq!(format!("urn:uuid:{}", st.key), it.bundle_id, "out of order");
     }
     assert_eq!(
-        items.iter().map(|i| i.encounter.clone()).collect::<Vec<_>>(),
+        items
+            .iter()
+            .map(|i| i.encounter.clone())
+            .collect::<Vec<_>>(),
         signed
     );
 }
@@ -172,7 +183,10 @@ fn certificate_problems_each_have_their_own_status_and_send_nothing() {
         assert_eq!(receiver.requests(), 0, "{cert:?}: a request got through");
         // The queue stopped and says why; the document is still waiting.
         let h = w.store.queue_health(&w.admin).unwrap();
-        assert_eq!(h.halted.as_ref().map(|h| h.code.as_str()), Some(want.as_str()));
+        assert_eq!(
+            h.halted.as_ref().map(|h| h.code.as_str()),
+            Some(want.as_str())
+        );
         assert_eq!(h.pending, 1);
         // Halted means halted: even with the right server back, nothing moves until a person resumes.
         receiver.serve_cert(ServerCert::Good);
@@ -231,7 +245,12 @@ fn refused_document_waits_with_reason_then_retry_sends_it() {
     receiver.refuse(None);
     let second = w.sign("P-0002", DICTATIONS[1]);
     assert_eq!(rt.block_on(up.flush()).unwrap().sent, 1);
-    assert_eq!(receiver.stored()[0].bundle["identifier"]["value"], w.store.upload_status(&w.doctor, &second).unwrap()[0].bundle_id.as_str());
+    assert_eq!(
+        receiver.stored()[0].bundle["identifier"]["value"],
+        w.store.upload_status(&w.doctor, &second).unwrap()[0]
+            .bundle_id
+            .as_str()
+    );
 
     // Nurses may see the state but not retry; the physician retries after fixing the cause.
     let id = st[0].id;
@@ -293,7 +312,11 @@ fn backoff_grows_with_jitter_and_is_capped() {
         let want = (2_000u64 << attempts.min(30)).min(900_000);
         for _ in 0..20 {
             let d = backoff_ms(attempts, 2_000, 900_000);
-            assert!(d >= want / 2 && d <= want, "attempt {attempts}: {d} not in [{}, {want}]", want / 2);
+            assert!(
+                d >= want / 2 && d <= want,
+                "attempt {attempts}: {d} not in [{}, {want}]",
+                want / 2
+            );
         }
     }
 }

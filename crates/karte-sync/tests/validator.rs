@@ -62,7 +62,12 @@ fn bundles_pass_the_fhir_r4_validator() {
         .map(|(i, d)| w.sign(&format!("P-{i:04}"), d))
         .collect();
     w.store
-        .amend(&w.doctor, &ids[0], "S）発熱と咳嗽。\nO）BT 38.4℃。\nA）市中肺炎。\nP）抗菌薬。", "体温の誤記")
+        .amend(
+            &w.doctor,
+            &ids[0],
+            "S）発熱と咳嗽。\nO）BT 38.4℃。\nA）市中肺炎。\nP）抗菌薬。",
+            "体温の誤記",
+        )
         .unwrap();
     let mut files = Vec::new();
     let mut with_requests = 0;
@@ -76,18 +81,29 @@ fn bundles_pass_the_fhir_r4_validator() {
             files.push(p);
         }
     }
-    assert!(with_requests > 0, "no accepted suggestion became a ServiceRequest");
+    assert!(
+        with_requests > 0,
+        "no accepted suggestion became a ServiceRequest"
+    );
     let (ok, report) = validate(&files);
     assert!(ok, "R4 validation failed:\n{report}");
-    assert_eq!(report.lines().filter(|l| l.starts_with("OK ")).count(), files.len(), "{report}");
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("OK ")).count(),
+        files.len(),
+        "{report}"
+    );
 
     // The validator is not a rubber stamp: each of these breakages inside the same Bundle is refused. (It checks
     // structure, cardinality and datatypes; it does not check terminology bindings such as status codes.)
-    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
     type Mutation = fn(&mut serde_json::Value);
     let breakages: &[(&str, Mutation)] = &[
         ("Composition.title missing (1..1)", |b| {
-            b["entry"][0]["resource"].as_object_mut().unwrap().remove("title");
+            b["entry"][0]["resource"]
+                .as_object_mut()
+                .unwrap()
+                .remove("title");
         }),
         ("Composition.date not a dateTime", |b| {
             b["entry"][0]["resource"]["date"] = "昨日".into();
@@ -139,13 +155,19 @@ fn identifying_data_only_when_the_policy_allows_it() {
     for (patient, dictation, name) in table {
         let id = w.sign(patient, dictation);
         let doc = w.store.outbox_document(&w.doctor, &id).unwrap();
-        let pseud = String::from_utf8(karte_sync::fhir::to_json(&policy(false).bundle(&doc))).unwrap();
+        let pseud =
+            String::from_utf8(karte_sync::fhir::to_json(&policy(false).bundle(&doc))).unwrap();
         assert!(!pseud.contains(patient), "{patient} leaked");
         assert!(!pseud.contains(name), "{name} leaked");
         assert!(pseud.contains(karte_sync::fhir::PSEUDONYM_SYSTEM));
-        let same = String::from_utf8(karte_sync::fhir::to_json(&policy(false).bundle(&doc))).unwrap();
-        assert_eq!(pseud, same, "the Bundle is not deterministic: a retry would differ");
-        let ident = String::from_utf8(karte_sync::fhir::to_json(&policy(true).bundle(&doc))).unwrap();
+        let same =
+            String::from_utf8(karte_sync::fhir::to_json(&policy(false).bundle(&doc))).unwrap();
+        assert_eq!(
+            pseud, same,
+            "the Bundle is not deterministic: a retry would differ"
+        );
+        let ident =
+            String::from_utf8(karte_sync::fhir::to_json(&policy(true).bundle(&doc))).unwrap();
         assert!(ident.contains(patient));
         assert!(ident.contains(name));
         assert!(ident.contains("urn:oid:1.2.392.100495.20.3.51.11312345678"));
@@ -154,5 +176,9 @@ fn identifying_data_only_when_the_policy_allows_it() {
     let pki = karte_receiver::TestPki::new();
     let r = karte_receiver::Receiver::start(&pki, karte_receiver::ServerCert::Good, TOKEN);
     write_settings(dir.path(), &pki, &r, "");
-    assert!(!karte_sync::SyncSettings::load(dir.path()).unwrap().include_identifying_data);
+    assert!(
+        !karte_sync::SyncSettings::load(dir.path())
+            .unwrap()
+            .include_identifying_data
+    );
 }

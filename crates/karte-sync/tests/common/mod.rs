@@ -97,15 +97,32 @@ pub struct Ward {
 impl Ward {
     pub fn new(dir: &Path) -> Ward {
         let store = Store::open(dir, config()).unwrap();
-        let a = Authenticator::from_base32(&store.init_admin("admin", PASSWORD).unwrap().totp_secret_base32);
+        let a = Authenticator::from_base32(
+            &store
+                .init_admin("admin", PASSWORD)
+                .unwrap()
+                .totp_secret_base32,
+        );
         let admin = store.login("admin", PASSWORD, &a.code()).unwrap();
-        let d = store.add_user(&admin, "dr.sato", Role::Physician, PASSWORD).unwrap();
-        let n = store.add_user(&admin, "ns.suzuki", Role::Nurse, PASSWORD).unwrap();
+        let d = store
+            .add_user(&admin, "dr.sato", Role::Physician, PASSWORD)
+            .unwrap();
+        let n = store
+            .add_user(&admin, "ns.suzuki", Role::Nurse, PASSWORD)
+            .unwrap();
         let doctor = store
-            .login("dr.sato", PASSWORD, &Authenticator::from_base32(&d.totp_secret_base32).code())
+            .login(
+                "dr.sato",
+                PASSWORD,
+                &Authenticator::from_base32(&d.totp_secret_base32).code(),
+            )
             .unwrap();
         let nurse = store
-            .login("ns.suzuki", PASSWORD, &Authenticator::from_base32(&n.totp_secret_base32).code())
+            .login(
+                "ns.suzuki",
+                PASSWORD,
+                &Authenticator::from_base32(&n.totp_secret_base32).code(),
+            )
             .unwrap();
         Ward {
             store: Arc::new(store),
@@ -123,9 +140,17 @@ impl Ward {
 }
 
 /// [`Ward::sign`] with the sessions passed in (for a signing thread).
-pub fn sign_with(store: &Store, doctor: &Session, nurse: &Session, patient: &str, dictation: &str) -> String {
+pub fn sign_with(
+    store: &Store,
+    doctor: &Session,
+    nurse: &Session,
+    patient: &str,
+    dictation: &str,
+) -> String {
     let draft = karte_core::draft_floor(dictation).unwrap();
-    let id = store.save_draft(doctor, patient, dictation, &draft).unwrap();
+    let id = store
+        .save_draft(doctor, patient, dictation, &draft)
+        .unwrap();
     if !draft.suggestions.is_empty() {
         store.review(nurse, &id, 1, Decision::Accept, "").unwrap();
     }
