@@ -153,8 +153,15 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// One DER element: `(tag, whole element, contents)`.
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER element and what follows it.
+struct Der<'a> {
+    tag: u8,
+    whole: &'a [u8],
+    contents: &'a [u8],
+    rest: &'a [u8],
+}
+
+fn der(input: &[u8]) -> Option<Der<'_>> {
     let tag = *input.first()?;
     let first = *input.get(1)? as usize;
     let (len, hdr) = if first < 0x80 {
@@ -172,25 +179,26 @@ fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
     };
     let end = hdr.checked_add(len)?;
     let whole = input.get(..end)?;
-    Some((tag, whole, &input[hdr..end], &input[end..]))
+    Some(Der {
+        tag,
+        whole,
+        contents: &input[hdr..end],
+        rest: &input[end..],
+    })
 }
 
 /// The SubjectPublicKeyInfo of an X.509 certificate (RFC 5280 §4.1): the 7th field of tbsCertificate, counting
 /// the optional `[0] version`.
 pub fn spki(cert: &[u8]) -> Option<&[u8]> {
-    let (_, _, cert_body, _) = der(cert)?;
-    let (_, _, tbs, _) = der(cert_body)?;
-    let mut rest = tbs;
-    let (tag, _, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // version
-    }
+    let tbs = der(der(cert)?.contents)?.contents;
+    let first = der(tbs)?;
+    let mut rest = if first.tag == 0xa0 { first.rest } else { tbs }; // optional [0] version
     for _ in 0..5 {
         // serialNumber, signature, issuer, validity, subject
-        rest = der(rest)?.3;
+        rest = der(rest)?.rest;
     }
-    let (tag, whole, _, _) = der(rest)?;
-    (tag == 0x30).then_some(whole)
+    let spki = der(rest)?;
+    (spki.tag == 0x30).then_some(spki.whole)
 }
 
 /// The pin of a certificate as the settings write it (base64 SHA-256 of its SPKI).
@@ -366,9 +374,9 @@ impl Transport {
                 ),
             });
         }
-        if let Some(tls) = find_rustls_error(e) {
-            if let rustls::Error::AlertReceived(a) = tls {
-                use rustls::AlertDescription as A;
+        if let Some(rustls::Error::AlertReceived(a)) = find_rustls_error(e) {
+            use rustls::AlertDescription as A;
+            {
                 if matches!(
                     a,
                     A::CertificateRequired
