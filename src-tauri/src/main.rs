@@ -8,6 +8,7 @@
 
 mod commands;
 mod records;
+mod uploads;
 
 use std::sync::Arc;
 use tauri::Emitter;
@@ -28,9 +29,12 @@ fn main() {
         .filter(|m| !m.trim().is_empty());
     let drafter = Arc::new(karte_api::Drafter::new(model));
 
+    let records = Arc::new(records::Records::default());
+    let uploads = Arc::new(uploads::Uploads::default());
     let result = tauri::Builder::default()
         .manage(Arc::clone(&drafter))
-        .manage(Arc::new(records::Records::default()))
+        .manage(Arc::clone(&records))
+        .manage(Arc::clone(&uploads))
         .invoke_handler(tauri::generate_handler![
             commands::draft,
             commands::cancel_draft,
@@ -44,9 +48,15 @@ fn main() {
             records::sign_encounter,
             records::users,
             records::audit_log,
-            records::audit_verify
+            records::audit_verify,
+            uploads::upload_items,
+            uploads::upload_retry,
+            uploads::upload_resume,
+            uploads::upload_overview
         ])
         .setup(move |app| {
+            // The upload queue drains in the background from the start (signed notes of an earlier session too).
+            uploads::start(records, uploads);
             // Load the model while the physician is still typing, so the first draft does not pay for it. A
             // failure is only logged: the draft reports it to the user with its code, where it can be acted on.
             let handle = app.handle().clone();

@@ -23,6 +23,11 @@ pub struct Records {
 }
 
 impl Records {
+    /// The store, opened on first use; the uploader task shares it.
+    pub fn store_handle(&self) -> Result<Arc<Store>, Error> {
+        self.store()
+    }
+
     fn store(&self) -> Result<Arc<Store>, Error> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slot.as_ref() {
@@ -48,7 +53,10 @@ impl Records {
 
     /// Runs `f` with the store and the session; a session the library no longer honours is dropped, so the window
     /// returns to the sign-in screen.
-    fn with<T>(&self, f: impl FnOnce(&Store, &Session) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&Store, &Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let (store, session) = (self.store()?, self.session()?);
         let out = f(&store, &session);
         if let Err(e) = &out {
@@ -67,7 +75,7 @@ pub struct SignedIn {
     pub role: Role,
 }
 
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     records: &State<'_, Arc<Records>>,
     f: impl FnOnce(&Records) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -152,9 +160,18 @@ pub async fn review_suggestion(
     .await
 }
 
+/// Signs `version` (the one the window shows: a newer one refuses with `record.changed`) and nudges the uploader,
+/// since signing queued the document.
 #[tauri::command]
-pub async fn sign_encounter(records: State<'_, Arc<Records>>, id: String) -> Result<i64, Error> {
-    blocking(&records, move |r| r.with(|st, s| st.sign(s, &id))).await
+pub async fn sign_encounter(
+    records: State<'_, Arc<Records>>,
+    uploads: State<'_, Arc<crate::uploads::Uploads>>,
+    id: String,
+    version: i64,
+) -> Result<i64, Error> {
+    let out = blocking(&records, move |r| r.with(|st, s| st.sign(s, &id, version))).await;
+    uploads.nudge.notify_one();
+    out
 }
 
 #[tauri::command]

@@ -15,6 +15,7 @@ pub mod ipc;
 pub mod model;
 pub mod records;
 pub mod shell;
+pub mod uploads;
 
 pub use app::App;
 pub use shell::Shell;

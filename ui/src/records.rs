@@ -122,8 +122,74 @@ pub struct AuditReport {
     pub first_bad: Option<BadEntry>,
 }
 
+/// One queued signed document (karte-store's `OutboxItem`): no clinical text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub encounter: String,
+    pub version: i64,
+    pub bundle_id: String,
+    pub replaces: Option<String>,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub last_code: Option<String>,
+    pub last_reason: Option<String>,
+    pub http_status: Option<i64>,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+}
+
+impl OutboxItem {
+    /// 送信待ち / 送信済み / 送信失敗.
+    pub fn label_ja(&self) -> &'static str {
+        match self.state.as_str() {
+            "sent" => "送信済み",
+            "failed" => "送信失敗",
+            _ => "送信待ち",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Halt {
+    pub code: String,
+    pub message: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueHealth {
+    pub pending: i64,
+    pub failed: i64,
+    pub sent: i64,
+    pub oldest_pending_at: Option<String>,
+    pub last_sent_at: Option<String>,
+    pub last_error: Option<String>,
+    pub halted: Option<Halt>,
+}
+
+/// Queue health plus the background uploader's last problem (settings or credentials missing…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadOverview {
+    pub health: QueueHealth,
+    pub worker_error: Option<UiError>,
+}
+
 #[derive(Serialize)]
 struct NoArgs {}
+
+#[derive(Serialize)]
+struct SignArgs<'a> {
+    id: &'a str,
+    version: i64,
+}
+
+#[derive(Serialize)]
+struct Item {
+    item: i64,
+}
 
 #[derive(Serialize)]
 struct Login<'a> {
@@ -205,8 +271,25 @@ pub async fn review(id: &str, suggestion: i64, accept: bool, comment: &str) -> R
     .await
 }
 
-pub async fn sign(id: &str) -> Result<i64, UiError> {
-    ipc::call("sign_encounter", &Id { id }).await
+/// Signs `version`, the one on screen; a newer version refuses it (`record.changed`).
+pub async fn sign(id: &str, version: i64) -> Result<i64, UiError> {
+    ipc::call("sign_encounter", &SignArgs { id, version }).await
+}
+
+pub async fn upload_items() -> Result<Vec<OutboxItem>, UiError> {
+    ipc::call("upload_items", &NoArgs {}).await
+}
+
+pub async fn upload_retry(item: i64) -> Result<OutboxItem, UiError> {
+    ipc::call("upload_retry", &Item { item }).await
+}
+
+pub async fn upload_overview() -> Result<UploadOverview, UiError> {
+    ipc::call("upload_overview", &NoArgs {}).await
+}
+
+pub async fn upload_resume() -> Result<(), UiError> {
+    ipc::call_unit("upload_resume", &NoArgs {}).await
 }
 
 pub async fn users() -> Result<Vec<UserInfo>, UiError> {

@@ -7,9 +7,10 @@ use crate::app::App;
 use crate::components::ErrorBox;
 use crate::model::{DraftOutput, UiError};
 use crate::records::{
-    self, AuditEntry, AuditReport, EncounterSummary, EncounterView, Role, SignedIn, SuggestionView,
-    UserInfo,
+    self, AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
+    SuggestionView, UploadOverview, UserInfo,
 };
+use crate::uploads::{latest_for, QueueHealthPanel, UploadBadge};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -192,16 +193,22 @@ pub fn SaveDraft(draft: DraftOutput, #[prop(into)] text: Signal<String>) -> impl
     }
 }
 
-/// The physician's saved encounters, newest first, with a sign button on the unsigned ones.
+/// The physician's saved encounters, newest first, with a sign button on the unsigned ones and the upload state
+/// (送信待ち / 送信済み / 送信失敗 + 再送) on the signed ones.
 #[component]
 pub fn PhysicianRecords() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
     let list = RwSignal::new(Vec::<EncounterSummary>::new());
+    let uploads = RwSignal::new(Vec::<OutboxItem>::new());
     let error = RwSignal::new(None::<UiError>);
     let load = move || {
         spawn_local(async move {
             match records::encounters().await {
                 Ok(l) => list.set(l),
+                Err(e) => ctx.report(error, e),
+            }
+            match records::upload_items().await {
+                Ok(u) => uploads.set(u),
                 Err(e) => ctx.report(error, e),
             }
         })
@@ -211,33 +218,59 @@ pub fn PhysicianRecords() -> impl IntoView {
         ctx.records_changed.track();
         load();
     });
-    let sign = move |id: String| {
+    // The uploader works in the background: refresh the states every few seconds while the list is shown.
+    #[cfg(target_arch = "wasm32")]
+    {
+        let handle = set_interval_with_handle(load, std::time::Duration::from_secs(5)).ok();
+        on_cleanup(move || {
+            if let Some(h) = handle {
+                h.clear();
+            }
+        });
+    }
+    let sign = move |(id, version): (String, i64)| {
         spawn_local(async move {
-            match records::sign(&id).await {
+            match records::sign(&id, version).await {
                 Ok(_) => ctx.records_changed.update(|n| *n += 1),
                 Err(e) => ctx.report(error, e),
             }
         })
     };
+    let retry = Callback::new(move |item: i64| {
+        spawn_local(async move {
+            match records::upload_retry(item).await {
+                Ok(_) => ctx.records_changed.update(|n| *n += 1),
+                Err(e) => ctx.report(error, e),
+            }
+        })
+    });
     let _ = load;
     view! {
         <section id="my-records" class="records">
             <h2>"保存した記録"</h2>
             <ErrorBox error=error/>
             <ul class="encounter-list">
-                {move || list.get().into_iter().map(|e| {
-                    let id = e.id.clone();
-                    view! {
-                        <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string()>
-                            <span>{format!("{}　患者 {}　版 {}　", e.id, e.patient_ref, e.latest_version)}</span>
-                            {if e.signed {
-                                view! { <span class="signed">"署名済み"</span> }.into_any()
-                            } else {
-                                view! { <button class="sign-button" type="button" on:click=move |_| sign(id.clone())>"署名"</button> }.into_any()
-                            }}
-                        </li>
-                    }
-                }).collect_view()}
+                {move || {
+                    let items = uploads.get();
+                    list.get().into_iter().map(|e| {
+                        let id = e.id.clone();
+                        let version = e.latest_version;
+                        let badge = latest_for(&items, &e.id).cloned();
+                        view! {
+                            <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string()>
+                                <span>{format!("{}　患者 {}　版 {}　", e.id, e.patient_ref, e.latest_version)}</span>
+                                {if e.signed {
+                                    view! {
+                                        <span class="signed">"署名済み"</span>
+                                        {badge.map(|item| view! { <UploadBadge item=item on_retry=retry/> })}
+                                    }.into_any()
+                                } else {
+                                    view! { <button class="sign-button" type="button" on:click=move |_| sign((id.clone(), version))>"署名"</button> }.into_any()
+                                }}
+                            </li>
+                        }
+                    }).collect_view()
+                }}
             </ul>
         </section>
     }
@@ -390,11 +423,16 @@ fn AdminView() -> impl IntoView {
     let users = RwSignal::new(Vec::<UserInfo>::new());
     let entries = RwSignal::new(Vec::<AuditEntry>::new());
     let report = RwSignal::new(None::<AuditReport>);
+    let queue = RwSignal::new(None::<UploadOverview>);
     let error = RwSignal::new(None::<UiError>);
     let load = move || {
         spawn_local(async move {
             match records::users().await {
                 Ok(u) => users.set(u),
+                Err(e) => ctx.report(error, e),
+            }
+            match records::upload_overview().await {
+                Ok(q) => queue.set(Some(q)),
                 Err(e) => ctx.report(error, e),
             }
             match records::audit_log().await {
@@ -414,12 +452,22 @@ fn AdminView() -> impl IntoView {
             load();
         })
     };
+    let resume = Callback::new(move |_: ()| {
+        spawn_local(async move {
+            if let Err(e) = records::upload_resume().await {
+                ctx.report(error, e);
+            }
+            load();
+        })
+    });
     view! {
         <main id="admin-view" class="columns">
             <div class="column left">
                 <h2>"利用者"</h2>
                 <ErrorBox error=error/>
                 {move || view! { <UsersTable users=users.get()/> }}
+                <h2>"クラウド送信"</h2>
+                {move || queue.get().map(|q| view! { <QueueHealthPanel overview=q on_resume=resume/> })}
             </div>
             <div class="column right">
                 <h2>"監査ログ"</h2>

@@ -247,29 +247,27 @@ impl Uploader {
     }
 
     /// The background worker: flushes, then sleeps until the head is due, `nudge` fires (a new signature, a
-    /// 再送), or `poll` passes; stops when `shutdown` turns true. Errors are handed to `on_error` and waited out;
-    /// a halted queue sleeps until nudged (a person resumed it).
+    /// 再送), or `poll` passes; stops when `shutdown` turns true. Each flush's outcome goes to `on_outcome` (the
+    /// desktop shows the last error); errors are waited out, and a halted queue sleeps until nudged.
     pub async fn run(
         &self,
         nudge: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
         poll: Duration,
-        on_error: impl Fn(&Error),
+        on_outcome: impl Fn(std::result::Result<&FlushReport, &Error>),
     ) {
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let wait = match self.flush().await {
+            let outcome = self.flush().await;
+            on_outcome(outcome.as_ref());
+            let wait = match outcome {
                 Ok(FlushReport {
                     retry: Some((_, at)),
                     ..
                 }) => Duration::from_millis((at - now_ms()).max(0) as u64).min(poll),
-                Ok(_) => poll,
-                Err(e) => {
-                    on_error(&e);
-                    poll
-                }
+                Ok(_) | Err(_) => poll,
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

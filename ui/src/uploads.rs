@@ -1,0 +1,77 @@
+//! Upload state in the window: a badge per signed document (送信待ち / 送信済み / 送信失敗 with the reason, and
+//! 再送 on a refused one) and the queue's health for administrators (counts, the uploader's last problem, a halt
+//! alert with 送信再開). The queue itself is karte-store's and karte-sync's; these only render and call.
+
+use crate::model::UiError;
+use crate::records::{OutboxItem, UploadOverview};
+use leptos::prelude::*;
+
+/// The upload state of one signed version.
+#[component]
+pub fn UploadBadge(item: OutboxItem, #[prop(optional)] on_retry: Option<Callback<i64>>) -> impl IntoView {
+    let failed = item.state == "failed";
+    let id = item.id;
+    let label = item.label_ja();
+    let reason = item
+        .last_reason
+        .clone()
+        .filter(|_| failed || item.state == "pending");
+    let code = item.last_code.clone().unwrap_or_default();
+    view! {
+        <span class="upload" data-state=item.state.clone() data-item=id.to_string() title=item.bundle_id.clone()>
+            <span class="upload-label">{label}</span>
+            {reason.map(|r| view! { <span class="upload-reason" data-code=code>{r}</span> })}
+            {(failed && on_retry.is_some()).then(|| {
+                let cb = on_retry.expect("checked");
+                view! { <button class="retry-button" type="button" on:click=move |_| cb.run(id)>"再送"</button> }
+            })}
+        </span>
+    }
+}
+
+/// The latest queued version of `encounter` in `items` (what its badge shows).
+pub fn latest_for<'a>(items: &'a [OutboxItem], encounter: &str) -> Option<&'a OutboxItem> {
+    items
+        .iter()
+        .filter(|i| i.encounter == encounter)
+        .max_by_key(|i| i.version)
+}
+
+fn worker_problem(e: &UiError) -> impl IntoView {
+    view! {
+        <p class="upload-worker-error" data-code=e.code.clone()>
+            {format!("送信処理: {} [{}]", e.message, e.code)}
+        </p>
+    }
+}
+
+/// Queue health for the admin view.
+#[component]
+pub fn QueueHealthPanel(
+    overview: UploadOverview,
+    #[prop(optional)] on_resume: Option<Callback<()>>,
+) -> impl IntoView {
+    let h = overview.health;
+    let halted = h.halted.clone();
+    view! {
+        <section id="queue-health" class="queue-health" data-halted=halted.is_some().to_string()>
+            <p class="queue-counts">
+                <span data-count="pending">{format!("送信待ち {}", h.pending)}</span>"　"
+                <span data-count="sent">{format!("送信済み {}", h.sent)}</span>"　"
+                <span data-count="failed">{format!("送信失敗 {}", h.failed)}</span>
+            </p>
+            {halted.map(|halt| view! {
+                <div class="queue-halt alert" data-code=halt.code.clone()>
+                    <p>{format!("送信停止中 [{}]: {}", halt.code, halt.message)}</p>
+                    {on_resume.map(|cb| view! {
+                        <button id="resume-button" type="button" on:click=move |_| cb.run(())>"送信再開"</button>
+                    })}
+                </div>
+            })}
+            {h.oldest_pending_at.map(|at| view! { <p class="queue-oldest">{format!("最も古い送信待ち: {at}")}</p> })}
+            {h.last_error.map(|c| view! { <p class="queue-retrying" data-code=c.clone()>{format!("自動再送中（{c}）")}</p> })}
+            {h.last_sent_at.map(|at| view! { <p class="queue-last-sent">{format!("最後の送信: {at}")}</p> })}
+            {overview.worker_error.as_ref().map(worker_problem)}
+        </section>
+    }
+}

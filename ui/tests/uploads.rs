@@ -1,0 +1,136 @@
+//! The upload badge and the queue-health panel, rendered natively (`cargo test -p ui --features ssr`) from
+//! karte-store's own `OutboxItem` and `QueueHealth`, serialised the way the Tauri commands send them.
+
+use leptos::prelude::*;
+use ui::records::{OutboxItem, UploadOverview};
+use ui::uploads::{latest_for, QueueHealthPanel, UploadBadge};
+
+fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
+    let owner = Owner::new();
+    owner.with(|| f().into_view().to_html())
+}
+
+fn over_ipc<S: serde::Serialize, T: serde::de::DeserializeOwned>(v: &S) -> T {
+    serde_json::from_str(&serde_json::to_string(v).unwrap())
+        .expect("the window's mirror parses karte-store's JSON")
+}
+
+fn store_item(
+    id: i64,
+    version: i64,
+    state: karte_store::OutboxState,
+    code: Option<&str>,
+    reason: Option<&str>,
+) -> karte_store::OutboxItem {
+    karte_store::OutboxItem {
+        id,
+        encounter: "E0123456789AB".into(),
+        version,
+        bundle_id: format!("urn:uuid:00000000-0000-8000-8000-00000000000{id}"),
+        replaces: None,
+        state,
+        attempts: 2,
+        next_attempt_at: "2026-11-24T01:00:00.000Z".into(),
+        next_attempt_ms: 0,
+        last_code: code.map(str::to_string),
+        last_reason: reason.map(str::to_string),
+        http_status: None,
+        created_at: "2026-11-24T01:00:00.000Z".into(),
+        sent_at: None,
+    }
+}
+
+#[test]
+fn badge_shows_each_state_and_retry_only_when_refused() {
+    use karte_store::OutboxState::*;
+    // (state, code, reason, label, reason shown, retry button)
+    let table = [
+        (Pending, None, None, "送信待ち", false, false),
+        (
+            Pending,
+            Some("sync.unreachable"),
+            Some("送信先サーバーに接続できません"),
+            "送信待ち",
+            true,
+            false,
+        ),
+        (Sent, None, None, "送信済み", false, false),
+        (
+            Failed,
+            Some("sync.rejected"),
+            Some("クラウドがこの文書を受け付けませんでした（HTTP 422: Composition.subject）"),
+            "送信失敗",
+            true,
+            true,
+        ),
+    ];
+    for (state, code, reason, label, shows_reason, retry) in table {
+        let item: OutboxItem = over_ipc(&store_item(3, 1, state, code, reason));
+        let html = render(move || view! { <UploadBadge item=item on_retry=Callback::new(|_: i64| {})/> });
+        assert!(html.contains(label), "{state:?}: {html}");
+        assert!(html.contains(&format!("data-state=\"{}\"", state.as_str())), "{html}");
+        assert_eq!(html.contains("upload-reason"), shows_reason, "{state:?}: {html}");
+        if let Some(r) = reason.filter(|_| shows_reason) {
+            assert!(html.contains(r), "{html}");
+        }
+        assert_eq!(html.contains("retry-button"), retry, "{state:?}: {html}");
+        assert_eq!(html.contains("再送"), retry, "{state:?}: {html}");
+    }
+}
+
+#[test]
+fn the_badge_is_the_latest_signed_version() {
+    use karte_store::OutboxState::*;
+    let items: Vec<OutboxItem> = vec![
+        over_ipc(&store_item(1, 1, Sent, None, None)),
+        over_ipc(&store_item(2, 2, Pending, None, None)),
+    ];
+    assert_eq!(latest_for(&items, "E0123456789AB").unwrap().id, 2);
+    assert!(latest_for(&items, "E000000000000").is_none());
+}
+
+#[test]
+fn queue_health_shows_counts_halt_and_worker_problem() {
+    let health = karte_store::QueueHealth {
+        pending: 4,
+        failed: 1,
+        sent: 120,
+        oldest_pending_at: Some("2026-11-24T01:00:00.000Z".into()),
+        last_sent_at: Some("2026-11-24T00:59:00.000Z".into()),
+        last_error: None,
+        halted: Some(karte_store::Halt {
+            code: "sync.pin_mismatch".into(),
+            message: "送信先サーバーの証明書が登録された公開鍵（ピン）と一致しません。".into(),
+            at: "2026-11-24T01:00:01.000Z".into(),
+        }),
+    };
+    let overview = UploadOverview {
+        health: over_ipc(&health),
+        worker_error: Some(over_ipc(&karte_core::Error::new(
+            karte_core::Code::SyncClientCertMissing,
+            "この端末のクライアント証明書がキーリングにありません。",
+        ))),
+    };
+    let html = render(move || view! { <QueueHealthPanel overview=overview on_resume=Callback::new(|_: ()| {})/> });
+    for want in [
+        "送信待ち 4",
+        "送信済み 120",
+        "送信失敗 1",
+        "data-halted=\"true\"",
+        "sync.pin_mismatch",
+        "送信再開",
+        "sync.client_cert_missing",
+        "最も古い送信待ち",
+    ] {
+        assert!(html.contains(want), "missing {want}: {html}");
+    }
+    let calm = UploadOverview {
+        health: over_ipc(&karte_store::QueueHealth {
+            halted: None,
+            ..health
+        }),
+        worker_error: None,
+    };
+    let html = render(move || view! { <QueueHealthPanel overview=calm/> });
+    assert!(html.contains("data-halted=\"false\"") && !html.contains("送信再開"), "{html}");
+}
