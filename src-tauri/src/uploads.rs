@@ -48,9 +48,14 @@ pub fn start(records: Arc<Records>, uploads: Arc<Uploads>) {
                 Ok(Ok(up)) => {
                     uploads.set_error(None);
                     let u = Arc::clone(&uploads);
-                    up.run(Arc::clone(&uploads.nudge), shutdown.clone(), POLL, move |o| {
-                        u.set_error(o.err().cloned());
-                    })
+                    up.run(
+                        Arc::clone(&uploads.nudge),
+                        shutdown.clone(),
+                        POLL,
+                        move |o| {
+                            u.set_error(o.err().cloned());
+                        },
+                    )
                     .await;
                 }
                 Ok(Err(e)) => {
@@ -85,7 +90,8 @@ pub async fn upload_retry(
     uploads: State<'_, Arc<Uploads>>,
     item: i64,
 ) -> Result<OutboxItem, Error> {
-    let out = crate::records::blocking(&records, move |r| r.with(|st, s| st.retry_upload(s, item))).await;
+    let out =
+        crate::records::blocking(&records, move |r| r.with(|st, s| st.retry_upload(s, item))).await;
     uploads.nudge.notify_one();
     out
 }

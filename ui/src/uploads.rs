@@ -8,7 +8,10 @@ use leptos::prelude::*;
 
 /// The upload state of one signed version.
 #[component]
-pub fn UploadBadge(item: OutboxItem, #[prop(optional)] on_retry: Option<Callback<i64>>) -> impl IntoView {
+pub fn UploadBadge(
+    item: OutboxItem,
+    #[prop(optional)] on_retry: Option<Callback<i64>>,
+) -> impl IntoView {
     let failed = item.state == "failed";
     let id = item.id;
     let label = item.label_ja();

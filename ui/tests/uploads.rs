@@ -66,10 +66,18 @@ fn badge_shows_each_state_and_retry_only_when_refused() {
     ];
     for (state, code, reason, label, shows_reason, retry) in table {
         let item: OutboxItem = over_ipc(&store_item(3, 1, state, code, reason));
-        let html = render(move || view! { <UploadBadge item=item on_retry=Callback::new(|_: i64| {})/> });
+        let html =
+            render(move || view! { <UploadBadge item=item on_retry=Callback::new(|_: i64| {})/> });
         assert!(html.contains(label), "{state:?}: {html}");
-        assert!(html.contains(&format!("data-state=\"{}\"", state.as_str())), "{html}");
-        assert_eq!(html.contains("upload-reason"), shows_reason, "{state:?}: {html}");
+        assert!(
+            html.contains(&format!("data-state=\"{}\"", state.as_str())),
+            "{html}"
+        );
+        assert_eq!(
+            html.contains("upload-reason"),
+            shows_reason,
+            "{state:?}: {html}"
+        );
         if let Some(r) = reason.filter(|_| shows_reason) {
             assert!(html.contains(r), "{html}");
         }
@@ -111,7 +119,9 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
             "この端末のクライアント証明書がキーリングにありません。",
         ))),
     };
-    let html = render(move || view! { <QueueHealthPanel overview=overview on_resume=Callback::new(|_: ()| {})/> });
+    let html = render(
+        move || view! { <QueueHealthPanel overview=overview on_resume=Callback::new(|_: ()| {})/> },
+    );
     for want in [
         "送信待ち 4",
         "送信済み 120",
@@ -132,5 +142,8 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
         worker_error: None,
     };
     let html = render(move || view! { <QueueHealthPanel overview=calm/> });
-    assert!(html.contains("data-halted=\"false\"") && !html.contains("送信再開"), "{html}");
+    assert!(
+        html.contains("data-halted=\"false\"") && !html.contains("送信再開"),
+        "{html}"
+    );
 }
