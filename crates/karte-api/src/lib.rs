@@ -11,10 +11,10 @@ use karte_core::pipeline::{analyze, floor_sections};
 use karte_core::{
     Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
 };
-use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenStats, GenerateRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Options a caller may set per draft.
@@ -52,11 +52,51 @@ pub struct EngineStatus {
     pub tokens_per_s: Option<f64>,
 }
 
+/// What drafting needs from a model. The local engine implements it; a caller that holds another chat engine (a
+/// remote OpenAI-compatible endpoint, or a local engine it also uses elsewhere, as the evaluation does) passes it to
+/// [`Drafter::with_engine`], so every backend goes through the same prompt, merge and guard.
+pub trait ChatEngine: Send + Sync {
+    /// Shown in the draft's engine info and in reports.
+    fn name(&self) -> String;
+    /// `local` or `remote`, for [`EngineInfo::kind`].
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+    /// Token count of `text`, when the backend can tell; drafting sizes the answer budget from it.
+    fn tokenize_count(&self, text: &str) -> Option<usize>;
+    /// Generate one answer, streaming its pieces to `on_token`.
+    fn generate(
+        &self,
+        req: GenerateRequest,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<(String, GenStats)>;
+}
+
+impl ChatEngine for Engine {
+    fn name(&self) -> String {
+        self.info().name.clone()
+    }
+    fn tokenize_count(&self, text: &str) -> Option<usize> {
+        Engine::tokenize_count(self, text).ok()
+    }
+    fn generate(
+        &self,
+        req: GenerateRequest,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<(String, GenStats)> {
+        Engine::generate(self, req, cancel, on_token)
+    }
+}
+
 /// Holds the configured model (loaded lazily on first use, then kept) and drafts.
 /// `Drafter` is `Send + Sync`; concurrent drafts are serialised on the one engine.
 pub struct Drafter {
     model_spec: Option<String>,
     engine: Mutex<Option<Engine>>,
+    /// A caller-supplied engine; when set, it is used instead of loading `model_spec`.
+    external: Option<Arc<dyn ChatEngine>>,
     last_tps: Mutex<Option<f64>>,
     current: Mutex<Option<CancelToken>>,
 }
@@ -67,6 +107,18 @@ impl Drafter {
         Drafter {
             model_spec: model,
             engine: Mutex::new(None),
+            external: None,
+            last_tps: Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Draft with an engine the caller already holds (see [`ChatEngine`]).
+    pub fn with_engine(engine: Arc<dyn ChatEngine>) -> Self {
+        Drafter {
+            model_spec: Some(engine.name()),
+            engine: Mutex::new(None),
+            external: Some(engine),
             last_tps: Mutex::new(None),
             current: Mutex::new(None),
         }
@@ -78,7 +130,7 @@ impl Drafter {
             .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default());
         EngineStatus {
             model,
-            loaded: self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            loaded: self.external.is_some() || self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
         }
     }
@@ -169,24 +221,28 @@ impl Drafter {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(SoapSections, EngineInfo)> {
         let t = Instant::now();
-        {
-            let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
-            if !loaded {
-                stage(
-                    progress,
-                    "load_model",
-                    "モデルを読み込んでいます（初回のみ時間がかかります）",
-                );
+        let slot;
+        let engine: &dyn ChatEngine = match &self.external {
+            Some(e) => e.as_ref(),
+            None => {
+                let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
+                if !loaded {
+                    stage(
+                        progress,
+                        "load_model",
+                        "モデルを読み込んでいます（初回のみ時間がかかります）",
+                    );
+                }
+                self.preload()?;
+                slot = self.engine.lock().map_err(|_| poisoned())?;
+                slot.as_ref().expect("preloaded")
             }
-        }
-        self.preload()?;
+        };
         timings.insert("load_model".to_string(), ms(t));
 
-        let slot = self.engine.lock().map_err(|_| poisoned())?;
-        let engine = slot.as_ref().expect("preloaded");
         let mut info = EngineInfo {
-            kind: "local".into(),
-            model: Some(engine.info().name.clone()),
+            kind: engine.kind().into(),
+            model: Some(engine.name()),
             ..Default::default()
         };
         let prompt = phrase::build(floor);

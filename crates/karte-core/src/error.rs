@@ -103,6 +103,21 @@ pub enum Code {
     FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
+    // karte-eval: candidate-model comparison (data sets, candidates, remote endpoints, canary kits).
+    #[serde(rename = "eval.data_malformed")]
+    EvalDataMalformed,
+    #[serde(rename = "eval.endpoint_unreachable")]
+    EvalEndpointUnreachable,
+    #[serde(rename = "eval.endpoint_failed")]
+    EvalEndpointFailed,
+    #[serde(rename = "eval.candidate_invalid")]
+    EvalCandidateInvalid,
+    #[serde(rename = "eval.suite_unknown")]
+    EvalSuiteUnknown,
+    #[serde(rename = "eval.kit_invalid")]
+    EvalKitInvalid,
+    #[serde(rename = "eval.scoring_unsupported")]
+    EvalScoringUnsupported,
 }
 
 impl Code {
@@ -154,6 +169,13 @@ impl Code {
             Code::AuditTampered => "audit.tampered",
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
+            Code::EvalDataMalformed => "eval.data_malformed",
+            Code::EvalEndpointUnreachable => "eval.endpoint_unreachable",
+            Code::EvalEndpointFailed => "eval.endpoint_failed",
+            Code::EvalCandidateInvalid => "eval.candidate_invalid",
+            Code::EvalSuiteUnknown => "eval.suite_unknown",
+            Code::EvalKitInvalid => "eval.kit_invalid",
+            Code::EvalScoringUnsupported => "eval.scoring_unsupported",
         }
     }
 
@@ -198,6 +220,13 @@ impl Code {
             | Code::StoreIo
             | Code::StoreNotInitialized
             | Code::StoreAlreadyInitialized => 5,
+            Code::EvalDataMalformed
+            | Code::EvalCandidateInvalid
+            | Code::EvalSuiteUnknown
+            | Code::EvalKitInvalid => 2,
+            Code::EvalEndpointUnreachable
+            | Code::EvalEndpointFailed
+            | Code::EvalScoringUnsupported => 3,
             _ => 1,
         }
     }
