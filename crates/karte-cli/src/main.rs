@@ -10,6 +10,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod eval_cmds;
 mod guard_cmds;
 
 #[derive(Parser)]
@@ -70,6 +71,12 @@ enum Cmd {
     Model {
         #[command(subcommand)]
         cmd: ModelCmd,
+    },
+    /// Compare candidate models (GGUF files or OpenAI-compatible endpoints): faithfulness, harm, over-refusal,
+    /// privacy, speed; canary kits and exposure.
+    Eval {
+        #[command(subcommand)]
+        cmd: eval_cmds::EvalCmd,
     },
     #[command(flatten)]
     Store(store_cmds::StoreCmd),
@@ -163,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Eval { cmd } => eval_cmds::run(cmd),
         Cmd::Store(cmd) => store_cmds::run(cmd),
     }
 }

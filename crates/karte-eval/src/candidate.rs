@@ -196,3 +196,14 @@ pub(crate) fn unreachable_error(url: &str) -> Error {
         format!("評価先のサーバー {url} に接続できません。URL とサーバーの起動を確認してください。"),
     )
 }
+
+/// A log-likelihood scorer for a candidate (canary exposure).
+pub fn open_scorer(spec: &CandidateSpec) -> Result<Box<dyn crate::canary::Scorer>> {
+    if spec.is_remote() {
+        return Err(Error::new(
+            Code::EvalScoringUnsupported,
+            "接続先のサーバーはトークンごとの尤度を返さないため、露出度を測れません。GGUF ファイルを指定してください。",
+        ));
+    }
+    crate::scorer::open_local(spec)
+}
