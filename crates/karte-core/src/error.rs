@@ -103,6 +103,10 @@ pub enum Code {
     FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
+    // karte-engine (issue 6: scheduling for many clients)
+    /// The engine's request queue is full: try again shortly (HTTP 429 with Retry-After).
+    #[serde(rename = "engine.busy")]
+    EngineBusy,
     // karte-eval: candidate-model comparison (data sets, candidates, remote endpoints, canary kits).
     #[serde(rename = "eval.data_malformed")]
     EvalDataMalformed,
@@ -169,6 +173,7 @@ impl Code {
             Code::AuditTampered => "audit.tampered",
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
+            Code::EngineBusy => "engine.busy",
             Code::EvalDataMalformed => "eval.data_malformed",
             Code::EvalEndpointUnreachable => "eval.endpoint_unreachable",
             Code::EvalEndpointFailed => "eval.endpoint_failed",
