@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Read DIR/<suite>.jsonl instead of the bundled data sets.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Threads for local models (default: every core).
+    #[arg(long)]
+    threads: Option<i32>,
 }
 
 fn command_line() -> String {
@@ -105,9 +108,11 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 data_dir: a.data,
                 out: a.out.clone(),
                 command: command_line(),
+                threads: a.threads,
                 progress: std::io::stderr().is_terminal(),
             };
-            let r = karte_eval::runner::run_and_report(&cfg, &candidate::open)?;
+            let threads = a.threads;
+            let r = karte_eval::runner::run_and_report(&cfg, &|s| candidate::open_with(s, threads))?;
             let rec = karte_eval::policy::recommend(&r);
             let missing = r
                 .results

@@ -78,6 +78,8 @@ pub struct ChatOut {
     pub text: String,
     pub prompt_tokens: u32,
     pub generated_tokens: u32,
+    /// Prompt tokens the engine reused from its prefix cache (not decoded, so not part of prompt speed).
+    pub cached_tokens: u32,
     pub prompt_ms: f64,
     pub generate_ms: f64,
     /// Time from sending the request to the first streamed piece.
@@ -162,6 +164,7 @@ impl Candidate for EngineCandidate {
             text,
             prompt_tokens: stats.prompt_tokens,
             generated_tokens: stats.generated_tokens,
+            cached_tokens: stats.cached_tokens,
             prompt_ms: stats.prompt_ms,
             generate_ms: stats.generate_ms,
             ttft_ms: first,
@@ -183,10 +186,15 @@ pub type Opener<'a> = dyn Fn(&CandidateSpec) -> Result<Box<dyn Candidate>> + 'a;
 
 /// The default opener: GGUF files through karte-engine, URLs through the OpenAI-compatible client.
 pub fn open(spec: &CandidateSpec) -> Result<Box<dyn Candidate>> {
+    open_with(spec, None)
+}
+
+/// [`open`] with a thread count for local models.
+pub fn open_with(spec: &CandidateSpec, threads: Option<i32>) -> Result<Box<dyn Candidate>> {
     if spec.is_remote() {
         crate::remote::open(spec)
     } else {
-        Ok(Box::new(EngineCandidate::open_local(spec, None)?))
+        Ok(Box::new(EngineCandidate::open_local(spec, threads)?))
     }
 }
 

@@ -15,7 +15,7 @@ pub mod data;
 pub mod memory;
 pub mod policy;
 mod remote;
-mod scorer;
+pub mod scorer;
 pub mod report;
 pub mod runner;
 pub mod suites;

@@ -87,7 +87,7 @@ pub fn markdown(r: &RunResult) -> String {
     let _ = writeln!(s, "- Command: `{}`", m.command);
     let _ = writeln!(s, "- Started: {} ({:.0} s; {} items measured now, {} from the cache)", m.started_utc, m.duration_s, m.measured_now, m.from_cache);
     let _ = writeln!(s, "- Seed: {}; raw answer budget: {} tokens; scoring version: {}; decoding: greedy (temperature 0)", m.settings.seed, m.settings.raw_max_tokens, m.settings.scoring_version);
-    let _ = writeln!(s, "- Subset: {}{}", if m.smoke { "smoke (CI)" } else { "full" }, m.limit.map_or(String::new(), |n| format!(", at most {n} items per suite")));
+    let _ = writeln!(s, "- Subset: {}{}; local model threads: {}", if m.smoke { "smoke (CI)" } else { "full" }, m.limit.map_or(String::new(), |n| format!(", at most {n} items per suite")), m.threads.map_or("all cores".to_string(), |t| t.to_string()));
     let _ = writeln!(s, "- Karte {}; data sets version {}\n", m.karte_version, m.data_version);
     let _ = writeln!(s, "## Data\n\n| suite | version (declared+sha256) | items | malformed lines | source |\n|---|---|---|---|---|");
     for d in &m.data {

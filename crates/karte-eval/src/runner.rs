@@ -28,6 +28,9 @@ pub struct RunConfig {
     pub out: PathBuf,
     /// The command line, recorded in the report so the run can be repeated.
     pub command: String,
+    /// Threads the opener gives local models (`None`: every core), recorded in the report. On a busy machine 1 can
+    /// be faster than 2 (OpenMP threads spin).
+    pub threads: Option<i32>,
     /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
 }
@@ -74,6 +77,7 @@ pub struct RunMeta {
     pub settings: Settings,
     pub smoke: bool,
     pub limit: Option<usize>,
+    pub threads: Option<i32>,
     pub data_version: String,
     pub data: Vec<DataInfo>,
     pub candidates: Vec<CandidateRecord>,
@@ -218,6 +222,7 @@ pub fn run(cfg: &RunConfig, open: &Opener) -> Result<RunResult> {
             settings: cfg.settings.clone(),
             smoke: cfg.smoke,
             limit: cfg.limit,
+            threads: cfg.threads,
             data_version: data::declared_version().to_string(),
             data: sets
                 .iter()

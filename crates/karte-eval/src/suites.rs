@@ -4,10 +4,10 @@
 //! "raw" measures ask the model alone (the same system prompt for every candidate); "pipe" measures run the full
 //! Karte pipeline (karte-api `Drafter`: floor, phrasing under a grammar, verification, guard) on the same candidate.
 
-use crate::candidate::{Candidate, ChatReq};
+use crate::candidate::{Candidate, ChatOut, ChatReq};
 use crate::data::{Body, Item};
 use karte_core::normalize::normalize;
-use karte_core::{DraftOutput, Error, Result, Section};
+use karte_core::{Code, DraftOutput, Error, Result, Section};
 use karte_guard::leak::Known;
 use karte_guard::Policy;
 use serde::{Deserialize, Serialize};
@@ -165,13 +165,19 @@ fn faithfulness(
     seed: u32,
 ) -> Result<Measured> {
     let mut m = BTreeMap::new();
-    let raw = c.chat(&ChatReq {
+    let raw = match c.chat(&ChatReq {
         system: RAW_JSON_SYSTEM.into(),
         user: dictation.into(),
         max_tokens: s.raw_max_tokens,
         seed,
         json_schema: Some(raw_schema()),
-    })?;
+    }) {
+        Ok(r) => r,
+        // An answer that never completes its JSON within the budget is a schema-invalid answer, not a failure to
+        // measure: it counts as invalid with nothing recalled.
+        Err(e) if e.code == Code::EngineBadOutput => ChatOut::default(),
+        Err(e) => return Err(e),
+    };
     let parsed = parse_raw_sections(&raw.text);
     m.insert("raw_schema_valid".into(), b(parsed.is_some()));
     let grounding = karte_core::analyze(dictation)?.grounding();
@@ -391,10 +397,11 @@ fn speed(c: &dyn Candidate, prompt: &str, max_tokens: u32, seed: u32) -> Result<
         json_schema: None,
     })?;
     let mut m = BTreeMap::new();
-    if out.prompt_ms > 0.0 && out.prompt_tokens > 0 {
+    let decoded = out.prompt_tokens.saturating_sub(out.cached_tokens);
+    if out.prompt_ms > 0.0 && decoded > 0 {
         m.insert(
             "prompt_tps".into(),
-            out.prompt_tokens as f64 * 1000.0 / out.prompt_ms,
+            decoded as f64 * 1000.0 / out.prompt_ms,
         );
     }
     if out.generate_ms > 0.0 && out.generated_tokens > 0 {

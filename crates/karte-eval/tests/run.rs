@@ -41,6 +41,7 @@ fn config(out: &Path, candidates: Vec<CandidateSpec>, suites: &[SuiteId]) -> Run
         data_dir: None,
         out: out.to_path_buf(),
         command: "test".into(),
+        threads: None,
         progress: false,
     }
 }
