@@ -71,6 +71,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelCmd,
     },
+    /// Run the inference server (OpenAI-compatible API, management API) for ward workstations.
+    Serve(karte_server::cli::ServeArgs),
     #[command(flatten)]
     Store(store_cmds::StoreCmd),
 }
@@ -163,6 +165,7 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Serve(args) => karte_server::cli::run(args),
         Cmd::Store(cmd) => store_cmds::run(cmd),
     }
 }

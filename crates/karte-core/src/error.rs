@@ -103,6 +103,35 @@ pub enum Code {
     FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
+    // karte-server / karte-llm: clinic server, local worker, HTTP client and failover.
+    #[serde(rename = "llm.unreachable")]
+    LlmUnreachable,
+    #[serde(rename = "llm.timeout")]
+    LlmTimeout,
+    #[serde(rename = "llm.protocol")]
+    LlmProtocol,
+    #[serde(rename = "llm.tls")]
+    LlmTls,
+    #[serde(rename = "server.unauthorized")]
+    ServerUnauthorized,
+    #[serde(rename = "server.forbidden")]
+    ServerForbidden,
+    #[serde(rename = "server.busy")]
+    ServerBusy,
+    #[serde(rename = "server.rate_limited")]
+    ServerRateLimited,
+    #[serde(rename = "server.not_ready")]
+    ServerNotReady,
+    #[serde(rename = "server.bad_request")]
+    ServerBadRequest,
+    #[serde(rename = "server.token_not_found")]
+    ServerTokenNotFound,
+    #[serde(rename = "server.store_failed")]
+    ServerStoreFailed,
+    #[serde(rename = "worker.start_failed")]
+    WorkerStartFailed,
+    #[serde(rename = "worker.crashed")]
+    WorkerCrashed,
 }
 
 impl Code {
@@ -154,6 +183,20 @@ impl Code {
             Code::AuditTampered => "audit.tampered",
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
+            Code::LlmUnreachable => "llm.unreachable",
+            Code::LlmTimeout => "llm.timeout",
+            Code::LlmProtocol => "llm.protocol",
+            Code::LlmTls => "llm.tls",
+            Code::ServerUnauthorized => "server.unauthorized",
+            Code::ServerForbidden => "server.forbidden",
+            Code::ServerBusy => "server.busy",
+            Code::ServerRateLimited => "server.rate_limited",
+            Code::ServerNotReady => "server.not_ready",
+            Code::ServerBadRequest => "server.bad_request",
+            Code::ServerTokenNotFound => "server.token_not_found",
+            Code::ServerStoreFailed => "server.store_failed",
+            Code::WorkerStartFailed => "worker.start_failed",
+            Code::WorkerCrashed => "worker.crashed",
         }
     }
 
@@ -181,14 +224,18 @@ impl Code {
             | Code::RecordSigned
             | Code::RecordNotSigned
             | Code::RecordSuggestionNotFound
-            | Code::RecordReasonRequired => 2,
+            | Code::RecordReasonRequired
+            | Code::ServerBadRequest
+            | Code::ServerTokenNotFound => 2,
             Code::AuthFailed
             | Code::AuthLockedOut
             | Code::AuthDisabled
             | Code::AuthTotpRequired
             | Code::AuthTotpReused
             | Code::AuthSessionExpired
-            | Code::AuthForbidden => 4,
+            | Code::AuthForbidden
+            | Code::ServerUnauthorized
+            | Code::ServerForbidden => 4,
             Code::StoreKeyringUnavailable
             | Code::StoreKeyMissing
             | Code::StoreWrongKey
