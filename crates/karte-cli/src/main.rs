@@ -72,6 +72,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelCmd,
     },
+    /// Run the inference server (OpenAI-compatible API, management API) for ward workstations.
+    Serve(karte_server::cli::ServeArgs),
     /// Compare candidate models (GGUF files or OpenAI-compatible endpoints): faithfulness, harm, over-refusal,
     /// privacy, speed; canary kits and exposure.
     Eval {
@@ -170,6 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Serve(args) => karte_server::cli::run(args),
         Cmd::Eval { cmd } => eval_cmds::run(cmd),
         Cmd::Store(cmd) => store_cmds::run(cmd),
     }

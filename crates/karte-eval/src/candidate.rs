@@ -1,10 +1,12 @@
 //! Candidates: a model to compare, local (a GGUF file run by karte-engine) or remote (an OpenAI-compatible
-//! endpoint). Both are reached through karte-api's [`ChatEngine`], so the raw prompts and the full Karte pipeline
-//! (Drafter: floor, phrasing, verification, guard) are exactly the same for every candidate.
+//! endpoint through karte-llm's HTTP client). Both are a karte-llm [`ChatEngine`] handed to karte-api's
+//! `Drafter::with_engine`, so the raw prompts and the full Karte pipeline (floor, phrasing, verification, guard) are
+//! exactly the same for every candidate.
 
-use karte_api::{ChatEngine, DraftOptions, Drafter};
+use karte_api::{DraftOptions, Drafter};
 use karte_core::{Code, DraftOutput, Error, Result};
-use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use karte_engine::{CancelToken, ChatMessage, EngineConfig, GenerateRequest};
+use karte_llm::{ChatEngine, ChatRequest, LocalEngine, Piece};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,22 +98,23 @@ pub trait Candidate: Send + Sync {
     fn in_process(&self) -> bool;
 }
 
-/// A candidate over any [`ChatEngine`].
+/// A candidate over a karte-llm [`ChatEngine`]: the raw prompts and the Drafter use the same engine. For a model in
+/// this process the raw prompts go straight to karte-engine too, which reports prompt time and prefix-cache use.
 pub struct EngineCandidate {
     info: CandidateInfo,
     engine: Arc<dyn ChatEngine>,
+    local: Option<Arc<LocalEngine>>,
     drafter: Drafter,
-    in_process: bool,
 }
 
 impl EngineCandidate {
-    pub fn new(info: CandidateInfo, engine: Arc<dyn ChatEngine>, in_process: bool) -> Self {
+    pub fn new(info: CandidateInfo, engine: Arc<dyn ChatEngine>) -> Self {
         let drafter = Drafter::with_engine(Arc::clone(&engine));
         EngineCandidate {
             info,
             engine,
+            local: None,
             drafter,
-            in_process,
         }
     }
 
@@ -124,7 +127,7 @@ impl EngineCandidate {
         let size = std::fs::metadata(&m.path).ok().map(|x| x.len());
         let mut cfg = EngineConfig::new(&m.path, &spec.name);
         cfg.n_threads = n_threads;
-        let engine = Engine::load(cfg)?;
+        let local = Arc::new(LocalEngine::load(cfg)?);
         let info = CandidateInfo {
             name: spec.name.clone(),
             kind: "local".into(),
@@ -133,7 +136,9 @@ impl EngineCandidate {
             size_bytes: size,
             model: Some(m.name),
         };
-        Ok(Self::new(info, Arc::new(engine), true))
+        let mut c = Self::new(info, local.clone());
+        c.local = Some(local);
+        Ok(c)
     }
 }
 
@@ -143,31 +148,56 @@ impl Candidate for EngineCandidate {
     }
 
     fn chat(&self, req: &ChatReq) -> Result<ChatOut> {
-        let mut g = GenerateRequest::new(vec![
+        let messages = vec![
             ChatMessage::system(&req.system),
             ChatMessage::user(&req.user),
-        ]);
-        g.max_tokens = req.max_tokens;
-        g.seed = req.seed;
-        g.temperature = 0.0;
-        g.json_schema = req.json_schema.clone();
+        ];
         let t0 = Instant::now();
         let mut first: Option<f64> = None;
-        let (text, stats) = self
-            .engine
-            .generate(g, &CancelToken::new(), &mut |_piece| {
-                if first.is_none() {
-                    first = Some(t0.elapsed().as_secs_f64() * 1000.0);
-                }
-            })?;
+        let mut mark = || {
+            if first.is_none() {
+                first = Some(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        };
+        if let Some(local) = &self.local {
+            let mut g = GenerateRequest::new(messages);
+            g.max_tokens = req.max_tokens;
+            g.seed = req.seed;
+            g.temperature = 0.0;
+            g.json_schema = req.json_schema.clone();
+            let (text, stats) = local
+                .engine()
+                .generate(g, &CancelToken::new(), &mut |_| mark())?;
+            return Ok(ChatOut {
+                text,
+                prompt_tokens: stats.prompt_tokens,
+                generated_tokens: stats.generated_tokens,
+                cached_tokens: stats.cached_tokens,
+                prompt_ms: stats.prompt_ms,
+                generate_ms: stats.generate_ms,
+                ttft_ms: first,
+            });
+        }
+        let mut c = ChatRequest::new(messages);
+        c.max_tokens = req.max_tokens;
+        c.seed = req.seed;
+        c.temperature = 0.0;
+        c.json_schema = req.json_schema.clone();
+        let r = self.engine.chat(&c, &CancelToken::new(), &mut |p| {
+            if matches!(p, Piece::Text(_)) {
+                mark()
+            }
+        })?;
+        let ttft = r.stats.time_to_first_token_ms.or(first);
         Ok(ChatOut {
-            text,
-            prompt_tokens: stats.prompt_tokens,
-            generated_tokens: stats.generated_tokens,
-            cached_tokens: stats.cached_tokens,
-            prompt_ms: stats.prompt_ms,
-            generate_ms: stats.generate_ms,
-            ttft_ms: first,
+            text: r.text,
+            prompt_tokens: r.stats.prompt_tokens,
+            generated_tokens: r.stats.generated_tokens,
+            cached_tokens: 0,
+            // An endpoint does not report prompt time: prompt speed is not measured for it.
+            prompt_ms: 0.0,
+            generate_ms: (r.stats.total_ms - ttft.unwrap_or(0.0)).max(0.0),
+            ttft_ms: ttft,
         })
     }
 
@@ -177,7 +207,7 @@ impl Candidate for EngineCandidate {
     }
 
     fn in_process(&self) -> bool {
-        self.in_process
+        self.local.is_some()
     }
 }
 
@@ -196,13 +226,6 @@ pub fn open_with(spec: &CandidateSpec, threads: Option<i32>) -> Result<Box<dyn C
     } else {
         Ok(Box::new(EngineCandidate::open_local(spec, threads)?))
     }
-}
-
-pub(crate) fn unreachable_error(url: &str) -> Error {
-    Error::new(
-        Code::EvalEndpointUnreachable,
-        format!("評価先のサーバー {url} に接続できません。URL とサーバーの起動を確認してください。"),
-    )
 }
 
 /// A log-likelihood scorer for a candidate (canary exposure).
