@@ -3,10 +3,11 @@
 //! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, and the models (sha256-checked)
 //! - `run`: build and launch the desktop app on the default model (under Xvfb when there is no display)
 //! - `test`: fmt, clippy, every test of every crate, and the desktop end-to-end test under Xvfb
-//! - `fetch-model NAME`, `ui`, `bench`
+//! - `fetch-model NAME`, `ui`, `bench`, `bench-serve` (serving throughput/TTFT against llama-server)
 
 mod bench;
 mod desktop;
+mod serve_bench;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -39,13 +40,19 @@ const APT_PACKAGES: &[&str] = &[
     "libdbus-1-dev",
     "fonts-noto-cjk",
     "dbus-x11",
+    "python3-venv",
 ];
 /// The one Python virtual environment for test tools (created by `setup`; `KARTE_VENV` overrides).
 pub const VENV_DIR: &str = "/var/cache/karte/venv";
 /// PyPI packages installed into it, each skipped when present. Add yours here.
 /// - `fhir.resources` 6.2.0 is FHIR R4 (4.0.1): 6.5+ model R4B (4.3.0) and 7.x+ R5, so the pin matters. It is
 ///   written for pydantic 1, which 2.x breaks. karte-sync's validator test runs it on real Bundles.
-pub const PY_PACKAGES: &[&str] = &["fhir.resources==6.2.0", "pydantic[email]<2"];
+pub const PY_PACKAGES: &[&str] = &[
+    "fhir.resources==6.2.0",
+    "pydantic[email]<2",
+    // karte-server tests: the official OpenAI client against /v1/chat/completions.
+    "openai>=1.40,<3",
+];
 /// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
@@ -72,8 +79,12 @@ fn main() -> Result<()> {
             setup()?;
             bench::bench(&args[1..])
         }
+        Some("bench-serve") => {
+            setup()?;
+            serve_bench::bench_serve(&args[1..])
+        }
         _ => {
-            eprintln!("usage: cargo xtask <setup|venv|run|test|bench|fetch-model NAME|ui>");
+            eprintln!("usage: cargo xtask <setup|venv|run|test|bench|bench-serve|fetch-model NAME|ui>");
             std::process::exit(2)
         }
     }

@@ -12,9 +12,10 @@ use karte_core::{
     Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
 };
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Options a caller may set per draft.
@@ -57,6 +58,9 @@ pub struct EngineStatus {
 pub struct Drafter {
     model_spec: Option<String>,
     engine: Mutex<Option<Engine>>,
+    /// A caller-supplied chat engine (an OpenAI-compatible server, or a local engine the caller also uses
+    /// elsewhere, as the evaluation does); when set, it is used instead of loading `model_spec`.
+    external: Option<Arc<dyn ChatEngine>>,
     last_tps: Mutex<Option<f64>>,
     current: Mutex<Option<CancelToken>>,
 }
@@ -67,18 +71,34 @@ impl Drafter {
         Drafter {
             model_spec: model,
             engine: Mutex::new(None),
+            external: None,
+            last_tps: Mutex::new(None),
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Draft with a chat engine the caller already holds: the prompt, grammar, merge and guard are the same as
+    /// with the configured local model.
+    pub fn with_engine(engine: Arc<dyn ChatEngine>) -> Self {
+        Drafter {
+            model_spec: None,
+            engine: Mutex::new(None),
+            external: Some(engine),
             last_tps: Mutex::new(None),
             current: Mutex::new(None),
         }
     }
 
     pub fn status(&self) -> EngineStatus {
-        let model = karte_models::resolve(self.model_spec.as_deref())
-            .map(|m| m.name)
-            .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default());
+        let model = match &self.external {
+            Some(e) => e.serving().label,
+            None => karte_models::resolve(self.model_spec.as_deref())
+                .map(|m| m.name)
+                .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default()),
+        };
         EngineStatus {
             model,
-            loaded: self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            loaded: self.external.is_some() || self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
         }
     }
@@ -92,6 +112,9 @@ impl Drafter {
 
     /// Resolve, verify and load the model now (the window calls this at start so the first draft is not slow).
     pub fn preload(&self) -> Result<()> {
+        if self.external.is_some() {
+            return Ok(());
+        }
         let mut slot = self.engine.lock().map_err(|_| poisoned())?;
         if slot.is_none() {
             let m = karte_models::resolve(self.model_spec.as_deref())?;
@@ -169,28 +192,39 @@ impl Drafter {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(SoapSections, EngineInfo)> {
         let t = Instant::now();
-        {
-            let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
-            if !loaded {
-                stage(
-                    progress,
-                    "load_model",
-                    "モデルを読み込んでいます（初回のみ時間がかかります）",
-                );
+        let slot;
+        let (local, external): (Option<&Engine>, Option<&dyn ChatEngine>) = match &self.external {
+            Some(e) => (None, Some(e.as_ref())),
+            None => {
+                let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
+                if !loaded {
+                    stage(
+                        progress,
+                        "load_model",
+                        "モデルを読み込んでいます（初回のみ時間がかかります）",
+                    );
+                }
+                self.preload()?;
+                slot = self.engine.lock().map_err(|_| poisoned())?;
+                (Some(slot.as_ref().expect("preloaded")), None)
             }
-        }
-        self.preload()?;
+        };
         timings.insert("load_model".to_string(), ms(t));
 
-        let slot = self.engine.lock().map_err(|_| poisoned())?;
-        let engine = slot.as_ref().expect("preloaded");
         let mut info = EngineInfo {
             kind: "local".into(),
-            model: Some(engine.info().name.clone()),
+            model: local.map(|e| e.info().name.clone()),
             ..Default::default()
         };
         let prompt = phrase::build(floor);
-        let source_tokens = engine.tokenize_count(&prompt.user).unwrap_or(512) as u32;
+        let source_tokens = match (local, external) {
+            (Some(e), _) => e.tokenize_count(&prompt.user).unwrap_or(512),
+            // An engine that cannot count: one token per character bounds Japanese text from above.
+            (None, Some(x)) => x
+                .count_tokens(&prompt.user)
+                .unwrap_or_else(|| prompt.user.chars().count()),
+            (None, None) => 512,
+        } as u32;
         let mut req = GenerateRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),
@@ -208,11 +242,55 @@ impl Drafter {
         let mut n = 0u32;
         // What streams to the screen passes the output guard first: nothing blocked is ever shown.
         let mut guard = karte_guard::stream::StreamGuard::new(input);
-        let result = engine.generate(req, &cancel, &mut |piece| {
-            n += 1;
-            let text = guard.push(piece);
-            progress(Progress::Token { text, tokens: n });
-        });
+        let result: Result<(String, Generated)> = match (local, external) {
+            (Some(engine), _) => engine
+                .generate(req, &cancel, &mut |piece| {
+                    n += 1;
+                    let text = guard.push(piece);
+                    progress(Progress::Token { text, tokens: n });
+                })
+                .map(|(text, s)| {
+                    let g = Generated {
+                        prompt_tokens: s.prompt_tokens,
+                        generated_tokens: s.generated_tokens,
+                        prompt_tokens_per_s: rate(s.prompt_tokens, s.prompt_ms),
+                        tokens_per_s: rate(s.generated_tokens, s.generate_ms),
+                    };
+                    (text, g)
+                }),
+            (None, Some(x)) => {
+                if x.serving().kind == EngineKind::Server {
+                    info.kind = "remote".into();
+                }
+                let creq = ChatRequest {
+                    messages: req.messages,
+                    json_schema: req.json_schema,
+                    max_tokens: req.max_tokens,
+                    temperature: req.temperature,
+                    seed: req.seed,
+                };
+                x.chat(&creq, &cancel, &mut |piece| match piece {
+                    Piece::Text(p) => {
+                        n += 1;
+                        let text = guard.push(p);
+                        progress(Progress::Token { text, tokens: n });
+                    }
+                    // The answer starts over (worker restart, failover): so does the guard's look-back.
+                    Piece::Reset => guard = karte_guard::stream::StreamGuard::new(input),
+                })
+                .map(|r| {
+                    info.model = Some(r.stats.model.clone());
+                    let g = Generated {
+                        prompt_tokens: r.stats.prompt_tokens,
+                        generated_tokens: r.stats.generated_tokens,
+                        prompt_tokens_per_s: None,
+                        tokens_per_s: r.stats.tokens_per_s(),
+                    };
+                    (r.text, g)
+                })
+            }
+            (None, None) => Err(poisoned()),
+        };
         let tail = guard.finish();
         if !tail.is_empty() {
             progress(Progress::Token {
@@ -237,8 +315,8 @@ impl Drafter {
             Ok((text, stats)) => {
                 info.prompt_tokens = Some(stats.prompt_tokens);
                 info.generated_tokens = Some(stats.generated_tokens);
-                info.prompt_tokens_per_s = rate(stats.prompt_tokens, stats.prompt_ms);
-                info.tokens_per_s = rate(stats.generated_tokens, stats.generate_ms);
+                info.prompt_tokens_per_s = stats.prompt_tokens_per_s;
+                info.tokens_per_s = stats.tokens_per_s;
                 if let Ok(mut l) = self.last_tps.lock() {
                     *l = info.tokens_per_s;
                 }
@@ -256,6 +334,14 @@ impl Drafter {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What one generation reports, from the local engine or any [`ChatEngine`].
+struct Generated {
+    prompt_tokens: u32,
+    generated_tokens: u32,
+    prompt_tokens_per_s: Option<f64>,
+    tokens_per_s: Option<f64>,
 }
 
 /// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.

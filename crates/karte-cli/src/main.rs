@@ -11,6 +11,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod eval_cmds;
 mod guard_cmds;
 
 #[derive(Parser)]
@@ -71,6 +72,14 @@ enum Cmd {
     Model {
         #[command(subcommand)]
         cmd: ModelCmd,
+    },
+    /// Run the inference server (OpenAI-compatible API, management API) for ward workstations.
+    Serve(karte_server::cli::ServeArgs),
+    /// Compare candidate models (GGUF files or OpenAI-compatible endpoints): faithfulness, harm, over-refusal,
+    /// privacy, speed; canary kits and exposure.
+    Eval {
+        #[command(subcommand)]
+        cmd: eval_cmds::EvalCmd,
     },
     #[command(flatten)]
     Store(store_cmds::StoreCmd),
@@ -164,6 +173,8 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Serve(args) => karte_server::cli::run(args),
+        Cmd::Eval { cmd } => eval_cmds::run(cmd),
         Cmd::Store(cmd) => store_cmds::run(cmd),
     }
 }

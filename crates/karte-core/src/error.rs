@@ -134,6 +134,50 @@ pub enum Code {
     SyncHalted,
     #[serde(rename = "sync.item_not_found")]
     SyncItemNotFound,
+    // karte-server / karte-llm: clinic server, local worker, HTTP client and failover.
+    #[serde(rename = "llm.unreachable")]
+    LlmUnreachable,
+    #[serde(rename = "llm.timeout")]
+    LlmTimeout,
+    #[serde(rename = "llm.protocol")]
+    LlmProtocol,
+    #[serde(rename = "llm.tls")]
+    LlmTls,
+    #[serde(rename = "server.unauthorized")]
+    ServerUnauthorized,
+    #[serde(rename = "server.forbidden")]
+    ServerForbidden,
+    #[serde(rename = "server.busy")]
+    ServerBusy,
+    #[serde(rename = "server.rate_limited")]
+    ServerRateLimited,
+    #[serde(rename = "server.not_ready")]
+    ServerNotReady,
+    #[serde(rename = "server.bad_request")]
+    ServerBadRequest,
+    #[serde(rename = "server.token_not_found")]
+    ServerTokenNotFound,
+    #[serde(rename = "server.store_failed")]
+    ServerStoreFailed,
+    #[serde(rename = "worker.start_failed")]
+    WorkerStartFailed,
+    #[serde(rename = "worker.crashed")]
+    WorkerCrashed,
+    // karte-engine (issue 6: scheduling for many clients)
+    /// The engine's request queue is full: try again shortly (HTTP 429 with Retry-After).
+    #[serde(rename = "engine.busy")]
+    EngineBusy,
+    // karte-eval: candidate-model comparison (data sets, candidates, remote endpoints, canary kits).
+    #[serde(rename = "eval.data_malformed")]
+    EvalDataMalformed,
+    #[serde(rename = "eval.candidate_invalid")]
+    EvalCandidateInvalid,
+    #[serde(rename = "eval.suite_unknown")]
+    EvalSuiteUnknown,
+    #[serde(rename = "eval.kit_invalid")]
+    EvalKitInvalid,
+    #[serde(rename = "eval.scoring_unsupported")]
+    EvalScoringUnsupported,
 }
 
 impl Code {
@@ -200,6 +244,26 @@ impl Code {
             Code::SyncTimeout => "sync.timeout",
             Code::SyncHalted => "sync.halted",
             Code::SyncItemNotFound => "sync.item_not_found",
+            Code::LlmUnreachable => "llm.unreachable",
+            Code::LlmTimeout => "llm.timeout",
+            Code::LlmProtocol => "llm.protocol",
+            Code::LlmTls => "llm.tls",
+            Code::ServerUnauthorized => "server.unauthorized",
+            Code::ServerForbidden => "server.forbidden",
+            Code::ServerBusy => "server.busy",
+            Code::ServerRateLimited => "server.rate_limited",
+            Code::ServerNotReady => "server.not_ready",
+            Code::ServerBadRequest => "server.bad_request",
+            Code::ServerTokenNotFound => "server.token_not_found",
+            Code::ServerStoreFailed => "server.store_failed",
+            Code::WorkerStartFailed => "worker.start_failed",
+            Code::WorkerCrashed => "worker.crashed",
+            Code::EngineBusy => "engine.busy",
+            Code::EvalDataMalformed => "eval.data_malformed",
+            Code::EvalCandidateInvalid => "eval.candidate_invalid",
+            Code::EvalSuiteUnknown => "eval.suite_unknown",
+            Code::EvalKitInvalid => "eval.kit_invalid",
+            Code::EvalScoringUnsupported => "eval.scoring_unsupported",
         }
     }
 
@@ -227,14 +291,18 @@ impl Code {
             | Code::RecordSigned
             | Code::RecordNotSigned
             | Code::RecordSuggestionNotFound
-            | Code::RecordReasonRequired => 2,
+            | Code::RecordReasonRequired
+            | Code::ServerBadRequest
+            | Code::ServerTokenNotFound => 2,
             Code::AuthFailed
             | Code::AuthLockedOut
             | Code::AuthDisabled
             | Code::AuthTotpRequired
             | Code::AuthTotpReused
             | Code::AuthSessionExpired
-            | Code::AuthForbidden => 4,
+            | Code::AuthForbidden
+            | Code::ServerUnauthorized
+            | Code::ServerForbidden => 4,
             Code::StoreKeyringUnavailable
             | Code::StoreKeyMissing
             | Code::StoreWrongKey
@@ -258,6 +326,11 @@ impl Code {
             | Code::SyncUnreachable
             | Code::SyncTimeout
             | Code::SyncHalted => 6,
+            Code::EvalDataMalformed
+            | Code::EvalCandidateInvalid
+            | Code::EvalSuiteUnknown
+            | Code::EvalKitInvalid => 2,
+            Code::EvalScoringUnsupported => 3,
             _ => 1,
         }
     }
