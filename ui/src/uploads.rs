@@ -56,8 +56,9 @@ pub fn QueueHealthPanel(
 ) -> impl IntoView {
     let h = overview.health;
     let halted = h.halted.clone();
+    let is_halted = halted.is_some().to_string();
     view! {
-        <section id="queue-health" class="queue-health" data-halted=halted.is_some().to_string()>
+        <section id="queue-health" class="queue-health" data-halted=is_halted>
             <p class="queue-counts">
                 <span data-count="pending">{format!("送信待ち {}", h.pending)}</span>"　"
                 <span data-count="sent">{format!("送信済み {}", h.sent)}</span>"　"

@@ -1,10 +1,10 @@
 //! The signed note as a FHIR R4 (4.0.1) document Bundle. Pure: a function of the signed document and the options,
 //! so the same document always gives the same bytes (what makes a retry a true retry) and tables can test it.
 //!
-//! Typed serde structs rather than a FHIR model crate: `fhir-sdk` has no R4 (STU3, R4B, R5 only) and needs a newer
-//! rustc than the workspace's floor; `fhirbolt` (r4) generates every R4 resource (~a minute more per cold build on
-//! two cores) to use five of them. Conformance is checked instead by a real R4 validator in the tests
-//! (`fhir.resources` 6.2, R4 4.0.1, from PyPI).
+//! Typed serde structs rather than a FHIR model crate: `fhir-sdk` 0.16 has no R4 (STU3, R4B, R5 only) and needs
+//! rustc 1.95, above the workspace's floor (1.85); `fhirbolt` 0.4 (`r4`) generates the model of every R4 resource
+//! (a large generated crate; its build time was not measured here) to use five of them. Conformance is checked instead by a real R4 validator in the tests (`fhir.resources` 6.2.0 = R4 4.0.1,
+//! from PyPI), on Bundles built by this code.
 //!
 //! Shape (a `document` Bundle, R4 §3.3.1): the Composition first, then the Patient, the Practitioner (author and
 //! legal attester) and one ServiceRequest per accepted test suggestion (intent `plan`), all referenced by

@@ -280,8 +280,11 @@ impl Transport {
                      システム管理者に証明書の再登録を依頼してください。",
                 )
             })?;
+        // No redirects (a 307 to another place would carry the document there) and https only.
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
             .timeout(settings.timeout())
             .connect_timeout(settings.timeout())
             .pool_max_idle_per_host(1)

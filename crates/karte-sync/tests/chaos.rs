@@ -58,7 +58,7 @@ fn sigkilled_uploaders_deliver_every_signed_document_exactly_once() {
             while !stop.load(Ordering::SeqCst) {
                 let d = DICTATIONS[n % DICTATIONS.len()];
                 let id = sign_with(&store, &doctor, &nurse, &format!("P-{n:05}"), d);
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     store
                         .amend(&doctor, &id, "S）発熱と咳嗽。\nO）BT 38.4℃。", "体温の誤記")
                         .unwrap();
@@ -98,7 +98,7 @@ fn sigkilled_uploaders_deliver_every_signed_document_exactly_once() {
         });
         // Mostly after the uploader is up (in the middle of reads, handshakes, requests and marks), sometimes
         // while it is still starting.
-        if rng.next() % 8 != 0 {
+        if !rng.next().is_multiple_of(8) {
             loop {
                 let line = rx
                     .recv_timeout(Duration::from_secs(60))
