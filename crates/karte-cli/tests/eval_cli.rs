@@ -42,7 +42,16 @@ impl Drop for Server {
 
 fn serve(dir: &Path) -> Server {
     let mut child = karte()
-        .args(["serve", "--listen", "127.0.0.1:0", "--model", &model(), "--threads", "1", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            &model(),
+            "--threads",
+            "1",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("KARTE_ADMIN_TOKEN", ADMIN)
         .env("KARTE_SERVER_TOKEN", CLIENT)
@@ -54,12 +63,18 @@ fn serve(dir: &Path) -> Server {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let line = lines.next().unwrap().unwrap();
-    let addr = line.strip_prefix("KARTE_SERVER_LISTENING ").expect("listening line").to_string();
+    let addr = line
+        .strip_prefix("KARTE_SERVER_LISTENING ")
+        .expect("listening line")
+        .to_string();
     std::thread::spawn(move || for _ in lines {});
     let base = format!("http://{addr}");
     let t = Instant::now();
     loop {
-        let o = Command::new("curl").args(["-s", &format!("{base}/health")]).output().unwrap();
+        let o = Command::new("curl")
+            .args(["-s", &format!("{base}/health")])
+            .output()
+            .unwrap();
         if String::from_utf8_lossy(&o.stdout).contains("\"ready\":true") {
             break;
         }
@@ -70,7 +85,12 @@ fn serve(dir: &Path) -> Server {
 }
 
 fn results_of<'a>(r: &'a serde_json::Value, cand: &str) -> Vec<&'a serde_json::Value> {
-    r["results"].as_array().unwrap().iter().filter(|x| x["candidate"] == cand).collect()
+    r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["candidate"] == cand)
+        .collect()
 }
 
 #[test]
@@ -82,7 +102,15 @@ fn remote_candidate_through_karte_server_and_an_unreachable_endpoint() {
     let o: Output = karte()
         .args(["eval", "run", "--candidate"])
         .arg(format!("remote={}", server.1))
-        .args(["--candidate", "down=http://127.0.0.1:9", "--suite", "privacy,speed", "--smoke", "--limit", "1"])
+        .args([
+            "--candidate",
+            "down=http://127.0.0.1:9",
+            "--suite",
+            "privacy,speed",
+            "--smoke",
+            "--limit",
+            "1",
+        ])
         .args(["--max-tokens", "64", "--out"])
         .arg(&out)
         .env("KARTE_EVAL_TOKEN", CLIENT)
@@ -97,21 +125,36 @@ fn remote_candidate_through_karte_server_and_an_unreachable_endpoint() {
     }
     let speed = remote.iter().find(|x| x["suite"] == "speed").unwrap();
     let m = &speed["outcome"]["measures"];
-    assert!(m["gen_tps"].as_f64().unwrap() > 0.0 && m["ttft_ms"].as_f64().unwrap() > 0.0, "{m}");
+    assert!(
+        m["gen_tps"].as_f64().unwrap() > 0.0 && m["ttft_ms"].as_f64().unwrap() > 0.0,
+        "{m}"
+    );
     // The endpoint reports no prompt time and its memory is not ours: not measured rather than made up.
-    assert!(m.get("prompt_tps").is_none() && m.get("peak_mem_mb").is_none(), "{m}");
+    assert!(
+        m.get("prompt_tps").is_none() && m.get("peak_mem_mb").is_none(),
+        "{m}"
+    );
     let cand = r["meta"]["candidates"].as_array().unwrap();
     assert_eq!(cand[0]["info"]["kind"], "remote");
     assert_eq!(cand[0]["info"]["model"], model());
     let down = results_of(&r, "down");
     assert_eq!(down.len(), 2);
-    assert!(down.iter().all(|x| x["outcome"]["code"] == "llm.unreachable"), "{down:?}");
+    assert!(
+        down.iter()
+            .all(|x| x["outcome"]["code"] == "llm.unreachable"),
+        "{down:?}"
+    );
     assert_eq!(cand[1]["error"]["code"], "llm.unreachable");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| remote | remote |"), "{md}");
     assert!(md.contains("down · `priv-01`: [llm.unreachable]"), "{md}");
     // The bearer token never reaches the report.
-    assert!(!md.contains(CLIENT) && !std::fs::read_to_string(out.join("report.html")).unwrap().contains(CLIENT));
+    assert!(
+        !md.contains(CLIENT)
+            && !std::fs::read_to_string(out.join("report.html"))
+                .unwrap()
+                .contains(CLIENT)
+    );
     // Without the token the server refuses, and the run says so per item.
     let out2 = dir.path().join("out2");
     let o = karte()
@@ -124,7 +167,11 @@ fn remote_candidate_through_karte_server_and_an_unreachable_endpoint() {
         .unwrap();
     assert!(o.status.success());
     let r = json(&out2.join("results.json"));
-    assert_eq!(r["meta"]["candidates"][0]["error"]["code"], "server.unauthorized", "{}", r["meta"]);
+    assert_eq!(
+        r["meta"]["candidates"][0]["error"]["code"], "server.unauthorized",
+        "{}",
+        r["meta"]
+    );
 }
 
 #[test]
@@ -135,12 +182,25 @@ fn a_killed_run_continues_from_its_cache() {
     let args = |c: &mut Command| {
         c.args(["eval", "run", "--candidate"])
             .arg(format!("smol={}", model()))
-            .args(["--suite", "privacy,speed", "--smoke", "--threads", "1", "--max-tokens", "48", "--out"])
+            .args([
+                "--suite",
+                "privacy,speed",
+                "--smoke",
+                "--threads",
+                "1",
+                "--max-tokens",
+                "48",
+                "--out",
+            ])
             .arg(&out);
     };
     let mut c = karte();
     args(&mut c);
-    let mut child = c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let cache = out.join("cache.jsonl");
     let t = Instant::now();
     while std::fs::read_to_string(&cache).map_or(0, |s| s.lines().count()) < 1 {
@@ -149,7 +209,10 @@ fn a_killed_run_continues_from_its_cache() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!out.join("results.json").exists(), "the run was killed before it finished");
+    assert!(
+        !out.join("results.json").exists(),
+        "the run was killed before it finished"
+    );
     let mut c = karte();
     args(&mut c);
     let o = c.output().unwrap();
@@ -167,7 +230,17 @@ fn canary_kit_and_exposure_commands() {
     let dir = tempfile::tempdir().unwrap();
     let kit = dir.path().join("kit.json");
     let o = karte()
-        .args(["eval", "canary-kit", "--count", "1", "--repeats", "1,10", "--seed", "3", "--out"])
+        .args([
+            "eval",
+            "canary-kit",
+            "--count",
+            "1",
+            "--repeats",
+            "1,10",
+            "--seed",
+            "3",
+            "--out",
+        ])
         .arg(&kit)
         .output()
         .unwrap();
@@ -188,7 +261,10 @@ fn canary_kit_and_exposure_commands() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(&exp).unwrap();
-    assert!(md.contains("canary-001") && md.contains("canary-002") && md.contains("Secret Sharer"), "{md}");
+    assert!(
+        md.contains("canary-001") && md.contains("canary-002") && md.contains("Secret Sharer"),
+        "{md}"
+    );
     let e = json(&dir.path().join("exposure.md.json"));
     for c in e["canaries"].as_array().unwrap() {
         let rank = c["rank"].as_u64().unwrap();
@@ -198,7 +274,13 @@ fn canary_kit_and_exposure_commands() {
     }
     // An endpoint gives no log-likelihoods: a clear error, not a made-up number.
     let o = karte()
-        .args(["eval", "exposure", "--candidate", "r=http://127.0.0.1:9", "--kit"])
+        .args([
+            "eval",
+            "exposure",
+            "--candidate",
+            "r=http://127.0.0.1:9",
+            "--kit",
+        ])
         .arg(&kit)
         .output()
         .unwrap();
