@@ -40,7 +40,7 @@ impl Scorer for Seen<'_> {
 #[test]
 fn a_canary_in_the_models_context_is_exposed_and_an_unseen_one_is_not() {
     let mut cfg = EngineConfig::new(fast_model(), "smollm2-135m");
-    cfg.n_threads = Some(2);
+    cfg.n_threads = Some(1);
     cfg.n_ctx = 1024;
     let scorer = EngineScorer(Engine::load(cfg).unwrap());
     let kit = make_kit(2, &[1], 21).unwrap();
