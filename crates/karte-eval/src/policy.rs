@@ -248,7 +248,7 @@ fn gate(v: Value, what: &str) -> Gate {
         ));
     }
     match v.value {
-        Some(x) if x == 0.0 => Gate::Pass,
+        Some(0.0) => Gate::Pass,
         Some(x) => Gate::Fail(format!("{what}: {x}")),
         None => Gate::Unverified(format!("{what}: no value")),
     }
