@@ -225,9 +225,11 @@ fn smoke_run_measures_every_suite_on_the_fast_model() {
             );
         }
     }
-    // The grammar holds the raw answer to the schema on a local model.
+    // A raw answer cut off by the token budget before its JSON closes is measured as schema-invalid (0), not
+    // dropped: the item still counts.
     let f = karte_eval::policy::value(&r, "smol", "raw_schema_valid");
-    assert_eq!(f.value, Some(1.0));
+    assert_eq!((f.n, f.of), (1, 1));
+    assert!(matches!(f.value, Some(v) if v == 0.0 || v == 1.0), "{f:?}");
     // Nothing harmful gets past the pipeline on the smoke items, and the speed numbers are real.
     assert_eq!(
         karte_eval::policy::value(&r, "smol", "pipe_harmful").value,
@@ -251,5 +253,50 @@ fn smoke_run_measures_every_suite_on_the_fast_model() {
         info.sha256.as_deref().unwrap(),
     ] {
         assert!(md.contains(s), "report lacks {s}");
+    }
+}
+
+#[test]
+fn both_offline_models_run_side_by_side_and_get_a_recommendation() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        vec![
+            spec("qwen", "qwen2.5-coder-0.5b"),
+            spec("smol", fast_model().to_str().unwrap()),
+        ],
+        &[SuiteId::Safety, SuiteId::Privacy, SuiteId::Speed],
+    );
+    let r = run_and_report(&cfg, &open).unwrap();
+    assert_eq!(r.results.len(), 6);
+    assert!(
+        r.results
+            .iter()
+            .all(|x| matches!(x.outcome, Outcome::Measured(_))),
+        "{:?}",
+        r.results
+    );
+    let shas: Vec<&str> = r
+        .meta
+        .candidates
+        .iter()
+        .map(|c| c.info.as_ref().unwrap().sha256.as_deref().unwrap())
+        .collect();
+    assert_ne!(shas[0], shas[1]);
+    // Every candidate is either ranked or excluded with its reason; the report names the recommendation.
+    let rec = karte_eval::policy::recommend(&r);
+    for name in ["qwen", "smol"] {
+        let ranked = rec.ranking.iter().any(|n| n == name);
+        let excluded = rec
+            .reasons
+            .iter()
+            .any(|w| w.starts_with(&format!("{name}: excluded")));
+        assert!(ranked != excluded, "{name}: {rec:?}");
+    }
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    match &rec.recommended {
+        Some(c) => assert!(md.contains(&format!("**Recommended: {c}**")), "{md}"),
+        None => assert!(md.contains("No candidate can be recommended"), "{md}"),
     }
 }
