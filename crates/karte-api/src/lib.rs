@@ -98,7 +98,8 @@ impl Drafter {
         };
         EngineStatus {
             model,
-            loaded: self.external.is_some() || self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            loaded: self.external.is_some()
+                || self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
         }
     }

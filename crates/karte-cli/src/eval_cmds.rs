@@ -112,7 +112,8 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 progress: std::io::stderr().is_terminal(),
             };
             let threads = a.threads;
-            let r = karte_eval::runner::run_and_report(&cfg, &|s| candidate::open_with(s, threads))?;
+            let r =
+                karte_eval::runner::run_and_report(&cfg, &|s| candidate::open_with(s, threads))?;
             let rec = karte_eval::policy::recommend(&r);
             let missing = r
                 .results
@@ -123,7 +124,9 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
                 "評価完了: {} 件（未測定 {} 件）。推奨: {}。レポート: {}",
                 r.results.len(),
                 missing,
-                rec.recommended.as_deref().unwrap_or("なし（必須条件を満たす候補がありません）"),
+                rec.recommended
+                    .as_deref()
+                    .unwrap_or("なし（必須条件を満たす候補がありません）"),
                 a.out.join("report.html").display()
             );
             Ok(())
@@ -161,17 +164,28 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
             let text = std::fs::read_to_string(&kit).map_err(|e| {
                 Error::new(
                     Code::InputUnreadable,
-                    format!("カナリアキット {} を読めません（{}）。", kit.display(), e.kind()),
+                    format!(
+                        "カナリアキット {} を読めません（{}）。",
+                        kit.display(),
+                        e.kind()
+                    ),
                 )
             })?;
             let kit = canary::parse_kit(&text)?;
             let scorer = candidate::open_scorer(&spec)?;
             let tty = std::io::stderr().is_terminal();
-            let r = canary::measure(&spec.name, scorer.as_ref(), &kit, samples, seed, &mut |i, n| {
-                if tty {
-                    eprint!("\r  カナリア {i}/{n}");
-                }
-            })?;
+            let r = canary::measure(
+                &spec.name,
+                scorer.as_ref(),
+                &kit,
+                samples,
+                seed,
+                &mut |i, n| {
+                    if tty {
+                        eprint!("\r  カナリア {i}/{n}");
+                    }
+                },
+            )?;
             if tty {
                 eprintln!();
             }

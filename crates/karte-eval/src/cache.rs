@@ -28,7 +28,13 @@ pub struct Cache {
     file: File,
 }
 
-pub fn key(identity: &str, suite: &str, item: &str, settings: &Settings, data_version: &str) -> String {
+pub fn key(
+    identity: &str,
+    suite: &str,
+    item: &str,
+    settings: &Settings,
+    data_version: &str,
+) -> String {
     let s = serde_json::json!([identity, suite, item, settings, data_version]).to_string();
     hex::encode(Sha256::digest(s.as_bytes()))
 }
@@ -63,7 +69,10 @@ impl Cache {
             .open(&path)
             .map_err(|e| io_err(&path, &e))?;
         // A torn line (no newline at the end) must not swallow the next entry.
-        if std::fs::read(&path).map(|b| b.last().is_some_and(|c| *c != b'\n')).unwrap_or(false) {
+        if std::fs::read(&path)
+            .map(|b| b.last().is_some_and(|c| *c != b'\n'))
+            .unwrap_or(false)
+        {
             file.write_all(b"\n").map_err(|e| io_err(&path, &e))?;
         }
         Ok(Cache { path, map, file })

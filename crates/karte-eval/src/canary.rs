@@ -54,14 +54,58 @@ pub struct Kit {
     pub canaries: Vec<Canary>,
 }
 
-const SURNAMES: [&str; 12] = ["高森", "浅葉", "柚木", "真砂", "桐谷", "早瀬", "小野寺", "日向", "宮下", "安達", "蒔田", "篠原"];
-const GIVEN: [&str; 12] = ["みのり", "健吾", "紗季", "悠真", "千晴", "大志", "葵", "恭平", "美咲", "拓海", "知世", "陽介"];
-const CONDITIONS: [&str; 8] = ["2型糖尿病", "高血圧症", "気管支喘息", "慢性腎臓病", "関節リウマチ", "心房細動", "脂質異常症", "甲状腺機能低下症"];
-const DEPTS: [&str; 6] = ["内科", "循環器内科", "腎臓内科", "呼吸器内科", "膠原病内科", "内分泌内科"];
+const SURNAMES: [&str; 12] = [
+    "高森",
+    "浅葉",
+    "柚木",
+    "真砂",
+    "桐谷",
+    "早瀬",
+    "小野寺",
+    "日向",
+    "宮下",
+    "安達",
+    "蒔田",
+    "篠原",
+];
+const GIVEN: [&str; 12] = [
+    "みのり",
+    "健吾",
+    "紗季",
+    "悠真",
+    "千晴",
+    "大志",
+    "葵",
+    "恭平",
+    "美咲",
+    "拓海",
+    "知世",
+    "陽介",
+];
+const CONDITIONS: [&str; 8] = [
+    "2型糖尿病",
+    "高血圧症",
+    "気管支喘息",
+    "慢性腎臓病",
+    "関節リウマチ",
+    "心房細動",
+    "脂質異常症",
+    "甲状腺機能低下症",
+];
+const DEPTS: [&str; 6] = [
+    "内科",
+    "循環器内科",
+    "腎臓内科",
+    "呼吸器内科",
+    "膠原病内科",
+    "内分泌内科",
+];
 
 /// A uniformly random valid マイナンバー: 11 random digits and the check digit karte-guard's validator accepts.
 pub fn random_my_number(rng: &mut impl Rng) -> String {
-    let body: String = (0..11).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect();
+    let body: String = (0..11)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect();
     (0..10u8)
         .map(|c| format!("{body}{}", char::from(b'0' + c)))
         .find(|n| karte_guard::checkdigit::my_number_valid(n))
@@ -80,7 +124,11 @@ pub fn make_kit(count: usize, repeats: &[u32], seed: u64) -> Result<Kit> {
     let mut canaries = Vec::new();
     for &r in repeats {
         for _ in 0..count {
-            let name = format!("{}{}", SURNAMES.choose(&mut rng).unwrap(), GIVEN.choose(&mut rng).unwrap());
+            let name = format!(
+                "{}{}",
+                SURNAMES.choose(&mut rng).unwrap(),
+                GIVEN.choose(&mut rng).unwrap()
+            );
             let age = rng.gen_range(24..90);
             let cond = CONDITIONS.choose(&mut rng).unwrap();
             let dept = DEPTS.choose(&mut rng).unwrap();
@@ -121,7 +169,9 @@ pub fn parse_kit(text: &str) -> Result<Kit> {
     let bad = |why: &str| {
         Error::new(
             Code::EvalKitInvalid,
-            format!("カナリアキットを読めません（{why}）。karte eval canary-kit で作り直してください。"),
+            format!(
+                "カナリアキットを読めません（{why}）。karte eval canary-kit で作り直してください。"
+            ),
         )
     };
     let kit: Kit = serde_json::from_str(text).map_err(|_| bad("JSON の形式が違います"))?;
@@ -148,13 +198,23 @@ pub fn ln_normal_cdf(z: f64) -> f64 {
     let ln_erfc_pos = |x: f64| -> f64 {
         let tau = 1.0 / (1.0 + 0.5 * x);
         let poly = -x * x - 1.265_512_23
-            + tau * (1.000_023_68
-                + tau * (0.374_091_96
-                    + tau * (0.096_784_18
-                        + tau * (-0.186_288_06
-                            + tau * (0.278_868_07
-                                + tau * (-1.135_203_98
-                                    + tau * (1.488_515_87 + tau * (-0.822_152_23 + tau * 0.170_872_77))))))));
+            + tau
+                * (1.000_023_68
+                    + tau
+                        * (0.374_091_96
+                            + tau
+                                * (0.096_784_18
+                                    + tau
+                                        * (-0.186_288_06
+                                            + tau
+                                                * (0.278_868_07
+                                                    + tau
+                                                        * (-1.135_203_98
+                                                            + tau
+                                                                * (1.488_515_87
+                                                                    + tau * (-0.822_152_23
+                                                                        + tau
+                                                                            * 0.170_872_77))))))));
         tau.ln() + poly
     };
     let ln_erfc = if t >= 0.0 {
@@ -184,7 +244,11 @@ pub struct Exposure {
 
 /// Exposure of a secret with log-likelihood `secret` among samples `alt` from a space of 2^`space_log2` secrets.
 /// Returns (rank, sampled-rank exposure, normal-fit exposure).
-pub fn exposure_from_scores(secret: f64, alt: &[f64], space_log2: f64) -> (usize, f64, Option<f64>) {
+pub fn exposure_from_scores(
+    secret: f64,
+    alt: &[f64],
+    space_log2: f64,
+) -> (usize, f64, Option<f64>) {
     let k = alt.len();
     let rank = 1 + alt.iter().filter(|a| **a >= secret).count();
     // log2|R| − log2(rank · |R| / (K + 1)) = log2(K + 1) − log2(rank).
@@ -246,7 +310,8 @@ pub fn measure(
         let (rank, sampled, fit) = exposure_from_scores(scores[0], &scores[1..], kit.space_log2);
         let alt = &scores[1..];
         let mean = alt.iter().sum::<f64>() / alt.len().max(1) as f64;
-        let sd = (alt.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / alt.len().max(1) as f64).sqrt();
+        let sd =
+            (alt.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / alt.len().max(1) as f64).sqrt();
         out.push(Exposure {
             id: c.id.clone(),
             repeats: c.repeats,

@@ -178,12 +178,14 @@ pub fn parse(suite: SuiteId, text: &str, source: &str) -> SuiteData {
             continue;
         }
         let id = format!("{file}:{n}");
-        let err = |why: String| BadLine {
+        let err = |why: String| {
+            BadLine {
             id: id.clone(),
             error: Error::new(
                 Code::EvalDataMalformed,
                 format!("評価データ {file} の {n} 行目が読めません（{why}）。この項目は測定していません。"),
             ),
+        }
         };
         match serde_json::from_str::<Item>(line) {
             Ok(item) if item.body.suite() != suite => bad.push(err(format!(
@@ -241,8 +243,14 @@ mod tests {
         let d = parse(SuiteId::Refusal, text, "t");
         assert_eq!(d.items.len(), 1);
         let ids: Vec<&str> = d.bad.iter().map(|b| b.id.as_str()).collect();
-        assert_eq!(ids, ["refusal.jsonl:2", "refusal.jsonl:4", "refusal.jsonl:5"]);
-        assert!(d.bad.iter().all(|b| b.error.code == Code::EvalDataMalformed));
+        assert_eq!(
+            ids,
+            ["refusal.jsonl:2", "refusal.jsonl:4", "refusal.jsonl:5"]
+        );
+        assert!(d
+            .bad
+            .iter()
+            .all(|b| b.error.code == Code::EvalDataMalformed));
         assert!(!d.bad[0].error.message.contains("task"));
     }
 

@@ -9,15 +9,15 @@
 //! item marked "not measured" with its stable error code, counted in the report beside every average.
 
 pub mod cache;
-pub mod candidate;
 pub mod canary;
+pub mod candidate;
 pub mod data;
 pub mod memory;
 pub mod policy;
 mod remote;
-pub mod scorer;
 pub mod report;
 pub mod runner;
+pub mod scorer;
 pub mod suites;
 
 pub use candidate::{Candidate, CandidateInfo, CandidateSpec, ChatOut, ChatReq};

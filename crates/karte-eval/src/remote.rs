@@ -12,7 +12,10 @@ pub fn open(spec: &CandidateSpec) -> Result<Box<dyn Candidate>> {
         Some((u, m)) => (u.to_string(), m.to_string()),
         None => (spec.source.clone(), String::new()),
     };
-    let url = url.trim_end_matches('/').trim_end_matches("/v1").to_string();
+    let url = url
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_string();
     let mut cfg = HttpEngineConfig::new(&url, std::env::var("KARTE_EVAL_TOKEN").ok());
     cfg.model = model.clone();
     let engine = HttpEngine::new(cfg)?;

@@ -56,10 +56,19 @@ fn suites_run(r: &RunResult) -> Vec<SuiteId> {
 }
 
 fn candidates(r: &RunResult) -> Vec<String> {
-    r.meta.candidates.iter().map(|c| c.spec.name.clone()).collect()
+    r.meta
+        .candidates
+        .iter()
+        .map(|c| c.spec.name.clone())
+        .collect()
 }
 
-fn worst<'a>(r: &'a RunResult, suite: SuiteId, candidate: &str, n: usize) -> Vec<(&'a ItemResult, f64, String)> {
+fn worst<'a>(
+    r: &'a RunResult,
+    suite: SuiteId,
+    candidate: &str,
+    n: usize,
+) -> Vec<(&'a ItemResult, f64, String)> {
     let mut v: Vec<(&'a ItemResult, f64, String)> = r
         .results
         .iter()
@@ -85,13 +94,36 @@ pub fn markdown(r: &RunResult) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Karte candidate model comparison\n");
     let _ = writeln!(s, "- Command: `{}`", m.command);
-    let _ = writeln!(s, "- Started: {} ({:.0} s; {} items measured now, {} from the cache)", m.started_utc, m.duration_s, m.measured_now, m.from_cache);
+    let _ = writeln!(
+        s,
+        "- Started: {} ({:.0} s; {} items measured now, {} from the cache)",
+        m.started_utc, m.duration_s, m.measured_now, m.from_cache
+    );
     let _ = writeln!(s, "- Seed: {}; raw answer budget: {} tokens; scoring version: {}; decoding: greedy (temperature 0)", m.settings.seed, m.settings.raw_max_tokens, m.settings.scoring_version);
-    let _ = writeln!(s, "- Subset: {}{}; local model threads: {}", if m.smoke { "smoke (CI)" } else { "full" }, m.limit.map_or(String::new(), |n| format!(", at most {n} items per suite")), m.threads.map_or("all cores".to_string(), |t| t.to_string()));
-    let _ = writeln!(s, "- Karte {}; data sets version {}\n", m.karte_version, m.data_version);
+    let _ = writeln!(
+        s,
+        "- Subset: {}{}; local model threads: {}",
+        if m.smoke { "smoke (CI)" } else { "full" },
+        m.limit
+            .map_or(String::new(), |n| format!(", at most {n} items per suite")),
+        m.threads.map_or("all cores".to_string(), |t| t.to_string())
+    );
+    let _ = writeln!(
+        s,
+        "- Karte {}; data sets version {}\n",
+        m.karte_version, m.data_version
+    );
     let _ = writeln!(s, "## Data\n\n| suite | version (declared+sha256) | items | malformed lines | source |\n|---|---|---|---|---|");
     for d in &m.data {
-        let _ = writeln!(s, "| {} | `{}` | {} | {} | {} |", d.suite.as_str(), d.version, d.items, d.malformed, md_cell(&d.source));
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} |",
+            d.suite.as_str(),
+            d.version,
+            d.items,
+            d.malformed,
+            md_cell(&d.source)
+        );
     }
     let _ = writeln!(s, "\n## Candidates\n\n| name | kind | model | sha256 | size | status |\n|---|---|---|---|---|---|");
     for c in &m.candidates {
@@ -108,11 +140,19 @@ pub fn markdown(r: &RunResult) -> String {
             None => "ok".to_string(),
             Some(e) => format!("**not measured** [{}] {}", e.code, md_cell(&e.message)),
         };
-        let _ = writeln!(s, "| {} | {kind} | {} | `{sha}` | {size} | {status} |", c.spec.name, md_cell(&model));
+        let _ = writeln!(
+            s,
+            "| {} | {kind} | {} | `{sha}` | {size} | {status} |",
+            c.spec.name,
+            md_cell(&model)
+        );
     }
     let _ = writeln!(s, "\n## Results\n\nEach cell: value (items it rests on / items in the suite). Rates are means over items; counts marked (gate) are sums. Items that could not be measured are counted, never averaged in.\n");
     let cands = candidates(r);
-    let cols: Vec<_> = COLUMNS.iter().filter(|c| suites_run(r).contains(&c.suite)).collect();
+    let cols: Vec<_> = COLUMNS
+        .iter()
+        .filter(|c| suites_run(r).contains(&c.suite))
+        .collect();
     let _ = write!(s, "| measure |");
     for c in &cands {
         let _ = write!(s, " {c} |");
@@ -123,19 +163,36 @@ pub fn markdown(r: &RunResult) -> String {
     }
     s.push('\n');
     for col in &cols {
-        let _ = write!(s, "| {} · {} {} |", col.suite.as_str(), col.label, if col.higher_is_better { "↑" } else { "↓" });
+        let _ = write!(
+            s,
+            "| {} · {} {} |",
+            col.suite.as_str(),
+            col.label,
+            if col.higher_is_better { "↑" } else { "↓" }
+        );
         for c in &cands {
-            let _ = write!(s, " {} |", fmt_value(&policy::aggregate(&r.results, c, col)));
+            let _ = write!(
+                s,
+                " {} |",
+                fmt_value(&policy::aggregate(&r.results, c, col))
+            );
         }
         s.push('\n');
     }
     let _ = writeln!(s, "\n## Recommendation\n");
     match &rec.recommended {
         Some(c) => {
-            let _ = writeln!(s, "**Recommended: {c}** (ranking of eligible candidates: {})\n", rec.ranking.join(" > "));
+            let _ = writeln!(
+                s,
+                "**Recommended: {c}** (ranking of eligible candidates: {})\n",
+                rec.ranking.join(" > ")
+            );
         }
         None => {
-            let _ = writeln!(s, "**No candidate can be recommended**: none passed every hard gate.\n");
+            let _ = writeln!(
+                s,
+                "**No candidate can be recommended**: none passed every hard gate.\n"
+            );
         }
     }
     for a in &rec.assessments {
@@ -149,7 +206,15 @@ pub fn markdown(r: &RunResult) -> String {
             })
             .collect();
         let f = |x: Option<f64>| x.map_or("n/a".to_string(), |x| format!("{x:.3}"));
-        let _ = writeln!(s, "- {}: {}; faithfulness {}, over-refusal {}, generation {} tokens/s", a.candidate, gates.join("; "), f(a.faithfulness), f(a.over_refusal), f(a.speed));
+        let _ = writeln!(
+            s,
+            "- {}: {}; faithfulness {}, over-refusal {}, generation {} tokens/s",
+            a.candidate,
+            gates.join("; "),
+            f(a.faithfulness),
+            f(a.over_refusal),
+            f(a.speed)
+        );
     }
     for why in &rec.reasons {
         let _ = writeln!(s, "- {why}");
@@ -179,7 +244,13 @@ pub fn markdown(r: &RunResult) -> String {
             let _ = writeln!(s, "\nNot measured:\n");
             for x in missing {
                 if let Outcome::NotMeasured { code, message } = &x.outcome {
-                    let _ = writeln!(s, "- {} · `{}`: [{code}] {}", x.candidate, x.item, md_cell(message));
+                    let _ = writeln!(
+                        s,
+                        "- {} · `{}`: [{code}] {}",
+                        x.candidate,
+                        x.item,
+                        md_cell(message)
+                    );
                 }
             }
         }
@@ -240,7 +311,10 @@ pub fn bar_svg(title: &str, labels: &[String], values: &[Option<f64>]) -> String
             chart.draw_series(values.iter().enumerate().filter_map(|(i, v)| {
                 v.map(|v| {
                     let mut bar = Rectangle::new(
-                        [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)],
+                        [
+                            (SegmentValue::Exact(i), 0.0),
+                            (SegmentValue::Exact(i + 1), v),
+                        ],
                         COLORS[i % COLORS.len()].filled(),
                     );
                     bar.set_margin(0, 0, 12, 12);
@@ -267,26 +341,49 @@ pub fn html(r: &RunResult) -> String {
         esc(&m.command), m.started_utc, m.duration_s, m.measured_now, m.from_cache, m.settings.seed, m.settings.raw_max_tokens, m.settings.scoring_version, if m.smoke { "smoke (CI)" } else { "full" }, m.karte_version, m.data_version);
     s.push_str("<h2>Data</h2><table><tr><th>suite</th><th>version</th><th>items</th><th>malformed lines</th><th>source</th></tr>");
     for d in &m.data {
-        let _ = write!(s, "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>", d.suite.as_str(), esc(&d.version), d.items, d.malformed, esc(&d.source));
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            d.suite.as_str(),
+            esc(&d.version),
+            d.items,
+            d.malformed,
+            esc(&d.source)
+        );
     }
     s.push_str("</table><h2>Candidates</h2><table><tr><th>name</th><th>kind</th><th>model</th><th>sha256</th><th>status</th></tr>");
     for c in &m.candidates {
         let (kind, model, sha) = match &c.info {
-            Some(i) => (i.kind.clone(), i.source.clone(), i.sha256.clone().unwrap_or_else(|| "— (endpoint)".into())),
+            Some(i) => (
+                i.kind.clone(),
+                i.source.clone(),
+                i.sha256.clone().unwrap_or_else(|| "— (endpoint)".into()),
+            ),
             None => ("—".into(), c.spec.source.clone(), "—".into()),
         };
         let status = match &c.error {
             None => "ok".to_string(),
-            Some(e) => format!("<span class=\"bad\">not measured [{}] {}</span>", e.code, esc(&e.message)),
+            Some(e) => format!(
+                "<span class=\"bad\">not measured [{}] {}</span>",
+                e.code,
+                esc(&e.message)
+            ),
         };
         let _ = write!(s, "<tr><td>{}</td><td>{kind}</td><td>{}</td><td><code>{}</code></td><td>{status}</td></tr>", esc(&c.spec.name), esc(&model), esc(&sha));
     }
     s.push_str("</table><h2>Recommendation</h2><div class=\"rec\">");
     match &md_rec.recommended {
         Some(c) => {
-            let _ = write!(s, "<p><b>Recommended: {}</b> (eligible, best first: {})</p>", esc(c), esc(&md_rec.ranking.join(" > ")));
+            let _ = write!(
+                s,
+                "<p><b>Recommended: {}</b> (eligible, best first: {})</p>",
+                esc(c),
+                esc(&md_rec.ranking.join(" > "))
+            );
         }
-        None => s.push_str("<p><b>No candidate can be recommended</b>: none passed every hard gate.</p>"),
+        None => s.push_str(
+            "<p><b>No candidate can be recommended</b>: none passed every hard gate.</p>",
+        ),
     }
     s.push_str("<ul>");
     for why in &md_rec.reasons {
@@ -304,29 +401,72 @@ pub fn html(r: &RunResult) -> String {
     s.push_str("</tr>");
     let run = suites_run(r);
     for col in COLUMNS.iter().filter(|c| run.contains(&c.suite)) {
-        let _ = write!(s, "<tr><td>{} · {} {}</td>", col.suite.as_str(), esc(col.label), if col.higher_is_better { "↑" } else { "↓" });
+        let _ = write!(
+            s,
+            "<tr><td>{} · {} {}</td>",
+            col.suite.as_str(),
+            esc(col.label),
+            if col.higher_is_better { "↑" } else { "↓" }
+        );
         for c in &cands {
-            let _ = write!(s, "<td>{}</td>", esc(&fmt_value(&policy::aggregate(&r.results, c, col))));
+            let _ = write!(
+                s,
+                "<td>{}</td>",
+                esc(&fmt_value(&policy::aggregate(&r.results, c, col)))
+            );
         }
         s.push_str("</tr>");
     }
     s.push_str("</table><h2>Charts</h2><div class=\"charts\">");
-    for key in ["pipe_recall", "raw_recall", "raw_complied", "pipe_harmful", "raw_refused", "pipe_blocked", "raw_leaks", "pipe_leaks", "gen_tps", "ttft_ms", "peak_mem_mb"] {
+    for key in [
+        "pipe_recall",
+        "raw_recall",
+        "raw_complied",
+        "pipe_harmful",
+        "raw_refused",
+        "pipe_blocked",
+        "raw_leaks",
+        "pipe_leaks",
+        "gen_tps",
+        "ttft_ms",
+        "peak_mem_mb",
+    ] {
         let col = COLUMNS.iter().find(|c| c.key == key).expect("column");
         if !run.contains(&col.suite) {
             continue;
         }
-        let vals: Vec<Option<f64>> = cands.iter().map(|c| policy::aggregate(&r.results, c, col).value).collect();
-        s.push_str(&bar_svg(&format!("{} {}", col.label, if col.higher_is_better { "↑" } else { "↓" }), &cands, &vals));
+        let vals: Vec<Option<f64>> = cands
+            .iter()
+            .map(|c| policy::aggregate(&r.results, c, col).value)
+            .collect();
+        s.push_str(&bar_svg(
+            &format!(
+                "{} {}",
+                col.label,
+                if col.higher_is_better { "↑" } else { "↓" }
+            ),
+            &cands,
+            &vals,
+        ));
     }
     s.push_str("</div><h2>Details per suite</h2>");
     for suite in run {
         let _ = write!(s, "<h3>{}</h3><table><tr><th>candidate</th><th>item</th><th>badness</th><th>evidence</th></tr>", suite.as_str());
         for c in &cands {
             for (x, b, e) in worst(r, suite, c, 3) {
-                let _ = write!(s, "<tr><td>{}</td><td><code>{}</code></td><td>{b:.2}</td><td>{}</td></tr>", esc(c), esc(&x.item), esc(&e));
+                let _ = write!(
+                    s,
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{b:.2}</td><td>{}</td></tr>",
+                    esc(c),
+                    esc(&x.item),
+                    esc(&e)
+                );
             }
-            for x in r.results.iter().filter(|x| x.suite == suite && &x.candidate == c) {
+            for x in r
+                .results
+                .iter()
+                .filter(|x| x.suite == suite && &x.candidate == c)
+            {
                 if let Outcome::NotMeasured { code, message } = &x.outcome {
                     let _ = write!(s, "<tr><td>{}</td><td><code>{}</code></td><td class=\"bad\">not measured</td><td>[{}] {}</td></tr>", esc(c), esc(&x.item), esc(code), esc(message));
                 }
@@ -344,7 +484,10 @@ pub fn write(r: &RunResult, dir: &Path) -> Result<()> {
         std::fs::write(dir.join(name), text).map_err(|e| {
             Error::new(
                 Code::OutputUnwritable,
-                format!("評価レポート {name} を書き込めません（{}）。出力先を確認してください。", e.kind()),
+                format!(
+                    "評価レポート {name} を書き込めません（{}）。出力先を確認してください。",
+                    e.kind()
+                ),
             )
         })
     };

@@ -40,7 +40,10 @@ pub struct RunConfig {
 pub enum Outcome {
     Measured(Measured),
     /// Could not be measured: the stable error code and its Japanese message. Counted in the report, never averaged.
-    NotMeasured { code: String, message: String },
+    NotMeasured {
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -42,11 +42,18 @@ fn sampled_rank_exposure_matches_the_known_rank() {
         (99, 100, 0.0),
     ];
     for (above, rank, want) in table {
-        let s = KnownRank { secret: secret.clone(), above };
+        let s = KnownRank {
+            secret: secret.clone(),
+            above,
+        };
         let r = canary::measure("ctl", &s, &kit, 99, 11, &mut |_, _| {}).unwrap();
         let e = &r.canaries[0];
         assert_eq!(e.rank, rank, "above={above}");
-        assert!((e.sampled_rank - want).abs() < 1e-12, "above={above}: {} vs {want}", e.sampled_rank);
+        assert!(
+            (e.sampled_rank - want).abs() < 1e-12,
+            "above={above}: {} vs {want}",
+            e.sampled_rank
+        );
         assert!((e.sampled_rank_max - 100f64.log2()).abs() < 1e-12);
     }
 }
@@ -63,7 +70,9 @@ fn ties_count_against_the_secret() {
 fn normal_fit_matches_the_closed_form() {
     // Alternatives at −9 and −11 alternately: mean −10, sd 1. A secret at −7 is 3 sd more likely:
     // exposure = −log2 Φ(−3) = −log2(0.0013498980316301) = 9.5330…
-    let alt: Vec<f64> = (0..1000).map(|i| if i % 2 == 0 { -9.0 } else { -11.0 }).collect();
+    let alt: Vec<f64> = (0..1000)
+        .map(|i| if i % 2 == 0 { -9.0 } else { -11.0 })
+        .collect();
     let (rank, _, fit) = exposure_from_scores(-7.0, &alt, 36.54);
     assert_eq!(rank, 1);
     let want = -(0.001_349_898_031_630_1f64).log2();
@@ -75,7 +84,10 @@ fn normal_fit_matches_the_closed_form() {
     let (_, sampled, fit) = exposure_from_scores(10.0, &alt, 1000.0);
     let want = -(2.753_624_118_606_2e-89f64).log2();
     assert!(sampled <= 1001f64.log2());
-    assert!((fit.unwrap() - want).abs() / want < 1e-5, "{fit:?} vs {want}");
+    assert!(
+        (fit.unwrap() - want).abs() / want < 1e-5,
+        "{fit:?} vs {want}"
+    );
 }
 
 #[test]
@@ -86,19 +98,34 @@ fn kit_is_reproducible_valid_and_round_trips() {
     assert_ne!(a, make_kit(4, &[1, 10, 100], 10).unwrap());
     assert_eq!(a.canaries.len(), 12);
     for c in &a.canaries {
-        assert!(karte_guard::checkdigit::my_number_valid(&c.secret), "{}", c.secret);
+        assert!(
+            karte_guard::checkdigit::my_number_valid(&c.secret),
+            "{}",
+            c.secret
+        );
         assert!(c.text.contains("マイナンバー"));
         // karte-guard recognises the canary's secret as personal data: a leak of it would be caught.
-        assert!(karte_guard::scan(&c.text).iter().any(|f| f.text.contains(&c.secret)));
+        assert!(karte_guard::scan(&c.text)
+            .iter()
+            .any(|f| f.text.contains(&c.secret)));
     }
     let lines = canary::training_lines(&a);
     assert_eq!(lines.len(), 4 * (1 + 10 + 100));
     let json = serde_json::to_string(&a).unwrap();
     assert_eq!(canary::parse_kit(&json).unwrap(), a);
     let tampered = json.replacen(&a.canaries[0].secret, "123456789012", 1);
-    assert_eq!(canary::parse_kit(&tampered).unwrap_err().code, karte_core::Code::EvalKitInvalid);
-    assert_eq!(canary::parse_kit("{").unwrap_err().code, karte_core::Code::EvalKitInvalid);
-    assert_eq!(make_kit(0, &[1], 1).unwrap_err().code, karte_core::Code::EvalKitInvalid);
+    assert_eq!(
+        canary::parse_kit(&tampered).unwrap_err().code,
+        karte_core::Code::EvalKitInvalid
+    );
+    assert_eq!(
+        canary::parse_kit("{").unwrap_err().code,
+        karte_core::Code::EvalKitInvalid
+    );
+    assert_eq!(
+        make_kit(0, &[1], 1).unwrap_err().code,
+        karte_core::Code::EvalKitInvalid
+    );
 }
 
 #[test]
@@ -116,7 +143,9 @@ fn samples_are_fresh_valid_secrets_and_seeded() {
     let first = rec.0.take();
     assert_eq!(first.len(), 201);
     assert_eq!(first[0], kit.canaries[0].secret);
-    assert!(first[1..].iter().all(|s| *s != first[0] && karte_guard::checkdigit::my_number_valid(s)));
+    assert!(first[1..]
+        .iter()
+        .all(|s| *s != first[0] && karte_guard::checkdigit::my_number_valid(s)));
     canary::measure("x", &rec, &kit, 200, 1, &mut |_, _| {}).unwrap();
     assert_eq!(rec.0.take(), first);
 }
