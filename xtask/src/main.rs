@@ -84,7 +84,9 @@ fn main() -> Result<()> {
             serve_bench::bench_serve(&args[1..])
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup|venv|run|test|bench|bench-serve|fetch-model NAME|ui>");
+            eprintln!(
+                "usage: cargo xtask <setup|venv|run|test|bench|bench-serve|fetch-model NAME|ui>"
+            );
             std::process::exit(2)
         }
     }
