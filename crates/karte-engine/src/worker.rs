@@ -514,7 +514,7 @@ impl Worker<'_> {
                 Ok(Ok((tokens, sampler))) => self.waiting.push_back(Pending {
                     tokens,
                     sampler,
-                    req,
+                    req: *req,
                     cancel,
                     events,
                     submitted,
