@@ -458,6 +458,16 @@ pub fn build_llama_server() -> Result<PathBuf> {
             .arg(sdist.join("tools").join(t))
             .arg(&dst))?;
     }
+    // The sdist's server reads its MCP config with `fs_open_ifstream`, a helper the crate's (older) `common` lacks;
+    // on Linux it is a plain ifstream. The only source change, and it is in a feature the bench does not use.
+    let mcp = tree.join("tools/server/server-mcp.cpp");
+    fs::write(
+        &mcp,
+        fs::read_to_string(&mcp)?.replace(
+            "fs_open_ifstream(params.mcp_servers_config, std::ios::in)",
+            "std::ifstream(params.mcp_servers_config, std::ios::in)",
+        ),
+    )?;
     fs::create_dir_all(tree.join("scripts"))?;
     fs::copy(
         sdist.join("scripts/ui-assets.cmake"),
