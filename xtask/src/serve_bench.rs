@@ -580,8 +580,9 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
                 (summarize(&reference.run(&sc, true)?), k)
             };
             eprintln!(
-                "    {ref_label} {:.1} t/s p50 {:.0} ms | {karte_label} {:.1} t/s p50 {:.0} ms",
-                r.tokens_per_s, r.p50_ttft, k.tokens_per_s, k.p50_ttft
+                "    {ref_label} {:.1} t/s TTFT p50 {:.0} p95 {:.0} ms | {karte_label} {:.1} t/s TTFT p50 {:.0} \
+                 p95 {:.0} ms",
+                r.tokens_per_s, r.p50_ttft, r.p95_ttft, k.tokens_per_s, k.p50_ttft, k.p95_ttft
             );
             tp[i].0.push(r);
             tp[i].1.push(k);
