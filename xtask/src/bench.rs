@@ -224,42 +224,7 @@ fn build_llama_bench() -> Result<PathBuf> {
     }
     fs::create_dir_all(&cache)?;
     sh(Command::new("cp").arg("-r").arg(&crate_tree).arg(&tree))?;
-    let sdist_dir = cache.join("sdist");
-    fs::create_dir_all(&sdist_dir)?;
-    let find_tarball = || -> Result<Option<PathBuf>> {
-        Ok(fs::read_dir(&sdist_dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(".tar.gz")))
-    };
-    let tarball = match find_tarball()? {
-        Some(t) => t,
-        None => {
-            sh(Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--no-deps",
-                    "--no-binary",
-                    ":all:",
-                    "-d",
-                ])
-                .arg(&sdist_dir)
-                .arg(SDIST))?;
-            find_tarball()?.context("sdist tarball")?
-        }
-    };
-    sh(Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&sdist_dir))?;
-    let src = fs::read_dir(&sdist_dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.is_dir())
-        .context("unpacked sdist")?
-        .join("vendor/llama.cpp/tools/llama-bench");
+    let src = sdist_llama_cpp()?.join("tools/llama-bench");
     let dst = tree.join("tools/llama-bench");
     let _ = fs::remove_dir_all(&dst);
     sh(Command::new("cp").arg("-r").arg(&src).arg(&dst))?;
@@ -291,8 +256,55 @@ fn build_llama_bench() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The llama.cpp tree inside the llama-cpp-python sdist (downloaded and unpacked once under
+/// /var/cache/karte/llama-bench/sdist): the source of the tools the crate does not vendor.
+pub fn sdist_llama_cpp() -> Result<PathBuf> {
+    let sdist_dir = PathBuf::from("/var/cache/karte/llama-bench/sdist");
+    fs::create_dir_all(&sdist_dir)?;
+    let unpacked = || -> Result<Option<PathBuf>> {
+        Ok(fs::read_dir(&sdist_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.is_dir() && p.join("vendor/llama.cpp/tools").is_dir()))
+    };
+    if let Some(dir) = unpacked()? {
+        return Ok(dir.join("vendor/llama.cpp"));
+    }
+    let find_tarball = || -> Result<Option<PathBuf>> {
+        Ok(fs::read_dir(&sdist_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with(".tar.gz")))
+    };
+    let tarball = match find_tarball()? {
+        Some(t) => t,
+        None => {
+            sh(Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "-d",
+                ])
+                .arg(&sdist_dir)
+                .arg(SDIST))?;
+            find_tarball()?.context("sdist tarball")?
+        }
+    };
+    sh(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&sdist_dir))?;
+    Ok(unpacked()?
+        .context("unpacked sdist")?
+        .join("vendor/llama.cpp"))
+}
+
 /// The llama.cpp tree that llama-cpp-sys-2 vendors, at the version Cargo.lock picked.
-fn llama_cpp_sys_tree() -> Result<PathBuf> {
+pub fn llama_cpp_sys_tree() -> Result<PathBuf> {
     let lock = fs::read_to_string(crate::project_root().join("Cargo.lock"))?;
     let version = lock
         .split("[[package]]")

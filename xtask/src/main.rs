@@ -3,10 +3,11 @@
 //! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, and the models (sha256-checked)
 //! - `run`: build and launch the desktop app on the default model (under Xvfb when there is no display)
 //! - `test`: fmt, clippy, every test of every crate, and the desktop end-to-end test under Xvfb
-//! - `fetch-model NAME`, `ui`, `bench`
+//! - `fetch-model NAME`, `ui`, `bench`, `bench-serve` (serving throughput/TTFT against llama-server)
 
 mod bench;
 mod desktop;
+mod serve_bench;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -74,8 +75,12 @@ fn main() -> Result<()> {
             setup()?;
             bench::bench(&args[1..])
         }
+        Some("bench-serve") => {
+            setup()?;
+            serve_bench::bench_serve(&args[1..])
+        }
         _ => {
-            eprintln!("usage: cargo xtask <setup|run|test|bench|fetch-model NAME|ui>");
+            eprintln!("usage: cargo xtask <setup|run|test|bench|bench-serve|fetch-model NAME|ui>");
             std::process::exit(2)
         }
     }

@@ -103,6 +103,10 @@ pub enum Code {
     FeedbackPseudonymiserMissing,
     #[serde(rename = "internal")]
     Internal,
+    // karte-engine (issue 6: scheduling for many clients)
+    /// The engine's request queue is full: try again shortly (HTTP 429 with Retry-After).
+    #[serde(rename = "engine.busy")]
+    EngineBusy,
     // karte-server / karte-llm: clinic server, local worker, HTTP client and failover.
     #[serde(rename = "llm.unreachable")]
     LlmUnreachable,
@@ -183,6 +187,7 @@ impl Code {
             Code::AuditTampered => "audit.tampered",
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
+            Code::EngineBusy => "engine.busy",
             Code::LlmUnreachable => "llm.unreachable",
             Code::LlmTimeout => "llm.timeout",
             Code::LlmProtocol => "llm.protocol",

@@ -1,9 +1,14 @@
 //! llama-cpp-2 on one owning thread.
 //!
 //! llama.cpp contexts are not thread-safe and the model must outlive every context made from it. Rather than spread
-//! lifetimes and locks through the app, one worker thread owns the model and its context and serves jobs in order;
-//! the rest of the program talks to it through channels, so [`Engine`] is `Send + Sync` and can sit in Tauri state or
-//! an HTTP server as-is.
+//! lifetimes and locks through the app, one worker thread owns the model and its context; the rest of the program
+//! talks to it through channels, so [`Engine`] is `Send + Sync` and can sit in Tauri state or an HTTP server as-is.
+//!
+//! For a server the worker does continuous batching: up to `n_parallel` requests are separate sequences of the one
+//! context, all advanced by a single `llama_decode` per step (one token each, plus prompt chunks of requests that
+//! are starting), so aggregate throughput grows with concurrency instead of requests waiting in line. Recent
+//! prompts stay in the KV cache as their own sequences, and a request that shares their beginning (the drafting
+//! instructions every note starts with) copies those cells instead of decoding them again.
 //!
 //! Privacy rule for this crate: prompts and generated text never reach an error message or a log line. Only sizes,
 //! counts and timings are logged.
@@ -13,10 +18,11 @@ mod utf8;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub use karte_core::{Code, Error, Result};
 use llama_cpp_2::model::LlamaModel;
@@ -31,13 +37,27 @@ pub struct EngineConfig {
     pub model_name: String,
     /// `None` uses every core: generation is memory-bound and this app is the only heavy process on a ward PC.
     pub n_threads: Option<i32>,
+    /// KV cells shared by every sequence (requests in flight and cached prefixes): with `n_parallel` > 1 size it
+    /// for that many prompts plus answers.
     pub n_ctx: u32,
     pub n_batch: u32,
+    /// Requests decoded together in one llama context (continuous batching). 1 serves one request at a time.
+    pub n_parallel: u32,
+    /// Requests allowed to wait for a free sequence; one more is refused with `engine.busy` (HTTP 429).
+    pub max_queue: usize,
+    /// Recent prompts whose KV cells are kept so that a request sharing their beginning (the drafting
+    /// instructions) decodes only its new suffix. 0 turns the cache off.
+    pub prefix_cache: u32,
+    /// Offload to a GPU when the build has a GPU backend (`--features cuda`) and a device is present; false keeps
+    /// the model on the CPU. Without a GPU backend this has no effect.
+    pub gpu: bool,
 }
 
 impl EngineConfig {
     pub const DEFAULT_N_CTX: u32 = 4096;
     pub const DEFAULT_N_BATCH: u32 = 512;
+    pub const DEFAULT_MAX_QUEUE: usize = 64;
+    pub const DEFAULT_PREFIX_CACHE: u32 = 4;
 
     /// Defaults sized for a SOAP draft: a long dictation plus a structured answer fits in 4096 tokens.
     pub fn new(model_path: impl Into<PathBuf>, model_name: impl Into<String>) -> Self {
@@ -47,6 +67,10 @@ impl EngineConfig {
             n_threads: None,
             n_ctx: Self::DEFAULT_N_CTX,
             n_batch: Self::DEFAULT_N_BATCH,
+            n_parallel: 1,
+            max_queue: Self::DEFAULT_MAX_QUEUE,
+            prefix_cache: Self::DEFAULT_PREFIX_CACHE,
+            gpu: true,
         }
     }
 
@@ -64,6 +88,9 @@ pub struct ModelInfo {
     pub n_ctx_train: u32,
     /// Size of the file on disk, the number a user can compare with what they downloaded.
     pub size_bytes: u64,
+    /// Where the model runs: "CPU", or the GPU device (e.g. "CUDA0 (NVIDIA H100 80GB HBM3)").
+    #[serde(default)]
+    pub accelerator: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +123,8 @@ pub struct GenerateRequest {
     /// 0 = greedy: drafts must be reproducible for the same dictation.
     pub temperature: f32,
     pub seed: u32,
+    /// Wall-clock limit from submission (queueing included); reaching it ends the answer like `max_tokens` does.
+    pub max_time: Option<Duration>,
 }
 
 impl GenerateRequest {
@@ -106,6 +135,7 @@ impl GenerateRequest {
             max_tokens: 512,
             temperature: 0.0,
             seed: 0,
+            max_time: None,
         }
     }
 }
@@ -116,6 +146,8 @@ pub enum StopReason {
     MaxTokens,
     /// The caller cancelled, or stopped listening (dropped the receiver).
     Cancelled,
+    /// The request's `max_time` ran out.
+    MaxTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +157,49 @@ pub struct GenStats {
     pub prompt_ms: f64,
     pub generate_ms: f64,
     pub stop: StopReason,
+    /// Submission to the first streamed token (queueing and prompt included): what a user waits for.
+    pub ttft_ms: f64,
+    /// Submission to the start of its prompt's decoding: time spent waiting for a free sequence.
+    pub queue_ms: f64,
+    /// Prompt tokens taken from the prefix cache instead of being decoded.
+    pub cached_tokens: u32,
+}
+
+/// The engine's current load and lifetime counters, for `/metrics` and the management API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadInfo {
+    /// Requests waiting for a free sequence.
+    pub queued: usize,
+    /// Requests being decoded now.
+    pub active: usize,
+    pub max_parallel: usize,
+    pub max_queue: usize,
+    pub prefix_cache_entries: usize,
+    pub requests_total: u64,
+    /// Refused with `engine.busy` because the queue was full.
+    pub rejected_total: u64,
+    pub completed_total: u64,
+    pub cancelled_total: u64,
+    pub failed_total: u64,
+    pub prompt_tokens_total: u64,
+    pub cached_tokens_total: u64,
+    pub generated_tokens_total: u64,
+}
+
+/// Counters the worker updates and any thread reads; relaxed ordering is enough for monitoring.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub queued: AtomicUsize,
+    pub active: AtomicUsize,
+    pub prefix_cache_entries: AtomicUsize,
+    pub requests_total: AtomicU64,
+    pub rejected_total: AtomicU64,
+    pub completed_total: AtomicU64,
+    pub cancelled_total: AtomicU64,
+    pub failed_total: AtomicU64,
+    pub prompt_tokens_total: AtomicU64,
+    pub cached_tokens_total: AtomicU64,
+    pub generated_tokens_total: AtomicU64,
 }
 
 /// Streamed to the caller of [`Engine::submit`]: any number of `Token`s, then exactly one `Done` or `Error`.
@@ -165,11 +240,30 @@ pub struct BenchResult {
     pub tg_stddev: f64,
 }
 
+/// Log-likelihood of one continuation given a context, as language-model evaluations (multiple choice, perplexity)
+/// need it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scored {
+    /// Sum of the natural-log probabilities of the continuation's tokens, each given the context and the
+    /// continuation's earlier tokens. Always ≤ 0; 0 for an empty continuation.
+    pub logprob: f64,
+    /// Number of continuation tokens scored, for per-token averages.
+    pub n_tokens: u32,
+    /// Whether every continuation token was the model's most likely next token (greedy decoding would produce it).
+    pub greedy: bool,
+}
+
 pub(crate) enum Job {
+    Score {
+        context: String,
+        continuations: Vec<String>,
+        reply: Sender<Result<Vec<Scored>>>,
+    },
     Generate {
         req: GenerateRequest,
         cancel: CancelToken,
         events: Sender<GenEvent>,
+        submitted: Instant,
     },
     Bench {
         n_prompt: u32,
@@ -189,6 +283,9 @@ pub struct Engine {
     /// read-only and llama.cpp's tokenizer keeps no per-call state in the model.
     model: Arc<LlamaModel>,
     info: ModelInfo,
+    counters: Arc<Counters>,
+    max_parallel: usize,
+    max_queue: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -203,10 +300,10 @@ impl Engine {
     /// Validates the file and the memory budget first, so the common failures (missing, half-downloaded, too big for
     /// this PC) come back as specific, actionable errors instead of a llama.cpp null pointer or an OOM kill.
     pub fn load(cfg: EngineConfig) -> Result<Engine> {
-        if cfg.n_ctx == 0 || cfg.n_batch == 0 {
+        if cfg.n_ctx == 0 || cfg.n_batch == 0 || cfg.n_parallel == 0 || cfg.n_parallel > 128 {
             return Err(Error::new(
                 Code::ConfigInvalid,
-                "エンジン設定が不正です（コンテキスト長とバッチサイズは 1 以上にしてください）。管理者に連絡してください。",
+                "エンジン設定が不正です（コンテキスト長・バッチサイズ・並列数は 1 以上、並列数は 128 以下にしてください）。管理者に連絡してください。",
             ));
         }
         let file_size = worker::preflight(&cfg)?;
@@ -215,9 +312,20 @@ impl Engine {
         let thread_cfg = cfg.clone();
         let shutdown = CancelToken::new();
         let thread_shutdown = shutdown.clone();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
         let worker = std::thread::Builder::new()
             .name("karte-engine".into())
-            .spawn(move || worker::run(thread_cfg, file_size, thread_shutdown, ready_tx, jobs_rx))
+            .spawn(move || {
+                worker::run(
+                    thread_cfg,
+                    file_size,
+                    thread_shutdown,
+                    thread_counters,
+                    ready_tx,
+                    jobs_rx,
+                )
+            })
             .map_err(|_| {
                 Error::new(
                     Code::EngineFailed,
@@ -231,6 +339,9 @@ impl Engine {
                 shutdown,
                 model,
                 info,
+                counters,
+                max_parallel: cfg.n_parallel as usize,
+                max_queue: cfg.max_queue,
             }),
             Ok(Err(e)) => {
                 let _ = worker.join();
@@ -250,21 +361,70 @@ impl Engine {
         &self.info
     }
 
-    /// Queues a request; the worker serves requests one at a time in submission order.
+    /// Queues a request; up to `n_parallel` requests are decoded together, the rest start in submission order as
+    /// sequences free up. A full queue answers with one `engine.busy` error event.
     ///
-    /// Dropping the receiver is a valid way to stop listening: the worker notices on the next token, abandons that
-    /// generation and moves on to the next job.
+    /// Dropping the receiver is a valid way to stop listening: the worker notices on the next token, frees that
+    /// sequence and its KV cells, and goes on with the others.
     pub fn submit(&self, req: GenerateRequest, cancel: CancelToken) -> Receiver<GenEvent> {
+        match self.try_submit(req, cancel) {
+            Ok(rx) => rx,
+            Err(e) => {
+                let (tx, rx) = mpsc::channel();
+                let _ = tx.send(GenEvent::Error(e));
+                rx
+            }
+        }
+    }
+
+    /// [`Engine::submit`] that refuses up front (`engine.busy`) when the queue is full, so a server can answer 429
+    /// before opening a stream.
+    pub fn try_submit(
+        &self,
+        req: GenerateRequest,
+        cancel: CancelToken,
+    ) -> Result<Receiver<GenEvent>> {
+        let c = &self.counters;
+        if c.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queue {
+            c.queued.fetch_sub(1, Ordering::Relaxed);
+            c.rejected_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(max_queue = self.max_queue, "engine queue full");
+            return Err(busy_error());
+        }
+        c.requests_total.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let job = Job::Generate {
             req,
             cancel,
             events: tx,
+            submitted: Instant::now(),
         };
         if let Err(mpsc::SendError(Job::Generate { events, .. })) = self.send(job) {
+            c.queued.fetch_sub(1, Ordering::Relaxed);
             let _ = events.send(GenEvent::Error(stopped_error()));
         }
-        rx
+        Ok(rx)
+    }
+
+    /// Queue depth, sequences in flight and lifetime counters, read without waiting for the worker.
+    pub fn load_info(&self) -> LoadInfo {
+        let c = &self.counters;
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LoadInfo {
+            queued: c.queued.load(Ordering::Relaxed),
+            active: c.active.load(Ordering::Relaxed),
+            max_parallel: self.max_parallel,
+            max_queue: self.max_queue,
+            prefix_cache_entries: c.prefix_cache_entries.load(Ordering::Relaxed),
+            requests_total: r(&c.requests_total),
+            rejected_total: r(&c.rejected_total),
+            completed_total: r(&c.completed_total),
+            cancelled_total: r(&c.cancelled_total),
+            failed_total: r(&c.failed_total),
+            prompt_tokens_total: r(&c.prompt_tokens_total),
+            cached_tokens_total: r(&c.cached_tokens_total),
+            generated_tokens_total: r(&c.generated_tokens_total),
+        }
     }
 
     /// Blocking convenience over [`Engine::submit`]. A cancelled run is an error here (`EngineCancelled`) because a
@@ -307,6 +467,22 @@ impl Engine {
                 "入力文のトークン数を数えられませんでした。アプリを再起動してください。",
             )
         })
+    }
+
+    /// Scores each continuation after `context` (raw text: no chat template; a BOS token only if the model adds one).
+    ///
+    /// The context is tokenized on its own and each continuation on its own (without special tokens), so the
+    /// boundary between them is where the caller put it; the context is decoded once and its KV cells are reused
+    /// for every continuation. Runs on the worker between generation steps.
+    pub fn score(&self, context: &str, continuations: &[String]) -> Result<Vec<Scored>> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Job::Score {
+            context: context.to_owned(),
+            continuations: continuations.to_vec(),
+            reply: tx,
+        })
+        .map_err(|_| stopped_error())?;
+        rx.recv().map_err(|_| stopped_error())?
     }
 
     /// Measures prompt processing and generation speed with llama-bench's method, on this engine's thread settings.
@@ -354,6 +530,13 @@ pub(crate) fn stopped_error() -> Error {
     Error::new(
         Code::EngineFailed,
         "文章生成エンジンが停止しています。アプリを再起動してください。",
+    )
+}
+
+pub(crate) fn busy_error() -> Error {
+    Error::new(
+        Code::EngineBusy,
+        "文章生成エンジンが混み合っています。しばらく待ってから再度お試しください。",
     )
 }
 

@@ -1,8 +1,10 @@
 //! The owning thread: pre-load checks, model + context lifetime, generation, and the llama-bench clone.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -17,7 +19,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::{DecodeError, LlamaModelLoadError};
+use llama_cpp_2::{DecodeError, LlamaBackendDeviceType, LlamaModelLoadError};
 
 use crate::gguf::{self, HeaderError, Shape};
 use crate::utf8::Utf8Stream;
@@ -27,6 +29,8 @@ use crate::{
 };
 
 const MIB: u64 = 1024 * 1024;
+/// llama.cpp's limit on sequence ids per context (`LLAMA_MAX_SEQ`).
+const LLAMA_MAX_SEQ: u32 = 256;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pre-load checks (caller's thread)
@@ -210,13 +214,14 @@ pub(crate) fn run(
     cfg: EngineConfig,
     file_size: u64,
     shutdown: crate::CancelToken,
+    counters: Arc<crate::Counters>,
     ready: SyncSender<Ready>,
     jobs: Receiver<Job>,
 ) {
     let file = display_name(&cfg.model_path);
     let t0 = Instant::now();
     let loaded = catch_unwind(AssertUnwindSafe(|| load_model(&cfg, &file)));
-    let (backend, model) = match loaded {
+    let (backend, model, accelerator) = match loaded {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             let _ = ready.send(Err(e));
@@ -228,9 +233,14 @@ pub(crate) fn run(
         }
     };
     let threads = cfg.threads();
-    let ctx = catch_unwind(AssertUnwindSafe(|| {
-        model.new_context(backend, context_params(cfg.n_ctx, cfg.n_batch, threads))
-    }));
+    let n_parallel = cfg.n_parallel.min(cfg.n_batch) as i32;
+    let n_cache = cfg.prefix_cache.min(LLAMA_MAX_SEQ - 1 - n_parallel as u32) as i32;
+    // Unified KV: every sequence draws on all `n_ctx` cells (a split cache would give each 1/n of them), and a
+    // sequence copy only tags cells instead of copying data.
+    let params = context_params(cfg.n_ctx, cfg.n_batch, threads)
+        .with_n_seq_max((n_parallel + n_cache + 1) as u32)
+        .with_kv_unified(true);
+    let ctx = catch_unwind(AssertUnwindSafe(|| model.new_context(backend, params)));
     let ctx = match ctx {
         Ok(Ok(ctx)) => ctx,
         _ => {
@@ -249,6 +259,7 @@ pub(crate) fn run(
         n_params: model.n_params(),
         n_ctx_train: model.n_ctx_train(),
         size_bytes: file_size,
+        accelerator,
     };
     tracing::info!(
         load_ms = t0.elapsed().as_secs_f64() * 1e3,
@@ -267,22 +278,63 @@ pub(crate) fn run(
     }
     let mut worker = Worker {
         shutdown,
+        counters,
         backend,
         model: &model,
+        n_ctx: ctx.n_ctx() as usize,
         ctx,
         template,
         n_batch: cfg.n_batch,
         threads,
+        free_seqs: (0..n_parallel).rev().collect(),
+        free_cache_seqs: (n_parallel..n_parallel + n_cache).rev().collect(),
+        score_seq: n_parallel + n_cache,
+        slots: Vec::new(),
+        waiting: VecDeque::new(),
+        cache: Vec::new(),
+        tick: 0,
+        batch: LlamaBatch::new(cfg.n_batch as usize, 1),
     };
-    for job in jobs {
-        worker.handle(job);
-    }
+    worker.serve(&jobs);
     // `worker` (and with it the context) is dropped here, before this thread's handle on the model.
 }
 
-fn load_model(cfg: &EngineConfig, file: &str) -> Result<(&'static LlamaBackend, Arc<LlamaModel>)> {
+/// Offloads every layer to the first GPU when the build has a GPU backend (`--features cuda`) and a device answers;
+/// otherwise, or when loading onto the GPU fails (driver missing or too old, out of VRAM), loads on the CPU and logs
+/// why. Returns where the model runs, for logs and for the UI.
+fn load_model(
+    cfg: &EngineConfig,
+    file: &str,
+) -> Result<(&'static LlamaBackend, Arc<LlamaModel>, String)> {
     let backend = backend()?;
-    let params = LlamaModelParams::default();
+    let gpu = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .find(|d| d.device_type == LlamaBackendDeviceType::Gpu);
+    match (&gpu, cfg.gpu) {
+        (Some(dev), true) => {
+            let params = LlamaModelParams::default().with_n_gpu_layers(u32::MAX);
+            match LlamaModel::load_from_file(backend, &cfg.model_path, &params) {
+                Ok(model) => {
+                    let where_ = format!("{} ({})", dev.name, dev.description);
+                    tracing::info!(device = %where_, "model offloaded to GPU");
+                    return Ok((backend, Arc::new(model), where_));
+                }
+                Err(e) => {
+                    tracing::warn!(device = %dev.name, error = %e, "GPU load failed; falling back to CPU");
+                }
+            }
+        }
+        (Some(dev), false) => {
+            tracing::info!(device = %dev.name, "GPU present but disabled by configuration")
+        }
+        (None, _) if cfg!(feature = "cuda") => {
+            tracing::warn!(
+                "built with CUDA but no GPU device answered (driver or device missing); using CPU"
+            );
+        }
+        (None, _) => tracing::debug!("no GPU backend in this build; using CPU"),
+    }
+    let params = LlamaModelParams::default().with_n_gpu_layers(0);
     let model = LlamaModel::load_from_file(backend, &cfg.model_path, &params).map_err(|e| match e {
         LlamaModelLoadError::PathToStrError(_) | LlamaModelLoadError::NullError(_) => Error::new(
             Code::ModelLoadFailed,
@@ -290,7 +342,7 @@ fn load_model(cfg: &EngineConfig, file: &str) -> Result<(&'static LlamaBackend, 
         ),
         LlamaModelLoadError::NullResult => load_failed(file),
     })?;
-    Ok((backend, Arc::new(model)))
+    Ok((backend, Arc::new(model), "CPU".to_string()))
 }
 
 fn load_failed(file: &str) -> Error {
@@ -314,26 +366,139 @@ fn context_params(n_ctx: u32, n_batch: u32, threads: i32) -> LlamaContextParams 
         .with_no_perf(false)
 }
 
+/// Where a request is in its life on the worker.
+struct Slot {
+    seq: i32,
+    tokens: Vec<LlamaToken>,
+    /// Prompt tokens already in the KV cache (copied from the prefix cache or decoded).
+    n_past: usize,
+    /// The sampled token to feed at the next step; `None` while the prompt is still being decoded.
+    next: Option<LlamaToken>,
+    /// Index in the current batch whose logits this slot samples from after the decode.
+    logits_at: Option<i32>,
+    sampler: Sampling,
+    constrained: bool,
+    max_tokens: usize,
+    deadline: Option<Instant>,
+    cancel: crate::CancelToken,
+    events: Sender<GenEvent>,
+    listening: bool,
+    utf8: Utf8Stream,
+    /// Kept only to check the JSON shape at the end under a grammar; never logged.
+    text: String,
+    submitted: Instant,
+    t_prompt: Instant,
+    t_gen: Option<Instant>,
+    stats: GenStats,
+    /// Set when the model ended the answer itself.
+    done: Option<StopReason>,
+}
+
+impl Slot {
+    fn reserved(&self) -> usize {
+        self.tokens.len() + self.max_tokens
+    }
+    fn pos(&self) -> usize {
+        self.tokens.len() + self.stats.generated_tokens as usize - 1
+    }
+}
+
+/// A request accepted by the worker but not yet given a sequence.
+struct Pending {
+    tokens: Vec<LlamaToken>,
+    sampler: Sampling,
+    req: GenerateRequest,
+    cancel: crate::CancelToken,
+    events: Sender<GenEvent>,
+    submitted: Instant,
+}
+
+/// A recent prompt whose KV cells stay in the context under their own sequence id.
+struct CacheEntry {
+    seq: i32,
+    tokens: Vec<LlamaToken>,
+    last_used: u64,
+}
+
 struct Worker<'m> {
     shutdown: crate::CancelToken,
+    counters: Arc<crate::Counters>,
     backend: &'static LlamaBackend,
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
     n_batch: u32,
     threads: i32,
+    n_ctx: usize,
+    /// Sequence ids `0..n_parallel` serve requests, the next `prefix_cache` ids hold cached prefixes, and the last
+    /// one is scratch space for scoring.
+    free_seqs: Vec<i32>,
+    free_cache_seqs: Vec<i32>,
+    score_seq: i32,
+    slots: Vec<Slot>,
+    waiting: VecDeque<Pending>,
+    cache: Vec<CacheEntry>,
+    tick: u64,
+    batch: LlamaBatch<'static>,
 }
 
 impl Worker<'_> {
-    /// A panic inside llama-cpp-2 (it has `expect`s on FFI results) becomes an error for that job only; the next job
-    /// starts from a cleared KV cache, so the engine stays usable. A C-level abort (GGML_ASSERT) cannot be caught.
-    fn handle(&mut self, job: Job) {
+    /// Continuous batching: between decode steps, take new jobs, start waiting requests on free sequences, and
+    /// finish those that are done; each step is one `llama_decode` over every active sequence.
+    fn serve(&mut self, jobs: &Receiver<Job>) {
+        let mut open = true;
+        loop {
+            if open && self.slots.is_empty() && self.waiting.is_empty() {
+                match jobs.recv() {
+                    Ok(job) => self.take(job),
+                    Err(_) => open = false,
+                }
+            }
+            while open {
+                match jobs.try_recv() {
+                    Ok(job) => self.take(job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if self.shutdown.is_cancelled() || !open {
+                for p in self.waiting.drain(..) {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.counters.failed_total.fetch_add(1, Ordering::Relaxed);
+                    let _ = p.events.send(GenEvent::Error(crate::stopped_error()));
+                }
+            }
+            self.admit();
+            if self.slots.is_empty() {
+                if !open {
+                    return;
+                }
+                continue;
+            }
+            match catch_unwind(AssertUnwindSafe(|| self.step())) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.fail_all(&e),
+                Err(_) => {
+                    tracing::error!("generation step panicked");
+                    self.fail_all(&engine_error("panic"));
+                }
+            }
+        }
+    }
+
+    /// A panic inside llama-cpp-2 (it has `expect`s on FFI results) becomes an error for that job only; the KV cache
+    /// is cleared so the engine stays usable. A C-level abort (GGML_ASSERT) cannot be caught.
+    fn take(&mut self, job: Job) {
         if self.shutdown.is_cancelled() {
             match job {
                 Job::Generate { events, .. } => {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                     let _ = events.send(GenEvent::Error(crate::stopped_error()));
                 }
                 Job::Bench { reply, .. } => {
+                    let _ = reply.send(Err(crate::stopped_error()));
+                }
+                Job::Score { reply, .. } => {
                     let _ = reply.send(Err(crate::stopped_error()));
                 }
             }
@@ -344,22 +509,51 @@ impl Worker<'_> {
                 req,
                 cancel,
                 events,
+                submitted,
+            } => match catch_unwind(AssertUnwindSafe(|| self.prepare(&req))) {
+                Ok(Ok((tokens, sampler))) => self.waiting.push_back(Pending {
+                    tokens,
+                    sampler,
+                    req,
+                    cancel,
+                    events,
+                    submitted,
+                }),
+                res => {
+                    let e = res.unwrap_or_else(|_| Err(engine_error("panic"))).err();
+                    let e = e.unwrap_or_else(|| engine_error("prepare"));
+                    tracing::warn!(code = %e.code, "request refused");
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.counters.failed_total.fetch_add(1, Ordering::Relaxed);
+                    let _ = events.send(GenEvent::Error(e));
+                }
+            },
+            Job::Score {
+                context,
+                continuations,
+                reply,
             } => {
-                let mut sink = |s: &str| events.send(GenEvent::Token(s.to_owned())).is_ok();
-                let res =
-                    catch_unwind(AssertUnwindSafe(|| self.generate(&req, &cancel, &mut sink)));
-                let event = match res {
-                    Ok(Ok(stats)) => GenEvent::Done(stats),
-                    Ok(Err(e)) => {
-                        tracing::warn!(code = %e.code, "generation failed");
-                        GenEvent::Error(e)
-                    }
-                    Err(_) => {
-                        tracing::error!("generation panicked");
-                        GenEvent::Error(engine_error("panic"))
-                    }
-                };
-                let _ = events.send(event);
+                let seq = self.score_seq;
+                let res = catch_unwind(AssertUnwindSafe(|| {
+                    // Room for the longest possible scoring run; cached prefixes are the only thing to give up.
+                    let active: usize = self.slots.iter().map(Slot::reserved).sum();
+                    let want =
+                        context.len() + continuations.iter().map(String::len).max().unwrap_or(0);
+                    self.evict_until(active + want.min(self.n_ctx));
+                    score(
+                        self.model,
+                        &mut self.ctx,
+                        seq,
+                        self.n_batch,
+                        &context,
+                        &continuations,
+                    )
+                }))
+                .unwrap_or_else(|_| {
+                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                    Err(engine_error("panic"))
+                });
+                let _ = reply.send(res);
             }
             Job::Bench {
                 n_prompt,
@@ -372,6 +566,388 @@ impl Worker<'_> {
                 let _ = reply.send(res);
             }
         }
+    }
+
+    /// Everything that can be refused before the request waits for a sequence: template, tokens, size, grammar.
+    fn prepare(&self, req: &GenerateRequest) -> Result<(Vec<LlamaToken>, Sampling)> {
+        if req.max_tokens == 0 {
+            return Err(Error::new(
+                Code::ConfigInvalid,
+                "出力上限のトークン数は 1 以上にしてください。",
+            ));
+        }
+        let prompt = self.prompt(req)?;
+        // add_special/parse_special as llama-server does: the template's markers must become control tokens.
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, true);
+        drop(prompt);
+        let n_prompt = tokens.len();
+        let max_tokens = req.max_tokens as usize;
+        let n_ctx = self.n_ctx;
+        if n_prompt == 0 {
+            return Err(Error::new(
+                Code::InputEmpty,
+                "入力が空です。内容を入力してから再度お試しください。",
+            ));
+        }
+        if n_prompt + max_tokens > n_ctx {
+            tracing::warn!(n_prompt, max_tokens, n_ctx, "prompt too long");
+            return Err(Error::new(
+                Code::EngineFailed,
+                format!(
+                    "入力が長すぎます（入力 {n_prompt} トークン＋出力上限 {max_tokens} トークンが上限 {n_ctx} トークンを超えています）。\
+                     入力を短く分けてから再度お試しください。"
+                ),
+            ));
+        }
+        Ok((tokens, self.sampler(req)?))
+    }
+
+    /// Starts waiting requests, oldest first, while a sequence is free and their worst case (prompt + `max_tokens`)
+    /// fits in the KV cells not promised to running requests; cached prefixes give way, oldest first.
+    fn admit(&mut self) {
+        while let Some(p) = self.waiting.front() {
+            if p.cancel.is_cancelled() {
+                let p = self.waiting.pop_front().expect("front exists");
+                self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                self.counters
+                    .cancelled_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut stats = empty_stats(&p.tokens, StopReason::Cancelled);
+                stats.queue_ms = ms(p.submitted);
+                let _ = p.events.send(GenEvent::Done(stats));
+                continue;
+            }
+            let need = p.tokens.len() + p.req.max_tokens as usize;
+            let active: usize = self.slots.iter().map(Slot::reserved).sum();
+            if self.free_seqs.is_empty() || active + need > self.n_ctx {
+                return;
+            }
+            let p = self.waiting.pop_front().expect("front exists");
+            let seq = self.free_seqs.pop().expect("checked non-empty");
+            self.tick += 1;
+            // Longest common token prefix with a cached prompt; the last prompt token is always decoded so that
+            // there are logits to sample the first answer token from.
+            let mut reuse = 0;
+            if let Some(e) = self
+                .cache
+                .iter_mut()
+                .max_by_key(|e| common_prefix(&e.tokens, &p.tokens))
+            {
+                reuse = common_prefix(&e.tokens, &p.tokens).min(p.tokens.len() - 1);
+                if reuse > 0 {
+                    e.last_used = self.tick;
+                    let copied =
+                        self.ctx
+                            .copy_kv_cache_seq(e.seq, seq, Some(0), Some(reuse as u32));
+                    if copied.is_err() {
+                        reuse = 0;
+                    }
+                }
+            }
+            self.evict_until(active + need);
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters
+                .prompt_tokens_total
+                .fetch_add(p.tokens.len() as u64, Ordering::Relaxed);
+            self.counters
+                .cached_tokens_total
+                .fetch_add(reuse as u64, Ordering::Relaxed);
+            let mut stats = empty_stats(&p.tokens, StopReason::MaxTokens);
+            stats.queue_ms = ms(p.submitted);
+            stats.cached_tokens = reuse as u32;
+            self.slots.push(Slot {
+                seq,
+                n_past: reuse,
+                next: None,
+                logits_at: None,
+                sampler: p.sampler,
+                constrained: p.req.json_schema.is_some(),
+                max_tokens: p.req.max_tokens as usize,
+                deadline: p.req.max_time.map(|d| p.submitted + d),
+                cancel: p.cancel,
+                events: p.events,
+                listening: true,
+                utf8: Utf8Stream::default(),
+                text: String::new(),
+                submitted: p.submitted,
+                t_prompt: Instant::now(),
+                t_gen: None,
+                stats,
+                done: None,
+                tokens: p.tokens,
+            });
+            self.counters
+                .active
+                .store(self.slots.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Drops cached prefixes, least recently used first, until `used` plus the cache fits in the context.
+    ///
+    /// The count is conservative: a running request's reservation includes the prompt cells it shares with a
+    /// cached prefix, so the sum can only overstate the cells in use and a decode never runs out of them.
+    fn evict_until(&mut self, used: usize) {
+        while used + self.cache.iter().map(|e| e.tokens.len()).sum::<usize>() > self.n_ctx {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some((i, _)) = self
+            .cache
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.last_used)
+        else {
+            return false;
+        };
+        let e = self.cache.swap_remove(i);
+        let _ = self.ctx.clear_kv_cache_seq(Some(e.seq as u32), None, None);
+        self.free_cache_seqs.push(e.seq);
+        self.counters
+            .prefix_cache_entries
+            .store(self.cache.len(), Ordering::Relaxed);
+        true
+    }
+
+    /// Keeps a just-decoded prompt's cells under a cache sequence id. A cached prompt that is a prefix of this one is
+    /// replaced (the new one covers it); one that already covers this prompt is only marked as used.
+    fn remember(&mut self, slot: usize) {
+        if self.free_cache_seqs.is_empty() && self.cache.is_empty() {
+            return; // cache disabled
+        }
+        self.tick += 1;
+        let tokens = &self.slots[slot].tokens;
+        let src = self.slots[slot].seq;
+        if let Some(e) = self
+            .cache
+            .iter_mut()
+            .find(|e| common_prefix(&e.tokens, tokens) == tokens.len())
+        {
+            e.last_used = self.tick;
+            return;
+        }
+        let active: usize = self.slots.iter().map(Slot::reserved).sum();
+        let dst = if let Some(i) = self
+            .cache
+            .iter()
+            .position(|e| common_prefix(&e.tokens, tokens) == e.tokens.len())
+        {
+            let e = self.cache.swap_remove(i);
+            let _ = self.ctx.clear_kv_cache_seq(Some(e.seq as u32), None, None);
+            e.seq
+        } else {
+            if self.free_cache_seqs.is_empty() && !self.evict_oldest() {
+                return;
+            }
+            self.free_cache_seqs.pop().expect("checked non-empty")
+        };
+        let tokens = self.slots[slot].tokens.clone();
+        self.evict_until(active + tokens.len());
+        if active + tokens.len() > self.n_ctx
+            || self
+                .ctx
+                .copy_kv_cache_seq(src, dst, Some(0), Some(tokens.len() as u32))
+                .is_err()
+        {
+            self.free_cache_seqs.push(dst);
+            return;
+        }
+        self.cache.push(CacheEntry {
+            seq: dst,
+            tokens,
+            last_used: self.tick,
+        });
+        self.counters
+            .prefix_cache_entries
+            .store(self.cache.len(), Ordering::Relaxed);
+    }
+
+    /// One decode over every active sequence: one token each for those generating, then prompt chunks for those
+    /// still reading their prompt, up to `n_batch` tokens in all; then each sequence with fresh logits samples.
+    fn step(&mut self) -> Result<()> {
+        self.retire_stopped();
+        if self.slots.is_empty() {
+            return Ok(());
+        }
+        let n_batch = self.n_batch as usize;
+        self.batch.clear();
+        let mut budget = n_batch;
+        for s in self.slots.iter_mut() {
+            s.logits_at = None;
+            if let Some(tok) = s.next {
+                self.batch
+                    .add(tok, s.pos() as i32, &[s.seq], true)
+                    .map_err(|_| engine_error("batch"))?;
+                s.logits_at = Some(self.batch.n_tokens() - 1);
+                budget -= 1;
+            }
+        }
+        for s in self.slots.iter_mut().filter(|s| s.next.is_none()) {
+            if budget == 0 {
+                break;
+            }
+            let n = (s.tokens.len() - s.n_past).min(budget);
+            for i in s.n_past..s.n_past + n {
+                let last = i + 1 == s.tokens.len();
+                self.batch
+                    .add(s.tokens[i], i as i32, &[s.seq], last)
+                    .map_err(|_| engine_error("batch"))?;
+                if last {
+                    s.logits_at = Some(self.batch.n_tokens() - 1);
+                }
+            }
+            s.n_past += n;
+            budget -= n;
+        }
+        self.ctx.decode(&mut self.batch).map_err(decode_error)?;
+
+        let model = self.model;
+        let vocab = model.vocab();
+        let mut piece = Vec::with_capacity(32);
+        for i in 0..self.slots.len() {
+            let Some(idx) = self.slots[i].logits_at else {
+                continue;
+            };
+            if self.slots[i].next.is_none() {
+                self.slots[i].stats.prompt_ms = ms(self.slots[i].t_prompt);
+                self.slots[i].t_gen = Some(Instant::now());
+                self.remember(i);
+            }
+            let s = &mut self.slots[i];
+            let token = s.sampler.next(&self.ctx, idx)?;
+            if vocab.is_eog(token) {
+                s.done = Some(StopReason::Eos);
+                continue;
+            }
+            s.stats.generated_tokens += 1;
+            s.next = Some(token);
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            let text = s.utf8.push(&piece);
+            if !text.is_empty() {
+                if s.stats.ttft_ms == 0.0 {
+                    s.stats.ttft_ms = ms(s.submitted);
+                }
+                if s.constrained {
+                    s.text.push_str(&text);
+                }
+                if s.events.send(GenEvent::Token(text)).is_err() {
+                    s.listening = false;
+                }
+            }
+        }
+        self.retire_stopped();
+        Ok(())
+    }
+
+    /// Finishes every slot that hit a limit, was cancelled or lost its listener, and frees its sequence.
+    fn retire_stopped(&mut self) {
+        let shutdown = self.shutdown.is_cancelled();
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.slots.len() {
+            let s = &mut self.slots[i];
+            let stop = if s.done.is_some() {
+                s.done
+            } else if shutdown || s.cancel.is_cancelled() || !s.listening {
+                Some(StopReason::Cancelled)
+            } else if s.stats.generated_tokens as usize >= s.max_tokens {
+                Some(StopReason::MaxTokens)
+            } else if s.deadline.is_some_and(|d| now >= d) {
+                Some(StopReason::MaxTime)
+            } else {
+                None
+            };
+            match stop {
+                Some(stop) => {
+                    let s = self.slots.swap_remove(i);
+                    self.finish(s, stop);
+                }
+                None => i += 1,
+            }
+        }
+        self.counters
+            .active
+            .store(self.slots.len(), Ordering::Relaxed);
+    }
+
+    fn finish(&mut self, mut s: Slot, stop: StopReason) {
+        let _ = self.ctx.clear_kv_cache_seq(Some(s.seq as u32), None, None);
+        self.free_seqs.push(s.seq);
+        s.stats.stop = stop;
+        let rest = s.utf8.finish();
+        if !rest.is_empty() && s.listening && stop != StopReason::Cancelled {
+            if s.stats.ttft_ms == 0.0 {
+                s.stats.ttft_ms = ms(s.submitted);
+            }
+            s.text.push_str(&rest);
+            let _ = s.events.send(GenEvent::Token(rest));
+        }
+        if s.t_gen.is_none() {
+            s.stats.prompt_ms = ms(s.t_prompt);
+        }
+        s.stats.generate_ms = s.t_gen.map_or(0.0, ms);
+        let c = &self.counters;
+        c.generated_tokens_total
+            .fetch_add(u64::from(s.stats.generated_tokens), Ordering::Relaxed);
+        tracing::info!(
+            seq = s.seq,
+            prompt_tokens = s.stats.prompt_tokens,
+            cached_tokens = s.stats.cached_tokens,
+            generated_tokens = s.stats.generated_tokens,
+            queue_ms = s.stats.queue_ms,
+            ttft_ms = s.stats.ttft_ms,
+            prompt_ms = s.stats.prompt_ms,
+            generate_ms = s.stats.generate_ms,
+            stop = ?s.stats.stop,
+            constrained = s.constrained,
+            "generation finished"
+        );
+        if stop == StopReason::Cancelled {
+            if !s.listening {
+                tracing::debug!(seq = s.seq, "receiver dropped; generation abandoned");
+            }
+            c.cancelled_total.fetch_add(1, Ordering::Relaxed);
+            let _ = s.events.send(GenEvent::Done(s.stats));
+            return;
+        }
+        // Under a grammar the text is valid JSON exactly when the grammar reached its end; running out of tokens
+        // or time first leaves a prefix, which callers must never receive as if it were a result.
+        if s.constrained && serde_json::from_str::<serde_json::Value>(&s.text).is_err() {
+            c.failed_total.fetch_add(1, Ordering::Relaxed);
+            let max_tokens = s.stats.generated_tokens;
+            let _ = s.events.send(GenEvent::Error(Error::new(
+                Code::EngineBadOutput,
+                format!(
+                    "生成結果が出力上限（{max_tokens} トークン）までに完成しませんでした。入力を短くするか、もう一度お試しください。"
+                ),
+            )));
+            return;
+        }
+        c.completed_total.fetch_add(1, Ordering::Relaxed);
+        let _ = s.events.send(GenEvent::Done(s.stats));
+    }
+
+    /// A failed decode leaves the batch's cells in an unknown state: every running request gets the error, and
+    /// the cache (prefixes included) starts again from empty.
+    fn fail_all(&mut self, e: &Error) {
+        tracing::warn!(code = %e.code, active = self.slots.len(), "decode step failed");
+        for s in self.slots.drain(..) {
+            self.counters.failed_total.fetch_add(1, Ordering::Relaxed);
+            self.free_seqs.push(s.seq);
+            let _ = s.events.send(GenEvent::Error(e.clone()));
+        }
+        for e in self.cache.drain(..) {
+            self.free_cache_seqs.push(e.seq);
+        }
+        self.ctx.clear_kv_cache();
+        self.counters.active.store(0, Ordering::Relaxed);
+        self.counters
+            .prefix_cache_entries
+            .store(0, Ordering::Relaxed);
     }
 
     fn prompt(&self, req: &GenerateRequest) -> Result<String> {
@@ -429,147 +1005,6 @@ impl Worker<'_> {
             LlamaSampler::chain_simple([LlamaSampler::greedy()])
         };
         Ok(Sampling { grammar, chain })
-    }
-
-    /// `sink` returns false when nobody listens any more; that ends the generation like a cancel.
-    fn generate(
-        &mut self,
-        req: &GenerateRequest,
-        cancel: &crate::CancelToken,
-        sink: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<GenStats> {
-        if req.max_tokens == 0 {
-            return Err(Error::new(
-                Code::ConfigInvalid,
-                "出力上限のトークン数は 1 以上にしてください。",
-            ));
-        }
-        let vocab = self.model.vocab();
-        let prompt = self.prompt(req)?;
-        // add_special/parse_special as llama-server does: the template's markers must become control tokens.
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-        drop(prompt);
-        let n_prompt = tokens.len();
-        let n_ctx = self.ctx.n_ctx() as usize;
-        let max_tokens = req.max_tokens as usize;
-        if n_prompt == 0 {
-            return Err(Error::new(
-                Code::InputEmpty,
-                "入力が空です。内容を入力してから再度お試しください。",
-            ));
-        }
-        if n_prompt + max_tokens > n_ctx {
-            tracing::warn!(n_prompt, max_tokens, n_ctx, "prompt too long");
-            return Err(Error::new(
-                Code::EngineFailed,
-                format!(
-                    "入力が長すぎます（入力 {n_prompt} トークン＋出力上限 {max_tokens} トークンが上限 {n_ctx} トークンを超えています）。\
-                     入力を短く分けてから再度お試しください。"
-                ),
-            ));
-        }
-        let mut sampler = self.sampler(req)?;
-        let mut stats = GenStats {
-            prompt_tokens: n_prompt as u32,
-            generated_tokens: 0,
-            prompt_ms: 0.0,
-            generate_ms: 0.0,
-            stop: StopReason::Cancelled,
-        };
-
-        // Each request starts from an empty cache: requests are independent dictations.
-        self.ctx.clear_kv_cache();
-        let n_batch = self.n_batch as usize;
-        let mut batch = LlamaBatch::new(n_batch, 1);
-        let t_prompt = Instant::now();
-        for (chunk_idx, chunk) in tokens.chunks(n_batch).enumerate() {
-            if cancel.is_cancelled() || self.shutdown.is_cancelled() {
-                stats.prompt_ms = ms(t_prompt);
-                return Ok(stats);
-            }
-            batch.clear();
-            for (i, &tok) in chunk.iter().enumerate() {
-                let pos = chunk_idx * n_batch + i;
-                batch
-                    .add(tok, pos as i32, &[0], pos + 1 == n_prompt)
-                    .map_err(|_| engine_error("batch"))?;
-            }
-            self.ctx.decode(&mut batch).map_err(decode_error)?;
-        }
-        stats.prompt_ms = ms(t_prompt);
-
-        let t_gen = Instant::now();
-        let mut utf8 = Utf8Stream::default();
-        let mut text = String::new();
-        let mut piece = Vec::with_capacity(32);
-        let mut single = LlamaBatch::new(1, 1);
-        let mut pos = n_prompt;
-        let mut listening = true;
-        stats.stop = StopReason::MaxTokens;
-        while (stats.generated_tokens as usize) < max_tokens {
-            if cancel.is_cancelled() || self.shutdown.is_cancelled() {
-                stats.stop = StopReason::Cancelled;
-                break;
-            }
-            let token = sampler.next(&self.ctx)?;
-            if vocab.is_eog(token) {
-                stats.stop = StopReason::Eos;
-                break;
-            }
-            stats.generated_tokens += 1;
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            let s = utf8.push(&piece);
-            if !s.is_empty() {
-                text.push_str(&s);
-                if !sink(&s) {
-                    listening = false;
-                    stats.stop = StopReason::Cancelled;
-                    break;
-                }
-            }
-            if (stats.generated_tokens as usize) == max_tokens {
-                break; // the last token's logits would never be used
-            }
-            single.clear();
-            single
-                .add(token, pos as i32, &[0], true)
-                .map_err(|_| engine_error("batch"))?;
-            pos += 1;
-            self.ctx.decode(&mut single).map_err(decode_error)?;
-        }
-        let rest = utf8.finish();
-        if !rest.is_empty() && listening {
-            text.push_str(&rest);
-            sink(&rest);
-        }
-        stats.generate_ms = ms(t_gen);
-        tracing::info!(
-            prompt_tokens = stats.prompt_tokens,
-            generated_tokens = stats.generated_tokens,
-            prompt_ms = stats.prompt_ms,
-            generate_ms = stats.generate_ms,
-            stop = ?stats.stop,
-            constrained = req.json_schema.is_some(),
-            "generation finished"
-        );
-        if stats.stop == StopReason::Cancelled {
-            if !listening {
-                tracing::debug!("receiver dropped; generation abandoned");
-            }
-            return Ok(stats);
-        }
-        // Under a grammar the text is valid JSON exactly when the grammar reached its end; running out of tokens
-        // first leaves a prefix, which callers must never receive as if it were a result.
-        if req.json_schema.is_some() && serde_json::from_str::<serde_json::Value>(&text).is_err() {
-            return Err(Error::new(
-                Code::EngineBadOutput,
-                format!(
-                    "生成結果が出力上限（{max_tokens} トークン）までに完成しませんでした。入力を短くするか、もう一度お試しください。"
-                ),
-            ));
-        }
-        Ok(stats)
     }
 
     /// Mirrors llama-bench (tools/llama-bench/llama-bench.cpp): one context per test sized `n_prompt` (pp) or `n_gen`
@@ -632,6 +1067,142 @@ impl Worker<'_> {
     }
 }
 
+/// Log-likelihoods of `continuations` after `context` in sequence `seq`, which must be empty on entry and is left
+/// empty on return.
+///
+/// The context is decoded once and its last logits kept; each continuation is then decoded after it (all outputs
+/// on) and its cells removed again, so the context's cells serve every continuation. A one-token continuation needs
+/// no decode at all.
+pub(crate) fn score(
+    model: &LlamaModel,
+    ctx: &mut LlamaContext<'_>,
+    seq: i32,
+    n_batch: u32,
+    context: &str,
+    continuations: &[String],
+) -> Result<Vec<crate::Scored>> {
+    let vocab = model.vocab();
+    let ctx_tokens = vocab.tokenize(context.as_bytes(), true, false);
+    if ctx_tokens.is_empty() {
+        return Err(Error::new(
+            Code::InputEmpty,
+            "評価の文脈が空です。文脈を入力してから再度お試しください。",
+        ));
+    }
+    let conts: Vec<Vec<LlamaToken>> = continuations
+        .iter()
+        .map(|c| vocab.tokenize(c.as_bytes(), false, false))
+        .collect();
+    let n_ctx = ctx.n_ctx() as usize;
+    let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+    if ctx_tokens.len() + longest > n_ctx {
+        tracing::warn!(
+            context_tokens = ctx_tokens.len(),
+            longest,
+            n_ctx,
+            "score input too long"
+        );
+        return Err(Error::new(
+            Code::InputTooLarge,
+            format!(
+                "評価の入力が長すぎます（文脈 {} トークン＋続き {longest} トークンが上限 {n_ctx} トークンを超えています）。",
+                ctx_tokens.len()
+            ),
+        ));
+    }
+    let n_batch = n_batch as usize;
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    let t0 = Instant::now();
+    let res = (|| {
+        for (chunk_idx, chunk) in ctx_tokens.chunks(n_batch).enumerate() {
+            batch.clear();
+            for (i, &tok) in chunk.iter().enumerate() {
+                let pos = chunk_idx * n_batch + i;
+                batch
+                    .add(tok, pos as i32, &[seq], pos + 1 == ctx_tokens.len())
+                    .map_err(|_| engine_error("batch"))?;
+            }
+            ctx.decode(&mut batch).map_err(decode_error)?;
+        }
+        let ctx_logits = ctx.get_logits_ith(batch.n_tokens() - 1).to_vec();
+        let base = ctx_tokens.len();
+        let mut out = Vec::with_capacity(conts.len());
+        for cont in &conts {
+            let Some((&first, _)) = cont.split_first() else {
+                out.push(crate::Scored {
+                    logprob: 0.0,
+                    n_tokens: 0,
+                    greedy: true,
+                });
+                continue;
+            };
+            let (mut lp, mut greedy) = token_logprob(&ctx_logits, first);
+            // Token k predicts token k + 1: the last token is never fed.
+            let feed = &cont[..cont.len() - 1];
+            for (chunk_idx, chunk) in feed.chunks(n_batch).enumerate() {
+                batch.clear();
+                for (i, &tok) in chunk.iter().enumerate() {
+                    let pos = base + chunk_idx * n_batch + i;
+                    batch
+                        .add(tok, pos as i32, &[seq], true)
+                        .map_err(|_| engine_error("batch"))?;
+                }
+                ctx.decode(&mut batch).map_err(decode_error)?;
+                for i in 0..chunk.len() {
+                    let next = cont[chunk_idx * n_batch + i + 1];
+                    let (l, g) = token_logprob(ctx.get_logits_ith(i as i32), next);
+                    lp += l;
+                    greedy &= g;
+                }
+            }
+            ctx.clear_kv_cache_seq(Some(seq as u32), Some(base as u32), None)
+                .map_err(|_| engine_error("kv"))?;
+            out.push(crate::Scored {
+                logprob: lp,
+                n_tokens: cont.len() as u32,
+                greedy,
+            });
+        }
+        Ok(out)
+    })();
+    let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+    tracing::info!(
+        context_tokens = ctx_tokens.len(),
+        continuations = conts.len(),
+        score_ms = ms(t0),
+        "score finished"
+    );
+    res
+}
+
+/// `log softmax(logits)[token]` in f64 (a 150k-entry sum in f32 loses digits), and whether `token` is the argmax.
+fn token_logprob(logits: &[f32], token: LlamaToken) -> (f64, bool) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let l = logits
+        .get(token.0 as usize)
+        .copied()
+        .unwrap_or(f32::NEG_INFINITY);
+    (f64::from(l - max) - sum.ln(), l >= max)
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn empty_stats(tokens: &[LlamaToken], stop: StopReason) -> GenStats {
+    GenStats {
+        prompt_tokens: tokens.len() as u32,
+        generated_tokens: 0,
+        prompt_ms: 0.0,
+        generate_ms: 0.0,
+        stop,
+        ttft_ms: 0.0,
+        queue_ms: 0.0,
+        cached_tokens: 0,
+    }
+}
+
 /// Grammar first, then top-k/top-p/temperature/dist (or greedy), with llama.cpp's own shortcut from
 /// `common_sampler_sample`: sample without the grammar, and only if the grammar rejects that token mask the whole
 /// vocabulary and sample again.
@@ -646,12 +1217,13 @@ struct Sampling {
 }
 
 impl Sampling {
-    fn next(&mut self, ctx: &LlamaContext<'_>) -> Result<LlamaToken> {
+    /// `idx` is the batch position whose logits to sample from.
+    fn next(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> Result<LlamaToken> {
         let Some(grammar) = self.grammar.as_mut() else {
             // `sample` accepts the token into the chain itself.
-            return Ok(self.chain.sample(ctx, -1));
+            return Ok(self.chain.sample(ctx, idx));
         };
-        let mut cur = ctx.token_data_array_ith(-1);
+        let mut cur = ctx.token_data_array_ith(idx);
         cur.apply_sampler(&mut self.chain);
         let first = cur
             .selected_token()
@@ -666,7 +1238,7 @@ impl Sampling {
         {
             first
         } else {
-            let mut cur = ctx.token_data_array_ith(-1);
+            let mut cur = ctx.token_data_array_ith(idx);
             cur.apply_sampler(grammar);
             cur.apply_sampler(&mut self.chain);
             cur.selected_token()

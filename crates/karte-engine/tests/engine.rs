@@ -455,3 +455,398 @@ fn sampled_output_under_a_schema_is_valid_json_or_bad_output() {
         }
     }
 }
+
+/// (context, likely continuation, scrambled continuation): the scrambled one has the same words in an order no text
+/// would have, so any working model must find it less likely.
+const SCORE_CASES: &[(&str, &str, &str)] = &[
+    (
+        "One, two, three, four,",
+        " five, six, seven, eight",
+        " eight seven, six five,",
+    ),
+    (
+        "The patient was given a glass of",
+        " water to drink.",
+        " drink to water glass.",
+    ),
+    (
+        "Monday, Tuesday, Wednesday,",
+        " Thursday, Friday",
+        " Friday Thursday,,",
+    ),
+];
+
+#[test]
+fn score_prefers_likely_continuations_and_is_never_positive() {
+    let _g = serial();
+    let engine = load();
+    for (context, likely, scrambled) in SCORE_CASES {
+        let s = engine
+            .score(context, &[likely.to_string(), scrambled.to_string()])
+            .unwrap();
+        assert_eq!(s.len(), 2);
+        for x in &s {
+            assert!(x.logprob <= 0.0 && x.logprob.is_finite(), "{x:?}");
+            assert!(x.n_tokens > 0, "{x:?}");
+        }
+        assert!(
+            !s[1].greedy,
+            "a scrambled text is not what greedy decoding writes"
+        );
+        assert!(
+            s[0].logprob > s[1].logprob,
+            "{context:?}: likely {:?} vs scrambled {:?}",
+            s[0],
+            s[1]
+        );
+    }
+}
+
+#[test]
+fn score_equals_the_sum_of_single_token_steps() {
+    let _g = serial();
+    let engine = load();
+    let context = "One, two, three, four,";
+    // Words that are one token each with their leading space, so the text can be cut at token boundaries.
+    let steps = [" five", ",", " six", ",", " seven"];
+    let whole = steps.concat();
+    let all = engine.score(context, &[whole.clone()]).unwrap()[0];
+    assert_eq!(all.n_tokens as usize, steps.len(), "one token per step");
+    let mut sum = 0.0;
+    let mut ctx = context.to_string();
+    for step in steps {
+        // Context + step tokenizes as context tokens + the step's token (no merge across the cut).
+        assert_eq!(
+            engine.tokenize_count(&format!("{ctx}{step}")).unwrap(),
+            engine.tokenize_count(&ctx).unwrap() + 1
+        );
+        let s = engine.score(&ctx, &[step.to_string()]).unwrap()[0];
+        assert_eq!(s.n_tokens, 1);
+        sum += s.logprob;
+        ctx.push_str(step);
+    }
+    // Different batch shapes change float rounding a little, never the value.
+    assert!(
+        (all.logprob - sum).abs() < 1e-2 * sum.abs().max(1.0),
+        "{} vs {sum}",
+        all.logprob
+    );
+}
+
+#[test]
+fn score_is_deterministic_and_independent_of_the_other_continuations() {
+    let _g = serial();
+    let engine = load();
+    let (context, a, b) = SCORE_CASES[1];
+    let together = engine
+        .score(context, &[a.to_string(), b.to_string(), String::new()])
+        .unwrap();
+    let again = engine
+        .score(context, &[a.to_string(), b.to_string(), String::new()])
+        .unwrap();
+    assert_eq!(together, again, "same input, same scores");
+    let alone_b = engine.score(context, &[b.to_string()]).unwrap();
+    assert_eq!(
+        together[1], alone_b[0],
+        "earlier continuations leave no trace"
+    );
+    assert_eq!(together[2].n_tokens, 0);
+    assert_eq!(together[2].logprob, 0.0);
+}
+
+fn engine_with(n_parallel: u32, prefix_cache: u32, max_queue: usize) -> Engine {
+    Engine::load(EngineConfig {
+        n_parallel,
+        prefix_cache,
+        max_queue,
+        ..config(model_path())
+    })
+    .expect("test model loads")
+}
+
+/// Reads one request's events to the end: (text, stats) or the error.
+fn collect(
+    rx: std::sync::mpsc::Receiver<GenEvent>,
+) -> Result<(String, karte_engine::GenStats), karte_engine::Error> {
+    let mut text = String::new();
+    for ev in rx {
+        match ev {
+            GenEvent::Token(t) => text.push_str(&t),
+            GenEvent::Done(s) => return Ok((text, s)),
+            GenEvent::Error(e) => return Err(e),
+        }
+    }
+    panic!("stream ended without Done or Error")
+}
+
+fn assert_agrees(batched: &str, alone: &str, i: usize) {
+    let same = batched
+        .chars()
+        .zip(alone.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(
+        same >= 40.min(alone.chars().count()),
+        "request {i}: batched output diverges after {same} chars:\n{batched}\nvs\n{alone}"
+    );
+}
+
+/// Different clinical-style questions (English: SmolLM2 is an English model) for concurrent requests.
+const BATCH_PROMPTS: &[&str] = &[
+    "Name three symptoms of influenza.",
+    "What is a normal resting heart rate for an adult?",
+    "Give one tip for sleeping better.",
+    "What does a thermometer measure?",
+];
+
+#[test]
+fn concurrent_requests_agree_with_one_at_a_time_and_repeat_exactly() {
+    let _g = serial();
+    let alone: Vec<String> = {
+        let engine = engine_with(1, 0, 64);
+        BATCH_PROMPTS
+            .iter()
+            .map(|p| {
+                collect(engine.submit(chat(p), CancelToken::new()))
+                    .unwrap()
+                    .0
+            })
+            .collect()
+    };
+    let engine = engine_with(4, 0, 64);
+    let rxs: Vec<_> = BATCH_PROMPTS
+        .iter()
+        .map(|p| engine.submit(chat(p), CancelToken::new()))
+        .collect();
+    let together: Vec<_> = rxs.into_iter().map(|rx| collect(rx).unwrap()).collect();
+    // llama.cpp's CPU kernels sum in an order that depends on how many rows a matrix product has, so a sequence
+    // decoded beside others is not bit-identical to one decoded alone, and greedy decoding can flip at a near-tie
+    // after a while. Cross-talk between sequences would derail an answer from its first tokens; a shared opening
+    // of 40+ characters rules that out.
+    for (i, (text, stats)) in together.iter().enumerate() {
+        assert_agrees(text, &alone[i], i);
+        assert!(
+            stats.ttft_ms > 0.0 && stats.generated_tokens > 0,
+            "{stats:?}"
+        );
+    }
+    // The same batch again is bit-identical: no state leaks from one batch (or finished sequence) to the next.
+    let rxs: Vec<_> = BATCH_PROMPTS
+        .iter()
+        .map(|p| engine.submit(chat(p), CancelToken::new()))
+        .collect();
+    let again: Vec<_> = rxs.into_iter().map(|rx| collect(rx).unwrap().0).collect();
+    for (i, text) in again.iter().enumerate() {
+        assert_eq!(
+            text, &together[i].0,
+            "prompt {i}: same batch, different text"
+        );
+    }
+    let load = engine.load_info();
+    assert_eq!(load.completed_total, 2 * BATCH_PROMPTS.len() as u64);
+    assert_eq!((load.active, load.queued), (0, 0));
+    assert_eq!(load.max_parallel, 4);
+}
+
+#[test]
+fn requests_beyond_n_parallel_wait_and_all_complete() {
+    let _g = serial();
+    let engine = engine_with(2, 0, 64);
+    let long = |p: &str| GenerateRequest {
+        max_tokens: 40,
+        ..chat(&format!("Write a long story about {p}."))
+    };
+    let rxs: Vec<_> = ["a cat", "a dog", "a horse", "a bird"]
+        .iter()
+        .map(|p| engine.submit(long(p), CancelToken::new()))
+        .collect();
+    // While the first two stream, the other two wait: never more than n_parallel active.
+    let first = rxs[0].recv().unwrap();
+    assert!(matches!(first, GenEvent::Token(_)), "{first:?}");
+    let load = engine.load_info();
+    assert!(load.active <= 2, "{load:?}");
+    assert!(load.active + load.queued >= 2, "{load:?}");
+    let mut prefix = match first {
+        GenEvent::Token(t) => t,
+        _ => unreachable!(),
+    };
+    let mut results = Vec::new();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let (text, stats) = collect(rx).unwrap();
+        if i == 0 {
+            prefix.push_str(&text);
+        }
+        results.push(stats);
+    }
+    assert!(!prefix.is_empty());
+    for s in &results {
+        assert!(s.generated_tokens > 0, "{s:?}");
+    }
+    // The last two waited for a sequence; the first two did not.
+    assert!(results[3].queue_ms > results[0].queue_ms, "{results:?}");
+    assert_eq!(engine.load_info().completed_total, 4);
+}
+
+#[test]
+fn full_queue_is_engine_busy_and_counted() {
+    let _g = serial();
+    let engine = engine_with(1, 0, 1);
+    let running = engine.submit(
+        GenerateRequest {
+            max_tokens: 300,
+            ..chat("Write a very long story about a ship.")
+        },
+        CancelToken::new(),
+    );
+    // Once it streams it holds the only sequence, so the next request waits in the queue of one...
+    assert!(matches!(running.recv().unwrap(), GenEvent::Token(_)));
+    let waiting = engine.submit(chat("Say hello."), CancelToken::new());
+    // ...and the one after that is refused at once.
+    let err = engine
+        .try_submit(chat("Say hello."), CancelToken::new())
+        .unwrap_err();
+    assert_eq!(err.code, Code::EngineBusy);
+    match engine
+        .submit(chat("Say hello."), CancelToken::new())
+        .recv()
+        .unwrap()
+    {
+        GenEvent::Error(e) => assert_eq!(e.code, Code::EngineBusy),
+        other => panic!("expected engine.busy, got {other:?}"),
+    }
+    let load = engine.load_info();
+    assert_eq!((load.active, load.queued, load.rejected_total), (1, 1, 2));
+    drop(running); // a disconnect frees the sequence for the waiting request
+    let (_, stats) = collect(waiting).unwrap();
+    assert!(stats.generated_tokens > 0);
+    let load = engine.load_info();
+    assert_eq!(load.cancelled_total, 1, "{load:?}");
+    assert_eq!(
+        load.requests_total, 2,
+        "refused requests are not accepted ones"
+    );
+}
+
+#[test]
+fn max_time_ends_the_answer_early() {
+    let _g = serial();
+    let engine = load();
+    let req = GenerateRequest {
+        max_tokens: 300,
+        max_time: Some(std::time::Duration::from_millis(300)),
+        ..chat("Write a very long story about a mountain.")
+    };
+    let (_, stats) = collect(engine.submit(req, CancelToken::new())).unwrap();
+    assert_eq!(stats.stop, StopReason::MaxTime, "{stats:?}");
+    assert!(stats.generated_tokens < 300, "{stats:?}");
+}
+
+#[test]
+fn grammar_and_free_text_requests_share_a_batch() {
+    let _g = serial();
+    let engine = engine_with(3, 0, 64);
+    let constrained = GenerateRequest {
+        json_schema: Some(soap_schema()),
+        max_tokens: 400,
+        ..GenerateRequest::new(vec![
+            ChatMessage::system(
+                r#"Return JSON like {"subjective": [{"text": "cough", "facts": [1]}]}. One item per complaint; facts are the sentence numbers."#,
+            ),
+            ChatMessage::user(
+                "Sentences: [1] I have had a headache since yesterday. [2] I feel a little dizzy.",
+            ),
+        ])
+    };
+    let free1 = engine.submit(chat("Write a long story about a cat."), CancelToken::new());
+    let json = engine.submit(constrained, CancelToken::new());
+    let free2 = engine.submit(chat("Name three fruits."), CancelToken::new());
+    let (text, stats) = collect(json).unwrap();
+    let v: Value = serde_json::from_str(&text).expect("output parses as JSON");
+    validate_soap(&v).unwrap_or_else(|e| panic!("schema violation: {e}; output: {text}"));
+    assert_eq!(stats.stop, StopReason::Eos);
+    let (t1, _) = collect(free1).unwrap();
+    let (t2, _) = collect(free2).unwrap();
+    assert!(
+        serde_json::from_str::<Value>(&t1).is_err() && serde_json::from_str::<Value>(&t2).is_err(),
+        "the grammar stays with its own sequence"
+    );
+}
+
+/// One long shared instruction, then different dictations: the second and later requests reuse its KV cells.
+fn shared_prefix_request(user: &str) -> GenerateRequest {
+    let system = "You are a careful clinical documentation assistant. Write short, factual answers. \
+                  Never invent findings. Use plain English. Keep each answer under three sentences. "
+        .repeat(4);
+    GenerateRequest {
+        max_tokens: 40,
+        ..GenerateRequest::new(vec![ChatMessage::system(system), ChatMessage::user(user)])
+    }
+}
+
+#[test]
+fn prefix_cache_reuses_the_shared_instructions_with_identical_output() {
+    let _g = serial();
+    let users = [
+        "The patient reports a cough for three days.",
+        "The patient reports pain in the left knee.",
+        "The patient reports a cough for three days.",
+    ];
+    let without: Vec<_> = {
+        let engine = engine_with(1, 0, 64);
+        users
+            .iter()
+            .map(|u| collect(engine.submit(shared_prefix_request(u), CancelToken::new())).unwrap())
+            .collect()
+    };
+    for (_, s) in &without {
+        assert_eq!(s.cached_tokens, 0, "cache off: {s:?}");
+    }
+    let engine = engine_with(1, 4, 64);
+    let with: Vec<_> = users
+        .iter()
+        .map(|u| collect(engine.submit(shared_prefix_request(u), CancelToken::new())).unwrap())
+        .collect();
+    assert_eq!(with[0].1.cached_tokens, 0, "nothing cached yet");
+    // The instructions are well over 100 tokens; the second dictation differs after them.
+    assert!(with[1].1.cached_tokens > 100, "{:?}", with[1].1);
+    assert!(with[1].1.cached_tokens < with[1].1.prompt_tokens);
+    // The exact repeat reuses all but the last prompt token (its logits are needed to start the answer).
+    assert_eq!(with[2].1.cached_tokens + 1, with[2].1.prompt_tokens);
+    for (i, ((a, _), (b, _))) in with.iter().zip(&without).enumerate() {
+        assert_eq!(a, b, "request {i}: output with the prefix cache differs");
+    }
+    let load = engine.load_info();
+    assert!(
+        load.prefix_cache_entries >= 1 && load.prefix_cache_entries <= 4,
+        "{load:?}"
+    );
+    assert!(load.cached_tokens_total > 200, "{load:?}");
+}
+
+#[test]
+fn prefix_cache_works_across_concurrent_requests() {
+    let _g = serial();
+    let engine = engine_with(4, 4, 64);
+    // Warm the cache with the instructions, then four dictations at once all start from them.
+    collect(engine.submit(shared_prefix_request("Say hello."), CancelToken::new())).unwrap();
+    let users = [
+        "The patient reports a cough for three days.",
+        "The patient reports pain in the left knee.",
+        "The patient reports a mild fever.",
+        "The patient reports trouble sleeping.",
+    ];
+    let rxs: Vec<_> = users
+        .iter()
+        .map(|u| engine.submit(shared_prefix_request(u), CancelToken::new()))
+        .collect();
+    let together: Vec<_> = rxs.into_iter().map(|rx| collect(rx).unwrap()).collect();
+    let reference = engine_with(1, 0, 64);
+    for (i, (text, stats)) in together.iter().enumerate() {
+        assert!(stats.cached_tokens > 100, "request {i}: {stats:?}");
+        let (alone, _) =
+            collect(reference.submit(shared_prefix_request(users[i]), CancelToken::new())).unwrap();
+        // Batched: same tolerance as concurrent_requests_agree_with_one_at_a_time_and_repeat_exactly (the exact
+        // cache-on == cache-off check is prefix_cache_reuses_the_shared_instructions_with_identical_output).
+        assert_agrees(text, &alone, i);
+    }
+}

@@ -71,7 +71,7 @@ impl ChatEngine for LocalEngine {
                 GenEvent::Done(s) => {
                     let finish = match s.stop {
                         StopReason::Eos => FinishReason::Stop,
-                        StopReason::MaxTokens => FinishReason::Length,
+                        StopReason::MaxTokens | StopReason::MaxTime => FinishReason::Length,
                         StopReason::Cancelled => return Err(cancelled()),
                     };
                     return Ok(ChatResponse {

@@ -1,0 +1,620 @@
+//! `cargo xtask bench-serve`: serving throughput and time to first token under concurrent streaming clients, for
+//! llama.cpp's `llama-server` against karte (the engine in-process, or any OpenAI-compatible URL such as
+//! karte-server), same model, same thread count, same run, rounds interleaved so machine noise hits both sides.
+//!
+//! - Throughput: N = 1, 4, 16 clients, each sending requests one after another (closed loop) for a fixed number of
+//!   requests; aggregate generated tokens/s over the scenario's wall time, and p50/p95 time to first token.
+//! - Prefix cache: one client, a ~1,000-token shared instruction prefix plus a different short dictation per
+//!   request; time to first token with the prompt cache on and off (llama-server: `cache_prompt`; karte-engine:
+//!   `prefix_cache` entries vs 0). The first request of each series warms the cache and is not counted.
+//!
+//! llama-server is built once from the llama-cpp-python sdist's `tools/server` (with `tools/ui` and `tools/mtmd`)
+//! copied into a copy of the llama.cpp tree that llama-cpp-sys-2 vendors, like `cargo xtask bench` does for
+//! llama-bench, so both sides run the same ggml sources with the same cmake defaults (GGML_NATIVE=OFF).
+
+use crate::run as sh;
+use crate::{cargo, step, target_dir};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const THREADS: u32 = 2;
+/// Slots on both sides: the highest concurrency measured.
+const PARALLEL: u32 = 16;
+const N_CTX: u32 = 16384;
+const CONCURRENCY: [usize; 3] = [1, 4, 16];
+
+struct Opts {
+    model: String,
+    rounds: usize,
+    requests_per_client: usize,
+    max_tokens: u32,
+    prefix_requests: usize,
+    /// Bench this OpenAI-compatible server (e.g. karte-server) instead of karte-engine in-process.
+    karte_url: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        model: crate::TEST_MODEL.to_string(),
+        rounds: 2,
+        requests_per_client: 2,
+        max_tokens: 64,
+        prefix_requests: 6,
+        karte_url: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--model" => o.model = val()?.clone(),
+            "--rounds" => o.rounds = val()?.parse()?,
+            "--requests" => o.requests_per_client = val()?.parse()?,
+            "--max-tokens" => o.max_tokens = val()?.parse()?,
+            "--prefix-requests" => o.prefix_requests = val()?.parse()?,
+            "--karte-url" => o.karte_url = Some(val()?.clone()),
+            other => bail!(
+                "unknown option {other} (use --model NAME, --rounds N, --requests N, --max-tokens N, \
+                 --prefix-requests N, --karte-url URL)"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// One request's outcome, the same shape from both transports.
+#[derive(Debug, Clone)]
+struct Record {
+    start_ms: f64,
+    end_ms: f64,
+    ttft_ms: f64,
+    tokens: u64,
+}
+
+/// What a scenario asks for: per client, its requests in order.
+#[derive(Clone)]
+struct Scenario {
+    clients: Vec<Vec<(String, String, u32)>>,
+}
+
+impl Scenario {
+    fn to_json(&self) -> Value {
+        json!({"clients": self.clients.iter().map(|reqs| reqs.iter().map(|(s, u, m)| json!({
+            "system": s, "user": u, "max_tokens": m})).collect::<Vec<_>>()).collect::<Vec<_>>()})
+    }
+}
+
+const TOPICS: &[&str] = &[
+    "a nurse on a night shift",
+    "a doctor in a mountain village",
+    "a hospital cat",
+    "a broken thermometer",
+    "a busy emergency room",
+    "a patient who loves gardening",
+    "an old ambulance",
+    "a pharmacist and a riddle",
+];
+
+fn throughput_scenario(n: usize, per_client: usize, max_tokens: u32) -> Scenario {
+    Scenario {
+        clients: (0..n)
+            .map(|c| {
+                (0..per_client)
+                    .map(|r| {
+                        let topic = TOPICS[(c * per_client + r) % TOPICS.len()];
+                        (
+                            "You are a helpful assistant.".to_string(),
+                            format!("Write a long story about {topic} (client {c}, request {r})."),
+                            max_tokens,
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+const DICTATIONS: &[&str] = &[
+    "The patient reports a dry cough for three days and a mild fever.",
+    "The patient reports pain in the left knee after a fall yesterday.",
+    "The patient reports headaches in the morning and poor sleep.",
+    "The patient reports nausea after meals since last week.",
+    "The patient reports itching on both arms since starting a new soap.",
+    "The patient reports shortness of breath when climbing stairs.",
+    "The patient reports a sore throat and difficulty swallowing.",
+    "The patient reports back pain after lifting a heavy box.",
+];
+
+fn prefix_scenario(instructions: &str, n: usize, max_tokens: u32) -> Scenario {
+    Scenario {
+        clients: vec![(0..n)
+            .map(|i| {
+                (
+                    instructions.to_string(),
+                    DICTATIONS[i % DICTATIONS.len()].to_string(),
+                    max_tokens,
+                )
+            })
+            .collect()],
+    }
+}
+
+/// A synthetic drafting instruction of about `target` tokens, sized with the server's own tokenizer.
+fn instructions(server: &str, target: usize) -> Result<String> {
+    let paragraph = "Write the note in four sections: Subjective, Objective, Assessment and Plan. \
+        Use only facts stated in the dictation; never invent findings, doses or test results. \
+        Keep each sentence short and clinical. Mark anything uncertain for the doctor to check. ";
+    let mut text = String::from("You are a clinical documentation assistant for a hospital ward. ");
+    let mut n = 0;
+    while n < target {
+        text.push_str(paragraph);
+        n = count_tokens(server, &text)?;
+    }
+    Ok(text)
+}
+
+fn count_tokens(server: &str, text: &str) -> Result<usize> {
+    let v: Value = ureq::post(&format!("{server}/tokenize"))
+        .send_json(json!({"content": text}))?
+        .body_mut()
+        .read_json()?;
+    Ok(v["tokens"].as_array().context("tokens")?.len())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Transports
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Streams one chat completion and times it. Tokens are the server's `usage.completion_tokens` when it reports
+/// them (`stream_options.include_usage`), else the number of content chunks.
+fn http_request(
+    url: &str,
+    (system, user, max_tokens): &(String, String, u32),
+    cache_prompt: bool,
+    t0: Instant,
+) -> Result<Record> {
+    let start = t0.elapsed();
+    let body = json!({
+        "model": "bench",
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "cache_prompt": cache_prompt,
+    });
+    let sent = Instant::now();
+    let resp = ureq::post(&format!("{url}/v1/chat/completions"))
+        .header(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                std::env::var("KARTE_BENCH_TOKEN").unwrap_or_default()
+            ),
+        )
+        .send_json(body)?;
+    let mut ttft = None;
+    let (mut chunks, mut usage) = (0u64, None);
+    for line in BufReader::new(resp.into_body().into_reader()).lines() {
+        let line = line?;
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data.trim() == "[DONE]" {
+            break;
+        }
+        let v: Value = serde_json::from_str(data).context("SSE chunk")?;
+        if let Some(u) = v["usage"]["completion_tokens"].as_u64() {
+            usage = Some(u);
+        }
+        if v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            ttft.get_or_insert_with(|| sent.elapsed().as_secs_f64() * 1e3);
+            chunks += 1;
+        }
+    }
+    Ok(Record {
+        start_ms: start.as_secs_f64() * 1e3,
+        end_ms: t0.elapsed().as_secs_f64() * 1e3,
+        ttft_ms: ttft.context("no content streamed")?,
+        tokens: usage.unwrap_or(chunks),
+    })
+}
+
+fn run_http(url: &str, sc: &Scenario, cache_prompt: bool) -> Result<Vec<Record>> {
+    let t0 = Instant::now();
+    let handles: Vec<_> = sc
+        .clients
+        .iter()
+        .cloned()
+        .map(|reqs| {
+            let url = url.to_string();
+            std::thread::spawn(move || -> Result<Vec<Record>> {
+                reqs.iter()
+                    .map(|r| http_request(&url, r, cache_prompt, t0))
+                    .collect()
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.extend(h.join().map_err(|_| anyhow!("client thread panicked"))??);
+    }
+    Ok(out)
+}
+
+fn run_engine(bin: &Path, model: &Path, sc: &Scenario, prefix_cache: u32) -> Result<Vec<Record>> {
+    let file = std::env::temp_dir().join(format!("karte-serve-bench-{}.json", std::process::id()));
+    fs::write(&file, sc.to_json().to_string())?;
+    let out = Command::new(bin)
+        .arg("--model")
+        .arg(model)
+        .args([
+            "--threads",
+            &THREADS.to_string(),
+            "--parallel",
+            &PARALLEL.to_string(),
+            "--n-ctx",
+            &N_CTX.to_string(),
+            "--prefix-cache",
+            &prefix_cache.to_string(),
+            "--scenario",
+        ])
+        .arg(&file)
+        .output()?;
+    let _ = fs::remove_file(&file);
+    if !out.status.success() {
+        bail!(
+            "serve_load failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)?;
+            Ok(Record {
+                start_ms: v["start_ms"].as_f64().context("start_ms")?,
+                end_ms: v["end_ms"].as_f64().context("end_ms")?,
+                ttft_ms: v["ttft_ms"].as_f64().context("ttft_ms")?,
+                tokens: v["tokens"].as_u64().context("tokens")?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Aggregation
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Summary {
+    tokens_per_s: f64,
+    p50_ttft: f64,
+    p95_ttft: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    // Nearest-rank.
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn summarize(records: &[Record]) -> Summary {
+    let start = records
+        .iter()
+        .map(|r| r.start_ms)
+        .fold(f64::INFINITY, f64::min);
+    let end = records.iter().map(|r| r.end_ms).fold(0.0, f64::max);
+    let tokens: u64 = records.iter().map(|r| r.tokens).sum();
+    let mut ttft: Vec<f64> = records.iter().map(|r| r.ttft_ms).collect();
+    ttft.sort_by(f64::total_cmp);
+    Summary {
+        tokens_per_s: tokens as f64 / ((end - start) / 1e3),
+        p50_ttft: percentile(&ttft, 50.0),
+        p95_ttft: percentile(&ttft, 95.0),
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// llama-server
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_llama_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, String)> {
+    let log = fs::File::create(target_dir().join("llama-server-bench.log"))?;
+    let child = Command::new(bin)
+        .arg("-m")
+        .arg(model)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "-t",
+            &THREADS.to_string(),
+            "-tb",
+            &THREADS.to_string(),
+            "-c",
+            &N_CTX.to_string(),
+            "-np",
+            &PARALLEL.to_string(),
+            "--kv-unified",
+            "--no-webui",
+        ])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if ureq::get(&format!("{url}/health"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Ok((server, url));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("llama-server did not become healthy in 120 s (see target/llama-server-bench.log)")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Build llama-server once into /var/cache/karte/llama-server (skipped when the binary is there).
+pub fn build_llama_server() -> Result<PathBuf> {
+    let cache = PathBuf::from("/var/cache/karte/llama-server");
+    let bin = cache.join("build/bin/llama-server");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    step("bench-serve: building llama.cpp's llama-server from the crate's sources (once, ~15 minutes on 2 cores)");
+    let sdist = crate::bench::sdist_llama_cpp()?;
+    let tree = cache.join("tree");
+    if tree.exists() {
+        fs::remove_dir_all(&tree)?;
+    }
+    fs::create_dir_all(&cache)?;
+    sh(Command::new("cp")
+        .arg("-r")
+        .arg(crate::bench::llama_cpp_sys_tree()?)
+        .arg(&tree))?;
+    for t in ["server", "ui", "mtmd"] {
+        let dst = tree.join("tools").join(t);
+        let _ = fs::remove_dir_all(&dst);
+        sh(Command::new("cp")
+            .arg("-r")
+            .arg(sdist.join("tools").join(t))
+            .arg(&dst))?;
+    }
+    fs::create_dir_all(tree.join("scripts"))?;
+    fs::copy(
+        sdist.join("scripts/ui-assets.cmake"),
+        tree.join("scripts/ui-assets.cmake"),
+    )?;
+    // The web UI needs npm or a download: the server builds without it (API only), which is all a bench needs.
+    fs::write(
+        tree.join("tools/CMakeLists.txt"),
+        "find_package(Threads REQUIRED)\nllama_add_compile_flags()\nadd_subdirectory(mtmd)\n\
+         add_subdirectory(ui)\nadd_subdirectory(server)\n",
+    )?;
+    let build = cache.join("build");
+    sh(Command::new("cmake")
+        .arg("-S")
+        .arg(&tree)
+        .arg("-B")
+        .arg(&build)
+        .args([
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DGGML_NATIVE=OFF",
+            "-DLLAMA_BUILD_APP=OFF",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=ON",
+            "-DLLAMA_BUILD_TOOLS=ON",
+            "-DLLAMA_BUILD_UI=OFF",
+            "-DLLAMA_USE_PREBUILT_UI=OFF",
+            "-DGGML_CCACHE=OFF",
+        ]))?;
+    sh(Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .args(["-j2", "--target", "llama-server"]))?;
+    Ok(bin)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------------------------------
+
+pub fn bench_serve(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    let m = karte_models::resolve(Some(&o.model)).map_err(|e| anyhow!("{}", e.message))?;
+    karte_models::verify(&m).map_err(|e| anyhow!("{}", e.message))?;
+    let llama_server = build_llama_server()?;
+    let engine_bin = if o.karte_url.is_none() {
+        step("bench-serve: building karte-engine's serve_load (release)");
+        sh(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "karte-engine",
+            "--example",
+            "serve_load",
+        ]))?;
+        Some(target_dir().join("release/examples/serve_load"))
+    } else {
+        None
+    };
+    let (_server, ref_url) = start_llama_server(&llama_server, &m.path, free_port()?)?;
+    let karte_label = if o.karte_url.is_some() {
+        "karte-server"
+    } else {
+        "karte-engine"
+    };
+    let karte = |sc: &Scenario, cache: bool| -> Result<Vec<Record>> {
+        match (&o.karte_url, &engine_bin) {
+            (Some(url), _) => run_http(url, sc, cache),
+            (None, Some(bin)) => run_engine(bin, &m.path, sc, if cache { 4 } else { 0 }),
+            (None, None) => unreachable!("engine binary is built when no URL is given"),
+        }
+    };
+    let instructions = instructions(&ref_url, 1000)?;
+    let n_instr = count_tokens(&ref_url, &instructions)?;
+
+    // [concurrency] -> per round summaries for (reference, karte)
+    let mut tp: Vec<(Vec<Summary>, Vec<Summary>)> = vec![Default::default(); CONCURRENCY.len()];
+    // (ref off, ref on, karte off, karte on) per round: p50 TTFT over the warm requests
+    let mut px: Vec<[f64; 4]> = Vec::new();
+    for round in 0..o.rounds {
+        for (i, &n) in CONCURRENCY.iter().enumerate() {
+            step(&format!(
+                "bench-serve: {}: round {}/{}, {n} clients x {} requests, {} tokens max",
+                o.model,
+                round + 1,
+                o.rounds,
+                o.requests_per_client,
+                o.max_tokens
+            ));
+            let sc = throughput_scenario(n, o.requests_per_client, o.max_tokens);
+            // Alternate which side goes first so that a slow minute does not always land on the same one.
+            let (r, k) = if round % 2 == 0 {
+                let r = summarize(&run_http(&ref_url, &sc, true)?);
+                (r, summarize(&karte(&sc, true)?))
+            } else {
+                let k = summarize(&karte(&sc, true)?);
+                (summarize(&run_http(&ref_url, &sc, true)?), k)
+            };
+            eprintln!(
+                "    llama-server {:.1} t/s p50 {:.0} ms | {karte_label} {:.1} t/s p50 {:.0} ms",
+                r.tokens_per_s, r.p50_ttft, k.tokens_per_s, k.p50_ttft
+            );
+            tp[i].0.push(r);
+            tp[i].1.push(k);
+        }
+        step(&format!(
+            "bench-serve: round {}/{}: {n_instr}-token shared prefix, TTFT with the prompt cache off and on",
+            round + 1,
+            o.rounds
+        ));
+        let sc = prefix_scenario(&instructions, o.prefix_requests, 8);
+        let warm = |v: Vec<Record>| {
+            let mut t: Vec<f64> = v.iter().skip(1).map(|r| r.ttft_ms).collect();
+            t.sort_by(f64::total_cmp);
+            percentile(&t, 50.0)
+        };
+        let row = [
+            warm(run_http(&ref_url, &sc, false)?),
+            warm(run_http(&ref_url, &sc, true)?),
+            warm(karte(&sc, false)?),
+            warm(karte(&sc, true)?),
+        ];
+        eprintln!(
+            "    llama-server off {:.0} on {:.0} ms | {karte_label} off {:.0} on {:.0} ms",
+            row[0], row[1], row[2], row[3]
+        );
+        px.push(row);
+    }
+
+    let mut t = format!(
+        "| clients | llama-server t/s | {karte_label} t/s | ratio | llama-server TTFT p50 / p95 (ms) | \
+         {karte_label} TTFT p50 / p95 (ms) |\n|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (i, &n) in CONCURRENCY.iter().enumerate() {
+        let avg = |v: &[Summary]| Summary {
+            tokens_per_s: mean(&v.iter().map(|s| s.tokens_per_s).collect::<Vec<_>>()),
+            p50_ttft: mean(&v.iter().map(|s| s.p50_ttft).collect::<Vec<_>>()),
+            p95_ttft: mean(&v.iter().map(|s| s.p95_ttft).collect::<Vec<_>>()),
+        };
+        let (r, k) = (avg(&tp[i].0), avg(&tp[i].1));
+        t.push_str(&format!(
+            "| {n} | {:.1} | {:.1} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} |\n",
+            r.tokens_per_s,
+            k.tokens_per_s,
+            k.tokens_per_s / r.tokens_per_s,
+            r.p50_ttft,
+            r.p95_ttft,
+            k.p50_ttft,
+            k.p95_ttft
+        ));
+    }
+    let col = |j: usize| mean(&px.iter().map(|r| r[j]).collect::<Vec<_>>());
+    let p = format!(
+        "| server | TTFT p50 cache off (ms) | TTFT p50 cache on (ms) | speed-up |\n|---|---:|---:|---:|\n\
+         | llama-server | {:.0} | {:.0} | {:.2}x |\n| {karte_label} | {:.0} | {:.0} | {:.2}x |\n",
+        col(0),
+        col(1),
+        col(0) / col(1),
+        col(2),
+        col(3),
+        col(2) / col(3)
+    );
+    println!(
+        "\n### Serving: {karte_label} vs llama-server ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}, \
+         {} requests per client of up to {} tokens, mean of {} interleaved rounds)\n\n{t}\n\
+         ### Time to first token with a {n_instr}-token shared instruction prefix (1 client, {} requests, \
+         first one warms the cache and is not counted, mean of {} rounds)\n\n{p}",
+        o.model,
+        o.requests_per_client,
+        o.max_tokens,
+        o.rounds,
+        o.prefix_requests,
+        o.rounds
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(percentile(&v, 50.0), 5.0);
+        assert_eq!(percentile(&v, 95.0), 10.0);
+        assert_eq!(percentile(&[7.0], 95.0), 7.0);
+    }
+
+    #[test]
+    fn throughput_counts_all_tokens_over_the_scenario_wall_time() {
+        let r = |start_ms, end_ms, ttft_ms, tokens| Record {
+            start_ms,
+            end_ms,
+            ttft_ms,
+            tokens,
+        };
+        let s = summarize(&[r(0.0, 1000.0, 100.0, 50), r(500.0, 2000.0, 300.0, 50)]);
+        assert!((s.tokens_per_s - 50.0).abs() < 1e-9);
+        assert_eq!(s.p50_ttft, 100.0);
+        assert_eq!(s.p95_ttft, 300.0);
+    }
+}
