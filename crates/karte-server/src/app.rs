@@ -147,8 +147,7 @@ async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&state, &headers, Role::Client)?;
     let Json(req) = body.map_err(|_| fail(&state, bad_request("JSON として読めません")))?;
-    let engine_req =
-        to_engine_request(&req, &state.limits).map_err(|e| fail(&state, e))?;
+    let engine_req = to_engine_request(&req, &state.limits).map_err(|e| fail(&state, e))?;
     let gen = Generation::start(&state, engine_req).map_err(|e| fail(&state, e))?;
     tracing::info!(
         id = %gen.id,

@@ -345,7 +345,10 @@ fn wait_for(base: &str, what: &str, pred: impl Fn(&Value) -> bool) {
         if pred(&l) {
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "waited in vain for {what}: {l}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "waited in vain for {what}: {l}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -391,7 +394,10 @@ fn full_queue_gets_429_and_a_disconnect_cancels_the_generation() {
     );
     assert_eq!(s, 200, "the server serves again after the disconnects");
     let m = curl(&[&format!("{}/metrics", srv.base)]).1;
-    assert!(m.contains("karte_errors_total{code=\"server.busy\"} 1"), "{m}");
+    assert!(
+        m.contains("karte_errors_total{code=\"server.busy\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("karte_rejected_total 1"), "{m}");
 }
 
