@@ -179,7 +179,7 @@ impl LocalWorker {
         let mut sup = self.lock();
         if let Some(r) = sup.running.as_mut() {
             if r.alive() {
-                return Ok(clone_engine(&r.engine)?);
+                return clone_engine(&r.engine);
             }
             let status = r.child.try_wait().ok().flatten();
             tracing::warn!(?status, "local worker died; restarting");

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use karte_core::{Code, Error};
 use karte_engine::{CancelToken, GenEvent, GenStats, GenerateRequest, StopReason};
@@ -267,6 +267,3 @@ impl Drop for Generation {
         }
     }
 }
-
-/// Default retry hint when no load figure says better.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
