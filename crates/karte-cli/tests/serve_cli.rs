@@ -21,7 +21,16 @@ fn karte_serve_answers_on_loopback_with_the_env_token_and_refuses_others() {
     let model = std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into());
     let token = "kt_cli_serve_test_token_0123456789abcdef0123456789abcdef012345";
     let mut child = Command::new(env!("CARGO_BIN_EXE_karte"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--model", &model, "--threads", "2", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--model",
+            &model,
+            "--threads",
+            "2",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("KARTE_SERVER_TOKEN", token)
         .env("KARTE_SETTINGS", dir.path().join("none.toml"))
@@ -39,13 +48,24 @@ fn karte_serve_answers_on_loopback_with_the_env_token_and_refuses_others() {
         .expect("address line")
         .to_string();
     let t = Instant::now();
-    while !curl(&[&format!("http://{addr}/health")]).1.contains("\"ready\":true") {
+    while !curl(&[&format!("http://{addr}/health")])
+        .1
+        .contains("\"ready\":true")
+    {
         assert!(t.elapsed() < Duration::from_secs(120), "not ready");
         std::thread::sleep(Duration::from_millis(100));
     }
     let url = format!("http://{addr}/v1/chat/completions");
     let body = r#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4}"#;
-    let (s, b) = curl(&[&url, "-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json", "-d", body]);
+    let (s, b) = curl(&[
+        &url,
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+    ]);
     assert_eq!(s, 200, "{b}");
     assert!(b.contains("\"chat.completion\""));
     let (s, b) = curl(&[&url, "-H", "Content-Type: application/json", "-d", body]);
