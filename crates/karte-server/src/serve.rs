@@ -1,0 +1,315 @@
+//! Starting the server: the clinic server (`karte serve`, `karte-server`) and the local worker (`--local`) are the
+//! same code with different set-ups.
+//!
+//! Local worker protocol (what karte-llm's supervisor relies on):
+//! - it listens on `127.0.0.1:0` (a random free port) and prints `KARTE_SERVER_LISTENING <addr>` as one line on
+//!   stdout once bound (the clinic server prints the same line);
+//! - its only token comes from `KARTE_WORKER_TOKEN` in its environment, never argv (argv is visible to every user
+//!   through `ps`); the variable is read once and the value kept only as a hash;
+//! - it stops when its stdin reaches end of file, so a parent that dies for any reason takes its worker with it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use karte_core::{Code, Error, Result};
+use karte_engine::EngineConfig;
+use tokio::io::AsyncReadExt;
+
+use crate::state::{AppState, Limits, LogReload};
+use crate::tokens::{Holder, NewToken, Role, TokenStore};
+
+pub const WORKER_TOKEN_ENV: &str = "KARTE_WORKER_TOKEN";
+pub const ADMIN_TOKEN_ENV: &str = "KARTE_ADMIN_TOKEN";
+pub const LISTENING_PREFIX: &str = "KARTE_SERVER_LISTENING ";
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Require client certificates signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Manifest name or GGUF path; `None` = the manifest's default.
+    pub model: Option<String>,
+    pub threads: Option<i32>,
+    pub n_ctx: u32,
+    pub limits: Limits,
+    pub tls: Option<TlsFiles>,
+    /// Where `tokens.json` lives; `None` keeps tokens in memory (the local worker).
+    pub data_dir: Option<PathBuf>,
+    pub local: bool,
+}
+
+impl ServeOptions {
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            model: None,
+            threads: None,
+            n_ctx: EngineConfig::DEFAULT_N_CTX,
+            limits: Limits::default(),
+            tls: None,
+            data_dir: None,
+            local: false,
+        }
+    }
+
+    /// The local worker: loopback, random port, memory-only tokens, one request at a time (one user).
+    pub fn local() -> Self {
+        let mut o = Self::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        o.local = true;
+        o.limits.parallel = 1;
+        o
+    }
+
+    /// Fills what the command line left open from the settings file (the command line wins).
+    pub fn apply_settings(&mut self, s: &karte_llm::Settings) {
+        if self.model.is_none() {
+            self.model.clone_from(&s.model.name);
+        }
+        if self.threads.is_none() {
+            self.threads = s.model.threads;
+        }
+        if let Some(q) = s.serve.max_queue {
+            self.limits.max_queue = q;
+        }
+        if let (Some(p), false) = (s.serve.parallel, self.local) {
+            self.limits.parallel = p.max(1);
+        }
+        if let Some(t) = s.serve.max_tokens {
+            self.limits.max_tokens = t;
+        }
+        if let Some(t) = s.serve.request_timeout_s {
+            self.limits.request_timeout = std::time::Duration::from_secs(t);
+        }
+        if !self.local {
+            if self.tls.is_none() {
+                if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
+                    self.tls = Some(TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: s.serve.client_ca.clone(),
+                    });
+                }
+            }
+            if self.data_dir.is_none() {
+                self.data_dir.clone_from(&s.serve.data_dir);
+            }
+        }
+    }
+}
+
+/// Default home of the clinic server's token store.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("KARTE_SERVER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/karte-server"))
+}
+
+fn tls_error(what: &str) -> Error {
+    Error::new(
+        Code::LlmTls,
+        format!(
+            "TLS の設定を読み込めません（{what}）。証明書と秘密鍵のファイルを確認してください。"
+        ),
+    )
+}
+
+/// rustls server config from PEM files; with a client CA, connections without a certificate it signed are refused
+/// during the handshake.
+pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let read = |p: &PathBuf, what: &str| std::fs::read(p).map_err(|_| tls_error(what));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &read(&files.cert, "証明書")?[..])
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| tls_error("証明書"))?;
+    let key = rustls_pemfile::private_key(&mut &read(&files.key, "秘密鍵")?[..])
+        .ok()
+        .flatten()
+        .ok_or_else(|| tls_error("秘密鍵"))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|_| tls_error("プロトコル"))?;
+    let builder = match &files.client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut &read(ca, "クライアントCA")?[..]) {
+                roots
+                    .add(c.map_err(|_| tls_error("クライアントCA"))?)
+                    .map_err(|_| tls_error("クライアントCA"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|_| tls_error("クライアントCA"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder
+        .with_single_cert(certs, key)
+        .map_err(|_| tls_error("証明書と秘密鍵の組み合わせ"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Builds the shared state: token store (file or memory), the tokens from the environment, limits.
+pub fn build_state(
+    opts: &ServeOptions,
+    log_reload: Option<LogReload>,
+) -> Result<(Arc<AppState>, EngineConfig)> {
+    let model = karte_models::resolve(opts.model.as_deref())?;
+    if model.entry.is_some() {
+        karte_models::verify(&model)?;
+    }
+    let tokens = if opts.local {
+        TokenStore::memory()
+    } else {
+        TokenStore::open(&opts.data_dir.clone().unwrap_or_else(default_data_dir))?
+    };
+    if opts.local {
+        let tok = std::env::var(WORKER_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Error::new(
+                    Code::WorkerStartFailed,
+                    "生成プロセスの起動情報（トークン）がありません。アプリを再起動してください。",
+                )
+            })?;
+        // Gone from the environment before anything else could read or inherit it.
+        std::env::remove_var(WORKER_TOKEN_ENV);
+        tokens.insert(
+            &NewToken {
+                name: "desktop".into(),
+                holder: Holder::Workstation,
+                role: Role::Client,
+                rate_limit_per_min: None,
+            },
+            &tok,
+        )?;
+    } else {
+        for (var, role, name) in [
+            (karte_llm::settings::TOKEN_ENV, Role::Client, "env-client"),
+            (ADMIN_TOKEN_ENV, Role::Admin, "env-admin"),
+        ] {
+            if let Some(t) = std::env::var(var).ok().filter(|t| !t.is_empty()) {
+                tokens.insert(
+                    &NewToken {
+                        name: name.into(),
+                        holder: Holder::User,
+                        role,
+                        rate_limit_per_min: None,
+                    },
+                    &t,
+                )?;
+            }
+        }
+    }
+    let mut state = AppState::new(model.name.clone(), tokens, opts.limits.clone(), opts.local);
+    state.log_reload = log_reload;
+    let mut cfg = EngineConfig::new(&model.path, &model.name);
+    cfg.n_threads = opts.threads;
+    cfg.n_parallel = opts.limits.parallel.max(1);
+    // The KV cells are shared by the sequences decoded together: room for each one's prompt and answer.
+    cfg.n_ctx = opts.n_ctx.saturating_mul(cfg.n_parallel);
+    cfg.max_queue = opts.limits.max_queue;
+    Ok((Arc::new(state), cfg))
+}
+
+/// Binds, announces the address on stdout, loads the model in the background and serves until shutdown
+/// (stdin closed for the local worker, Ctrl-C / SIGTERM otherwise).
+pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<()> {
+    let (state, engine_cfg) = build_state(&opts, log_reload)?;
+    let listener = std::net::TcpListener::bind(opts.listen).map_err(|_| {
+        Error::new(
+            Code::ConfigInvalid,
+            format!(
+                "{} で待ち受けできません（使用中か権限がありません）。",
+                opts.listen
+            ),
+        )
+    })?;
+    listener.set_nonblocking(true).map_err(|_| internal())?;
+    let addr = listener.local_addr().map_err(|_| internal())?;
+    let tls = opts.tls.as_ref().map(tls_config).transpose()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{LISTENING_PREFIX}{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, tls = tls.is_some(), local = opts.local, "listening");
+    state.load_in_background(engine_cfg);
+
+    let handle: axum_server::Handle<std::net::SocketAddr> = axum_server::Handle::new();
+    let h = handle.clone();
+    let local = opts.local;
+    tokio::spawn(async move {
+        if local {
+            // The parent keeps our stdin open; EOF means it closed it or died.
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 64];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            tracing::info!("stdin closed: shutting down");
+        } else {
+            shutdown_signal().await;
+        }
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+
+    let app = crate::app::router(state);
+    let res = match tls {
+        Some(cfg) => {
+            let rc = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
+            axum_server::from_tcp_rustls(listener, rc)
+                .map_err(|_| internal())?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(|_| internal())?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    };
+    res.map_err(|_| internal())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn internal() -> Error {
+    Error::new(
+        Code::Internal,
+        "サーバーを起動できませんでした。ログを確認してください。",
+    )
+}

@@ -1,0 +1,171 @@
+//! Real karte-server processes on loopback for the integration tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "kt_test_admin_0123456789abcdef0123456789abcdef0123456789abcdef01";
+pub const CLIENT: &str = "kt_test_client_0123456789abcdef0123456789abcdef0123456789abcdef0";
+
+/// Model tests share two cores: one server at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The fast test model (manifest name), as CI sets it.
+pub fn model() -> String {
+    std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into())
+}
+
+pub fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_karte-server"))
+}
+
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("KARTE_VENV")
+        .map_or_else(|| PathBuf::from("/var/cache/karte/venv"), PathBuf::from);
+    let py = venv.join("bin").join("python");
+    assert!(
+        py.is_file(),
+        "{} is missing: run `cargo xtask setup` (it creates the venv with the openai package)",
+        py.display()
+    );
+    py
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub base: String,
+}
+
+fn stderr() -> Stdio {
+    if std::env::var_os("KARTE_TEST_SERVER_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
+impl Server {
+    /// Starts `karte-server --listen 127.0.0.1:0` with the test model, the admin and client tokens from the
+    /// environment, and waits until `/health` says ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, extra, "http")
+    }
+
+    pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str], scheme: &str) -> Server {
+        let mut cmd = Command::new(server_bin());
+        cmd.args([
+            "--listen",
+            listen,
+            "--model",
+            &model(),
+            "--threads",
+            "2",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("KARTE_ADMIN_TOKEN", ADMIN)
+        .env("KARTE_SERVER_TOKEN", CLIENT)
+        .env("KARTE_SETTINGS", data_dir.join("no-settings.toml"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr());
+        let mut child = cmd.spawn().expect("karte-server starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("a line").expect("utf-8");
+        let addr = line
+            .strip_prefix("KARTE_SERVER_LISTENING ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        std::thread::spawn(move || for _ in lines {});
+        let base = format!("{scheme}://{addr}");
+        let s = Server { child, addr, base };
+        if scheme == "http" {
+            s.wait_ready();
+        }
+        s
+    }
+
+    pub fn wait_ready(&self) {
+        let t = Instant::now();
+        loop {
+            if let Ok(o) = Command::new("curl")
+                .args(["-s", &format!("{}/health", self.base)])
+                .output()
+            {
+                if String::from_utf8_lossy(&o.stdout).contains("\"ready\":true") {
+                    return;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "server not ready in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// curl, returning (status, body). `args` come after the defaults.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let o = Command::new("curl")
+        .args(["-s", "-S", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A JSON request with a bearer token.
+pub fn curl_json(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {token}");
+    let mut args = vec![
+        "-X",
+        method,
+        url,
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+    ];
+    if let Some(b) = body {
+        args.push("-d");
+        args.push(b);
+    }
+    let (s, b) = curl(&args);
+    (
+        s,
+        serde_json::from_str(&b).unwrap_or(serde_json::Value::Null),
+    )
+}

@@ -1,0 +1,350 @@
+//! Failover and the supervised worker, with real processes: a clinic karte-server killed mid-draft, the local
+//! worker (`karte-server --local`) killed with SIGKILL / SIGABRT mid-generation, and what the server received
+//! (through a recording proxy on loopback) checked for personal data.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{serial, server_bin, Server, CLIENT};
+use karte_llm::failover::{Failover, FailoverConfig};
+use karte_llm::worker::{LocalWorker, WorkerConfig};
+use karte_llm::{
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, HttpEngine, HttpEngineConfig,
+    Piece,
+};
+
+/// A TCP proxy whose upstream can be switched (or cut), recording every byte a client sends upstream.
+struct Proxy {
+    addr: String,
+    upstream: Arc<Mutex<Option<String>>>,
+    sent: Arc<Mutex<Vec<u8>>>,
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, record: Option<Arc<Mutex<Vec<u8>>>>) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(r) = &record {
+                    r.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let upstream: Arc<Mutex<Option<String>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let (u, s) = (Arc::clone(&upstream), Arc::clone(&sent));
+        std::thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { continue };
+                let target = u.lock().unwrap().clone();
+                let Some(Ok(server)) = target.map(TcpStream::connect) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let rec = Arc::clone(&s);
+                std::thread::spawn(move || pump(client, server, Some(rec)));
+                std::thread::spawn(move || pump(s2, c2, None));
+            }
+        });
+        Proxy {
+            addr,
+            upstream,
+            sent,
+        }
+    }
+
+    fn point_at(&self, addr: Option<&str>) {
+        *self.upstream.lock().unwrap() = addr.map(str::to_string);
+    }
+}
+
+fn worker_config() -> WorkerConfig {
+    let mut w = WorkerConfig::new(server_bin());
+    w.model = Some(common::model());
+    w.threads = Some(2);
+    w.env = vec![(
+        "KARTE_SETTINGS".into(),
+        "/nonexistent/karte-settings.toml".into(),
+    )];
+    w.backoff_initial = Duration::from_millis(100);
+    w.inherit_stderr = std::env::var_os("KARTE_TEST_SERVER_LOG").is_some();
+    w
+}
+
+/// A dictation full of identifiers (synthetic).
+const DICTATION: &str =
+    "患者 山田太郎 様（72歳男性）、電話 090-1234-5678、〒150-0001 東京都渋谷区神宮前1-2-3 在住。\
+3日前から発熱と咳嗽あり。BT 38.6℃、SpO2 93%。";
+
+fn draft_request(max_tokens: u32) -> ChatRequest {
+    let mut r = ChatRequest::new(vec![
+        ChatMessage::system("Rewrite the note in English as a short story."),
+        ChatMessage::user(DICTATION),
+    ]);
+    r.max_tokens = max_tokens;
+    r
+}
+
+/// Runs a chat, counting pieces and resets; calls `on_first` once, on the first text piece.
+fn run_chat(
+    e: &dyn ChatEngine,
+    req: &ChatRequest,
+    mut on_first: impl FnMut(),
+) -> (karte_llm::Result<karte_llm::ChatResponse>, usize, String) {
+    let mut resets = 0;
+    let mut shown = String::new();
+    let mut first = true;
+    let r = e.chat(req, &CancelToken::new(), &mut |p| match p {
+        Piece::Text(t) => {
+            shown.push_str(t);
+            if first {
+                first = false;
+                on_first();
+            }
+        }
+        Piece::Reset => {
+            resets += 1;
+            shown.clear();
+        }
+    });
+    (r, resets, shown)
+}
+
+#[test]
+fn clinic_server_killed_mid_draft_local_worker_answers_and_traffic_returns_with_no_identifier_sent()
+{
+    let _g = serial();
+    let found = karte_guard::scan(DICTATION);
+    let identifiers: Vec<String> = {
+        let chars: Vec<char> = DICTATION.chars().collect();
+        found
+            .iter()
+            .map(|f| chars[f.start..f.end].iter().collect())
+            .collect()
+    };
+    for must in ["山田太郎", "090-1234-5678"] {
+        assert!(
+            identifiers.iter().any(|i| i.contains(must)),
+            "the guard must see {must}: {identifiers:?}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server_a = Server::start(dir.path(), &[]);
+    let proxy = Proxy::start();
+    proxy.point_at(Some(&server_a.addr));
+    let mut hc = HttpEngineConfig::new(format!("http://{}", proxy.addr), Some(CLIENT.into()));
+    hc.connect_timeout = Duration::from_secs(1);
+    hc.idle_timeout = Duration::from_secs(20);
+    let worker = Arc::new(LocalWorker::new(worker_config()));
+    worker.start().unwrap();
+    let failover = Arc::new(Failover::new(
+        Some(HttpEngine::new(hc).unwrap()),
+        worker.clone(),
+        FailoverConfig {
+            health_timeout: Duration::from_secs(1),
+            recheck_up: Duration::from_secs(30),
+            recheck_down: Duration::from_millis(300),
+        },
+    ));
+
+    // 1. Server healthy: it serves, and it received placeholders, never the identifiers.
+    let s = failover.serving();
+    assert_eq!(s.kind, EngineKind::Server);
+    assert_eq!(s.label, "院内サーバー");
+    let (r, resets, shown) = run_chat(failover.as_ref(), &draft_request(24), || {});
+    let r = r.unwrap();
+    assert_eq!(r.stats.kind, EngineKind::Server);
+    assert_eq!(resets, 0);
+    assert_eq!(shown, r.text);
+    let sent = String::from_utf8_lossy(&proxy.sent.lock().unwrap()).into_owned();
+    assert!(
+        sent.contains("/v1/chat/completions"),
+        "the proxy saw the request"
+    );
+    assert!(
+        sent.contains("【氏名1】"),
+        "the server got the placeholder: {sent}"
+    );
+    for id in &identifiers {
+        assert!(
+            !sent.contains(id.as_str()),
+            "identifier {id:?} reached the server"
+        );
+    }
+    assert!(
+        sent.contains("発熱と咳嗽"),
+        "clinical content (not identifying) is sent"
+    );
+
+    // 2. The server dies mid-draft: the same draft completes on the local worker, no user action.
+    let (tx, rx) = mpsc::channel();
+    let f2 = Arc::clone(&failover);
+    let h = std::thread::spawn(move || {
+        run_chat(f2.as_ref(), &draft_request(48), move || {
+            let _ = tx.send(());
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("first piece from the server");
+    server_a.kill();
+    let (r, resets, shown) = h.join().unwrap();
+    let r = r.expect("the draft completes locally");
+    assert_eq!(r.stats.kind, EngineKind::LocalWorker);
+    assert_eq!(resets, 1, "the partial server text was withdrawn");
+    assert_eq!(shown, r.text);
+    assert!(!r.text.is_empty());
+
+    // 3. Next draft: straight to the local worker, with the reason shown.
+    let s = failover.serving();
+    assert_eq!(s.kind, EngineKind::LocalWorker);
+    assert_eq!(s.label, "この端末");
+    assert!(s.reason.contains("院内サーバー"), "{}", s.reason);
+    let (r, resets, _) = run_chat(failover.as_ref(), &draft_request(8), || {});
+    assert_eq!(r.unwrap().stats.kind, EngineKind::LocalWorker);
+    assert_eq!(resets, 0);
+
+    // 4. The server returns (a new process): after the short re-check interval, traffic goes back.
+    let server_b = Server::start(dir.path(), &[]);
+    proxy.point_at(Some(&server_b.addr));
+    let t = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(350));
+        if failover.serving().kind == EngineKind::Server {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "traffic did not return"
+        );
+    }
+    let (r, _, _) = run_chat(failover.as_ref(), &draft_request(8), || {});
+    assert_eq!(r.unwrap().stats.kind, EngineKind::Server);
+    worker.shutdown();
+}
+
+#[test]
+fn worker_killed_or_aborting_mid_generation_is_restarted_and_the_request_retried() {
+    let _g = serial();
+    let worker = Arc::new(LocalWorker::new(worker_config()));
+    worker.start().unwrap();
+    for (n, signal) in ["-KILL", "-ABRT"].into_iter().enumerate() {
+        let pid = worker.pid().expect("running");
+        // The one-time token is not on the command line (visible to every user through ps).
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(cmdline.contains("--local"));
+        assert!(
+            !cmdline
+                .split('\0')
+                .any(|a| a.len() >= 64 && a.chars().all(|c| c.is_ascii_hexdigit())),
+            "{cmdline}"
+        );
+        let (tx, rx) = mpsc::channel();
+        let w2 = Arc::clone(&worker);
+        let h = std::thread::spawn(move || {
+            run_chat(w2.as_ref(), &draft_request(48), move || {
+                let _ = tx.send(());
+            })
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("first piece");
+        let st = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let (r, resets, shown) = h.join().unwrap();
+        let r = r.unwrap_or_else(|e| panic!("{signal}: request not retried: {e}"));
+        assert_eq!(resets, 1, "{signal}");
+        assert_eq!(shown, r.text);
+        assert_eq!(r.stats.kind, EngineKind::LocalWorker);
+        assert_eq!(worker.restarts(), n as u32 + 1, "{signal}");
+        assert_ne!(worker.pid(), Some(pid));
+    }
+    worker.shutdown();
+    assert_eq!(worker.pid(), None);
+}
+
+#[test]
+fn local_worker_announces_its_port_and_stops_when_stdin_closes() {
+    let _g = serial();
+    let mut child = Command::new(server_bin())
+        .args(["--local", "--model", &common::model(), "--threads", "2"])
+        .env("KARTE_WORKER_TOKEN", "one-time-token-for-this-test")
+        .env("KARTE_SETTINGS", "/nonexistent/karte-settings.toml")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("KARTE_SERVER_LISTENING ")
+        .expect("address line")
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "loopback only: {addr}");
+    // Only the one-time token works; the management API does not exist in a worker.
+    let models = format!("http://{addr}/v1/models");
+    assert_eq!(
+        common::curl(&[
+            &models,
+            "-H",
+            "Authorization: Bearer one-time-token-for-this-test"
+        ])
+        .0,
+        200
+    );
+    assert_eq!(
+        common::curl(&[&models, "-H", &format!("Authorization: Bearer {CLIENT}")]).0,
+        401
+    );
+    assert_eq!(common::curl(&[&format!("http://{addr}/admin/load")]).0, 404);
+    drop(child.stdin.take());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "worker did not stop on stdin EOF"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit, not killed: {status:?}");
+
+    // Without the token in its environment, a worker refuses to start.
+    let o = Command::new(server_bin())
+        .args(["--local", "--model", &common::model()])
+        .env_remove("KARTE_WORKER_TOKEN")
+        .env("KARTE_SETTINGS", "/nonexistent/karte-settings.toml")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("worker.start_failed"));
+}
