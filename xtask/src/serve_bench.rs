@@ -36,6 +36,10 @@ struct Opts {
     prefix_requests: usize,
     /// Bench this OpenAI-compatible server (e.g. karte-server) instead of karte-engine in-process.
     karte_url: Option<String>,
+    /// Compare against karte-engine serving one request at a time (n_parallel = 1) instead of llama-server.
+    serial_reference: bool,
+    /// Cargo profile for the in-process engine (`release`, or `dev` whose dependencies are built at -O2).
+    profile: String,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -46,6 +50,8 @@ fn parse(args: &[String]) -> Result<Opts> {
         max_tokens: 64,
         prefix_requests: 6,
         karte_url: None,
+        serial_reference: false,
+        profile: "release".into(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -57,9 +63,15 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--max-tokens" => o.max_tokens = val()?.parse()?,
             "--prefix-requests" => o.prefix_requests = val()?.parse()?,
             "--karte-url" => o.karte_url = Some(val()?.clone()),
+            "--reference" => match val()?.as_str() {
+                "llama-server" => o.serial_reference = false,
+                "engine-serial" => o.serial_reference = true,
+                other => bail!("--reference llama-server|engine-serial, not {other}"),
+            },
+            "--profile" => o.profile = val()?.clone(),
             other => bail!(
                 "unknown option {other} (use --model NAME, --rounds N, --requests N, --max-tokens N, \
-                 --prefix-requests N, --karte-url URL)"
+                 --prefix-requests N, --karte-url URL, --reference llama-server|engine-serial, --profile P)"
             ),
         }
     }
@@ -249,7 +261,39 @@ fn run_http(url: &str, sc: &Scenario, cache_prompt: bool) -> Result<Vec<Record>>
     Ok(out)
 }
 
-fn run_engine(bin: &Path, model: &Path, sc: &Scenario, prefix_cache: u32) -> Result<Vec<Record>> {
+/// One side of the comparison.
+enum Side {
+    /// An OpenAI-compatible server (llama-server, karte-server).
+    Http(String),
+    /// karte-engine in-process with this many parallel sequences.
+    Engine {
+        bin: PathBuf,
+        model: PathBuf,
+        parallel: u32,
+    },
+}
+
+impl Side {
+    /// `cache`: llama-server's `cache_prompt`, or karte-engine's prefix cache (4 entries vs off).
+    fn run(&self, sc: &Scenario, cache: bool) -> Result<Vec<Record>> {
+        match self {
+            Side::Http(url) => run_http(url, sc, cache),
+            Side::Engine {
+                bin,
+                model,
+                parallel,
+            } => run_engine(bin, model, sc, *parallel, if cache { 4 } else { 0 }),
+        }
+    }
+}
+
+fn run_engine(
+    bin: &Path,
+    model: &Path,
+    sc: &Scenario,
+    parallel: u32,
+    prefix_cache: u32,
+) -> Result<Vec<Record>> {
     let file = std::env::temp_dir().join(format!("karte-serve-bench-{}.json", std::process::id()));
     fs::write(&file, sc.to_json().to_string())?;
     let out = Command::new(bin)
@@ -259,7 +303,7 @@ fn run_engine(bin: &Path, model: &Path, sc: &Scenario, prefix_cache: u32) -> Res
             "--threads",
             &THREADS.to_string(),
             "--parallel",
-            &PARALLEL.to_string(),
+            &parallel.to_string(),
             "--n-ctx",
             &N_CTX.to_string(),
             "--prefix-cache",
@@ -414,6 +458,16 @@ pub fn build_llama_server() -> Result<PathBuf> {
             .arg(sdist.join("tools").join(t))
             .arg(&dst))?;
     }
+    // The sdist's server reads its MCP config with `fs_open_ifstream`, a helper the crate's (older) `common` lacks;
+    // on Linux it is a plain ifstream. The only source change, and it is in a feature the bench does not use.
+    let mcp = tree.join("tools/server/server-mcp.cpp");
+    fs::write(
+        &mcp,
+        fs::read_to_string(&mcp)?.replace(
+            "fs_open_ifstream(params.mcp_servers_config, std::ios::in)",
+            "std::ifstream(params.mcp_servers_config, std::ios::in)",
+        ),
+    )?;
     fs::create_dir_all(tree.join("scripts"))?;
     fs::copy(
         sdist.join("scripts/ui-assets.cmake"),
@@ -459,33 +513,45 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let m = karte_models::resolve(Some(&o.model)).map_err(|e| anyhow!("{}", e.message))?;
     karte_models::verify(&m).map_err(|e| anyhow!("{}", e.message))?;
-    let llama_server = build_llama_server()?;
-    let engine_bin = if o.karte_url.is_none() {
-        step("bench-serve: building karte-engine's serve_load (release)");
+    let engine_bin = if o.karte_url.is_none() || o.serial_reference {
+        step(&format!(
+            "bench-serve: building karte-engine's serve_load ({})",
+            o.profile
+        ));
         sh(cargo().args([
             "build",
-            "--release",
+            "--profile",
+            &o.profile,
             "-p",
             "karte-engine",
             "--example",
             "serve_load",
         ]))?;
-        Some(target_dir().join("release/examples/serve_load"))
+        let dir = if o.profile == "dev" {
+            "debug"
+        } else {
+            &o.profile
+        };
+        Some(target_dir().join(dir).join("examples/serve_load"))
     } else {
         None
     };
-    let (_server, ref_url) = start_llama_server(&llama_server, &m.path, free_port()?)?;
-    let karte_label = if o.karte_url.is_some() {
-        "karte-server"
-    } else {
-        "karte-engine"
+    let engine = |parallel| Side::Engine {
+        bin: engine_bin.clone().expect("built above"),
+        model: m.path.clone(),
+        parallel,
     };
-    let karte = |sc: &Scenario, cache: bool| -> Result<Vec<Record>> {
-        match (&o.karte_url, &engine_bin) {
-            (Some(url), _) => run_http(url, sc, cache),
-            (None, Some(bin)) => run_engine(bin, &m.path, sc, if cache { 4 } else { 0 }),
-            (None, None) => unreachable!("engine binary is built when no URL is given"),
-        }
+    // llama-server runs in every mode: its /tokenize sizes the shared instruction prefix.
+    let llama_server = build_llama_server()?;
+    let (_server, ref_url) = start_llama_server(&llama_server, &m.path, free_port()?)?;
+    let (reference, ref_label) = if o.serial_reference {
+        (engine(1), "engine one-at-a-time")
+    } else {
+        (Side::Http(ref_url.clone()), "llama-server")
+    };
+    let (karte, karte_label) = match &o.karte_url {
+        Some(url) => (Side::Http(url.clone()), "karte-server"),
+        None => (engine(PARALLEL), "karte-engine"),
     };
     let instructions = instructions(&ref_url, 1000)?;
     let n_instr = count_tokens(&ref_url, &instructions)?;
@@ -507,15 +573,16 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
             let sc = throughput_scenario(n, o.requests_per_client, o.max_tokens);
             // Alternate which side goes first so that a slow minute does not always land on the same one.
             let (r, k) = if round % 2 == 0 {
-                let r = summarize(&run_http(&ref_url, &sc, true)?);
-                (r, summarize(&karte(&sc, true)?))
+                let r = summarize(&reference.run(&sc, true)?);
+                (r, summarize(&karte.run(&sc, true)?))
             } else {
-                let k = summarize(&karte(&sc, true)?);
-                (summarize(&run_http(&ref_url, &sc, true)?), k)
+                let k = summarize(&karte.run(&sc, true)?);
+                (summarize(&reference.run(&sc, true)?), k)
             };
             eprintln!(
-                "    llama-server {:.1} t/s p50 {:.0} ms | {karte_label} {:.1} t/s p50 {:.0} ms",
-                r.tokens_per_s, r.p50_ttft, k.tokens_per_s, k.p50_ttft
+                "    {ref_label} {:.1} t/s TTFT p50 {:.0} p95 {:.0} ms | {karte_label} {:.1} t/s TTFT p50 {:.0} \
+                 p95 {:.0} ms",
+                r.tokens_per_s, r.p50_ttft, r.p95_ttft, k.tokens_per_s, k.p50_ttft, k.p95_ttft
             );
             tp[i].0.push(r);
             tp[i].1.push(k);
@@ -532,20 +599,20 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
             percentile(&t, 50.0)
         };
         let row = [
-            warm(run_http(&ref_url, &sc, false)?),
-            warm(run_http(&ref_url, &sc, true)?),
-            warm(karte(&sc, false)?),
-            warm(karte(&sc, true)?),
+            warm(reference.run(&sc, false)?),
+            warm(reference.run(&sc, true)?),
+            warm(karte.run(&sc, false)?),
+            warm(karte.run(&sc, true)?),
         ];
         eprintln!(
-            "    llama-server off {:.0} on {:.0} ms | {karte_label} off {:.0} on {:.0} ms",
+            "    {ref_label} off {:.0} on {:.0} ms | {karte_label} off {:.0} on {:.0} ms",
             row[0], row[1], row[2], row[3]
         );
         px.push(row);
     }
 
     let mut t = format!(
-        "| clients | llama-server t/s | {karte_label} t/s | ratio | llama-server TTFT p50 / p95 (ms) | \
+        "| clients | {ref_label} t/s | {karte_label} t/s | ratio | {ref_label} TTFT p50 / p95 (ms) | \
          {karte_label} TTFT p50 / p95 (ms) |\n|---:|---:|---:|---:|---:|---:|\n"
     );
     for (i, &n) in CONCURRENCY.iter().enumerate() {
@@ -569,7 +636,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     let col = |j: usize| mean(&px.iter().map(|r| r[j]).collect::<Vec<_>>());
     let p = format!(
         "| server | TTFT p50 cache off (ms) | TTFT p50 cache on (ms) | speed-up |\n|---|---:|---:|---:|\n\
-         | llama-server | {:.0} | {:.0} | {:.2}x |\n| {karte_label} | {:.0} | {:.0} | {:.2}x |\n",
+         | {ref_label} | {:.0} | {:.0} | {:.2}x |\n| {karte_label} | {:.0} | {:.0} | {:.2}x |\n",
         col(0),
         col(1),
         col(0) / col(1),
@@ -578,7 +645,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
         col(2) / col(3)
     );
     println!(
-        "\n### Serving: {karte_label} vs llama-server ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}, \
+        "\n### Serving: {karte_label} vs {ref_label} ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}, \
          {} requests per client of up to {} tokens, mean of {} interleaved rounds)\n\n{t}\n\
          ### Time to first token with a {n_instr}-token shared instruction prefix (1 client, {} requests, \
          first one warms the cache and is not counted, mean of {} rounds)\n\n{p}",

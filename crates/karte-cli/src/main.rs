@@ -112,11 +112,14 @@ enum ModelCmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KARTE_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `karte serve` installs the server's own JSON logging (rotation, run-time level).
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("KARTE_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let json = matches!(
         &cli.cmd,
         Cmd::Draft {

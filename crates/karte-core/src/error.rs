@@ -360,3 +360,38 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod server_code_tests {
+    use super::Code;
+
+    /// karte-server / karte-llm codes cross HTTP as strings: the serde name, `as_str` and the exit status agree.
+    #[test]
+    fn server_and_llm_codes_round_trip_as_their_strings() {
+        let table: &[(Code, &str, u8)] = &[
+            (Code::LlmUnreachable, "llm.unreachable", 1),
+            (Code::LlmTimeout, "llm.timeout", 1),
+            (Code::LlmProtocol, "llm.protocol", 1),
+            (Code::LlmTls, "llm.tls", 1),
+            (Code::ServerUnauthorized, "server.unauthorized", 4),
+            (Code::ServerForbidden, "server.forbidden", 4),
+            (Code::ServerBusy, "server.busy", 1),
+            (Code::ServerRateLimited, "server.rate_limited", 1),
+            (Code::ServerNotReady, "server.not_ready", 1),
+            (Code::ServerBadRequest, "server.bad_request", 2),
+            (Code::ServerTokenNotFound, "server.token_not_found", 2),
+            (Code::ServerStoreFailed, "server.store_failed", 1),
+            (Code::WorkerStartFailed, "worker.start_failed", 1),
+            (Code::WorkerCrashed, "worker.crashed", 1),
+        ];
+        for (code, s, exit) in table {
+            assert_eq!(code.as_str(), *s);
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
+            assert_eq!(
+                serde_json::from_value::<Code>(serde_json::json!(s)).unwrap(),
+                *code
+            );
+            assert_eq!(code.exit_status(), *exit, "{s}");
+        }
+    }
+}

@@ -260,7 +260,8 @@ pub(crate) enum Job {
         reply: Sender<Result<Vec<Scored>>>,
     },
     Generate {
-        req: GenerateRequest,
+        // Boxed: keeps the channel's messages (and `send`'s error) small.
+        req: Box<GenerateRequest>,
         cancel: CancelToken,
         events: Sender<GenEvent>,
         submitted: Instant,
@@ -394,7 +395,7 @@ impl Engine {
         c.requests_total.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         let job = Job::Generate {
-            req,
+            req: Box::new(req),
             cancel,
             events: tx,
             submitted: Instant::now(),

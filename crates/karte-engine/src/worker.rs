@@ -514,7 +514,7 @@ impl Worker<'_> {
                 Ok(Ok((tokens, sampler))) => self.waiting.push_back(Pending {
                     tokens,
                     sampler,
-                    req,
+                    req: *req,
                     cancel,
                     events,
                     submitted,
@@ -864,6 +864,10 @@ impl Worker<'_> {
             match stop {
                 Some(stop) => {
                     let s = self.slots.swap_remove(i);
+                    // Counted before the caller hears `Done`, so load_info never lags what a client has seen.
+                    self.counters
+                        .active
+                        .store(self.slots.len(), Ordering::Relaxed);
                     self.finish(s, stop);
                 }
                 None => i += 1,
@@ -935,6 +939,7 @@ impl Worker<'_> {
     /// the cache (prefixes included) starts again from empty.
     fn fail_all(&mut self, e: &Error) {
         tracing::warn!(code = %e.code, active = self.slots.len(), "decode step failed");
+        self.counters.active.store(0, Ordering::Relaxed);
         for s in self.slots.drain(..) {
             self.counters.failed_total.fetch_add(1, Ordering::Relaxed);
             self.free_seqs.push(s.seq);

@@ -510,7 +510,7 @@ fn score_equals_the_sum_of_single_token_steps() {
     // Words that are one token each with their leading space, so the text can be cut at token boundaries.
     let steps = [" five", ",", " six", ",", " seven"];
     let whole = steps.concat();
-    let all = engine.score(context, &[whole.clone()]).unwrap()[0];
+    let all = engine.score(context, std::slice::from_ref(&whole)).unwrap()[0];
     assert_eq!(all.n_tokens as usize, steps.len(), "one token per step");
     let mut sum = 0.0;
     let mut ctx = context.to_string();

@@ -97,6 +97,9 @@ pub struct ServeSettings {
     /// Requests waiting beyond this get 429 with Retry-After.
     #[serde(default)]
     pub max_queue: Option<usize>,
+    /// Requests decoded together (continuous batching); default 4.
+    #[serde(default)]
+    pub parallel: Option<u32>,
     /// Upper bound on `max_tokens` of any request.
     #[serde(default)]
     pub max_tokens: Option<u32>,

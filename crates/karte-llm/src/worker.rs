@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     pub backoff_max: Duration,
     /// Longest silence in a streamed answer before the worker counts as hung (then it is killed and restarted).
     pub idle_timeout: Duration,
+    /// Pass the worker's JSON logs through to our stderr (the app's log); off in tests to keep output readable.
+    pub inherit_stderr: bool,
 }
 
 impl WorkerConfig {
@@ -57,6 +59,7 @@ impl WorkerConfig {
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            inherit_stderr: true,
         }
     }
 
@@ -176,7 +179,7 @@ impl LocalWorker {
         let mut sup = self.lock();
         if let Some(r) = sup.running.as_mut() {
             if r.alive() {
-                return Ok(clone_engine(&r.engine)?);
+                return clone_engine(&r.engine);
             }
             let status = r.child.try_wait().ok().flatten();
             tracing::warn!(?status, "local worker died; restarting");
@@ -210,7 +213,11 @@ impl LocalWorker {
             .env(WORKER_TOKEN_ENV, &token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(if self.cfg.inherit_stderr {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         if let Some(m) = &self.cfg.model {
             cmd.arg("--model").arg(m);
         }

@@ -117,7 +117,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.status().1),
+        state
+            .metrics
+            .render(state.status().1, state.engine_load().as_ref()),
     )
         .into_response()
 }
@@ -145,8 +147,7 @@ async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&state, &headers, Role::Client)?;
     let Json(req) = body.map_err(|_| fail(&state, bad_request("JSON として読めません")))?;
-    let engine_req =
-        to_engine_request(&req, state.limits.max_tokens).map_err(|e| fail(&state, e))?;
+    let engine_req = to_engine_request(&req, &state.limits).map_err(|e| fail(&state, e))?;
     let gen = Generation::start(&state, engine_req).map_err(|e| fail(&state, e))?;
     tracing::info!(
         id = %gen.id,

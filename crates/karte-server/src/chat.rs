@@ -5,9 +5,9 @@
 //! goes away axum drops the response stream, the `Generation` with it, and its `Drop` cancels the engine's work;
 //! nothing has to notice the disconnect explicitly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use karte_core::{Code, Error};
 use karte_engine::{CancelToken, GenEvent, GenStats, GenerateRequest, StopReason};
@@ -27,8 +27,6 @@ pub struct Generation {
     pub created: u64,
     events: mpsc::UnboundedReceiver<GenEvent>,
     cancel: CancelToken,
-    timed_out: Arc<AtomicBool>,
-    timer: tokio::task::JoinHandle<()>,
     state: Arc<AppState>,
     admitted: Instant,
     first_token: Option<Instant>,
@@ -56,7 +54,7 @@ fn now_unix() -> u64 {
 /// Checks the request and turns it into the engine's, with the server's limits applied.
 pub fn to_engine_request(
     req: &ChatCompletionRequest,
-    max_tokens_limit: u32,
+    limits: &crate::state::Limits,
 ) -> Result<GenerateRequest, ApiError> {
     if req.messages.is_empty() {
         return Err(bad_request("messages が空です"));
@@ -77,7 +75,10 @@ pub fn to_engine_request(
     if asked == 0 {
         return Err(bad_request("max_tokens は 1 以上にしてください"));
     }
-    g.max_tokens = asked.min(max_tokens_limit);
+    g.max_tokens = asked.min(limits.max_tokens);
+    // The engine stops the request at this bound (StopReason::MaxTime): the client gets the text so far with
+    // finish_reason "length".
+    g.max_time = Some(limits.request_timeout);
     g.temperature = req.temperature.unwrap_or(0.0).clamp(0.0, 2.0);
     g.seed = req.seed.unwrap_or(0);
     g.json_schema = req.response_format.as_ref().and_then(|f| f.schema());
@@ -85,21 +86,21 @@ pub fn to_engine_request(
 }
 
 impl Generation {
-    /// Admits the request (or answers 429 when the queue is full) and submits it to the engine.
+    /// Submits the request to the engine, whose bounded queue answers `engine.busy` when full: that becomes 429
+    /// with Retry-After before any stream is opened.
     pub fn start(state: &Arc<AppState>, req: GenerateRequest) -> Result<Generation, ApiError> {
         let engine = state.engine().ok_or_else(crate::error::not_ready)?;
-        let depth = state.metrics.queue_depth.fetch_add(1, Ordering::SeqCst) + 1;
-        if depth > state.limits.max_queue as u64 {
-            state.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
-            // Roughly one slot's worth of time: long enough not to hammer, short enough for a ward to notice.
-            return Err(busy(state.retry_after_s()));
-        }
         let cancel = CancelToken::new();
-        let rx = engine.submit(req, cancel.clone());
+        let rx = match engine.try_submit(req, cancel.clone()) {
+            Ok(rx) => rx,
+            Err(e) if e.code == Code::EngineBusy => return Err(busy(state.retry_after_s())),
+            Err(e) => return Err(e.into()),
+        };
+        state.metrics.open_requests.fetch_add(1, Ordering::SeqCst);
         let (tx, events) = mpsc::unbounded_channel();
         let bridge_cancel = cancel.clone();
         // The engine answers on a std channel from its own thread; one blocking task per request forwards it. If the
-        // async side is gone, stop listening: the engine sees the dropped receiver and abandons the generation.
+        // async side is gone, stop listening: the engine sees the dropped receiver and frees the sequence.
         tokio::task::spawn_blocking(move || {
             for ev in rx {
                 if tx.send(ev).is_err() {
@@ -107,17 +108,6 @@ impl Generation {
                     break;
                 }
             }
-        });
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let (tcancel, tflag, limit) = (
-            cancel.clone(),
-            Arc::clone(&timed_out),
-            state.limits.request_timeout,
-        );
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(limit).await;
-            tflag.store(true, Ordering::SeqCst);
-            tcancel.cancel();
         });
         let mut idb = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
@@ -127,8 +117,6 @@ impl Generation {
             created: now_unix(),
             events,
             cancel,
-            timed_out,
-            timer,
             state: Arc::clone(state),
             admitted: Instant::now(),
             first_token: None,
@@ -143,7 +131,6 @@ impl Generation {
             Some(GenEvent::Token(t)) => {
                 if self.first_token.is_none() {
                     self.first_token = Some(Instant::now());
-                    self.state.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
                     self.state
                         .metrics
                         .first_token(self.admitted.elapsed().as_secs_f64());
@@ -153,9 +140,8 @@ impl Generation {
             Some(GenEvent::Done(stats)) => {
                 let finish_reason = match stats.stop {
                     StopReason::Eos => "stop",
-                    StopReason::MaxTokens | StopReason::MaxTime => "length",
                     // The time limit cut it: for the client that is a length limit, with the text so far.
-                    StopReason::Cancelled if self.timed_out.load(Ordering::SeqCst) => "length",
+                    StopReason::MaxTokens | StopReason::MaxTime => "length",
                     StopReason::Cancelled => {
                         self.end();
                         return Err(Error::new(
@@ -197,14 +183,10 @@ impl Generation {
             return;
         }
         self.finished = true;
-        self.timer.abort();
         self.state
             .metrics
-            .queue_depth
+            .open_requests
             .fetch_sub(1, Ordering::SeqCst);
-        if self.first_token.is_some() {
-            self.state.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
         tracing::info!(
             id = %self.id,
             elapsed_ms = self.admitted.elapsed().as_millis() as u64,
@@ -285,6 +267,3 @@ impl Drop for Generation {
         }
     }
 }
-
-/// Default retry hint when no load figure says better.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);

@@ -33,8 +33,12 @@ pub struct ServeArgs {
     pub log_dir: Option<PathBuf>,
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Requests waiting beyond those being decoded; more get 429 with Retry-After.
     #[arg(long)]
     pub max_queue: Option<usize>,
+    /// Requests decoded together in one llama context (continuous batching); default 4, 1 for --local.
+    #[arg(long)]
+    pub parallel: Option<u32>,
     #[arg(long)]
     pub max_tokens: Option<u32>,
     /// Upper bound on one request's generation time, in seconds.
@@ -75,6 +79,9 @@ pub fn run(a: ServeArgs) -> karte_core::Result<()> {
     opts.apply_settings(&settings);
     if let Some(q) = a.max_queue {
         opts.limits.max_queue = q;
+    }
+    if let Some(p) = a.parallel {
+        opts.limits.parallel = p.max(1);
     }
     if let Some(t) = a.max_tokens {
         opts.limits.max_tokens = t;

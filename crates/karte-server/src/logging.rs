@@ -13,7 +13,9 @@ use crate::state::LogReload;
 
 /// llama.cpp's own chatter stays at warn unless asked for.
 fn filter(level: &str) -> EnvFilter {
-    EnvFilter::new(format!("{level},llama_cpp_2=warn,hyper=warn"))
+    EnvFilter::new(format!(
+        "{level},llama-cpp-2=warn,llama_cpp_2=warn,hyper=warn"
+    ))
 }
 
 /// Installs the global subscriber: JSON on stderr, and JSON files rotated daily in `log_dir` when given. The

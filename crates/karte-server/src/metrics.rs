@@ -15,8 +15,8 @@ const TTFT_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
-    pub queue_depth: AtomicU64,
-    pub in_flight: AtomicU64,
+    /// HTTP chat requests accepted and not yet answered in full (waiting, generating or streaming).
+    pub open_requests: AtomicU64,
     generated_tokens: AtomicU64,
     prompt_tokens: AtomicU64,
     /// Microseconds spent generating (after the first token), summed over requests.
@@ -80,7 +80,8 @@ impl Metrics {
         self.requests.lock().map_or(0, |m| m.values().sum())
     }
 
-    pub fn render(&self, ready: bool) -> String {
+    /// `load` is the engine's own view (queue, sequences in flight, prefix cache), absent while the model loads.
+    pub fn render(&self, ready: bool, load: Option<&karte_engine::LoadInfo>) -> String {
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -108,16 +109,22 @@ impl Metrics {
                 let _ = writeln!(o, "karte_errors_total{{code=\"{code}\"}} {n}");
             }
         }
+        let l = load.cloned().unwrap_or_default();
         let gauges = [
             (
                 "karte_queue_depth",
-                "Chat requests admitted and not yet finished (waiting or generating).",
-                self.queue_depth.load(Ordering::Relaxed) as f64,
+                "Requests waiting in the engine's queue for a free sequence.",
+                l.queued as f64,
             ),
             (
                 "karte_in_flight",
-                "Chat requests currently generating.",
-                self.in_flight.load(Ordering::Relaxed) as f64,
+                "Requests being decoded now (continuous batching).",
+                l.active as f64,
+            ),
+            (
+                "karte_open_requests",
+                "Chat requests accepted over HTTP and not yet answered in full.",
+                self.open_requests.load(Ordering::Relaxed) as f64,
             ),
             (
                 "karte_tokens_per_second",
@@ -128,6 +135,23 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(o, "# HELP {name} {help}");
             let _ = writeln!(o, "# TYPE {name} gauge");
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let engine_counters = [
+            (
+                "karte_rejected_total",
+                "Requests refused because the engine's queue was full (HTTP 429).",
+                l.rejected_total as f64,
+            ),
+            (
+                "karte_prefix_cached_tokens_total",
+                "Prompt tokens reused from the shared-prefix cache instead of decoded.",
+                l.cached_tokens_total as f64,
+            ),
+        ];
+        for (name, help, v) in engine_counters {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} counter");
             let _ = writeln!(o, "{name} {v}");
         }
         let counters = [
@@ -188,7 +212,7 @@ mod tests {
         m.first_token(3.0);
         m.request("/v1/chat/completions", 200);
         m.error("server.unauthorized");
-        let t = m.render(true);
+        let t = m.render(true, None);
         for line in [
             "karte_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
             "karte_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",

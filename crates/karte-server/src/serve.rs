@@ -59,10 +59,11 @@ impl ServeOptions {
         }
     }
 
-    /// The local worker: loopback, random port, memory-only tokens.
+    /// The local worker: loopback, random port, memory-only tokens, one request at a time (one user).
     pub fn local() -> Self {
         let mut o = Self::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         o.local = true;
+        o.limits.parallel = 1;
         o
     }
 
@@ -76,6 +77,9 @@ impl ServeOptions {
         }
         if let Some(q) = s.serve.max_queue {
             self.limits.max_queue = q;
+        }
+        if let (Some(p), false) = (s.serve.parallel, self.local) {
+            self.limits.parallel = p.max(1);
         }
         if let Some(t) = s.serve.max_tokens {
             self.limits.max_tokens = t;
@@ -213,7 +217,10 @@ pub fn build_state(
     state.log_reload = log_reload;
     let mut cfg = EngineConfig::new(&model.path, &model.name);
     cfg.n_threads = opts.threads;
-    cfg.n_ctx = opts.n_ctx;
+    cfg.n_parallel = opts.limits.parallel.max(1);
+    // The KV cells are shared by the sequences decoded together: room for each one's prompt and answer.
+    cfg.n_ctx = opts.n_ctx.saturating_mul(cfg.n_parallel);
+    cfg.max_queue = opts.limits.max_queue;
     Ok((Arc::new(state), cfg))
 }
 

@@ -12,8 +12,10 @@ use crate::tokens::TokenStore;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Requests admitted (waiting + generating) beyond which new ones get 429.
+    /// Requests waiting for a free sequence beyond which new ones get 429 (the engine's bounded queue).
     pub max_queue: usize,
+    /// Requests decoded together (continuous batching in one llama context).
+    pub parallel: u32,
     /// Upper bound on any request's `max_tokens`.
     pub max_tokens: u32,
     /// Upper bound on one request's wall time; the answer then ends with `finish_reason: "length"`.
@@ -24,6 +26,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_queue: 64,
+            parallel: 4,
             max_tokens: 2048,
             request_timeout: Duration::from_secs(120),
         }
@@ -55,9 +58,14 @@ pub struct AppState {
 pub struct Load {
     pub ready: bool,
     pub model: String,
-    pub queue_depth: u64,
-    pub in_flight: u64,
+    /// Waiting in the engine's queue.
+    pub queue_depth: usize,
+    /// Being decoded now.
+    pub in_flight: usize,
+    /// HTTP chat requests not yet answered in full.
+    pub open_requests: u64,
     pub max_queue: usize,
+    pub max_parallel: usize,
     pub requests_total: u64,
     pub tokens_per_s: f64,
 }
@@ -113,14 +121,22 @@ impl AppState {
         });
     }
 
+    /// The engine's load counters, once the model is loaded.
+    pub fn engine_load(&self) -> Option<karte_engine::LoadInfo> {
+        self.engine().map(|e| e.load_info())
+    }
+
     pub fn load(&self) -> Load {
         use std::sync::atomic::Ordering;
+        let l = self.engine_load().unwrap_or_default();
         Load {
             ready: self.status().1,
             model: self.model_name.clone(),
-            queue_depth: self.metrics.queue_depth.load(Ordering::Relaxed),
-            in_flight: self.metrics.in_flight.load(Ordering::Relaxed),
-            max_queue: self.limits.max_queue,
+            queue_depth: l.queued,
+            in_flight: l.active,
+            open_requests: self.metrics.open_requests.load(Ordering::Relaxed),
+            max_queue: l.max_queue,
+            max_parallel: l.max_parallel,
             requests_total: self.metrics.requests_total(),
             tokens_per_s: self.metrics.last_tokens_per_s(),
         }
@@ -134,7 +150,8 @@ impl AppState {
         } else {
             20.0
         };
-        // Assume ~256 tokens per queued answer; clamp to something a person would accept.
-        ((l.queue_depth as f64 * 256.0 / tps) as u64 / 4).clamp(1, 30)
+        // Assume ~256 tokens per queued answer, served max_parallel at a time; clamp to what a person would accept.
+        let waves = l.queue_depth as f64 / l.max_parallel.max(1) as f64;
+        ((waves * 256.0 / tps) as u64).clamp(1, 30)
     }
 }

@@ -87,6 +87,7 @@ fn worker_config() -> WorkerConfig {
         "/nonexistent/karte-settings.toml".into(),
     )];
     w.backoff_initial = Duration::from_millis(100);
+    w.inherit_stderr = std::env::var_os("KARTE_TEST_SERVER_LOG").is_some();
     w
 }
 
@@ -200,7 +201,7 @@ fn clinic_server_killed_mid_draft_local_worker_answers_and_traffic_returns_with_
     let (tx, rx) = mpsc::channel();
     let f2 = Arc::clone(&failover);
     let h = std::thread::spawn(move || {
-        run_chat(f2.as_ref(), &draft_request(200), move || {
+        run_chat(f2.as_ref(), &draft_request(48), move || {
             let _ = tx.send(());
         })
     });
@@ -262,7 +263,7 @@ fn worker_killed_or_aborting_mid_generation_is_restarted_and_the_request_retried
         let (tx, rx) = mpsc::channel();
         let w2 = Arc::clone(&worker);
         let h = std::thread::spawn(move || {
-            run_chat(w2.as_ref(), &draft_request(200), move || {
+            run_chat(w2.as_ref(), &draft_request(48), move || {
                 let _ = tx.send(());
             })
         });

@@ -264,6 +264,7 @@ fn management_api_tokens_roles_rate_limits_load_and_log_level() {
     assert_eq!(s, 200);
     assert_eq!(load["ready"], true);
     assert_eq!(load["queue_depth"], 0);
+    assert_eq!(load["max_parallel"], 4);
     let (s, _) = curl_json(
         "PUT",
         &format!("{b}/admin/log-level"),
@@ -324,14 +325,45 @@ fn load(base: &str) -> Value {
     curl_json("GET", &format!("{base}/admin/load"), ADMIN, None).1
 }
 
+fn send_raw(addr: &str, max_tokens: u32) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = chat_body(true, max_tokens);
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CLIENT}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    s
+}
+
+fn wait_for(base: &str, what: &str, pred: impl Fn(&Value) -> bool) {
+    let t = Instant::now();
+    loop {
+        let l = load(base);
+        if pred(&l) {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "waited in vain for {what}: {l}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn full_queue_gets_429_and_a_disconnect_cancels_the_generation() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let srv = Server::start(dir.path(), &["--max-queue", "1"]);
+    // One sequence at a time and one waiting place: a third request finds the queue full.
+    let srv = Server::start(dir.path(), &["--parallel", "1", "--max-queue", "1"]);
     let (sock, reader) = open_stream(&srv.addr, 2000);
-    assert_eq!(load(&srv.base)["queue_depth"], 1);
-    // The queue is full: 429 with Retry-After and the busy code.
+    let waiting = send_raw(&srv.addr, 2000);
+    wait_for(&srv.base, "one active, one queued", |l| {
+        l["in_flight"] == 1 && l["queue_depth"] == 1
+    });
     let auth = format!("Authorization: Bearer {CLIENT}");
     let (s, out) = curl(&[
         "-i",
@@ -346,29 +378,27 @@ fn full_queue_gets_429_and_a_disconnect_cancels_the_generation() {
     assert_eq!(s, 429, "{out}");
     assert!(out.to_ascii_lowercase().contains("retry-after:"));
     assert!(out.contains("server.busy"));
-    // The client hangs up mid-stream: the generation is cancelled and its slot freed well before 2000 tokens.
+    // Both clients hang up mid-generation: their sequences are cancelled and freed well before 2000 tokens each.
     sock.shutdown(std::net::Shutdown::Both).unwrap();
     drop(reader);
-    let t = Instant::now();
-    while load(&srv.base)["queue_depth"] != 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "slot not freed after disconnect"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    waiting.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(waiting);
+    wait_for(&srv.base, "everything freed after the disconnects", |l| {
+        l["open_requests"] == 0 && l["in_flight"] == 0 && l["queue_depth"] == 0
+    });
     let (s, _) = curl_json(
         "POST",
         &format!("{}/v1/chat/completions", srv.base),
         CLIENT,
         Some(&chat_body(false, 4)),
     );
-    assert_eq!(s, 200, "the server serves again after the disconnect");
+    assert_eq!(s, 200, "the server serves again after the disconnects");
     let m = curl(&[&format!("{}/metrics", srv.base)]).1;
     assert!(
         m.contains("karte_errors_total{code=\"server.busy\"} 1"),
         "{m}"
     );
+    assert!(m.contains("karte_rejected_total 1"), "{m}");
 }
 
 #[test]

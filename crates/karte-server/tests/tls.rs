@@ -26,7 +26,7 @@ fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, name);
-    let cert = p.clone().self_signed(&key).unwrap();
+    let cert = p.self_signed(&key).unwrap();
     (p, key, cert.pem())
 }
 
