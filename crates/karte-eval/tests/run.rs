@@ -19,7 +19,7 @@ fn fast_model() -> PathBuf {
     let dir = std::env::var_os("KARTE_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/karte/models"));
-    let p = dir.join(std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| FAST.into()));
+    let p = dir.join(FAST);
     assert!(
         p.is_file(),
         "test model {} missing: run `cargo xtask setup`",

@@ -737,7 +737,7 @@ impl Store {
                     |r| r.get(0),
                 )
                 .map_err(db_err)?;
-            outbox::enqueue(c, &self.store_id, encounter, latest, now)?;
+            outbox::enqueue(c, encounter, latest, now)?;
             log.append(c, &s.entry(Action::Sign, Some(encounter), Some(latest), format!("sha256={sha}")))?;
             Ok(latest)
         })
@@ -771,7 +771,7 @@ impl Store {
                 params![encounter, v, s.user_id, now],
             )
             .map_err(db_err)?;
-            outbox::enqueue(c, &self.store_id, encounter, v, now)?;
+            outbox::enqueue(c, encounter, v, now)?;
             log.append(c, &s.entry(Action::Amend, Some(encounter), Some(v), format!("sha256={sha}")))?;
             Ok(v)
         })
@@ -1137,14 +1137,7 @@ pub mod bench {
 
     /// What [`Store::sign`] writes (signature, audit entry) with or without the outbox row: the benchmark's
     /// measure of what queueing for upload adds to signing. The caller commits.
-    pub fn sign(
-        c: &Connection,
-        store_id: &str,
-        id: &str,
-        version: i64,
-        signer: i64,
-        enqueue: bool,
-    ) -> Result<()> {
+    pub fn sign(c: &Connection, id: &str, version: i64, signer: i64, enqueue: bool) -> Result<()> {
         let now = now_ms();
         c.execute(
             "INSERT INTO signatures (encounter_id, version, signer_id, signed_at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -1159,7 +1152,7 @@ pub mod bench {
             )
             .map_err(db_err)?;
         if enqueue {
-            outbox::enqueue(c, store_id, id, version, now)?;
+            outbox::enqueue(c, id, version, now)?;
         }
         let mut log = Audit {
             workstation: "bench",

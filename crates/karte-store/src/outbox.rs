@@ -14,12 +14,11 @@
 use crate::audit::NewEntry;
 use crate::clock::now_ms;
 use crate::db::db_err;
-use crate::records::{Decision, SuggestionView, VersionKind};
+use crate::records::{SuggestionView, VersionKind};
 use crate::{iso8601, latest_version, load_encounter, permits, Action, Session, Store};
 use karte_core::{Code, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The audit log's name for the workstation's uploader.
 pub const UPLOADER: &str = "karte-sync";
@@ -140,37 +139,29 @@ const HALT_CODE: &str = "sync.halt_code";
 const HALT_MESSAGE: &str = "sync.halt_message";
 const HALT_AT: &str = "sync.halt_at_ms";
 
-/// `urn:uuid:` from sha256(store id, encounter, version): stable for the document whatever retries or restarts
-/// happen, distinct across workstations (the store id is random per data directory).
-pub fn bundle_id(store_id: &str, encounter: &str, version: i64) -> String {
-    let mut h = Sha256::new();
-    for part in ["karte-bundle", store_id, encounter, &version.to_string()] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    let mut b: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
-    b[6] = (b[6] & 0x0f) | 0x80; // RFC 9562 version 8: name-based with a custom hash
+/// A random `urn:uuid:` (version 4), minted once in the signing transaction and stored in the outbox row, so every
+/// retry and restart sends the same identifier. Random rather than derived from (store, encounter, version): a data
+/// directory restored from backup or a cloned workstation image would otherwise sign a *different* document under an
+/// identifier the platform already holds, and the platform's deduplication would silently drop it.
+pub fn new_bundle_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|_| Error::new(Code::Internal, "乱数を取得できません。"))?;
+    b[6] = (b[6] & 0x0f) | 0x40; // RFC 9562 version 4
     b[8] = (b[8] & 0x3f) | 0x80;
     let x = hex::encode(b);
-    format!(
+    Ok(format!(
         "urn:uuid:{}-{}-{}-{}-{}",
         &x[0..8],
         &x[8..12],
         &x[12..16],
         &x[16..20],
         &x[20..32]
-    )
+    ))
 }
 
 /// Queues `encounter` v`version` inside the caller's (signing) transaction. An amendment replaces the document of
 /// the previous signed version of the same encounter.
-pub(crate) fn enqueue(
-    c: &Connection,
-    store_id: &str,
-    encounter: &str,
-    version: i64,
-    now: i64,
-) -> Result<()> {
+pub(crate) fn enqueue(c: &Connection, encounter: &str, version: i64, now: i64) -> Result<()> {
     let replaces: Option<String> = c
         .query_row(
             "SELECT bundle_id FROM outbox WHERE encounter_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT 1",
@@ -185,7 +176,7 @@ pub(crate) fn enqueue(
         params![
             encounter,
             version,
-            bundle_id(store_id, encounter, version),
+            new_bundle_id()?,
             replaces,
             now
         ],
@@ -263,14 +254,34 @@ fn signed_document(c: &Connection, it: OutboxItem) -> Result<SignedDocument> {
             "送信待ちの版に署名がありません。システム管理者に連絡してください。",
         )
     })?;
+    // The tests as the physician saw them when signing: per suggestion, the latest review made no later than this
+    // version's signature. A review after signing must not change a document already signed (and possibly sent
+    // under the same identifier).
+    let signed_at_ms: i64 = c
+        .query_row(
+            "SELECT signed_at_ms FROM signatures WHERE encounter_id = ?1 AND version = ?2",
+            params![it.encounter, it.version],
+            |r| r.get(0),
+        )
+        .map_err(db_err)?;
+    let mut accepted_at_signing = c
+        .prepare(
+            "SELECT r.suggestion FROM reviews r
+              WHERE r.encounter_id = ?1 AND r.created_at_ms <= ?2 AND r.decision = 'accept'
+                AND r.id = (SELECT max(r2.id) FROM reviews r2
+                             WHERE r2.encounter_id = r.encounter_id AND r2.suggestion = r.suggestion
+                               AND r2.created_at_ms <= ?2)",
+        )
+        .map_err(db_err)?;
+    let accepted: std::collections::BTreeSet<i64> = accepted_at_signing
+        .query_map(params![it.encounter, signed_at_ms], |r| r.get(0))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
     let accepted_tests = view
         .suggestions
         .iter()
-        .filter(|g| {
-            g.review
-                .as_ref()
-                .is_some_and(|r| r.decision == Decision::Accept)
-        })
+        .filter(|g| accepted.contains(&g.id))
         .cloned()
         .collect();
     Ok(SignedDocument {

@@ -79,8 +79,7 @@ fn main() {
         let enqueue = i % 2 == 0;
         let t = Instant::now();
         c.execute_batch("BEGIN IMMEDIATE").unwrap();
-        karte_store::bench::sign(&c, "bench-store", &format!("E{i:012}"), 1, author, enqueue)
-            .unwrap();
+        karte_store::bench::sign(&c, &format!("E{i:012}"), 1, author, enqueue).unwrap();
         c.execute_batch("COMMIT").unwrap();
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if enqueue {

@@ -320,3 +320,51 @@ fn backoff_grows_with_jitter_and_is_capped() {
         }
     }
 }
+
+#[test]
+fn reviews_after_signing_do_not_change_the_signed_document() {
+    if !keyring_session("reviews_after_signing_do_not_change_the_signed_document") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = Ward::new(dir.path());
+    // DICTATIONS[0] (pneumonia) suggests several tests; the nurse accepted the first before signing.
+    let id = w.sign("P-0100", DICTATIONS[0]);
+    let tests = |d: &karte_store::SignedDocument| -> Vec<i64> {
+        d.accepted_tests.iter().map(|g| g.id).collect()
+    };
+    let before = w.store.outbox_document(&w.doctor, &id).unwrap();
+    assert_eq!(tests(&before), vec![1]);
+    // After signing: the first is rejected and the second accepted. The signed document must not change.
+    std::thread::sleep(Duration::from_millis(5));
+    w.store
+        .review(
+            &w.nurse,
+            &id,
+            1,
+            karte_store::Decision::Reject,
+            "不要と判断",
+        )
+        .unwrap();
+    w.store
+        .review(&w.nurse, &id, 2, karte_store::Decision::Accept, "")
+        .unwrap();
+    let after = w.store.outbox_document(&w.doctor, &id).unwrap();
+    assert_eq!(
+        tests(&after),
+        vec![1],
+        "a review after signing changed the signed document"
+    );
+    assert_eq!(after.item.bundle_id, before.item.bundle_id);
+}
+
+#[test]
+fn bundle_ids_are_random_uuid_v4() {
+    let a = karte_store::outbox::new_bundle_id().unwrap();
+    let b = karte_store::outbox::new_bundle_id().unwrap();
+    assert_ne!(a, b);
+    let hexpart = a.strip_prefix("urn:uuid:").unwrap();
+    assert_eq!(hexpart.len(), 36);
+    assert_eq!(&hexpart[14..15], "4", "version nibble");
+    assert!(matches!(&hexpart[19..20], "8" | "9" | "a" | "b"), "variant");
+}
