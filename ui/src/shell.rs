@@ -201,27 +201,34 @@ pub fn PhysicianRecords() -> impl IntoView {
     let list = RwSignal::new(Vec::<EncounterSummary>::new());
     let uploads = RwSignal::new(Vec::<OutboxItem>::new());
     let error = RwSignal::new(None::<UiError>);
-    let load = move || {
+    let load_uploads = move || {
         spawn_local(async move {
-            match records::encounters().await {
-                Ok(l) => list.set(l),
-                Err(e) => ctx.report(error, e),
-            }
             match records::upload_items().await {
                 Ok(u) => uploads.set(u),
                 Err(e) => ctx.report(error, e),
             }
         })
     };
+    let load = move || {
+        spawn_local(async move {
+            match records::encounters().await {
+                Ok(l) => list.set(l),
+                Err(e) => ctx.report(error, e),
+            }
+        });
+        load_uploads();
+    };
     #[cfg(target_arch = "wasm32")]
     Effect::new(move |_| {
         ctx.records_changed.track();
         load();
     });
-    // The uploader works in the background: refresh the states every few seconds while the list is shown.
+    // The uploader works in the background: refresh the upload states (only those) every few seconds while the list
+    // is shown. Not the encounter list: its version numbers are what the sign buttons sign, and they must change only
+    // when the physician acts, never under their hand.
     #[cfg(target_arch = "wasm32")]
     {
-        let handle = set_interval_with_handle(load, std::time::Duration::from_secs(5)).ok();
+        let handle = set_interval_with_handle(load_uploads, std::time::Duration::from_secs(5)).ok();
         on_cleanup(move || {
             if let Some(h) = handle {
                 h.clear();

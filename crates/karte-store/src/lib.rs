@@ -459,6 +459,18 @@ impl Store {
     /// Checks, in order: the session belongs to this store, it has not been idle too long, the account is still
     /// enabled, and the matrix allows the action. A denial is audited. On success the idle clock restarts.
     fn authorize(&self, s: &Session, action: Action, encounter: Option<&str>) -> Result<()> {
+        self.authorize_as(s, action, encounter, true)
+    }
+
+    /// `touch = false` for reads the window makes on its own (the upload badges' refresh): they must not count as the
+    /// user's activity, or an open window would never reach the idle sign-out.
+    pub(crate) fn authorize_as(
+        &self,
+        s: &Session,
+        action: Action,
+        encounter: Option<&str>,
+        touch: bool,
+    ) -> Result<()> {
         let who = NewEntry {
             user: Some(&s.name),
             role: Some(s.role.as_str()),
@@ -506,7 +518,9 @@ impl Store {
             })?;
             return Err(auth::forbidden(s.role, action));
         }
-        s.touch(now);
+        if touch {
+            s.touch(now);
+        }
         Ok(())
     }
 

@@ -548,23 +548,35 @@ impl Store {
         actions: &[Action],
         encounter: Option<&str>,
     ) -> Result<()> {
+        self.authorize_any_as(s, actions, encounter, true)
+    }
+
+    fn authorize_any_as(
+        &self,
+        s: &Session,
+        actions: &[Action],
+        encounter: Option<&str>,
+        touch: bool,
+    ) -> Result<()> {
         let a = actions
             .iter()
             .copied()
             .find(|a| permits(s.role, *a))
             .unwrap_or(actions[0]);
-        self.authorize(s, a, encounter)
+        self.authorize_as(s, a, encounter, touch)
     }
 
-    /// Queue health for people: physicians and nurses (View) and administrators (ManageUsers).
+    /// Queue health for people: physicians and nurses (View) and administrators (ManageUsers). Does not count as
+    /// activity for the idle sign-out: the window refreshes it by itself.
     pub fn queue_health(&self, s: &Session) -> Result<QueueHealth> {
-        self.authorize_any(s, &[Action::View, Action::ManageUsers], None)?;
+        self.authorize_any_as(s, &[Action::View, Action::ManageUsers], None, false)?;
         self.outbox_health()
     }
 
-    /// Every queued item, oldest first (ids, states and reasons; no clinical text).
+    /// Every queued item, oldest first (ids, states and reasons; no clinical text). Does not count as activity for
+    /// the idle sign-out: the window refreshes it by itself.
     pub fn queue_items(&self, s: &Session) -> Result<Vec<OutboxItem>> {
-        self.authorize_any(s, &[Action::View, Action::ManageUsers], None)?;
+        self.authorize_any_as(s, &[Action::View, Action::ManageUsers], None, false)?;
         let c = self.conn();
         let mut st = c
             .prepare(&format!("SELECT {ITEM_COLS} FROM outbox ORDER BY id"))

@@ -731,3 +731,27 @@ fn secret_service_keyring_holds_the_key() {
     assert!(report.intact(), "{report:?}");
     assert_eq!(report.head_seq, Some(report.entries));
 }
+
+#[test]
+fn the_windows_own_upload_refresh_does_not_keep_a_session_alive() {
+    if !keyring_session("the_windows_own_upload_refresh_does_not_keep_a_session_alive") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.idle_timeout = Duration::from_millis(1500);
+    let ward = Ward::new(dir.path(), cfg);
+    let doctor = ward.login_physician();
+    // The window polls the upload states every few seconds while nobody touches it.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(250));
+        ward.store.queue_items(&doctor).unwrap();
+        ward.store.queue_health(&doctor).unwrap();
+    }
+    // 1.75 s without the physician acting (0.5 s after the last refresh): expired despite the refreshes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        code_of(ward.store.encounters(&doctor)),
+        Code::AuthSessionExpired
+    );
+}
