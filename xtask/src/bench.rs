@@ -232,12 +232,23 @@ fn build_llama_bench() -> Result<PathBuf> {
         tree.join("tools/CMakeLists.txt"),
         "find_package(Threads REQUIRED)\nllama_add_compile_flags()\nadd_subdirectory(llama-bench)\n",
     )?;
-    let build = cache.join("build");
+    cmake_build(
+        &tree,
+        &cache.join("build"),
+        "llama-bench",
+        &["-DLLAMA_BUILD_SERVER=OFF"],
+    )?;
+    Ok(bin)
+}
+
+/// Configures and builds one llama.cpp tool from `tree` with the cmake defaults every reference build shares (so
+/// llama-bench and llama-server differ from karte-engine's llama.cpp only by what `extra` names).
+pub fn cmake_build(tree: &Path, build: &Path, target: &str, extra: &[&str]) -> Result<()> {
     sh(Command::new("cmake")
         .arg("-S")
-        .arg(&tree)
+        .arg(tree)
         .arg("-B")
-        .arg(&build)
+        .arg(build)
         .args([
             "-DCMAKE_BUILD_TYPE=Release",
             "-DGGML_NATIVE=OFF",
@@ -245,15 +256,14 @@ fn build_llama_bench() -> Result<PathBuf> {
             "-DLLAMA_CURL=OFF",
             "-DLLAMA_BUILD_TESTS=OFF",
             "-DLLAMA_BUILD_EXAMPLES=OFF",
-            "-DLLAMA_BUILD_SERVER=OFF",
             "-DLLAMA_BUILD_TOOLS=ON",
             "-DGGML_CCACHE=OFF",
-        ]))?;
+        ])
+        .args(extra))?;
     sh(Command::new("cmake")
         .arg("--build")
-        .arg(&build)
-        .args(["-j2", "--target", "llama-bench"]))?;
-    Ok(bin)
+        .arg(build)
+        .args(["-j2", "--target", target]))
 }
 
 /// The llama.cpp tree inside the llama-cpp-python sdist (downloaded and unpacked once under

@@ -479,29 +479,16 @@ pub fn build_llama_server() -> Result<PathBuf> {
         "find_package(Threads REQUIRED)\nllama_add_compile_flags()\nadd_subdirectory(mtmd)\n\
          add_subdirectory(ui)\nadd_subdirectory(server)\n",
     )?;
-    let build = cache.join("build");
-    sh(Command::new("cmake")
-        .arg("-S")
-        .arg(&tree)
-        .arg("-B")
-        .arg(&build)
-        .args([
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DGGML_NATIVE=OFF",
-            "-DLLAMA_BUILD_APP=OFF",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
+    crate::bench::cmake_build(
+        &tree,
+        &cache.join("build"),
+        "llama-server",
+        &[
             "-DLLAMA_BUILD_SERVER=ON",
-            "-DLLAMA_BUILD_TOOLS=ON",
             "-DLLAMA_BUILD_UI=OFF",
             "-DLLAMA_USE_PREBUILT_UI=OFF",
-            "-DGGML_CCACHE=OFF",
-        ]))?;
-    sh(Command::new("cmake")
-        .arg("--build")
-        .arg(&build)
-        .args(["-j2", "--target", "llama-server"]))?;
+        ],
+    )?;
     Ok(bin)
 }
 
