@@ -1,12 +1,13 @@
 //! `cargo xtask bench-serve`: serving throughput and time to first token under concurrent streaming clients, for
-//! llama.cpp's `llama-server` against karte (the engine in-process, or any OpenAI-compatible URL such as
-//! karte-server), same model, same thread count, same run, rounds interleaved so machine noise hits both sides.
+//! llama.cpp's `llama-server` against karte-server (built and started here; or karte-engine in-process, or any
+//! OpenAI-compatible URL), same model, same thread count, same slots and KV cells, same run, rounds interleaved so
+//! machine noise hits both sides.
 //!
 //! - Throughput: N = 1, 4, 16 clients, each sending requests one after another (closed loop) for a fixed number of
 //!   requests; aggregate generated tokens/s over the scenario's wall time, and p50/p95 time to first token.
 //! - Prefix cache: one client, a ~1,000-token shared instruction prefix plus a different short dictation per
-//!   request; time to first token with the prompt cache on and off (llama-server: `cache_prompt`; karte-engine:
-//!   `prefix_cache` entries vs 0). The first request of each series warms the cache and is not counted.
+//!   request; time to first token with the prompt cache on and off (`cache_prompt` per request on both servers;
+//!   in-process karte-engine: `prefix_cache` entries vs 0). The first request of each series warms the cache and is not counted.
 //!
 //! llama-server is built once from the llama-cpp-python sdist's `tools/server` (with `tools/ui` and `tools/mtmd`)
 //! copied into a copy of the llama.cpp tree that llama-cpp-sys-2 vendors, like `cargo xtask bench` does for
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 const THREADS: u32 = 2;
 /// Slots on both sides: the highest concurrency measured.
 const PARALLEL: u32 = 16;
-const N_CTX: u32 = 16384;
+/// KV cells in all: karte-server gives each sequence 4,096, so llama-server gets the same total.
+const N_CTX: u32 = 4096 * PARALLEL;
 const CONCURRENCY: [usize; 3] = [1, 4, 16];
 
 struct Opts {
@@ -34,8 +36,9 @@ struct Opts {
     requests_per_client: usize,
     max_tokens: u32,
     prefix_requests: usize,
-    /// Bench this OpenAI-compatible server (e.g. karte-server) instead of karte-engine in-process.
-    karte_url: Option<String>,
+    /// What stands for karte: karte-server built and started here (the default), karte-engine in-process, or an
+    /// OpenAI-compatible URL already running (bearer token in `KARTE_BENCH_TOKEN`).
+    karte: Karte,
     /// Compare against karte-engine serving one request at a time (n_parallel = 1) instead of llama-server.
     serial_reference: bool,
     /// Cargo profile for the in-process engine (`release`, or `dev` whose dependencies are built at -O2).
@@ -49,7 +52,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         requests_per_client: 2,
         max_tokens: 64,
         prefix_requests: 6,
-        karte_url: None,
+        karte: Karte::Server,
         serial_reference: false,
         profile: "release".into(),
     };
@@ -62,7 +65,14 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--requests" => o.requests_per_client = val()?.parse()?,
             "--max-tokens" => o.max_tokens = val()?.parse()?,
             "--prefix-requests" => o.prefix_requests = val()?.parse()?,
-            "--karte-url" => o.karte_url = Some(val()?.clone()),
+            "--karte" => {
+                o.karte = match val()?.as_str() {
+                    "server" => Karte::Server,
+                    "engine" => Karte::Engine,
+                    url if url.starts_with("http") => Karte::Url(url.to_string()),
+                    other => bail!("--karte server|engine|URL, not {other}"),
+                }
+            }
             "--reference" => match val()?.as_str() {
                 "llama-server" => o.serial_reference = false,
                 "engine-serial" => o.serial_reference = true,
@@ -71,11 +81,18 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--profile" => o.profile = val()?.clone(),
             other => bail!(
                 "unknown option {other} (use --model NAME, --rounds N, --requests N, --max-tokens N, \
-                 --prefix-requests N, --karte-url URL, --reference llama-server|engine-serial, --profile P)"
+                 --prefix-requests N, --karte server|engine|URL, --reference llama-server|engine-serial, --profile P)"
             ),
         }
     }
     Ok(o)
+}
+
+#[derive(Clone, PartialEq)]
+enum Karte {
+    Server,
+    Engine,
+    Url(String),
 }
 
 /// One request's outcome, the same shape from both transports.
@@ -111,7 +128,10 @@ const TOPICS: &[&str] = &[
     "a pharmacist and a riddle",
 ];
 
-fn throughput_scenario(n: usize, per_client: usize, max_tokens: u32) -> Scenario {
+/// `round` is in every prompt: a server that stays up for the whole run (both do) would otherwise answer a later
+/// round's identical prompts from its prompt cache, which measures cache size rather than serving, and no ward sends
+/// the same dictation twice.
+fn throughput_scenario(round: usize, n: usize, per_client: usize, max_tokens: u32) -> Scenario {
     Scenario {
         clients: (0..n)
             .map(|c| {
@@ -120,7 +140,7 @@ fn throughput_scenario(n: usize, per_client: usize, max_tokens: u32) -> Scenario
                         let topic = TOPICS[(c * per_client + r) % TOPICS.len()];
                         (
                             "You are a helpful assistant.".to_string(),
-                            format!("Write a long story about {topic} (client {c}, request {r})."),
+                            format!("Write a long story about {topic} (round {round}, client {c}, request {r})."),
                             max_tokens,
                         )
                     })
@@ -184,7 +204,7 @@ fn count_tokens(server: &str, text: &str) -> Result<usize> {
 /// Streams one chat completion and times it. Tokens are the server's `usage.completion_tokens` when it reports
 /// them (`stream_options.include_usage`), else the number of content chunks.
 fn http_request(
-    url: &str,
+    (url, token): (&str, &str),
     (system, user, max_tokens): &(String, String, u32),
     cache_prompt: bool,
     t0: Instant,
@@ -201,13 +221,7 @@ fn http_request(
     });
     let sent = Instant::now();
     let resp = ureq::post(&format!("{url}/v1/chat/completions"))
-        .header(
-            "Authorization",
-            &format!(
-                "Bearer {}",
-                std::env::var("KARTE_BENCH_TOKEN").unwrap_or_default()
-            ),
-        )
+        .header("Authorization", &format!("Bearer {token}"))
         .send_json(body)?;
     let mut ttft = None;
     let (mut chunks, mut usage) = (0u64, None);
@@ -239,17 +253,17 @@ fn http_request(
     })
 }
 
-fn run_http(url: &str, sc: &Scenario, cache_prompt: bool) -> Result<Vec<Record>> {
+fn run_http(url: &str, token: &str, sc: &Scenario, cache_prompt: bool) -> Result<Vec<Record>> {
     let t0 = Instant::now();
     let handles: Vec<_> = sc
         .clients
         .iter()
         .cloned()
         .map(|reqs| {
-            let url = url.to_string();
+            let (url, token) = (url.to_string(), token.to_string());
             std::thread::spawn(move || -> Result<Vec<Record>> {
                 reqs.iter()
-                    .map(|r| http_request(&url, r, cache_prompt, t0))
+                    .map(|r| http_request((&url, &token), r, cache_prompt, t0))
                     .collect()
             })
         })
@@ -263,8 +277,8 @@ fn run_http(url: &str, sc: &Scenario, cache_prompt: bool) -> Result<Vec<Record>>
 
 /// One side of the comparison.
 enum Side {
-    /// An OpenAI-compatible server (llama-server, karte-server).
-    Http(String),
+    /// An OpenAI-compatible server (llama-server, karte-server) and its bearer token.
+    Http(String, String),
     /// karte-engine in-process with this many parallel sequences.
     Engine {
         bin: PathBuf,
@@ -277,7 +291,7 @@ impl Side {
     /// `cache`: llama-server's `cache_prompt`, or karte-engine's prefix cache (4 entries vs off).
     fn run(&self, sc: &Scenario, cache: bool) -> Result<Vec<Record>> {
         match self {
-            Side::Http(url) => run_http(url, sc, cache),
+            Side::Http(url, token) => run_http(url, token, sc, cache),
             Side::Engine {
                 bin,
                 model,
@@ -413,17 +427,61 @@ fn start_llama_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, St
         .spawn()?;
     let server = Server(child);
     let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url, "llama-server", "llama-server-bench.log")?;
+    Ok((server, url))
+}
+
+/// karte-server as a clinic would run it, with llama-server's thread count and slot count; its context is sized
+/// by the server itself (4,096 cells per sequence), and llama-server gets the same total (`N_CTX`).
+fn start_karte_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, String, String)> {
+    let data = target_dir().join("karte-server-bench");
+    let _ = fs::remove_dir_all(&data);
+    fs::create_dir_all(&data)?;
+    let token = format!("bench-{}-{}", std::process::id(), port);
+    let log = fs::File::create(target_dir().join("karte-server-bench.log"))?;
+    let child = Command::new(bin)
+        .arg("--model")
+        .arg(model)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--threads",
+            &THREADS.to_string(),
+            "--parallel",
+            &PARALLEL.to_string(),
+            "--log-level",
+            "warn",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("KARTE_SERVER_TOKEN", &token)
+        // No settings file of this machine may change what is measured.
+        .env("KARTE_SETTINGS", data.join("none.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url, "karte-server", "karte-server-bench.log")?;
+    Ok((server, url, token))
+}
+
+fn wait_healthy(url: &str, what: &str, log: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if ureq::get(&format!("{url}/health"))
             .call()
             .is_ok_and(|r| r.status() == 200)
         {
-            return Ok((server, url));
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("llama-server did not become healthy in 120 s (see target/llama-server-bench.log)")
+    bail!(
+        "{what} did not become healthy in 120 s (see {})",
+        target_dir().join(log).display()
+    )
 }
 
 fn free_port() -> Result<u16> {
@@ -500,26 +558,27 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let m = karte_models::resolve(Some(&o.model)).map_err(|e| anyhow!("{}", e.message))?;
     karte_models::verify(&m).map_err(|e| anyhow!("{}", e.message))?;
-    let engine_bin = if o.karte_url.is_none() || o.serial_reference {
-        step(&format!(
-            "bench-serve: building karte-engine's serve_load ({})",
-            o.profile
-        ));
-        sh(cargo().args([
-            "build",
-            "--profile",
-            &o.profile,
-            "-p",
-            "karte-engine",
-            "--example",
-            "serve_load",
-        ]))?;
+    if o.serial_reference && o.karte != Karte::Engine {
+        bail!(
+            "--reference engine-serial compares the engine with itself: use it with --karte engine"
+        );
+    }
+    let built = |what: &str, args: &[&str], file: &str| -> Result<PathBuf> {
+        step(&format!("bench-serve: building {what} ({})", o.profile));
+        sh(cargo().args(["build", "--profile", &o.profile]).args(args))?;
         let dir = if o.profile == "dev" {
             "debug"
         } else {
             &o.profile
         };
-        Some(target_dir().join(dir).join("examples/serve_load"))
+        Ok(target_dir().join(dir).join(file))
+    };
+    let engine_bin = if o.karte == Karte::Engine {
+        Some(built(
+            "karte-engine's serve_load",
+            &["-p", "karte-engine", "--example", "serve_load"],
+            "examples/serve_load",
+        )?)
     } else {
         None
     };
@@ -534,11 +593,28 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     let (reference, ref_label) = if o.serial_reference {
         (engine(1), "engine one-at-a-time")
     } else {
-        (Side::Http(ref_url.clone()), "llama-server")
+        (Side::Http(ref_url.clone(), String::new()), "llama-server")
     };
-    let (karte, karte_label) = match &o.karte_url {
-        Some(url) => (Side::Http(url.clone()), "karte-server"),
-        None => (engine(PARALLEL), "karte-engine"),
+    let mut _karte_server = None;
+    let (karte, karte_label) = match &o.karte {
+        Karte::Url(url) => (
+            Side::Http(
+                url.clone(),
+                std::env::var("KARTE_BENCH_TOKEN").unwrap_or_default(),
+            ),
+            "karte-server",
+        ),
+        Karte::Engine => (engine(PARALLEL), "karte-engine"),
+        Karte::Server => {
+            let bin = built(
+                "karte-server",
+                &["-p", "karte-server", "--bin", "karte-server"],
+                "karte-server",
+            )?;
+            let (server, url, token) = start_karte_server(&bin, &m.path, free_port()?)?;
+            _karte_server = Some(server);
+            (Side::Http(url, token), "karte-server")
+        }
     };
     let instructions = instructions(&ref_url, 1000)?;
     let n_instr = count_tokens(&ref_url, &instructions)?;
@@ -557,7 +633,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
                 o.requests_per_client,
                 o.max_tokens
             ));
-            let sc = throughput_scenario(n, o.requests_per_client, o.max_tokens);
+            let sc = throughput_scenario(round, n, o.requests_per_client, o.max_tokens);
             // Alternate which side goes first so that a slow minute does not always land on the same one.
             let (r, k) = if round % 2 == 0 {
                 let r = summarize(&reference.run(&sc, true)?);

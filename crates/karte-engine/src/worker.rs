@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -378,10 +378,12 @@ struct Slot {
     logits_at: Option<i32>,
     sampler: Sampling,
     constrained: bool,
+    /// The request's own switch for the prefix cache (see `GenerateRequest::prefix_cache`).
+    prefix_cache: bool,
     max_tokens: usize,
     deadline: Option<Instant>,
     cancel: crate::CancelToken,
-    events: Sender<GenEvent>,
+    events: crate::EventSink,
     listening: bool,
     utf8: Utf8Stream,
     /// Kept only to check the JSON shape at the end under a grammar; never logged.
@@ -409,7 +411,7 @@ struct Pending {
     sampler: Sampling,
     req: GenerateRequest,
     cancel: crate::CancelToken,
-    events: Sender<GenEvent>,
+    events: crate::EventSink,
     submitted: Instant,
 }
 
@@ -631,6 +633,7 @@ impl Worker<'_> {
             if let Some(e) = self
                 .cache
                 .iter_mut()
+                .filter(|_| p.req.prefix_cache)
                 .max_by_key(|e| common_prefix(&e.tokens, &p.tokens))
             {
                 reuse = common_prefix(&e.tokens, &p.tokens).min(p.tokens.len() - 1);
@@ -662,6 +665,7 @@ impl Worker<'_> {
                 logits_at: None,
                 sampler: p.sampler,
                 constrained: p.req.json_schema.is_some(),
+                prefix_cache: p.req.prefix_cache,
                 max_tokens: p.req.max_tokens as usize,
                 deadline: p.req.max_time.map(|d| p.submitted + d),
                 cancel: p.cancel,
@@ -715,8 +719,10 @@ impl Worker<'_> {
     /// Keeps a just-decoded prompt's cells under a cache sequence id. A cached prompt that is a prefix of this one is
     /// replaced (the new one covers it); one that already covers this prompt is only marked as used.
     fn remember(&mut self, slot: usize) {
-        if self.free_cache_seqs.is_empty() && self.cache.is_empty() {
-            return; // cache disabled
+        if !self.slots[slot].prefix_cache
+            || (self.free_cache_seqs.is_empty() && self.cache.is_empty())
+        {
+            return; // cache disabled, for the engine or for this request
         }
         self.tick += 1;
         let tokens = &self.slots[slot].tokens;

@@ -823,6 +823,35 @@ fn prefix_cache_reuses_the_shared_instructions_with_identical_output() {
     assert!(load.cached_tokens_total > 200, "{load:?}");
 }
 
+/// A request that opts out (llama-server's `cache_prompt: false`) neither reuses the cache nor fills it, on an
+/// engine whose cache is on: what makes a benchmark's "cache off" series a real one.
+#[test]
+fn a_request_can_opt_out_of_the_prefix_cache() {
+    let _g = serial();
+    let engine = engine_with(1, 4, 64);
+    let off = |u: &str| GenerateRequest {
+        prefix_cache: false,
+        ..shared_prefix_request(u)
+    };
+    let (_, s) = collect(engine.submit(off("Say hello."), CancelToken::new())).unwrap();
+    assert_eq!(s.cached_tokens, 0);
+    assert_eq!(
+        engine.load_info().prefix_cache_entries,
+        0,
+        "opted out: not remembered"
+    );
+    collect(engine.submit(shared_prefix_request("Say hello."), CancelToken::new())).unwrap();
+    assert_eq!(engine.load_info().prefix_cache_entries, 1);
+    let (_, s) = collect(engine.submit(off("Say goodbye."), CancelToken::new())).unwrap();
+    assert_eq!(s.cached_tokens, 0, "opted out: the warm cache is not used");
+    let (_, s) =
+        collect(engine.submit(shared_prefix_request("Say goodbye."), CancelToken::new())).unwrap();
+    assert!(
+        s.cached_tokens > 100,
+        "the same prompt with the cache: {s:?}"
+    );
+}
+
 #[test]
 fn prefix_cache_works_across_concurrent_requests() {
     let _g = serial();

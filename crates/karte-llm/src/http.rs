@@ -237,6 +237,7 @@ impl HttpEngine {
                         strict: Some(true),
                     },
                 }),
+            cache_prompt: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use karte_core::{Code, Error};
-use karte_engine::{CancelToken, GenEvent, GenStats, GenerateRequest, StopReason};
+use karte_engine::{CancelToken, EventSink, GenEvent, GenStats, GenerateRequest, StopReason};
 use karte_llm::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
@@ -82,6 +82,7 @@ pub fn to_engine_request(
     g.temperature = req.temperature.unwrap_or(0.0).clamp(0.0, 2.0);
     g.seed = req.seed.unwrap_or(0);
     g.json_schema = req.response_format.as_ref().and_then(|f| f.schema());
+    g.prefix_cache = req.cache_prompt.unwrap_or(true);
     Ok(g)
 }
 
@@ -91,24 +92,16 @@ impl Generation {
     pub fn start(state: &Arc<AppState>, req: GenerateRequest) -> Result<Generation, ApiError> {
         let engine = state.engine().ok_or_else(crate::error::not_ready)?;
         let cancel = CancelToken::new();
-        let rx = match engine.try_submit(req, cancel.clone()) {
-            Ok(rx) => rx,
+        // The engine delivers straight into the async channel: no thread between a token and the stream. If the
+        // async side is gone, the send fails and the engine frees the sequence.
+        let (tx, events) = mpsc::unbounded_channel();
+        let sink = EventSink::new(move |ev| tx.send(ev).is_ok());
+        match engine.try_submit_to(req, cancel.clone(), sink) {
+            Ok(()) => {}
             Err(e) if e.code == Code::EngineBusy => return Err(busy(state.retry_after_s())),
             Err(e) => return Err(e.into()),
-        };
+        }
         state.metrics.open_requests.fetch_add(1, Ordering::SeqCst);
-        let (tx, events) = mpsc::unbounded_channel();
-        let bridge_cancel = cancel.clone();
-        // The engine answers on a std channel from its own thread; one blocking task per request forwards it. If the
-        // async side is gone, stop listening: the engine sees the dropped receiver and frees the sequence.
-        tokio::task::spawn_blocking(move || {
-            for ev in rx {
-                if tx.send(ev).is_err() {
-                    bridge_cancel.cancel();
-                    break;
-                }
-            }
-        });
         let mut idb = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
         Ok(Generation {

@@ -221,6 +221,10 @@ pub fn build_state(
     // The KV cells are shared by the sequences decoded together: room for each one's prompt and answer.
     cfg.n_ctx = opts.n_ctx.saturating_mul(cfg.n_parallel);
     cfg.max_queue = opts.limits.max_queue;
+    // One cached prompt per sequence, as llama-server keeps one per slot: many workstations send the same drafting
+    // instructions with different dictations, and with fewer entries than clients in flight each new prompt evicts
+    // the one the next request would have reused. Entries give their cells back when a request needs them.
+    cfg.prefix_cache = cfg.n_parallel.max(EngineConfig::DEFAULT_PREFIX_CACHE);
     Ok((Arc::new(state), cfg))
 }
 
