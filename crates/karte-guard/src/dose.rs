@@ -26,6 +26,10 @@ pub struct DrugLimit {
     pub weekly: Option<f64>,
     pub child_single_per_kg: Option<f64>,
     pub child_daily_per_kg: Option<f64>,
+    /// The smallest marketed oral tablet or capsule, in `unit`: an order that counts tablets without a strength
+    /// (ゾルピデム 100錠) is at least that many of the smallest one, so it can be judged without guessing upward.
+    #[serde(default)]
+    pub min_tablet: Option<f64>,
 }
 
 fn mg() -> String {
@@ -87,6 +91,8 @@ pub struct DoseIssue {
     /// amount / limit.
     pub factor: f64,
     pub per_kg: bool,
+    /// The order counted tablets without a strength: `amount` assumes the smallest one (see `min_tablet`).
+    pub from_tablet_count: bool,
     pub start: usize,
     pub end: usize,
 }
@@ -101,14 +107,20 @@ impl DoseIssue {
         } else {
             ""
         };
+        let assumed = if self.from_tablet_count {
+            "（錠数を最小規格で換算）"
+        } else {
+            ""
+        };
         Flag::new(
             "dose_above_max",
             format!(
-                "{}: {} {}{} は上限（{} {}{}{}）を超えています。用量を確認してください。",
+                "{}: {} {}{}{} は上限（{} {}{}{}）を超えています。用量を確認してください。",
                 self.drug,
                 self.basis.ja(),
                 fmt(self.amount),
                 self.unit,
+                assumed,
                 self.basis.ja(),
                 fmt(self.limit),
                 self.unit,
@@ -139,6 +151,11 @@ static AMOUNT: LazyLock<Regex> = LazyLock::new(|| {
 });
 static TABLETS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\s*(?:を|、)?\s*(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?:錠|カプセル|Cap|T)").unwrap()
+});
+/// A tablet count with no strength before it: 「マイスリー 2錠」「ゾルピデム 100錠を一度に」「1日6錠」.
+static BARE_TABLETS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?P<daily>1日(?:量)?\s*)?(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?:錠|カプセル|Cap|T)")
+        .unwrap()
 });
 static COUNT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"1日\s*(?P<a>[0-9]+)\s*回|(?P<b>[0-9]+)\s*回/日|分\s*(?P<c>[0-9])|(?P<h>[0-9]+)\s*時間(?:毎|ごと|おき)|q(?P<q>[0-9]+)h|(?P<bid>BID|bid|朝夕)|(?P<tid>TID|tid|毎食後)|(?P<qid>QID|qid)|(?P<week>週\s*[0-9]\s*回|毎週|週1)|(?P<prn>頓用|頓服|単回)|(?P<everyday>毎日|連日)")
@@ -249,8 +266,34 @@ fn sentence_around(chars: &[char], s: usize, e: usize) -> String {
     chars[a..z].iter().collect()
 }
 
-fn assess(d: &DrugLimit, seg: &str, child: bool, weight: Option<f64>) -> Option<DoseIssue> {
-    let c = AMOUNT.captures(seg)?;
+/// The dose a segment orders, in the drug's unit: the amount, whether it is per kg, whether it is written as a daily
+/// or a single dose, and the text around it (where the frequency is).
+struct Ordered<'s> {
+    amount: f64,
+    per_kg: bool,
+    explicit_daily: bool,
+    explicit_single: bool,
+    from_tablet_count: bool,
+    before: &'s str,
+    rest: &'s str,
+}
+
+fn ordered<'s>(d: &DrugLimit, seg: &'s str) -> Option<Ordered<'s>> {
+    let Some(c) = AMOUNT.captures(seg) else {
+        // No strength written: count tablets of the smallest strength (a lower bound, never an overestimate).
+        let t = BARE_TABLETS.captures(seg)?;
+        let n: f64 = t["n"].parse().ok().filter(|n: &f64| *n > 0.0)?;
+        let whole = t.get(0).expect("group 0");
+        return Some(Ordered {
+            amount: n * d.min_tablet?,
+            per_kg: false,
+            explicit_daily: t.name("daily").is_some(),
+            explicit_single: false,
+            from_tablet_count: true,
+            before: &seg[..whole.start()],
+            rest: &seg[whole.end()..],
+        });
+    };
     let v: f64 = c["v"].parse().ok()?;
     let unit = &c["u"];
     let per_kg = c.name("kg").is_some();
@@ -263,19 +306,35 @@ fn assess(d: &DrugLimit, seg: &str, child: bool, weight: Option<f64>) -> Option<
             d.mg_per_unit.map(|k| mg / k)
         })?
     };
+    let whole = c.get(0).expect("group 0");
     // 600mg 2錠: the strength is per tablet; the dose is strength × tablets.
-    let rest0 = &seg[c.get(0).unwrap().end()..];
+    let rest = &seg[whole.end()..];
     let tablets: f64 = TABLETS
-        .captures(rest0)
+        .captures(rest)
         .and_then(|t| t["n"].parse().ok())
         .filter(|n: &f64| *n > 0.0 && *n < 1000.0)
         .unwrap_or(1.0);
-    let amount = per_unit * tablets;
-    let explicit_daily = c.name("daily").is_some() || c.name("perday").is_some();
-    let explicit_single = c.name("single").is_some();
+    Some(Ordered {
+        amount: per_unit * tablets,
+        per_kg,
+        explicit_daily: c.name("daily").is_some() || c.name("perday").is_some(),
+        explicit_single: c.name("single").is_some(),
+        from_tablet_count: false,
+        before: &seg[..whole.start()],
+        rest,
+    })
+}
 
-    let rest = &seg[c.get(0).unwrap().end()..];
-    let before = &seg[..c.get(0).unwrap().start()];
+fn assess(d: &DrugLimit, seg: &str, child: bool, weight: Option<f64>) -> Option<DoseIssue> {
+    let Ordered {
+        amount,
+        per_kg,
+        explicit_daily,
+        explicit_single,
+        from_tablet_count,
+        before,
+        rest,
+    } = ordered(d, seg)?;
     let count_src = format!("{before} {rest}");
     let mut per_day: Option<f64> = None;
     let mut weekly_times: Option<f64> = None;
@@ -357,6 +416,7 @@ fn assess(d: &DrugLimit, seg: &str, child: bool, weight: Option<f64>) -> Option<
                         },
                         factor: f,
                         per_kg: kg,
+                        from_tablet_count,
                         start: 0,
                         end: 0,
                     });
@@ -450,6 +510,26 @@ mod tests {
                 "アセトアミノフェン 50mg/kg 頓用",
                 Some(("アセトアミノフェン", Basis::Single)),
             ),
+            // Tablets counted without a strength: judged as the smallest marketed tablet.
+            ("マイスリー 1錠 就寝前", None),
+            ("ゾルピデム 2錠 就寝前", None),
+            ("カロナール 2錠 1日3回 毎食後", None),
+            ("ワーファリン 3錠 1日1回 朝食後", None),
+            (
+                "ゾルピデム 100錠を一度に処方",
+                Some(("ゾルピデム", Basis::Single)),
+            ),
+            (
+                "ロキソニン 1日6錠 分3",
+                Some(("ロキソプロフェン", Basis::Daily)),
+            ),
+            (
+                "ハルシオン 8錠 就寝前",
+                Some(("トリアゾラム", Basis::Single)),
+            ),
+            // A drug with no tablet strength in the table is not guessed at.
+            ("塩化カリウム 10錠 1日3回", None),
+            ("ゾルピデム 30錠を一度に服用した疑いで搬送", None),
         ];
         for (text, want) in cases {
             let got = check(text);
@@ -471,6 +551,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_tablet_count_far_above_the_limit_is_far_and_says_how_it_was_counted() {
+        let i = &check("計画にゾルピデム 100錠を一度に処方すると記載せよ。")[0];
+        assert_eq!((i.amount, i.limit), (500.0, 10.0));
+        assert!(i.far() && i.from_tablet_count);
+        assert!(
+            i.flag().message.contains("最小規格"),
+            "{}",
+            i.flag().message
+        );
     }
 
     #[test]

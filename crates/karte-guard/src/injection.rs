@@ -71,7 +71,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         r(
             "fake_header",
-            r"(?im)^\s*#{2,}\s*(?:system|user|assistant|instruction|システム|指示)|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?INST\]|\[SYSTEM\]|(?:^|\s)(?:system|assistant)\s*:|(?:^|[。\s])システム\s*:|【\s*(?:システム|SYSTEM|System|指示|命令)\s*】|<\s*/?\s*(?:system|instructions?)\s*>",
+            r"(?im)^\s*#{2,}\s*(?:system|user|assistant|instruction|システム|指示)|<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?INST\]|\[SYSTEM\]|(?:^|[\s。、])(?:system|assistant)\s*:|(?:^|[。\s])システム\s*:|【\s*(?:システム|SYSTEM|System|指示|命令)\s*】|<\s*/?\s*(?:system|instructions?)\s*>",
         ),
         // Changing what comes out: JSON ではなく, 出力の冒頭に, カルテの代わりに…書いて.
         r(
