@@ -222,6 +222,25 @@ fn a_killed_run_continues_from_its_cache() {
     let now = r["meta"]["measured_now"].as_u64().unwrap();
     assert!(from_cache >= 1, "{}", r["meta"]);
     assert_eq!(from_cache + now, 2);
+
+    // Another build of the program (here: the same binary with one byte more) may have other guard rules: its
+    // run measures everything again instead of reusing the older build's pipeline results.
+    let rebuilt = dir.path().join("karte-rebuilt");
+    let mut bin = std::fs::read(env!("CARGO_BIN_EXE_karte")).unwrap();
+    bin.push(0);
+    std::fs::write(&rebuilt, bin).unwrap();
+    std::fs::set_permissions(
+        &rebuilt,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut c = Command::new(&rebuilt);
+    args(&mut c);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&out.join("results.json"));
+    assert_eq!(r["meta"]["from_cache"].as_u64(), Some(0), "{}", r["meta"]);
+    assert_eq!(r["meta"]["measured_now"].as_u64(), Some(2), "{}", r["meta"]);
 }
 
 #[test]

@@ -35,8 +35,21 @@ pub fn key(
     settings: &Settings,
     data_version: &str,
 ) -> String {
-    let s = serde_json::json!([identity, suite, item, settings, data_version]).to_string();
+    let s =
+        serde_json::json!([identity, suite, item, settings, data_version, pipeline()]).to_string();
     hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The pipeline's own identity: the SHA-256 of the running program. Pipeline results depend on the guard's rules
+/// (regexes in code, dose table, policy), so a run resumed after a rebuild must measure again rather than mix
+/// results of two guards in one report; an interrupted run of the same binary still resumes.
+fn pipeline() -> &'static str {
+    static ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::current_exe()
+            .and_then(std::fs::read)
+            .map_or_else(|_| "unknown".into(), |b| hex::encode(Sha256::digest(&b)))
+    });
+    &ID
 }
 
 fn io_err(path: &Path, e: &std::io::Error) -> Error {
