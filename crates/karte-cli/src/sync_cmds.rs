@@ -33,7 +33,11 @@ pub enum QueueCmd {
     },
     /// Put a refused (送信失敗) document back in the queue after fixing the cause (or all of them).
     Retry {
-        #[arg(value_name = "ID", required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "all_failed",
+            conflicts_with = "all_failed"
+        )]
         id: Option<i64>,
         /// Every refused document at once.
         #[arg(long)]
@@ -262,8 +266,10 @@ pub fn export(store: Store, cmd: ExportCmd) -> Result<()> {
         ExportCmd::Fhir { encounter, auth } => {
             let s = sign_in(&store, &auth)?;
             let doc = store.outbox_document(&s, &encounter)?;
-            let policy =
-                PatientPolicy::for_settings_file(&karte_sync::settings::default_path(), backend()?)?;
+            let policy = PatientPolicy::for_settings_file(
+                &karte_sync::settings::default_path(),
+                backend()?,
+            )?;
             let bundle = policy.bundle(&doc);
             out(&serde_json::to_string_pretty(&bundle).expect("a Bundle serialises"))
         }

@@ -64,8 +64,16 @@ fn queue_status_flush_and_fhir_export() {
             .env("KARTE_PSEUDONYM_KEY", key);
         run(c, None)
     };
-    fails(install_key(&admin, "admin", "0011223344"), "config.invalid", 1);
-    fails(install_key(&doc, "dr.sato", PSEUDONYM_KEY), "auth.forbidden", 4);
+    fails(
+        install_key(&admin, "admin", "0011223344"),
+        "config.invalid",
+        1,
+    );
+    fails(
+        install_key(&doc, "dr.sato", PSEUDONYM_KEY),
+        "auth.forbidden",
+        4,
+    );
     let out = ok(install_key(&admin, "admin", PSEUDONYM_KEY));
     assert!(out.contains("鍵 ID"), "{out}");
     assert!(!out.contains(PSEUDONYM_KEY), "{out}");
@@ -190,7 +198,15 @@ fn credentials_are_checked_and_all_failed_are_retried() {
             &["draft", "-", "--no-llm", "--save", "--patient", p],
             Some(DICTATION),
         ));
-        let id = out.trim_end().lines().last().unwrap().split_whitespace().last().unwrap().to_string();
+        let id = out
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string();
         ok(w.run_as(&doc, "dr.sato", &["sign", &id]));
     }
     receiver.refuse(Some("Bundle.meta: 送信元が登録されていません"));
@@ -206,5 +222,9 @@ fn credentials_are_checked_and_all_failed_are_retried() {
     let out = ok(w.run_as(&doc, "dr.sato", &["queue", "flush"]));
     assert!(out.contains("送信 2 件"), "{out}");
     assert_eq!(receiver.stored().len(), 2);
-    fails(w.run_as(&doc, "dr.sato", &["queue", "retry", "1"]), "sync.already_sent", 2);
+    fails(
+        w.run_as(&doc, "dr.sato", &["queue", "retry", "1"]),
+        "sync.already_sent",
+        2,
+    );
 }

@@ -428,7 +428,11 @@ mod sync_session4_code_tests {
         let table: &[(Code, &str, u8)] = &[
             (Code::SyncEndpointInvalid, "sync.endpoint_invalid", 6),
             (Code::SyncAlreadySent, "sync.already_sent", 2),
-            (Code::SyncPseudonymKeyMissing, "sync.pseudonym_key_missing", 6),
+            (
+                Code::SyncPseudonymKeyMissing,
+                "sync.pseudonym_key_missing",
+                6,
+            ),
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
         ];
         for (code, s, exit) in table {

@@ -147,9 +147,21 @@ impl TestPki {
             ),
             server_not_yet_valid: leaf(&ca, &server_key, "platform.test", true, Validity::Future),
             server_other_key: leaf(&ca, &other_key, "platform.test", true, Validity::Current),
-            server_untrusted: leaf(&other_ca, &server_key, "platform.test", true, Validity::Current),
+            server_untrusted: leaf(
+                &other_ca,
+                &server_key,
+                "platform.test",
+                true,
+                Validity::Current,
+            ),
             client: leaf(&ca, &client_key, "ws-test-01", false, Validity::Current),
-            client_other_ca: leaf(&other_ca, &client_key, "ws-test-01", false, Validity::Current),
+            client_other_ca: leaf(
+                &other_ca,
+                &client_key,
+                "ws-test-01",
+                false,
+                Validity::Current,
+            ),
             ca_pem,
             server_pin,
         }
@@ -231,7 +243,11 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
         if let Some(status) = g.answer {
             let status = StatusCode::from_u16(status).expect("a valid status");
             if status.is_redirection() {
-                return (status, [("location", "https://elsewhere.invalid/fhir/Bundle")]).into_response();
+                return (
+                    status,
+                    [("location", "https://elsewhere.invalid/fhir/Bundle")],
+                )
+                    .into_response();
             }
             if status.is_success() {
                 return status.into_response();

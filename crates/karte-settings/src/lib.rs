@@ -324,9 +324,18 @@ facility_code = "1312345678"
             ),
             ("[model]\nthreads = \"four\"\n", "2 行目"),
             ("[modle]\n", "modle"),
-            ("[sync]\nendpoint = \"http://x\"\nspki_sha256 = [\"PIN\"]", "https"),
-            ("[sync]\nendpoint = \"https://x\"\nspki_sha256 = []", "spki_sha256"),
-            ("[sync]\nendpoint = \"https://x\"\nspki_sha256 = [\"abc\"]", "Base64"),
+            (
+                "[sync]\nendpoint = \"http://x\"\nspki_sha256 = [\"PIN\"]",
+                "https",
+            ),
+            (
+                "[sync]\nendpoint = \"https://x\"\nspki_sha256 = []",
+                "spki_sha256",
+            ),
+            (
+                "[sync]\nendpoint = \"https://x\"\nspki_sha256 = [\"abc\"]",
+                "Base64",
+            ),
             (
                 "[sync]\nendpoint = \"https://x\"\nspki_sha256 = [\"PIN\"]\nfacility_code = \"12\"",
                 "10桁",
@@ -341,9 +350,16 @@ facility_code = "1312345678"
             let e = Settings::parse(&text.replace("PIN", PIN)).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
-        let prefixed = format!("[sync]\nendpoint = \"https://x\"\nspki_sha256 = [\"sha256/{PIN}\"]");
+        let prefixed =
+            format!("[sync]\nendpoint = \"https://x\"\nspki_sha256 = [\"sha256/{PIN}\"]");
         assert_eq!(
-            Settings::parse(&prefixed).unwrap().sync.unwrap().pins().unwrap().len(),
+            Settings::parse(&prefixed)
+                .unwrap()
+                .sync
+                .unwrap()
+                .pins()
+                .unwrap()
+                .len(),
             1
         );
     }
@@ -356,7 +372,11 @@ facility_code = "1312345678"
             Settings::default()
         );
         let bad = d.path().join("settings.toml");
-        std::fs::write(&bad, "[sync]\nendpoint = \"http://plain\"\nspki_sha256 = []\n").unwrap();
+        std::fs::write(
+            &bad,
+            "[sync]\nendpoint = \"http://plain\"\nspki_sha256 = []\n",
+        )
+        .unwrap();
         let e = Settings::load_from(&bad).unwrap_err();
         assert_eq!(e.code, Code::ConfigInvalid);
         assert!(e.message.contains(&bad.display().to_string()), "{e}");

@@ -193,12 +193,21 @@ pub(crate) fn queue_signed_before_outbox(c: &Connection) -> Result<()> {
         insert_row(c, encounter, *version, *signed_at, now)?;
     }
     if !signed.is_empty() {
-        tracing::info!(documents = signed.len(), "schema 2: documents signed before the outbox queued");
+        tracing::info!(
+            documents = signed.len(),
+            "schema 2: documents signed before the outbox queued"
+        );
     }
     Ok(())
 }
 
-fn insert_row(c: &Connection, encounter: &str, version: i64, created_ms: i64, due_ms: i64) -> Result<()> {
+fn insert_row(
+    c: &Connection,
+    encounter: &str,
+    version: i64,
+    created_ms: i64,
+    due_ms: i64,
+) -> Result<()> {
     let replaces: Option<String> = c
         .query_row(
             "SELECT bundle_id FROM outbox WHERE encounter_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT 1",

@@ -14,7 +14,9 @@ use karte_receiver::{Receiver, ServerCert, TestPki};
 use karte_store::vault::{write_secret, KeyringBackend};
 use karte_store::{db, Role, Store, StoreConfig};
 use karte_sync::settings::Settings;
-use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY};
+use karte_sync::transport::{
+    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
+};
 use karte_sync::{Credentials, Transport, Uploader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,7 +116,12 @@ fn main() {
     write_secret(backend, CLIENT_CERT_ENTRY, &pki.client.cert_pem).unwrap();
     write_secret(backend, CLIENT_KEY_ENTRY, &pki.client.key_pem).unwrap();
     write_secret(backend, TOKEN_ENTRY, TOKEN).unwrap();
-    write_secret(backend, PSEUDONYM_KEY_ENTRY, "6b617274652d62656e63682d70736575646f6e796d2d6b6579").unwrap();
+    write_secret(
+        backend,
+        PSEUDONYM_KEY_ENTRY,
+        "6b617274652d62656e63682d70736575646f6e796d2d6b6579",
+    )
+    .unwrap();
     let cfg = StoreConfig {
         keyring: backend,
         idle_timeout: Duration::from_secs(3600),

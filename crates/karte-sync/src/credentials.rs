@@ -119,10 +119,12 @@ pub fn install_credentials(
     src: &CredentialSource<'_>,
 ) -> Result<Installed> {
     store.authorize_for(s, &[Action::ManageUsers])?;
-    let cert_pem =
-        Zeroizing::new(std::fs::read_to_string(src.cert_file).map_err(|_| unreadable(src.cert_file))?);
-    let key_pem =
-        Zeroizing::new(std::fs::read_to_string(src.key_file).map_err(|_| unreadable(src.key_file))?);
+    let cert_pem = Zeroizing::new(
+        std::fs::read_to_string(src.cert_file).map_err(|_| unreadable(src.cert_file))?,
+    );
+    let key_pem = Zeroizing::new(
+        std::fs::read_to_string(src.key_file).map_err(|_| unreadable(src.key_file))?,
+    );
     let leaf = check_pair(&cert_pem, &key_pem)?;
     let token = src.token.trim();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {

@@ -518,7 +518,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let t = transport(dir.path(), None).unwrap();
         let req = t
-            .request("urn:uuid:00000000-0000-4000-8000-000000000001", b"{}".to_vec())
+            .request(
+                "urn:uuid:00000000-0000-4000-8000-000000000001",
+                b"{}".to_vec(),
+            )
             .build()
             .unwrap();
         let auth = &req.headers()[reqwest::header::AUTHORIZATION];
@@ -573,7 +576,10 @@ mod tests {
         }
         let long = serde_json::json!({"resourceType": "OperationOutcome",
             "issue": [{"severity": "error", "code": "invalid", "diagnostics": "あ".repeat(1000)}]});
-        assert_eq!(server_reason(long.to_string().as_bytes()).chars().count(), 300);
+        assert_eq!(
+            server_reason(long.to_string().as_bytes()).chars().count(),
+            300
+        );
         assert!(server_reason(b"<html>secret</html>").contains("バイト"));
     }
 }

@@ -48,10 +48,10 @@ fn pseudonym_key_missing(why: &str) -> Error {
 pub fn read_pseudonym_key(backend: KeyringBackend) -> Result<Zeroizing<Vec<u8>>> {
     let hex_key = read_secret(backend, PSEUDONYM_KEY_ENTRY)?
         .ok_or_else(|| pseudonym_key_missing("がこの端末のキーリングに登録されていません"))?;
-    let key = Zeroizing::new(
-        hex::decode(hex_key.trim())
-            .map_err(|_| pseudonym_key_missing("の形式が正しくありません（16進ではありません）"))?,
-    );
+    let key =
+        Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| {
+            pseudonym_key_missing("の形式が正しくありません（16進ではありません）")
+        })?);
     if key.len() < MIN_PSEUDONYM_KEY_BYTES {
         return Err(pseudonym_key_missing("が短すぎます"));
     }
@@ -177,7 +177,11 @@ impl Uploader {
     }
 
     /// Settings from the settings file at `settings_path` (its `[sync]`), secrets from `backend`, both read now.
-    pub fn open(store: Arc<Store>, settings_path: &Path, backend: KeyringBackend) -> Result<Uploader> {
+    pub fn open(
+        store: Arc<Store>,
+        settings_path: &Path,
+        backend: KeyringBackend,
+    ) -> Result<Uploader> {
         let settings = settings::load(settings_path)?;
         let creds = Credentials::from_keyring(backend)?;
         let policy = PatientPolicy::load(&settings, backend)?;

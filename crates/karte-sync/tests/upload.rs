@@ -10,6 +10,7 @@ use karte_store::vault::delete_secret;
 use karte_store::OutboxState;
 use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY};
 use karte_sync::{SendOutcome, Uploader};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn uploader(w: &Ward) -> Uploader {
@@ -145,7 +146,11 @@ fn outage_piles_up_then_drains_in_order_without_operator() {
     let started = Instant::now();
     let build_store = w.store.clone();
     let build: karte_sync::worker::Build = std::sync::Arc::new(move || {
-        Uploader::open(build_store.clone(), &settings_path(build_store.data_dir()), BACKEND)
+        Uploader::open(
+            build_store.clone(),
+            &settings_path(build_store.data_dir()),
+            BACKEND,
+        )
     });
     rt.block_on(async {
         let worker = bg.run(build, stop_rx, Duration::from_millis(100));
@@ -291,7 +296,11 @@ fn refused_document_waits_with_reason_then_retry_sends_it() {
     // The retried item starts afresh: no stale failure shown, attempts counted from zero.
     assert_eq!(requeued.state, OutboxState::Pending);
     assert_eq!(
-        (requeued.attempts, requeued.last_code.as_deref(), requeued.http_status),
+        (
+            requeued.attempts,
+            requeued.last_code.as_deref(),
+            requeued.http_status
+        ),
         (0, None, None)
     );
     assert_eq!(requeued.last_reason, None);
@@ -491,7 +500,12 @@ fn an_amendment_never_overtakes_a_failed_original() {
     receiver.refuse(None);
     // …then amended (v2), and another patient's note is signed after it.
     w.store
-        .amend(&w.doctor, &id, "S）発熱と咳嗽。\nO）BT 38.4℃。", "体温の誤記")
+        .amend(
+            &w.doctor,
+            &id,
+            "S）発熱と咳嗽。\nO）BT 38.4℃。",
+            "体温の誤記",
+        )
         .unwrap();
     let other = w.sign("P-0002", DICTATIONS[1]);
     let report = rt.block_on(up.flush()).unwrap();
@@ -502,7 +516,10 @@ fn an_amendment_never_overtakes_a_failed_original() {
     let other_bundle = w.store.upload_status(&w.doctor, &other).unwrap()[0]
         .bundle_id
         .clone();
-    assert_eq!(stored[0].bundle["identifier"]["value"], other_bundle.as_str());
+    assert_eq!(
+        stored[0].bundle["identifier"]["value"],
+        other_bundle.as_str()
+    );
     // The window can say why v2 waits.
     let st = w.store.upload_status(&w.doctor, &id).unwrap();
     assert_eq!(st[0].state, OutboxState::Failed);
@@ -516,8 +533,14 @@ fn an_amendment_never_overtakes_a_failed_original() {
     assert_eq!(rt.block_on(up.flush()).unwrap().sent, 2);
     let stored = receiver.stored();
     assert_eq!(stored.len(), 3);
-    assert_eq!(stored[1].bundle["identifier"]["value"], st[0].bundle_id.as_str());
-    assert_eq!(stored[2].bundle["identifier"]["value"], st[1].bundle_id.as_str());
+    assert_eq!(
+        stored[1].bundle["identifier"]["value"],
+        st[0].bundle_id.as_str()
+    );
+    assert_eq!(
+        stored[2].bundle["identifier"]["value"],
+        st[1].bundle_id.as_str()
+    );
     assert_eq!(
         stored[2].bundle["entry"][0]["resource"]["relatesTo"][0]["targetIdentifier"]["value"],
         st[0].bundle_id.as_str()
@@ -564,7 +587,8 @@ fn resume_rebuilds_the_transport_from_the_current_settings_without_restart() {
     let w = Ward::new(dir.path());
     let (pki, receiver) = platform(dir.path());
     // IT typed a wrong pin: the running app's uploader halts on it.
-    let wrong_pin = karte_sync::transport::spki_pin_of_cert(&pki.server_other_key.cert_der).unwrap();
+    let wrong_pin =
+        karte_sync::transport::spki_pin_of_cert(&pki.server_other_key.cert_der).unwrap();
     write_sync_section(dir.path(), &pki, &receiver.url(), &wrong_pin, "");
     w.sign("P-0001", DICTATIONS[0]);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -654,7 +678,10 @@ fn the_pseudonym_key_is_installed_by_it_never_created() {
     assert!(read_secret(BACKEND, PSEUDONYM_KEY_ENTRY).unwrap().is_none());
 
     // Too short or not hex: refused by the installer, and by the reader if put there some other way.
-    for bad in ["00112233445566778899aabbccddee", "not-hex-at-all-not-hex-at-all-00"] {
+    for bad in [
+        "00112233445566778899aabbccddee",
+        "not-hex-at-all-not-hex-at-all-00",
+    ] {
         let e = karte_sync::install_pseudonym_key(&w.store, &w.admin, BACKEND, bad).unwrap_err();
         assert_eq!(e.code, Code::ConfigInvalid, "{bad}: {e}");
         karte_store::vault::write_secret(BACKEND, PSEUDONYM_KEY_ENTRY, bad).unwrap();
@@ -683,9 +710,11 @@ fn the_pseudonym_key_is_installed_by_it_never_created() {
         up.policy().patient_ref("P-0001"),
         karte_sync::fhir::PatientRef::Pseudonym(want.clone())
     );
-    assert!(String::from_utf8(karte_sync::fhir::to_json(&up.policy().bundle(&doc)))
-        .unwrap()
-        .contains(&want));
+    assert!(
+        String::from_utf8(karte_sync::fhir::to_json(&up.policy().bundle(&doc)))
+            .unwrap()
+            .contains(&want)
+    );
     let audit = w.store.audit_entries(&w.admin).unwrap();
     assert!(audit
         .iter()
@@ -714,17 +743,64 @@ fn credentials_are_checked_before_anything_is_written_and_audited() {
     };
     let (good_c, good_k) = files("good", &other.client.cert_pem, &other.client.key_pem);
     let (mix_c, mix_k) = files("mixed", &other.client.cert_pem, &other.server.key_pem);
-    let (junk_c, junk_k) = files("junk", "-----BEGIN CERTIFICATE-----\nnot base64\n", "no key");
+    let (junk_c, junk_k) = files(
+        "junk",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+        "no key",
+    );
     let missing = dir.path().join("missing.pem");
     let before = read_secret(BACKEND, CLIENT_CERT_ENTRY).unwrap().unwrap();
     // (cert, key, token, pseudonym key, the code, a word of the message)
-    let table: &[(&std::path::Path, &std::path::Path, &str, Option<&str>, Code, &str)] = &[
-        (mix_c.as_path(), mix_k.as_path(), "tok-1", None, Code::SyncClientCertMissing, "秘密鍵がこの証明書のもの"),
-        (junk_c.as_path(), junk_k.as_path(), "tok-1", None, Code::SyncClientCertMissing, "キーリングは変更していません"),
-        (missing.as_path(), good_k.as_path(), "tok-1", None, Code::InputUnreadable, "missing.pem"),
-        (good_c.as_path(), good_k.as_path(), "  ", None, Code::SyncTokenMissing, "アクセストークン"),
-        (good_c.as_path(), good_k.as_path(), "tok en", None, Code::SyncTokenMissing, "アクセストークン"),
-        (good_c.as_path(), good_k.as_path(), "tok-1", Some("abcd"), Code::ConfigInvalid, "短すぎます"),
+    type Case<'a> = (&'a Path, &'a Path, &'a str, Option<&'a str>, Code, &'a str);
+    let table: &[Case] = &[
+        (
+            mix_c.as_path(),
+            mix_k.as_path(),
+            "tok-1",
+            None,
+            Code::SyncClientCertMissing,
+            "秘密鍵がこの証明書のもの",
+        ),
+        (
+            junk_c.as_path(),
+            junk_k.as_path(),
+            "tok-1",
+            None,
+            Code::SyncClientCertMissing,
+            "キーリングは変更していません",
+        ),
+        (
+            missing.as_path(),
+            good_k.as_path(),
+            "tok-1",
+            None,
+            Code::InputUnreadable,
+            "missing.pem",
+        ),
+        (
+            good_c.as_path(),
+            good_k.as_path(),
+            "  ",
+            None,
+            Code::SyncTokenMissing,
+            "アクセストークン",
+        ),
+        (
+            good_c.as_path(),
+            good_k.as_path(),
+            "tok en",
+            None,
+            Code::SyncTokenMissing,
+            "アクセストークン",
+        ),
+        (
+            good_c.as_path(),
+            good_k.as_path(),
+            "tok-1",
+            Some("abcd"),
+            Code::ConfigInvalid,
+            "短すぎます",
+        ),
     ];
     for (cert, key, token, pk, code, word) in table {
         let src = CredentialSource {
@@ -738,10 +814,16 @@ fn credentials_are_checked_before_anything_is_written_and_audited() {
         assert!(e.message.contains(word), "{e}");
         // Nothing was written: the old identity is intact.
         assert_eq!(
-            read_secret(BACKEND, CLIENT_CERT_ENTRY).unwrap().unwrap().as_str(),
+            read_secret(BACKEND, CLIENT_CERT_ENTRY)
+                .unwrap()
+                .unwrap()
+                .as_str(),
             before.as_str()
         );
-        assert_eq!(read_secret(BACKEND, TOKEN_ENTRY).unwrap().unwrap().as_str(), TOKEN);
+        assert_eq!(
+            read_secret(BACKEND, TOKEN_ENTRY).unwrap().unwrap().as_str(),
+            TOKEN
+        );
     }
     let good = CredentialSource {
         cert_file: &good_c,
@@ -757,10 +839,16 @@ fn credentials_are_checked_before_anything_is_written_and_audited() {
     );
     let installed = karte_sync::install_credentials(&w.store, &w.admin, BACKEND, &good).unwrap();
     assert_eq!(
-        read_secret(BACKEND, CLIENT_CERT_ENTRY).unwrap().unwrap().as_str(),
+        read_secret(BACKEND, CLIENT_CERT_ENTRY)
+            .unwrap()
+            .unwrap()
+            .as_str(),
         other.client.cert_pem
     );
-    assert_eq!(read_secret(BACKEND, TOKEN_ENTRY).unwrap().unwrap().as_str(), "new-token-42");
+    assert_eq!(
+        read_secret(BACKEND, TOKEN_ENTRY).unwrap().unwrap().as_str(),
+        "new-token-42"
+    );
     assert_eq!(installed.cert_sha256.len(), 64);
     // Audited with fingerprints only.
     let audit = w.store.audit_entries(&w.admin).unwrap();
@@ -769,7 +857,12 @@ fn credentials_are_checked_before_anything_is_written_and_audited() {
         .find(|a| a.detail.starts_with("sync credentials installed"))
         .expect("the installation is audited");
     assert!(entry.detail.contains(&installed.cert_sha256));
-    for secret in ["new-token-42", "PRIVATE KEY", "CERTIFICATE", PSEUDONYM_KEY_HEX] {
+    for secret in [
+        "new-token-42",
+        "PRIVATE KEY",
+        "CERTIFICATE",
+        PSEUDONYM_KEY_HEX,
+    ] {
         assert!(
             !audit.iter().any(|a| a.detail.contains(secret)),
             "{secret} in the audit log"

@@ -6,7 +6,9 @@
 use karte_receiver::{Receiver, ServerCert, TestPki};
 use karte_store::vault::{write_secret, KeyringBackend};
 use karte_store::{Decision, Role, Session, Store, StoreConfig};
-use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY};
+use karte_sync::transport::{
+    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
+};
 use karte_sync::Uploader;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,8 @@ pub const TOKEN: &str = "test-bearer-token-0123456789";
 pub const PASSWORD: &str = "pass-word-123";
 pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
 /// The hospital's pseudonym key as IT installs it (hex, 32 bytes).
-pub const PSEUDONYM_KEY_HEX: &str = "6b617274652d746573742d70736575646f6e796d2d6b65792d33322d62797465";
+pub const PSEUDONYM_KEY_HEX: &str =
+    "6b617274652d746573742d70736575646f6e796d2d6b65792d33322d62797465";
 
 /// Re-runs the named test inside a fresh `keyctl session` (see karte-store's tests); true inside it.
 pub fn keyring_session(test: &str) -> bool {
