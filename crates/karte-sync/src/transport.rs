@@ -416,6 +416,9 @@ impl Transport {
                         | A::CertificateRevoked
                         | A::CertificateUnknown
                         | A::AccessDenied
+                        // The client certificate's signature does not verify under the CA of that name (a re-keyed
+                        // or look-alike CA): rustls answers decrypt_error. Retrying would never help.
+                        | A::DecryptError
                 ) {
                     return SendOutcome::Halt(Error::new(
                         Code::SyncClientCertRejected,

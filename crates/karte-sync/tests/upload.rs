@@ -229,6 +229,13 @@ fn certificate_problems_each_have_their_own_status_and_send_nothing() {
     assert_eq!(err.code, Code::SyncClientCertRejected, "{err}");
     assert_eq!(receiver.requests(), 0);
     w.store.resume_uploads(&w.admin).unwrap();
+    // …or one from a CA with the same name but another key (a re-keyed CA): its signature does not verify.
+    let look_alike = karte_receiver::TestPki::new();
+    install_credentials(&look_alike.client.cert_pem, &look_alike.client.key_pem);
+    let err = rt.block_on(uploader(&w).flush()).unwrap_err();
+    assert_eq!(err.code, Code::SyncClientCertRejected, "{err}");
+    assert_eq!(receiver.requests(), 0);
+    w.store.resume_uploads(&w.admin).unwrap();
 
     // No client certificate in the keyring: refused before any connection.
     delete_secret(BACKEND, CLIENT_CERT_ENTRY).unwrap();
@@ -627,8 +634,11 @@ fn resume_rebuilds_the_transport_from_the_current_settings_without_restart() {
     write_settings(dir.path(), &pki, &receiver, "");
     w.store.resume_uploads(&w.admin).unwrap();
     bg.reload();
-    wait_for("delivery after resume", &|| receiver.stored().len() == 1);
-    assert_eq!(w.store.outbox_health().unwrap().sent, 1);
+    // (Marked sent just after the receiver stored it: wait for the mark, not for the receiver.)
+    wait_for("delivery after resume", &|| {
+        w.store.outbox_health().unwrap().sent == 1
+    });
+    assert_eq!(receiver.stored().len(), 1);
 
     // Credentials too: without a client certificate the worker reports why; once IT installs it, the next
     // signature goes out from the same worker.
@@ -869,10 +879,12 @@ fn credentials_are_checked_before_anything_is_written_and_audited() {
         );
     }
     assert!(w.store.verify_audit(&w.admin).unwrap().intact());
-    // The new identity is the one used: this receiver (another CA, another token) now refuses the workstation.
+    // The new identity is the one used: the platform that issued it (its CA, its token) accepts the workstation.
+    let new_platform = karte_receiver::Receiver::start(&other, ServerCert::Good, "new-token-42");
+    write_settings(dir.path(), &other, &new_platform, "");
     w.sign("P-0001", DICTATIONS[0]);
-    let e = rt().block_on(uploader(&w).flush()).unwrap_err();
-    assert_eq!(e.code, Code::SyncClientCertRejected, "{e}");
+    assert_eq!(rt().block_on(uploader(&w).flush()).unwrap().sent, 1);
+    assert_eq!(new_platform.stored().len(), 1);
     assert_eq!(receiver.stored().len(), 0);
     let _ = pki;
 }
