@@ -2,13 +2,14 @@
 //! karte-sync's tests and benchmark.
 //!
 //! - TLS by rustls (ring) with certificates from a throw-away test CA made by rcgen ([`TestPki`]); it can serve its
-//!   good certificate, an expired one (same key), one with another key (same CA: passes validation, fails the pin)
-//!   or one from an unknown CA.
+//!   good certificate, an expired one (same key), one not valid yet (same key), one with another key (same CA:
+//!   passes validation, fails the pin) or one from an unknown CA.
 //! - It requires a client certificate from the test CA (mTLS) and a bearer token.
 //! - `POST /fhir/Bundle` is a FHIR conditional create: the `Idempotency-Key` header, the `If-None-Exist:
 //!   identifier=…` search and the Bundle's own identifier must agree; a known key answers 200 with the stored
 //!   copy, a new one 201. It stores what it accepts, in arrival order, and can be stopped and restarted on the same
-//!   port (outage tests), told to fail transiently (503) or to refuse (422 with an OperationOutcome).
+//!   port (outage tests), told to fail transiently (503), to refuse (422 with an OperationOutcome), or to answer any
+//!   status it is given (a redirect, 404, 405, 415, 202…: a wrong or unusual endpoint).
 
 use axum::body::Bytes;
 use axum::extract::State;
