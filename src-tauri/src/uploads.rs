@@ -1,32 +1,37 @@
-//! The upload queue in the desktop app: karte-sync's uploader as a background task on Tauri's tokio runtime (it
+//! The upload queue in the desktop app: karte-sync's [`Background`] uploader as a task on Tauri's tokio runtime (it
 //! never blocks the window: store calls go to the blocking pool, the network is async), plus thin commands for the
 //! window's upload badges, 再送, queue health and 送信再開.
 //!
-//! The task starts at launch and waits until it can open the store and build an uploader (settings in
-//! `sync.toml`, certificate and token in the keyring); until then the reason is shown in the admin view. Signing
-//! and 再送 nudge it, so a signed note leaves at once when the platform is reachable.
+//! The task starts at launch. The library builds its uploader from the settings file's `[sync]` and the keyring,
+//! and builds it again on 送信再開 (and after a halt or a failed build), so IT fixing a setting or installing a
+//! certificate needs no restart; until it can send, the reason is shown in the admin view. Signing and 再送 nudge
+//! it, so a signed note leaves at once when the platform is reachable.
 
 use crate::records::Records;
 use karte_core::Error;
 use karte_store::vault::KeyringBackend;
 use karte_store::{OutboxItem, QueueHealth};
-use karte_sync::Uploader;
+use karte_sync::{Background, Uploader};
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tauri::State;
 use tokio::sync::Notify;
 
 /// Shared between the task and the commands.
-#[derive(Default)]
 pub struct Uploads {
+    /// What signing (records.rs) notifies: the background uploader's own nudge.
     pub nudge: Arc<Notify>,
-    worker_error: Mutex<Option<Error>>,
+    background: Arc<Background>,
 }
 
-impl Uploads {
-    fn set_error(&self, e: Option<Error>) {
-        *self.worker_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+impl Default for Uploads {
+    fn default() -> Self {
+        let background = Arc::new(Background::default());
+        Uploads {
+            nudge: background.nudger(),
+            background,
+        }
     }
 }
 
@@ -36,39 +41,12 @@ const POLL: Duration = Duration::from_secs(30);
 /// Starts the background uploader.
 pub fn start(records: Arc<Records>, uploads: Arc<Uploads>) {
     tauri::async_runtime::spawn(async move {
-        let (_never, shutdown) = tokio::sync::watch::channel(false);
-        loop {
-            let r = Arc::clone(&records);
-            let built = tauri::async_runtime::spawn_blocking(move || {
-                let store = r.store_handle()?;
-                Uploader::from_store(store, KeyringBackend::from_env()?)
-            })
-            .await;
-            match built {
-                Ok(Ok(up)) => {
-                    uploads.set_error(None);
-                    let u = Arc::clone(&uploads);
-                    up.run(
-                        Arc::clone(&uploads.nudge),
-                        shutdown.clone(),
-                        POLL,
-                        move |o| {
-                            u.set_error(o.err().cloned());
-                        },
-                    )
-                    .await;
-                }
-                Ok(Err(e)) => {
-                    tracing::info!(code = %e.code, "uploader not started");
-                    uploads.set_error(Some(e));
-                }
-                Err(_) => tracing::error!("uploader set-up task failed"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = uploads.nudge.notified() => {}
-            }
-        }
+        // The app never stops the uploader: it ends with the process. The sender must outlive the loop.
+        let (_keep, shutdown) = tokio::sync::watch::channel(false);
+        let build: karte_sync::worker::Build = Arc::new(move || {
+            Uploader::from_store(records.store_handle()?, KeyringBackend::from_env()?)
+        });
+        uploads.background.run(build, shutdown, POLL).await;
     });
 }
 
@@ -102,7 +80,8 @@ pub async fn upload_resume(
     uploads: State<'_, Arc<Uploads>>,
 ) -> Result<(), Error> {
     let out = crate::records::blocking(&records, |r| r.with(|st, s| st.resume_uploads(s))).await;
-    uploads.nudge.notify_one();
+    // Rebuild from the current settings file and keyring: what IT fixed before pressing 送信再開 takes effect now.
+    uploads.background.reload();
     out
 }
 
@@ -112,11 +91,7 @@ pub async fn upload_overview(
     uploads: State<'_, Arc<Uploads>>,
 ) -> Result<UploadOverview, Error> {
     let health = crate::records::blocking(&records, |r| r.with(|st, s| st.queue_health(s))).await?;
-    let worker_error = uploads
-        .worker_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let worker_error = uploads.background.problem();
     Ok(UploadOverview {
         health,
         worker_error,

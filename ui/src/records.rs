@@ -139,6 +139,9 @@ pub struct OutboxItem {
     pub http_status: Option<i64>,
     pub created_at: String,
     pub sent_at: Option<String>,
+    /// Set on a pending amendment waiting for the earlier version (this item id) to be sent.
+    #[serde(default)]
+    pub held_by: Option<i64>,
 }
 
 impl OutboxItem {
@@ -164,6 +167,9 @@ pub struct QueueHealth {
     pub pending: i64,
     pub failed: i64,
     pub sent: i64,
+    /// Pending amendments waiting for an earlier version to be sent.
+    #[serde(default)]
+    pub held: i64,
     pub oldest_pending_at: Option<String>,
     pub last_sent_at: Option<String>,
     pub last_error: Option<String>,

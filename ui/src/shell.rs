@@ -10,7 +10,7 @@ use crate::records::{
     self, AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
     SuggestionView, UploadOverview, UserInfo,
 };
-use crate::uploads::{latest_for, QueueHealthPanel, UploadBadge};
+use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -262,7 +262,7 @@ pub fn PhysicianRecords() -> impl IntoView {
                     list.get().into_iter().map(|e| {
                         let id = e.id.clone();
                         let version = e.latest_version;
-                        let badge = latest_for(&items, &e.id).cloned();
+                        let badge = badge_for(&items, &e.id).cloned();
                         view! {
                             <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string()>
                                 <span>{format!("{}　患者 {}　版 {}　", e.id, e.patient_ref, e.latest_version)}</span>

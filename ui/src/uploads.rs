@@ -6,6 +6,9 @@ use crate::model::UiError;
 use crate::records::{OutboxItem, UploadOverview};
 use leptos::prelude::*;
 
+/// What a held-back amendment shows: why it is not being sent.
+pub const HELD_REASON: &str = "前の版の送信を待っています";
+
 /// The upload state of one signed version.
 #[component]
 pub fn UploadBadge(
@@ -15,13 +18,19 @@ pub fn UploadBadge(
     let failed = item.state == "failed";
     let id = item.id;
     let label = item.label_ja();
-    let reason = item
-        .last_reason
-        .clone()
-        .filter(|_| failed || item.state == "pending");
+    let held = item.state == "pending" && item.held_by.is_some();
+    let reason = if held {
+        Some(HELD_REASON.to_string())
+    } else {
+        item.last_reason
+            .clone()
+            .filter(|_| failed || item.state == "pending")
+    };
     let code = item.last_code.clone().unwrap_or_default();
+    let version = format!("第{}版", item.version);
     view! {
-        <span class="upload" data-state=item.state.clone() data-item=id.to_string() title=item.bundle_id.clone()>
+        <span class="upload" data-state=item.state.clone() data-item=id.to_string() data-held=held.to_string() title=item.bundle_id.clone()>
+            <span class="upload-version">{version}</span>
             <span class="upload-label">{label}</span>
             {reason.map(|r| view! { <span class="upload-reason" data-code=code>{r}</span> })}
             {(failed && on_retry.is_some()).then(|| {
@@ -32,12 +41,23 @@ pub fn UploadBadge(
     }
 }
 
-/// The latest queued version of `encounter` in `items` (what its badge shows).
-pub fn latest_for<'a>(items: &'a [OutboxItem], encounter: &str) -> Option<&'a OutboxItem> {
+/// How urgent a state is for the record's badge: a failure needs a person, waiting needs patience, sent needs
+/// nothing.
+fn severity(i: &OutboxItem) -> u8 {
+    match i.state.as_str() {
+        "failed" => 2,
+        "sent" => 0,
+        _ => 1,
+    }
+}
+
+/// The queued version of `encounter` its badge shows: the worst state among its versions (a failed earlier
+/// version is never hidden behind a later one that was sent or is waiting), the latest version among equals.
+pub fn badge_for<'a>(items: &'a [OutboxItem], encounter: &str) -> Option<&'a OutboxItem> {
     items
         .iter()
         .filter(|i| i.encounter == encounter)
-        .max_by_key(|i| i.version)
+        .max_by_key(|i| (severity(i), i.version))
 }
 
 fn worker_problem(e: &UiError) -> impl IntoView {
@@ -74,6 +94,7 @@ pub fn QueueHealthPanel(
             })}
             {h.oldest_pending_at.map(|at| view! { <p class="queue-oldest">{format!("最も古い送信待ち: {at}")}</p> })}
             {h.last_error.map(|c| view! { <p class="queue-retrying" data-code=c.clone()>{format!("自動再送中（{c}）")}</p> })}
+            {(h.held > 0).then(|| view! { <p class="queue-held">{format!("{HELD_REASON}: 修正版 {} 件", h.held)}</p> })}
             {h.last_sent_at.map(|at| view! { <p class="queue-last-sent">{format!("最後の送信: {at}")}</p> })}
             {overview.worker_error.as_ref().map(worker_problem)}
         </section>

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 use ui::records::{OutboxItem, UploadOverview};
-use ui::uploads::{latest_for, QueueHealthPanel, UploadBadge};
+use ui::uploads::{badge_for, QueueHealthPanel, UploadBadge, HELD_REASON};
 
 fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
     let owner = Owner::new();
@@ -37,6 +37,7 @@ fn store_item(
         http_status: None,
         created_at: "2026-11-24T01:00:00.000Z".into(),
         sent_at: None,
+        held_by: None,
     }
 }
 
@@ -87,14 +88,47 @@ fn badge_shows_each_state_and_retry_only_when_refused() {
 }
 
 #[test]
-fn the_badge_is_the_latest_signed_version() {
+fn the_badge_shows_the_worst_state_of_the_records_versions() {
     use karte_store::OutboxState::*;
-    let items: Vec<OutboxItem> = vec![
-        over_ipc(&store_item(1, 1, Sent, None, None)),
-        over_ipc(&store_item(2, 2, Pending, None, None)),
+    // (states of v1, v2, v3 in order; the version the badge must show)
+    let table: &[(&[karte_store::OutboxState], i64)] = &[
+        (&[Sent, Pending], 2),
+        (&[Sent, Sent], 2),
+        // A failed earlier version is not hidden behind a later one, sent or waiting.
+        (&[Failed, Sent], 1),
+        (&[Failed, Pending], 1),
+        (&[Sent, Failed, Pending], 2),
+        (&[Pending, Pending], 2),
     ];
-    assert_eq!(latest_for(&items, "E0123456789AB").unwrap().id, 2);
-    assert!(latest_for(&items, "E000000000000").is_none());
+    for (states, want) in table {
+        let items: Vec<OutboxItem> = states
+            .iter()
+            .enumerate()
+            .map(|(i, st)| over_ipc(&store_item(i as i64 + 1, i as i64 + 1, *st, None, None)))
+            .collect();
+        assert_eq!(
+            badge_for(&items, "E0123456789AB").unwrap().version,
+            *want,
+            "{states:?}"
+        );
+        assert!(badge_for(&items, "E000000000000").is_none());
+    }
+}
+
+#[test]
+fn a_held_amendment_says_it_waits_for_the_earlier_version() {
+    use karte_store::OutboxState::*;
+    let mut held = store_item(2, 2, Pending, None, None);
+    held.held_by = Some(1);
+    let item: OutboxItem = over_ipc(&held);
+    assert_eq!(item.held_by, Some(1));
+    let html = render(move || view! { <UploadBadge item=item/> });
+    assert!(html.contains(HELD_REASON), "{html}");
+    assert!(html.contains("data-held=\"true\""), "{html}");
+    assert!(html.contains("第2版"), "{html}");
+    let free: OutboxItem = over_ipc(&store_item(3, 1, Pending, None, None));
+    let html = render(move || view! { <UploadBadge item=free/> });
+    assert!(!html.contains(HELD_REASON), "{html}");
 }
 
 #[test]
@@ -103,6 +137,7 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
         pending: 4,
         failed: 1,
         sent: 120,
+        held: 1,
         oldest_pending_at: Some("2026-11-24T01:00:00.000Z".into()),
         last_sent_at: Some("2026-11-24T00:59:00.000Z".into()),
         last_error: None,
@@ -131,6 +166,7 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
         "送信再開",
         "sync.client_cert_missing",
         "最も古い送信待ち",
+        "前の版の送信を待っています: 修正版 1 件",
     ] {
         assert!(html.contains(want), "missing {want}: {html}");
     }

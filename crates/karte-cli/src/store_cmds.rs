@@ -68,7 +68,7 @@ pub enum StoreCmd {
         #[command(subcommand)]
         cmd: FeedbackCmd,
     },
-    /// The upload queue to the cloud platform: status, flush, retry, resume, credentials.
+    /// The upload queue to the cloud platform: status, flush, retry, resume, credentials, pseudonym-key.
     Queue {
         #[command(subcommand)]
         cmd: crate::sync_cmds::QueueCmd,

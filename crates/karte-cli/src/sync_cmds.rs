@@ -1,17 +1,15 @@
-//! `karte queue status|flush|retry|resume|credentials` and `karte export fhir`: thin over karte-store's outbox
-//! and karte-sync's uploader.
+//! `karte queue status|flush|retry|resume|credentials|pseudonym-key` and `karte export fhir`: argument parsing
+//! over karte-store's outbox and karte-sync's uploader and installers.
 
 use crate::store_cmds::{out, sign_in, SignIn};
 use clap::{Args, Subcommand, ValueEnum};
 use karte_core::{Code, Error, Result};
-use karte_store::vault::{write_secret, KeyringBackend};
+use karte_store::vault::KeyringBackend;
 use karte_store::{Action, OutboxItem, QueueHealth, Store};
-use karte_sync::transport::{
-    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
-};
-use karte_sync::{PatientPolicy, Uploader};
+use karte_sync::{CredentialSource, PatientPolicy, Uploader};
 use std::path::PathBuf;
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum QueueFormat {
@@ -33,10 +31,17 @@ pub enum QueueCmd {
         #[command(flatten)]
         auth: SignIn,
     },
-    /// Put a refused (送信失敗) document back in the queue after fixing the cause.
+    /// Put a refused (送信失敗) document back in the queue after fixing the cause (or all of them).
     Retry {
-        #[arg(value_name = "ID")]
-        id: i64,
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "all_failed",
+            conflicts_with = "all_failed"
+        )]
+        id: Option<i64>,
+        /// Every refused document at once.
+        #[arg(long)]
+        all_failed: bool,
         #[command(flatten)]
         auth: SignIn,
     },
@@ -47,6 +52,14 @@ pub enum QueueCmd {
     },
     /// Store the workstation's client certificate, key and bearer token in the keyring (administrators).
     Credentials(CredentialArgs),
+    /// Store the hospital-wide pseudonym key in the keyring (administrators).
+    PseudonymKey {
+        /// The key (hex, at least 16 bytes) is read from this environment variable, never from the command line.
+        #[arg(long, value_name = "VAR", default_value = "KARTE_PSEUDONYM_KEY")]
+        key_env: String,
+        #[command(flatten)]
+        auth: SignIn,
+    },
 }
 
 #[derive(Args)]
@@ -107,6 +120,9 @@ pub fn render_health(h: &QueueHealth) -> String {
     if let Some(code) = &h.last_error {
         s.push_str(&format!("先頭の再送理由: {code}\n"));
     }
+    if h.held > 0 {
+        s.push_str(&format!("前の版の送信を待っている修正版: {}\n", h.held));
+    }
     if let Some(at) = &h.last_sent_at {
         s.push_str(&format!("最後の送信: {at}\n"));
     }
@@ -129,7 +145,19 @@ fn render_item(i: &OutboxItem) -> String {
             i.last_reason.as_deref().unwrap_or("")
         ));
     }
+    if let Some(before) = i.held_by {
+        s.push_str(&format!("  前の版の送信を待っています（{before}）"));
+    }
     s
+}
+
+/// The value of the environment variable `var`, or the code and message saying to set it.
+fn secret_env(var: &str, code: Code, what: &str) -> Result<Zeroizing<String>> {
+    std::env::var(var)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .map(Zeroizing::new)
+        .ok_or_else(|| Error::new(code, format!("{what}を環境変数 {var} に設定してください。")))
 }
 
 pub fn queue(store: Store, cmd: QueueCmd) -> Result<()> {
@@ -167,10 +195,27 @@ pub fn queue(store: Store, cmd: QueueCmd) -> Result<()> {
             }
             out(&text)
         }
-        QueueCmd::Retry { id, auth } => {
+        QueueCmd::Retry {
+            id,
+            all_failed,
+            auth,
+        } => {
             let s = sign_in(&store, &auth)?;
-            let it = store.retry_upload(&s, id)?;
-            out(&format!("再送に戻しました: {}", render_item(&it)))
+            match id {
+                Some(id) if !all_failed => {
+                    let it = store.retry_upload(&s, id)?;
+                    out(&format!("再送に戻しました: {}", render_item(&it)))
+                }
+                _ => {
+                    let items = store.retry_all_failed(&s)?;
+                    let mut text = format!("送信失敗 {} 件を再送に戻しました。", items.len());
+                    for i in &items {
+                        text.push('\n');
+                        text.push_str(&render_item(i));
+                    }
+                    out(&text)
+                }
+            }
         }
         QueueCmd::Resume { auth } => {
             let s = sign_in(&store, &auth)?;
@@ -179,42 +224,39 @@ pub fn queue(store: Store, cmd: QueueCmd) -> Result<()> {
         }
         QueueCmd::Credentials(a) => {
             let s = sign_in(&store, &a.auth)?;
-            store.authorize_for(&s, &[Action::ManageUsers])?;
-            let read = |p: &PathBuf| {
-                std::fs::read_to_string(p).map_err(|_| {
-                    Error::new(
-                        Code::InputUnreadable,
-                        format!("{} を読めません。", p.display()),
-                    )
-                })
-            };
-            let token = std::env::var(&a.token_env)
-                .ok()
-                .filter(|t| !t.trim().is_empty())
-                .ok_or_else(|| {
-                    Error::new(
-                        Code::SyncTokenMissing,
-                        format!(
-                            "アクセストークンを環境変数 {} に設定してください。",
-                            a.token_env
-                        ),
-                    )
-                })?;
-            let b = backend()?;
-            write_secret(b, CLIENT_CERT_ENTRY, &read(&a.cert)?)?;
-            write_secret(b, CLIENT_KEY_ENTRY, &read(&a.key)?)?;
-            write_secret(b, TOKEN_ENTRY, token.trim())?;
-            if let Some(var) = a.pseudonym_key_env {
-                let k = std::env::var(&var).unwrap_or_default();
-                if hex::decode(k.trim()).map_or(true, |v| v.len() < 16) {
-                    return Err(Error::new(
-                        Code::ConfigInvalid,
-                        format!("{var} には16バイト以上の鍵を16進で設定してください。"),
-                    ));
-                }
-                write_secret(b, PSEUDONYM_KEY_ENTRY, k.trim())?;
+            let token = secret_env(&a.token_env, Code::SyncTokenMissing, "アクセストークン")?;
+            let pseudonym = a
+                .pseudonym_key_env
+                .as_deref()
+                .map(|var| secret_env(var, Code::ConfigInvalid, "仮名化鍵（16進）"))
+                .transpose()?;
+            let installed = karte_sync::install_credentials(
+                &store,
+                &s,
+                backend()?,
+                &CredentialSource {
+                    cert_file: &a.cert,
+                    key_file: &a.key,
+                    token: &token,
+                    pseudonym_key_hex: pseudonym.as_deref().map(|k| k.as_str()),
+                },
+            )?;
+            let mut text = format!(
+                "クライアント証明書・秘密鍵・アクセストークンをキーリングに保存しました。\n証明書 SHA-256: {}\n公開鍵ピン: {}",
+                installed.cert_sha256, installed.client_spki_sha256
+            );
+            if let Some(id) = installed.pseudonym_key_id {
+                text.push_str(&format!("\n仮名化鍵 ID: {id}"));
             }
-            out("クライアント証明書・秘密鍵・アクセストークンをキーリングに保存しました。")
+            out(&text)
+        }
+        QueueCmd::PseudonymKey { key_env, auth } => {
+            let s = sign_in(&store, &auth)?;
+            let key = secret_env(&key_env, Code::ConfigInvalid, "仮名化鍵（16進）")?;
+            let id = karte_sync::install_pseudonym_key(&store, &s, backend()?, &key)?;
+            out(&format!(
+                "仮名化鍵をキーリングに保存しました（鍵 ID: {id}）。すべての端末で同じ ID になることを確認してください。"
+            ))
         }
     }
 }
@@ -224,7 +266,10 @@ pub fn export(store: Store, cmd: ExportCmd) -> Result<()> {
         ExportCmd::Fhir { encounter, auth } => {
             let s = sign_in(&store, &auth)?;
             let doc = store.outbox_document(&s, &encounter)?;
-            let policy = PatientPolicy::for_data_dir(store.data_dir(), backend()?)?;
+            let policy = PatientPolicy::for_settings_file(
+                &karte_sync::settings::default_path(),
+                backend()?,
+            )?;
             let bundle = policy.bundle(&doc);
             out(&serde_json::to_string_pretty(&bundle).expect("a Bundle serialises"))
         }

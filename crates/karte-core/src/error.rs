@@ -178,6 +178,20 @@ pub enum Code {
     EvalKitInvalid,
     #[serde(rename = "eval.scoring_unsupported")]
     EvalScoringUnsupported,
+    // karte-sync (session 4)
+    /// The endpoint answers like a wrong address (3xx, 404, 405, 406, 415): the queue stops instead of refusing
+    /// every document one by one; IT must check `[sync] endpoint` in the settings file.
+    #[serde(rename = "sync.endpoint_invalid")]
+    SyncEndpointInvalid,
+    /// `queue retry` of a document the platform already has.
+    #[serde(rename = "sync.already_sent")]
+    SyncAlreadySent,
+    /// No pseudonym key (or too short) in the keyring: IT installs the hospital's key.
+    #[serde(rename = "sync.pseudonym_key_missing")]
+    SyncPseudonymKeyMissing,
+    /// The server's certificate is not valid yet: almost always the workstation's clock.
+    #[serde(rename = "sync.cert_not_yet_valid")]
+    SyncCertNotYetValid,
 }
 
 impl Code {
@@ -264,6 +278,10 @@ impl Code {
             Code::EvalSuiteUnknown => "eval.suite_unknown",
             Code::EvalKitInvalid => "eval.kit_invalid",
             Code::EvalScoringUnsupported => "eval.scoring_unsupported",
+            Code::SyncEndpointInvalid => "sync.endpoint_invalid",
+            Code::SyncAlreadySent => "sync.already_sent",
+            Code::SyncPseudonymKeyMissing => "sync.pseudonym_key_missing",
+            Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
         }
     }
 
@@ -331,6 +349,10 @@ impl Code {
             | Code::EvalSuiteUnknown
             | Code::EvalKitInvalid => 2,
             Code::EvalScoringUnsupported => 3,
+            Code::SyncAlreadySent => 2,
+            Code::SyncEndpointInvalid
+            | Code::SyncPseudonymKeyMissing
+            | Code::SyncCertNotYetValid => 6,
             _ => 1,
         }
     }
@@ -383,6 +405,35 @@ mod server_code_tests {
             (Code::ServerStoreFailed, "server.store_failed", 1),
             (Code::WorkerStartFailed, "worker.start_failed", 1),
             (Code::WorkerCrashed, "worker.crashed", 1),
+        ];
+        for (code, s, exit) in table {
+            assert_eq!(code.as_str(), *s);
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
+            assert_eq!(
+                serde_json::from_value::<Code>(serde_json::json!(s)).unwrap(),
+                *code
+            );
+            assert_eq!(code.exit_status(), *exit, "{s}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod sync_session4_code_tests {
+    use super::Code;
+
+    /// karte-sync's session-4 codes cross the CLI and Tauri IPC as strings: serde name, `as_str` and exit status.
+    #[test]
+    fn sync_session4_codes_round_trip_as_their_strings() {
+        let table: &[(Code, &str, u8)] = &[
+            (Code::SyncEndpointInvalid, "sync.endpoint_invalid", 6),
+            (Code::SyncAlreadySent, "sync.already_sent", 2),
+            (
+                Code::SyncPseudonymKeyMissing,
+                "sync.pseudonym_key_missing",
+                6,
+            ),
+            (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

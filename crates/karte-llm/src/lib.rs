@@ -29,7 +29,7 @@ pub use http::{HttpEngine, HttpEngineConfig, TlsSettings};
 pub use karte_core::{Code, Error, Result};
 pub use karte_engine::{CancelToken, ChatMessage};
 pub use local::LocalEngine;
-pub use settings::Settings;
+pub use settings::{ServerSettingsExt, Settings};
 
 use serde::{Deserialize, Serialize};
 

@@ -2,13 +2,14 @@
 //! karte-sync's tests and benchmark.
 //!
 //! - TLS by rustls (ring) with certificates from a throw-away test CA made by rcgen ([`TestPki`]); it can serve its
-//!   good certificate, an expired one (same key), one with another key (same CA: passes validation, fails the pin)
-//!   or one from an unknown CA.
+//!   good certificate, an expired one (same key), one not valid yet (same key), one with another key (same CA:
+//!   passes validation, fails the pin) or one from an unknown CA.
 //! - It requires a client certificate from the test CA (mTLS) and a bearer token.
 //! - `POST /fhir/Bundle` is a FHIR conditional create: the `Idempotency-Key` header, the `If-None-Exist:
 //!   identifier=…` search and the Bundle's own identifier must agree; a known key answers 200 with the stored
 //!   copy, a new one 201. It stores what it accepts, in arrival order, and can be stopped and restarted on the same
-//!   port (outage tests), told to fail transiently (503) or to refuse (422 with an OperationOutcome).
+//!   port (outage tests), told to fail transiently (503), to refuse (422 with an OperationOutcome), or to answer any
+//!   status it is given (a redirect, 404, 405, 415, 202…: a wrong or unusual endpoint).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -48,6 +49,8 @@ pub struct TestPki {
     pub server: Leaf,
     /// Same key as `server`, validity 2020–2021.
     pub server_expired: Leaf,
+    /// Same key as `server`, valid only from 10 days from now: what a workstation whose clock is behind sees.
+    pub server_not_yet_valid: Leaf,
     /// Same CA, another key: valid, but not the pinned key.
     pub server_other_key: Leaf,
     /// Same key as `server`, issued by a CA the client does not trust.
@@ -56,7 +59,7 @@ pub struct TestPki {
     pub client: Leaf,
     /// A client certificate from the unknown CA: the receiver refuses it.
     pub client_other_ca: Leaf,
-    /// base64 SHA-256 of the server key's SubjectPublicKeyInfo: what `spki_sha256` in sync.toml holds.
+    /// base64 SHA-256 of the server key's SubjectPublicKeyInfo: what `[sync] spki_sha256` in the settings file holds.
     pub server_pin: String,
 }
 
@@ -70,12 +73,23 @@ fn make_ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
     (Issuer::new(p, key), cert.pem())
 }
 
+/// A leaf certificate's validity period.
+#[derive(Clone, Copy)]
+enum Validity {
+    /// From a year's 1 January to another's.
+    Years(i32, i32),
+    /// Yesterday to 30 days from now.
+    Current,
+    /// 10 to 40 days from now.
+    Future,
+}
+
 fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     key: &KeyPair,
     name: &str,
     server: bool,
-    validity: Option<(i32, i32)>,
+    validity: Validity,
 ) -> Leaf {
     let sans = if server {
         vec!["127.0.0.1".to_string(), "localhost".to_string()]
@@ -90,15 +104,19 @@ fn leaf(
         ExtendedKeyUsagePurpose::ClientAuth
     }];
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
     match validity {
-        Some((from, to)) => {
+        Validity::Years(from, to) => {
             p.not_before = rcgen::date_time_ymd(from, 1, 1);
             p.not_after = rcgen::date_time_ymd(to, 1, 1);
         }
-        None => {
-            let now = time::OffsetDateTime::now_utc();
+        Validity::Current => {
             p.not_before = now - time::Duration::days(1);
             p.not_after = now + time::Duration::days(30);
+        }
+        Validity::Future => {
+            p.not_before = now + time::Duration::days(10);
+            p.not_after = now + time::Duration::days(40);
         }
     }
     let cert = p.signed_by(key, issuer).expect("leaf cert");
@@ -120,18 +138,37 @@ impl TestPki {
         let server_pin = base64::engine::general_purpose::STANDARD
             .encode(Sha256::digest(server_key.subject_public_key_info()));
         TestPki {
-            server: leaf(&ca, &server_key, "platform.test", true, None),
-            server_expired: leaf(&ca, &server_key, "platform.test", true, Some((2020, 2021))),
-            server_other_key: leaf(&ca, &other_key, "platform.test", true, None),
-            server_untrusted: leaf(&other_ca, &server_key, "platform.test", true, None),
-            client: leaf(&ca, &client_key, "ws-test-01", false, None),
-            client_other_ca: leaf(&other_ca, &client_key, "ws-test-01", false, None),
+            server: leaf(&ca, &server_key, "platform.test", true, Validity::Current),
+            server_expired: leaf(
+                &ca,
+                &server_key,
+                "platform.test",
+                true,
+                Validity::Years(2020, 2021),
+            ),
+            server_not_yet_valid: leaf(&ca, &server_key, "platform.test", true, Validity::Future),
+            server_other_key: leaf(&ca, &other_key, "platform.test", true, Validity::Current),
+            server_untrusted: leaf(
+                &other_ca,
+                &server_key,
+                "platform.test",
+                true,
+                Validity::Current,
+            ),
+            client: leaf(&ca, &client_key, "ws-test-01", false, Validity::Current),
+            client_other_ca: leaf(
+                &other_ca,
+                &client_key,
+                "ws-test-01",
+                false,
+                Validity::Current,
+            ),
             ca_pem,
             server_pin,
         }
     }
 
-    /// Writes the CA certificate to `dir/ca.pem` (sync.toml's `ca_file`) and returns its path.
+    /// Writes the CA certificate to `dir/ca.pem` (the settings file's `[sync] ca_file`) and returns its path.
     pub fn write_ca(&self, dir: &std::path::Path) -> std::path::PathBuf {
         let p = dir.join("ca.pem");
         std::fs::write(&p, &self.ca_pem).expect("write ca.pem");
@@ -150,6 +187,7 @@ impl Default for TestPki {
 pub enum ServerCert {
     Good,
     Expired,
+    NotYetValid,
     OtherKey,
     Untrusted,
 }
@@ -169,6 +207,8 @@ struct Inner {
     duplicates: usize,
     refuse: Option<String>,
     fail_next: usize,
+    /// Answer every authenticated POST with this status, as a wrong or moved endpoint would.
+    answer: Option<u16>,
 }
 
 struct Shared {
@@ -201,6 +241,20 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
     {
         let mut g = s.inner.lock().unwrap();
         g.posts += 1;
+        if let Some(status) = g.answer {
+            let status = StatusCode::from_u16(status).expect("a valid status");
+            if status.is_redirection() {
+                return (
+                    status,
+                    [("location", "https://elsewhere.invalid/fhir/Bundle")],
+                )
+                    .into_response();
+            }
+            if status.is_success() {
+                return status.into_response();
+            }
+            return outcome(status, "not-supported", "no FHIR Bundle endpoint here");
+        }
         if g.fail_next > 0 {
             g.fail_next -= 1;
             return outcome(StatusCode::SERVICE_UNAVAILABLE, "transient", "maintenance");
@@ -272,7 +326,7 @@ pub struct Receiver {
     port: u16,
     cert: ServerCert,
     server: Option<(Handle<SocketAddr>, tokio::task::JoinHandle<()>)>,
-    config: (String, Leaf, Leaf, Leaf, Leaf),
+    config: (String, Leaf, Leaf, Leaf, Leaf, Leaf),
 }
 
 fn server_config(ca_pem: &str, leaf: &Leaf) -> Arc<rustls::ServerConfig> {
@@ -319,6 +373,7 @@ impl Receiver {
                 pki.ca_pem.clone(),
                 pki.server.clone(),
                 pki.server_expired.clone(),
+                pki.server_not_yet_valid.clone(),
                 pki.server_other_key.clone(),
                 pki.server_untrusted.clone(),
             ),
@@ -332,10 +387,11 @@ impl Receiver {
             std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("bind loopback");
         listener.set_nonblocking(true).expect("nonblocking");
         self.port = listener.local_addr().expect("addr").port();
-        let (ca, good, expired, other, untrusted) = &self.config;
+        let (ca, good, expired, not_yet, other, untrusted) = &self.config;
         let leaf = match self.cert {
             ServerCert::Good => good,
             ServerCert::Expired => expired,
+            ServerCert::NotYetValid => not_yet,
             ServerCert::OtherKey => other,
             ServerCert::Untrusted => untrusted,
         };
@@ -354,7 +410,7 @@ impl Receiver {
         self.server = Some((handle, task));
     }
 
-    /// The FHIR base URL (`sync.toml`'s `endpoint`).
+    /// The FHIR base URL (the settings file's `[sync] endpoint`).
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}/fhir", self.port)
     }
@@ -406,6 +462,12 @@ impl Receiver {
     /// Answers the next `n` POSTs 503.
     pub fn fail_next(&self, n: usize) {
         self.shared.inner.lock().unwrap().fail_next = n;
+    }
+
+    /// Answers every authenticated POST with `status` (a redirect with a Location, a 2xx without a body, or an
+    /// OperationOutcome), until `None`: a moved, mistyped or unusual endpoint. Nothing is stored meanwhile.
+    pub fn answer(&self, status: Option<u16>) {
+        self.shared.inner.lock().unwrap().answer = status;
     }
 
     /// Refuses every POST with 422 and this reason, until `None`.

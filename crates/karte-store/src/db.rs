@@ -11,8 +11,19 @@ use zeroize::Zeroizing;
 /// The schema this build writes. Bump it and append to [`MIGRATIONS`]; never edit a shipped migration.
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+/// A migration's data step, run after its DDL in the same transaction.
+type DataStep = fn(&Connection) -> Result<()>;
+
+/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`: its DDL, then (optionally) a data step in Rust
+/// inside the same transaction as the DDL and the `user_version` bump.
+const MIGRATIONS: &[(&str, Option<DataStep>)] = &[
+    (include_str!("schema_v1.sql"), None),
+    // Documents signed before the outbox existed must still reach the platform: queue them at the upgrade.
+    (
+        include_str!("schema_v2.sql"),
+        Some(crate::outbox::queue_signed_before_outbox),
+    ),
+];
 
 /// A 256-bit SQLCipher key. Zeroed on drop; never `Debug`-printed.
 pub struct DbKey(Zeroizing<[u8; 32]>);
@@ -136,22 +147,29 @@ pub fn open(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
 }
 
 fn migrate(conn: &Connection, from: i64) -> Result<()> {
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+    for (i, (sql, data)) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         let to = i as i64 + 1;
-        // One transaction per step, user_version included: a crash leaves the old or the new schema, never a mix.
-        // The version is read again under the write lock, because another process may have migrated meanwhile.
+        // One transaction per step, data step and user_version included: a crash leaves the old or the new schema,
+        // never a mix (nor a new schema with its data step half done). The version is read again under the write
+        // lock, because another process may have migrated meanwhile.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
-        let step = (|| {
-            let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let step = (|| -> Result<()> {
+            let now: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(db_err)?;
             if now == i as i64 {
-                conn.execute_batch(sql)?;
-                conn.execute_batch(&format!("PRAGMA user_version = {to}"))?;
+                conn.execute_batch(sql).map_err(db_err)?;
+                if let Some(data) = data {
+                    data(conn)?;
+                }
+                conn.execute_batch(&format!("PRAGMA user_version = {to}"))
+                    .map_err(db_err)?;
             }
-            conn.execute_batch("COMMIT")
+            conn.execute_batch("COMMIT").map_err(db_err)
         })();
         if let Err(e) = step {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(db_err(e));
+            return Err(e);
         }
     }
     Ok(())

@@ -80,6 +80,10 @@ pub struct OutboxItem {
     pub http_status: Option<i64>,
     pub created_at: String,
     pub sent_at: Option<String>,
+    /// A pending amendment held back because the document it replaces (this item id) is not sent yet: an amendment
+    /// never overtakes its original (「前の版の送信を待っています」).
+    #[serde(default)]
+    pub held_by: Option<i64>,
 }
 
 /// What the uploader maps to a FHIR Bundle: one signed version and what it needs around it.
@@ -116,6 +120,9 @@ pub struct QueueHealth {
     pub pending: i64,
     pub failed: i64,
     pub sent: i64,
+    /// Pending amendments held back behind an earlier version that is not sent (counted in `pending` too).
+    #[serde(default)]
+    pub held: i64,
     pub oldest_pending_at: Option<String>,
     pub last_sent_at: Option<String>,
     /// The last transient failure of the head of the queue (it is being retried with backoff).
@@ -162,6 +169,45 @@ pub fn new_bundle_id() -> Result<String> {
 /// Queues `encounter` v`version` inside the caller's (signing) transaction. An amendment replaces the document of
 /// the previous signed version of the same encounter.
 pub(crate) fn enqueue(c: &Connection, encounter: &str, version: i64, now: i64) -> Result<()> {
+    insert_row(c, encounter, version, now, now)
+}
+
+/// The upgrade to schema 2 (in its migration transaction): every version signed before the outbox existed is
+/// queued, in signing order, each with its own random identifier minted now. Without it those documents would
+/// never reach the platform, and nothing would show that they had not.
+pub(crate) fn queue_signed_before_outbox(c: &Connection) -> Result<()> {
+    let mut st = c
+        .prepare(
+            "SELECT s.encounter_id, s.version, s.signed_at_ms FROM signatures s
+              WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.encounter_id = s.encounter_id AND o.version = s.version)
+              ORDER BY s.signed_at_ms, s.encounter_id, s.version",
+        )
+        .map_err(db_err)?;
+    let signed: Vec<(String, i64, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
+    let now = now_ms();
+    for (encounter, version, signed_at) in &signed {
+        insert_row(c, encounter, *version, *signed_at, now)?;
+    }
+    if !signed.is_empty() {
+        tracing::info!(
+            documents = signed.len(),
+            "schema 2: documents signed before the outbox queued"
+        );
+    }
+    Ok(())
+}
+
+fn insert_row(
+    c: &Connection,
+    encounter: &str,
+    version: i64,
+    created_ms: i64,
+    due_ms: i64,
+) -> Result<()> {
     let replaces: Option<String> = c
         .query_row(
             "SELECT bundle_id FROM outbox WHERE encounter_id = ?1 AND version < ?2 ORDER BY version DESC LIMIT 1",
@@ -172,22 +218,31 @@ pub(crate) fn enqueue(c: &Connection, encounter: &str, version: i64, now: i64) -
         .map_err(db_err)?;
     c.execute(
         "INSERT INTO outbox (encounter_id, version, bundle_id, replaces, next_attempt_ms, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             encounter,
             version,
             new_bundle_id()?,
             replaces,
-            now
+            due_ms,
+            created_ms
         ],
     )
     .map_err(db_err)?;
     Ok(())
 }
 
+/// The item's columns; the last one is computed: the id of the not-yet-sent row a pending amendment waits for.
+/// Every query selects `FROM outbox` unaliased, so `outbox.` names the row being read.
 const ITEM_COLS: &str =
     "id, encounter_id, version, bundle_id, replaces, state, attempts, next_attempt_ms,
-                         last_code, last_reason, http_status, created_at_ms, sent_at_ms";
+                         last_code, last_reason, http_status, created_at_ms, sent_at_ms,
+                         (SELECT p.id FROM outbox p WHERE outbox.state = 'pending' AND p.bundle_id = outbox.replaces
+                                                      AND p.state <> 'sent')";
+
+/// A pending row may go out only when the row it replaces (if any) is sent.
+const NOT_HELD: &str =
+    "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.bundle_id = outbox.replaces AND p.state <> 'sent')";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     let next: i64 = r.get(7)?;
@@ -206,6 +261,7 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         http_status: r.get(10)?,
         created_at: iso8601(r.get(11)?),
         sent_at: r.get::<_, Option<i64>>(12)?.map(iso8601),
+        held_by: r.get(13)?,
     })
 }
 
@@ -299,6 +355,17 @@ fn signed_document(c: &Connection, it: OutboxItem) -> Result<SignedDocument> {
     })
 }
 
+/// Back to pending, due now, with the failure history of the earlier attempts cleared.
+fn requeue(c: &Connection, id: i64, now: i64) -> Result<()> {
+    c.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2, attempts = 0, last_code = NULL,
+                           last_reason = NULL, http_status = NULL WHERE id = ?1 AND state <> 'sent'",
+        params![id, now],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Clips a server's reason: it is shown and stored, and must stay a reason, not a payload.
 fn clip(s: &str) -> String {
     s.chars().take(500).collect()
@@ -322,7 +389,9 @@ impl Store {
         }
     }
 
-    /// The oldest pending document if it is due (its text read is audited), else how long to wait.
+    /// The oldest pending document if it is due (its text read is audited), else how long to wait. An amendment
+    /// whose original is not sent is skipped (a failed original holds its amendments until it is retried and sent),
+    /// so the platform never receives a replacement before the document it replaces.
     pub fn outbox_next(&self, now_ms: i64) -> Result<Next> {
         self.tx(|c, log| {
             if let Some(h) = halt(c)? {
@@ -331,7 +400,7 @@ impl Store {
             let head = c
                 .query_row(
                     &format!(
-                        "SELECT {ITEM_COLS} FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1"
+                        "SELECT {ITEM_COLS} FROM outbox WHERE state = 'pending' AND {NOT_HELD} ORDER BY id LIMIT 1"
                     ),
                     [],
                     item,
@@ -517,17 +586,27 @@ impl Store {
             .map_err(db_err)?;
         let last_error: Option<String> = c
             .query_row(
-                "SELECT last_code FROM outbox WHERE state = 'pending' ORDER BY id LIMIT 1",
+                &format!(
+                    "SELECT last_code FROM outbox WHERE state = 'pending' AND {NOT_HELD} ORDER BY id LIMIT 1"
+                ),
                 [],
                 |r| r.get(0),
             )
             .optional()
             .map_err(db_err)?
             .flatten();
+        let held: i64 = c
+            .query_row(
+                &format!("SELECT count(*) FROM outbox WHERE state = 'pending' AND NOT {NOT_HELD}"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
         Ok(QueueHealth {
             pending: count("pending")?,
             failed: count("failed")?,
             sent: count("sent")?,
+            held,
             oldest_pending_at: oldest.map(iso8601),
             last_sent_at: last_sent.map(iso8601),
             last_error,
@@ -598,27 +677,22 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
-    /// 再送: puts a refused (failed) item back in the queue, due now. A physician, after fixing the cause, or an
-    /// administrator. Its place is its original one: it goes out before documents signed after it.
+    /// 再送: puts a refused (failed) item back in the queue, due now, as if new (attempts and the last failure are
+    /// cleared: what the window shows afterwards is about the new attempt). A physician, after fixing the cause, or
+    /// an administrator. Its place is its original one: it goes out before documents signed after it. A document the
+    /// platform already has answers `sync.already_sent`.
     pub fn retry_upload(&self, s: &Session, id: i64) -> Result<OutboxItem> {
         self.authorize_any(s, &[Action::Export, Action::ManageUsers], None)?;
         let now = now_ms();
         self.tx(|c, log| {
             let it = item_by_id(c, id)?;
-            match it.state {
-                OutboxState::Sent => {
-                    return Err(Error::new(
-                        Code::SyncItemNotFound,
-                        "この文書は送信済みです。再送は不要です。",
-                    ))
-                }
-                OutboxState::Failed | OutboxState::Pending => {}
+            if it.state == OutboxState::Sent {
+                return Err(Error::new(
+                    Code::SyncAlreadySent,
+                    "この文書は送信済みです（クラウドに届いています）。再送は不要です。",
+                ));
             }
-            c.execute(
-                "UPDATE outbox SET state = 'pending', next_attempt_ms = ?2 WHERE id = ?1",
-                params![id, now],
-            )
-            .map_err(db_err)?;
+            requeue(c, id, now)?;
             log.append(
                 c,
                 &s.entry(
@@ -630,6 +704,46 @@ impl Store {
             )?;
             item_by_id(c, id)
         })
+    }
+
+    /// `karte queue retry --all-failed`: every refused document back in the queue at once (after IT fixed a cause
+    /// common to all of them). Each is audited. Returns the items requeued, oldest first.
+    pub fn retry_all_failed(&self, s: &Session) -> Result<Vec<OutboxItem>> {
+        self.authorize_any(s, &[Action::Export, Action::ManageUsers], None)?;
+        let now = now_ms();
+        self.tx(|c, log| {
+            let mut st = c
+                .prepare("SELECT id FROM outbox WHERE state = 'failed' ORDER BY id")
+                .map_err(db_err)?;
+            let ids: Vec<i64> = st
+                .query_map([], |r| r.get(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db_err)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                requeue(c, id, now)?;
+                let it = item_by_id(c, id)?;
+                log.append(
+                    c,
+                    &s.entry(
+                        Action::Export,
+                        Some(&it.encounter),
+                        Some(it.version),
+                        format!("upload retry id={id} all-failed"),
+                    ),
+                )?;
+                out.push(it);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records an administrator's act that is not a store operation of its own (installing the upload credentials,
+    /// for instance) in the audit log, after checking the role. `detail` holds ids and fingerprints, never secrets.
+    pub fn audit_admin_event(&self, s: &Session, detail: String) -> Result<()> {
+        self.authorize(s, Action::ManageUsers, None)?;
+        self.tx(|c, log| log.append(c, &s.entry(Action::ManageUsers, None, None, detail)))
     }
 
     /// Lifts a halt (after IT has checked the certificate or the pin) and makes the head of the queue due now.

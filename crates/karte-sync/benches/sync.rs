@@ -13,8 +13,11 @@
 use karte_receiver::{Receiver, ServerCert, TestPki};
 use karte_store::vault::{write_secret, KeyringBackend};
 use karte_store::{db, Role, Store, StoreConfig};
-use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, TOKEN_ENTRY};
-use karte_sync::{Credentials, SyncSettings, Transport, Uploader};
+use karte_sync::settings::Settings;
+use karte_sync::transport::{
+    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
+};
+use karte_sync::{Credentials, Transport, Uploader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,17 +104,24 @@ fn main() {
     let ca = pki.write_ca(dir.path());
     let settings_for = |r: &Receiver| {
         format!(
-            "endpoint = \"{}\"\nspki_sha256 = [\"{}\"]\nca_file = \"{}\"\n",
+            "[sync]\nendpoint = \"{}\"\nspki_sha256 = [\"{}\"]\nca_file = \"{}\"\n",
             r.url(),
             pki.server_pin,
             ca.display()
         )
     };
-    std::fs::write(dir.path().join("sync.toml"), settings_for(&durable_rx)).unwrap();
+    let settings_file = dir.path().join("settings.toml");
+    std::fs::write(&settings_file, settings_for(&durable_rx)).unwrap();
     let backend = KeyringBackend::KernelKeyutils;
     write_secret(backend, CLIENT_CERT_ENTRY, &pki.client.cert_pem).unwrap();
     write_secret(backend, CLIENT_KEY_ENTRY, &pki.client.key_pem).unwrap();
     write_secret(backend, TOKEN_ENTRY, TOKEN).unwrap();
+    write_secret(
+        backend,
+        PSEUDONYM_KEY_ENTRY,
+        "6b617274652d62656e63682d70736575646f6e796d2d6b6579",
+    )
+    .unwrap();
     let cfg = StoreConfig {
         keyring: backend,
         idle_timeout: Duration::from_secs(3600),
@@ -133,9 +143,12 @@ fn main() {
     let doctor = store
         .login("dr.bench", PASSWORD, &totp(&e.totp_secret_base32)())
         .unwrap();
-    let up = Uploader::from_store(store.clone(), backend).unwrap();
+    let up = Uploader::open(store.clone(), &settings_file, backend).unwrap();
     let reference = Transport::new(
-        &SyncSettings::parse(&settings_for(&reference_rx)).unwrap(),
+        &Settings::parse(&settings_for(&reference_rx))
+            .unwrap()
+            .sync
+            .unwrap(),
         &Credentials::from_keyring(backend).unwrap(),
     )
     .unwrap();

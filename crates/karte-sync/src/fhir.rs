@@ -9,7 +9,8 @@
 //! Shape (a `document` Bundle, R4 §3.3.1): the Composition first, then the Patient, the Practitioner (author and
 //! legal attester) and one ServiceRequest per accepted test suggestion (intent `plan`), all referenced by
 //! `urn:uuid:` full URLs. Composition sections are S/O/A/P with LOINC section codes; an amendment has status
-//! `amended` and `relatesTo: replaces` the earlier Bundle's identifier. JP Core names are used where they apply
+//! `amended` and `relatesTo: replaces` the earlier Bundle's identifier, with the reason for the amendment as an
+//! extension of that relatesTo ([`AMENDMENT_REASON_URL`], pseudonymised like the rest). JP Core names are used where they apply
 //! (JP_Patient / JP_Practitioner profiles, the JP Core patient-id system `urn:oid:1.2.392.100495.20.3.51.1` +
 //! 保険医療機関コード when identifying data may be sent).
 
@@ -26,6 +27,9 @@ pub const PSEUDONYM_SYSTEM: &str = "urn:karte:patient-pseudonym";
 pub const JP_PATIENT_ID_OID: &str = "urn:oid:1.2.392.100495.20.3.51.1";
 const STAFF_SYSTEM: &str = "urn:karte:staff";
 const RULE_SYSTEM: &str = "urn:karte:suggestion-rule";
+/// Extension on `Composition.relatesTo` carrying why a signed note was amended (R4's relatesTo has no note of its
+/// own; an element extension is what a conformant reader may ignore without misreading the document).
+pub const AMENDMENT_REASON_URL: &str = "urn:karte:fhir:extension:amendment-reason";
 
 /// How the patient appears in the Bundle.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,8 +141,17 @@ pub struct Attester {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RelatesTo {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
     pub code: &'static str,
     pub target_identifier: Identifier,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Extension {
+    pub url: &'static str,
+    pub value_string: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -381,6 +394,15 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
         .replaces
         .iter()
         .map(|prev| RelatesTo {
+            extension: doc
+                .reason
+                .iter()
+                .filter(|r| !r.trim().is_empty())
+                .map(|r| Extension {
+                    url: AMENDMENT_REASON_URL,
+                    value_string: text_of(r.trim()),
+                })
+                .collect(),
             code: "replaces",
             target_identifier: Identifier {
                 system: RFC3986.into(),

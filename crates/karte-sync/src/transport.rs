@@ -69,6 +69,8 @@ fn client_cert_missing() -> Error {
 pub enum CertFailure {
     PinMismatch,
     Expired,
+    /// Not valid yet: nearly always the workstation's clock running behind, not the server.
+    NotValidYet,
     Untrusted,
 }
 
@@ -110,6 +112,9 @@ impl ServerCertVerifier for PinnedVerifier {
                     rustls::Error::InvalidCertificate(
                         CertificateError::Expired | CertificateError::ExpiredContext { .. },
                     ) => CertFailure::Expired,
+                    rustls::Error::InvalidCertificate(
+                        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+                    ) => CertFailure::NotValidYet,
                     _ => CertFailure::Untrusted,
                 });
                 Err(e)
@@ -210,14 +215,15 @@ pub fn spki_pin_of_cert(cert_der: &[u8]) -> Option<String> {
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendOutcome {
-    /// 201 Created, or 200 OK: the server already had this identifier.
+    /// Any 2xx: 201 Created, 200 OK (the server already had this identifier), 202 Accepted, 204…
     Stored(u16),
     /// 5xx, 408, 429, a timeout or no connection: try again later.
     Retry(Error, Option<u16>),
     /// Any other 4xx: the document itself was refused; a person must look at it.
     Refused(Error, Option<u16>),
-    /// The server is not the one pinned (or its certificate is invalid), or it refuses the workstation itself
-    /// (client certificate, token): stop the whole queue.
+    /// The server is not the one pinned (or its certificate is invalid), it refuses the workstation itself
+    /// (client certificate, token), or the endpoint is not a FHIR Bundle endpoint at all (3xx, 404, 405, 406,
+    /// 415): stop the whole queue rather than refuse every document one by one.
     Halt(Error),
 }
 
@@ -241,13 +247,14 @@ impl Transport {
         let mut roots = RootCertStore::empty();
         match &settings.ca_file {
             Some(path) => {
+                let p = path.display();
                 let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|_| config_err("ca_file を読めません"))?
+                    .map_err(|_| config_err(&format!("ca_file {p} を読めません")))?
                     .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|_| config_err("ca_file の PEM が壊れています"))?;
+                    .map_err(|_| config_err(&format!("ca_file {p} の PEM が壊れています")))?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
-                    return Err(config_err("ca_file に CA 証明書がありません"));
+                    return Err(config_err(&format!("ca_file {p} に CA 証明書がありません")));
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -298,32 +305,46 @@ impl Transport {
         })
     }
 
-    /// One attempt to create the Bundle identified by `bundle_id` (a `urn:uuid:`), body as produced by
-    /// [`crate::fhir::to_json`].
-    pub async fn send(&self, bundle_id: &str, body: Vec<u8>) -> SendOutcome {
-        self.verifier.take_failure();
+    /// The conditional create of one Bundle. The token goes through `bearer_auth`, which marks the header
+    /// sensitive: it never appears in a `Debug` print of the request, and HTTP/2 keeps it out of header compression.
+    fn request(&self, bundle_id: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         let key = bundle_id.strip_prefix("urn:uuid:").unwrap_or(bundle_id);
-        let res = self
-            .client
+        self.client
             .post(&self.url)
+            .bearer_auth(self.token.as_str())
             .header("Content-Type", "application/fhir+json")
             .header("Accept", "application/fhir+json")
-            .header("Authorization", format!("Bearer {}", self.token.as_str()))
             .header("Idempotency-Key", key)
             .header(
                 "If-None-Exist",
                 format!("identifier={IDENTIFIER_SYSTEM}|{bundle_id}"),
             )
             .body(body)
-            .send()
-            .await;
+    }
+
+    /// One attempt to create the Bundle identified by `bundle_id` (a `urn:uuid:`), body as produced by
+    /// [`crate::fhir::to_json`].
+    pub async fn send(&self, bundle_id: &str, body: Vec<u8>) -> SendOutcome {
+        self.verifier.take_failure();
+        let res = self.request(bundle_id, body).send().await;
         let resp = match res {
             Ok(r) => r,
             Err(e) => return self.transport_failure(&e),
         };
         let status = resp.status().as_u16();
-        if status == 200 || status == 201 {
+        if resp.status().is_success() {
             return SendOutcome::Stored(status);
+        }
+        if matches!(status, 300..=399 | 404 | 405 | 406 | 415) {
+            // Not an answer about this document: the address is not a FHIR Bundle endpoint (a moved or mistyped
+            // endpoint, a proxy's page). Refusing each document would dead-letter the whole queue one by one.
+            return SendOutcome::Halt(Error::new(
+                Code::SyncEndpointInvalid,
+                format!(
+                    "送信先のアドレスが正しくないようです（HTTP {status}）。送信を停止しました。記録は端末に保存されています。\
+                     システム管理者に設定ファイルの [sync] endpoint の確認を依頼し、直した後で「送信再開」（karte queue resume）を押してください。"
+                ),
+            ));
         }
         let body = resp.bytes().await.unwrap_or_default();
         let reason = server_reason(&body);
@@ -365,6 +386,12 @@ impl Transport {
                     "送信先サーバーの証明書が登録された公開鍵（ピン）と一致しません。なりすましの恐れがあるため送信を停止しました。\
                      記録は端末に保存されています。すぐにシステム管理者に連絡してください。",
                 ),
+                CertFailure::NotValidYet => Error::new(
+                    Code::SyncCertNotYetValid,
+                    "送信先サーバーの証明書がまだ有効期間に入っていません。この端末の時計（日付と時刻）が遅れている可能性が高いので、\
+                     まず時計を確認してください。送信を停止しました。記録は端末に保存されています。\
+                     時計が正しければシステム管理者に連絡してください。",
+                ),
                 CertFailure::Expired => Error::new(
                     Code::SyncCertExpired,
                     "送信先サーバーの証明書の有効期限が切れています（または端末の時計がずれています）。送信を停止しました。\
@@ -389,6 +416,9 @@ impl Transport {
                         | A::CertificateRevoked
                         | A::CertificateUnknown
                         | A::AccessDenied
+                        // The client certificate's signature does not verify under the CA of that name (a re-keyed
+                        // or look-alike CA): rustls answers decrypt_error. Retrying would never help.
+                        | A::DecryptError
                 ) {
                     return SendOutcome::Halt(Error::new(
                         Code::SyncClientCertRejected,
@@ -437,7 +467,8 @@ fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
 }
 
 /// The server's reason from an OperationOutcome (`issue[].diagnostics`, else `details.text`, else `code`),
-/// clipped; a non-FHIR body gives its size only (it could hold anything).
+/// pseudonymised and clipped, because it is stored in the queue and shown, and a validator's diagnostics may echo
+/// the patient's name or id from the document; a non-FHIR body gives its size only (it could hold anything).
 pub fn server_reason(body: &[u8]) -> String {
     let reasons: Vec<String> = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -456,5 +487,102 @@ pub fn server_reason(body: &[u8]) -> String {
     if reasons.is_empty() {
         return format!("理由の記載なし、応答 {} バイト", body.len());
     }
-    reasons.join("; ").chars().take(300).collect()
+    let text = karte_guard::pseudonymise(&reasons.join("; ")).text;
+    text.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(dir: &std::path::Path, ca_file: Option<std::path::PathBuf>) -> Result<Transport> {
+        let pki = karte_receiver::TestPki::new();
+        let settings = SyncSettings {
+            endpoint: "https://127.0.0.1:9/fhir".into(),
+            spki_sha256: vec![pki.server_pin.clone()],
+            ca_file: Some(ca_file.unwrap_or_else(|| pki.write_ca(dir))),
+            include_identifying_data: false,
+            facility_code: None,
+            timeout_secs: 5,
+            retry_base_ms: 50,
+            retry_max_ms: 400,
+        };
+        let creds = Credentials {
+            cert_pem: Zeroizing::new(pki.client.cert_pem.clone()),
+            key_pem: Zeroizing::new(pki.client.key_pem.clone()),
+            token: Zeroizing::new("secret-bearer-0123456789".into()),
+        };
+        Transport::new(&settings, &creds)
+    }
+
+    /// The bearer token is a sensitive header: never in a `Debug` print of the request (logs, panics).
+    #[test]
+    fn the_token_header_is_sensitive() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = transport(dir.path(), None).unwrap();
+        let req = t
+            .request(
+                "urn:uuid:00000000-0000-4000-8000-000000000001",
+                b"{}".to_vec(),
+            )
+            .build()
+            .unwrap();
+        let auth = &req.headers()[reqwest::header::AUTHORIZATION];
+        assert!(auth.is_sensitive());
+        assert_eq!(auth.to_str().unwrap(), "Bearer secret-bearer-0123456789");
+        let printed = format!("{req:?} {:?}", req.headers());
+        assert!(!printed.contains("secret-bearer"), "{printed}");
+        assert_eq!(
+            req.headers()["idempotency-key"],
+            "00000000-0000-4000-8000-000000000001"
+        );
+    }
+
+    /// A `ca_file` problem names the file, so IT knows which one to fix.
+    #[test]
+    fn ca_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("platform-ca.pem");
+        let empty = dir.path().join("empty-ca.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        for path in [missing, empty] {
+            let e = transport(dir.path(), Some(path.clone())).err().unwrap();
+            assert_eq!(e.code, Code::ConfigInvalid);
+            assert!(e.message.contains(&path.display().to_string()), "{e}");
+        }
+    }
+
+    /// A server's diagnostics are stored and shown: pseudonymised and clipped, since a validator may echo the
+    /// patient's name or id from the document.
+    #[test]
+    fn server_reasons_are_pseudonymised_and_clipped() {
+        let table: &[(&str, &[&str], &str)] = &[
+            (
+                "Patient.name: 山田太郎さん（患者ID: P-0001）は登録済みの患者と一致しません",
+                &["山田太郎", "P-0001"],
+                "登録済みの患者と一致しません",
+            ),
+            (
+                "連絡先 090-1234-5678 の形式が正しくありません",
+                &["090-1234-5678"],
+                "の形式が正しくありません",
+            ),
+        ];
+        for (diag, hidden, kept) in table {
+            let body = serde_json::json!({"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "invalid", "diagnostics": diag}]});
+            let r = server_reason(body.to_string().as_bytes());
+            for h in *hidden {
+                assert!(!r.contains(h), "{h} kept in {r}");
+            }
+            assert!(r.contains(kept), "{r}");
+        }
+        let long = serde_json::json!({"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "invalid", "diagnostics": "あ".repeat(1000)}]});
+        assert_eq!(
+            server_reason(long.to_string().as_bytes()).chars().count(),
+            300
+        );
+        assert!(server_reason(b"<html>secret</html>").contains("バイト"));
+    }
 }

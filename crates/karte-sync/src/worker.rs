@@ -7,14 +7,16 @@
 //! "already have it" (conditional create / idempotency key) — the store's row then becomes sent.
 
 use crate::fhir::{self, Bundle, PatientRef};
-use crate::settings::SyncSettings;
+use crate::settings::{self, SyncSettings};
 use crate::transport::{Credentials, SendOutcome, Transport, PSEUDONYM_KEY_ENTRY};
 use karte_core::{Code, Error, Result};
 use karte_store::outbox::Next;
-use karte_store::vault::{read_secret, write_secret, KeyringBackend};
+use karte_store::vault::{read_secret, KeyringBackend};
 use karte_store::{SignedDocument, Store};
 use serde::Serialize;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use zeroize::Zeroizing;
@@ -27,47 +29,63 @@ pub struct PatientPolicy {
     pub pseudonym_key: Zeroizing<Vec<u8>>,
 }
 
+/// The shortest pseudonym key accepted: 128 bits, so that pseudonyms cannot be reversed by trying every patient id
+/// under every guessable key.
+pub const MIN_PSEUDONYM_KEY_BYTES: usize = 16;
+
+fn pseudonym_key_missing(why: &str) -> Error {
+    Error::new(
+        Code::SyncPseudonymKeyMissing,
+        format!(
+            "患者の仮名化鍵{why}。送信待ちの記録は端末に保存されています（送信もエクスポートもしていません）。\
+             システム管理者に、病院共通の仮名化鍵（16バイト以上、16進）の登録（karte queue pseudonym-key）を依頼してください。"
+        ),
+    )
+}
+
+/// The hospital's pseudonym key from the keyring, checked. Never created here: a key made up by one workstation
+/// would give its patients pseudonyms no other workstation (nor the platform) can match, silently.
+pub fn read_pseudonym_key(backend: KeyringBackend) -> Result<Zeroizing<Vec<u8>>> {
+    let hex_key = read_secret(backend, PSEUDONYM_KEY_ENTRY)?
+        .ok_or_else(|| pseudonym_key_missing("がこの端末のキーリングに登録されていません"))?;
+    let key =
+        Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| {
+            pseudonym_key_missing("の形式が正しくありません（16進ではありません）")
+        })?);
+    if key.len() < MIN_PSEUDONYM_KEY_BYTES {
+        return Err(pseudonym_key_missing("が短すぎます"));
+    }
+    Ok(key)
+}
+
 impl PatientPolicy {
-    /// From the settings and the keyring's pseudonym key, created (random, 256 bits) on first use. Workstations
-    /// that must agree on pseudonyms get the same key installed by IT (`karte queue credentials`).
+    /// From the settings and the keyring's pseudonym key, which IT installs (`karte queue pseudonym-key` or
+    /// `queue credentials --pseudonym-key-env`): `sync.pseudonym_key_missing` without it. Where the hospital's policy
+    /// sends identifying data the key is not used, and not required.
     pub fn load(settings: &SyncSettings, backend: KeyringBackend) -> Result<PatientPolicy> {
-        let key = match read_secret(backend, PSEUDONYM_KEY_ENTRY)? {
-            Some(hex_key) => hex::decode(hex_key.trim()).map_err(|_| {
-                Error::new(
-                    Code::ConfigInvalid,
-                    "キーリングの仮名化鍵の形式が正しくありません。システム管理者に連絡してください。",
-                )
-            })?,
-            None => {
-                let mut k = vec![0u8; 32];
-                getrandom::fill(&mut k)
-                    .map_err(|_| Error::new(Code::Internal, "乱数を取得できません。"))?;
-                write_secret(backend, PSEUDONYM_KEY_ENTRY, &hex::encode(&k))?;
-                k
-            }
+        let identifying = settings.include_identifying_data;
+        let pseudonym_key = if identifying {
+            read_pseudonym_key(backend).unwrap_or_default()
+        } else {
+            read_pseudonym_key(backend)?
         };
         Ok(PatientPolicy {
-            identifying: settings.include_identifying_data,
+            identifying,
             facility_code: settings.facility_code.clone(),
-            pseudonym_key: Zeroizing::new(key),
+            pseudonym_key,
         })
     }
 
-    /// The policy `sync.toml` sets, or the default (pseudonymous) when there is no such file yet: what
-    /// `karte export fhir` shows is what would be sent.
-    pub fn for_data_dir(
-        data_dir: &std::path::Path,
-        backend: KeyringBackend,
-    ) -> Result<PatientPolicy> {
-        match SyncSettings::load(data_dir) {
+    /// The policy the settings file's `[sync]` sets, or the default (pseudonymous) when there is no `[sync]` yet:
+    /// what `karte export fhir` shows is what would be sent. Needs the pseudonym key like the uploader does.
+    pub fn for_settings_file(path: &Path, backend: KeyringBackend) -> Result<PatientPolicy> {
+        match settings::load(path) {
             Ok(s) => PatientPolicy::load(&s, backend),
-            Err(e) if e.code == Code::SyncNotConfigured => {
-                let default = SyncSettings::parse(
-                    "endpoint = \"https://not-configured.invalid\"\nspki_sha256 = [\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"]",
-                )
-                .map_err(|_| Error::new(Code::Internal, "既定の送信設定を作れません。"))?;
-                PatientPolicy::load(&default, backend)
-            }
+            Err(e) if e.code == Code::SyncNotConfigured => Ok(PatientPolicy {
+                identifying: false,
+                facility_code: None,
+                pseudonym_key: read_pseudonym_key(backend)?,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -158,12 +176,21 @@ impl Uploader {
         })
     }
 
-    /// Settings from the store's data directory, secrets from `backend`: what the CLI and the desktop use.
-    pub fn from_store(store: Arc<Store>, backend: KeyringBackend) -> Result<Uploader> {
-        let settings = SyncSettings::load(store.data_dir())?;
+    /// Settings from the settings file at `settings_path` (its `[sync]`), secrets from `backend`, both read now.
+    pub fn open(
+        store: Arc<Store>,
+        settings_path: &Path,
+        backend: KeyringBackend,
+    ) -> Result<Uploader> {
+        let settings = settings::load(settings_path)?;
         let creds = Credentials::from_keyring(backend)?;
         let policy = PatientPolicy::load(&settings, backend)?;
         Uploader::new(store, &settings, &creds, policy)
+    }
+
+    /// [`Uploader::open`] on this machine's settings file: what the CLI and the desktop use.
+    pub fn from_store(store: Arc<Store>, backend: KeyringBackend) -> Result<Uploader> {
+        Uploader::open(store, &settings::default_path(), backend)
     }
 
     pub fn policy(&self) -> &PatientPolicy {
@@ -245,34 +272,108 @@ impl Uploader {
             }
         }
     }
+}
 
-    /// The background worker: flushes, then sleeps until the head is due, `nudge` fires (a new signature, a
-    /// 再送), or `poll` passes; stops when `shutdown` turns true. Each flush's outcome goes to `on_outcome` (the
-    /// desktop shows the last error); errors are waited out, and a halted queue sleeps until nudged.
-    pub async fn run(
-        &self,
-        nudge: Arc<Notify>,
-        mut shutdown: watch::Receiver<bool>,
-        poll: Duration,
-        on_outcome: impl Fn(std::result::Result<&FlushReport, &Error>),
-    ) {
+/// Builds an uploader from the current settings and credentials (called again on every reload).
+pub type Build = Arc<dyn Fn() -> Result<Uploader> + Send + Sync>;
+
+/// The background uploader of a running app: flushes, sleeps until the head of the queue is due, a nudge (a new
+/// signature, a 再送) or the poll period, and starts over. It builds its [`Uploader`] itself, from the settings file
+/// and the keyring as they are *then*: after [`Background::reload`] (送信再開), and whenever the queue is halted or
+/// the uploader could not be built, the next cycle reads them again. So IT fixing the endpoint or the pin in the
+/// settings file, or installing a new certificate, takes effect without restarting the app.
+pub struct Background {
+    nudge: Arc<Notify>,
+    reload: AtomicBool,
+    problem: Mutex<Option<Error>>,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Background {
+            nudge: Arc::new(Notify::new()),
+            reload: AtomicBool::new(false),
+            problem: Mutex::new(None),
+        }
+    }
+}
+
+impl Background {
+    /// Wakes the worker now (a document was signed or put back in the queue).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    /// The handle [`Background::nudge`] notifies, for callers that keep their own.
+    pub fn nudger(&self) -> Arc<Notify> {
+        Arc::clone(&self.nudge)
+    }
+
+    /// After 送信再開 (or any fix by IT): the next cycle, which starts now, rebuilds the transport from the current
+    /// settings file and keyring before sending.
+    pub fn reload(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+        self.nudge.notify_one();
+    }
+
+    /// Why the last cycle could not send (settings or credentials missing, the queue halted…); `None` when fine.
+    pub fn problem(&self) -> Option<Error> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_problem(&self, e: Option<Error>) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is gone). `build` runs on the blocking pool.
+    pub async fn run(&self, build: Build, mut shutdown: watch::Receiver<bool>, poll: Duration) {
+        let mut uploader: Option<Uploader> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let outcome = self.flush().await;
-            on_outcome(outcome.as_ref());
-            let wait = match outcome {
-                Ok(FlushReport {
-                    retry: Some((_, at)),
-                    ..
-                }) => Duration::from_millis((at - now_ms()).max(0) as u64).min(poll),
-                Ok(_) | Err(_) => poll,
-            };
+            if self.reload.swap(false, Ordering::SeqCst) {
+                uploader = None;
+            }
+            if uploader.is_none() {
+                let b = Arc::clone(&build);
+                match tokio::task::spawn_blocking(move || b()).await {
+                    Ok(Ok(u)) => uploader = Some(u),
+                    Ok(Err(e)) => {
+                        tracing::info!(code = %e.code, "uploader not started");
+                        self.set_problem(Some(e));
+                    }
+                    Err(_) => tracing::error!("uploader set-up task failed"),
+                }
+            }
+            let mut wait = poll;
+            if let Some(up) = &uploader {
+                match up.flush().await {
+                    Ok(report) => {
+                        self.set_problem(None);
+                        if let Some((_, at)) = report.retry {
+                            wait = Duration::from_millis((at - now_ms()).max(0) as u64).min(poll);
+                        }
+                    }
+                    Err(e) => {
+                        // Halted (now or before), or the store failed: whatever fixes it may be a setting or a
+                        // credential, so the next cycle starts from a fresh build.
+                        self.set_problem(Some(e));
+                        uploader = None;
+                    }
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = nudge.notified() => {}
-                _ = shutdown.changed() => {}
+                _ = self.nudge.notified() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -297,7 +398,7 @@ pub fn halted(cause: &str) -> Error {
     Error::new(
         Code::SyncHalted,
         format!(
-            "証明書などの問題（{cause}）で送信を停止中です。記録は端末に保存されています。\
+            "証明書や送信先などの問題（{cause}）で送信を停止中です。記録は端末に保存されています。\
              システム管理者が原因を確認した後、karte queue resume（または管理画面の「送信再開」）で再開してください。"
         ),
     )

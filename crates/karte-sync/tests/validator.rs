@@ -85,6 +85,12 @@ fn bundles_pass_the_fhir_r4_validator() {
         with_requests > 0,
         "no accepted suggestion became a ServiceRequest"
     );
+    // The amendment (the first encounter's latest version) carries its reason, and still validates.
+    let amended = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        amended.contains(karte_sync::fhir::AMENDMENT_REASON_URL) && amended.contains("体温の誤記"),
+        "no amendment reason in {amended}"
+    );
     let (ok, report) = validate(&files);
     assert!(ok, "R4 validation failed:\n{report}");
     assert_eq!(
@@ -177,7 +183,7 @@ fn identifying_data_only_when_the_policy_allows_it() {
     let r = karte_receiver::Receiver::start(&pki, karte_receiver::ServerCert::Good, TOKEN);
     write_settings(dir.path(), &pki, &r, "");
     assert!(
-        !karte_sync::SyncSettings::load(dir.path())
+        !karte_sync::settings::load(&settings_path(dir.path()))
             .unwrap()
             .include_identifying_data
     );

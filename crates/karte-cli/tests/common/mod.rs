@@ -84,6 +84,8 @@ impl Ward {
     pub fn karte(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_karte"));
         c.env("KARTE_DATA_DIR", self.dir.path())
+            // The machine-wide settings file, per test: absent unless the test writes it.
+            .env("KARTE_SETTINGS", self.settings_file())
             .env("KARTE_KEYRING", "keyutils")
             .env("KARTE_WORKSTATION", "ward3-ws07")
             .env_remove("KARTE_PASSWORD")
@@ -127,6 +129,10 @@ impl Ward {
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+    /// What `KARTE_SETTINGS` names for this ward's commands.
+    pub fn settings_file(&self) -> PathBuf {
+        self.dir.path().join("settings.toml")
     }
 }
 

@@ -6,9 +6,12 @@
 use karte_receiver::{Receiver, ServerCert, TestPki};
 use karte_store::vault::{write_secret, KeyringBackend};
 use karte_store::{Decision, Role, Session, Store, StoreConfig};
-use karte_sync::transport::{CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, TOKEN_ENTRY};
+use karte_sync::transport::{
+    CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
+};
+use karte_sync::Uploader;
 use std::cell::Cell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,9 @@ pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
 pub const TOKEN: &str = "test-bearer-token-0123456789";
 pub const PASSWORD: &str = "pass-word-123";
 pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
+/// The hospital's pseudonym key as IT installs it (hex, 32 bytes).
+pub const PSEUDONYM_KEY_HEX: &str =
+    "6b617274652d746573742d70736575646f6e796d2d6b65792d33322d62797465";
 
 /// Re-runs the named test inside a fresh `keyctl session` (see karte-store's tests); true inside it.
 pub fn keyring_session(test: &str) -> bool {
@@ -166,26 +172,43 @@ pub const DICTATIONS: &[&str] = &[
     "高橋美咲さん、24歳女性。昨日から口渇と多尿、嘔吐あり。血糖 486mg/dL。尿ケトン3+。糖尿病性ケトアシドーシスを疑う。",
 ];
 
-/// sync.toml for `receiver`, trusting the test CA and pinning the test server's key.
+/// The test's machine-wide settings file (what `KARTE_SETTINGS` names for a CLI or a child process): in the data
+/// directory, so that every test has its own.
+pub fn settings_path(dir: &Path) -> PathBuf {
+    dir.join("settings.toml")
+}
+
+/// The settings file with a `[sync]` section for `receiver`, trusting the test CA and pinning the test server's
+/// key; `extra` lines go into `[sync]`.
 pub fn write_settings(dir: &Path, pki: &TestPki, receiver: &Receiver, extra: &str) {
+    write_sync_section(dir, pki, &receiver.url(), &pki.server_pin, extra);
+}
+
+/// The same with any endpoint and pin (a wrong one, for the tests of what IT may get wrong).
+pub fn write_sync_section(dir: &Path, pki: &TestPki, endpoint: &str, pin: &str, extra: &str) {
     let ca = pki.write_ca(dir);
     std::fs::write(
-        dir.join("sync.toml"),
+        settings_path(dir),
         format!(
-            "endpoint = \"{}\"\nspki_sha256 = [\"{}\"]\nca_file = \"{}\"\ntimeout_secs = 5\nretry_base_ms = 50\nretry_max_ms = 400\n{extra}",
-            receiver.url(),
-            pki.server_pin,
+            "[model]\nthreads = 2\n\n[sync]\nendpoint = \"{endpoint}\"\nspki_sha256 = [\"{pin}\"]\nca_file = \"{}\"\ntimeout_secs = 5\nretry_base_ms = 50\nretry_max_ms = 400\n{extra}",
             ca.display()
         ),
     )
     .unwrap();
 }
 
-/// The workstation's client certificate, key and bearer token, into the (test's own) kernel keyring.
+/// The workstation's client certificate, key, bearer token and the hospital's pseudonym key, into the (test's
+/// own) kernel keyring.
 pub fn install_credentials(cert_pem: &str, key_pem: &str) {
     write_secret(BACKEND, CLIENT_CERT_ENTRY, cert_pem).unwrap();
     write_secret(BACKEND, CLIENT_KEY_ENTRY, key_pem).unwrap();
     write_secret(BACKEND, TOKEN_ENTRY, TOKEN).unwrap();
+    write_secret(BACKEND, PSEUDONYM_KEY_ENTRY, PSEUDONYM_KEY_HEX).unwrap();
+}
+
+/// An uploader for the store, reading the test's settings file and keyring now.
+pub fn uploader_for(store: &Arc<Store>) -> Uploader {
+    Uploader::open(store.clone(), &settings_path(store.data_dir()), BACKEND).unwrap()
 }
 
 /// Receiver + settings + credentials: everything an uploader in `dir` needs.
