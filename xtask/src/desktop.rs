@@ -104,26 +104,33 @@ pub fn build_ui(release: bool) -> Result<()> {
     Ok(())
 }
 
-/// Builds the UI and then the app with the UI embedded; returns the app binary.
+/// Builds the UI and then the app with the UI embedded, and its local worker `karte-server` in the same folder
+/// (the app starts it from beside its own executable, as installed); returns the app binary.
 pub fn build_app(release: bool) -> Result<PathBuf> {
     build_ui(release)?;
     let profile = profile_dir(release);
     step(&format!(
-        "building the desktop app ({profile}; a cold build compiles Tauri, WebKitGTK bindings and llama.cpp: 10-20 minutes on 2 cores)"
+        "building the desktop app and its worker karte-server ({profile}; a cold build compiles Tauri, WebKitGTK bindings and llama.cpp: 10-20 minutes on 2 cores)"
     ));
     let mut build = cargo();
-    build.args(["build", "-p", "karte-desktop"]);
+    build.args(["build", "-p", "karte-desktop", "-p", "karte-server"]);
     if release {
         build.arg("--release");
     }
     run(&mut build)?;
-    let bin = target_dir()
-        .join(profile)
-        .join(format!("karte-desktop{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        bail!("the build succeeded but {} is missing", bin.display());
+    let dir = target_dir().join(profile);
+    let bin = dir.join(format!("karte-desktop{}", std::env::consts::EXE_SUFFIX));
+    let worker = dir.join(format!("karte-server{}", std::env::consts::EXE_SUFFIX));
+    for b in [&bin, &worker] {
+        if !b.is_file() {
+            bail!("the build succeeded but {} is missing", b.display());
+        }
     }
-    step(&format!("app binary: {}", bin.display()));
+    step(&format!(
+        "app binary: {} (worker beside it: {})",
+        bin.display(),
+        worker.display()
+    ));
     Ok(bin)
 }
 
