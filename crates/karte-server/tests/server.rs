@@ -435,6 +435,71 @@ fn per_request_token_limit_caps_max_tokens() {
     }
 }
 
+/// A request that runs into `--request-timeout` ends normally with `finish_reason: "length"` and the text so far,
+/// streamed or not. The JSON schema demands 400 numbers, so the model cannot end its answer (EOS) within the one
+/// second allowed; fewer tokens than `max_tokens` proves it was the time limit, not the token limit, that cut it.
+#[test]
+fn per_request_time_limit_ends_with_length() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(
+        dir.path(),
+        &["--request-timeout", "1", "--max-tokens", "3000"],
+    );
+    let url = format!("{}/v1/chat/completions", srv.base);
+    let body = |stream: bool| {
+        json!({
+            "messages": [{"role": "user", "content": "List the numbers from 1 to 1000 as a JSON array."}],
+            "max_tokens": 3000,
+            "stream": stream,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "numbers", "schema": {
+                "type": "array", "items": {"type": "integer"}, "minItems": 400
+            }}},
+        })
+        .to_string()
+    };
+
+    let (s, v) = curl_json("POST", &url, CLIENT, Some(&body(false)));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(n < 3000, "{n} tokens: cut by the token limit, not the time limit");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        text.is_empty() || text.starts_with('['),
+        "the text so far is returned: {text:.80}"
+    );
+    assert!(
+        serde_json::from_str::<Value>(text).is_err(),
+        "400 numbers cannot fit in one second; the answer must be cut short"
+    );
+
+    let auth = format!("Authorization: Bearer {CLIENT}");
+    let (s, sse) = curl(&[
+        "-N",
+        &url,
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body(true),
+    ]);
+    assert_eq!(s, 200);
+    let events: Vec<&str> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{sse}");
+    let finishes: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .map(|c| c["choices"][0]["finish_reason"].clone())
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finishes, vec![json!("length")], "{sse}");
+}
+
 /// One streamed request on a raw connection, checked for completeness: `[DONE]` and one finish reason.
 fn complete_stream(addr: &str) -> Result<(), String> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
