@@ -243,6 +243,7 @@ pub fn e2e() -> Result<()> {
         "test",
         "-p",
         "karte-e2e",
+        "--lib",
         "--test",
         "desktop",
         "--",
