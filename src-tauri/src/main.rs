@@ -21,7 +21,7 @@ use tauri::{Emitter, RunEvent};
 fn main() {
     // llama.cpp logs every tensor at info; by default keep Karte's own lines and only warnings from the rest.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KARTE_LOG")
-        .unwrap_or_else(|_| "warn,karte_desktop=info,karte_api=info,karte_engine=info".into());
+        .unwrap_or_else(|_| "warn,karte_desktop=info,karte_api=info,karte_engine=info,karte_llm=info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -259,6 +259,10 @@ fn hints_are_chosen_by_code_not_by_message() {
         ("model.not_found", Some("モデルを使わない")),
         ("model.checksum_mismatch", Some("モデルを使わない")),
         ("engine.failed", Some("もう一度お試しください")),
+        ("worker.crashed", Some("もう一度お試しください")),
+        ("llm.unreachable", Some("もう一度お試しください")),
+        ("config.invalid", Some("モデルを使わない")),
+        ("worker.start_failed", Some("モデルを使わない")),
         ("internal", None),
     ];
     for (code, want) in cases {
