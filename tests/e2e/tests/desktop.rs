@@ -549,6 +549,10 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
     with_failure_screenshot(&app, "desktop-worker-kill", |s| {
         // The app starts its worker at once, so the first draft does not wait for the model.
         let first = wait_for_worker(driver_pid, None, Duration::from_secs(120))?;
+        let app_pid = match procs::descendants_named(driver_pid, "karte-desktop").as_slice() {
+            [one] => one.pid,
+            other => bail!("expected one karte-desktop under the driver: {other:?}"),
+        };
         let (text, why) = wait_for_indicator(s, "local_worker", Duration::from_secs(60))?;
         ensure!(text.contains("この端末"), "indicator: {text}");
         ensure!(why.contains("院内サーバーは設定されていません"), "reason: {why}");
@@ -564,6 +568,7 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
         wait_for_draft(s)?;
         restarted = wait_for_worker(driver_pid, Some(first), Duration::from_secs(5))
             .context("the draft completed, but not on a restarted worker")?;
+        ensure!(procs::alive(app_pid), "the app process {app_pid} did not survive");
         dictation_kept(s)?;
         let (text, _) = wait_for_indicator(s, "local_worker", Duration::from_secs(10))?;
         ensure!(text.contains("この端末"), "indicator: {text}");
