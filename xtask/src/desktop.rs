@@ -217,8 +217,9 @@ impl Drop for Xvfb {
 }
 
 /// Builds the app and runs the WebDriver tests against it, on a private Xvfb display when there is no display.
-/// `KARTE_MODEL` picks the model the window loads; `KARTE_E2E_NO_LLM=1` drafts with the rules only.
-pub fn e2e() -> Result<()> {
+/// `KARTE_MODEL` picks the model the window loads; `KARTE_E2E_NO_LLM=1` drafts with the rules only. `filter`
+/// runs only the tests whose names contain it.
+pub fn e2e(filter: Option<&str>) -> Result<()> {
     let bin = build_app(false)?;
     let Some(tauri_driver) = find_tool("tauri-driver") else {
         bail!("tauri-driver not found: run `cargo install tauri-driver --locked` (about 30 s)");
@@ -250,6 +251,7 @@ pub fn e2e() -> Result<()> {
         "--test-threads=1",
         "--nocapture",
     ])
+    .args(filter)
     .env("KARTE_DESKTOP_BIN", &bin)
     .env("TAURI_DRIVER", &tauri_driver)
     .env("DISPLAY", &display);
