@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use karte_api::{Drafter, EngineStatus, Progress};
-use karte_llm::{EngineKind, LocalMode, Settings, Workstation, WorkstationOptions};
+use karte_llm::{EngineKind, Settings, Workstation, WorkstationOptions};
 
 const FIXTURES: [&str; 3] = [
     include_str!("../../../ui/tests/fixtures/engine_status_server.json"),
@@ -42,7 +42,7 @@ fn workstation(settings: &str) -> Drafter {
         WorkstationOptions {
             model: Some("smollm2-135m".into()),
             // Never started by these tests: only the status is asked for.
-            local: LocalMode::Worker(Some("/nonexistent/karte-server".into())),
+            worker: Some("/nonexistent/karte-server".into()),
             worker_stderr: false,
         },
     );

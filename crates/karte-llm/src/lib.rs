@@ -33,7 +33,7 @@ pub use karte_core::{Code, Error, Result};
 pub use karte_engine::{CancelToken, ChatMessage};
 pub use local::LocalEngine;
 pub use settings::Settings;
-pub use workstation::{LocalMode, Workstation, WorkstationOptions};
+pub use workstation::{Workstation, WorkstationOptions};
 
 use serde::{Deserialize, Serialize};
 

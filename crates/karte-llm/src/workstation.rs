@@ -21,21 +21,15 @@ use crate::settings::Settings;
 use crate::worker::{LocalWorker, WorkerConfig};
 use crate::{CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Piece, Serving};
 
-/// Where the workstation's own model runs.
-#[derive(Debug, Clone)]
-pub enum LocalMode {
-    /// `karte-server --local` at this path, supervised: a llama.cpp crash costs the worker, never the caller.
-    /// `None` when the binary was not found (an incomplete installation): model requests then fail with
-    /// `worker.start_failed`, naming the missing program.
-    Worker(Option<PathBuf>),
-}
-
 #[derive(Debug, Clone)]
 pub struct WorkstationOptions {
     /// The model chosen by the user for this run (`KARTE_MODEL`, `--model`): wins over the settings file's
     /// `model.name`, which wins over the manifest's default.
     pub model: Option<String>,
-    pub local: LocalMode,
+    /// `karte-server`, run as the supervised `--local` worker: a llama.cpp crash costs the worker, never the
+    /// caller. `None` when the binary was not found (an incomplete installation): model requests then fail with
+    /// `worker.start_failed`, naming the missing program.
+    pub worker: Option<PathBuf>,
     /// Pass the worker's JSON logs through to this process's stderr (the app's log).
     pub worker_stderr: bool,
 }
@@ -46,7 +40,7 @@ impl WorkstationOptions {
     pub fn beside_current_exe(model: Option<String>) -> Self {
         Self {
             model,
-            local: LocalMode::Worker(WorkerConfig::beside_current_exe()),
+            worker: WorkerConfig::beside_current_exe(),
             worker_stderr: true,
         }
     }
@@ -100,8 +94,8 @@ impl Workstation {
             },
         };
         let server_configured = server.is_some();
-        let (local, worker): (Arc<dyn ChatEngine>, Option<Arc<LocalWorker>>) = match &opts.local {
-            LocalMode::Worker(Some(program)) => {
+        let (local, worker): (Arc<dyn ChatEngine>, Option<Arc<LocalWorker>>) = match &opts.worker {
+            Some(program) => {
                 let mut cfg = WorkerConfig::new(program);
                 cfg.model.clone_from(&model);
                 cfg.threads = settings.model.threads;
@@ -109,7 +103,7 @@ impl Workstation {
                 let w = Arc::new(LocalWorker::new(cfg));
                 (Arc::clone(&w) as Arc<dyn ChatEngine>, Some(w))
             }
-            LocalMode::Worker(None) => (Arc::new(Unusable(worker_missing())), None),
+            None => (Arc::new(Unusable(worker_missing())), None),
         };
         let failover = Arc::new(Failover::new(server, local, FailoverConfig::default()));
         Self {
@@ -204,7 +198,7 @@ mod tests {
     fn opts(program: Option<PathBuf>) -> WorkstationOptions {
         WorkstationOptions {
             model: None,
-            local: LocalMode::Worker(program),
+            worker: program,
             worker_stderr: false,
         }
     }
