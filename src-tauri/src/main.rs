@@ -20,8 +20,9 @@ use tauri::{Emitter, RunEvent};
 
 fn main() {
     // llama.cpp logs every tensor at info; by default keep Karte's own lines and only warnings from the rest.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KARTE_LOG")
-        .unwrap_or_else(|_| "warn,karte_desktop=info,karte_api=info,karte_engine=info,karte_llm=info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KARTE_LOG").unwrap_or_else(|_| {
+        "warn,karte_desktop=info,karte_api=info,karte_engine=info,karte_llm=info".into()
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -34,7 +35,8 @@ fn main() {
         .filter(|m| !m.trim().is_empty());
     // An unusable settings file does not stop the app: the window shows it with its code (the status carries it)
     // and rules-only drafting still works.
-    let workstation = karte_llm::Workstation::load(karte_llm::WorkstationOptions::beside_current_exe(model));
+    let workstation =
+        karte_llm::Workstation::load(karte_llm::WorkstationOptions::beside_current_exe(model));
     let drafter = Arc::new(karte_api::Drafter::for_workstation(Arc::new(workstation)));
     let on_exit = Arc::clone(&drafter);
 

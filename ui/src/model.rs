@@ -13,10 +13,18 @@ pub use karte_core::{DraftOutput, EngineInfo, Flag, Section, Sentence, Span, Sug
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Progress {
-    Stage { stage: String, message: String },
-    Token { text: String, tokens: u32 },
+    Stage {
+        stage: String,
+        message: String,
+    },
+    Token {
+        text: String,
+        tokens: u32,
+    },
     /// The answer starts over (worker restarted, or the other engine took over): drop the streamed text.
-    Reset { message: String },
+    Reset {
+        message: String,
+    },
 }
 
 /// Mirror of `karte_llm::Serving`: which engine drafts (院内サーバー / この端末) and why, already in Japanese.

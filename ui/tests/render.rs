@@ -390,18 +390,31 @@ fn engine_indicator_says_which_engine_serves_and_why() {
             }
         });
         assert!(html.contains("id=\"engine-indicator\""), "{name}: {html}");
-        assert!(html.contains(&format!("data-kind=\"{kind}\"")), "{name}: {html}");
+        assert!(
+            html.contains(&format!("data-kind=\"{kind}\"")),
+            "{name}: {html}"
+        );
         assert!(html.contains(label), "{name}: {html}");
-        assert!(html.contains(&format!("title=\"{reason}\"")), "{name}: {html}");
+        assert!(
+            html.contains(&format!("title=\"{reason}\"")),
+            "{name}: {html}"
+        );
         assert!(html.contains(&format!(">{reason}<")), "{name}: {html}");
-        assert_eq!(html.contains("id=\"reconnect-button\""), reconnect, "{name}: {html}");
+        assert_eq!(
+            html.contains("id=\"reconnect-button\""),
+            reconnect,
+            "{name}: {html}"
+        );
     }
     // While the probe runs the button says so and cannot be pressed twice.
     let status = status_fixture("local");
     let html = render(move || {
         view! { <EngineIndicator status=Some(status) reconnecting=true on_reconnect=Callback::new(|_| ())/> }
     });
-    assert!(html.contains("確認中…") && html.contains("disabled"), "{html}");
+    assert!(
+        html.contains("確認中…") && html.contains("disabled"),
+        "{html}"
+    );
     // Before the first status call (or with the in-process engine) there is nothing to show.
     let html = render(|| {
         view! { <EngineIndicator status=None reconnecting=false on_reconnect=Callback::new(|_| ())/> }
@@ -415,7 +428,10 @@ fn a_settings_problem_is_shown_with_its_code_until_fixed() {
     let html = render(move || view! { <EngineProblem status=Some(status)/> });
     assert!(html.contains("id=\"engine-problem\""), "{html}");
     assert!(html.contains("data-code=\"config.invalid\""), "{html}");
-    assert!(html.contains("設定ファイル（settings.toml）を読み込めません"), "{html}");
+    assert!(
+        html.contains("設定ファイル（settings.toml）を読み込めません"),
+        "{html}"
+    );
     assert!(html.contains("モデルを使わない（ルールのみ）"), "{html}");
     let status = status_fixture("local");
     let html = render(move || view! { <EngineProblem status=Some(status)/> });

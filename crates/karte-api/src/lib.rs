@@ -174,10 +174,7 @@ impl Drafter {
             },
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
             serving: self.external.as_ref().map(|e| e.serving()),
-            problem: self
-                .workstation
-                .as_ref()
-                .and_then(|w| w.problem().cloned()),
+            problem: self.workstation.as_ref().and_then(|w| w.problem().cloned()),
         }
     }
 
@@ -356,8 +353,9 @@ impl Drafter {
                         guard = karte_guard::stream::StreamGuard::new(input);
                         n = 0;
                         progress(Progress::Reset {
-                            message: "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
-                                .into(),
+                            message:
+                                "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
+                                    .into(),
                         });
                     }
                 })

@@ -41,6 +41,13 @@ fn command_line_drafter_follows_the_settings_file() {
     let s = d.status();
     let sv = s.serving.expect("a workstation engine reports who serves");
     assert_eq!(sv.kind, EngineKind::LocalWorker);
-    assert!(sv.reason.contains("院内サーバーに接続できません"), "{}", sv.reason);
-    assert_eq!(s.model, "smollm2-135m", "the settings' model is the worker's");
+    assert!(
+        sv.reason.contains("院内サーバーに接続できません"),
+        "{}",
+        sv.reason
+    );
+    assert_eq!(
+        s.model, "smollm2-135m",
+        "the settings' model is the worker's"
+    );
 }

@@ -62,7 +62,11 @@ fn a_real_workstation_reports_the_indicator_the_window_shows() {
     let sv = s.serving.expect("a workstation reports who serves");
     assert_eq!(sv.kind, EngineKind::LocalWorker);
     let local: EngineStatus = serde_json::from_str(FIXTURES[1]).unwrap();
-    assert_eq!(Some(sv.clone()), local.serving, "the fixture's text is the real one");
+    assert_eq!(
+        Some(sv.clone()),
+        local.serving,
+        "the fixture's text is the real one"
+    );
     assert!(!s.loaded, "the worker was never started");
     assert!(s.problem.is_none());
     assert_eq!(s.model, "smollm2-135m");

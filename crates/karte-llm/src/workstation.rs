@@ -211,7 +211,11 @@ mod tests {
         let missing_cert = dir.path().join("none.pem");
         let cases: Vec<(&str, String, Code)> = vec![
             ("syntax", "[server\nurl = 1\n".into(), Code::ConfigInvalid),
-            ("unknown key", "[modle]\nname = \"x\"\n".into(), Code::ConfigInvalid),
+            (
+                "unknown key",
+                "[modle]\nname = \"x\"\n".into(),
+                Code::ConfigInvalid,
+            ),
             (
                 "unreadable pin",
                 format!(

@@ -463,7 +463,10 @@ fn per_request_time_limit_ends_with_length() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
     let n = v["usage"]["completion_tokens"].as_u64().unwrap();
-    assert!(n < 3000, "{n} tokens: cut by the token limit, not the time limit");
+    assert!(
+        n < 3000,
+        "{n} tokens: cut by the token limit, not the time limit"
+    );
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(
         text.is_empty() || text.starts_with('['),

@@ -38,7 +38,12 @@ pub fn table() -> Vec<Proc> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter_map(|s| parse_stat(&s))
         .collect()
@@ -89,10 +94,7 @@ mod tests {
                 "4242 (karte-server) S 4200 4100 4100 0 -1 4194560",
                 Some((4242, 4200, "karte-server", 'S')),
             ),
-            (
-                "17 (a) b (c)) Z 1 17 17 0",
-                Some((17, 1, "a) b (c)", 'Z')),
-            ),
+            ("17 (a) b (c)) Z 1 17 17 0", Some((17, 1, "a) b (c)", 'Z'))),
             ("garbage", None),
         ];
         for (line, want) in cases {
@@ -115,6 +117,8 @@ mod tests {
         signal(child.id(), "-KILL").unwrap();
         child.wait().unwrap();
         assert!(!alive(child.id()));
-        assert!(descendants_named(me, "sleep").iter().all(|p| p.pid != child.id()));
+        assert!(descendants_named(me, "sleep")
+            .iter()
+            .all(|p| p.pid != child.id()));
     }
 }

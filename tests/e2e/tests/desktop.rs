@@ -474,7 +474,10 @@ fn wait_until_generating(s: &Session) -> Result<()> {
             }
         }
         if started.elapsed() > draft_timeout() {
-            bail!("the model never started generating within {:?}", draft_timeout());
+            bail!(
+                "the model never started generating within {:?}",
+                draft_timeout()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -555,7 +558,10 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
         };
         let (text, why) = wait_for_indicator(s, "local_worker", Duration::from_secs(60))?;
         ensure!(text.contains("この端末"), "indicator: {text}");
-        ensure!(why.contains("院内サーバーは設定されていません"), "reason: {why}");
+        ensure!(
+            why.contains("院内サーバーは設定されていません"),
+            "reason: {why}"
+        );
 
         type_dictation(s, DICTATION)?;
         s.click(&s.wait_for("#draft-button", Duration::from_secs(5))?)?;
@@ -568,7 +574,10 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
         wait_for_draft(s)?;
         restarted = wait_for_worker(driver_pid, Some(first), Duration::from_secs(5))
             .context("the draft completed, but not on a restarted worker")?;
-        ensure!(procs::alive(app_pid), "the app process {app_pid} did not survive");
+        ensure!(
+            procs::alive(app_pid),
+            "the app process {app_pid} did not survive"
+        );
         dictation_kept(s)?;
         let (text, _) = wait_for_indicator(s, "local_worker", Duration::from_secs(10))?;
         ensure!(text.contains("この端末"), "indicator: {text}");
@@ -579,7 +588,10 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
         wait_for_draft(s)?;
         dictation_kept(s)?;
         let now = wait_for_worker(driver_pid, None, Duration::from_secs(5))?;
-        ensure!(now == restarted, "the worker was restarted again ({restarted} → {now})");
+        ensure!(
+            now == restarted,
+            "the worker was restarted again ({restarted} → {now})"
+        );
         Ok(())
     })?;
     close_and_check_no_orphan(app, restarted)
@@ -596,9 +608,19 @@ impl ClinicServer {
         use std::io::BufRead;
         let bin = PathBuf::from(require_env("KARTE_DESKTOP_BIN", "the built app")?)
             .with_file_name("karte-server");
-        ensure!(bin.is_file(), "{} is missing: `cargo xtask e2e` builds it beside the app", bin.display());
+        ensure!(
+            bin.is_file(),
+            "{} is missing: `cargo xtask e2e` builds it beside the app",
+            bin.display()
+        );
         let mut child = std::process::Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--model", &fast_model(), "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--model",
+                &fast_model(),
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("KARTE_SERVER_TOKEN", token)
             .env("KARTE_SETTINGS", data_dir.join("no-settings.toml"))
@@ -626,7 +648,10 @@ impl ClinicServer {
                     return Ok(server);
                 }
             }
-            ensure!(Instant::now() < deadline, "the clinic server never became ready");
+            ensure!(
+                Instant::now() < deadline,
+                "the clinic server never became ready"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
