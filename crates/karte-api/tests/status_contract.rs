@@ -77,7 +77,11 @@ fn a_real_workstation_reports_the_indicator_the_window_shows() {
     let s = d.status();
     let p = s.problem.expect("a broken settings file is reported");
     assert_eq!(p.code, karte_core::Code::ConfigInvalid);
-    assert!(p.message.contains("行目") && p.message.contains("urll"), "{}", p.message);
+    assert!(
+        p.message.contains("行目") && p.message.contains("urll"),
+        "{}",
+        p.message
+    );
     assert!(p.message.contains("管理者"), "{}", p.message);
     assert_eq!(s.serving.map(|s| s.label).as_deref(), Some("この端末"));
 }

@@ -440,6 +440,12 @@ fn fast_model() -> String {
     std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into())
 }
 
+/// Seconds one answer may take in the worker tests. Under the drafting grammar even the fast model needs minutes for
+/// a whole answer on 2 busy cores; the tests are about recovery, so each answer is cut at this bound (a real
+/// setting, `[serve] request_timeout_s`, which the local worker honours too) and the draft falls back to the
+/// rule-based sentences, still a complete draft.
+const ANSWER_LIMIT_S: u64 = 60;
+
 /// The app's one local worker (`karte-server --local`), found among the driver's descendants by name.
 fn wait_for_worker(driver_pid: u32, not: Option<u32>, timeout: Duration) -> Result<u32> {
     let deadline = Instant::now() + timeout;
@@ -543,8 +549,13 @@ fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> 
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let ward = Ward::seed(DICTATION)?;
-    // No settings file: this workstation has no clinic server, only its own worker.
-    std::env::set_var("KARTE_SETTINGS", ward.dir.path().join("no-settings.toml"));
+    // No clinic server: this workstation has only its own worker.
+    let settings = ward.dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!("[serve]\nrequest_timeout_s = {ANSWER_LIMIT_S}\n"),
+    )?;
+    std::env::set_var("KARTE_SETTINGS", &settings);
     std::env::set_var("KARTE_MODEL", fast_model());
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     let driver_pid = app._driver.pid();
@@ -619,6 +630,8 @@ impl ClinicServer {
                 "127.0.0.1:0",
                 "--model",
                 &fast_model(),
+                "--request-timeout",
+                &ANSWER_LIMIT_S.to_string(),
                 "--data-dir",
             ])
             .arg(data_dir)
@@ -679,7 +692,13 @@ fn clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation() -> Res
     let server_dir = tempfile::tempdir()?;
     let mut clinic = ClinicServer::start(server_dir.path(), token)?;
     let settings = ward.dir.path().join("settings.toml");
-    std::fs::write(&settings, format!("[server]\nurl = \"{}\"\n", clinic.url))?;
+    std::fs::write(
+        &settings,
+        format!(
+            "[server]\nurl = \"{}\"\n[serve]\nrequest_timeout_s = {ANSWER_LIMIT_S}\n",
+            clinic.url
+        ),
+    )?;
     std::env::set_var("KARTE_SETTINGS", &settings);
     // The workstation's bearer token (no token_file in this settings file).
     std::env::set_var("KARTE_SERVER_TOKEN", token);
