@@ -436,8 +436,10 @@ fn per_request_token_limit_caps_max_tokens() {
 }
 
 /// A request that runs into `--request-timeout` ends normally with `finish_reason: "length"` and the text so far,
-/// streamed or not. The JSON schema demands 400 numbers, so the model cannot end its answer (EOS) within the one
-/// second allowed; fewer tokens than `max_tokens` proves it was the time limit, not the token limit, that cut it.
+/// streamed or not. The model is asked to continue a count to 2000 (thousands of tokens), so it cannot finish
+/// within the one second allowed; fewer tokens than `max_tokens` proves it was the time limit, not the token limit,
+/// that cut it. (Unconstrained on purpose: a grammar-constrained answer cut short cannot parse, and the engine
+/// reports that as `engine.bad_output` instead.)
 #[test]
 fn per_request_time_limit_ends_with_length() {
     let _g = serial();
@@ -447,14 +449,16 @@ fn per_request_time_limit_ends_with_length() {
         &["--request-timeout", "1", "--max-tokens", "3000"],
     );
     let url = format!("{}/v1/chat/completions", srv.base);
+    let count: Vec<String> = (1..=60).map(|i| i.to_string()).collect();
     let body = |stream: bool| {
         json!({
-            "messages": [{"role": "user", "content": "List the numbers from 1 to 1000 as a JSON array."}],
+            "messages": [
+                {"role": "user", "content": "Count from 1 to 2000, separated by commas. Do not stop early."},
+                {"role": "assistant", "content": count.join(", ")},
+                {"role": "user", "content": "Continue from 61 to 2000."},
+            ],
             "max_tokens": 3000,
             "stream": stream,
-            "response_format": {"type": "json_schema", "json_schema": {"name": "numbers", "schema": {
-                "type": "array", "items": {"type": "integer"}, "minItems": 400
-            }}},
         })
         .to_string()
     };
@@ -468,13 +472,10 @@ fn per_request_time_limit_ends_with_length() {
         "{n} tokens: cut by the token limit, not the time limit"
     );
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
-    assert!(
-        text.is_empty() || text.starts_with('['),
-        "the text so far is returned: {text:.80}"
-    );
-    assert!(
-        serde_json::from_str::<Value>(text).is_err(),
-        "400 numbers cannot fit in one second; the answer must be cut short"
+    assert_eq!(
+        text.is_empty(),
+        n == 0,
+        "the text so far is returned with its token count"
     );
 
     let auth = format!("Authorization: Bearer {CLIENT}");
