@@ -436,6 +436,16 @@ fn a_settings_problem_is_shown_with_its_code_until_fixed() {
     let status = status_fixture("local");
     let html = render(move || view! { <EngineProblem status=Some(status)/> });
     assert!(!html.contains("engine-problem"), "{html}");
+    // The indicator stays short and offers no 再接続: probing the server again cannot fix a settings file.
+    let status = status_fixture("problem");
+    let html = render(move || {
+        view! { <EngineIndicator status=Some(status) reconnecting=false on_reconnect=Callback::new(|_| ())/> }
+    });
+    assert!(
+        html.contains("この端末のモデルを使えません（config.invalid）"),
+        "{html}"
+    );
+    assert!(!html.contains("reconnect-button"), "{html}");
 }
 
 #[test]

@@ -179,7 +179,11 @@ impl ChatEngine for Unusable {
     }
 
     fn serving(&self) -> Serving {
-        Serving::new(EngineKind::LocalWorker, self.0.message.clone())
+        // Short: the window shows the full message (with its code) in its own alert.
+        Serving::new(
+            EngineKind::LocalWorker,
+            format!("この端末のモデルを使えません（{}）", self.0.code),
+        )
     }
 
     fn prepare(&self) -> Result<()> {

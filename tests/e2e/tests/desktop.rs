@@ -745,3 +745,63 @@ fn clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation() -> Res
     })?;
     close_and_check_no_orphan(app, worker)
 }
+
+#[test]
+fn broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts() -> Result<()> {
+    if !keyring_session("broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts")?
+    {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    let settings = ward.dir.path().join("settings.toml");
+    // A typo IT could make: the key is `url`.
+    std::fs::write(
+        &settings,
+        "[server]\nurll = \"https://karte-gpu.example.local:8443\"\n",
+    )?;
+    std::env::set_var("KARTE_SETTINGS", &settings);
+    std::env::set_var("KARTE_MODEL", fast_model());
+    let app = launch_as(&ward, "dr.sato", "#dictation")?;
+    let driver_pid = app._driver.pid();
+    with_failure_screenshot(&app, "desktop-broken-settings", |s| {
+        let problem = s
+            .wait_for("#engine-problem", Duration::from_secs(30))
+            .context("the settings problem is not shown")?;
+        ensure!(
+            s.attribute(&problem, "data-code")?.as_deref() == Some("config.invalid"),
+            "problem code"
+        );
+        let text = s.text(&problem)?;
+        ensure!(
+            text.contains("settings.toml") && text.contains("urll") && text.contains("管理者"),
+            "problem text: {text}"
+        );
+        ensure!(
+            s.find("#reconnect-button")?.is_none(),
+            "再接続 cannot fix a settings file and must not be offered"
+        );
+        // No worker is started for an engine that cannot be used.
+        ensure!(
+            procs::descendants_named(driver_pid, "karte-server").is_empty(),
+            "a worker runs despite the unusable settings"
+        );
+        save_screenshot(s, "desktop-broken-settings.png")?;
+
+        // A model draft answers with the same code; the dictation stays.
+        type_dictation(s, DICTATION)?;
+        s.click(&s.wait_for("#draft-button", Duration::from_secs(5))?)?;
+        let err = s.wait_for("#error", Duration::from_secs(30))?;
+        ensure!(
+            s.attribute(&err, "data-code")?.as_deref() == Some("config.invalid"),
+            "draft error code"
+        );
+        dictation_kept(s)?;
+
+        // Rules only still drafts.
+        let cb = s.wait_for("#no-llm", Duration::from_secs(5))?;
+        s.click(&cb)?;
+        s.click(&s.wait_for("#draft-button", Duration::from_secs(5))?)?;
+        wait_for_draft(s)
+    })
+}

@@ -55,23 +55,30 @@ pub fn EngineIndicator(
     on_reconnect: Callback<()>,
 ) -> impl IntoView {
     move || {
-        status.get().and_then(|s| s.serving).map(|sv| {
-            let on_server = sv.kind == "server";
-            view! {
-                <div id="engine-indicator" class="engine-indicator" data-kind=sv.kind.clone()
-                    title=sv.reason.clone()>
-                    <span class="engine-label">{format!("生成: {}", sv.label)}</span>
-                    <small class="engine-reason">{sv.reason.clone()}</small>
-                    {(!on_server).then(|| view! {
-                        <button id="reconnect-button" class="reconnect" type="button"
-                            disabled=move || reconnecting.get()
-                            on:click=move |_| on_reconnect.run(())>
-                            {move || if reconnecting.get() { "確認中…" } else { "再接続" }}
-                        </button>
-                    })}
-                </div>
-            }
-        })
+        status
+            .get()
+            .and_then(|s| {
+                // A settings problem is not cured by probing the server again: no 再接続 then.
+                let offer_reconnect = s.problem.is_none();
+                s.serving.map(|sv| (sv, offer_reconnect))
+            })
+            .map(|(sv, offer_reconnect)| {
+                let on_server = sv.kind == "server";
+                view! {
+                    <div id="engine-indicator" class="engine-indicator" data-kind=sv.kind.clone()
+                        title=sv.reason.clone()>
+                        <span class="engine-label">{format!("生成: {}", sv.label)}</span>
+                        <small class="engine-reason">{sv.reason.clone()}</small>
+                        {(!on_server && offer_reconnect).then(|| view! {
+                            <button id="reconnect-button" class="reconnect" type="button"
+                                disabled=move || reconnecting.get()
+                                on:click=move |_| on_reconnect.run(())>
+                                {move || if reconnecting.get() { "確認中…" } else { "再接続" }}
+                            </button>
+                        })}
+                    </div>
+                }
+            })
     }
 }
 
