@@ -50,6 +50,15 @@ pub fn cancel_draft(drafter: State<'_, Arc<Drafter>>) {
     drafter.cancel();
 }
 
+/// The window's 再接続: probe the clinic server now rather than when the cached answer expires.
+#[tauri::command]
+pub async fn reconnect_engine(drafter: State<'_, Arc<Drafter>>) -> Result<EngineStatus, Error> {
+    let drafter = Arc::clone(&drafter);
+    tauri::async_runtime::spawn_blocking(move || drafter.reconnect())
+        .await
+        .map_err(join_error)
+}
+
 #[tauri::command]
 pub async fn engine_status(drafter: State<'_, Arc<Drafter>>) -> Result<EngineStatus, Error> {
     let drafter = Arc::clone(&drafter);

@@ -1,7 +1,8 @@
 //! The window's layout and the one piece of behaviour the UI owns: running a draft without freezing the window.
 
 use crate::components::{
-    DictationForm, DraftView, ErrorBox, Highlight, ProgressPanel, SourceView, StatusBar,
+    DictationForm, DraftView, EngineIndicator, EngineProblem, ErrorBox, Highlight, ProgressPanel,
+    SourceView, StatusBar,
 };
 use crate::ipc;
 use crate::model::{DraftOutput, EngineStatus, ProgressState, UiError};
@@ -22,6 +23,8 @@ struct DraftState {
     drafted_text: RwSignal<String>,
     error: RwSignal<Option<UiError>>,
     status: RwSignal<Option<EngineStatus>>,
+    /// The 再接続 probe is running (it may wait for the clinic server's health check).
+    reconnecting: RwSignal<bool>,
     highlight: Highlight,
 }
 
@@ -36,6 +39,7 @@ impl DraftState {
             drafted_text: RwSignal::new(String::new()),
             error: RwSignal::new(None),
             status: RwSignal::new(None),
+            reconnecting: RwSignal::new(false),
             highlight: Highlight::new(),
         }
     }
@@ -46,6 +50,20 @@ impl DraftState {
             if let Ok(s) = ipc::engine_status().await {
                 self.status.set(Some(s));
             }
+        });
+    }
+
+    fn reconnect(self) {
+        if self.reconnecting.get_untracked() {
+            return;
+        }
+        self.reconnecting.set(true);
+        spawn_local(async move {
+            // Like the status call: a failure leaves the indicator as it was.
+            if let Ok(s) = ipc::reconnect_engine().await {
+                self.status.set(Some(s));
+            }
+            self.reconnecting.set(false);
         });
     }
 
@@ -123,7 +141,13 @@ pub fn App() -> impl IntoView {
         <header class="app-header">
             <h1>"Karte — SOAP下書き支援"</h1>
             <StatusBar status=st.status last=last_engine/>
+            <EngineIndicator
+                status=st.status
+                reconnecting=st.reconnecting
+                on_reconnect=Callback::new(move |_| st.reconnect())
+            />
         </header>
+        <EngineProblem status=st.status/>
         <main class="columns">
             <div class="column left">
                 <DictationForm

@@ -82,6 +82,14 @@ pub async fn engine_status() -> Result<EngineStatus, UiError> {
     from_js(&out)
 }
 
+/// Probes the clinic server now (再接続) and returns the new status.
+pub async fn reconnect_engine() -> Result<EngineStatus, UiError> {
+    let out = invoke("reconnect_engine", JsValue::UNDEFINED)
+        .await
+        .map_err(to_error)?;
+    from_js(&out)
+}
+
 /// Asks the backend to stop the running draft; the pending `draft` call then fails with `engine.cancelled`.
 pub async fn cancel_draft() -> Result<(), UiError> {
     invoke("cancel_draft", JsValue::UNDEFINED)

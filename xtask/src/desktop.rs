@@ -104,26 +104,33 @@ pub fn build_ui(release: bool) -> Result<()> {
     Ok(())
 }
 
-/// Builds the UI and then the app with the UI embedded; returns the app binary.
+/// Builds the UI and then the app with the UI embedded, and its local worker `karte-server` in the same folder
+/// (the app starts it from beside its own executable, as installed); returns the app binary.
 pub fn build_app(release: bool) -> Result<PathBuf> {
     build_ui(release)?;
     let profile = profile_dir(release);
     step(&format!(
-        "building the desktop app ({profile}; a cold build compiles Tauri, WebKitGTK bindings and llama.cpp: 10-20 minutes on 2 cores)"
+        "building the desktop app and its worker karte-server ({profile}; a cold build compiles Tauri, WebKitGTK bindings and llama.cpp: 10-20 minutes on 2 cores)"
     ));
     let mut build = cargo();
-    build.args(["build", "-p", "karte-desktop"]);
+    build.args(["build", "-p", "karte-desktop", "-p", "karte-server"]);
     if release {
         build.arg("--release");
     }
     run(&mut build)?;
-    let bin = target_dir()
-        .join(profile)
-        .join(format!("karte-desktop{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        bail!("the build succeeded but {} is missing", bin.display());
+    let dir = target_dir().join(profile);
+    let bin = dir.join(format!("karte-desktop{}", std::env::consts::EXE_SUFFIX));
+    let worker = dir.join(format!("karte-server{}", std::env::consts::EXE_SUFFIX));
+    for b in [&bin, &worker] {
+        if !b.is_file() {
+            bail!("the build succeeded but {} is missing", b.display());
+        }
     }
-    step(&format!("app binary: {}", bin.display()));
+    step(&format!(
+        "app binary: {} (worker beside it: {})",
+        bin.display(),
+        worker.display()
+    ));
     Ok(bin)
 }
 
@@ -210,8 +217,9 @@ impl Drop for Xvfb {
 }
 
 /// Builds the app and runs the WebDriver tests against it, on a private Xvfb display when there is no display.
-/// `KARTE_MODEL` picks the model the window loads; `KARTE_E2E_NO_LLM=1` drafts with the rules only.
-pub fn e2e() -> Result<()> {
+/// `KARTE_MODEL` picks the model the window loads; `KARTE_E2E_NO_LLM=1` drafts with the rules only. `filter`
+/// runs only the tests whose names contain it.
+pub fn e2e(filter: Option<&str>) -> Result<()> {
     let bin = build_app(false)?;
     let Some(tauri_driver) = find_tool("tauri-driver") else {
         bail!("tauri-driver not found: run `cargo install tauri-driver --locked` (about 30 s)");
@@ -236,12 +244,14 @@ pub fn e2e() -> Result<()> {
         "test",
         "-p",
         "karte-e2e",
+        "--lib",
         "--test",
         "desktop",
         "--",
         "--test-threads=1",
         "--nocapture",
     ])
+    .args(filter)
     .env("KARTE_DESKTOP_BIN", &bin)
     .env("TAURI_DRIVER", &tauri_driver)
     .env("DISPLAY", &display);

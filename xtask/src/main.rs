@@ -3,6 +3,7 @@
 //! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, and the models (sha256-checked)
 //! - `run`: build and launch the desktop app on the default model (under Xvfb when there is no display)
 //! - `test`: fmt, clippy, every test of every crate, and the desktop end-to-end test under Xvfb
+//! - `e2e [FILTER]`: only the desktop end-to-end tests (build the app and its worker, Xvfb, WebDriver)
 //! - `fetch-model NAME`, `ui`, `bench`, `bench-serve` (serving throughput/TTFT against llama-server)
 
 mod bench;
@@ -75,6 +76,7 @@ fn main() -> Result<()> {
             setup()?;
             test()
         }
+        Some("e2e") => desktop::e2e(args.get(1).map(String::as_str)),
         Some("bench") => {
             setup()?;
             bench::bench(&args[1..])
@@ -85,7 +87,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|bench|bench-serve|fetch-model NAME|ui>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-serve|fetch-model NAME|ui>"
             );
             std::process::exit(2)
         }
@@ -323,6 +325,6 @@ fn test() -> Result<()> {
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
     step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");
-    desktop::e2e()?;
+    desktop::e2e(None)?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use karte_core::{
     Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
 };
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
-use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece};
+use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece, Serving, Workstation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,9 @@ pub enum Progress {
     Stage { stage: String, message: String },
     /// The model produced more text. `text` is the piece just generated; `tokens` the count so far.
     Token { text: String, tokens: u32 },
+    /// The answer starts over (the local worker was restarted, or the other engine took over): discard the text
+    /// streamed so far. `message` is Japanese for the status line.
+    Reset { message: String },
 }
 
 fn stage(progress: &mut dyn FnMut(Progress), stage: &str, message: &str) {
@@ -51,6 +54,13 @@ pub struct EngineStatus {
     pub loaded: bool,
     /// Throughput of the last draft, when there was one.
     pub tokens_per_s: Option<f64>,
+    /// Which engine serves the next draft and why (院内サーバー / この端末), when drafting goes through a chat
+    /// engine rather than the in-process model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<Serving>,
+    /// Why model drafting cannot work at all (an unusable settings file), with its code, to show until fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Error>,
 }
 
 /// Holds the configured model (loaded lazily on first use, then kept) and drafts.
@@ -61,6 +71,10 @@ pub struct Drafter {
     /// A caller-supplied chat engine (an OpenAI-compatible server, or a local engine the caller also uses
     /// elsewhere, as the evaluation does); when set, it is used instead of loading `model_spec`.
     external: Option<Arc<dyn ChatEngine>>,
+    /// The workstation the external engine came from: its settings problem, server re-check and worker shutdown.
+    workstation: Option<Arc<Workstation>>,
+    /// The model that produced the last draft, as the engine named it (the clinic server's may differ from ours).
+    last_model: Mutex<Option<String>>,
     last_tps: Mutex<Option<f64>>,
     current: Mutex<Option<CancelToken>>,
 }
@@ -72,6 +86,8 @@ impl Drafter {
             model_spec: model,
             engine: Mutex::new(None),
             external: None,
+            workstation: None,
+            last_model: Mutex::new(None),
             last_tps: Mutex::new(None),
             current: Mutex::new(None),
         }
@@ -84,23 +100,81 @@ impl Drafter {
             model_spec: None,
             engine: Mutex::new(None),
             external: Some(engine),
+            workstation: None,
+            last_model: Mutex::new(None),
             last_tps: Mutex::new(None),
             current: Mutex::new(None),
         }
     }
 
+    /// Draft with this workstation's engine (clinic server or supervised local worker, from the settings file):
+    /// what the desktop app does.
+    pub fn for_workstation(ws: Arc<Workstation>) -> Self {
+        let mut d = Self::with_engine(ws.engine());
+        d.model_spec = ws.model().map(str::to_string);
+        d.workstation = Some(ws);
+        d
+    }
+
+    /// The drafter of a one-shot command (`karte draft`): with a clinic server in the settings file, this
+    /// workstation's engine (the server when it answers, else the local worker beside the `karte` binary); without
+    /// one, the model in this process, as before (a crash costs only the command). `model` (`--model`) wins over
+    /// the settings' `model.name`. An unusable settings file is an error here: a command has no window to show it in.
+    pub fn for_command_line(model: Option<String>) -> Result<Self> {
+        let settings = karte_llm::Settings::load()?;
+        let model = model.or_else(|| settings.model.name.clone());
+        if settings.server.is_none() {
+            return Ok(Self::new(model));
+        }
+        let mut opts = karte_llm::WorkstationOptions::beside_current_exe(model);
+        // The worker's own logs would interleave with the command's output.
+        opts.worker_stderr = false;
+        let ws = Workstation::from_settings(Ok(settings), opts);
+        if let Some(e) = ws.problem() {
+            return Err(e.clone());
+        }
+        Ok(Self::for_workstation(Arc::new(ws)))
+    }
+
+    /// Probes the clinic server now (the window's 再接続) and returns the new status.
+    pub fn reconnect(&self) -> EngineStatus {
+        if let Some(ws) = &self.workstation {
+            ws.recheck();
+        }
+        self.status()
+    }
+
+    /// Stops the local worker, if any (the app calls this on exit).
+    pub fn shutdown(&self) {
+        if let Some(ws) = &self.workstation {
+            ws.shutdown();
+        }
+    }
+
     pub fn status(&self) -> EngineStatus {
-        let model = match &self.external {
-            Some(e) => e.serving().label,
-            None => karte_models::resolve(self.model_spec.as_deref())
+        let configured = || {
+            karte_models::resolve(self.model_spec.as_deref())
                 .map(|m| m.name)
-                .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default()),
+                .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default())
+        };
+        let model = match &self.external {
+            Some(_) => self
+                .last_model
+                .lock()
+                .ok()
+                .and_then(|m| m.clone())
+                .unwrap_or_else(configured),
+            None => configured(),
         };
         EngineStatus {
             model,
-            loaded: self.external.is_some()
-                || self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            loaded: match &self.external {
+                Some(e) => e.ready(),
+                None => self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
+            },
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
+            serving: self.external.as_ref().map(|e| e.serving()),
+            problem: self.workstation.as_ref().and_then(|w| w.problem().cloned()),
         }
     }
 
@@ -113,8 +187,8 @@ impl Drafter {
 
     /// Resolve, verify and load the model now (the window calls this at start so the first draft is not slow).
     pub fn preload(&self) -> Result<()> {
-        if self.external.is_some() {
-            return Ok(());
+        if let Some(e) = &self.external {
+            return e.prepare();
         }
         let mut slot = self.engine.lock().map_err(|_| poisoned())?;
         if slot.is_none() {
@@ -260,9 +334,6 @@ impl Drafter {
                     (text, g)
                 }),
             (None, Some(x)) => {
-                if x.serving().kind == EngineKind::Server {
-                    info.kind = "remote".into();
-                }
                 let creq = ChatRequest {
                     messages: req.messages,
                     json_schema: req.json_schema,
@@ -276,11 +347,27 @@ impl Drafter {
                         let text = guard.push(p);
                         progress(Progress::Token { text, tokens: n });
                     }
-                    // The answer starts over (worker restart, failover): so does the guard's look-back.
-                    Piece::Reset => guard = karte_guard::stream::StreamGuard::new(input),
+                    // The answer starts over (worker restart, failover): so does the guard's look-back, and the
+                    // window drops what it showed.
+                    Piece::Reset => {
+                        guard = karte_guard::stream::StreamGuard::new(input);
+                        n = 0;
+                        progress(Progress::Reset {
+                            message:
+                                "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
+                                    .into(),
+                        });
+                    }
                 })
                 .map(|r| {
+                    // Which engine actually answered: after a failover that is not the one chosen at the start.
+                    if r.stats.kind == EngineKind::Server {
+                        info.kind = "remote".into();
+                    }
                     info.model = Some(r.stats.model.clone());
+                    if let Ok(mut m) = self.last_model.lock() {
+                        *m = Some(r.stats.model.clone());
+                    }
                     let g = Generated {
                         prompt_tokens: r.stats.prompt_tokens,
                         generated_tokens: r.stats.generated_tokens,

@@ -158,7 +158,12 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let saver = store_cmds::Saver::sign_in(&save)?;
             let input = read_input(file)?;
-            let drafter = Drafter::new(model);
+            // Rules only needs no engine, so a settings problem does not stop it.
+            let drafter = if no_llm {
+                Drafter::new(model)
+            } else {
+                Drafter::for_command_line(model)?
+            };
             let out = drafter.draft(&input, &DraftOptions { no_llm }, &mut progress_printer())?;
             let saved = saver.map(|s| s.save(&input, &out)).transpose()?;
             let mut stdout = std::io::stdout().lock();
@@ -225,7 +230,7 @@ pub(crate) fn read_input(file: Option<PathBuf>) -> Result<String> {
 fn progress_printer() -> impl FnMut(Progress) {
     let tty = std::io::stderr().is_terminal();
     move |p| match p {
-        Progress::Stage { message, .. } => {
+        Progress::Stage { message, .. } | Progress::Reset { message } => {
             if tty {
                 eprint!("\r\x1b[K");
             }

@@ -133,7 +133,7 @@ impl Failover {
 fn down(reason: &str) -> Decision {
     Decision {
         use_server: false,
-        reason: format!("{reason}のため、この端末で生成します"),
+        reason: format!("{reason}。この端末で生成します"),
         at: Instant::now(),
     }
 }
@@ -268,6 +268,16 @@ impl ChatEngine for Failover {
                 self.local_chat(req, cancel, on_token)
             }
         }
+    }
+
+    fn prepare(&self) -> Result<()> {
+        // The local engine is the safety net: ready before the server fails, not after.
+        self.local.prepare()
+    }
+
+    fn ready(&self) -> bool {
+        let on_server = self.lock().as_ref().is_some_and(|d| d.use_server);
+        on_server || self.local.ready()
     }
 
     fn serving(&self) -> Serving {

@@ -10,7 +10,9 @@
 //! - [`worker::LocalWorker`]: a `karte-server --local` child process behind [`HttpEngine`], restarted when
 //!   llama.cpp takes it down, so a crash costs the model, never the caller;
 //! - [`failover::Failover`]: the clinic server when configured and healthy, the local worker otherwise, with text
-//!   pseudonymised before it leaves the workstation.
+//!   pseudonymised before it leaves the workstation;
+//! - [`workstation::Workstation`]: the above put together from the settings file, the one way the desktop app and
+//!   the CLI get "the engine of this workstation".
 //!
 //! The trait is blocking with a token callback on purpose: every caller already runs drafting on a blocking thread
 //! (Tauri's blocking pool, the CLI's main thread), and a callback keeps the guard's sentence-by-sentence release
@@ -24,12 +26,14 @@ pub mod local;
 pub mod openai;
 pub mod settings;
 pub mod worker;
+pub mod workstation;
 
 pub use http::{HttpEngine, HttpEngineConfig, TlsSettings};
 pub use karte_core::{Code, Error, Result};
 pub use karte_engine::{CancelToken, ChatMessage};
 pub use local::LocalEngine;
 pub use settings::{ServerSettingsExt, Settings};
+pub use workstation::{Workstation, WorkstationOptions};
 
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +186,18 @@ pub trait ChatEngine: Send + Sync {
     /// Drafting sizes its answer budget from it; `None` makes the caller estimate.
     fn count_tokens(&self, _text: &str) -> Option<usize> {
         None
+    }
+
+    /// Gets the engine ready now (starts the local worker and loads its model), so that the first draft does not
+    /// pay for it. The window calls it at start-up; engines that need nothing do nothing.
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether a request would start at once, without first starting a worker or loading a model (the status
+    /// line's 読み込み済み). Must not block on the network.
+    fn ready(&self) -> bool {
+        true
     }
 }
 

@@ -385,6 +385,19 @@ impl ChatEngine for LocalWorker {
     fn serving(&self) -> Serving {
         Serving::new(EngineKind::LocalWorker, "この端末のモデルで生成します")
     }
+
+    fn prepare(&self) -> Result<()> {
+        self.start()
+    }
+
+    fn ready(&self) -> bool {
+        // A worker being started holds the lock for the whole model load: that is "not ready", and the status
+        // call must not wait for it.
+        match self.sup.try_lock() {
+            Ok(mut sup) => sup.running.as_mut().is_some_and(Running::alive),
+            Err(_) => false,
+        }
+    }
 }
 
 impl Drop for LocalWorker {

@@ -64,6 +64,9 @@ impl ServeOptions {
         let mut o = Self::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         o.local = true;
         o.limits.parallel = 1;
+        // One user's draft on a slow ward PC may take minutes; the clinic server's 120 s bound (there to share a
+        // GPU fairly) would cut it short. The client's own total bound (karte-llm, 600 s) is the limit here.
+        o.limits.request_timeout = std::time::Duration::from_secs(600);
         o
     }
 

@@ -435,6 +435,75 @@ fn per_request_token_limit_caps_max_tokens() {
     }
 }
 
+/// A request that runs into `--request-timeout` ends normally with `finish_reason: "length"` and the text so far,
+/// streamed or not. The model is asked to continue a count to 2000 (thousands of tokens), so it cannot finish
+/// within the one second allowed; fewer tokens than `max_tokens` proves it was the time limit, not the token limit,
+/// that cut it. (Unconstrained on purpose: a grammar-constrained answer cut short cannot parse, and the engine
+/// reports that as `engine.bad_output` instead.)
+#[test]
+fn per_request_time_limit_ends_with_length() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(
+        dir.path(),
+        &["--request-timeout", "1", "--max-tokens", "3000"],
+    );
+    let url = format!("{}/v1/chat/completions", srv.base);
+    let count: Vec<String> = (1..=60).map(|i| i.to_string()).collect();
+    let body = |stream: bool| {
+        json!({
+            "messages": [
+                {"role": "user", "content": "Count from 1 to 2000, separated by commas. Do not stop early."},
+                {"role": "assistant", "content": count.join(", ")},
+                {"role": "user", "content": "Continue from 61 to 2000."},
+            ],
+            "max_tokens": 3000,
+            "stream": stream,
+        })
+        .to_string()
+    };
+
+    let (s, v) = curl_json("POST", &url, CLIENT, Some(&body(false)));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(
+        n < 3000,
+        "{n} tokens: cut by the token limit, not the time limit"
+    );
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(
+        text.is_empty(),
+        n == 0,
+        "the text so far is returned with its token count"
+    );
+
+    let auth = format!("Authorization: Bearer {CLIENT}");
+    let (s, sse) = curl(&[
+        "-N",
+        &url,
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body(true),
+    ]);
+    assert_eq!(s, 200);
+    let events: Vec<&str> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{sse}");
+    let finishes: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .map(|c| c["choices"][0]["finish_reason"].clone())
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finishes, vec![json!("length")], "{sse}");
+}
+
 /// One streamed request on a raw connection, checked for completeness: `[DONE]` and one finish reason.
 fn complete_stream(addr: &str) -> Result<(), String> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;

@@ -71,6 +71,11 @@ impl TauriDriver {
         Ok(driver)
     }
 
+    /// The driver's process id: the app and its worker are among its descendants.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let addr = self.url.trim_start_matches("http://").to_string();

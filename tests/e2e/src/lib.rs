@@ -4,6 +4,7 @@
 //! an async stack into the test build; the dozen endpoints needed here are plain JSON over HTTP.
 
 pub mod driver;
+pub mod procs;
 pub mod ward;
 pub mod webdriver;
 

@@ -14,7 +14,7 @@ pub use draft_view::{DraftView, SentenceItem};
 pub use error_box::ErrorBox;
 pub use progress_panel::ProgressPanel;
 pub use source_view::SourceView;
-pub use status_bar::StatusBar;
+pub use status_bar::{EngineIndicator, EngineProblem, StatusBar};
 pub use suggestions::SuggestionList;
 
 use crate::model::Span;

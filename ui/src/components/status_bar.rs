@@ -44,3 +44,57 @@ pub fn StatusBar(
         </div>
     }
 }
+
+/// Which engine drafts — 院内サーバー or この端末 — with the reason beside it (and as the tooltip), and 再接続 when
+/// the workstation is on its own model, so a nurse can bring the clinic server back after the network returns
+/// without waiting for the next automatic check. `data-kind` carries the stable kind for tests and support.
+#[component]
+pub fn EngineIndicator(
+    #[prop(into)] status: Signal<Option<EngineStatus>>,
+    #[prop(into)] reconnecting: Signal<bool>,
+    on_reconnect: Callback<()>,
+) -> impl IntoView {
+    move || {
+        status
+            .get()
+            .and_then(|s| {
+                // A settings problem is not cured by probing the server again: no 再接続 then.
+                let offer_reconnect = s.problem.is_none();
+                s.serving.map(|sv| (sv, offer_reconnect))
+            })
+            .map(|(sv, offer_reconnect)| {
+                let on_server = sv.kind == "server";
+                view! {
+                    <div id="engine-indicator" class="engine-indicator" data-kind=sv.kind.clone()
+                        title=sv.reason.clone()>
+                        <span class="engine-label">{format!("生成: {}", sv.label)}</span>
+                        <small class="engine-reason">{sv.reason.clone()}</small>
+                        {(!on_server && offer_reconnect).then(|| view! {
+                            <button id="reconnect-button" class="reconnect" type="button"
+                                disabled=move || reconnecting.get()
+                                on:click=move |_| on_reconnect.run(())>
+                                {move || if reconnecting.get() { "確認中…" } else { "再接続" }}
+                            </button>
+                        })}
+                    </div>
+                }
+            })
+    }
+}
+
+/// A settings problem that stops model drafting, shown until it is fixed (the draft's own error box comes and goes
+/// with each draft; this one says why every model draft will fail).
+#[component]
+pub fn EngineProblem(#[prop(into)] status: Signal<Option<EngineStatus>>) -> impl IntoView {
+    move || {
+        status.get().and_then(|s| s.problem).map(|e| {
+            view! {
+                <div id="engine-problem" class="error engine-problem" role="alert" data-code=e.code.clone()>
+                    <strong class="error-title">"設定の問題"</strong>
+                    <p class="error-message">{e.message.clone()}</p>
+                    <p class="error-hint">"「モデルを使わない（ルールのみ）」にチェックを入れると、モデルなしで下書きできます。"</p>
+                </div>
+            }
+        })
+    }
+}
