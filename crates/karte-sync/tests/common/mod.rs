@@ -30,6 +30,10 @@ pub fn keyring_session(test: &str) -> bool {
     if std::env::var_os(IN_SESSION).is_some() {
         return true;
     }
+    // The upload credentials are workstation-wide entries, and the kernel keyring's persistent part is shared by
+    // every session of the user: one test's delete or re-install would otherwise pull them from under another.
+    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
     let exe = std::env::current_exe().expect("test binary path");
     let out = Command::new("keyctl")
         .args(["session", "-"])
