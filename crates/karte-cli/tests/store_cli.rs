@@ -18,25 +18,11 @@ fn draft_review_sign_amend_history() {
     let ns2 = w.add_user(&admin, "admin", "ns.tanaka", "nurse");
 
     // The physician drafts without a model and saves: the id is the last word of the last line.
-    let out = ok(w.run_as_with(
-        doc.code(),
-        "dr.sato",
-        &["draft", "-", "--no-llm", "--save", "--patient", "P-0001"],
-        Some(DICTATION),
-    ));
+    let (out, id) = w.save_draft(&doc, "dr.sato", "P-0001");
     assert!(
         out.contains("S（主観的情報）") && out.contains("検査提案"),
         "{out}"
     );
-    let id = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_string();
     assert!(id.starts_with('E') && id.len() == 13, "{id}");
 
     // A nurse sees the suggestions with their numbers, accepts one and rejects one with a reason.
@@ -211,12 +197,7 @@ fn audit_verify_exits_1_naming_the_tampered_entry_and_exports_csv() {
     let w = Ward::new();
     let admin = w.init_admin("admin");
     let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
-    ok(w.run_as_with(
-        doc.code(),
-        "dr.sato",
-        &["draft", "-", "--no-llm", "--save", "--patient", "P-3"],
-        Some(DICTATION),
-    ));
+    w.save_draft(&doc, "dr.sato", "P-3");
 
     // With the key from the keyring, change entry 4 (the physician's sign-in) through SQL.
     let store_id = std::fs::read_to_string(w.path().join("store-id")).unwrap();
@@ -271,7 +252,7 @@ fn wrong_password_wrong_code_replay_lockout_disabled_no_keyring() {
     fails(run(c, None), "store.not_initialized", 5);
     let admin = w.init_admin("admin");
     let code = admin.code();
-    let ns = phone_of(&ok(w.run_as_with(
+    let ns = Phone::from_enrolment_output(&ok(w.run_as_with(
         code.clone(),
         "admin",
         &["admin", "user", "add", "ns.suzuki", "--role", "nurse"],

@@ -22,21 +22,7 @@ fn queue_status_flush_and_fhir_export() {
     let admin = w.init_admin("admin");
     let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
     let ns = w.add_user(&admin, "admin", "ns.suzuki", "nurse");
-    let out = ok(w.run_as_with(
-        doc.code(),
-        "dr.sato",
-        &["draft", "-", "--no-llm", "--save", "--patient", "P-0001"],
-        Some(DICTATION),
-    ));
-    let id = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_string();
+    let (_, id) = w.save_draft(&doc, "dr.sato", "P-0001");
 
     // Signing a version that is not the latest is refused; without --version the latest is signed.
     fails(
@@ -200,21 +186,7 @@ fn credentials_are_checked_and_all_failed_are_retried() {
     .unwrap();
     // TOTP steps are the test's clock (each sign-in uses one, three per user at once, then one per 30 s): the
     // physician signs and flushes, the administrator retries.
-    let out = ok(w.run_as_with(
-        doc.code(),
-        "dr.sato",
-        &["draft", "-", "--no-llm", "--save", "--patient", "P-0001"],
-        Some(DICTATION),
-    ));
-    let id = out
-        .trim_end()
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .last()
-        .unwrap()
-        .to_string();
+    let (_, id) = w.save_draft(&doc, "dr.sato", "P-0001");
     ok(w.run_as(&doc, "dr.sato", &["sign", &id]));
     receiver.refuse(Some("Bundle.meta: 送信元が登録されていません"));
     let out = ok(w.run_as(&doc, "dr.sato", &["queue", "flush"]));

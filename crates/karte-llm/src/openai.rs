@@ -165,4 +165,8 @@ pub struct Health {
     pub ready: bool,
     #[serde(default)]
     pub model: Option<String>,
+    /// Where the model runs once loaded: "CPU" or the GPU device. IT checks a CUDA build with it, and a CPU
+    /// fallback (driver missing, GPU out of memory) shows here, not only in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
 }

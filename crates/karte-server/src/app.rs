@@ -106,6 +106,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         status: status.into(),
         ready,
         model: Some(state.model_name.clone()),
+        accelerator: state.engine().map(|e| e.info().accelerator.clone()),
     });
     if ready {
         body.into_response()

@@ -173,7 +173,15 @@ fn curl_streams_sse_to_done_and_gets_401_without_token() {
     assert_eq!(s, 401);
     let (s, h) = curl(&[&format!("{}/health", srv.base)]);
     assert_eq!(s, 200);
-    assert!(h.contains("\"ready\":true"));
+    let h: Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(h["ready"], true);
+    // Where the model runs: without the GPU backend, on the CPU; with it, on the device or on the CPU (fallback).
+    let accelerator = h["accelerator"].as_str().unwrap_or_default();
+    if cfg!(feature = "cuda") {
+        assert!(!accelerator.is_empty(), "{h}");
+    } else {
+        assert_eq!(accelerator, "CPU", "{h}");
+    }
     let (s, m) = curl(&[&format!("{}/metrics", srv.base)]);
     assert_eq!(s, 200);
     for needle in [

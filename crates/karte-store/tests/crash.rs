@@ -177,7 +177,7 @@ fn crash_child_save_loop() {
         return;
     };
     let user = std::env::var("KARTE_CRASH_USER").unwrap();
-    let auth = Authenticator::from_base32(&std::env::var("KARTE_CRASH_TOTP").unwrap());
+    let auth = Phone::from_base32(&std::env::var("KARTE_CRASH_TOTP").unwrap());
     let store = Store::open(std::path::Path::new(&dir), config()).unwrap();
     let s = store.login(&user, PASSWORD, &auth.code()).unwrap();
     let mut out = std::io::stdout().lock();

@@ -37,7 +37,7 @@ fn permission_matrix_every_role_and_action() {
     let fixture = ward.login_physician();
     let s = &ward.store;
     // A second physician acts in the table, so the fixture physician's session stays separate.
-    let p2 = Authenticator::new(
+    let p2 = phone(
         &s.add_user(&admin, "dr.ito", Role::Physician, PASSWORD)
             .unwrap(),
     );
@@ -249,7 +249,7 @@ fn sign_in_failures_lockout_replay_disable_idle() {
         Code::AuthFailed
     );
     assert_eq!(
-        code_of(s.login("ns.suzuki", PASSWORD, &n.stale_code())),
+        code_of(s.login("ns.suzuki", PASSWORD, &n.stale())),
         Code::AuthFailed
     );
     // The same code twice: the second is a replay.
@@ -262,7 +262,7 @@ fn sign_in_failures_lockout_replay_disable_idle() {
 
     // Five failures in a row lock the account, even against the right password afterwards.
     for i in 1..=5 {
-        let got = code_of(s.login("ns.suzuki", "wrong-password", &n.stale_code()));
+        let got = code_of(s.login("ns.suzuki", "wrong-password", &n.stale()));
         assert_eq!(
             got,
             if i < 5 {
@@ -708,7 +708,7 @@ fn secret_service_keyring_holds_the_key() {
     let mut cfg = config();
     cfg.keyring = karte_store::KeyringBackend::Native;
     let store = Store::open(dir.path(), cfg.clone()).unwrap();
-    let admin = Authenticator::new(&store.init_admin("admin", PASSWORD).unwrap());
+    let admin = phone(&store.init_admin("admin", PASSWORD).unwrap());
     let id = store.store_id().to_string();
     drop(store);
 

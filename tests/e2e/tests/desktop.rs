@@ -187,7 +187,7 @@ fn wait_for_draft(s: &Session) -> Result<()> {
 
 #[test]
 fn drafts_a_dictation_with_sections_suggestions_and_evidence() -> Result<()> {
-    if !keyring_session("drafts_a_dictation_with_sections_suggestions_and_evidence")? {
+    if !keyring_session("drafts_a_dictation_with_sections_suggestions_and_evidence") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,7 +282,7 @@ fn drafts_a_dictation_with_sections_suggestions_and_evidence() -> Result<()> {
 
 #[test]
 fn empty_dictation_shows_the_input_empty_error() -> Result<()> {
-    if !keyring_session("empty_dictation_shows_the_input_empty_error")? {
+    if !keyring_session("empty_dictation_shows_the_input_empty_error") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -320,7 +320,7 @@ fn type_text(s: &Session, el: &karte_e2e::webdriver::Element, text: &str) -> Res
 
 #[test]
 fn nurse_signs_in_with_totp_and_reviews_a_suggestion() -> Result<()> {
-    if !keyring_session("nurse_signs_in_with_totp_and_reviews_a_suggestion")? {
+    if !keyring_session("nurse_signs_in_with_totp_and_reviews_a_suggestion") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -401,7 +401,7 @@ fn nurse_signs_in_with_totp_and_reviews_a_suggestion() -> Result<()> {
 
 #[test]
 fn admin_sees_users_and_verifies_the_audit_log() -> Result<()> {
-    if !keyring_session("admin_sees_users_and_verifies_the_audit_log")? {
+    if !keyring_session("admin_sees_users_and_verifies_the_audit_log") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -544,7 +544,7 @@ fn close_and_check_no_orphan(app: App, worker: u32) -> Result<()> {
 
 #[test]
 fn worker_killed_mid_draft_is_restarted_and_the_draft_completes() -> Result<()> {
-    if !keyring_session("worker_killed_mid_draft_is_restarted_and_the_draft_completes")? {
+    if !keyring_session("worker_killed_mid_draft_is_restarted_and_the_draft_completes") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -683,7 +683,7 @@ impl Drop for ClinicServer {
 
 #[test]
 fn clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation() -> Result<()> {
-    if !keyring_session("clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation")? {
+    if !keyring_session("clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
@@ -748,8 +748,7 @@ fn clinic_server_killed_mid_draft_the_draft_comes_from_this_workstation() -> Res
 
 #[test]
 fn broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts() -> Result<()> {
-    if !keyring_session("broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts")?
-    {
+    if !keyring_session("broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts") {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());

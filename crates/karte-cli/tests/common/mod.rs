@@ -2,74 +2,17 @@
 //! `keyctl session` re-exec, TOTP codes from the printed enrolment, a ward's data directory and its users.
 #![allow(dead_code)]
 
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-use totp_rs::{Algorithm, Secret, TOTP};
 
-pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
+pub use karte_testkit::{keyring_session, Phone};
+
 pub const PASSWORD: &str = "ward-pass-2026";
 /// The amended text names the wife and her phone: the feedback export must not.
 pub const AMENDED: &str =
     "S）発熱と咳嗽。\nO）BT 38.4℃。\nP）妻の山田 花子さん（090-1234-5678）に説明。";
 pub const DICTATION: &str = "65歳男性。3日前から発熱と咳嗽あり、昨日から呼吸困難も出現。BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音を聴取。CRP 12.3mg/dL。市中肺炎を疑う。胸部X線を施行予定。";
-
-/// Re-runs `test` as `keyctl session - <this binary> <test> --exact`; true inside that child.
-pub fn keyring_session(test: &str) -> bool {
-    if std::env::var_os(IN_SESSION).is_some() {
-        return true;
-    }
-    let out = Command::new("keyctl")
-        .args(["session", "-"])
-        .arg(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_SESSION, "1")
-        .output()
-        .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} under keyctl session failed\n--- stdout\n{stdout}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
-}
-
-/// A phone with an authenticator app: the code for now (or the next step), never the same step twice.
-pub struct Phone {
-    pub totp: TOTP,
-    pub last: Cell<u64>,
-}
-
-impl Phone {
-    pub fn code(&self) -> String {
-        loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            // The store accepts the previous, current and next step, each once. The previous one only while
-            // well inside the current window, so it cannot expire on the way.
-            let (step_now, into) = (now / 30, now % 30);
-            let earliest = if into < 25 { step_now - 1 } else { step_now };
-            let step = earliest.max(self.last.get() + 1);
-            if step <= step_now + 1 {
-                self.last.set(step);
-                return self.totp.generate(step * 30);
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-    pub fn stale(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        self.totp.generate(now - 600)
-    }
-}
 
 pub struct Ward {
     pub dir: tempfile::TempDir,
@@ -117,7 +60,7 @@ impl Ward {
         let mut c = self.karte();
         c.args(["admin", "init", "--user", name])
             .env("KARTE_NEW_PASSWORD", PASSWORD);
-        phone_of(&ok(run(c, None)))
+        Phone::from_enrolment_output(&ok(run(c, None)))
     }
     pub fn add_user(&self, admin: &Phone, admin_name: &str, name: &str, role: &str) -> Phone {
         let o = self.run_as(
@@ -125,7 +68,22 @@ impl Ward {
             admin_name,
             &["admin", "user", "add", name, "--role", role],
         );
-        phone_of(&ok(o))
+        Phone::from_enrolment_output(&ok(o))
+    }
+    /// `karte draft - --no-llm --save` of [`DICTATION`] as `user`: the output, and the encounter id that ends it.
+    pub fn save_draft(&self, phone: &Phone, user: &str, patient: &str) -> (String, String) {
+        let out = ok(self.run_as_with(
+            phone.code(),
+            user,
+            &["draft", "-", "--no-llm", "--save", "--patient", patient],
+            Some(DICTATION),
+        ));
+        let id = out
+            .split_whitespace()
+            .last()
+            .unwrap_or_else(|| panic!("no encounter id in {out}"))
+            .to_string();
+        (out, id)
     }
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -174,24 +132,6 @@ pub fn fails(o: Output, code: &str, exit: i32) -> String {
         String::from_utf8_lossy(&o.stdout)
     );
     stderr
-}
-
-/// The enrolment printed once at user creation: `otpauth://totp/Karte:NAME?secret=…`.
-pub fn phone_of(stdout: &str) -> Phone {
-    let uri = stdout
-        .lines()
-        .find(|l| l.starts_with("otpauth://totp/"))
-        .unwrap_or_else(|| panic!("no otpauth URI in {stdout}"));
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap();
-    assert!(uri.contains("issuer=Karte"), "{uri}");
-    let bytes = Secret::Encoded(secret.to_string()).to_bytes().unwrap();
-    Phone {
-        totp: TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, "t".into()).unwrap(),
-        last: Cell::new(0),
-    }
 }
 
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

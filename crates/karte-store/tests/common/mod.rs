@@ -3,41 +3,10 @@
 #![allow(dead_code)]
 
 use karte_store::{Enrolment, KeyringBackend, Session, Store, StoreConfig};
-use std::cell::Cell;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use totp_rs::{Algorithm, Secret, TOTP};
 
-/// Set in the environment of a test process that already runs inside its own `keyctl session`.
-pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
-
-/// Keyring tests need a session keyring, which a plain process (CI, `cargo test` from an IDE) may not have. So
-/// each such test re-runs itself as `keyctl session - <this test binary> <test> --exact` and passes or fails with
-/// that child; inside the child this returns `true` and the test body runs. Each test gets a fresh, private
-/// session keyring, so tests never see each other's keys.
-pub fn keyring_session(test: &str) -> bool {
-    if std::env::var_os(IN_SESSION).is_some() {
-        return true;
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("keyctl")
-        .args(["session", "-"])
-        .arg(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_SESSION, "1")
-        .env("KARTE_KEYRING", "keyutils")
-        .output()
-        .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} under keyctl session failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    false
-}
+pub use karte_testkit::{keyring_session, Phone};
 
 pub fn config() -> StoreConfig {
     StoreConfig {
@@ -51,72 +20,30 @@ pub fn config() -> StoreConfig {
 
 pub const PASSWORD: &str = "pass-word-123";
 
-/// A user's phone: computes the current code, never the same time step twice (the store accepts each step
-/// once), waiting for the next step when the window is used up.
-pub struct Authenticator {
-    totp: TOTP,
-    last_step: Cell<u64>,
-}
-
-impl Authenticator {
-    pub fn new(e: &Enrolment) -> Self {
-        Self::from_base32(&e.totp_secret_base32)
-    }
-    pub fn from_base32(b32: &str) -> Self {
-        let secret = Secret::Encoded(b32.to_string()).to_bytes().unwrap();
-        Authenticator {
-            totp: TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, "test".into()).unwrap(),
-            last_step: Cell::new(0),
-        }
-    }
-    pub fn code(&self) -> String {
-        loop {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            let now = secs / 30;
-            // The store accepts the previous, current and next step, each once. The previous one only while
-            // well inside the current window, so it cannot expire on the way.
-            let into = secs % 30;
-            let earliest = if into < 25 { now - 1 } else { now };
-            let step = earliest.max(self.last_step.get() + 1);
-            if step <= now + 1 {
-                self.last_step.set(step);
-                return self.totp.generate(step * 30);
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-    /// A code that is certainly wrong now (the one for ten minutes ago).
-    pub fn stale_code(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        self.totp.generate(now - 600)
-    }
+/// The phone on which `e`'s user scanned the enrolment QR code.
+pub fn phone(e: &Enrolment) -> Phone {
+    Phone::from_base32(&e.totp_secret_base32)
 }
 
 /// A store with an admin, a physician and a nurse enrolled.
 pub struct Ward {
     pub store: Store,
-    pub admin: Authenticator,
-    pub physician: Authenticator,
-    pub nurse: Authenticator,
+    pub admin: Phone,
+    pub physician: Phone,
+    pub nurse: Phone,
 }
 
 impl Ward {
     pub fn new(dir: &Path, cfg: StoreConfig) -> Ward {
         let store = Store::open(dir, cfg).unwrap();
-        let admin = Authenticator::new(&store.init_admin("admin", PASSWORD).unwrap());
+        let admin = phone(&store.init_admin("admin", PASSWORD).unwrap());
         let s = store.login("admin", PASSWORD, &admin.code()).unwrap();
-        let physician = Authenticator::new(
+        let physician = phone(
             &store
                 .add_user(&s, "dr.sato", karte_store::Role::Physician, PASSWORD)
                 .unwrap(),
         );
-        let nurse = Authenticator::new(
+        let nurse = phone(
             &store
                 .add_user(&s, "ns.suzuki", karte_store::Role::Nurse, PASSWORD)
                 .unwrap(),

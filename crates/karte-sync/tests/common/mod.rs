@@ -10,14 +10,11 @@ use karte_sync::transport::{
     CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, PSEUDONYM_KEY_ENTRY, TOKEN_ENTRY,
 };
 use karte_sync::Uploader;
-use std::cell::Cell;
+use karte_testkit::Phone;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use totp_rs::{Algorithm, Secret, TOTP};
 
-pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
 pub const TOKEN: &str = "test-bearer-token-0123456789";
 pub const PASSWORD: &str = "pass-word-123";
 pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
@@ -25,33 +22,15 @@ pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
 pub const PSEUDONYM_KEY_HEX: &str =
     "6b617274652d746573742d70736575646f6e796d2d6b65792d33322d62797465";
 
-/// Re-runs the named test inside a fresh `keyctl session` (see karte-store's tests); true inside it.
+/// Re-runs the named test inside a fresh `keyctl session` (see karte-testkit); true inside it.
+///
+/// The upload credentials are workstation-wide entries, and the kernel keyring's persistent part is shared by
+/// every session of the user: one test's delete or re-install would otherwise pull them from under another. So the
+/// sync tests take turns.
 pub fn keyring_session(test: &str) -> bool {
-    if std::env::var_os(IN_SESSION).is_some() {
-        return true;
-    }
-    // The upload credentials are workstation-wide entries, and the kernel keyring's persistent part is shared by
-    // every session of the user: one test's delete or re-install would otherwise pull them from under another.
     static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new("keyctl")
-        .args(["session", "-"])
-        .arg(&exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(IN_SESSION, "1")
-        .env("KARTE_KEYRING", "keyutils")
-        .output()
-        .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} under keyctl session failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    eprintln!("{stderr}");
-    false
+    karte_testkit::keyring_session(test)
 }
 
 pub fn config() -> StoreConfig {
@@ -61,38 +40,6 @@ pub fn config() -> StoreConfig {
         max_failed_logins: 5,
         lockout: Duration::from_secs(15 * 60),
         workstation: "ws-test-01".into(),
-    }
-}
-
-/// A phone computing TOTP codes, never the same step twice.
-pub struct Authenticator {
-    totp: TOTP,
-    last_step: Cell<u64>,
-}
-
-impl Authenticator {
-    pub fn from_base32(b32: &str) -> Self {
-        let secret = Secret::Encoded(b32.to_string()).to_bytes().unwrap();
-        Authenticator {
-            totp: TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, None, "test".into()).unwrap(),
-            last_step: Cell::new(0),
-        }
-    }
-    pub fn code(&self) -> String {
-        loop {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs();
-            let now = secs / 30;
-            let earliest = if secs % 30 < 25 { now - 1 } else { now };
-            let step = earliest.max(self.last_step.get() + 1);
-            if step <= now + 1 {
-                self.last_step.set(step);
-                return self.totp.generate(step * 30);
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 }
 
@@ -107,7 +54,7 @@ pub struct Ward {
 impl Ward {
     pub fn new(dir: &Path) -> Ward {
         let store = Store::open(dir, config()).unwrap();
-        let a = Authenticator::from_base32(
+        let a = Phone::from_base32(
             &store
                 .init_admin("admin", PASSWORD)
                 .unwrap()
@@ -124,14 +71,14 @@ impl Ward {
             .login(
                 "dr.sato",
                 PASSWORD,
-                &Authenticator::from_base32(&d.totp_secret_base32).code(),
+                &Phone::from_base32(&d.totp_secret_base32).code(),
             )
             .unwrap();
         let nurse = store
             .login(
                 "ns.suzuki",
                 PASSWORD,
-                &Authenticator::from_base32(&n.totp_secret_base32).code(),
+                &Phone::from_base32(&n.totp_secret_base32).code(),
             )
             .unwrap();
         Ward {
