@@ -2,7 +2,9 @@
 //!
 //! Byte-level BPE vocabularies (Qwen, SmolLM2) split one Japanese character (3 bytes) across two or three tokens, so a
 //! token's piece is often not valid UTF-8 on its own. Emitting pieces lossily would put U+FFFD into the nurse's note;
-//! instead we hold back an incomplete tail until the next token completes it.
+//! instead we hold back an incomplete tail until the next token completes it. A generation cut mid-character (token
+//! or time limit) ends at the last whole character: what is held back then is half a character, not text, and is
+//! dropped with the stream.
 
 /// Accumulates raw token bytes and hands out only complete UTF-8 text.
 #[derive(Debug, Default)]
@@ -44,13 +46,6 @@ impl Utf8Stream {
             }
         }
     }
-
-    /// Flushes whatever is left at the end of a generation (a dangling partial character becomes U+FFFD).
-    pub(crate) fn finish(&mut self) -> String {
-        let rest = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        rest
-    }
 }
 
 #[cfg(test)]
@@ -69,7 +64,6 @@ mod tests {
             assert!(!piece.contains('\u{FFFD}'));
             out.push_str(&piece);
         }
-        out.push_str(&s.finish());
         assert_eq!(out, text);
     }
 
@@ -82,7 +76,6 @@ mod tests {
         for chunk in bytes.chunks(4) {
             out.push_str(&s.push(chunk));
         }
-        out.push_str(&s.finish());
         assert_eq!(out, text);
     }
 
@@ -90,7 +83,8 @@ mod tests {
     fn invalid_bytes_do_not_stall() {
         let mut s = Utf8Stream::default();
         assert_eq!(s.push(b"a\xffb"), "a\u{FFFD}b");
+        // Half a character is held back, never shown (a cut generation ends before it).
         assert_eq!(s.push(&"あ".as_bytes()[..2]), "");
-        assert_eq!(s.finish(), "\u{FFFD}");
+        assert_eq!(s.push(&"あい".as_bytes()[2..]), "あい");
     }
 }

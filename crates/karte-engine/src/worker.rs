@@ -888,14 +888,6 @@ impl Worker<'_> {
         let _ = self.ctx.clear_kv_cache_seq(Some(s.seq as u32), None, None);
         self.free_seqs.push(s.seq);
         s.stats.stop = stop;
-        let rest = s.utf8.finish();
-        if !rest.is_empty() && s.listening && stop != StopReason::Cancelled {
-            if s.stats.ttft_ms == 0.0 {
-                s.stats.ttft_ms = ms(s.submitted);
-            }
-            s.text.push_str(&rest);
-            let _ = s.events.send(GenEvent::Token(rest));
-        }
         if s.t_gen.is_none() {
             s.stats.prompt_ms = ms(s.t_prompt);
         }

@@ -207,6 +207,39 @@ fn japanese_prompt_streams_valid_utf8() {
     );
 }
 
+/// SmolLM2's vocabulary spells most kanji as two or three byte tokens, so a token limit often falls inside a
+/// character. The answer then ends at the last whole character: never U+FFFD in a nurse's note.
+#[test]
+fn an_answer_cut_inside_a_character_ends_at_the_last_whole_one() {
+    let _g = serial();
+    let engine = load();
+    let request = |max_tokens| GenerateRequest {
+        max_tokens,
+        ..chat("次の文をそのまま書き写してください：患者は昨日から頭痛と発熱を訴えている。")
+    };
+    let (full, _) = engine
+        .generate(request(24), &CancelToken::new(), &mut |_| {})
+        .unwrap();
+    let mut held_back = 0;
+    let mut previous = String::new();
+    for n in 1..=24 {
+        let (text, stats) = engine
+            .generate(request(n), &CancelToken::new(), &mut |_| {})
+            .unwrap();
+        assert!(!text.contains('\u{FFFD}'), "max_tokens {n}: {text:?}");
+        assert!(
+            full.starts_with(&text),
+            "max_tokens {n}: {text:?} / {full:?}"
+        );
+        if stats.stop == StopReason::MaxTokens && text == previous {
+            // One more token and no more text: that token is part of a character still incomplete.
+            held_back += 1;
+        }
+        previous = text;
+    }
+    assert!(held_back > 0, "no cut fell inside a character: {full:?}");
+}
+
 #[test]
 fn cancel_after_first_token_is_engine_cancelled() {
     let _g = serial();
