@@ -138,6 +138,39 @@ fn succeeds(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
+/// Free space below which `test` starts cold rather than run out of disk halfway.
+const MIN_FREE_BYTES: u64 = 25 << 30;
+
+/// The target dir lives outside the clone so that CI reruns are incremental, but nothing ever removes what a run
+/// leaves behind: each new clone folder, feature mix or dependency change adds its own test binaries, each with
+/// llama.cpp linked in (several GB per run). When the disk runs low, the debug build is removed and the run starts
+/// cold, which fits in CI's time (BENCHMARKS.md, "CI"); release builds, the UI's wasm and the caches stay.
+fn keep_disk_space() -> Result<()> {
+    let debug = target_dir().join("debug");
+    if !debug.exists() {
+        return Ok(());
+    }
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(&debug)
+        .output()
+        .context("df")?;
+    let free: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("cannot read free space from df: {out:?}"))?;
+    if free >= MIN_FREE_BYTES {
+        return Ok(());
+    }
+    step(&format!(
+        "test: only {} GB free on the disk of {}: removing the debug build, this run starts cold",
+        free >> 30,
+        debug.display()
+    ));
+    std::fs::remove_dir_all(&debug).with_context(|| format!("removing {}", debug.display()))
+}
+
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(project_root());
@@ -298,6 +331,7 @@ fn fetch_model(name: Option<&str>) -> Result<()> {
 }
 
 fn test() -> Result<()> {
+    keep_disk_space()?;
     step("test: formatting");
     run(cargo().args(["fmt", "--all", "--check"]))?;
     step("test: building the UI (the desktop crate embeds it)");
