@@ -267,7 +267,7 @@ pub fn export(store: Store, cmd: ExportCmd) -> Result<()> {
             let s = sign_in(&store, &auth)?;
             let doc = store.outbox_document(&s, &encounter)?;
             let policy = PatientPolicy::for_settings_file(
-                &karte_sync::settings::default_path(),
+                &karte_sync::settings::Settings::default_path(),
                 backend()?,
             )?;
             let bundle = policy.bundle(&doc);

@@ -5,17 +5,9 @@ mod common;
 
 use common::*;
 
-/// The upload credentials are workstation-wide keyring entries, and the kernel keyring's persistent part is shared
-/// by every session of the user: these tests install and remove the same entries, so they take turns.
-fn sync_entries() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[test]
 fn queue_status_flush_and_fhir_export() {
-    let _g = sync_entries();
-    if !keyring_session("queue_status_flush_and_fhir_export") {
+    if !karte_testkit::keyring_session_in_turn("queue_status_flush_and_fhir_export") {
         return;
     }
     let w = Ward::new();
@@ -140,8 +132,8 @@ const PSEUDONYM_KEY: &str = "6b617274652d636c692d70736575646f6e796d2d6b6579";
 /// by karte-sync's tests: each sign-in here costs a TOTP step, 30 s once a user's first three are used.)
 #[test]
 fn credentials_are_checked_and_all_failed_are_retried() {
-    let _g = sync_entries();
-    if !keyring_session("credentials_are_checked_and_all_failed_are_retried") {
+    if !karte_testkit::keyring_session_in_turn("credentials_are_checked_and_all_failed_are_retried")
+    {
         return;
     }
     let w = Ward::new();

@@ -387,9 +387,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod server_code_tests {
     use super::Code;
 
-    /// karte-server / karte-llm codes cross HTTP as strings: the serde name, `as_str` and the exit status agree.
+    /// karte-server / karte-llm codes cross HTTP, and karte-sync's cross the CLI and Tauri IPC, as strings: the serde
+    /// name, `as_str` and the exit status agree.
     #[test]
-    fn server_and_llm_codes_round_trip_as_their_strings() {
+    fn server_llm_and_sync_codes_round_trip_as_their_strings() {
         let table: &[(Code, &str, u8)] = &[
             (Code::LlmUnreachable, "llm.unreachable", 1),
             (Code::LlmTimeout, "llm.timeout", 1),
@@ -405,27 +406,6 @@ mod server_code_tests {
             (Code::ServerStoreFailed, "server.store_failed", 1),
             (Code::WorkerStartFailed, "worker.start_failed", 1),
             (Code::WorkerCrashed, "worker.crashed", 1),
-        ];
-        for (code, s, exit) in table {
-            assert_eq!(code.as_str(), *s);
-            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(s));
-            assert_eq!(
-                serde_json::from_value::<Code>(serde_json::json!(s)).unwrap(),
-                *code
-            );
-            assert_eq!(code.exit_status(), *exit, "{s}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod sync_session4_code_tests {
-    use super::Code;
-
-    /// karte-sync's session-4 codes cross the CLI and Tauri IPC as strings: serde name, `as_str` and exit status.
-    #[test]
-    fn sync_session4_codes_round_trip_as_their_strings() {
-        let table: &[(Code, &str, u8)] = &[
             (Code::SyncEndpointInvalid, "sync.endpoint_invalid", 6),
             (Code::SyncAlreadySent, "sync.already_sent", 2),
             (

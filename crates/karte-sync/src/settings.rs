@@ -3,14 +3,9 @@
 //! the bearer token and the pseudonym key live in the keyring ([`crate::credentials`]).
 
 use karte_core::{Code, Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use karte_settings::{Settings, SyncSettings, SETTINGS_ENV};
-
-/// Where this machine's settings file is (karte-settings' path rule).
-pub fn default_path() -> PathBuf {
-    Settings::default_path()
-}
 
 /// The `[sync]` section of the settings file at `path`: `sync.not_configured` when the file or the section is
 /// absent (documents then wait in the queue), `config.invalid` when the file is wrong.

@@ -190,7 +190,7 @@ impl Uploader {
 
     /// [`Uploader::open`] on this machine's settings file: what the CLI and the desktop use.
     pub fn from_store(store: Arc<Store>, backend: KeyringBackend) -> Result<Uploader> {
-        Uploader::open(store, &settings::default_path(), backend)
+        Uploader::open(store, &settings::Settings::default_path(), backend)
     }
 
     pub fn policy(&self) -> &PatientPolicy {

@@ -41,6 +41,15 @@ pub fn keyring_session(test: &str) -> bool {
     false
 }
 
+/// [`keyring_session`] for tests that install or remove workstation-wide keyring entries (the upload credentials):
+/// the kernel keyring's persistent part is shared by every session of the user, so one test's delete or re-install
+/// would pull them from under another. These tests take turns; the others still run side by side.
+pub fn keyring_session_in_turn(test: &str) -> bool {
+    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
+    keyring_session(test)
+}
+
 /// A staff member's authenticator app. The store accepts each 30-second step once, so the phone never gives the
 /// same step twice and waits for the next one when the window is used up: a test can sign in many times a minute.
 pub struct Phone {

@@ -1,6 +1,6 @@
 //! What the CLI tests that run the real `karte` binary on a real SQLCipher data directory share: the
 //! `keyctl session` re-exec, TOTP codes from the printed enrolment, a ward's data directory and its users.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses its own part of this module
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -22,16 +22,8 @@ pub const BACKEND: KeyringBackend = KeyringBackend::KernelKeyutils;
 pub const PSEUDONYM_KEY_HEX: &str =
     "6b617274652d746573742d70736575646f6e796d2d6b65792d33322d62797465";
 
-/// Re-runs the named test inside a fresh `keyctl session` (see karte-testkit); true inside it.
-///
-/// The upload credentials are workstation-wide entries, and the kernel keyring's persistent part is shared by
-/// every session of the user: one test's delete or re-install would otherwise pull them from under another. So the
-/// sync tests take turns.
-pub fn keyring_session(test: &str) -> bool {
-    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = TURNS.lock().unwrap_or_else(|p| p.into_inner());
-    karte_testkit::keyring_session(test)
-}
+/// The sync tests install and remove the workstation-wide upload credentials: they take turns.
+pub use karte_testkit::keyring_session_in_turn as keyring_session;
 
 pub fn config() -> StoreConfig {
     StoreConfig {
