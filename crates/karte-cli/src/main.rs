@@ -7,7 +7,7 @@ mod sync_cmds;
 use clap::{Parser, Subcommand, ValueEnum};
 use karte_api::{DraftOptions, Drafter, Progress};
 use karte_core::{Code, DraftOutput, Error, Result, Section};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -207,22 +207,21 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Re
 }
 
 pub(crate) fn read_input(file: Option<PathBuf>) -> Result<String> {
-    let mut bytes = Vec::new();
-    match file {
+    let bytes = match file {
         Some(p) if p.as_os_str() != "-" => {
-            bytes = std::fs::read(&p).map_err(|e| {
+            let unreadable = |e: std::io::Error| {
                 Error::new(
                     Code::InputUnreadable,
                     format!("入力ファイル {} を読めません: {e}", p.display()),
                 )
-            })?;
+            };
+            let f = std::fs::File::open(&p).map_err(unreadable)?;
+            karte_core::read_bounded(f).map_err(unreadable)??
         }
-        _ => {
-            std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-                Error::new(Code::InputUnreadable, format!("標準入力を読めません: {e}"))
-            })?;
-        }
-    }
+        _ => karte_core::read_bounded(std::io::stdin().lock()).map_err(|e| {
+            Error::new(Code::InputUnreadable, format!("標準入力を読めません: {e}"))
+        })??,
+    };
     karte_core::pipeline::decode(bytes)
 }
 

@@ -104,6 +104,22 @@ pub enum AdminCmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Write a checked, encrypted copy of the whole store (administrators). Safe while the app is in use; only this
+    /// workstation's keyring opens the copy. Refuses to overwrite a file.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        auth: SignIn,
+    },
+    /// Put a backup back in place of this data directory's database, signing in as an administrator of the
+    /// backup. Close the Karte app on this workstation first. The replaced file is kept beside it.
+    Restore {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        auth: SignIn,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +273,13 @@ pub enum FeedbackCmd {
 }
 
 pub fn run(cmd: StoreCmd) -> Result<()> {
+    // Restore works when the live database cannot be opened at all: it never opens it.
+    if let StoreCmd::Admin {
+        cmd: AdminCmd::Restore { file, auth },
+    } = cmd
+    {
+        return restore(&file, &auth);
+    }
     let store = Store::open_default()?;
     match cmd {
         StoreCmd::Admin { cmd } => admin(&store, cmd),
@@ -364,7 +387,57 @@ fn admin(store: &Store, cmd: AdminCmd) -> Result<()> {
                 out(&format!("ロックを解除しました: {name}"))
             }
         },
+        AdminCmd::Backup { to, auth } => {
+            let s = sign_in(store, &auth)?;
+            let r = store.backup(&s, &to)?;
+            out(&format!(
+                "バックアップを書き出して検査しました: {}（{} バイト、記録の版 {} 件、監査ログ #{}{}まで）",
+                to.display(),
+                r.bytes,
+                r.contents.versions,
+                r.contents.last_audit_seq,
+                at(&r.contents.last_audit_at)
+            ))
+        }
+        // `run` sends restore here only if it stops dispatching it before opening the store; still correct then.
+        AdminCmd::Restore { file, auth } => restore(&file, &auth),
     }
+}
+
+fn at(time: &Option<String>) -> String {
+    time.as_deref()
+        .map(|t| format!("（{t}）"))
+        .unwrap_or_default()
+}
+
+fn restore(file: &std::path::Path, who: &SignIn) -> Result<()> {
+    let (password, code) = credentials()?;
+    let r = Store::restore(
+        &karte_store::default_data_dir()?,
+        karte_store::StoreConfig::from_env()?,
+        file,
+        &who.user,
+        &password,
+        &code,
+    )?;
+    let mut text = format!(
+        "復元しました。このバックアップは監査ログ #{}{}までの記録です（記録の版 {} 件）。",
+        r.contents.last_audit_seq,
+        at(&r.contents.last_audit_at),
+        r.contents.versions
+    );
+    if let Some(n) = r.lost_audit_entries.filter(|n| *n > 0) {
+        text.push_str(&format!(
+            "\nそれ以降の操作 {n} 件はこのバックアップにありません（復元したことは監査ログに記録しました）。"
+        ));
+    }
+    if let Some(p) = &r.replaced {
+        text.push_str(&format!(
+            "\n置き換えた元のファイルは {} に残しています。",
+            p.display()
+        ));
+    }
+    out(&text)
 }
 
 fn audit(store: &Store, cmd: AuditCmd) -> Result<()> {
@@ -449,6 +522,12 @@ pub fn saved_line(saved: Option<&str>) -> String {
 }
 
 pub(crate) fn sign_in(store: &Store, who: &SignIn) -> Result<Session> {
+    let (password, code) = credentials()?;
+    store.login(&who.user, &password, &code)
+}
+
+/// The password and TOTP code of the one signing in: from the environment, or asked on the terminal.
+fn credentials() -> Result<(Zeroizing<String>, Zeroizing<String>)> {
     let password = from_env_or_prompt("KARTE_PASSWORD", "パスワード: ").ok_or_else(|| {
         Error::new(
             Code::AuthFailed,
@@ -461,7 +540,7 @@ pub(crate) fn sign_in(store: &Store, who: &SignIn) -> Result<Session> {
             "確認コードを入力できません（端末がありません）。KARTE_TOTP に認証アプリの6桁のコードを設定してください。",
         )
     })?;
-    store.login(&who.user, &password, &code)
+    Ok((password, code))
 }
 
 fn from_env_or_prompt(var: &str, prompt: &str) -> Option<Zeroizing<String>> {

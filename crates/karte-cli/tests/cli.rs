@@ -175,6 +175,54 @@ fn bad_input_table() {
     assert_eq!(error_code(&o), "input.unreadable");
 }
 
+/// Every reader stops at its limit: a device or an endless pipe is `input.too_large` after a bounded read, not
+/// after reading gigabytes into memory (abuse test F4: 16 GB from the zero device in 16 s).
+#[test]
+fn endless_and_device_input_is_refused_at_the_limit() {
+    let readers: &[&[&str]] = &[
+        &["draft", "--no-llm"],
+        &["scan"],
+        &["redact"],
+        &["guard", "check"],
+    ];
+    for args in readers {
+        let o = karte().args(*args).arg("/dev/zero").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("[input.too_large]"), "{args:?}: {err}");
+    }
+
+    // An endless pipe: the writer keeps going until the reader stops taking bytes.
+    let mut child = karte()
+        .args(["draft", "-", "--no-llm"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let line = "発熱と咳嗽あり\n".repeat(256);
+        let mut written = 0usize;
+        // 256 MiB is where the old reader would still be reading; the bounded one stops 3 orders earlier.
+        while written < 256 << 20 {
+            match stdin.write_all(line.as_bytes()) {
+                Ok(()) => written += line.len(),
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    let o = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[input.too_large]"));
+    assert!(
+        written < 4 << 20,
+        "{written} bytes were taken from the pipe before the answer"
+    );
+}
+
 fn draft_with_model(model: &str, dir: Option<&Path>) -> Output {
     let mut c = karte();
     c.args(["draft", "-", "--format", "json", "--model", model]);

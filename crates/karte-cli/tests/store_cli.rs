@@ -328,3 +328,84 @@ fn wrong_password_wrong_code_replay_lockout_disabled_no_keyring() {
     let e = fails(run(c, None), "keyring.unavailable", 5);
     assert!(e.contains("gnome-keyring"), "{e}");
 }
+
+/// The abuse test's F1 as IT met it: an emptied `karte.db` beside its `store-id` and keyring key must be refused as
+/// damage, never re-created (then `admin init` "worked" and every record was gone); `admin restore` brings the
+/// backup back and the audit log verifies.
+#[test]
+fn an_emptied_database_is_refused_and_restored_from_backup() {
+    if !keyring_session("an_emptied_database_is_refused_and_restored_from_backup") {
+        return;
+    }
+    let w = Ward::new();
+    let admin = w.init_admin("admin");
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+    let (_, kept) = w.save_draft(&doc, "dr.sato", "P-0001");
+    let backup = w.path().join("backup").join("karte-2026-12-05.db");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    let said = ok(w.run_as(
+        &admin,
+        "admin",
+        &["admin", "backup", "--to", backup.to_str().unwrap()],
+    ));
+    assert!(said.contains("検査しました"), "{said}");
+    let (_, lost) = w.save_draft(&doc, "dr.sato", "P-0002");
+
+    let db = w.path().join("karte.db");
+    // A damaged page first: one code and one message on stderr, none of SQLCipher's own diagnostic lines.
+    let whole = std::fs::read(&db).unwrap();
+    let mut damaged = whole.clone();
+    for page in damaged.chunks_mut(4096).skip(1) {
+        page[100..164].copy_from_slice(&[0x5a; 64]);
+    }
+    std::fs::write(&db, &damaged).unwrap();
+    let err = fails(
+        w.run_as(&admin, "admin", &["audit", "verify"]),
+        "store.corrupt",
+        5,
+    );
+    assert!(
+        !err.contains("ERROR CORE") && !err.to_lowercase().contains("sqlcipher"),
+        "{err}"
+    );
+    std::fs::write(&db, &whole).unwrap();
+    std::fs::write(&db, b"").unwrap();
+    let err = fails(
+        w.run_as(&admin, "admin", &["admin", "user", "list"]),
+        "store.corrupt",
+        5,
+    );
+    assert!(err.contains("karte admin restore"), "{err}");
+    let mut init = w.karte();
+    init.args(["admin", "init", "--user", "boss"])
+        .env("KARTE_NEW_PASSWORD", PASSWORD);
+    fails(run(init, None), "store.corrupt", 5);
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "left as it was");
+
+    // A nurse-level mistake: a file that is not this store's backup.
+    let foreign = w.path().join("not-a-backup.db");
+    std::fs::write(&foreign, vec![7u8; 8192]).unwrap();
+    fails(
+        w.run_as(
+            &admin,
+            "admin",
+            &["admin", "restore", foreign.to_str().unwrap()],
+        ),
+        "store.backup_invalid",
+        5,
+    );
+    let said = ok(w.run_as(
+        &admin,
+        "admin",
+        &["admin", "restore", backup.to_str().unwrap()],
+    ));
+    assert!(said.contains("復元しました"), "{said}");
+    assert!(said.contains("置き換えた元のファイル"), "{said}");
+    ok(w.run_as(&admin, "admin", &["audit", "verify"]));
+    ok(w.run_as(&doc, "dr.sato", &["history", &kept]));
+    fails(
+        w.run_as(&doc, "dr.sato", &["history", &lost]),
+        "record.not_found",
+        2,
+    );
+}

@@ -192,6 +192,11 @@ pub enum Code {
     /// The server's certificate is not valid yet: almost always the workstation's clock.
     #[serde(rename = "sync.cert_not_yet_valid")]
     SyncCertNotYetValid,
+    // karte-store (session 6)
+    /// `admin restore` of a file that this store's key does not open (another workstation's or data directory's
+    /// backup) or that fails its integrity check: nothing was changed.
+    #[serde(rename = "store.backup_invalid")]
+    StoreBackupInvalid,
 }
 
 impl Code {
@@ -282,6 +287,7 @@ impl Code {
             Code::SyncAlreadySent => "sync.already_sent",
             Code::SyncPseudonymKeyMissing => "sync.pseudonym_key_missing",
             Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
+            Code::StoreBackupInvalid => "store.backup_invalid",
         }
     }
 
@@ -353,6 +359,7 @@ impl Code {
             Code::SyncEndpointInvalid
             | Code::SyncPseudonymKeyMissing
             | Code::SyncCertNotYetValid => 6,
+            Code::StoreBackupInvalid => 5,
             _ => 1,
         }
     }
@@ -414,6 +421,7 @@ mod server_code_tests {
                 6,
             ),
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
+            (Code::StoreBackupInvalid, "store.backup_invalid", 5),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

@@ -297,9 +297,11 @@ pub fn extract(norm: &Normalized, clauses: &[Clause]) -> Vec<Found> {
     drop_nested_terms(&mut out);
     inherit_enumeration_negation(clauses, &mut out);
     for d in crate::wareki::find_dates(&norm.text) {
+        // Clauses are in text order: the last one starting at or before the date holds it.
         let clause = clauses
-            .iter()
-            .position(|c| c.start <= d.start && d.start < c.end)
+            .partition_point(|c| c.start <= d.start)
+            .checked_sub(1)
+            .filter(|&i| d.start < clauses[i].end)
             .unwrap_or(0);
         let mut f = Fact::new(FactKind::Date, "日付", norm.orig_span(d.start, d.end));
         f.value = Some(d.iso);
@@ -578,16 +580,25 @@ fn drop_nested_terms(found: &mut Vec<Found>) {
                 | FactKind::Drug
         )
     };
-    let spans: Vec<(usize, usize, FactKind)> = found
+    // One sweep in (start, longest first) order instead of comparing every pair: a pasted log of 10,000 repeated
+    // findings made the pairwise check take seconds. A term is nested when an earlier span of the order, other
+    // than its own bounds, reaches at least as far: that span starts no later and is strictly longer.
+    let mut spans: Vec<(usize, usize)> = found
         .iter()
-        .map(|f| (f.start, f.end, f.fact.kind))
+        .filter(|f| term(f.fact.kind))
+        .map(|f| (f.start, f.end))
         .collect();
-    found.retain(|f| {
-        !term(f.fact.kind)
-            || !spans.iter().any(|&(s, e, k)| {
-                term(k) && s <= f.start && f.end <= e && (e - s) > (f.end - f.start)
-            })
-    });
+    spans.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    spans.dedup();
+    let mut nested = std::collections::HashSet::new();
+    let mut reach: Option<usize> = None;
+    for &(s, e) in &spans {
+        if reach.is_some_and(|r| r >= e) {
+            nested.insert((s, e));
+        }
+        reach = Some(reach.map_or(e, |r| r.max(e)));
+    }
+    found.retain(|f| !term(f.fact.kind) || !nested.contains(&(f.start, f.end)));
 }
 
 fn oxygen_note(after: &str) -> Option<String> {
@@ -599,11 +610,15 @@ fn oxygen_note(after: &str) -> Option<String> {
 
 /// 「咽頭痛、鼻汁なし」: a clause that only lists findings takes the polarity of the next clause of its sentence.
 fn inherit_enumeration_negation(clauses: &[Clause], found: &mut [Found]) {
+    let findings =
+        |k: FactKind| matches!(k, FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis);
+    // Each clause's facts, gathered once (filtering all facts per clause was quadratic in long inputs).
+    let by_clause = indices_by_clause(clauses.len(), found);
     let lists_only = |ci: usize, found: &[Found]| -> bool {
         let cl = &clauses[ci];
         let mut rest: Vec<bool> = vec![true; cl.end - cl.start];
-        for f in found.iter().filter(|f| f.clause == ci) {
-            for i in f.start..f.end {
+        for &fi in &by_clause[ci] {
+            for i in found[fi].start..found[fi].end {
                 rest[i - cl.start] = false;
             }
         }
@@ -615,7 +630,7 @@ fn inherit_enumeration_negation(clauses: &[Clause], found: &mut [Found]) {
             .map(|(c, _)| c)
             .collect();
         let leftover = leftover.replace("及び", "");
-        found.iter().any(|f| f.clause == ci)
+        !by_clause[ci].is_empty()
             && leftover
                 .chars()
                 .all(|c| c.is_whitespace() || "やと・/,、".contains(c))
@@ -628,25 +643,26 @@ fn inherit_enumeration_negation(clauses: &[Clause], found: &mut [Found]) {
         {
             continue;
         }
-        let negate = found
+        let negate = by_clause[next]
             .iter()
-            .filter(|f| {
-                f.clause == next
-                    && matches!(
-                        f.fact.kind,
-                        FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis
-                    )
-            })
-            .any(|f| f.fact.negated);
+            .any(|&fi| findings(found[fi].fact.kind) && found[fi].fact.negated);
         if negate {
-            for f in found.iter_mut().filter(|f| f.clause == ci) {
-                if matches!(
-                    f.fact.kind,
-                    FactKind::Symptom | FactKind::Exam | FactKind::Diagnosis
-                ) {
-                    f.fact.negated = true;
+            for &fi in &by_clause[ci] {
+                if findings(found[fi].fact.kind) {
+                    found[fi].fact.negated = true;
                 }
             }
         }
     }
+}
+
+/// `out[clause]` = the positions in `found` of that clause's facts.
+pub(crate) fn indices_by_clause(clauses: usize, found: &[Found]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); clauses];
+    for (i, f) in found.iter().enumerate() {
+        if let Some(v) = out.get_mut(f.clause) {
+            v.push(i);
+        }
+    }
+    out
 }

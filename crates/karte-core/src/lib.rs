@@ -15,5 +15,7 @@ pub mod types;
 pub mod wareki;
 
 pub use error::{Code, Error, Result};
-pub use pipeline::{analyze, draft_floor, validate, MAX_INPUT_CHARS};
+pub use pipeline::{
+    analyze, draft_floor, read_bounded, validate, MAX_INPUT_BYTES, MAX_INPUT_CHARS,
+};
 pub use types::*;

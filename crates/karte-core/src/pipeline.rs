@@ -35,6 +35,26 @@ pub fn validate(input: &str) -> Result<()> {
     Ok(())
 }
 
+/// The most bytes any reader takes before answering `input.too_large`: [`MAX_INPUT_CHARS`] characters of up to 4
+/// bytes each, plus a byte-order mark. Reading stops here, so an endless pipe or a device costs bounded memory.
+pub const MAX_INPUT_BYTES: u64 = MAX_INPUT_CHARS as u64 * 4 + 3;
+
+/// Reads at most [`MAX_INPUT_BYTES`] (and one more, to tell whether there was more) from a file, a pipe or stdin.
+pub fn read_bounded(reader: impl std::io::Read) -> std::io::Result<Result<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    reader.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Ok(Err(Error::new(
+            Code::InputTooLarge,
+            format!(
+                "入力が大きすぎます（{MAX_INPUT_BYTES}バイトを超えています）。{MAX_INPUT_CHARS}文字以内に分けて入力してください。"
+            ),
+        )));
+    }
+    Ok(Ok(bytes))
+}
+
 /// Decode bytes from a file or stdin: invalid UTF-8 is an error, never silently replaced.
 pub fn decode(bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
@@ -106,12 +126,13 @@ pub fn analyze(input: &str) -> Result<Analysis> {
         }
     }
     let mut found = extract::extract(&norm, &clauses);
+    let by_clause = extract::indices_by_clause(clauses.len(), &found);
     let mut sections: Vec<Section> = clauses
         .iter()
         .enumerate()
         .map(|(i, c)| {
             forced[i].unwrap_or_else(|| {
-                let fs: Vec<&Found> = found.iter().filter(|f| f.clause == i).collect();
+                let fs: Vec<&Found> = by_clause[i].iter().map(|&fi| &found[fi]).collect();
                 classify::classify(&c.text, &fs)
             })
         })
@@ -189,14 +210,43 @@ fn inherit_from_sentence(
     let dependent: Vec<bool> = (0..clauses.len())
         .map(|i| bare[i] || connective[i] || empty[i])
         .collect();
-    let historic = |i: usize, found: &[Found]| {
-        found
-            .iter()
-            .any(|f| f.clause == i && f.fact.kind == FactKind::History)
+    // Every per-clause question below is answered from these lists, gathered once: scanning all facts (or all
+    // earlier clauses of the sentence) for each clause made a pasted log of thousands of findings quadratic.
+    let by_clause = crate::extract::indices_by_clause(clauses.len(), found);
+    let mut has_history: Vec<bool> = kinds
+        .iter()
+        .map(|k| k.contains(&FactKind::History))
+        .collect();
+    let historic = |i: usize, has_history: &[bool]| {
+        has_history[i]
             || crate::extract::HISTORY_CUES
                 .iter()
                 .any(|c| clauses[i].text.contains(c))
     };
+    // Diagnoses of clause `i` read as history; true when there was one.
+    let to_history = |i: usize, found: &mut [Found]| {
+        let mut any = false;
+        for &fi in &by_clause[i] {
+            let f = &mut found[fi].fact;
+            if f.kind == FactKind::Diagnosis {
+                f.kind = FactKind::History;
+                f.certainty = None;
+                any = true;
+            }
+        }
+        any
+    };
+    // The nearest earlier clause of the same sentence that is not dependent, for each clause.
+    let mut prev_independent: Vec<Option<usize>> = vec![None; clauses.len()];
+    for i in 1..clauses.len() {
+        if clauses[i - 1].sentence == clauses[i].sentence {
+            prev_independent[i] = if dependent[i - 1] {
+                prev_independent[i - 1]
+            } else {
+                Some(i - 1)
+            };
+        }
+    }
     let mut context: Vec<Option<usize>> = vec![None; clauses.len()];
     for i in (0..clauses.len()).rev() {
         if !(bare[i] || connective[i]) {
@@ -213,16 +263,7 @@ fn inherit_from_sentence(
             None
         };
         let next = next.filter(|&c| bare[i] || sections[c] == Section::Plan);
-        context[i] = next.or_else(|| {
-            if bare[i] {
-                (0..i)
-                    .rev()
-                    .take_while(|&j| same(j))
-                    .find(|&j| !dependent[j])
-            } else {
-                None
-            }
-        });
+        context[i] = next.or_else(|| if bare[i] { prev_independent[i] } else { None });
     }
     // 「来院時、意識清明、BT 38.6℃」: a time qualifier that opens a sentence belongs to what follows it.
     let time_qualifier = |t: &str| {
@@ -239,22 +280,16 @@ fn inherit_from_sentence(
         }
     }
     // 「既往に高血圧症、2型糖尿病があり」: 既往 opens a list that runs to the end of its sentence.
+    let mut opened = false;
     for i in 1..clauses.len() {
-        let opened = (0..i)
-            .rev()
-            .take_while(|&j| clauses[j].sentence == clauses[i].sentence)
-            .any(|j| clauses[j].text.contains("既往"));
+        // 既往 in an earlier clause of this sentence.
+        opened = clauses[i - 1].sentence == clauses[i].sentence
+            && (opened || clauses[i - 1].text.contains("既往"));
         if opened
             && sections[i] == Section::Assessment
             && !classify::has_assess_cue(&clauses[i].text)
         {
-            for f in found
-                .iter_mut()
-                .filter(|f| f.clause == i && f.fact.kind == FactKind::Diagnosis)
-            {
-                f.fact.kind = FactKind::History;
-                f.fact.certainty = None;
-            }
+            has_history[i] |= to_history(i, found);
             sections[i] = Section::Subjective;
         }
     }
@@ -269,14 +304,8 @@ fn inherit_from_sentence(
         }
         if let Some(c) = context[i] {
             sections[i] = sections[c];
-            if historic(c, found) {
-                for f in found
-                    .iter_mut()
-                    .filter(|f| f.clause == i && f.fact.kind == FactKind::Diagnosis)
-                {
-                    f.fact.kind = FactKind::History;
-                    f.fact.certainty = None;
-                }
+            if historic(c, &has_history) {
+                has_history[i] |= to_history(i, found);
             }
         }
     }

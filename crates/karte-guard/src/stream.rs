@@ -4,9 +4,9 @@
 //! Look-back is bounded: the guard holds at most one unit of text (up to the next sentence or JSON string boundary,
 //! and never more than [`MAX_HOLD`] characters), so its cost per token is constant and small against generation.
 
+use crate::leak::Known;
 use crate::pii::{scan, Finding};
 use crate::policy::{Policy, Verdict};
-use std::collections::HashSet;
 
 /// The most characters held back before a unit is judged anyway. The drafting schema caps a sentence at 160.
 pub const MAX_HOLD: usize = 240;
@@ -19,8 +19,9 @@ pub const WITHHELD: &str = "［安全のため表示を控えました］";
 pub struct StreamGuard {
     held: String,
     held_chars: usize,
-    /// Personal data of the input, compared by digits-and-letters only.
-    known: HashSet<String>,
+    /// Personal data of the input: the same judgement as the final check of a draft, so that the stream and the
+    /// stored text never disagree about what is a leak.
+    known: Known,
     blocked: Vec<Verdict>,
     leaks: Vec<Finding>,
 }
@@ -31,10 +32,7 @@ impl StreamGuard {
         StreamGuard {
             held: String::new(),
             held_chars: 0,
-            known: scan(source)
-                .iter()
-                .map(|f| crate::leak::key(&f.text))
-                .collect(),
+            known: Known::new(source),
             blocked: Vec::new(),
             leaks: Vec::new(),
         }
@@ -120,10 +118,7 @@ impl StreamGuard {
     }
 
     fn redact_leaks(&mut self, unit: &str) -> String {
-        let found: Vec<Finding> = scan(unit)
-            .into_iter()
-            .filter(|f| !self.known.contains(&crate::leak::key(&f.text)))
-            .collect();
+        let found = self.known.leaks(unit);
         if found.is_empty() {
             return unit.to_string();
         }

@@ -83,10 +83,12 @@ pub enum Action {
     Export,
     ManageUsers,
     ReadAuditLog,
+    /// Copy the whole store to a backup file, or put one back (IT's recovery from damage).
+    Backup,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::Draft,
         Action::View,
         Action::ReviewSuggestions,
@@ -96,6 +98,7 @@ impl Action {
         Action::Export,
         Action::ManageUsers,
         Action::ReadAuditLog,
+        Action::Backup,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,6 +111,7 @@ impl Action {
             Action::Export => "export",
             Action::ManageUsers => "manage_users",
             Action::ReadAuditLog => "read_audit_log",
+            Action::Backup => "backup",
         }
     }
     fn label_ja(self) -> &'static str {
@@ -121,6 +125,7 @@ impl Action {
             Action::Export => "記録の書き出し",
             Action::ManageUsers => "利用者の管理",
             Action::ReadAuditLog => "監査ログの閲覧",
+            Action::Backup => "バックアップと復元",
         }
     }
 }
@@ -136,7 +141,7 @@ pub fn permits(role: Role, action: Action) -> bool {
             Draft | View | ReviewSuggestions | Edit | Sign | Amend | Export
         ),
         Role::Nurse => matches!(action, View | ReviewSuggestions),
-        Role::Admin => matches!(action, ManageUsers | ReadAuditLog),
+        Role::Admin => matches!(action, ManageUsers | ReadAuditLog | Backup),
     }
 }
 

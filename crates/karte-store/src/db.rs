@@ -11,6 +11,14 @@ use zeroize::Zeroizing;
 /// The schema this build writes. Bump it and append to [`MIGRATIONS`]; never edit a shipped migration.
 pub const SCHEMA_VERSION: i64 = 2;
 
+/// SQLCipher 4's page size, which Karte never changes: a whole database file is a multiple of it.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// `store.corrupt` with a message that says what is damaged and how to recover.
+pub(crate) fn corrupt(message: &str) -> Error {
+    Error::new(Code::StoreCorrupt, message)
+}
+
 /// A migration's data step, run after its DDL in the same transaction.
 type DataStep = fn(&Connection) -> Result<()>;
 
@@ -93,28 +101,7 @@ pub(crate) fn db_err(e: rusqlite::Error) -> Error {
 /// Opens (creating if needed) and migrates. `key: None` opens an unencrypted database with the *same* library and
 /// schema: only the benchmark uses it, as the plain-SQLite baseline.
 pub fn open(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(db_err)?;
-    if let Some(key) = key {
-        conn.execute_batch(&key.pragma()).map_err(db_err)?;
-    }
-    // The first read decrypts page 1: a wrong key (or a damaged first page) fails here.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(|e| match db_err(e) {
-        err if err.code == Code::StoreCorrupt => Error::new(
-            Code::StoreWrongKey,
-            "記録データベースを開けません。キーリングの鍵がこのデータベースのものではないか、ファイルの先頭が壊れています。\
-             別の端末のデータディレクトリを使っていないか確認し、解決しなければシステム管理者に連絡してください。",
-        ),
-        err => err,
-    })?;
+    let conn = connect(path, key, OpenFlags::SQLITE_OPEN_CREATE)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err)?;
@@ -143,6 +130,46 @@ pub fn open(path: &Path, key: Option<&DbKey>) -> Result<Connection> {
     )
     .map_err(db_err)?;
     migrate(&conn, version)?;
+    Ok(conn)
+}
+
+/// Opens an existing database file without creating, migrating or changing its journal mode: for checking a
+/// backup, which must not become an empty database when it is missing nor be written to before it is accepted.
+pub fn open_existing(path: &Path, key: &DbKey) -> Result<Connection> {
+    connect(path, Some(key), OpenFlags::empty())
+}
+
+/// Opens and keys, then proves the key by reading the schema.
+fn connect(path: &Path, key: Option<&DbKey>, extra: OpenFlags) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | extra,
+    )
+    .map_err(db_err)?;
+    // SQLCipher writes its own diagnostics ("ERROR CORE … hmac check failed") to stderr by default; Karte reports
+    // damage once, as a code and a message, so the library's lines are switched off before the key is applied.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")
+        .map_err(db_err)?;
+    if let Some(key) = key {
+        conn.execute_batch(&key.pragma()).map_err(db_err)?;
+    }
+    // The first read decrypts page 1. Its HMAC failing (NotADatabase) is a wrong key or a damaged first page;
+    // anything else SQLite calls corruption here (a file shorter than its header says) is damage, not the key.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::new(
+            Code::StoreWrongKey,
+            "記録データベースを開けません。キーリングの鍵がこのデータベースのものではないか、ファイルの先頭が壊れています。\
+             別の端末のデータディレクトリを使っていないか確認し、解決しなければシステム管理者に連絡してください。",
+        ),
+        Some(ErrorCode::DatabaseCorrupt) => corrupt(
+            "記録データベースのファイルが途中で切れているか壊れています。ファイルはそのままにしてあります。\
+             karte admin restore でバックアップから復元してください。",
+        ),
+        _ => db_err(e),
+    })?;
     Ok(conn)
 }
 

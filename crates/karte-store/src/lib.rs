@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod auth;
+mod backup;
 mod clock;
 pub mod db;
 pub mod feedback;
@@ -23,6 +24,7 @@ pub mod vault;
 
 pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
 pub use auth::{permits, Action, Enrolment, Role, Session};
+pub use backup::{BackupContents, BackupReport, RestoreReport};
 pub use clock::iso8601;
 pub use feedback::FeedbackRecord;
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
@@ -140,33 +142,25 @@ struct UserRow {
     password_hash: String,
     totp_secret: zeroize::Zeroizing<Vec<u8>>,
     totp_last_step: i64,
-    locked_until_ms: i64,
     disabled: bool,
 }
 
 impl Store {
     /// Opens the store in `dir`, creating the directory, the key (in the keyring) and the database on first run.
+    ///
+    /// A directory that ever held a store is never initialised again: once `store-id` exists, a missing, empty or
+    /// cut `karte.db` is `store.corrupt` and the file is left exactly as it is (writing a fresh schema over an
+    /// emptied file lost every record, with `admin init` then succeeding on top).
     pub fn open(dir: &Path, cfg: StoreConfig) -> Result<Store> {
         create_private_dir(dir)?;
         let db_path = dir.join(DB_FILE);
-        let db_exists = std::fs::metadata(&db_path).is_ok_and(|m| m.len() > 0);
-        let store_id = store_id(dir, db_exists)?;
+        if !db_path.exists() {
+            create_store(dir, cfg.keyring)?;
+        }
+        check_db_file(dir)?;
+        let store_id = store_id(dir)?;
         let vault = Vault::new(cfg.keyring, &store_id);
-        let key = match vault.db_key()? {
-            Some(k) => k,
-            None if !db_exists => {
-                let k = DbKey::generate()?;
-                vault.store_db_key(&k)?;
-                k
-            }
-            None => {
-                return Err(Error::new(
-                    Code::StoreKeyMissing,
-                    "この記録データベースの鍵がキーリングにありません。別の端末やアカウントからコピーしたデータは開けません。\
-                     この端末で作ったデータなら、キーリングが初期化されていないかシステム管理者に確認してください。",
-                ))
-            }
-        };
+        let key = vault.db_key()?.ok_or_else(key_missing)?;
         let conn = db::open(&db_path, Some(&key))?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -328,39 +322,63 @@ impl Store {
             action: "login",
             ..Default::default()
         };
-        if u.locked_until_ms > now {
-            // The same Argon2 work as any attempt, so the answer's timing does not single out locked accounts.
-            let _ = auth::verify_password(password, &u.password_hash);
-            self.record(NewEntry {
-                outcome: "locked",
-                detail: "reason=locked".into(),
-                ..who
-            })?;
-            return Err(locked_out(u.locked_until_ms - now));
-        }
+        let lock_ms = self.cfg.lockout.as_millis() as i64;
+        let max = self.cfg.max_failed_logins;
+        // One attempt is counted, in one write transaction, *before* its password is checked: parallel attempts
+        // each take their own slot, so at most `max` passwords are ever checked before the lock (a lock read from a
+        // row fetched before the slow Argon2 check let 48 of 60 parallel guesses through).
+        let slot = self.tx(|c, log| {
+            let (failed, locked_until): (i64, i64) = c
+                .query_row(
+                    "SELECT failed_attempts, locked_until_ms FROM users WHERE id = ?1",
+                    [u.id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            // An expired lock starts a fresh count; slots taken while attempts are still in flight count as locked.
+            let failed = if locked_until != 0 && locked_until <= now {
+                0
+            } else {
+                failed
+            };
+            if locked_until > now || failed >= max {
+                log.append(
+                    c,
+                    &NewEntry {
+                        outcome: "locked",
+                        detail: "reason=locked".into(),
+                        ..who.clone()
+                    },
+                )?;
+                return Ok(Err(locked_out(if locked_until > now {
+                    locked_until - now
+                } else {
+                    lock_ms
+                })));
+            }
+            c.execute(
+                "UPDATE users SET failed_attempts = ?2, locked_until_ms = 0 WHERE id = ?1",
+                params![u.id, failed + 1],
+            )
+            .map_err(db_err)?;
+            Ok(Ok(()))
+        })?;
+        slot?;
         let password_ok = auth::verify_password(password, &u.password_hash);
         let totp = auth::check_totp(&u.totp_secret, totp_code, now, u.totp_last_step);
         if !password_ok || matches!(totp, TotpCheck::Wrong) {
             let reason = if password_ok { "totp" } else { "password" };
-            let lock_ms = self.cfg.lockout.as_millis() as i64;
-            let max = self.cfg.max_failed_logins;
+            // The attempt was counted above; a failure only decides whether the count now locks. The count is not
+            // reset by locking, so slots taken by attempts still in flight stay taken.
             let locked = self.tx(|c, log| {
-                let n: i64 = c
-                    .query_row(
-                        "UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = ?1
-                         RETURNING failed_attempts",
-                        [u.id],
-                        |r| r.get(0),
+                let locked = c
+                    .execute(
+                        "UPDATE users SET locked_until_ms = ?2
+                         WHERE id = ?1 AND failed_attempts >= ?3 AND locked_until_ms <= ?4",
+                        params![u.id, now + lock_ms, max, now],
                     )
-                    .map_err(db_err)?;
-                let locked = n >= max;
-                if locked {
-                    c.execute(
-                        "UPDATE users SET failed_attempts = 0, locked_until_ms = ?2 WHERE id = ?1",
-                        params![u.id, now + lock_ms],
-                    )
-                    .map_err(db_err)?;
-                }
+                    .map_err(db_err)?
+                    == 1;
                 log.append(
                     c,
                     &NewEntry {
@@ -380,13 +398,26 @@ impl Store {
                 auth_failed()
             });
         }
+        // From here the lock check and the password have both passed: only now may an answer other than
+        // `auth.failed` / `auth.locked_out` be given.
         let step = match totp {
             TotpCheck::Fresh(step) => step,
             _ => {
-                self.record(NewEntry {
-                    outcome: "failed",
-                    detail: "reason=totp_reused".into(),
-                    ..who
+                // A replayed code with the right password is not a guess: the slot it took is given back.
+                self.tx(|c, log| {
+                    c.execute(
+                        "UPDATE users SET failed_attempts = max(failed_attempts - 1, 0) WHERE id = ?1",
+                        [u.id],
+                    )
+                    .map_err(db_err)?;
+                    log.append(
+                        c,
+                        &NewEntry {
+                            outcome: "failed",
+                            detail: "reason=totp_reused".into(),
+                            ..who.clone()
+                        },
+                    )
                 })?;
                 return Err(totp_reused());
             }
@@ -404,8 +435,8 @@ impl Store {
         }
         self.tx(|c, log| {
             // Conditional on the step so that two sign-ins racing with one code cannot both succeed, and on the
-            // lock and the disabled flag as they are now, not as they were read before the password check: an
-            // attempt already in flight when another one locked the account must not get in.
+            // lock and the disabled flag as they are now: an attempt in flight when others locked the account
+            // must not get in.
             let n = c
                 .execute(
                     "UPDATE users SET totp_last_step = ?2, failed_attempts = 0
@@ -414,7 +445,18 @@ impl Store {
                 )
                 .map_err(db_err)?;
             if n == 0 {
-                return Err(totp_reused());
+                let locked_until: i64 = c
+                    .query_row(
+                        "SELECT locked_until_ms FROM users WHERE id = ?1",
+                        [u.id],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err)?;
+                return Err(if locked_until > now {
+                    locked_out(locked_until - now)
+                } else {
+                    totp_reused()
+                });
             }
             log.append(
                 c,
@@ -437,7 +479,7 @@ impl Store {
     fn user_row(&self, name: &str) -> Result<Option<UserRow>> {
         self.conn()
             .query_row(
-                "SELECT id, role, password_hash, totp_secret, totp_last_step, locked_until_ms, disabled
+                "SELECT id, role, password_hash, totp_secret, totp_last_step, disabled
                  FROM users WHERE name = ?1",
                 [name],
                 |r| {
@@ -447,8 +489,7 @@ impl Store {
                         password_hash: r.get(2)?,
                         totp_secret: zeroize::Zeroizing::new(r.get(3)?),
                         totp_last_step: r.get(4)?,
-                        locked_until_ms: r.get(5)?,
-                        disabled: r.get::<_, i64>(6)? != 0,
+                        disabled: r.get::<_, i64>(5)? != 0,
                     })
                 },
             )
@@ -1239,9 +1280,136 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads the store id, or creates it on first run (written to a temporary file and renamed, so a crash never
-/// leaves a half-written id).
-fn store_id(dir: &Path, db_exists: bool) -> Result<String> {
+/// The database while it is being created; renamed to [`DB_FILE`] only once its schema is complete.
+const CREATING_FILE: &str = "karte.db.creating";
+/// Held while a store is created, so that two first runs at once (desktop and CLI) create one store.
+const CREATE_LOCK_FILE: &str = "karte.db.lock";
+
+fn dir_io(dir: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |_| {
+        Error::new(
+            Code::StoreIo,
+            format!(
+                "{} に書き込めません。権限と空き容量を確認してください。",
+                dir.display()
+            ),
+        )
+    }
+}
+
+/// First run: id, key and a complete schema, published in an order that a crash at any point can resume.
+///
+/// The database is built as [`CREATING_FILE`] and renamed into place last, so [`DB_FILE`] either does not exist or
+/// is a whole store. `store-id` without [`DB_FILE`] therefore means a store was lost (refused), unless
+/// [`CREATING_FILE`] shows that the crash was in the middle of this function (resumed).
+fn create_store(dir: &Path, keyring: KeyringBackend) -> Result<()> {
+    let io = dir_io(dir);
+    let lock = std::fs::File::create(dir.join(CREATE_LOCK_FILE)).map_err(&io)?;
+    lock.lock().map_err(&io)?;
+    let db_path = dir.join(DB_FILE);
+    let creating = dir.join(CREATING_FILE);
+    if db_path.exists() {
+        return Ok(()); // another process created it while we waited for the lock
+    }
+    let id_path = dir.join(STORE_ID_FILE);
+    if id_path.exists() && !creating.exists() {
+        return Err(Error::new(
+            Code::StoreCorrupt,
+            format!(
+                "記録データベース {} がありません（{} があるので、ここには記録がありました）。\
+                 新しく作り直すと記録が失われるため開きません。karte admin restore でバックアップから復元してください。",
+                db_path.display(),
+                id_path.display()
+            ),
+        ));
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("{CREATING_FILE}{suffix}")));
+    }
+    let id = match std::fs::read_to_string(&id_path) {
+        Ok(_) => store_id(dir)?,
+        Err(_) => {
+            let mut raw = [0u8; 16];
+            getrandom::fill(&mut raw)
+                .map_err(|_| Error::new(Code::Internal, "乱数を取得できません。"))?;
+            hex::encode(raw)
+        }
+    };
+    let vault = Vault::new(keyring, &id);
+    let key = match vault.db_key()? {
+        Some(k) => k,
+        None => DbKey::generate()?,
+    };
+    // The marker first: from here a crash leaves CREATING_FILE, which tells the next run to resume.
+    std::fs::File::create(&creating).map_err(&io)?;
+    drop(db::open(&creating, Some(&key))?);
+    if !id_path.exists() {
+        write_synced(&id_path, id.as_bytes()).map_err(&io)?;
+    }
+    vault.store_db_key(&key)?;
+    std::fs::File::open(&creating)
+        .and_then(|f| f.sync_all())
+        .map_err(&io)?;
+    std::fs::rename(&creating, &db_path).map_err(&io)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Refuses a database file that cannot be a whole store: empty, or not a whole number of pages. Such damage is
+/// `store.corrupt` with a restore hint, never a wrong key (which would send IT looking for a lost keyring entry).
+fn check_db_file(dir: &Path) -> Result<()> {
+    let path = dir.join(DB_FILE);
+    let meta = std::fs::metadata(&path).map_err(|_| {
+        Error::new(
+            Code::StoreIo,
+            format!(
+                "記録データベース {} を読めません。権限を確認してください。",
+                path.display()
+            ),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            Code::StoreIo,
+            format!(
+                "{} がファイルではありません。データディレクトリを確認してください。",
+                path.display()
+            ),
+        ));
+    }
+    let damage = if meta.len() == 0 {
+        "空（0 バイト）です"
+    } else if meta.len() % db::PAGE_SIZE != 0 {
+        "途中で切れています"
+    } else {
+        return Ok(());
+    };
+    Err(db::corrupt(&format!(
+        "記録データベース {} が{damage}。コピーの失敗やディスク不足が考えられます。ファイルはそのままにしてあります。\
+         karte admin restore でバックアップから復元してください。",
+        path.display()
+    )))
+}
+
+/// Writes a small file under a temporary name, syncs it and renames it into place: never half written.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Makes a rename in `dir` durable (a no-op where directories cannot be opened, such as Windows).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The store id of an existing store.
+fn store_id(dir: &Path) -> Result<String> {
     let path = dir.join(STORE_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() == 32 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -1251,41 +1419,22 @@ fn store_id(dir: &Path, db_exists: bool) -> Result<String> {
             Code::StoreCorrupt,
             format!("{} の内容が正しくありません。システム管理者に連絡してください。", path.display()),
         )),
-        Err(_) if db_exists => Err(Error::new(
+        Err(_) => Err(Error::new(
             Code::StoreKeyMissing,
             format!(
                 "{} がないため、キーリングの鍵を特定できません。データディレクトリを丸ごと復元してください。",
                 path.display()
             ),
         )),
-        Err(_) => {
-            let mut raw = [0u8; 16];
-            getrandom::fill(&mut raw).map_err(|_| Error::new(Code::Internal, "乱数を取得できません。"))?;
-            let id = hex::encode(raw);
-            // A per-process temporary name and a hard link that fails if the id exists: two first runs at once
-            // (desktop and CLI) agree on one id instead of each overwriting the other's.
-            let tmp = dir.join(format!("{STORE_ID_FILE}.{}.tmp", std::process::id()));
-            let io = |_| {
-                Error::new(
-                    Code::StoreIo,
-                    format!("{} に書き込めません。権限を確認してください。", dir.display()),
-                )
-            };
-            {
-                use std::io::Write;
-                let mut f = std::fs::File::create(&tmp).map_err(io)?;
-                f.write_all(id.as_bytes()).map_err(io)?;
-                f.sync_all().map_err(io)?;
-            }
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => Ok(id),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => store_id(dir, db_exists),
-                Err(e) => Err(io(e)),
-            }
-        }
     }
+}
+
+fn key_missing() -> Error {
+    Error::new(
+        Code::StoreKeyMissing,
+        "この記録データベースの鍵がキーリングにありません。別の端末やアカウントからコピーしたデータは開けません。\
+         この端末で作ったデータなら、キーリングが初期化されていないかシステム管理者に確認してください。",
+    )
 }
 
 fn dummy_hash() -> &'static str {

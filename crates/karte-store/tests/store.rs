@@ -14,7 +14,7 @@ fn code_of<T: std::fmt::Debug>(r: karte_core::Result<T>) -> Code {
 }
 
 /// Expected matrix, row by row: (action, physician, nurse, admin).
-const MATRIX: [(Action, bool, bool, bool); 9] = [
+const MATRIX: [(Action, bool, bool, bool); 10] = [
     (Action::Draft, true, false, false),
     (Action::View, true, true, false),
     (Action::ReviewSuggestions, true, true, false),
@@ -24,6 +24,7 @@ const MATRIX: [(Action, bool, bool, bool); 9] = [
     (Action::Export, true, false, false),
     (Action::ManageUsers, false, false, true),
     (Action::ReadAuditLog, false, false, true),
+    (Action::Backup, false, false, true),
 ];
 
 #[test]
@@ -90,6 +91,12 @@ fn permission_matrix_every_role_and_action() {
                     )
                     .map(drop),
                 Action::ReadAuditLog => s.audit_entries(session).map(drop),
+                Action::Backup => s
+                    .backup(
+                        session,
+                        &dir.path().join(format!("backup-{}.db", random_u64())),
+                    )
+                    .map(drop),
             };
             match (expected, result) {
                 (true, Ok(())) => {}
