@@ -13,6 +13,7 @@ const SHAPES: &[(&str, &str)] = &[
     ("list of findings", "発熱、"),
     ("history list", "既往に高血圧症、"),
     ("sentences with vitals", "BT 38.6℃。"),
+    ("labs in one clause", "CRP 12.3mg/dL "),
 ];
 
 fn main() {

@@ -234,6 +234,32 @@ pub(crate) const HISTORY_CUES: [&str; 16] = [
     "診断され",
 ];
 
+/// How far around a term its clause is read for negation, laterality, history and dose cues. The cues sit next to
+/// what they qualify; reading the whole rest of the clause for every term made a clause of thousands of findings
+/// (a pasted log) quadratic.
+const CONTEXT_CHARS: usize = 120;
+
+/// At most [`CONTEXT_CHARS`] characters of `text` from byte `e`.
+fn after(text: &str, e: usize) -> &str {
+    let rest = &text[e..];
+    let end = rest
+        .char_indices()
+        .nth(CONTEXT_CHARS)
+        .map_or(rest.len(), |(i, _)| i);
+    &rest[..end]
+}
+
+/// At most [`CONTEXT_CHARS`] characters of `text` before byte `s`.
+fn before(text: &str, s: usize) -> &str {
+    let head = &text[..s];
+    let start = head
+        .char_indices()
+        .rev()
+        .nth(CONTEXT_CHARS - 1)
+        .map_or(0, |(i, _)| i);
+    &head[start..]
+}
+
 /// Is the finding that ends at `tail` (the rest of its clause) negated? The nearest cue wins, so 「発熱ありで咳嗽なし」
 /// keeps 発熱 positive.
 fn negated_tail(tail: &str) -> bool {
@@ -432,7 +458,7 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
         if text[e..].starts_with('時') {
             continue;
         }
-        let neg = negated_tail(&text[e..]);
+        let neg = negated_tail(after(text, e));
         push(out, s, e, &|span| {
             let mut f = Fact::new(FactKind::Symptom, name, span);
             f.negated = neg;
@@ -446,8 +472,8 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
     let finding_hits = M_FINDING.find(text);
     for &(s, e, name) in &finding_hits {
         // 浮腫 is both a symptom word (むくみ) and a sign; when the symptom matcher took this very span, skip.
-        let neg = negated_tail(&text[e..]);
-        let head = &text[..s];
+        let neg = negated_tail(after(text, e));
+        let head = before(text, s);
         let lat = LATERAL.find_iter(head).last();
         let mut attrs = Vec::new();
         if let Some(l) = lat {
@@ -480,8 +506,8 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
 
     let suspected = has_any(text, &SUSPECT_CUES);
     for (s, e, name) in M_DX.find(text) {
-        let neg = negated_tail(&text[e..]);
-        let history = is_history(&text[..s], &text[e..]);
+        let neg = negated_tail(after(text, e));
+        let history = is_history(before(text, s), after(text, e));
         push(out, s, e, &|span| {
             let kind = if history {
                 FactKind::History
@@ -502,7 +528,7 @@ fn extract_clause(norm: &Normalized, ci: usize, cl: &Clause, out: &mut Vec<Found
     }
 
     for (s, e, name) in M_DRUG.find(text) {
-        let tail = &text[e..];
+        let tail = after(text, e);
         let dose = DOSE.captures(tail);
         let route = ROUTE.find(tail).map(|m| m.as_str().to_string());
         let freq = FREQ.find(tail).map(|m| m.as_str().to_string());
