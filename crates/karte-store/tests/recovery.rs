@@ -32,8 +32,11 @@ fn file_state(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
+/// What is done to karte.db.
+type Damage = fn(&Path);
+
 /// Damage a file whose store-id and keyring key are still there; (name, what is done to karte.db).
-const DAMAGE: &[(&str, fn(&Path))] = &[
+const DAMAGE: &[(&str, Damage)] = &[
     ("emptied to 0 bytes", |p| std::fs::write(p, b"").unwrap()),
     ("cut to half", |p| {
         let n = std::fs::metadata(p).unwrap().len();
