@@ -37,10 +37,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/admin/load", get(load))
             .route("/admin/log-level", get(get_log_level).put(set_log_level));
     }
-    r.layer(middleware::from_fn_with_state(Arc::clone(&state), read_body))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+    r.layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        read_body,
+    ))
+    .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
+    .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+    .with_state(state)
 }
 
 /// Requests are small (a dictation is at most 20,000 characters); anything far beyond is refused.
@@ -92,7 +95,8 @@ async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next)
             .into_response()
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Parses a JSON body; an error names the field (`messages[0].content`) and what is wrong with it, never a value

@@ -88,7 +88,9 @@ pub fn raise_descriptor_limit() -> Option<u64> {
                 }
             }
         }
-        Some(r.rlim_cur as u64)
+        // rlim_t is u64 on 64-bit Linux, narrower elsewhere.
+        #[allow(clippy::useless_conversion)]
+        Some(u64::from(r.rlim_cur))
     }
     #[cfg(not(unix))]
     {
@@ -129,7 +131,11 @@ pub struct CappedListener {
 }
 
 impl CappedListener {
-    pub fn new(listener: std::net::TcpListener, cap: usize, counters: Arc<ConnCounters>) -> io::Result<Self> {
+    pub fn new(
+        listener: std::net::TcpListener,
+        cap: usize,
+        counters: Arc<ConnCounters>,
+    ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         counters.max.store(cap, Ordering::Relaxed);
         Ok(Self {
@@ -217,7 +223,11 @@ impl AsyncRead for CountedStream {
 }
 
 impl AsyncWrite for CountedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -414,7 +424,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Timed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -37,7 +37,9 @@ const COUNTS: [&str; 6] = [
 fn too_complex(what: String) -> ApiError {
     ApiError::new(
         Code::ServerSchemaTooComplex,
-        format!("出力形式（JSON スキーマ）が大きすぎます（{what}）。スキーマを小さくしてください。"),
+        format!(
+            "出力形式（JSON スキーマ）が大きすぎます（{what}）。スキーマを小さくしてください。"
+        ),
     )
 }
 
@@ -96,7 +98,9 @@ impl Walk<'_> {
     fn node(&mut self, v: &Value, path: String) -> Result<(), ApiError> {
         self.visits += 1;
         if self.visits > MAX_VISITS {
-            return Err(too_complex(format!("{path} の参照（$ref）の展開が多すぎます")));
+            return Err(too_complex(format!(
+                "{path} の参照（$ref）の展開が多すぎます"
+            )));
         }
         let m = match v {
             Value::Bool(_) => return Ok(()),
@@ -114,9 +118,8 @@ impl Walk<'_> {
                     Value::String(t) if TYPES.contains(&t.as_str()) => {}
                     Value::Array(a)
                         if !a.is_empty()
-                            && a.iter().all(|t| {
-                                t.as_str().is_some_and(|t| TYPES.contains(&t))
-                            }) =>
+                            && a.iter()
+                                .all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))) =>
                     {
                         self.add_alternatives(a.len(), &here)?;
                     }
@@ -152,8 +155,15 @@ impl Walk<'_> {
                     }
                     _ => return Err(bad_request(&format!("{here} はオブジェクトにしてください"))),
                 },
-                "items" | "additionalProperties" | "not" | "contains" | "propertyNames"
-                | "if" | "then" | "else" | "additionalItems" => match x {
+                "items"
+                | "additionalProperties"
+                | "not"
+                | "contains"
+                | "propertyNames"
+                | "if"
+                | "then"
+                | "else"
+                | "additionalItems" => match x {
                     Value::Array(a) => {
                         for (i, s) in a.iter().enumerate() {
                             self.node(s, format!("{here}[{i}]"))?;
@@ -192,7 +202,9 @@ impl Walk<'_> {
             )));
         }
         let Some(target) = self.root.pointer(pointer) else {
-            return Err(bad_request(&format!("{here} の参照先がスキーマ内にありません")));
+            return Err(bad_request(&format!(
+                "{here} の参照先がスキーマ内にありません"
+            )));
         };
         self.refs.push(pointer.to_string());
         let r = self.node(target, here.to_string());
@@ -204,9 +216,10 @@ impl Walk<'_> {
 /// The grammar converter (karte-engine, llama.cpp's `json_schema_to_grammar`) on a blocking thread: what it cannot
 /// convert is answered 400 here instead of failing on the engine's thread as a server error.
 pub async fn check_grammar(schema: Value) -> Result<(), ApiError> {
-    let ok = tokio::task::spawn_blocking(move || karte_engine::json_schema_grammar(&schema).is_ok())
-        .await
-        .unwrap_or(false);
+    let ok =
+        tokio::task::spawn_blocking(move || karte_engine::json_schema_grammar(&schema).is_ok())
+            .await
+            .unwrap_or(false);
     if ok {
         Ok(())
     } else {
@@ -246,13 +259,21 @@ mod tests {
     fn caps_and_unusable_schemas_name_the_field() {
         let values: Vec<String> = (0..5000).map(|i| format!("{i:0>100}")).collect();
         let cases = [
-            (json!({"type": "string", "enum": values}), Code::ServerSchemaTooComplex, "バイト"),
+            (
+                json!({"type": "string", "enum": values}),
+                Code::ServerSchemaTooComplex,
+                "バイト",
+            ),
             (
                 json!({"type": "string", "enum": (0..300).collect::<Vec<_>>()}),
                 Code::ServerSchemaTooComplex,
                 "schema.enum",
             ),
-            (json!({"type": "wizard"}), Code::ServerBadRequest, "schema.type"),
+            (
+                json!({"type": "wizard"}),
+                Code::ServerBadRequest,
+                "schema.type",
+            ),
             (
                 json!({"type": "array", "minItems": 1_000_000}),
                 Code::ServerBadRequest,
@@ -269,7 +290,11 @@ mod tests {
                 Code::ServerBadRequest,
                 "再帰",
             ),
-            (json!({"$ref": "https://example.org/s.json"}), Code::ServerBadRequest, "#/"),
+            (
+                json!({"$ref": "https://example.org/s.json"}),
+                Code::ServerBadRequest,
+                "#/",
+            ),
             (json!(42), Code::ServerBadRequest, "schema は"),
         ];
         for (schema, want, needle) in cases {
@@ -279,14 +304,18 @@ mod tests {
         }
         // A non-recursive local reference is fine.
         assert_eq!(
-            code(json!({"$defs": {"s": {"type": "string"}}, "type": "array", "items": {"$ref": "#/$defs/s"}})),
+            code(
+                json!({"$defs": {"s": {"type": "string"}}, "type": "array", "items": {"$ref": "#/$defs/s"}})
+            ),
             None
         );
     }
 
     #[test]
     fn property_names_a_client_chose_are_not_repeated_unless_plain() {
-        let (_, m) = code(json!({"type": "object", "properties": {"山田太郎": {"type": "wizard"}}})).unwrap();
+        let (_, m) =
+            code(json!({"type": "object", "properties": {"山田太郎": {"type": "wizard"}}}))
+                .unwrap();
         assert!(!m.contains("山田"), "{m}");
         assert!(m.contains("properties.*.type"), "{m}");
     }

@@ -329,7 +329,8 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
         );
     }
     let counters = Arc::clone(&state.metrics.conn);
-    let capped = conn::CappedListener::new(listener, cap, Arc::clone(&counters)).map_err(|_| internal())?;
+    let capped =
+        conn::CappedListener::new(listener, cap, Arc::clone(&counters)).map_err(|_| internal())?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -390,7 +391,8 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
     let res = match tls {
         Some(cfg) => {
             let rc = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-            let tls = axum_server::tls_rustls::RustlsAcceptor::new(rc).handshake_timeout(opts.conn.handshake);
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(rc)
+                .handshake_timeout(opts.conn.handshake);
             server
                 .acceptor(conn::Guard::new(tls, opts.conn, counters))
                 .serve(app.into_make_service())

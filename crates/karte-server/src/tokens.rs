@@ -541,7 +541,10 @@ mod tests {
         assert_eq!(s.charge(&c, 1000).unwrap().unwrap().units, 5);
         // No limit: nothing charged.
         let (_, free) = s.create(&new("free", Role::Client)).unwrap();
-        assert!(s.charge(&s.authenticate(&free).unwrap(), 50).unwrap().is_none());
+        assert!(s
+            .charge(&s.authenticate(&free).unwrap(), 50)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -552,7 +555,9 @@ mod tests {
         let (client, _) = s.create(&new("pc", Role::Client)).unwrap();
         assert_eq!(s.revoke(&a.id).unwrap_err().code, Code::ServerLastAdmin);
         assert_eq!(
-            s.set_limits(&a.id, Some(Role::Client), None).unwrap_err().code,
+            s.set_limits(&a.id, Some(Role::Client), None)
+                .unwrap_err()
+                .code,
             Code::ServerLastAdmin
         );
         assert!(s.authenticate_id(&a.id), "still active after the refusals");
@@ -563,12 +568,16 @@ mod tests {
         // Revoking an already revoked token stays a no-op; changing it is refused.
         s.revoke(&a.id).unwrap();
         assert_eq!(
-            s.set_limits(&a.id, Some(Role::Client), None).unwrap_err().code,
+            s.set_limits(&a.id, Some(Role::Client), None)
+                .unwrap_err()
+                .code,
             Code::ServerTokenRevoked
         );
         s.revoke(&client.id).unwrap();
         assert_eq!(
-            s.set_limits(&client.id, None, Some(Some(5))).unwrap_err().code,
+            s.set_limits(&client.id, None, Some(Some(5)))
+                .unwrap_err()
+                .code,
             Code::ServerTokenRevoked
         );
         // The refusals were not saved: the file agrees after a reopen.

@@ -61,7 +61,9 @@ fn abuse(addr: String, how: Abuse, give_up: Duration) -> Option<Duration> {
     let mut s = TcpStream::connect(&addr).expect("connects (the kernel queues it even at the cap)");
     s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     if let Abuse::Slow = how {
-        if s.write_all(b"GET /health HTTP/1.1\r\nHost: karte\r\n").is_err() {
+        if s.write_all(b"GET /health HTTP/1.1\r\nHost: karte\r\n")
+            .is_err()
+        {
             return Some(t.elapsed());
         }
     }
@@ -150,7 +152,12 @@ fn slow_and_idle_connections_are_closed_and_health_answers_under_a_low_descripto
         64.0,
         "the cap is the descriptor limit (128) less the reserve (64)"
     );
-    assert!(metric(&srv, "karte_connections_timed_out_total{reason=\"header\"} ") >= 50.0);
+    assert!(
+        metric(
+            &srv,
+            "karte_connections_timed_out_total{reason=\"header\"} "
+        ) >= 50.0
+    );
     assert!(metric(&srv, "karte_connections_timed_out_total{reason=\"idle\"} ") >= 50.0);
 
     // The cap was logged, once per burst (not once per connection), without any client address.
@@ -184,7 +191,9 @@ fn chat(extra: Value) -> String {
 }
 
 fn with_schema(schema: Value) -> String {
-    chat(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}))
+    chat(
+        json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}),
+    )
 }
 
 /// F8, F10, F5, F11 (server parts of points 6 and 8): one table of bad requests. Before the fix these were accepted
@@ -311,17 +320,28 @@ fn bad_requests_are_refused_with_their_status_code_and_field() {
         let auth = format!("Authorization: Bearer {token}");
         let data = format!("@{}", body_file.display());
         let (s, out) = curl(&[
-            "-X", method, url, "-H", &auth, "-H", "Content-Type: application/json",
-            "--data-binary", &data,
+            "-X",
+            method,
+            url,
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &data,
         ]);
         let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         let msg = v["error"]["message"].as_str().unwrap_or_default();
         let short: String = body.chars().take(60).collect();
         if s != *status || v["error"]["code"] != *code || !msg.contains(needle) {
-            failures.push(format!("{method} {short}: got {s} {out}; want {status} {code} naming {needle:?}"));
+            failures.push(format!(
+                "{method} {short}: got {s} {out}; want {status} {code} naming {needle:?}"
+            ));
         }
         if msg.contains(marker) || msg.contains("hello") {
-            failures.push(format!("{method} {short}: the message repeats the request: {msg}"));
+            failures.push(format!(
+                "{method} {short}: the message repeats the request: {msg}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -334,7 +354,9 @@ fn bad_requests_are_refused_with_their_status_code_and_field() {
         "POST",
         &chat_url,
         CLIENT,
-        Some(&chat(json!({"temperature": 0.7, "top_p": 1, "n": 1, "seed": 3}))),
+        Some(&chat(
+            json!({"temperature": 0.7, "top_p": 1, "n": 1, "seed": 3}),
+        )),
     );
     assert_eq!(s, 200, "{v}");
 }
@@ -359,7 +381,13 @@ fn the_oversized_enum_schema_is_refused_in_well_under_a_second() {
     let data = format!("@{}", file.display());
     let t = Instant::now();
     let (s, out) = curl(&[
-        &chat_url(&srv), "-H", &auth, "-H", "Content-Type: application/json", "--data-binary", &data,
+        &chat_url(&srv),
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &data,
     ]);
     let took = t.elapsed();
     assert_eq!(s, 400, "{out}");
@@ -434,11 +462,17 @@ fn plain_http_on_a_non_loopback_address_needs_insecure_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let base_args = |data: &Path| {
         let mut c = Command::new(common::server_bin());
-        c.args(["--listen", "0.0.0.0:0", "--model", &common::model(), "--data-dir"])
-            .arg(data)
-            .env("KARTE_ADMIN_TOKEN", ADMIN)
-            .env("KARTE_SETTINGS", data.join("no-settings.toml"))
-            .stdin(Stdio::piped());
+        c.args([
+            "--listen",
+            "0.0.0.0:0",
+            "--model",
+            &common::model(),
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("KARTE_ADMIN_TOKEN", ADMIN)
+        .env("KARTE_SETTINGS", data.join("no-settings.toml"))
+        .stdin(Stdio::piped());
         c
     };
     // Refused at once; a server that listens instead is killed after 30 s and fails the test.
@@ -485,7 +519,10 @@ fn plain_http_on_a_non_loopback_address_needs_insecure_plaintext() {
         &mut first,
     )
     .unwrap();
-    assert!(first.starts_with("KARTE_SERVER_LISTENING 0.0.0.0:"), "{first:?}");
+    assert!(
+        first.starts_with("KARTE_SERVER_LISTENING 0.0.0.0:"),
+        "{first:?}"
+    );
     let t = Instant::now();
     let warned = loop {
         let w = log_lines(&logs)

@@ -259,14 +259,8 @@ impl ServeSettings {
             ("tls_handshake_timeout_s", self.tls_handshake_timeout_s),
             ("idle_timeout_s", self.idle_timeout_s),
             ("request_timeout_s", self.request_timeout_s),
-            (
-                "max_connections",
-                self.max_connections.map(|v| v as u64),
-            ),
-            (
-                "max_schema_bytes",
-                self.max_schema_bytes.map(|v| v as u64),
-            ),
+            ("max_connections", self.max_connections.map(|v| v as u64)),
+            ("max_schema_bytes", self.max_schema_bytes.map(|v| v as u64)),
             (
                 "max_schema_alternatives",
                 self.max_schema_alternatives.map(|v| v as u64),
