@@ -159,6 +159,22 @@ pub enum Code {
     ServerTokenNotFound,
     #[serde(rename = "server.store_failed")]
     ServerStoreFailed,
+    // karte-server hardening (issue 24).
+    /// The last active admin token cannot be revoked or demoted (HTTP 409).
+    #[serde(rename = "server.last_admin")]
+    ServerLastAdmin,
+    /// A revoked token cannot be changed (HTTP 409).
+    #[serde(rename = "server.token_revoked")]
+    ServerTokenRevoked,
+    /// The prompt plus `max_tokens` does not fit the model's context (HTTP 400, before the engine).
+    #[serde(rename = "server.prompt_too_long")]
+    ServerPromptTooLong,
+    /// A `response_format` JSON schema over the server's size or alternatives caps (HTTP 400).
+    #[serde(rename = "server.schema_too_complex")]
+    ServerSchemaTooComplex,
+    /// `--listen` on a non-loopback address without TLS and without `--insecure-plaintext`.
+    #[serde(rename = "server.plaintext_refused")]
+    ServerPlaintextRefused,
     #[serde(rename = "worker.start_failed")]
     WorkerStartFailed,
     #[serde(rename = "worker.crashed")]
@@ -275,6 +291,11 @@ impl Code {
             Code::ServerBadRequest => "server.bad_request",
             Code::ServerTokenNotFound => "server.token_not_found",
             Code::ServerStoreFailed => "server.store_failed",
+            Code::ServerLastAdmin => "server.last_admin",
+            Code::ServerTokenRevoked => "server.token_revoked",
+            Code::ServerPromptTooLong => "server.prompt_too_long",
+            Code::ServerSchemaTooComplex => "server.schema_too_complex",
+            Code::ServerPlaintextRefused => "server.plaintext_refused",
             Code::WorkerStartFailed => "worker.start_failed",
             Code::WorkerCrashed => "worker.crashed",
             Code::EngineBusy => "engine.busy",
@@ -317,7 +338,12 @@ impl Code {
             | Code::RecordSuggestionNotFound
             | Code::RecordReasonRequired
             | Code::ServerBadRequest
-            | Code::ServerTokenNotFound => 2,
+            | Code::ServerTokenNotFound
+            | Code::ServerLastAdmin
+            | Code::ServerTokenRevoked
+            | Code::ServerPromptTooLong
+            | Code::ServerSchemaTooComplex
+            | Code::ServerPlaintextRefused => 2,
             Code::AuthFailed
             | Code::AuthLockedOut
             | Code::AuthDisabled
@@ -411,6 +437,12 @@ mod server_code_tests {
             (Code::ServerBadRequest, "server.bad_request", 2),
             (Code::ServerTokenNotFound, "server.token_not_found", 2),
             (Code::ServerStoreFailed, "server.store_failed", 1),
+            (Code::ServerLastAdmin, "server.last_admin", 2),
+            (Code::ServerTokenRevoked, "server.token_revoked", 2),
+            (Code::ServerPromptTooLong, "server.prompt_too_long", 2),
+            (Code::ServerSchemaTooComplex, "server.schema_too_complex", 2),
+            (Code::ServerPlaintextRefused, "server.plaintext_refused", 2),
+            (Code::InputTooLarge, "input.too_large", 2),
             (Code::WorkerStartFailed, "worker.start_failed", 1),
             (Code::WorkerCrashed, "worker.crashed", 1),
             (Code::SyncEndpointInvalid, "sync.endpoint_invalid", 6),

@@ -589,6 +589,17 @@ pub(crate) fn display_name(path: &Path) -> String {
     )
 }
 
+/// The GBNF grammar llama.cpp makes of a JSON schema (the same conversion the engine's sampler uses), without a
+/// model: lets a server refuse a schema it cannot use before the request reaches the engine's thread.
+pub fn json_schema_grammar(schema: &serde_json::Value) -> Result<String> {
+    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|_| {
+        Error::new(
+            Code::ConfigInvalid,
+            "出力形式（JSON スキーマ）を文法に変換できません。",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -14,10 +15,11 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use karte_llm::openai::{ChatCompletionRequest, Delta, Health, ModelCard, ModelList};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::chat::{to_engine_request, Generation, Step};
-use crate::error::{bad_request, envelope, forbidden, unauthorized, ApiError};
+use crate::chat::{to_engine_request, Generation, Sampling, Step};
+use crate::error::{bad_request, envelope, forbidden, too_large, unauthorized, ApiError};
 use crate::state::AppState;
 use crate::tokens::{Caller, NewToken, Role, TokenInfo};
 
@@ -35,10 +37,121 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/admin/load", get(load))
             .route("/admin/log-level", get(get_log_level).put(set_log_level));
     }
-    r.layer(middleware::from_fn_with_state(Arc::clone(&state), count))
-        // Requests are small (a dictation is at most 20,000 characters); refuse anything far beyond.
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
-        .with_state(state)
+    r.layer(middleware::from_fn_with_state(
+        Arc::clone(&state),
+        read_body,
+    ))
+    .layer(middleware::from_fn_with_state(Arc::clone(&state), count))
+    .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+    .with_state(state)
+}
+
+/// Requests are small (a dictation is at most 20,000 characters); anything far beyond is refused.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Reads the whole body before any handler runs: at most [`BODY_LIMIT`] bytes (413 `input.too_large` beyond, without
+/// reading the rest), within the read timeout (a body trickled in slower is refused and its connection freed).
+async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    use futures_util::StreamExt;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return fail(&state, too_large(BODY_LIMIT)).into_response();
+    }
+    enum Failed {
+        TooLarge,
+        Broken,
+    }
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|_| Failed::Broken)?;
+            if buf.len() + chunk.len() > BODY_LIMIT {
+                return Err(Failed::TooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    };
+    let bytes = match tokio::time::timeout(state.limits.read_timeout, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(Failed::TooLarge)) => return fail(&state, too_large(BODY_LIMIT)).into_response(),
+        Ok(Err(Failed::Broken)) => {
+            return fail(&state, bad_request("本文を最後まで受け取れませんでした")).into_response()
+        }
+        Err(_) => {
+            return fail(
+                &state,
+                bad_request(&format!(
+                    "本文が {} 秒以内に届きませんでした",
+                    state.limits.read_timeout.as_secs()
+                )),
+            )
+            .into_response()
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Parses a JSON body; an error names the field (`messages[0].content`) and what is wrong with it, never a value
+/// from the body (it could be clinical text).
+fn parse_json<T: DeserializeOwned>(state: &AppState, body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let parsed = parsed.map_err(|e| {
+        let path = safe_path(&e.path().to_string());
+        json_error(e.inner(), path)
+    });
+    let value = parsed.and_then(|v| {
+        de.end()
+            .map(|()| v)
+            .map_err(|e| json_error(&e, String::new()))
+    });
+    value.map_err(|e| fail(state, e))
+}
+
+fn json_error(e: &serde_json::Error, path: String) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => bad_request("JSON が途中で終わっています"),
+        Category::Syntax | Category::Io => bad_request("JSON として読めません"),
+        Category::Data => {
+            // serde's "missing field `name`": the name is one of our own field names, safe to repeat.
+            let text = e.to_string();
+            let missing = text
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+                .filter(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            match missing {
+                Some(field) if path.is_empty() => bad_request(&format!("{field} がありません")),
+                Some(field) => bad_request(&format!("{path}.{field} がありません")),
+                None if path.is_empty() => bad_request("JSON の内容が正しくありません"),
+                None => bad_request(&format!("{path} の値または型が正しくありません")),
+            }
+        }
+    }
+}
+
+/// A field path as serde_path_to_error prints it, reduced to characters our own field names and indices use, so
+/// that no key a client made up (which could be anything) reaches a message.
+fn safe_path(p: &str) -> String {
+    if p == "." {
+        return String::new();
+    }
+    let ok = p
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    if ok && p.len() <= 80 {
+        p.to_string()
+    } else {
+        "（項目名省略）".to_string()
+    }
 }
 
 /// Counts every request by route and status, and logs it with sizes and timings only.
@@ -64,13 +177,13 @@ async fn count(
     resp
 }
 
+/// The token of `Authorization: Bearer TOKEN`; the scheme name is case-insensitive (RFC 7235 §2.1), so `bearer`
+/// and `BEARER` are the same.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// 401 for a missing, unknown or revoked token (alike: the client learns nothing about which); 429 over the
@@ -83,14 +196,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap, need: Role) -> Result<Cal
         return Err(fail(state, forbidden()));
     }
     if let Err(wait) = state.tokens.check_rate(&caller) {
-        return Err(fail(
-            state,
-            ApiError::new(
-                karte_core::Code::ServerRateLimited,
-                "この端末の利用回数の上限に達しました。しばらくしてから再度お試しください。",
-            )
-            .retry_after(wait),
-        ));
+        return Err(fail(state, crate::error::rate_limited(wait)));
     }
     Ok(caller)
 }
@@ -144,17 +250,55 @@ async fn models(
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<ChatCompletionRequest>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&state, &headers, Role::Client)?;
-    let Json(req) = body.map_err(|_| fail(&state, bad_request("JSON として読めません")))?;
-    let engine_req = to_engine_request(&req, &state.limits).map_err(|e| fail(&state, e))?;
-    let gen = Generation::start(&state, engine_req).map_err(|e| fail(&state, e))?;
+    let req: ChatCompletionRequest = parse_json(&state, &body)?;
+    let sampling: Sampling = parse_json(&state, &body)?;
+    drop(body);
+    let engine_req =
+        to_engine_request(&req, &sampling, &state.limits).map_err(|e| fail(&state, e))?;
+    if let Some(schema) = engine_req.json_schema.clone() {
+        // Compiled here, off the engine's thread: a schema the grammar converter refuses is the client's error.
+        crate::schema::check_grammar(schema)
+            .await
+            .map_err(|e| fail(&state, e))?;
+    }
+    let engine = state
+        .engine()
+        .ok_or_else(|| fail(&state, crate::error::not_ready()))?;
+    // The prompt must fit before it is queued: the engine would refuse it only after its turn, as a failure.
+    let max_tokens = engine_req.max_tokens as usize;
+    let prompt_tokens = crate::chat::count_prompt_tokens(engine, req.messages.clone())
+        .await
+        .map_err(|e| fail(&state, e))?;
+    if prompt_tokens + max_tokens > state.context_tokens {
+        return Err(fail(
+            &state,
+            crate::error::prompt_too_long(prompt_tokens, max_tokens, state.context_tokens),
+        ));
+    }
+    // The request's cost counts against the token's limit, not only its number (README: rate limits).
+    let unit = state.limits.rate_limit_unit_tokens.max(1) as usize;
+    let charge = state
+        .tokens
+        .charge(&caller, ((prompt_tokens + max_tokens) / unit) as u32)
+        .map_err(|wait| fail(&state, crate::error::rate_limited(wait)))?;
+    let gen = match Generation::start(&state, engine_req) {
+        Ok(g) => g.with_charge(charge),
+        Err(e) => {
+            if let Some(c) = charge {
+                state.tokens.settle(c, 0);
+            }
+            return Err(fail(&state, e));
+        }
+    };
     tracing::info!(
         id = %gen.id,
         caller = %caller.id,
         messages = req.messages.len(),
         chars = req.messages.iter().map(|m| m.content.chars().count()).sum::<usize>(),
+        prompt_tokens,
         stream = req.stream,
         schema = req.response_format.is_some(),
         "chat admitted"
@@ -273,11 +417,10 @@ struct Created {
 async fn create_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let admin = authenticate(&state, &headers, Role::Admin)?;
-    let Json(new) =
-        body.map_err(|_| fail(&state, bad_request("name, holder, role を確認してください")))?;
+    let new: NewToken = parse_json(&state, &body)?;
     let (info, token) = state
         .tokens
         .create(&new)
@@ -320,15 +463,10 @@ async fn update_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Result<Json<TokenPatch>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Json<TokenInfo>, ApiError> {
     let admin = authenticate(&state, &headers, Role::Admin)?;
-    let Json(p) = body.map_err(|_| {
-        fail(
-            &state,
-            bad_request("role, rate_limit_per_min を確認してください"),
-        )
-    })?;
+    let p: TokenPatch = parse_json(&state, &body)?;
     let info = state
         .tokens
         .set_limits(&id, p.role, p.rate_limit_per_min)
@@ -366,10 +504,10 @@ async fn get_log_level(
 async fn set_log_level(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Json<LogLevel>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Json<LogLevel>, ApiError> {
     let admin = authenticate(&state, &headers, Role::Admin)?;
-    let Json(l) = body.map_err(|_| fail(&state, bad_request("level を指定してください")))?;
+    let l: LogLevel = parse_json(&state, &body)?;
     let allowed = ["error", "warn", "info", "debug", "trace"];
     if !allowed.contains(&l.level.as_str()) {
         return Err(fail(

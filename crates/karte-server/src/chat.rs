@@ -19,6 +19,46 @@ use tokio::sync::mpsc;
 
 use crate::error::{bad_request, busy, ApiError};
 use crate::state::AppState;
+use crate::tokens::Charge;
+
+/// Sampling fields read only to be checked: `temperature` as a wide float (so that `1e308` is refused, not
+/// turned into infinity), `top_p` (accepted in range; the engine's sampler uses its own), `n` (one answer only).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Sampling {
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub n: Option<u64>,
+}
+
+/// Chat-template markers and a default system prompt some templates add, per request and per message: the
+/// estimate errs on the long side so that what passes here also passes the engine's own check.
+const TEMPLATE_TOKENS: usize = 64;
+const TOKENS_PER_MESSAGE: usize = 8;
+
+/// The prompt's size in the model's own tokens (plus the template's), counted on a blocking thread.
+pub async fn count_prompt_tokens(
+    engine: Arc<karte_engine::Engine>,
+    messages: Vec<karte_engine::ChatMessage>,
+) -> Result<usize, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let mut n = TEMPLATE_TOKENS;
+        for m in &messages {
+            n += engine.tokenize_count(&m.content)? + TOKENS_PER_MESSAGE;
+        }
+        Ok::<_, Error>(n)
+    })
+    .await
+    .map_err(|_| {
+        ApiError::from(Error::new(
+            Code::EngineFailed,
+            "入力のトークン数を数えられませんでした。管理者に連絡してください。",
+        ))
+    })?
+    .map_err(ApiError::from)
+}
 
 /// A request accepted by the queue and submitted to the engine.
 pub struct Generation {
@@ -31,6 +71,8 @@ pub struct Generation {
     admitted: Instant,
     first_token: Option<Instant>,
     finished: bool,
+    /// The worst-case cost charged to a rate-limited token, settled to the real cost when the answer ends.
+    charge: Option<Charge>,
 }
 
 /// What a finished generation reports.
@@ -54,8 +96,22 @@ fn now_unix() -> u64 {
 /// Checks the request and turns it into the engine's, with the server's limits applied.
 pub fn to_engine_request(
     req: &ChatCompletionRequest,
+    sampling: &Sampling,
     limits: &crate::state::Limits,
 ) -> Result<GenerateRequest, ApiError> {
+    if let Some(t) = sampling.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(bad_request("temperature は 0 以上 2 以下にしてください"));
+        }
+    }
+    if let Some(p) = sampling.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(bad_request("top_p は 0 より大きく 1 以下にしてください"));
+        }
+    }
+    if sampling.n.is_some_and(|n| n != 1) {
+        return Err(bad_request("n は 1 だけに対応しています"));
+    }
     if req.messages.is_empty() {
         return Err(bad_request("messages が空です"));
     }
@@ -82,6 +138,9 @@ pub fn to_engine_request(
     g.temperature = req.temperature.unwrap_or(0.0).clamp(0.0, 2.0);
     g.seed = req.seed.unwrap_or(0);
     g.json_schema = req.response_format.as_ref().and_then(|f| f.schema());
+    if let Some(schema) = &g.json_schema {
+        crate::schema::check(schema, limits)?;
+    }
     g.prefix_cache = req.cache_prompt.unwrap_or(true);
     Ok(g)
 }
@@ -114,7 +173,13 @@ impl Generation {
             admitted: Instant::now(),
             first_token: None,
             finished: false,
+            charge: None,
         })
+    }
+
+    pub fn with_charge(mut self, charge: Option<Charge>) -> Self {
+        self.charge = charge;
+        self
     }
 
     /// The next piece of text, or the end. An engine error ends the generation with that error.
@@ -147,6 +212,11 @@ impl Generation {
                     .first_token
                     .map(|t| t.duration_since(self.admitted).as_secs_f64() * 1000.0);
                 let gen_s = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                if let Some(c) = self.charge.take() {
+                    let unit = self.state.limits.rate_limit_unit_tokens.max(1);
+                    let spent = (stats.prompt_tokens + stats.generated_tokens) / unit;
+                    self.state.tokens.settle(c, spent);
+                }
                 self.state
                     .metrics
                     .finished(stats.prompt_tokens, stats.generated_tokens, gen_s);

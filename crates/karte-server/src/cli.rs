@@ -22,6 +22,9 @@ pub struct ServeArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback --listen address (refused without TLS otherwise; a warning is logged).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Require client certificates signed by this CA (PEM).
     #[arg(long, requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
@@ -69,6 +72,7 @@ pub fn run(a: ServeArgs) -> karte_core::Result<()> {
     opts.model = a.model;
     opts.threads = a.threads;
     opts.data_dir = a.data_dir;
+    opts.insecure_plaintext = a.insecure_plaintext;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         opts.tls = Some(TlsFiles {
             cert,

@@ -44,9 +44,14 @@ pub fn status_of(code: Code) -> (StatusCode, &'static str) {
         }
         Code::ServerNotReady => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
         Code::ServerTokenNotFound => (StatusCode::NOT_FOUND, "invalid_request_error"),
+        Code::ServerLastAdmin | Code::ServerTokenRevoked => {
+            (StatusCode::CONFLICT, "invalid_request_error")
+        }
+        Code::InputTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
         Code::ServerBadRequest
+        | Code::ServerPromptTooLong
+        | Code::ServerSchemaTooComplex
         | Code::InputEmpty
-        | Code::InputTooLarge
         | Code::ConfigInvalid
         | Code::ModelUnknown
         | Code::EngineBadOutput => (StatusCode::BAD_REQUEST, "invalid_request_error"),
@@ -112,4 +117,32 @@ pub fn busy(retry_after: u64) -> ApiError {
         "院内サーバーが混み合っています。しばらくしてから再度お試しください。",
     )
     .retry_after(retry_after)
+}
+
+pub fn too_large(limit_bytes: usize) -> ApiError {
+    ApiError::new(
+        Code::InputTooLarge,
+        format!(
+            "要求が大きすぎます（上限 {} KiB）。入力を分けて送ってください。",
+            limit_bytes / 1024
+        ),
+    )
+}
+
+pub fn prompt_too_long(prompt_tokens: usize, max_tokens: usize, context_tokens: usize) -> ApiError {
+    ApiError::new(
+        Code::ServerPromptTooLong,
+        format!(
+            "入力が長すぎます（入力 約 {prompt_tokens} トークン＋出力上限 {max_tokens} トークンが、\
+             モデルの上限 {context_tokens} トークンを超えています）。入力を短く分けるか max_tokens を減らしてください。"
+        ),
+    )
+}
+
+pub fn rate_limited(wait_s: u64) -> ApiError {
+    ApiError::new(
+        Code::ServerRateLimited,
+        "この端末の利用量（回数またはトークン数）の上限に達しました。しばらくしてから再度お試しください。",
+    )
+    .retry_after(wait_s)
 }

@@ -6,17 +6,21 @@
 //!
 //! - [`app`]: the router; handlers authenticate, call the library and shape answers, nothing more
 //! - [`chat`]: request limits, the bounded queue (429 + Retry-After), the engine bridge, cancellation on disconnect
+//! - [`schema`]: caps and checks on a client's `response_format` JSON schema (size, alternatives, bounds)
 //! - [`tokens`]: bearer tokens stored hashed, roles, rate limits
 //! - [`metrics`]: Prometheus text
+//! - [`conn`]: the connection cap and the header-read, handshake and idle timeouts (slow and idle clients)
 //! - [`serve`]: TLS (rustls, optional client certificates), the local-worker protocol, start-up
 //! - [`logging`]: JSON logs with rotation and a run-time level
 
 pub mod app;
 pub mod chat;
 pub mod cli;
+pub mod conn;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod tokens;

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Upper bounds (seconds) of the time-to-first-token histogram: from a warm GPU to a busy CPU.
 const TTFT_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
@@ -24,6 +24,25 @@ pub struct Metrics {
     ttft: Mutex<Histogram>,
     /// Tokens/s of the last finished request, ×1000 (an atomic gauge without floats).
     last_tps_milli: AtomicU64,
+    /// Connection counters, shared with the listener and the connection guard ([`crate::conn`]).
+    pub conn: Arc<ConnCounters>,
+}
+
+/// What the connection layer counts: no addresses, no client data.
+#[derive(Default)]
+pub struct ConnCounters {
+    /// Connections accepted and not yet closed.
+    pub open: AtomicUsize,
+    /// The cap on open connections (0 until the listener is set up).
+    pub max: AtomicUsize,
+    /// Times the cap was reached (once per burst, as the warning in the log).
+    pub cap_reached: AtomicU64,
+    /// Connections closed because a request head (or body) arrived too slowly.
+    pub closed_header_timeout: AtomicU64,
+    /// Connections closed because they carried no request for the idle timeout.
+    pub closed_idle_timeout: AtomicU64,
+    /// TLS handshakes that did not finish in time.
+    pub closed_handshake_timeout: AtomicU64,
 }
 
 #[derive(Default)]
@@ -136,6 +155,50 @@ impl Metrics {
             let _ = writeln!(o, "# HELP {name} {help}");
             let _ = writeln!(o, "# TYPE {name} gauge");
             let _ = writeln!(o, "{name} {v}");
+        }
+        let c = &self.conn;
+        let conn_gauges = [
+            (
+                "karte_connections_open",
+                "TCP connections open now.",
+                c.open.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "karte_connections_max",
+                "Cap on open connections (serve.max_connections, below the descriptor limit).",
+                c.max.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, v) in conn_gauges {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} gauge");
+            let _ = writeln!(o, "{name} {v}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP karte_connection_cap_reached_total Times the connection cap was reached (new connections waited)."
+        );
+        let _ = writeln!(o, "# TYPE karte_connection_cap_reached_total counter");
+        let _ = writeln!(
+            o,
+            "karte_connection_cap_reached_total {}",
+            c.cap_reached.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP karte_connections_timed_out_total Connections closed by a timeout, by reason."
+        );
+        let _ = writeln!(o, "# TYPE karte_connections_timed_out_total counter");
+        for (reason, n) in [
+            ("header", &c.closed_header_timeout),
+            ("idle", &c.closed_idle_timeout),
+            ("handshake", &c.closed_handshake_timeout),
+        ] {
+            let _ = writeln!(
+                o,
+                "karte_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         let engine_counters = [
             (

@@ -16,6 +16,7 @@ use karte_core::{Code, Error, Result};
 use karte_engine::EngineConfig;
 use tokio::io::AsyncReadExt;
 
+use crate::conn::{self, ConnLimits};
 use crate::state::{AppState, Limits, LogReload};
 use crate::tokens::{Holder, NewToken, Role, TokenStore};
 
@@ -43,6 +44,10 @@ pub struct ServeOptions {
     /// Where `tokens.json` lives; `None` keeps tokens in memory (the local worker).
     pub data_dir: Option<PathBuf>,
     pub local: bool,
+    /// Header-read, handshake and idle timeouts and the connection cap.
+    pub conn: ConnLimits,
+    /// Serve plain HTTP on a non-loopback address anyway (`--insecure-plaintext`); refused otherwise.
+    pub insecure_plaintext: bool,
 }
 
 impl ServeOptions {
@@ -56,6 +61,8 @@ impl ServeOptions {
             tls: None,
             data_dir: None,
             local: false,
+            conn: ConnLimits::default(),
+            insecure_plaintext: false,
         }
     }
 
@@ -90,6 +97,29 @@ impl ServeOptions {
         if let Some(t) = s.serve.request_timeout_s {
             self.limits.request_timeout = std::time::Duration::from_secs(t);
         }
+        let secs = std::time::Duration::from_secs;
+        if let Some(t) = s.serve.header_read_timeout_s {
+            self.conn.header_read = secs(t);
+        }
+        if let Some(t) = s.serve.tls_handshake_timeout_s {
+            self.conn.handshake = secs(t);
+        }
+        if let Some(t) = s.serve.idle_timeout_s {
+            self.conn.idle = secs(t);
+        }
+        if s.serve.max_connections.is_some() {
+            self.conn.max_connections = s.serve.max_connections;
+        }
+        if let Some(b) = s.serve.max_schema_bytes {
+            self.limits.max_schema_bytes = b;
+        }
+        if let Some(a) = s.serve.max_schema_alternatives {
+            self.limits.max_schema_alternatives = a;
+        }
+        if let Some(u) = s.serve.rate_limit_unit_tokens {
+            self.limits.rate_limit_unit_tokens = u.max(1);
+        }
+        self.insecure_plaintext |= s.serve.insecure_plaintext;
         if !self.local {
             if self.tls.is_none() {
                 if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
@@ -105,6 +135,32 @@ impl ServeOptions {
             }
         }
     }
+}
+
+/// Refuses plain HTTP on an address other hosts can reach, unless asked for explicitly (then a warning is logged):
+/// bearer tokens, the admin token and pseudonymised clinical text would cross the ward network in clear.
+pub fn check_listen(opts: &ServeOptions) -> Result<()> {
+    if opts.local || opts.tls.is_some() || opts.listen.ip().is_loopback() {
+        return Ok(());
+    }
+    if opts.insecure_plaintext {
+        tracing::warn!(
+            addr = %opts.listen,
+            "serving plain HTTP (no TLS) on a non-loopback address: tokens and pseudonymised text cross the \
+             network unencrypted (--insecure-plaintext)"
+        );
+        return Ok(());
+    }
+    Err(Error::new(
+        Code::ServerPlaintextRefused,
+        format!(
+            "{} は他の端末から接続できるアドレスですが、TLS（--tls-cert と --tls-key）が設定されていません。\
+             このままではトークンと仮名化した診療内容が暗号化されずにネットワークを流れます。\
+             TLS を設定してください（閉じたネットワークで意図して平文にする場合に限り --insecure-plaintext、\
+             設定ファイルでは [serve] insecure_plaintext = true）。",
+            opts.listen
+        ),
+    ))
 }
 
 /// Default home of the clinic server's token store.
@@ -204,7 +260,7 @@ pub fn build_state(
             (ADMIN_TOKEN_ENV, Role::Admin, "env-admin"),
         ] {
             if let Some(t) = std::env::var(var).ok().filter(|t| !t.is_empty()) {
-                tokens.insert(
+                let info = tokens.insert(
                     &NewToken {
                         name: name.into(),
                         holder: Holder::User,
@@ -213,16 +269,30 @@ pub fn build_state(
                     },
                     &t,
                 )?;
+                if info.revoked_unix.is_some() {
+                    // Registering the same secret again does not revive it: say so, or the operator is left
+                    // wondering why the variable is refused.
+                    tracing::warn!(
+                        token_id = %info.id,
+                        variable = var,
+                        "the token in this environment variable was revoked and stays refused: set a new value"
+                    );
+                }
             }
         }
     }
-    let mut state = AppState::new(model.name.clone(), tokens, opts.limits.clone(), opts.local);
+    let mut limits = opts.limits.clone();
+    // A request's body gets the same bound as its head.
+    limits.read_timeout = opts.conn.header_read;
+    let mut state = AppState::new(model.name.clone(), tokens, limits, opts.local);
     state.log_reload = log_reload;
     let mut cfg = EngineConfig::new(&model.path, &model.name);
     cfg.n_threads = opts.threads;
     cfg.n_parallel = opts.limits.parallel.max(1);
     // The KV cells are shared by the sequences decoded together: room for each one's prompt and answer.
     cfg.n_ctx = opts.n_ctx.saturating_mul(cfg.n_parallel);
+    // What the engine refuses as too long (prompt + max_tokens over its cells), checked before it is asked.
+    state.context_tokens = cfg.n_ctx as usize;
     cfg.max_queue = opts.limits.max_queue;
     // One cached prompt per sequence, as llama-server keeps one per slot: many workstations send the same drafting
     // instructions with different dictations, and with fewer entries than clients in flight each new prompt evicts
@@ -234,6 +304,7 @@ pub fn build_state(
 /// Binds, announces the address on stdout, loads the model in the background and serves until shutdown
 /// (stdin closed for the local worker, Ctrl-C / SIGTERM otherwise).
 pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<()> {
+    check_listen(&opts)?;
     let (state, engine_cfg) = build_state(&opts, log_reload)?;
     let listener = std::net::TcpListener::bind(opts.listen).map_err(|_| {
         Error::new(
@@ -247,16 +318,39 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
     listener.set_nonblocking(true).map_err(|_| internal())?;
     let addr = listener.local_addr().map_err(|_| internal())?;
     let tls = opts.tls.as_ref().map(tls_config).transpose()?;
+    let descriptors = conn::raise_descriptor_limit();
+    let cap = conn::connection_cap(opts.conn.max_connections, descriptors);
+    if let Some(asked) = opts.conn.max_connections.filter(|&m| m > cap) {
+        tracing::warn!(
+            asked,
+            max_connections = cap,
+            descriptor_limit = descriptors,
+            "serve.max_connections lowered to stay under the file-descriptor limit (raise LimitNOFILE)"
+        );
+    }
+    let counters = Arc::clone(&state.metrics.conn);
+    let capped =
+        conn::CappedListener::new(listener, cap, Arc::clone(&counters)).map_err(|_| internal())?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{LISTENING_PREFIX}{addr}");
         let _ = out.flush();
     }
-    tracing::info!(%addr, tls = tls.is_some(), local = opts.local, "listening");
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        local = opts.local,
+        max_connections = cap,
+        descriptor_limit = descriptors,
+        header_read_timeout_s = opts.conn.header_read.as_secs_f64(),
+        tls_handshake_timeout_s = opts.conn.handshake.as_secs_f64(),
+        idle_timeout_s = opts.conn.idle.as_secs_f64(),
+        "listening"
+    );
     state.load_in_background(engine_cfg);
 
-    let handle: axum_server::Handle<std::net::SocketAddr> = axum_server::Handle::new();
+    let handle: axum_server::Handle<conn::PeerAddr> = axum_server::Handle::new();
     let h = handle.clone();
     let local = opts.local;
     tokio::spawn(async move {
@@ -278,19 +372,39 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
     });
 
     let app = crate::app::router(state);
+    let server = axum_server::Server::<conn::PeerAddr>::from_listener(capped)
+        .handle(handle)
+        .http1_only()
+        .accept_error_handler({
+            let counters = Arc::clone(&counters);
+            move |_peer, e| {
+                // Never the peer's address: only what happened.
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    counters
+                        .closed_handshake_timeout
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    tracing::debug!(kind = ?e.kind(), "connection not accepted");
+                }
+            }
+        });
     let res = match tls {
         Some(cfg) => {
             let rc = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg));
-            axum_server::from_tcp_rustls(listener, rc)
-                .map_err(|_| internal())?
-                .handle(handle)
+            let tls = axum_server::tls_rustls::RustlsAcceptor::new(rc)
+                .handshake_timeout(opts.conn.handshake);
+            server
+                .acceptor(conn::Guard::new(tls, opts.conn, counters))
                 .serve(app.into_make_service())
                 .await
         }
         None => {
-            axum_server::from_tcp(listener)
-                .map_err(|_| internal())?
-                .handle(handle)
+            server
+                .acceptor(conn::Guard::new(
+                    axum_server::accept::DefaultAcceptor::new(),
+                    opts.conn,
+                    counters,
+                ))
                 .serve(app.into_make_service())
                 .await
         }

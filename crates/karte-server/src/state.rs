@@ -20,6 +20,14 @@ pub struct Limits {
     pub max_tokens: u32,
     /// Upper bound on one request's wall time; the answer then ends with `finish_reason: "length"`.
     pub request_timeout: Duration,
+    /// Largest `response_format` JSON schema, in bytes (serialised).
+    pub max_schema_bytes: usize,
+    /// Most `enum` values + `anyOf`/`oneOf` branches + `type` alternatives in one schema.
+    pub max_schema_alternatives: usize,
+    /// Tokens (prompt + answer) that count as one more request against a token's `rate_limit_per_min`.
+    pub rate_limit_unit_tokens: u32,
+    /// A request's body must arrive within this once its head is in (the connection's header-read timeout).
+    pub read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -29,6 +37,10 @@ impl Default for Limits {
             parallel: 4,
             max_tokens: 2048,
             request_timeout: Duration::from_secs(120),
+            max_schema_bytes: 16 * 1024,
+            max_schema_alternatives: 256,
+            rate_limit_unit_tokens: 1024,
+            read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -52,6 +64,9 @@ pub struct AppState {
     pub log_level: RwLock<String>,
     /// The local worker has no management API (its one token is the parent's).
     pub local: bool,
+    /// KV cells of the engine's context: a request whose prompt + `max_tokens` exceeds them is refused with 400
+    /// before it reaches the engine.
+    pub context_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +96,7 @@ impl AppState {
             log_reload: None,
             log_level: RwLock::new("info".into()),
             local,
+            context_tokens: EngineConfig::DEFAULT_N_CTX as usize,
         }
     }
 

@@ -93,6 +93,16 @@ fn default_role() -> Role {
     Role::Client
 }
 
+/// Cost units charged to a rate-limited token for one chat request beyond its base count, to be settled when it
+/// ends ([`TokenStore::settle`]).
+#[derive(Debug)]
+pub struct Charge {
+    id: String,
+    /// The minute window it was charged in: a refund after the window turned over has nothing to give back.
+    window: Instant,
+    units: u32,
+}
+
 /// The caller a valid token identifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -140,6 +150,20 @@ fn store_error() -> Error {
     Error::new(
         Code::ServerStoreFailed,
         "トークンの保存先に書き込めません。サーバーのデータフォルダの権限と空き容量を確認してください。",
+    )
+}
+
+fn bad_rate_limit() -> Error {
+    Error::new(
+        Code::ServerBadRequest,
+        "要求の形式が正しくありません（rate_limit_per_min は 1 以上にしてください。制限なしは null）。",
+    )
+}
+
+fn last_admin() -> Error {
+    Error::new(
+        Code::ServerLastAdmin,
+        "有効な管理者トークンがこれしか残っていないため、失効・変更できません。先に別の管理者トークンを作ってください。",
     )
 }
 
@@ -236,6 +260,9 @@ impl TokenStore {
                 "名前は 1〜64 文字で指定してください。",
             ));
         }
+        if new.rate_limit_per_min == Some(0) {
+            return Err(bad_rate_limit());
+        }
         let hash = hash_token(token);
         let mut inner = self.lock();
         if let Some(r) = inner.tokens.iter().find(|r| r.hash == hash) {
@@ -266,37 +293,73 @@ impl TokenStore {
         self.lock().tokens.iter().map(TokenInfo::from).collect()
     }
 
+    /// Revokes a token. The last active admin token is refused (`server.last_admin`), as the store refuses to
+    /// remove its last administrator: without it nobody could manage tokens, and restarting with the same
+    /// `KARTE_ADMIN_TOKEN` would not bring it back.
     pub fn revoke(&self, id: &str) -> Result<TokenInfo> {
-        self.update(id, |r| {
+        self.update(id, |r, others_admins| {
+            if r.revoked_unix.is_none() && r.role == Role::Admin && others_admins == 0 {
+                return Err(last_admin());
+            }
             r.revoked_unix.get_or_insert_with(now_unix);
+            Ok(())
         })
     }
 
+    /// Changes a token's role or rate limit. A revoked token is refused (`server.token_revoked`: the change could
+    /// never take effect), so is demoting the last active admin and a limit of 0.
     pub fn set_limits(
         &self,
         id: &str,
         role: Option<Role>,
         rate_limit_per_min: Option<Option<u32>>,
     ) -> Result<TokenInfo> {
-        self.update(id, |r| {
+        if rate_limit_per_min == Some(Some(0)) {
+            return Err(bad_rate_limit());
+        }
+        self.update(id, |r, other_admins| {
+            if r.revoked_unix.is_some() {
+                return Err(Error::new(
+                    Code::ServerTokenRevoked,
+                    "このトークンは失効しているため変更できません。必要なら新しいトークンを作ってください。",
+                ));
+            }
             if let Some(role) = role {
+                if r.role == Role::Admin && role != Role::Admin && other_admins == 0 {
+                    return Err(last_admin());
+                }
                 r.role = role;
             }
             if let Some(l) = rate_limit_per_min {
                 r.rate_limit_per_min = l;
             }
+            Ok(())
         })
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut TokenRecord)) -> Result<TokenInfo> {
+    /// Applies `f` to the token `id`, with the number of *other* active admin tokens; saved, or rolled back on error.
+    fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut TokenRecord, usize) -> Result<()>,
+    ) -> Result<TokenInfo> {
         let mut inner = self.lock();
         let idx = inner
             .tokens
             .iter()
             .position(|r| r.id == id)
             .ok_or_else(not_found)?;
+        let other_admins = inner
+            .tokens
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i != idx && r.role == Role::Admin && r.revoked_unix.is_none())
+            .count();
         let before = inner.tokens[idx].clone();
-        f(&mut inner.tokens[idx]);
+        if let Err(e) = f(&mut inner.tokens[idx], other_admins) {
+            inner.tokens[idx] = before;
+            return Err(e);
+        }
         if let Err(e) = self.save(&inner) {
             inner.tokens[idx] = before;
             return Err(e);
@@ -339,6 +402,52 @@ impl TokenStore {
         }
         w.1 += 1;
         Ok(())
+    }
+
+    /// Charges `units` more against the caller's per-minute limit, for a request's cost beyond its base count (one
+    /// unit per `serve.rate_limit_unit_tokens` tokens of prompt + `max_tokens`). At most the whole minute's
+    /// allowance less the base count, so a single large request can still run once a minute. `Err(seconds)` when
+    /// the rest of this minute's allowance is too small; `Ok(None)` when nothing is charged (no limit, no units).
+    pub fn charge(&self, caller: &Caller, units: u32) -> std::result::Result<Option<Charge>, u64> {
+        let Some(limit) = caller.rate_limit_per_min else {
+            return Ok(None);
+        };
+        let units = units.min(limit.saturating_sub(1));
+        if units == 0 {
+            return Ok(None);
+        }
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let w = inner.windows.entry(caller.id.clone()).or_insert((now, 0));
+        if now.duration_since(w.0).as_secs() >= 60 {
+            *w = (now, 0);
+        }
+        if w.1 + units > limit {
+            return Err(60u64
+                .saturating_sub(now.duration_since(w.0).as_secs())
+                .max(1));
+        }
+        w.1 += units;
+        Ok(Some(Charge {
+            id: caller.id.clone(),
+            window: w.0,
+            units,
+        }))
+    }
+
+    /// Settles a charge to what the request really cost (`spent` units: prompt + generated tokens): the rest of the
+    /// worst case is given back, if its minute is still running.
+    pub fn settle(&self, charge: Charge, spent: u32) {
+        let refund = charge.units.saturating_sub(spent);
+        if refund == 0 {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(w) = inner.windows.get_mut(&charge.id) {
+            if w.0 == charge.window {
+                w.1 = w.1.saturating_sub(refund);
+            }
+        }
     }
 }
 
@@ -406,6 +515,90 @@ mod tests {
         }
         let wait = s.check_rate(&c).unwrap_err();
         assert!((1..=60).contains(&wait));
+    }
+
+    #[test]
+    fn cost_counts_against_the_limit_and_unused_worst_case_is_given_back() {
+        let s = TokenStore::memory();
+        let mut n = new("pc", Role::Client);
+        n.rate_limit_per_min = Some(6);
+        let (_, tok) = s.create(&n).unwrap();
+        let c = s.authenticate(&tok).unwrap();
+        // A large request: its base count plus 3 units of tokens.
+        s.check_rate(&c).unwrap();
+        let big = s.charge(&c, 3).unwrap().unwrap();
+        // Another one does not fit in what is left (6 - 4 = 2).
+        s.check_rate(&c).unwrap();
+        assert!(s.charge(&c, 3).is_err());
+        // The first ends having used 1 unit: 2 come back, and a request of 2 units fits again.
+        s.settle(big, 1);
+        assert!(s.charge(&c, 2).unwrap().is_some());
+        // A request larger than the whole minute is charged at most the minute less its base count.
+        let s = TokenStore::memory();
+        let (_, tok) = s.create(&n).unwrap();
+        let c = s.authenticate(&tok).unwrap();
+        s.check_rate(&c).unwrap();
+        assert_eq!(s.charge(&c, 1000).unwrap().unwrap().units, 5);
+        // No limit: nothing charged.
+        let (_, free) = s.create(&new("free", Role::Client)).unwrap();
+        assert!(s
+            .charge(&s.authenticate(&free).unwrap(), 50)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn last_admin_cannot_be_revoked_or_demoted_and_revoked_tokens_do_not_change() {
+        let d = tempfile::tempdir().unwrap();
+        let s = TokenStore::open(d.path()).unwrap();
+        let (a, _) = s.create(&new("admin-a", Role::Admin)).unwrap();
+        let (client, _) = s.create(&new("pc", Role::Client)).unwrap();
+        assert_eq!(s.revoke(&a.id).unwrap_err().code, Code::ServerLastAdmin);
+        assert_eq!(
+            s.set_limits(&a.id, Some(Role::Client), None)
+                .unwrap_err()
+                .code,
+            Code::ServerLastAdmin
+        );
+        assert!(s.authenticate_id(&a.id), "still active after the refusals");
+        // With a second admin, the first can go; then the second is the last.
+        let (b, _) = s.create(&new("admin-b", Role::Admin)).unwrap();
+        s.revoke(&a.id).unwrap();
+        assert_eq!(s.revoke(&b.id).unwrap_err().code, Code::ServerLastAdmin);
+        // Revoking an already revoked token stays a no-op; changing it is refused.
+        s.revoke(&a.id).unwrap();
+        assert_eq!(
+            s.set_limits(&a.id, Some(Role::Client), None)
+                .unwrap_err()
+                .code,
+            Code::ServerTokenRevoked
+        );
+        s.revoke(&client.id).unwrap();
+        assert_eq!(
+            s.set_limits(&client.id, None, Some(Some(5)))
+                .unwrap_err()
+                .code,
+            Code::ServerTokenRevoked
+        );
+        // The refusals were not saved: the file agrees after a reopen.
+        let s = TokenStore::open(d.path()).unwrap();
+        assert!(s.authenticate_id(&b.id));
+        // A limit of 0 would block a token entirely: refused.
+        let mut zero = new("z", Role::Client);
+        zero.rate_limit_per_min = Some(0);
+        assert_eq!(s.create(&zero).unwrap_err().code, Code::ServerBadRequest);
+        assert_eq!(
+            s.set_limits(&b.id, None, Some(Some(0))).unwrap_err().code,
+            Code::ServerBadRequest
+        );
+    }
+
+    impl TokenStore {
+        fn authenticate_id(&self, id: &str) -> bool {
+            self.list()
+                .iter()
+                .any(|t| t.id == id && t.revoked_unix.is_none())
+        }
     }
 
     #[test]

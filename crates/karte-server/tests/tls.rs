@@ -135,3 +135,72 @@ fn mutual_tls_with_pinned_ca_and_client_certificates() {
     let (s, _) = common::curl(&["--cacert", &ca, &health]);
     assert_eq!(s, 0, "no response without a client certificate");
 }
+
+/// F3 for TLS: a connection that never starts (or never finishes) its handshake is closed after
+/// `tls_handshake_timeout_s` (here 1 s; before the fix it was axum-server's fixed 10 s and not configurable), and
+/// one that finished it but sends no request after `idle_timeout_s`.
+#[test]
+fn stalled_tls_handshakes_and_idle_tls_connections_are_closed() {
+    use std::io::Read;
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let w = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let (cert, key, ca) = (
+        w("server.pem", &pki.server.0),
+        w("server.key", &pki.server.1),
+        w("ca.pem", &pki.ca_pem),
+    );
+    std::fs::write(
+        dir.path().join("no-settings.toml"),
+        "[serve]\ntls_handshake_timeout_s = 1\nidle_timeout_s = 2\n",
+    )
+    .unwrap();
+    let srv = Server::start_on(
+        "127.0.0.1:0",
+        dir.path(),
+        &["--tls-cert", &cert, "--tls-key", &key],
+        "https",
+    );
+    let closed_after = |mut s: std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let t = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return t.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    };
+    // Nothing sent: the handshake never starts.
+    let took = closed_after(std::net::TcpStream::connect(&srv.addr).unwrap());
+    assert!(
+        took < Duration::from_secs(5),
+        "stalled handshake held {took:?}"
+    );
+    // A finished handshake and no request: `openssl s_client -quiet` (which implies -ign_eof) keeps the connection
+    // open until the server closes it.
+    let t = Instant::now();
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-CAfile", &ca, "-connect", &srv.addr])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let took = t.elapsed();
+    let out = out.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("verify return:1"),
+        "handshake completed: {err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "idle TLS connection closed after {took:?} (idle timeout 2 s)"
+    );
+}

@@ -109,6 +109,33 @@ pub struct ServeSettings {
     /// Upper bound on the time one request may generate, in seconds.
     #[serde(default)]
     pub request_timeout_s: Option<u64>,
+    /// Serve plain HTTP on a non-loopback `listen` address (no TLS). Refused unless set; logged as a warning.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// Seconds a request's head (and then its body) may take to arrive once the client starts sending it; a
+    /// connection that trickles it slower is closed. Default 10.
+    #[serde(default)]
+    pub header_read_timeout_s: Option<u64>,
+    /// Seconds a TLS handshake may take. Default 10.
+    #[serde(default)]
+    pub tls_handshake_timeout_s: Option<u64>,
+    /// Seconds a connection may stay open without a request (new, or kept alive after an answer). Default 60.
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
+    /// Open connections at most; further ones wait in the kernel's queue until one closes. Default: 1024, and
+    /// never more than the process's file-descriptor limit minus a reserve.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Largest `response_format` JSON schema accepted, in bytes. Default 16384.
+    #[serde(default)]
+    pub max_schema_bytes: Option<usize>,
+    /// Most alternatives (`enum` values + `anyOf`/`oneOf` branches, summed over the schema). Default 256.
+    #[serde(default)]
+    pub max_schema_alternatives: Option<usize>,
+    /// Tokens that count as one more request against a token's `rate_limit_per_min` (prompt + `max_tokens` on
+    /// admission, prompt + generated when it ends). Default 1024.
+    #[serde(default)]
+    pub rate_limit_unit_tokens: Option<u32>,
 }
 
 /// `[sync]`: where signed documents go and under which identity policy. Secrets are not settings: the client
@@ -216,10 +243,39 @@ impl Settings {
         if s.serve.tls_cert.is_some() != s.serve.tls_key.is_some() {
             return Err("serve.tls_cert と serve.tls_key は両方指定してください".into());
         }
+        s.serve.check()?;
         if let Some(sync) = &s.sync {
             sync.check()?;
         }
         Ok(s)
+    }
+}
+
+impl ServeSettings {
+    /// Zero would disable a timeout or a cap by accident: refuse it, naming the key.
+    fn check(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("header_read_timeout_s", self.header_read_timeout_s),
+            ("tls_handshake_timeout_s", self.tls_handshake_timeout_s),
+            ("idle_timeout_s", self.idle_timeout_s),
+            ("request_timeout_s", self.request_timeout_s),
+            ("max_connections", self.max_connections.map(|v| v as u64)),
+            ("max_schema_bytes", self.max_schema_bytes.map(|v| v as u64)),
+            (
+                "max_schema_alternatives",
+                self.max_schema_alternatives.map(|v| v as u64),
+            ),
+            (
+                "rate_limit_unit_tokens",
+                self.rate_limit_unit_tokens.map(u64::from),
+            ),
+        ];
+        for (key, v) in positive {
+            if v == Some(0) {
+                return Err(format!("serve.{key} は 1 以上にしてください"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -291,6 +347,14 @@ listen = "0.0.0.0:8443"
 tls_cert = "/etc/karte/server.pem"
 tls_key = "/etc/karte/server.key"
 max_queue = 32
+insecure_plaintext = false
+header_read_timeout_s = 10
+tls_handshake_timeout_s = 10
+idle_timeout_s = 60
+max_connections = 1024
+max_schema_bytes = 16384
+max_schema_alternatives = 256
+rate_limit_unit_tokens = 1024
 
 [sync]
 endpoint = "https://fhir.example.jp/r4/"
@@ -304,6 +368,24 @@ facility_code = "1312345678"
         assert_eq!(srv.connect_timeout_ms, 1500);
         assert_eq!(s.model.threads, Some(4));
         assert_eq!(s.serve.max_queue, Some(32));
+        assert_eq!(
+            (
+                s.serve.header_read_timeout_s,
+                s.serve.tls_handshake_timeout_s,
+                s.serve.idle_timeout_s,
+                s.serve.max_connections,
+            ),
+            (Some(10), Some(10), Some(60), Some(1024))
+        );
+        assert_eq!(
+            (
+                s.serve.max_schema_bytes,
+                s.serve.max_schema_alternatives,
+                s.serve.rate_limit_unit_tokens,
+            ),
+            (Some(16384), Some(256), Some(1024))
+        );
+        assert!(!s.serve.insecure_plaintext);
         let sync = s.sync.unwrap();
         assert_eq!(sync.bundle_url(), "https://fhir.example.jp/r4/Bundle");
         assert!(
@@ -345,6 +427,9 @@ facility_code = "1312345678"
                 "unknown",
             ),
             ("[sync]\nspki_sha256 = [\"PIN\"]", "endpoint"),
+            ("[serve]\nidle_timeout_s = 0\n", "serve.idle_timeout_s"),
+            ("[serve]\nmax_connections = 0\n", "serve.max_connections"),
+            ("[serve]\nheader_read_timeout = 5\n", "header_read_timeout"),
         ];
         for (text, needle) in cases {
             let e = Settings::parse(&text.replace("PIN", PIN)).unwrap_err();

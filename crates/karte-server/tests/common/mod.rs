@@ -60,7 +60,26 @@ impl Server {
     }
 
     pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str], scheme: &str) -> Server {
-        let mut cmd = Command::new(server_bin());
+        Self::start_prefixed(&[], listen, data_dir, extra, scheme)
+    }
+
+    /// As [`Server::start_on`], run through `prefix` (e.g. `prlimit --nofile=128:128 --`), which must exec the
+    /// server in its own process so that the child is the server.
+    pub fn start_prefixed(
+        prefix: &[&str],
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        scheme: &str,
+    ) -> Server {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(server_bin());
+                c
+            }
+            None => Command::new(server_bin()),
+        };
         cmd.args([
             "--listen",
             listen,
