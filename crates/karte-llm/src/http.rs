@@ -159,6 +159,9 @@ impl HttpEngine {
             // Blocking reqwest applies this to the wait for the headers and to each read of the body: the idle bound.
             // The total bound is checked between events in `chat`.
             .timeout(cfg.idle_timeout)
+            // Drop a pooled connection before the server's idle timeout (karte-server: 60 s by default) closes it, so
+            // a request is never written into a connection the server is just closing (a spurious failover).
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
             // The workstation talks to the clinic server directly; a system proxy would see the traffic.
             .no_proxy();
         if let Some(pinned) = &cfg.tls.pinned_cert_pem {
