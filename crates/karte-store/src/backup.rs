@@ -226,9 +226,7 @@ impl Store {
         let key = vault.db_key()?.ok_or_else(crate::key_missing)?;
         let head_before = vault.head()?;
         let restoring = dir.join(RESTORING_FILE);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(dir.join(format!("{RESTORING_FILE}{suffix}")));
-        }
+        crate::remove_db_files(&restoring);
         std::fs::copy(from, &restoring).map_err(|_| {
             Error::new(
                 Code::InputUnreadable,
@@ -269,21 +267,11 @@ impl Store {
         let (contents, seq, hash) = match staged {
             Ok(v) => v,
             Err(e) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(dir.join(format!("{RESTORING_FILE}{suffix}")));
-                }
+                crate::remove_db_files(&restoring);
                 return Err(e);
             }
         };
-        let io = |_| {
-            Error::new(
-                Code::StoreIo,
-                format!(
-                    "{} に書き込めません。権限と空き容量を確認してください。",
-                    dir.display()
-                ),
-            )
-        };
+        let io = crate::dir_io(dir);
         // The replaced database (and its WAL) is kept under a dated name, never deleted.
         let live = dir.join(DB_FILE);
         let replaced = if live.exists() {
@@ -291,15 +279,15 @@ impl Store {
             for suffix in ["-wal", "-shm"] {
                 let from = dir.join(format!("{DB_FILE}{suffix}"));
                 if from.exists() {
-                    std::fs::rename(&from, format!("{}{suffix}", aside.display())).map_err(io)?;
+                    std::fs::rename(&from, format!("{}{suffix}", aside.display())).map_err(&io)?;
                 }
             }
-            std::fs::rename(&live, &aside).map_err(io)?;
+            std::fs::rename(&live, &aside).map_err(&io)?;
             Some(aside)
         } else {
             None
         };
-        std::fs::rename(&restoring, &live).map_err(io)?;
+        std::fs::rename(&restoring, &live).map_err(&io)?;
         crate::sync_dir(dir);
         vault.set_head(seq, &hash)?;
         Ok(RestoreReport {

@@ -1323,9 +1323,7 @@ fn create_store(dir: &Path, keyring: KeyringBackend) -> Result<()> {
             ),
         ));
     }
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(dir.join(format!("{CREATING_FILE}{suffix}")));
-    }
+    remove_db_files(&creating);
     let id = match std::fs::read_to_string(&id_path) {
         Ok(_) => store_id(dir)?,
         Err(_) => {
@@ -1353,6 +1351,13 @@ fn create_store(dir: &Path, keyring: KeyringBackend) -> Result<()> {
     std::fs::rename(&creating, &db_path).map_err(&io)?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Removes a database file that was never published, with its WAL and shared-memory files; absent is fine.
+fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 /// Refuses a database file that cannot be a whole store: empty, or not a whole number of pages. Such damage is
