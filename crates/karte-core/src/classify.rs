@@ -1,9 +1,9 @@
-//! Which SOAP section a clause belongs to, from explicit headers, cue words and the facts it carries.
+//! What kind of statement a clause is ([`Role`]), from cue words and the facts it carries. Which section of a
+//! document takes that role is the document kind's business (`document`), as are explicit headers.
 
 use crate::extract::Found;
-use crate::types::{FactKind, Section};
-use regex::Regex;
-use std::sync::LazyLock;
+use crate::document::Role;
+use crate::types::FactKind;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
 const PLAN: [&str; 64] = [
@@ -138,31 +138,6 @@ const OTHER_CUES: [&str; 12] = [
     "認めず",
 ];
 
-/// A header at the start of a clause: 「S)」「【O】」「A:」「主訴:」 … Returns the section and the header's length in chars.
-static HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:【\s*(?P<a>[SOAP])\s*】|\[(?P<b>[SOAP])\]|(?P<c>[SOAP])\s*[):>]|#?\s*(?P<w>主訴|現病歴|自覚症状|身体所見|検査所見|所見|バイタル|評価|アセスメント|計画|方針|プラン)\s*[:)】])\s*").unwrap()
-});
-
-pub fn header(text: &str) -> Option<(Section, usize)> {
-    let c = HEADER.captures(text)?;
-    let sec = if let Some(l) = c.name("a").or(c.name("b")).or(c.name("c")) {
-        match l.as_str() {
-            "S" => Section::Subjective,
-            "O" => Section::Objective,
-            "A" => Section::Assessment,
-            _ => Section::Plan,
-        }
-    } else {
-        match &c["w"] {
-            "主訴" | "現病歴" | "自覚症状" => Section::Subjective,
-            "身体所見" | "検査所見" | "所見" | "バイタル" => Section::Objective,
-            "評価" | "アセスメント" => Section::Assessment,
-            _ => Section::Plan,
-        }
-    };
-    Some((sec, c.get(0).unwrap().as_str().chars().count()))
-}
-
 fn has_plan_cue(text: &str) -> bool {
     PLAN.iter().any(|cue| {
         text.match_indices(cue).any(|(i, _)| {
@@ -197,17 +172,17 @@ pub fn is_connective(text: &str) -> bool {
 }
 
 /// Classify one clause given the facts found in it.
-pub fn classify(text: &str, facts: &[&Found]) -> Section {
+pub fn classify(text: &str, facts: &[&Found]) -> Role {
     let has = |k: FactKind| facts.iter().any(|f| f.fact.kind == k);
     let objective_cue = OBJECTIVE.iter().any(|c| text.contains(c));
     if has_plan_cue(text) {
-        return Section::Plan;
+        return Role::Planned;
     }
     if has_assess_cue(text) {
-        return Section::Assessment;
+        return Role::Assessed;
     }
     if has(FactKind::Vital) || has(FactKind::Lab) || has(FactKind::Exam) {
-        return Section::Objective;
+        return Role::Observed;
     }
     if facts
         .iter()
@@ -215,16 +190,16 @@ pub fn classify(text: &str, facts: &[&Found]) -> Section {
     {
         // 「心電図で心房細動を認める」 reports a finding; a diagnosis named on its own is an assessment.
         return if objective_cue || has(FactKind::Test) {
-            Section::Objective
+            Role::Observed
         } else {
-            Section::Assessment
+            Role::Assessed
         };
     }
     let subjective = has(FactKind::Symptom) || has(FactKind::History) || has(FactKind::Demographic);
     if !subjective && (has(FactKind::Test) || objective_cue) {
-        return Section::Objective;
+        return Role::Observed;
     }
-    Section::Subjective
+    Role::Reported
 }
 
 /// 「肺炎を疑い抗菌薬を開始する」 carries an assessment and a plan: the char index after the assessment part, if the
@@ -259,14 +234,6 @@ pub fn mixed_split(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers() {
-        assert_eq!(header("S) 頭痛"), Some((Section::Subjective, 3)));
-        assert_eq!(header("【P】入院"), Some((Section::Plan, 3)));
-        assert_eq!(header("主訴: 胸痛").map(|h| h.0), Some(Section::Subjective));
-        assert_eq!(header("SpO2 93%"), None);
-    }
 
     #[test]
     fn mixed() {

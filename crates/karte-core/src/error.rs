@@ -213,6 +213,10 @@ pub enum Code {
     /// backup) or that fails its integrity check: nothing was changed.
     #[serde(rename = "store.backup_invalid")]
     StoreBackupInvalid,
+    // Document kinds (session 7)
+    /// An unknown document kind, or an edit whose text does not fit the kind's headings.
+    #[serde(rename = "input.document_invalid")]
+    DocumentInvalid,
 }
 
 impl Code {
@@ -309,6 +313,7 @@ impl Code {
             Code::SyncPseudonymKeyMissing => "sync.pseudonym_key_missing",
             Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
             Code::StoreBackupInvalid => "store.backup_invalid",
+            Code::DocumentInvalid => "input.document_invalid",
         }
     }
 
@@ -320,7 +325,8 @@ impl Code {
             | Code::InputTooLarge
             | Code::InputInvalidUtf8
             | Code::InputUnreadable
-            | Code::MappingInvalid => 2,
+            | Code::MappingInvalid
+            | Code::DocumentInvalid => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated
@@ -454,6 +460,7 @@ mod server_code_tests {
             ),
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
             (Code::StoreBackupInvalid, "store.backup_invalid", 5),
+            (Code::DocumentInvalid, "input.document_invalid", 2),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn units_and_laterality_are_checked() {
         let src = "右下肺野で湿性ラ音を聴取。アセトアミノフェン500mg頓用。BT 38.6℃。";
-        let a = crate::pipeline::analyze(src).unwrap();
+        let a = crate::pipeline::analyze(src, crate::document::default_kind()).unwrap();
         let g = a.grounding();
         let codes = |s: &str| g.check(s).into_iter().map(|f| f.code).collect::<Vec<_>>();
         // (draft sentence, flag codes)

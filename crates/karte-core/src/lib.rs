@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod clause;
+pub mod document;
 pub mod error;
 pub mod extract;
 pub mod grounding;
@@ -14,6 +15,7 @@ pub mod rules;
 pub mod types;
 pub mod wareki;
 
+pub use document::{Document, DocumentKind, Role, Sections};
 pub use error::{Code, Error, Result};
 pub use pipeline::{
     analyze, draft_floor, read_bounded, validate, MAX_INPUT_BYTES, MAX_INPUT_CHARS,

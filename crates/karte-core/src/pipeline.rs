@@ -3,6 +3,7 @@
 
 use crate::classify;
 use crate::clause::{self, Clause};
+use crate::document::{DocumentKind, Role, Sections};
 use crate::error::{Code, Error, Result};
 use crate::extract::{self, Found};
 use crate::grounding::Grounding;
@@ -68,12 +69,22 @@ pub fn decode(bytes: Vec<u8>) -> Result<String> {
     })
 }
 
-/// Everything the later stages need about one dictation.
+/// Where a clause goes: what kind of statement it is, and the section of the document that takes it (an explicit
+/// header can put a clause in a section whatever its role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub role: Role,
+    pub section: usize,
+}
+
+/// Everything the later stages need about one dictation, drafted as one document kind.
 #[derive(Debug, Clone)]
 pub struct Analysis {
+    pub kind: &'static DocumentKind,
     pub norm: Normalized,
     pub clauses: Vec<Clause>,
-    pub sections: Vec<Section>,
+    /// One per clause; `section` indexes `kind.sections`.
+    pub places: Vec<Place>,
     pub found: Vec<Found>,
 }
 
@@ -86,16 +97,16 @@ impl Analysis {
     }
 }
 
-pub fn analyze(input: &str) -> Result<Analysis> {
+pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
     validate(input)?;
     let norm = normalize(input);
     let raw = clause::split(norm.chars());
     // Headers (S) / 【O】 …) stick until the next header; mixed assessment+plan clauses are cut in two.
     let mut clauses = Vec::new();
-    let mut forced: Vec<Option<Section>> = Vec::new();
-    let mut sticky: Option<Section> = None;
+    let mut forced: Vec<Option<usize>> = Vec::new();
+    let mut sticky: Option<usize> = None;
     for mut c in raw {
-        if let Some((sec, len)) = classify::header(&c.text) {
+        if let Some((sec, len)) = kind.header(&c.text) {
             sticky = Some(sec);
             c.start += len;
             c.text = c.text.chars().skip(len).collect();
@@ -127,19 +138,32 @@ pub fn analyze(input: &str) -> Result<Analysis> {
     }
     let mut found = extract::extract(&norm, &clauses);
     let by_clause = extract::indices_by_clause(clauses.len(), &found);
-    let mut sections: Vec<Section> = clauses
+    // A header decides the section; the role still comes from the clause (a plan under 「S)」 is still a plan to the
+    // rules), except that a header's own first role is what the section stands for.
+    let mut places: Vec<Place> = clauses
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            forced[i].unwrap_or_else(|| {
+        .map(|(i, c)| match forced[i] {
+            Some(section) => Place {
+                role: kind.sections[section].roles.first().copied().unwrap_or_else(|| {
+                    let fs: Vec<&Found> = by_clause[i].iter().map(|&fi| &found[fi]).collect();
+                    classify::classify(&c.text, &fs)
+                }),
+                section,
+            },
+            None => {
                 let fs: Vec<&Found> = by_clause[i].iter().map(|&fi| &found[fi]).collect();
-                classify::classify(&c.text, &fs)
-            })
+                let role = classify::classify(&c.text, &fs);
+                Place {
+                    role,
+                    section: kind.section_for(role),
+                }
+            }
         })
         .collect();
-    inherit_from_sentence(&clauses, &forced, &mut sections, &mut found);
+    inherit_from_sentence(kind, &clauses, &forced, &mut places, &mut found);
     for (i, c) in clauses.iter().enumerate() {
-        if sections[i] == Section::Plan {
+        if places[i].role == Role::Planned {
             let text = c.text.trim_end_matches(['。', '.']).to_string();
             let mut f = Fact::new(FactKind::Plan, text, norm.orig_span(c.start, c.end));
             f.attrs.insert("section".into(), "plan".into());
@@ -153,9 +177,10 @@ pub fn analyze(input: &str) -> Result<Analysis> {
     }
     found.sort_by_key(|f| (f.start, f.end));
     Ok(Analysis {
+        kind,
         norm,
         clauses,
-        sections,
+        places,
         found,
     })
 }
@@ -165,9 +190,10 @@ pub fn analyze(input: &str) -> Result<Analysis> {
 /// form) takes the section of the next clause of its sentence, or of the previous one at the end of a sentence; a
 /// diagnosis listed next to a history cue (「既往に脳梗塞、認知症」) becomes history too.
 fn inherit_from_sentence(
+    kind: &DocumentKind,
     clauses: &[Clause],
-    forced: &[Option<Section>],
-    sections: &mut [Section],
+    forced: &[Option<usize>],
+    sections: &mut [Place],
     found: &mut [Found],
 ) {
     let neutral = |k: FactKind| {
@@ -262,7 +288,7 @@ fn inherit_from_sentence(
         } else {
             None
         };
-        let next = next.filter(|&c| bare[i] || sections[c] == Section::Plan);
+        let next = next.filter(|&c| bare[i] || sections[c].role == Role::Planned);
         context[i] = next.or_else(|| if bare[i] { prev_independent[i] } else { None });
     }
     // 「来院時、意識清明、BT 38.6℃」: a time qualifier that opens a sentence belongs to what follows it.
@@ -286,11 +312,14 @@ fn inherit_from_sentence(
         opened = clauses[i - 1].sentence == clauses[i].sentence
             && (opened || clauses[i - 1].text.contains("既往"));
         if opened
-            && sections[i] == Section::Assessment
+            && sections[i].role == Role::Assessed
             && !classify::has_assess_cue(&clauses[i].text)
         {
             has_history[i] |= to_history(i, found);
-            sections[i] = Section::Subjective;
+            sections[i] = Place {
+                role: Role::Reported,
+                section: kind.section_for(Role::Reported),
+            };
         }
     }
     for i in 0..clauses.len() {
@@ -313,14 +342,14 @@ fn inherit_from_sentence(
 
 /// Consecutive clauses of one sentence in one section become one draft sentence, in the physician's words (after
 /// width folding), so every character of the floor draft is grounded by construction.
-pub fn floor_sections(a: &Analysis) -> SoapSections {
-    let mut out = SoapSections::default();
+pub fn floor_sections(a: &Analysis) -> Sections {
+    let mut out = Sections::empty(a.kind);
     let mut i = 0;
     while i < a.clauses.len() {
-        let sec = a.sections[i];
+        let sec = a.places[i].section;
         let mut j = i + 1;
         while j < a.clauses.len()
-            && a.sections[j] == sec
+            && a.places[j].section == sec
             && a.clauses[j].sentence == a.clauses[i].sentence
         {
             j += 1;
@@ -334,7 +363,7 @@ pub fn floor_sections(a: &Analysis) -> SoapSections {
             .iter()
             .map(|c| a.norm.orig_span(c.start, c.end))
             .collect();
-        out.get_mut(sec).push(Sentence {
+        out.at_mut(sec).push(Sentence {
             text,
             spans,
             flags: Vec::new(),
@@ -348,28 +377,27 @@ pub fn floor_sections(a: &Analysis) -> SoapSections {
 /// sentences too: the check is the invariant, not the way they were made) and suggest tests from the rule base.
 pub fn finish(
     a: &Analysis,
-    mut sections: SoapSections,
+    mut sections: Sections,
     engine: EngineInfo,
     flags: Vec<Flag>,
     mut timings_ms: BTreeMap<String, u64>,
 ) -> DraftOutput {
     let t = std::time::Instant::now();
     let g = a.grounding();
-    for s in Section::ALL {
-        for sent in sections.get_mut(s) {
-            let mut fl = g.check(&sent.text);
-            for f in std::mem::take(&mut sent.flags) {
-                if !fl.contains(&f) {
-                    fl.push(f);
-                }
+    for sent in sections.iter_mut() {
+        let mut fl = g.check(&sent.text);
+        for f in std::mem::take(&mut sent.flags) {
+            if !fl.contains(&f) {
+                fl.push(f);
             }
-            sent.flags = fl;
         }
+        sent.flags = fl;
     }
     let facts = a.facts();
     let suggestions = RuleBase::embedded().suggest(&facts);
     timings_ms.insert("verify".to_string(), t.elapsed().as_millis() as u64);
     DraftOutput {
+        kind: a.kind.id.clone(),
         sections,
         suggestions,
         flags,
@@ -380,8 +408,8 @@ pub fn finish(
 }
 
 /// The full no-model draft: the floor, finished.
-pub fn draft_floor(input: &str) -> Result<DraftOutput> {
-    let a = analyze(input)?;
+pub fn draft_floor(input: &str, kind: &'static DocumentKind) -> Result<DraftOutput> {
+    let a = analyze(input, kind)?;
     let sections = floor_sections(&a);
     Ok(finish(
         &a,

@@ -4,6 +4,7 @@
 //! offsets into normalised text: the UI highlights the physician's own words, and the JSON contract says so.
 
 use serde::{Deserialize, Serialize};
+use crate::document::{Document, Sections, DEFAULT_KIND};
 use std::collections::BTreeMap;
 
 /// Half-open character range `[start, end)` into the original input. Serialised as `[start, end]`.
@@ -55,42 +56,6 @@ impl From<[usize; 2]> for Span {
 impl From<Span> for [usize; 2] {
     fn from(s: Span) -> Self {
         [s.start, s.end]
-    }
-}
-
-/// The four SOAP sections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Section {
-    Subjective,
-    Objective,
-    Assessment,
-    Plan,
-}
-
-impl Section {
-    pub const ALL: [Section; 4] = [
-        Section::Subjective,
-        Section::Objective,
-        Section::Assessment,
-        Section::Plan,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Section::Subjective => "subjective",
-            Section::Objective => "objective",
-            Section::Assessment => "assessment",
-            Section::Plan => "plan",
-        }
-    }
-    /// Japanese heading shown in the UI and in text output.
-    pub fn label_ja(self) -> &'static str {
-        match self {
-            Section::Subjective => "S（主観的情報）",
-            Section::Objective => "O（客観的情報）",
-            Section::Assessment => "A（評価）",
-            Section::Plan => "P（計画）",
-        }
     }
 }
 
@@ -209,38 +174,6 @@ pub struct Sentence {
     pub flags: Vec<Flag>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SoapSections {
-    pub subjective: Vec<Sentence>,
-    pub objective: Vec<Sentence>,
-    pub assessment: Vec<Sentence>,
-    pub plan: Vec<Sentence>,
-}
-
-impl SoapSections {
-    pub fn get(&self, s: Section) -> &Vec<Sentence> {
-        match s {
-            Section::Subjective => &self.subjective,
-            Section::Objective => &self.objective,
-            Section::Assessment => &self.assessment,
-            Section::Plan => &self.plan,
-        }
-    }
-    pub fn get_mut(&mut self, s: Section) -> &mut Vec<Sentence> {
-        match s {
-            Section::Subjective => &mut self.subjective,
-            Section::Objective => &mut self.objective,
-            Section::Assessment => &mut self.assessment,
-            Section::Plan => &mut self.plan,
-        }
-    }
-    pub fn iter(&self) -> impl Iterator<Item = (Section, &Sentence)> {
-        Section::ALL
-            .into_iter()
-            .flat_map(move |s| self.get(s).iter().map(move |x| (s, x)))
-    }
-}
-
 /// A suggested test (検査提案).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
@@ -277,10 +210,27 @@ pub struct EngineInfo {
 /// The complete result of `karte draft`, the Tauri `draft` command and (later) the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DraftOutput {
-    pub sections: SoapSections,
+    /// The document kind (`assets/documents/<kind>.toml`); drafts stored before kinds existed are progress notes.
+    #[serde(default = "default_kind_id")]
+    pub kind: String,
+    pub sections: Sections,
     pub suggestions: Vec<Suggestion>,
     pub flags: Vec<Flag>,
     pub facts: Vec<Fact>,
     pub engine: EngineInfo,
     pub timings_ms: BTreeMap<String, u64>,
+}
+
+fn default_kind_id() -> String {
+    DEFAULT_KIND.to_string()
+}
+
+impl DraftOutput {
+    /// The draft as a document: what a version stores and a signature uploads.
+    pub fn document(&self) -> Document {
+        Document {
+            kind: self.kind.clone(),
+            sections: self.sections.clone(),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! Set KARTE_CASE=<id> to run one case only.
 
-use karte_core::{draft_floor, normalize::normalize, DraftOutput, Fact, FactKind, Section};
+use karte_core::{draft_floor, normalize::normalize, DraftOutput, Fact, FactKind};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +97,7 @@ fn show(f: &Fact) -> String {
     }
 }
 
-fn section_text(out: &DraftOutput, s: Section) -> String {
+fn section_text(out: &DraftOutput, s: &str) -> String {
     out.sections
         .get(s)
         .iter()
@@ -113,7 +113,7 @@ fn fold(s: &str) -> String {
 
 fn check(case: &Case) -> Vec<String> {
     let mut problems = Vec::new();
-    let out = match draft_floor(&case.text) {
+    let out = match draft_floor(&case.text, karte_core::document::default_kind()) {
         Ok(o) => o,
         Err(e) => return vec![format!("draft_floor failed: {e:?}")],
     };
@@ -157,18 +157,20 @@ fn check(case: &Case) -> Vec<String> {
         }
     }
     for (sec, want) in [
-        (Section::Subjective, &case.s),
-        (Section::Objective, &case.o),
-        (Section::Assessment, &case.a),
-        (Section::Plan, &case.p),
+        ("subjective", &case.s),
+        ("objective", &case.o),
+        ("assessment", &case.a),
+        ("plan", &case.p),
     ] {
         let text = section_text(&out, sec);
         for sub in want {
             if !text.contains(&fold(sub)) {
-                let elsewhere: Vec<&str> = Section::ALL
-                    .into_iter()
+                let elsewhere: Vec<&str> = out
+                    .sections
+                    .parts()
+                    .iter()
+                    .map(|p| p.id.as_str())
                     .filter(|&o| o != sec && section_text(&out, o).contains(&fold(sub)))
-                    .map(|o| o.as_str())
                     .collect();
                 let where_ = if elsewhere.is_empty() {
                     "nowhere".to_string()
@@ -176,9 +178,7 @@ fn check(case: &Case) -> Vec<String> {
                     elsewhere.join("/")
                 };
                 problems.push(format!(
-                    "{} should contain {sub:?} (found in {where_}; {} is {text:?})",
-                    sec.as_str(),
-                    sec.as_str()
+                    "{sec} should contain {sub:?} (found in {where_}; {sec} is {text:?})"
                 ));
             }
         }
@@ -275,16 +275,16 @@ fn sample_dictations_draft_fully() {
         if !(250..=400).contains(&n) {
             bad.push(format!("{name}: {n} characters, want 250–400"));
         }
-        let out = match draft_floor(&text) {
+        let out = match draft_floor(&text, karte_core::document::default_kind()) {
             Ok(o) => o,
             Err(e) => {
                 bad.push(format!("{name}: draft_floor failed: {e:?}"));
                 continue;
             }
         };
-        for s in Section::ALL {
-            if out.sections.get(s).is_empty() {
-                bad.push(format!("{name}: empty {} section", s.as_str()));
+        for p in out.sections.parts() {
+            if p.sentences.is_empty() {
+                bad.push(format!("{name}: empty {} section", p.id));
             }
         }
         if out.suggestions.is_empty() {
@@ -294,7 +294,7 @@ fn sample_dictations_draft_fully() {
             if !sent.flags.is_empty() {
                 bad.push(format!(
                     "{name}: {} sentence {:?} flagged: {:?}",
-                    s.as_str(),
+                    out.sections.parts()[s].id,
                     sent.text,
                     sent.flags
                 ));

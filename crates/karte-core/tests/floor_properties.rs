@@ -57,7 +57,7 @@ proptest! {
 
     #[test]
     fn floor_writes_no_number_the_dictation_lacks(input in dictation()) {
-        match draft_floor(&input) {
+        match draft_floor(&input, karte_core::document::default_kind()) {
             Ok(d) => {
                 let source = number_set(&normalize(&input).text);
                 for (_, s) in d.sections.iter() {
@@ -74,7 +74,7 @@ proptest! {
     #[test]
     fn any_text_drafts_without_panic_and_spans_stay_inside(input in "\\PC{0,300}") {
         let n = input.chars().count();
-        if let Ok(d) = draft_floor(&input) {
+        if let Ok(d) = draft_floor(&input, karte_core::document::default_kind()) {
             for (_, s) in d.sections.iter() {
                 for sp in &s.spans {
                     prop_assert!(sp.start < sp.end && sp.end <= n);
@@ -96,7 +96,7 @@ fn sample_dictations_have_every_number_grounded() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let d = draft_floor(&text).unwrap();
+        let d = draft_floor(&text, karte_core::document::default_kind()).unwrap();
         let source = number_set(&normalize(&text).text);
         for (_, s) in d.sections.iter() {
             assert!(number_set(&s.text).is_subset(&source), "{}", s.text);

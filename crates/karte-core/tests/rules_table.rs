@@ -14,7 +14,7 @@ fn rb() -> &'static RuleBase {
 }
 
 fn facts_of(text: &str) -> Vec<Fact> {
-    analyze(text)
+    analyze(text, karte_core::document::default_kind())
         .unwrap_or_else(|e| panic!("analyze({text:?}) failed: {e:?}"))
         .facts()
 }
@@ -204,7 +204,7 @@ fn every_example_yields_a_suggestion_citing_a_fired_rule() {
     let rb = rb();
     let mut failures = Vec::new();
     for r in &rb.rules {
-        let out = match draft_floor(&r.example) {
+        let out = match draft_floor(&r.example, karte_core::document::default_kind()) {
             Ok(o) => o,
             Err(e) => {
                 failures.push(format!("{}: draft_floor failed: {e:?}", r.id));

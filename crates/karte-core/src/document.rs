@@ -1,0 +1,530 @@
+//! Document kinds as data (`assets/documents/*.toml`), the sections of one document, and the one place that turns
+//! sections into the text a physician reads and signs (and back).
+//!
+//! Nothing outside this module knows which sections a document has: the pipeline classifies a clause into a
+//! [`Role`] (what kind of statement it is) and the kind says which section takes that role; the prompt, the
+//! schema, the stored version, the FHIR Composition and the window all iterate over the kind's sections. A new
+//! kind whose sections reuse the existing roles is a new file under `assets/documents` and its tests.
+
+use crate::error::{Code, Error, Result};
+use crate::types::Sentence;
+use regex::Regex;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock};
+
+/// The kind every record had before kinds existed, and the default of `karte draft`.
+pub const DEFAULT_KIND: &str = "progress-note";
+
+/// What kind of statement a clause of the dictation is. Found from cue words and the facts a clause carries;
+/// independent of any document, which maps roles to its own sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// What the patient reports, the history, the drugs taken so far.
+    Reported,
+    /// Vitals, laboratory values, examination and imaging findings.
+    Observed,
+    /// A diagnosis or judgement made now.
+    Assessed,
+    /// What will be done: tests, treatment, disposition.
+    Planned,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Reported, Role::Observed, Role::Assessed, Role::Planned];
+}
+
+/// A FHIR coding, as the kind file gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coding {
+    pub system: String,
+    pub code: String,
+    pub display: String,
+}
+
+/// One section of a document kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SectionSpec {
+    /// Stable key: in the draft JSON, the model's schema and the stored document.
+    pub id: String,
+    /// Japanese heading in the window, the text output and the signed note.
+    pub heading: String,
+    /// Short tag of the section's items in the model's prompt (`S`).
+    pub label: String,
+    /// How the system prompt names the section (`S: 主観的情報`).
+    pub prompt_name: String,
+    /// What the model is asked to write there.
+    pub instruction: String,
+    /// The clause roles this section takes.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Words (主訴) and single capital letters (S) a physician dictates to open this section explicitly.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// A signed document must have something here.
+    #[serde(default)]
+    pub required: bool,
+    /// Accepted test suggestions are referenced from this section in FHIR.
+    #[serde(default)]
+    pub orders: bool,
+    pub code: Coding,
+}
+
+/// A document kind, loaded from `assets/documents/<id>.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentKind {
+    pub id: String,
+    pub title: String,
+    pub fhir_title: String,
+    pub fhir_title_amended: String,
+    /// Composition.meta.profile, where a profile (JP-CLINS) exists for the kind.
+    #[serde(default)]
+    pub profile: Option<String>,
+    pub prompt_style: String,
+    pub prompt_task: String,
+    pub composition: Coding,
+    pub sections: Vec<SectionSpec>,
+    #[serde(skip)]
+    headers: OnceLock<(Regex, HashMap<String, usize>)>,
+}
+
+/// The system prompt's frame; the kind fills in its style and its sections.
+const SYSTEM_TEMPLATE: &str = include_str!("../../../assets/prompts/draft_system.txt");
+
+// `DOCUMENT_FILES`: every `assets/documents/*.toml`, embedded by the build script.
+include!(concat!(env!("OUT_DIR"), "/documents.rs"));
+
+static KINDS: LazyLock<Vec<DocumentKind>> = LazyLock::new(|| {
+    DOCUMENT_FILES
+        .iter()
+        .map(|(file, text)| DocumentKind::parse(text).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
+});
+
+/// Every embedded document kind, in file-name order.
+pub fn kinds() -> &'static [DocumentKind] {
+    &KINDS
+}
+
+/// The kind with this id, or `input.invalid` naming the kinds there are.
+pub fn kind(id: &str) -> Result<&'static DocumentKind> {
+    kinds().iter().find(|k| k.id == id).ok_or_else(|| {
+        let known: Vec<String> = kinds()
+            .iter()
+            .map(|k| format!("{}（{}）", k.id, k.title))
+            .collect();
+        Error::new(
+            Code::DocumentInvalid,
+            format!(
+                "文書の種類「{}」はありません。使える種類: {}",
+                id.chars().take(40).collect::<String>(),
+                known.join("、")
+            ),
+        )
+    })
+}
+
+/// The progress note, which is always embedded.
+pub fn default_kind() -> &'static DocumentKind {
+    kind(DEFAULT_KIND).expect("assets/documents/progress-note.toml is embedded")
+}
+
+impl DocumentKind {
+    /// Parses and checks a kind file: ids unique, every role taken by exactly one section.
+    pub fn parse(text: &str) -> std::result::Result<DocumentKind, String> {
+        let k: DocumentKind = toml::from_str(text).map_err(|e| e.to_string())?;
+        if k.sections.is_empty() {
+            return Err("a document kind needs sections".into());
+        }
+        for (i, s) in k.sections.iter().enumerate() {
+            if k.sections[..i].iter().any(|o| o.id == s.id) {
+                return Err(format!("section id {} is used twice", s.id));
+            }
+        }
+        for r in Role::ALL {
+            let n = k.sections.iter().filter(|s| s.roles.contains(&r)).count();
+            if n != 1 {
+                return Err(format!(
+                    "role {r:?} must be taken by exactly one section (found {n})"
+                ));
+            }
+        }
+        Ok(k)
+    }
+
+    /// Index of the section with this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.sections.iter().position(|s| s.id == id)
+    }
+
+    /// The section that takes clauses of this role (checked to exist when the kind was parsed).
+    pub fn section_for(&self, role: Role) -> usize {
+        self.sections
+            .iter()
+            .position(|s| s.roles.contains(&role))
+            .expect("every role has a section")
+    }
+
+    /// The heading of the section with this id; the id itself for a section the kind does not have.
+    pub fn heading<'a>(&'a self, id: &'a str) -> &'a str {
+        self.position(id)
+            .map_or(id, |i| self.sections[i].heading.as_str())
+    }
+
+    /// An explicit header at the start of normalised text (「S)」「【O】」「A:」「主訴:」): the section and the header's
+    /// length in chars. Built from the kind's `headers`, so every kind is dictated the same way.
+    pub fn header(&self, text: &str) -> Option<(usize, usize)> {
+        let (re, by_word) = self.headers.get_or_init(|| {
+            let mut letters = Vec::new();
+            let mut words = Vec::new();
+            let mut by_word = HashMap::new();
+            for (i, s) in self.sections.iter().enumerate() {
+                for h in &s.headers {
+                    by_word.insert(h.clone(), i);
+                    if h.chars().count() == 1 && h.chars().all(|c| c.is_ascii_uppercase()) {
+                        letters.push(regex::escape(h));
+                    } else {
+                        words.push(h.clone());
+                    }
+                }
+            }
+            // Longest first, so 身体所見 is not read as 所見.
+            words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+            let words: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+            let l = letters.join("|");
+            let w = words.join("|");
+            let re = Regex::new(&format!(
+                r"^\s*(?:【\s*(?P<a>{l})\s*】|\[(?P<b>{l})\]|(?P<c>{l})\s*[):>]|#?\s*(?P<w>{w})\s*[:)】])\s*"
+            ))
+            .expect("header pattern");
+            (re, by_word)
+        });
+        let c = re.captures(text)?;
+        let key = ["a", "b", "c", "w"].iter().find_map(|n| c.name(n))?;
+        let sec = *by_word.get(key.as_str())?;
+        Some((sec, c.get(0)?.as_str().chars().count()))
+    }
+
+    /// The drafting system prompt for this kind: the shared frame with the kind's style and one line per section.
+    pub fn system_prompt(&self) -> String {
+        let lines: Vec<String> = self
+            .sections
+            .iter()
+            .map(|s| format!("- {}（{}）: {}", s.id, s.prompt_name, s.instruction))
+            .collect();
+        SYSTEM_TEMPLATE
+            .replace("{style}", &self.prompt_style)
+            .replace("{count}", &self.sections.len().to_string())
+            .replace("{sections}", &lines.join("\n"))
+    }
+}
+
+/// The sentences of one section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub id: String,
+    pub sentences: Vec<Sentence>,
+}
+
+/// A document's sections in the kind's order. Serialised as a JSON object `{section id: [sentences]}` in that
+/// order (the progress note's JSON is what it was before kinds existed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sections {
+    parts: Vec<Part>,
+}
+
+impl Sections {
+    /// Every section of `kind`, empty.
+    pub fn empty(kind: &DocumentKind) -> Self {
+        Sections {
+            parts: kind
+                .sections
+                .iter()
+                .map(|s| Part {
+                    id: s.id.clone(),
+                    sentences: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+    /// The sentences of section `i` (an index into the kind's sections).
+    pub fn at_mut(&mut self, i: usize) -> &mut Vec<Sentence> {
+        &mut self.parts[i].sentences
+    }
+    /// The sentences of the section with this id; none when there is no such section.
+    pub fn get(&self, id: &str) -> &[Sentence] {
+        self.parts
+            .iter()
+            .find(|p| p.id == id)
+            .map_or(&[], |p| p.sentences.as_slice())
+    }
+    /// Every sentence with the index of its section, in document order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Sentence)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.sentences.iter().map(move |s| (i, s)))
+    }
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sentence> {
+        self.parts.iter_mut().flat_map(|p| p.sentences.iter_mut())
+    }
+    /// Every section with its sentences taken out (to filter and put back with [`Sections::at_mut`]).
+    pub fn take_all(&mut self) -> Vec<Vec<Sentence>> {
+        self.parts
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.sentences))
+            .collect()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.sentences.is_empty())
+    }
+
+    /// Checks the sections against `kind`: exactly its sections, in its order (what a stored version, an edit
+    /// and an upload rely on).
+    pub fn conforms_to(&self, kind: &DocumentKind) -> bool {
+        self.parts.len() == kind.sections.len()
+            && self.parts.iter().zip(&kind.sections).all(|(p, s)| p.id == s.id)
+    }
+}
+
+impl Serialize for Sections {
+    fn serialize<S: Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(self.parts.len()))?;
+        for p in &self.parts {
+            m.serialize_entry(&p.id, &p.sentences)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Sections {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Sections;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of section id → sentences")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Sections, A::Error> {
+                let mut parts = Vec::new();
+                while let Some((id, sentences)) = map.next_entry::<String, Vec<Sentence>>()? {
+                    parts.push(Part { id, sentences });
+                }
+                Ok(Sections { parts })
+            }
+        }
+        de.deserialize_map(V)
+    }
+}
+
+/// A document as stored with a version and uploaded when signed: its kind and its structured sections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub kind: String,
+    pub sections: Sections,
+}
+
+/// What a section with no sentences shows in the signed text.
+const NONE: &str = "（なし）";
+
+impl Document {
+    pub fn kind(&self) -> Result<&'static DocumentKind> {
+        kind(&self.kind)
+    }
+
+    /// The text a physician reads and signs: each heading on its own line, then one sentence per line, or （なし）.
+    /// The one renderer of a document; the stored text is always this, so the integrity check can compare.
+    pub fn render(&self) -> String {
+        let k = kind(&self.kind).ok();
+        let mut s = String::new();
+        for p in self.sections.parts() {
+            s.push_str(k.map_or(p.id.as_str(), |k| k.heading(&p.id)));
+            s.push('\n');
+            if p.sentences.is_empty() {
+                s.push_str(NONE);
+                s.push('\n');
+            }
+            for sent in &p.sentences {
+                s.push_str(&sent.text);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    /// A document of `kind` from text a physician typed (an edit, an amendment): the inverse of
+    /// [`Document::render`]. A line that is a section's heading, or starts with one of its dictation headers
+    /// (「S)」「【O】」「主訴:」), opens that section; every other non-empty line is one sentence, without spans.
+    /// Returns the lines before the first heading separately: a caller decides whether that is an error (an edit)
+    /// or belongs to the first section (a record written before documents were structured).
+    pub fn parse(kind: &DocumentKind, text: &str) -> (Document, Vec<String>) {
+        let mut sections = Sections::empty(kind);
+        let mut cur: Option<usize> = None;
+        let mut preamble = Vec::new();
+        for line in text.lines() {
+            let t = line.trim();
+            let (sec, body) = match kind.sections.iter().position(|s| s.heading == t) {
+                Some(i) => (Some(i), String::new()),
+                None => {
+                    let norm = crate::normalize::normalize(t).text;
+                    match kind.header(&norm) {
+                        Some((i, len)) => (Some(i), norm.chars().skip(len).collect()),
+                        None => (None, t.to_string()),
+                    }
+                }
+            };
+            if sec.is_some() {
+                cur = sec;
+            }
+            let body = body.trim();
+            if body.is_empty() || body == NONE {
+                continue;
+            }
+            let s = Sentence {
+                text: body.to_string(),
+                spans: Vec::new(),
+                flags: Vec::new(),
+            };
+            match cur {
+                Some(i) => sections.at_mut(i).push(s),
+                None => preamble.push(s.text),
+            }
+        }
+        (
+            Document {
+                kind: kind.id.clone(),
+                sections,
+            },
+            preamble,
+        )
+    }
+
+    /// An edit or amendment entered as text: `input.invalid` when text comes before the first heading or no
+    /// section has anything, so nothing typed is silently moved or lost.
+    pub fn from_text(kind: &DocumentKind, text: &str) -> Result<Document> {
+        let (doc, preamble) = Document::parse(kind, text);
+        if !preamble.is_empty() {
+            return Err(Error::new(
+                Code::DocumentInvalid,
+                format!(
+                    "最初の見出しより前に文があります。各文を見出し（{}など）の下に書いてください。",
+                    kind.sections[0].heading
+                ),
+            ));
+        }
+        if doc.sections.is_empty() {
+            return Err(Error::new(
+                Code::InputEmpty,
+                "記録の本文が空です。見出しの下に文を書いてください。",
+            ));
+        }
+        Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_note_prompt_is_what_it_was_before_kinds() {
+        let old = include_str!("../tests/data/progress_note_system_prompt.txt");
+        assert_eq!(default_kind().system_prompt(), old);
+    }
+
+    #[test]
+    fn headers_open_their_sections() {
+        let k = default_kind();
+        let id = |t: &str| k.header(t).map(|(i, n)| (k.sections[i].id.as_str(), n));
+        for (text, want) in [
+            ("S) 頭痛", Some(("subjective", 3))),
+            ("【P】入院", Some(("plan", 3))),
+            ("[O]BT 38.6℃", Some(("objective", 3))),
+            ("A: 肺炎", Some(("assessment", 3))),
+            ("主訴: 胸痛", Some(("subjective", 4))),
+            ("身体所見:", Some(("objective", 5))),
+            ("# 方針) 入院", Some(("plan", 6))),
+            ("Sは", None),
+            ("SpO2 93%", None),
+            ("頭痛あり", None),
+        ] {
+            assert_eq!(id(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn render_and_parse_are_inverse() {
+        let k = default_kind();
+        let mut s = Sections::empty(k);
+        for (i, t) in [(0, "3日前から発熱。"), (0, "咳嗽あり。"), (3, "経過観察。")] {
+            s.at_mut(i).push(Sentence {
+                text: t.into(),
+                spans: vec![],
+                flags: vec![],
+            });
+        }
+        let d = Document {
+            kind: k.id.clone(),
+            sections: s,
+        };
+        let text = d.render();
+        assert_eq!(
+            text,
+            "S（主観的情報）\n3日前から発熱。\n咳嗽あり。\nO（客観的情報）\n（なし）\nA（評価）\n（なし）\nP（計画）\n経過観察。\n"
+        );
+        let (back, pre) = Document::parse(k, &text);
+        assert!(pre.is_empty());
+        assert_eq!(back, d);
+        assert_eq!(back.render(), text);
+    }
+
+    #[test]
+    fn typed_text_with_short_headers_and_a_preamble() {
+        let k = default_kind();
+        let (d, pre) = Document::parse(k, "前置き\nS) 発熱\n【Ｐ】\n再診\n");
+        assert_eq!(pre, vec!["前置き".to_string()]);
+        assert_eq!(d.sections.get("subjective")[0].text, "発熱");
+        assert_eq!(d.sections.get("plan")[0].text, "再診");
+        assert_eq!(
+            Document::from_text(k, "前置き\nS) 発熱").unwrap_err().code,
+            Code::DocumentInvalid
+        );
+        assert_eq!(
+            Document::from_text(k, "S（主観的情報）\n（なし）\n").unwrap_err().code,
+            Code::InputEmpty
+        );
+    }
+
+    #[test]
+    fn sections_keep_the_kind_order_in_json() {
+        let k = default_kind();
+        let s = Sections::empty(k);
+        let j = serde_json::to_string(&s).unwrap();
+        assert_eq!(
+            j,
+            r#"{"subjective":[],"objective":[],"assessment":[],"plan":[]}"#
+        );
+        let back: Sections = serde_json::from_str(&j).unwrap();
+        assert!(back.conforms_to(k));
+    }
+
+    #[test]
+    fn a_kind_file_must_map_every_role_once() {
+        let bad = include_str!("../../../assets/documents/progress-note.toml")
+            .replace("roles = [\"planned\"]", "roles = []");
+        assert!(DocumentKind::parse(&bad).unwrap_err().contains("Planned"));
+        assert!(kind("no-such-kind").is_err());
+    }
+}
