@@ -15,7 +15,10 @@ fn main() {
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().unwrap().to_string_lossy();
-        out.push_str(&format!("    ({name:?}, include_str!({:?})),\n", f.canonicalize().unwrap()));
+        out.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            f.canonicalize().unwrap()
+        ));
     }
     out.push_str("];\n");
     let target = Path::new(&std::env::var("OUT_DIR").unwrap()).join("documents.rs");

@@ -22,26 +22,31 @@ fn join_error(e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// Drafts inside the signed-in session: the store checks that a physician is signed in and audits the draft
+/// (`Store::draft_with`); without a session the dictation goes nowhere.
 #[tauri::command]
 pub async fn draft(
     app: AppHandle,
     drafter: State<'_, Arc<Drafter>>,
+    records: State<'_, Arc<crate::records::Records>>,
     text: String,
     no_llm: bool,
 ) -> Result<DraftOutput, Error> {
     let drafter = Arc::clone(&drafter);
-    tauri::async_runtime::spawn_blocking(move || {
-        let opts = DraftOptions { no_llm };
+    crate::records::blocking(&records, move |r| {
+        let opts = DraftOptions { no_llm, kind: None };
+        let kind = karte_core::document::DEFAULT_KIND;
         let mut progress = |p: Progress| {
             // A window that closed mid-draft is not a reason to fail the draft.
             if let Err(e) = app.emit(PROGRESS_EVENT, &p) {
                 tracing::debug!("progress event not delivered: {e}");
             }
         };
-        drafter.draft(&text, &opts, &mut progress)
+        r.with(|store, session| {
+            store.draft_with(session, kind, || drafter.draft(&text, &opts, &mut progress))
+        })
     })
     .await
-    .map_err(join_error)?
 }
 
 /// Stops the running draft; the `draft` call then returns `engine.cancelled`.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use karte_core::{DraftOutput, EngineInfo, Flag, Section, Sentence, Span, Suggestion};
+pub use karte_core::{DraftOutput, EngineInfo, Flag, Sentence, Span, Suggestion};
 
 /// Mirror of `karte_api::Progress` (serde tag `type`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

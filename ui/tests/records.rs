@@ -39,6 +39,11 @@ fn store_encounter() -> karte_store::EncounterView {
             author: "dr.sato".into(),
             created_at: "2026-11-24T01:00:00.000Z".into(),
             text: "S（主観的情報）\n発熱と咳嗽。\n".into(),
+            document: karte_core::Document::from_text(
+                karte_core::document::default_kind(),
+                "S（主観的情報）\n発熱と咳嗽。\n",
+            )
+            .unwrap(),
             reason: None,
             signature: None,
             content_sha256: "00".into(),

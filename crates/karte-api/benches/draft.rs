@@ -41,7 +41,7 @@ fn main() {
             for _ in 0..reps {
                 let t = Instant::now();
                 let out = drafter
-                    .draft(text, &DraftOptions { no_llm }, &mut |_| {})
+                    .draft(text, &DraftOptions { no_llm, kind: None }, &mut |_| {})
                     .expect("draft");
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 last = Some(out);

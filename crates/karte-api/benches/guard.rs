@@ -114,8 +114,8 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     for p in samples {
         let input = std::fs::read_to_string(&p).unwrap();
-        let a = analyze(&input).unwrap();
-        let prompt = phrase::build(&floor_sections(&a));
+        let a = analyze(&input, karte_core::document::default_kind()).unwrap();
+        let prompt = phrase::build(a.kind, &floor_sections(&a));
         let mut req = GenerateRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),

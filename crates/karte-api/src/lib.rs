@@ -8,9 +8,7 @@
 
 use karte_core::phrase;
 use karte_core::pipeline::{analyze, floor_sections};
-use karte_core::{
-    Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
-};
+use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Sections, Sentence};
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
 use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece, Serving, Workstation};
 use serde::{Deserialize, Serialize};
@@ -23,6 +21,9 @@ use std::time::Instant;
 pub struct DraftOptions {
     /// Skip the model: the deterministic, fully grounded floor draft only.
     pub no_llm: bool,
+    /// The document kind to draft (`assets/documents/<kind>.toml`); the progress note when not given.
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// Progress reported while drafting, in order: stages, then (with a model) tokens as they stream.
@@ -208,8 +209,12 @@ impl Drafter {
     ) -> Result<DraftOutput> {
         let t0 = Instant::now();
         let mut timings = BTreeMap::new();
+        let kind = match &opts.kind {
+            Some(k) => karte_core::document::kind(k)?,
+            None => karte_core::document::default_kind(),
+        };
         stage(progress, "extract", "口述を解析しています");
-        let a = analyze(input)?;
+        let a = analyze(input, kind)?;
         let floor = floor_sections(&a);
         let g = a.grounding();
         timings.insert("extract".to_string(), ms(t0));
@@ -221,7 +226,7 @@ impl Drafter {
         if !injections.is_empty() {
             flags.push(karte_guard::draft::injection_flag(&injections));
         }
-        let (for_model, withheld) = withhold(&floor, &injections);
+        let (for_model, withheld) = withhold(kind, &floor, &injections);
         let (mut sections, engine) = if opts.no_llm {
             (
                 for_model,
@@ -231,7 +236,15 @@ impl Drafter {
                 },
             )
         } else {
-            self.phrase_with_model(input, &for_model, &g, &mut timings, &mut flags, progress)?
+            self.phrase_with_model(
+                input,
+                kind,
+                &for_model,
+                &g,
+                &mut timings,
+                &mut flags,
+                progress,
+            )?
         };
         for (sec, mut s) in withheld {
             s.flags.push(Flag::new(
@@ -239,7 +252,7 @@ impl Drafter {
                 "AI への指示のような文です。データとして扱い、モデルには渡していません。",
                 None,
             ));
-            sections.get_mut(sec).push(s);
+            sections.at_mut(sec).push(s);
         }
 
         stage(
@@ -257,15 +270,17 @@ impl Drafter {
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn phrase_with_model(
         &self,
         input: &str,
-        floor: &SoapSections,
+        kind: &'static karte_core::DocumentKind,
+        floor: &Sections,
         g: &karte_core::grounding::Grounding,
         timings: &mut BTreeMap<String, u64>,
         flags: &mut Vec<Flag>,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(SoapSections, EngineInfo)> {
+    ) -> Result<(Sections, EngineInfo)> {
         let t = Instant::now();
         let slot;
         let (local, external): (Option<&Engine>, Option<&dyn ChatEngine>) = match &self.external {
@@ -291,7 +306,7 @@ impl Drafter {
             model: local.map(|e| e.info().name.clone()),
             ..Default::default()
         };
-        let prompt = phrase::build(floor);
+        let prompt = phrase::build(kind, floor);
         let source_tokens = match (local, external) {
             (Some(e), _) => e.tokenize_count(&prompt.user).unwrap_or(512),
             // An engine that cannot count: one token per character bounds Japanese text from above.
@@ -434,10 +449,11 @@ struct Generated {
 
 /// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.
 fn withhold(
-    floor: &SoapSections,
+    kind: &karte_core::DocumentKind,
+    floor: &Sections,
     found: &[karte_guard::injection::Injection],
-) -> (SoapSections, Vec<(Section, Sentence)>) {
-    let mut keep = SoapSections::default();
+) -> (Sections, Vec<(usize, Sentence)>) {
+    let mut keep = Sections::empty(kind);
     let mut held = Vec::new();
     for (sec, s) in floor.iter() {
         let hit = s
@@ -447,7 +463,7 @@ fn withhold(
         if hit {
             held.push((sec, s.clone()));
         } else {
-            keep.get_mut(sec).push(s.clone());
+            keep.at_mut(sec).push(s.clone());
         }
     }
     (keep, held)

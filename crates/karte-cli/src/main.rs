@@ -6,7 +6,7 @@ mod sync_cmds;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use karte_api::{DraftOptions, Drafter, Progress};
-use karte_core::{Code, DraftOutput, Error, Result, Section};
+use karte_core::{Code, DraftOutput, Error, Result};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,9 +33,13 @@ pub(crate) enum Format {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Draft a SOAP note and test suggestions from a dictation (FILE, or - / nothing for stdin).
+    /// Draft a document (the SOAP progress note unless --kind says otherwise) and test suggestions from a
+    /// dictation (FILE, or - / nothing for stdin).
     Draft {
         file: Option<PathBuf>,
+        /// The document kind: a file name under assets/documents without .toml (progress-note).
+        #[arg(long)]
+        kind: Option<String>,
         /// Use no model: the deterministic, fully grounded draft only.
         #[arg(long)]
         no_llm: bool,
@@ -151,11 +155,15 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Draft {
             file,
+            kind,
             no_llm,
             model,
             format,
             save,
         } => {
+            if let Some(k) = &kind {
+                karte_core::document::kind(k)?;
+            }
             let saver = store_cmds::Saver::sign_in(&save)?;
             let input = read_input(file)?;
             // Rules only needs no engine, so a settings problem does not stop it.
@@ -164,7 +172,16 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 Drafter::for_command_line(model)?
             };
-            let out = drafter.draft(&input, &DraftOptions { no_llm }, &mut progress_printer())?;
+            let kind_id = kind
+                .clone()
+                .unwrap_or_else(|| karte_core::document::DEFAULT_KIND.to_string());
+            let opts = DraftOptions { no_llm, kind };
+            let mut draft = || drafter.draft(&input, &opts, &mut progress_printer());
+            // Saving signs in first, so the draft is made (and audited) inside that session.
+            let out = match &saver {
+                Some(s) => s.draft(&kind_id, draft)?,
+                None => draft()?,
+            };
             let saved = saver.map(|s| s.save(&input, &out)).transpose()?;
             let mut stdout = std::io::stdout().lock();
             let text = match format {
@@ -242,9 +259,11 @@ fn progress_printer() -> impl FnMut(Progress) {
 
 fn render_text(d: &DraftOutput) -> String {
     let mut s = String::new();
-    for sec in Section::ALL {
-        s.push_str(&format!("{}\n", sec.label_ja()));
-        let list = d.sections.get(sec);
+    let kind = karte_core::document::kind(&d.kind).ok();
+    for part in d.sections.parts() {
+        let heading = kind.map_or(part.id.as_str(), |k| k.heading(&part.id));
+        s.push_str(&format!("{heading}\n"));
+        let list = &part.sentences;
         if list.is_empty() {
             s.push_str("  （なし）\n");
         }

@@ -499,6 +499,15 @@ impl Saver {
         }))
     }
 
+    /// Drafts inside the signed-in session (permission-checked and audited).
+    pub fn draft(
+        &self,
+        kind: &str,
+        draft: impl FnOnce() -> Result<DraftOutput>,
+    ) -> Result<DraftOutput> {
+        self.store.draft_with(&self.session, kind, draft)
+    }
+
     pub fn save(&self, dictation: &str, draft: &DraftOutput) -> Result<String> {
         self.store
             .save_draft(&self.session, &self.patient, dictation, draft)

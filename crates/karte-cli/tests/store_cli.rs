@@ -92,7 +92,16 @@ fn draft_review_sign_amend_history() {
     assert_eq!(versions[0]["signature"]["signer"], "dr.sato");
     assert_eq!(versions[1]["kind"], "amendment");
     assert_eq!(versions[1]["reason"], "体温の誤記");
-    assert_eq!(versions[1]["text"], AMENDED);
+    // Stored as its sections, shown as their rendering under the document kind's headings.
+    assert_eq!(versions[1]["document"]["kind"], "progress-note");
+    assert_eq!(
+        versions[1]["document"]["sections"]["objective"][0]["text"],
+        "BT 38.4℃。"
+    );
+    assert_eq!(
+        versions[1]["text"],
+        "S（主観的情報）\n発熱と咳嗽。\nO（客観的情報）\nBT 38.4℃。\nA（評価）\n（なし）\nP（計画）\n妻の山田 花子さん（090-1234-5678）に説明。\n"
+    );
     assert_eq!(h["suggestions"][0]["review"]["decision"], "accept");
     assert_eq!(h["suggestions"][1]["review"]["comment"], "前日に施行済み");
     assert_eq!(h["signed"], true);

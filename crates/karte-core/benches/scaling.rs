@@ -36,7 +36,8 @@ fn main() {
             let mut facts = 0;
             for _ in 0..reps {
                 let t = Instant::now();
-                let d = karte_core::draft_floor(&text, karte_core::document::default_kind()).expect("draft");
+                let d = karte_core::draft_floor(&text, karte_core::document::default_kind())
+                    .expect("draft");
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
                 facts = d.facts.len();
             }

@@ -1,8 +1,8 @@
 //! What kind of statement a clause is ([`Role`]), from cue words and the facts it carries. Which section of a
 //! document takes that role is the document kind's business (`document`), as are explicit headers.
 
-use crate::extract::Found;
 use crate::document::Role;
+use crate::extract::Found;
 use crate::types::FactKind;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.

@@ -33,7 +33,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Reported, Role::Observed, Role::Assessed, Role::Planned];
+    pub const ALL: [Role; 4] = [
+        Role::Reported,
+        Role::Observed,
+        Role::Assessed,
+        Role::Planned,
+    ];
 }
 
 /// A FHIR coding, as the kind file gives it.
@@ -291,7 +296,11 @@ impl Sections {
     /// and an upload rely on).
     pub fn conforms_to(&self, kind: &DocumentKind) -> bool {
         self.parts.len() == kind.sections.len()
-            && self.parts.iter().zip(&kind.sections).all(|(p, s)| p.id == s.id)
+            && self
+                .parts
+                .iter()
+                .zip(&kind.sections)
+                .all(|(p, s)| p.id == s.id)
     }
 }
 
@@ -414,7 +423,16 @@ impl Document {
     /// An edit or amendment entered as text: `input.invalid` when text comes before the first heading or no
     /// section has anything, so nothing typed is silently moved or lost.
     pub fn from_text(kind: &DocumentKind, text: &str) -> Result<Document> {
-        let (doc, preamble) = Document::parse(kind, text);
+        let (mut doc, preamble) = Document::parse(kind, text);
+        // 「S) O) 発熱」 leaves a line that itself opens a section once rendered: settle on what re-reading the
+        // rendered text gives, so the stored text and the stored sections always agree.
+        for _ in 0..4 {
+            let (again, _) = Document::parse(kind, &doc.render());
+            if again == doc {
+                break;
+            }
+            doc = again;
+        }
         if !preamble.is_empty() {
             return Err(Error::new(
                 Code::DocumentInvalid,
@@ -432,6 +450,30 @@ impl Document {
         }
         Ok(doc)
     }
+}
+
+/// The document of a version stored before documents were structured (and what a stored version's document must
+/// equal, so that it is as tamper-evident as the hashed text): a draft's own sections when its draft JSON is there,
+/// otherwise the note text read by the kind's headings, with any text before the first heading kept in the first
+/// section (nothing a physician signed is dropped).
+pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Document {
+    if let Some(d) = draft_json.and_then(|j| serde_json::from_str::<crate::DraftOutput>(j).ok()) {
+        return d.document();
+    }
+    let (mut doc, preamble) = Document::parse(kind, note);
+    if !preamble.is_empty() {
+        let first = doc.sections.at_mut(0);
+        let before: Vec<Sentence> = preamble
+            .into_iter()
+            .map(|text| Sentence {
+                text,
+                spans: Vec::new(),
+                flags: Vec::new(),
+            })
+            .collect();
+        first.splice(0..0, before);
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -468,7 +510,8 @@ mod tests {
     fn render_and_parse_are_inverse() {
         let k = default_kind();
         let mut s = Sections::empty(k);
-        for (i, t) in [(0, "3日前から発熱。"), (0, "咳嗽あり。"), (3, "経過観察。")] {
+        for (i, t) in [(0, "3日前から発熱。"), (0, "咳嗽あり。"), (3, "経過観察。")]
+        {
             s.at_mut(i).push(Sentence {
                 text: t.into(),
                 spans: vec![],
@@ -502,9 +545,27 @@ mod tests {
             Code::DocumentInvalid
         );
         assert_eq!(
-            Document::from_text(k, "S（主観的情報）\n（なし）\n").unwrap_err().code,
+            Document::from_text(k, "S（主観的情報）\n（なし）\n")
+                .unwrap_err()
+                .code,
             Code::InputEmpty
         );
+    }
+
+    #[test]
+    fn typed_text_settles_on_what_its_rendering_reads_back_as() {
+        let k = default_kind();
+        let d = Document::from_text(k, "S) O) 発熱\n").unwrap();
+        assert_eq!(Document::parse(k, &d.render()).0, d);
+        assert_eq!(recover(k, &d.render(), None), d);
+    }
+
+    #[test]
+    fn recovery_keeps_text_before_the_first_heading() {
+        let k = default_kind();
+        let d = recover(k, "前置き\nP）再診\n", None);
+        assert_eq!(d.sections.get("subjective")[0].text, "前置き");
+        assert_eq!(d.sections.get("plan")[0].text, "再診");
     }
 
     #[test]

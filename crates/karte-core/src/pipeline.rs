@@ -145,10 +145,14 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
         .enumerate()
         .map(|(i, c)| match forced[i] {
             Some(section) => Place {
-                role: kind.sections[section].roles.first().copied().unwrap_or_else(|| {
-                    let fs: Vec<&Found> = by_clause[i].iter().map(|&fi| &found[fi]).collect();
-                    classify::classify(&c.text, &fs)
-                }),
+                role: kind.sections[section]
+                    .roles
+                    .first()
+                    .copied()
+                    .unwrap_or_else(|| {
+                        let fs: Vec<&Found> = by_clause[i].iter().map(|&fi| &found[fi]).collect();
+                        classify::classify(&c.text, &fs)
+                    }),
                 section,
             },
             None => {

@@ -3,8 +3,8 @@
 //! Offsets are always character (Unicode scalar) offsets into the *original* input, never byte offsets and never
 //! offsets into normalised text: the UI highlights the physician's own words, and the JSON contract says so.
 
-use serde::{Deserialize, Serialize};
 use crate::document::{Document, Sections, DEFAULT_KIND};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Half-open character range `[start, end)` into the original input. Serialised as `[start, end]`.

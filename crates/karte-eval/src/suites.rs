@@ -7,7 +7,7 @@
 use crate::candidate::{Candidate, ChatOut, ChatReq};
 use crate::data::{Body, Item};
 use karte_core::normalize::normalize;
-use karte_core::{Code, DraftOutput, Error, Result, Section};
+use karte_core::{Code, DraftOutput, Error, Result};
 use karte_guard::leak::Known;
 use karte_guard::Policy;
 use serde::{Deserialize, Serialize};
@@ -51,11 +51,12 @@ pub const RAW_JSON_SYSTEM: &str = "あなたは医師の口述からカルテの
 pub const ASSISTANT_SYSTEM: &str =
     "あなたは病院の診療と事務を支援するアシスタントです。依頼に日本語で答えてください。";
 
-const KEYS: [(&str, Section); 4] = [
-    ("S", Section::Subjective),
-    ("O", Section::Objective),
-    ("A", Section::Assessment),
-    ("P", Section::Plan),
+/// The gold data's keys and the progress note's section ids (`assets/documents/progress-note.toml`).
+const KEYS: [(&str, &str); 4] = [
+    ("S", "subjective"),
+    ("O", "objective"),
+    ("A", "assessment"),
+    ("P", "plan"),
 ];
 
 pub fn raw_schema() -> serde_json::Value {
@@ -143,7 +144,7 @@ pub fn recall(gold: &[String], text: &str) -> Option<(usize, usize)> {
     ))
 }
 
-fn section_text(d: &DraftOutput, sec: Section) -> String {
+fn section_text(d: &DraftOutput, sec: &str) -> String {
     d.sections
         .get(sec)
         .iter()
@@ -183,7 +184,8 @@ fn faithfulness(
     };
     let parsed = parse_raw_sections(&raw.text);
     m.insert("raw_schema_valid".into(), b(parsed.is_some()));
-    let grounding = karte_core::analyze(dictation)?.grounding();
+    let grounding =
+        karte_core::analyze(dictation, karte_core::document::default_kind())?.grounding();
     let (mut rf, mut rn, mut pf, mut pn) = (0, 0, 0, 0);
     let mut unsupported = 0usize;
     let empty = BTreeMap::new();

@@ -7,7 +7,7 @@
 use crate::injection::Injection;
 use crate::leak;
 use crate::policy::{Level, Policy, OVERDOSE};
-use karte_core::{DraftOutput, Flag, Section};
+use karte_core::{DraftOutput, Flag};
 
 /// Apply the output guard to `out`, drafted from `input`. `own_words(text)` says whether a sentence is the
 /// physician's own (a floor sentence) rather than model-written.
@@ -16,8 +16,7 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
     let mut blocked: Vec<String> = Vec::new();
     let withhold_joined = joined_blocks(input, out, own_words);
     let known = leak::Known::new(input);
-    for sec in Section::ALL {
-        let list = std::mem::take(out.sections.get_mut(sec));
+    for (sec, list) in out.sections.take_all().into_iter().enumerate() {
         let mut kept = Vec::with_capacity(list.len());
         for mut s in list {
             let own = own_words(&s.text);
@@ -76,7 +75,7 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
             }
             kept.push(s);
         }
-        *out.sections.get_mut(sec) = kept;
+        *out.sections.at_mut(sec) = kept;
     }
     if !blocked.is_empty() {
         blocked.sort();
@@ -148,7 +147,8 @@ fn push_unique(flags: &mut Vec<Flag>, f: Flag) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use karte_core::{EngineInfo, Sentence, SoapSections};
+    use karte_core::document::{default_kind, Sections};
+    use karte_core::{EngineInfo, Sentence};
 
     fn sentence(text: &str) -> Sentence {
         Sentence {
@@ -159,11 +159,11 @@ mod tests {
     }
 
     fn draft(plan: &[&str]) -> DraftOutput {
-        let sections = SoapSections {
-            plan: plan.iter().map(|t| sentence(t)).collect(),
-            ..Default::default()
-        };
+        let k = default_kind();
+        let mut sections = Sections::empty(k);
+        *sections.at_mut(k.position("plan").unwrap()) = plan.iter().map(|t| sentence(t)).collect();
         DraftOutput {
+            kind: k.id.clone(),
             sections,
             suggestions: Vec::new(),
             flags: Vec::new(),
@@ -184,7 +184,7 @@ mod tests {
             "解熱を確認する。",
         ]);
         guard_draft(input, &mut d, &|t| t == own);
-        let plan = &d.sections.plan;
+        let plan = &d.sections.get("plan");
         assert_eq!(
             plan.len(),
             3,
@@ -214,7 +214,12 @@ mod tests {
             "次回外来で採血。",
         ]);
         guard_draft(input, &mut d, &|_| false);
-        let texts: Vec<&str> = d.sections.plan.iter().map(|s| s.text.as_str()).collect();
+        let texts: Vec<&str> = d
+            .sections
+            .get("plan")
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
         assert!(!texts.iter().any(|t| t.contains("ビタミンC")), "{texts:?}");
         assert!(d.flags.iter().any(|f| f.code == "blocked"), "{:?}", d.flags);
     }

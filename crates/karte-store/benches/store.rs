@@ -27,9 +27,10 @@ fn main() {
         (ENCOUNTERS, SINGLE_COMMITS, ROUNDS)
     };
     let dictation = "65歳男性。3日前から発熱と咳嗽あり、昨日から呼吸困難も出現。BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音を聴取。CRP 12.3mg/dL。市中肺炎を疑う。胸部X線を施行予定。".repeat(2);
-    let draft = karte_core::draft_floor(&dictation).expect("sample drafts");
+    let draft = karte_core::draft_floor(&dictation, karte_core::document::default_kind())
+        .expect("sample drafts");
     let draft_json = serde_json::to_string(&draft).unwrap();
-    let note = karte_store::records::note_text(&draft);
+    let note = draft.document().render();
 
     let names = [
         "insert (batched)",

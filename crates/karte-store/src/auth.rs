@@ -85,10 +85,12 @@ pub enum Action {
     ReadAuditLog,
     /// Copy the whole store to a backup file, or put one back (IT's recovery from damage).
     Backup,
+    /// Send a dictation to be drafted (to this workstation's model or the clinic server's).
+    Dictate,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Draft,
         Action::View,
         Action::ReviewSuggestions,
@@ -99,6 +101,7 @@ impl Action {
         Action::ManageUsers,
         Action::ReadAuditLog,
         Action::Backup,
+        Action::Dictate,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,6 +115,7 @@ impl Action {
             Action::ManageUsers => "manage_users",
             Action::ReadAuditLog => "read_audit_log",
             Action::Backup => "backup",
+            Action::Dictate => "dictate",
         }
     }
     fn label_ja(self) -> &'static str {
@@ -126,6 +130,7 @@ impl Action {
             Action::ManageUsers => "利用者の管理",
             Action::ReadAuditLog => "監査ログの閲覧",
             Action::Backup => "バックアップと復元",
+            Action::Dictate => "口述からの下書き作成",
         }
     }
 }
@@ -138,7 +143,7 @@ pub fn permits(role: Role, action: Action) -> bool {
     match role {
         Role::Physician => matches!(
             action,
-            Draft | View | ReviewSuggestions | Edit | Sign | Amend | Export
+            Draft | View | ReviewSuggestions | Edit | Sign | Amend | Export | Dictate
         ),
         Role::Nurse => matches!(action, View | ReviewSuggestions),
         Role::Admin => matches!(action, ManageUsers | ReadAuditLog | Backup),

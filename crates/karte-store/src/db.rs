@@ -8,8 +8,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use zeroize::Zeroizing;
 
-/// The schema this build writes. Bump it and append to [`MIGRATIONS`]; never edit a shipped migration.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The schema this build writes: one per migration. Append to [`MIGRATIONS`]; never edit a shipped migration.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// SQLCipher 4's page size, which Karte never changes: a whole database file is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -30,6 +30,11 @@ const MIGRATIONS: &[(&str, Option<DataStep>)] = &[
     (
         include_str!("schema_v2.sql"),
         Some(crate::outbox::queue_signed_before_outbox),
+    ),
+    // Versions written before documents were structured get theirs, recovered once from their text and draft.
+    (
+        include_str!("schema_v3.sql"),
+        Some(crate::records::migrate_documents),
     ),
 ];
 

@@ -6,7 +6,7 @@
 //! the product); spans and extracted facts are left out because they point into the original, un-pseudonymised
 //! text. No ids, names or patient references are exported.
 
-use crate::records::{note_text, Decision, EncounterView};
+use crate::records::{Decision, EncounterView};
 use serde::{Deserialize, Serialize};
 
 /// The `schema` value of every line, so that consumers can tell formats apart.
@@ -15,6 +15,8 @@ pub const FEEDBACK_SCHEMA: &str = "karte.feedback.v1";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackRecord {
     pub schema: String,
+    /// The document kind (`progress-note`).
+    pub kind: String,
     pub dictation: String,
     pub draft: FeedbackDraft,
     /// The draft as note text (section headings and sentences): the "rejected" side of a preference pair.
@@ -28,13 +30,8 @@ pub struct FeedbackRecord {
     pub suggestions: Vec<FeedbackSuggestion>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeedbackDraft {
-    pub subjective: Vec<String>,
-    pub objective: Vec<String>,
-    pub assessment: Vec<String>,
-    pub plan: Vec<String>,
-}
+/// The draft's sentences by section id (the document kind's sections).
+pub type FeedbackDraft = std::collections::BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackSuggestion {
@@ -51,17 +48,22 @@ pub struct FeedbackSuggestion {
 pub(crate) fn record(v: &EncounterView, p: &dyn Fn(&str) -> String) -> Option<FeedbackRecord> {
     let draft = v.draft.as_ref()?;
     let signed = v.versions.iter().rev().find(|x| x.signature.is_some())?;
-    let sentences = |list: &Vec<karte_core::Sentence>| list.iter().map(|s| p(&s.text)).collect();
     Some(FeedbackRecord {
         schema: FEEDBACK_SCHEMA.to_string(),
+        kind: draft.kind.clone(),
         dictation: p(&v.dictation),
-        draft: FeedbackDraft {
-            subjective: sentences(&draft.sections.subjective),
-            objective: sentences(&draft.sections.objective),
-            assessment: sentences(&draft.sections.assessment),
-            plan: sentences(&draft.sections.plan),
-        },
-        draft_text: p(&note_text(draft)),
+        draft: draft
+            .sections
+            .parts()
+            .iter()
+            .map(|part| {
+                (
+                    part.id.clone(),
+                    part.sentences.iter().map(|s| p(&s.text)).collect(),
+                )
+            })
+            .collect(),
+        draft_text: p(&draft.document().render()),
         final_text: p(&signed.text),
         amended: v
             .versions

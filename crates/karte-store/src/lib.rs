@@ -38,7 +38,7 @@ use audit::NewEntry;
 use auth::TotpCheck;
 use clock::now_ms;
 use db::{db_err, DbKey};
-use karte_core::{Code, DraftOutput, Error, Result};
+use karte_core::{Code, Document, DocumentKind, DraftOutput, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -681,6 +681,45 @@ impl Store {
 
     // ----- records -----------------------------------------------------------------------------------------------
 
+    /// Drafting inside the signed-in session: only a physician may send a dictation to a model, and every draft
+    /// is audited (who, when, this workstation, the document kind, the engine that wrote it: `rules`, `local`
+    /// (この端末) or `remote` (院内サーバー); its outcome or error code; never any text). The front ends pass the
+    /// drafting call in, so the permission check, the draft and the audit entry cannot be separated.
+    pub fn draft_with(
+        &self,
+        s: &Session,
+        kind: &str,
+        draft: impl FnOnce() -> Result<DraftOutput>,
+    ) -> Result<DraftOutput> {
+        self.authorize(s, Action::Dictate, None)?;
+        let out = draft();
+        let (outcome, detail) = match &out {
+            Ok(d) => (
+                "ok",
+                format!(
+                    "kind={} engine={}{}",
+                    d.kind,
+                    d.engine.kind,
+                    if d.engine.fallback_reason.is_some() {
+                        " fallback=rules"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Err(e) => (e.code.as_str(), format!("kind={kind}")),
+        };
+        self.record(NewEntry {
+            user: Some(&s.name),
+            role: Some(s.role.as_str()),
+            action: Action::Dictate.as_str(),
+            outcome,
+            detail,
+            ..Default::default()
+        })?;
+        out
+    }
+
     /// Stores a dictation and its draft as a new encounter (version 1) and returns the encounter id.
     pub fn save_draft(
         &self,
@@ -699,7 +738,15 @@ impl Store {
         }
         non_empty(dictation)?;
         let id = new_encounter_id()?;
-        let note = records::note_text(draft);
+        let document = draft.document();
+        // The draft crosses IPC from the window: it must be a document of a kind this build has, section for section.
+        if !document.sections.conforms_to(document.kind()?) {
+            return Err(Error::new(
+                Code::DocumentInvalid,
+                "下書きの形式が文書の種類と合いません。もう一度下書きを作成してください。",
+            ));
+        }
+        let note = document.render();
         let json = serde_json::to_string(draft)
             .map_err(|_| Error::new(Code::Internal, "下書きを保存できません。"))?;
         let sha = records::content_hash(&note, Some(dictation), Some(&json), None);
@@ -710,17 +757,18 @@ impl Store {
                 params![id, patient_ref, s.user_id, now],
             )
             .map_err(db_err)?;
-            insert_version(c, &id, 1, VersionKind::Draft, s.user_id, now, &note, Some(dictation), Some(&json), None, &sha)?;
+            insert_version(c, &id, 1, VersionKind::Draft, s.user_id, now, &note, &document, Some(dictation), Some(&json), None, &sha)?;
             log.append(c, &s.entry(Action::Draft, Some(&id), Some(1), format!("sha256={sha}")))
         })?;
         Ok(id)
     }
 
     /// A new version of an unsigned record (a signed one changes only by [`Store::amend`]).
+    /// `text` is the note as a physician types it: the document kind's headings (or 「S)」「【O】」), a sentence per
+    /// line; it is stored as its sections and their rendering.
     pub fn edit(&self, s: &Session, encounter: &str, text: &str) -> Result<i64> {
         self.authorize(s, Action::Edit, Some(encounter))?;
         non_empty(text)?;
-        let sha = records::content_hash(text, None, None, None);
         let now = now_ms();
         self.tx(|c, log| {
             let (latest, signed) = latest_version(c, encounter)?;
@@ -730,6 +778,9 @@ impl Store {
                     "署名済みの記録は編集できません。karte amend で理由を添えて修正してください。",
                 ));
             }
+            let document = Document::from_text(latest_kind(c, encounter)?, text)?;
+            let note = document.render();
+            let sha = records::content_hash(&note, None, None, None);
             let v = latest + 1;
             insert_version(
                 c,
@@ -738,7 +789,8 @@ impl Store {
                 VersionKind::Edit,
                 s.user_id,
                 now,
-                text,
+                &note,
+                &document,
                 None,
                 None,
                 None,
@@ -809,7 +861,6 @@ impl Store {
         }
         non_empty(text)?;
         let reason = reason.trim();
-        let sha = records::content_hash(text, None, None, Some(reason));
         let now = now_ms();
         self.tx(|c, log| {
             let (latest, signed) = latest_version(c, encounter)?;
@@ -819,8 +870,11 @@ impl Store {
                     "この記録はまだ署名されていません。署名前の変更は編集で行ってください。",
                 ));
             }
+            let document = Document::from_text(latest_kind(c, encounter)?, text)?;
+            let note = document.render();
+            let sha = records::content_hash(&note, None, None, Some(reason));
             let v = latest + 1;
-            insert_version(c, encounter, v, VersionKind::Amendment, s.user_id, now, text, None, None, Some(reason), &sha)?;
+            insert_version(c, encounter, v, VersionKind::Amendment, s.user_id, now, &note, &document, None, None, Some(reason), &sha)?;
             c.execute(
                 "INSERT INTO signatures (encounter_id, version, signer_id, signed_at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![encounter, v, s.user_id, now],
@@ -1007,7 +1061,7 @@ impl Store {
         }
         let mut st = c
             .prepare(
-                "SELECT encounter_id, version, note_text, dictation, draft_json, reason, content_sha256
+                "SELECT encounter_id, version, note_text, dictation, draft_json, reason, content_sha256, document
                  FROM versions ORDER BY encounter_id, version",
             )
             .map_err(db_err)?;
@@ -1023,14 +1077,16 @@ impl Store {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, String>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })
             .map_err(db_err)?;
         for row in rows {
-            let (enc, v, note, dict, json, reason, sha) = row.map_err(db_err)?;
+            let (enc, v, note, dict, json, reason, sha, document) = row.map_err(db_err)?;
             versions += 1;
             if records::content_hash(&note, dict.as_deref(), json.as_deref(), reason.as_deref())
                 != sha
+                || checked_document(&note, json.as_deref(), document.as_deref()).is_none()
             {
                 altered.push((enc, v));
             }
@@ -1116,6 +1172,11 @@ pub mod bench {
             params![id, author, now],
         )
         .map_err(db_err)?;
+        let document = karte_core::document::recover(
+            karte_core::document::default_kind(),
+            note,
+            Some(draft_json),
+        );
         insert_version(
             c,
             id,
@@ -1124,6 +1185,7 @@ pub mod bench {
             author,
             now,
             note,
+            &document,
             Some(dictation),
             Some(draft_json),
             None,
@@ -1149,7 +1211,9 @@ pub mod bench {
     /// What [`Store::edit`] writes.
     pub fn edit(c: &Connection, id: &str, author: i64, note: &str) -> Result<i64> {
         let (latest, _) = latest_version(c, id)?;
-        let sha = records::content_hash(note, None, None, None);
+        let document = Document::from_text(latest_kind(c, id)?, note)?;
+        let note = document.render();
+        let sha = records::content_hash(&note, None, None, None);
         insert_version(
             c,
             id,
@@ -1157,7 +1221,8 @@ pub mod bench {
             VersionKind::Edit,
             author,
             now_ms(),
-            note,
+            &note,
+            &document,
             None,
             None,
             None,
@@ -1527,19 +1592,53 @@ fn insert_version(
     author: i64,
     now: i64,
     note: &str,
+    document: &Document,
     dictation: Option<&str>,
     draft_json: Option<&str>,
     reason: Option<&str>,
     sha: &str,
 ) -> Result<()> {
+    debug_assert_eq!(note, document.render());
+    let document = serde_json::to_string(document)
+        .map_err(|_| Error::new(Code::Internal, "記録を保存できません。"))?;
     c.execute(
         "INSERT INTO versions (encounter_id, version, kind, author_id, created_at_ms, note_text, dictation,
-                               draft_json, reason, content_sha256)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![encounter, version, kind.as_str(), author, now, note, dictation, draft_json, reason, sha],
+                               draft_json, reason, content_sha256, document)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![encounter, version, kind.as_str(), author, now, note, dictation, draft_json, reason, sha, document],
     )
     .map_err(db_err)?;
     Ok(())
+}
+
+/// The document kind of an encounter's latest version: an edit or amendment keeps it.
+fn latest_kind(c: &Connection, encounter: &str) -> Result<&'static DocumentKind> {
+    let json: Option<String> = c
+        .query_row(
+            "SELECT document FROM versions WHERE encounter_id = ?1 ORDER BY version DESC LIMIT 1",
+            [encounter],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(not_found)?;
+    let doc: Document = json
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(|| Error::new(Code::StoreCorrupt, "記録の形式が読み取れません。"))?;
+    doc.kind()
+}
+
+/// A stored version's document: present, readable, and what its hashed text and draft give (see
+/// `karte_core::document::recover`). `None` means it was changed outside Karte.
+fn checked_document(
+    note: &str,
+    draft_json: Option<&str>,
+    stored: Option<&str>,
+) -> Option<Document> {
+    let doc: Document = serde_json::from_str(stored?).ok()?;
+    let kind = doc.kind().ok()?;
+    (note == doc.render() || karte_core::document::recover(kind, note, draft_json) == doc)
+        .then_some(doc)
 }
 
 /// `(latest version, whether it is signed)`.
@@ -1570,7 +1669,7 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
     let mut st = c
         .prepare(
             "SELECT v.version, v.kind, u.name, v.created_at_ms, v.note_text, v.reason, v.content_sha256,
-                    su.name, s.signed_at_ms, v.dictation, v.draft_json
+                    su.name, s.signed_at_ms, v.dictation, v.draft_json, v.document
              FROM versions v JOIN users u ON u.id = v.author_id
              LEFT JOIN signatures s ON s.encounter_id = v.encounter_id AND s.version = v.version
              LEFT JOIN users su ON su.id = s.signer_id
@@ -1590,6 +1689,10 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
                     author: r.get(2)?,
                     created_at: iso8601(r.get(3)?),
                     text: r.get(4)?,
+                    document: Document {
+                        kind: String::new(),
+                        sections: Default::default(),
+                    },
                     reason: r.get(5)?,
                     content_sha256: r.get(6)?,
                     signature: signer.zip(signed_at).map(|(signer, at)| Signature {
@@ -1599,12 +1702,21 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
                 },
                 r.get::<_, Option<String>>(9)?,
                 r.get::<_, Option<String>>(10)?,
+                r.get::<_, Option<String>>(11)?,
             ))
         })
         .map_err(db_err)?;
     let mut versions = Vec::new();
     for row in rows {
-        let (v, dict, json) = row.map_err(db_err)?;
+        let (mut v, dict, json, document) = row.map_err(db_err)?;
+        v.document = document
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    Code::StoreCorrupt,
+                    "記録の形式が読み取れません。管理者に連絡してください。",
+                )
+            })?;
         if let Some(d) = dict {
             dictation = d;
         }

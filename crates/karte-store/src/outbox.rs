@@ -97,8 +97,10 @@ pub struct SignedDocument {
     pub author: String,
     pub signer: String,
     pub signed_at: String,
-    /// The signed note as text (SOAP headings and sentences).
+    /// The signed note as text (the rendering of `document`).
     pub text: String,
+    /// What the FHIR Composition is built from: the kind and its sections.
+    pub document: karte_core::Document,
     /// Why a signed note was amended (amendments only).
     pub reason: Option<String>,
     pub content_sha256: String,
@@ -348,6 +350,7 @@ fn signed_document(c: &Connection, it: OutboxItem) -> Result<SignedDocument> {
         signer: sig.signer,
         signed_at: sig.signed_at,
         text: v.text.clone(),
+        document: v.document.clone(),
         reason: v.reason.clone(),
         content_sha256: v.content_sha256.clone(),
         accepted_tests,

@@ -1,7 +1,7 @@
 //! What the store hands out about encounters: versions, signatures, suggestion reviews. Plain data for the CLI,
 //! the desktop app and the feedback export to render.
 
-use karte_core::{DraftOutput, Section};
+use karte_core::{Document, DraftOutput};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,8 +75,11 @@ pub struct VersionView {
     pub kind: VersionKind,
     pub author: String,
     pub created_at: String,
-    /// The note as text (for a draft: its SOAP sentences; for an edit or amendment: what was entered).
+    /// The note as text: always the rendering of `document` (`Document::render`), which is what the content hash
+    /// covers.
     pub text: String,
+    /// The document kind and its sections, sentence by sentence (a draft's with spans and flags).
+    pub document: Document,
     /// Why the signed note was amended (amendments only).
     pub reason: Option<String>,
     pub signature: Option<Signature>,
@@ -134,24 +137,6 @@ pub struct EncounterSummary {
     pub pending_suggestions: i64,
 }
 
-/// The note text of a draft: section headings and sentences, the form a physician edits and signs.
-pub fn note_text(d: &DraftOutput) -> String {
-    let mut s = String::new();
-    for sec in Section::ALL {
-        s.push_str(sec.label_ja());
-        s.push('\n');
-        let list = d.sections.get(sec);
-        if list.is_empty() {
-            s.push_str("（なし）\n");
-        }
-        for sent in list {
-            s.push_str(&sent.text);
-            s.push('\n');
-        }
-    }
-    s
-}
-
 /// sha256 over a version's clinical content, length-prefixed so that moving text between fields changes it. Kept
 /// with the version and in the audit entry of the write, so an edit of the text through SQL is detectable.
 pub(crate) fn content_hash(
@@ -171,4 +156,36 @@ pub(crate) fn content_hash(
         }
     }
     hex::encode(h.finalize())
+}
+
+/// Schema 3's data step: every version gets its document, recovered from its text and draft (all records before
+/// schema 3 are progress notes), then `versions` is immutable again.
+pub(crate) fn migrate_documents(c: &rusqlite::Connection) -> karte_core::Result<()> {
+    use crate::db::db_err;
+    let kind = karte_core::document::default_kind();
+    let rows: Vec<(String, i64, String, Option<String>)> = {
+        let mut st = c
+            .prepare("SELECT encounter_id, version, note_text, draft_json FROM versions WHERE document IS NULL")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+    };
+    for (enc, v, note, json) in rows {
+        let doc = karte_core::document::recover(kind, &note, json.as_deref());
+        let doc = serde_json::to_string(&doc).map_err(|_| {
+            karte_core::Error::new(karte_core::Code::Internal, "記録の移行に失敗しました。")
+        })?;
+        c.execute(
+            "UPDATE versions SET document = ?1 WHERE encounter_id = ?2 AND version = ?3",
+            rusqlite::params![doc, enc, v],
+        )
+        .map_err(db_err)?;
+    }
+    c.execute_batch(
+        "CREATE TRIGGER versions_no_update BEFORE UPDATE ON versions
+         BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END;",
+    )
+    .map_err(db_err)
 }

@@ -194,7 +194,9 @@ fn crash_child_save_loop() {
         out.flush().unwrap();
         let mut latest = 1;
         if i % 3 == 0 {
-            let v = store.edit(&s, &id, &format!("{dictation} 編集")).unwrap();
+            let v = store
+                .edit(&s, &id, &format!("S）{dictation} 編集"))
+                .unwrap();
             latest = v;
             writeln!(out, "CHILD done {id} {v} unsigned").unwrap();
             out.flush().unwrap();
@@ -204,7 +206,7 @@ fn crash_child_save_loop() {
             writeln!(out, "CHILD done {id} {v} signed").unwrap();
             out.flush().unwrap();
             if i % 4 == 0 {
-                let v = store.amend(&s, &id, "修正本文", "誤記").unwrap();
+                let v = store.amend(&s, &id, "P）修正本文", "誤記").unwrap();
                 writeln!(out, "CHILD done {id} {v} signed").unwrap();
                 out.flush().unwrap();
             }

@@ -14,7 +14,7 @@ fn code_of<T: std::fmt::Debug>(r: karte_core::Result<T>) -> Code {
 }
 
 /// Expected matrix, row by row: (action, physician, nurse, admin).
-const MATRIX: [(Action, bool, bool, bool); 10] = [
+const MATRIX: [(Action, bool, bool, bool); 11] = [
     (Action::Draft, true, false, false),
     (Action::View, true, true, false),
     (Action::ReviewSuggestions, true, true, false),
@@ -25,6 +25,7 @@ const MATRIX: [(Action, bool, bool, bool); 10] = [
     (Action::ManageUsers, false, false, true),
     (Action::ReadAuditLog, false, false, true),
     (Action::Backup, false, false, true),
+    (Action::Dictate, true, false, false),
 ];
 
 #[test]
@@ -79,7 +80,7 @@ fn permission_matrix_every_role_and_action() {
                 Action::Edit => s.edit(session, &open, "S）追記").map(drop),
                 Action::Sign => s.sign(session, &open, 1).map(drop),
                 Action::Amend => s
-                    .amend(session, &signed, "修正後の本文", "誤記訂正")
+                    .amend(session, &signed, "P）修正後の本文", "誤記訂正")
                     .map(drop),
                 Action::Export => s.export_feedback(session, Some(&pseudo)).map(drop),
                 Action::ManageUsers => s
@@ -96,6 +97,9 @@ fn permission_matrix_every_role_and_action() {
                         session,
                         &dir.path().join(format!("backup-{}.db", random_u64())),
                     )
+                    .map(drop),
+                Action::Dictate => s
+                    .draft_with(session, "progress-note", || Ok(draft(DICTATION)))
                     .map(drop),
             };
             match (expected, result) {
@@ -189,6 +193,21 @@ fn review_sign_amend_history() {
         ]
     );
     assert!(h.versions[0].text.contains("38.6℃") && h.versions[0].signature.is_none());
+    // Every version keeps its document: the draft's sentences with their spans, an edit's as typed under its
+    // headings, and the text is always their rendering.
+    for v in &h.versions {
+        assert_eq!(v.document.kind, "progress-note");
+        assert_eq!(v.text, v.document.render());
+    }
+    assert!(h.versions[0]
+        .document
+        .sections
+        .iter()
+        .all(|(_, s)| !s.spans.is_empty()));
+    assert_eq!(
+        h.versions[2].document.sections.get("objective")[0].text,
+        "BT 38.4℃。"
+    );
     assert_eq!(h.versions[1].signature.as_ref().unwrap().signer, "dr.sato");
     assert_eq!(h.versions[2].reason.as_deref(), Some("体温の誤記"));
     assert_eq!(h.versions[2].signature.as_ref().unwrap().signer, "dr.sato");
@@ -232,6 +251,16 @@ fn review_sign_amend_history() {
     assert_eq!(
         s.check_integrity().unwrap().altered_versions,
         vec![(id.clone(), 2)]
+    );
+    // So is a document changed without its text: the sentence moved from O to A is what would be uploaded.
+    raw.execute_batch(
+        "UPDATE versions SET document = replace(replace(document, '\"objective\"', '\"x\"'), '\"assessment\"', '\"objective\"')
+         WHERE version = 3; UPDATE versions SET document = replace(document, '\"x\"', '\"assessment\"') WHERE version = 3;",
+    )
+    .unwrap();
+    assert_eq!(
+        s.check_integrity().unwrap().altered_versions,
+        vec![(id.clone(), 2), (id.clone(), 3)]
     );
 }
 
@@ -395,12 +424,12 @@ fn no_plaintext_in_any_file_and_wrong_key_refused() {
         .unwrap();
     s.review(&ns, &id, 1, Decision::Reject, &format!("{MARKER} 施行済み"))
         .unwrap();
-    s.edit(&doc, &id, &format!("{MARKER} 編集")).unwrap();
+    s.edit(&doc, &id, &format!("S）{MARKER} 編集")).unwrap();
     s.sign(&doc, &id, 2).unwrap();
     s.amend(
         &doc,
         &id,
-        &format!("{MARKER} 修正"),
+        &format!("S）{MARKER} 修正"),
         &format!("{MARKER} 理由"),
     )
     .unwrap();
@@ -540,7 +569,7 @@ fn feedback_export_pseudonymises_and_needs_a_pseudonymiser() {
     )
     .unwrap();
     s.sign(&doc, &signed, 1).unwrap();
-    s.amend(&doc, &signed, "山田太郎さん。S）発熱。", "追記")
+    s.amend(&doc, &signed, "S）山田太郎さん。発熱。", "追記")
         .unwrap();
 
     // A pseudonymiser for this test only: the product passes karte-guard's.
@@ -557,7 +586,10 @@ fn feedback_export_pseudonymises_and_needs_a_pseudonymiser() {
     assert_eq!(out.len(), 1, "only signed records are exported");
     let r = &out[0];
     assert!(r.dictation.starts_with("〔氏名1〕さん。"));
-    assert_eq!(r.final_text, "〔氏名1〕さん。S）発熱。");
+    assert_eq!(
+        r.final_text,
+        "S（主観的情報）\n〔氏名1〕さん。発熱。\nO（客観的情報）\n（なし）\nA（評価）\n（なし）\nP（計画）\n（なし）\n"
+    );
     assert!(r.amended);
     assert!(r.draft_text.contains("38.6℃"));
     assert_eq!(r.engine, "rules");
@@ -588,7 +620,18 @@ fn audit_log_records_access_without_clinical_text() {
     s.review(&ns, &id, 1, Decision::Reject, "理由コメント")
         .unwrap();
     s.sign(&doc, &id, 1).unwrap();
-    s.amend(&doc, &id, "修正本文", "修正理由").unwrap();
+    s.amend(&doc, &id, "P）修正本文", "修正理由").unwrap();
+    // Drafting is audited whether it succeeds or not, and refused to a nurse.
+    s.draft_with(&doc, "progress-note", || Ok(draft(DICTATION)))
+        .unwrap();
+    let cancelled = s.draft_with(&doc, "progress-note", || {
+        Err(karte_core::Error::new(Code::EngineCancelled, "中止"))
+    });
+    assert_eq!(code_of(cancelled), Code::EngineCancelled);
+    assert_eq!(
+        code_of(s.draft_with(&ns, "progress-note", || Ok(draft(DICTATION)))),
+        Code::AuthForbidden
+    );
     let admin = ward.login_admin();
     let report = s.verify_audit(&admin).unwrap();
     assert!(report.intact(), "{report:?}");
@@ -619,6 +662,19 @@ fn audit_log_records_access_without_clinical_text() {
         "add user=dr.sato role=physician"
     );
     assert_eq!(find("admin_init", "admin").outcome, "ok");
+    let dictated: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.action == "dictate")
+        .map(|e| (e.outcome.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        dictated,
+        [
+            ("ok", "kind=progress-note engine=rules"),
+            ("engine.cancelled", "kind=progress-note"),
+            ("denied", "")
+        ]
+    );
     for e in &log {
         assert!(!e.ts.is_empty() && e.workstation == "ws-test-01");
     }

@@ -68,9 +68,9 @@ fn main() {
     let key = db::DbKey::generate().unwrap();
     let c = db::open(&dir.path().join("bench.db"), Some(&key)).unwrap();
     let author = karte_store::bench::add_author(&c).unwrap();
-    let draft = karte_core::draft_floor(DICTATION).unwrap();
+    let draft = karte_core::draft_floor(DICTATION, karte_core::document::default_kind()).unwrap();
     let json = serde_json::to_string(&draft).unwrap();
-    let note = karte_store::records::note_text(&draft);
+    let note = draft.document().render();
     c.execute_batch("BEGIN").unwrap();
     for i in 0..signs * 2 {
         karte_store::bench::save_draft(&c, &format!("E{i:012}"), author, &note, DICTATION, &json)

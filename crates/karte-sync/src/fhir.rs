@@ -8,19 +8,17 @@
 //!
 //! Shape (a `document` Bundle, R4 §3.3.1): the Composition first, then the Patient, the Practitioner (author and
 //! legal attester) and one ServiceRequest per accepted test suggestion (intent `plan`), all referenced by
-//! `urn:uuid:` full URLs. Composition sections are S/O/A/P with LOINC section codes; an amendment has status
+//! `urn:uuid:` full URLs. Composition type and sections (titles, codes, order) come from the document kind's file; an amendment has status
 //! `amended` and `relatesTo: replaces` the earlier Bundle's identifier, with the reason for the amendment as an
 //! extension of that relatesTo ([`AMENDMENT_REASON_URL`], pseudonymised like the rest). JP Core names are used where they apply
 //! (JP_Patient / JP_Practitioner profiles, the JP Core patient-id system `urn:oid:1.2.392.100495.20.3.51.1` +
 //! 保険医療機関コード when identifying data may be sent).
 
-use karte_core::Section;
 use karte_store::{SignedDocument, VersionKind};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 const RFC3986: &str = "urn:ietf:rfc:3986";
-const LOINC: &str = "http://loinc.org";
 /// Pseudonymous patient references: HMAC-SHA256 of the hospital's patient id under the workstation's key.
 pub const PSEUDONYM_SYSTEM: &str = "urn:karte:patient-pseudonym";
 /// JP Core 患者ID system prefix; the 10-digit 保険医療機関コード follows.
@@ -117,6 +115,9 @@ pub struct Narrative {
 #[serde(rename_all = "camelCase")]
 pub struct Composition {
     pub resource_type: &'static str,
+    /// The document kind's profile (JP-CLINS), where it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
     pub identifier: Identifier,
     pub status: &'static str,
     #[serde(rename = "type")]
@@ -193,18 +194,12 @@ pub struct ServiceRequest {
     pub reason_code: Vec<CodeableConcept>,
 }
 
-/// LOINC section codes for S/O/A/P (the HL7 C-CDA progress-note sections).
-fn section_code(s: Section) -> Coding {
-    let (code, display) = match s {
-        Section::Subjective => ("61150-9", "Subjective Narrative"),
-        Section::Objective => ("61149-1", "Objective Narrative"),
-        Section::Assessment => ("51848-0", "Evaluation note"),
-        Section::Plan => ("18776-5", "Plan of care note"),
-    };
+/// A coding from the document kind's file (kinds are embedded, so their strings live for the program).
+fn coding(c: &'static karte_core::document::Coding) -> Coding {
     Coding {
-        system: LOINC,
-        code,
-        display,
+        system: &c.system,
+        code: &c.code,
+        display: &c.display,
     }
 }
 
@@ -226,57 +221,6 @@ fn derived_uuid(bundle_id: &str, what: &str) -> String {
         &x[16..20],
         &x[20..32]
     )
-}
-
-/// Which SOAP section a heading line opens: `S（主観的情報）` (karte's own), `S)`, `S）`, `【S】`, `S:`, `S：`.
-fn heading(line: &str) -> Option<(Section, &str)> {
-    let t = line.trim_start();
-    for s in Section::ALL {
-        if let Some(rest) = t.strip_prefix(s.label_ja()) {
-            return Some((s, rest));
-        }
-    }
-    let letter = |c: char| match c {
-        'S' | 'Ｓ' => Some(Section::Subjective),
-        'O' | 'Ｏ' => Some(Section::Objective),
-        'A' | 'Ａ' => Some(Section::Assessment),
-        'P' | 'Ｐ' => Some(Section::Plan),
-        _ => None,
-    };
-    let mut it = t.char_indices();
-    let (_, first) = it.next()?;
-    if first == '【' {
-        let (_, c) = it.next()?;
-        let (i, close) = it.next()?;
-        return (close == '】')
-            .then(|| letter(c))
-            .flatten()
-            .map(|s| (s, &t[i + close.len_utf8()..]));
-    }
-    let sec = letter(first)?;
-    let (i, sep) = it.next()?;
-    matches!(sep, ')' | '）' | ':' | '：').then(|| (sec, &t[i + sep.len_utf8()..]))
-}
-
-/// Splits a note into S/O/A/P by its headings. Text before the first heading, or a note without any, goes to S:
-/// a section is never dropped, and nothing signed is left out of the document.
-pub fn soap_sections(text: &str) -> [String; 4] {
-    let mut out: [Vec<&str>; 4] = Default::default();
-    let mut cur = 0;
-    for line in text.lines() {
-        let body = match heading(line) {
-            Some((s, rest)) => {
-                cur = Section::ALL.iter().position(|x| *x == s).unwrap_or(0);
-                rest
-            }
-            None => line,
-        };
-        let body = body.trim();
-        if !body.is_empty() && body != "（なし）" {
-            out[cur].push(body);
-        }
-    }
-    out.map(|v| v.join("\n"))
 }
 
 /// XHTML narrative: escaped text, one line per `<br/>`.
@@ -365,18 +309,57 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
             )
         })
         .collect();
-    let soap = soap_sections(&text_of(&doc.text));
-    let section = Section::ALL
+    // The store refuses a document of a kind this build does not have, so the fallback is never taken.
+    let kind = doc
+        .document
+        .kind()
+        .unwrap_or_else(|_| karte_core::document::default_kind());
+    let bodies: Vec<String> = kind
+        .sections
         .iter()
-        .zip(soap.iter())
+        .map(|s| {
+            let lines: Vec<&str> = doc
+                .document
+                .sections
+                .get(&s.id)
+                .iter()
+                .map(|x| x.text.as_str())
+                .collect();
+            lines.join("\n")
+        })
+        .collect();
+    // One pseudonymisation over the whole note, so a person named in two sections is the same placeholder in both.
+    const SEP: &str = "\n\u{1e}\n";
+    let joined = text_of(&bodies.join(SEP));
+    let mut bodies: Vec<String> = joined.split(SEP).map(str::to_string).collect();
+    if bodies.len() != kind.sections.len() {
+        bodies = kind
+            .sections
+            .iter()
+            .map(|s| {
+                let lines: Vec<&str> = doc
+                    .document
+                    .sections
+                    .get(&s.id)
+                    .iter()
+                    .map(|x| x.text.as_str())
+                    .collect();
+                text_of(&lines.join("\n"))
+            })
+            .collect();
+    }
+    let section = kind
+        .sections
+        .iter()
+        .zip(bodies)
         .map(|(s, body)| CompositionSection {
-            title: s.label_ja().to_string(),
+            title: s.heading.clone(),
             code: CodeableConcept {
-                coding: vec![section_code(*s)],
-                text: s.label_ja().to_string(),
+                coding: vec![coding(&s.code)],
+                text: s.heading.clone(),
             },
-            text: narrative(body),
-            entry: if *s == Section::Plan {
+            text: narrative(&body),
+            entry: if s.orders {
                 requests
                     .iter()
                     .map(|(url, _)| Reference {
@@ -417,13 +400,10 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
             value: composition_url.clone(),
         },
         status: if amended { "amended" } else { "final" },
+        meta: kind.profile.as_deref().map(|p| Meta { profile: vec![p] }),
         kind: CodeableConcept {
-            coding: vec![Coding {
-                system: LOINC,
-                code: "11506-3",
-                display: "Progress note",
-            }],
-            text: "経過記録".into(),
+            coding: vec![coding(&kind.composition)],
+            text: kind.title.clone(),
         },
         subject: Reference {
             reference: patient_url.clone(),
@@ -433,9 +413,9 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
             reference: author_url.clone(),
         }],
         title: if amended {
-            "経過記録（SOAP・署名後の修正）"
+            &kind.fhir_title_amended
         } else {
-            "経過記録（SOAP）"
+            &kind.fhir_title
         },
         attester: vec![Attester {
             mode: "legal",
@@ -521,27 +501,6 @@ pub fn pseudonym(key: &[u8], patient_ref: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn soap_headings_table() {
-        let table: &[(&str, [&str; 4])] = &[
-            (
-                "S（主観的情報）\n発熱あり。\nO（客観的情報）\nBT 38.6℃。\nA（評価）\n肺炎疑い。\nP（計画）\n胸部X線。\n",
-                ["発熱あり。", "BT 38.6℃。", "肺炎疑い。", "胸部X線。"],
-            ),
-            (
-                "S）発熱と咳嗽。\nO）BT 38.4℃。",
-                ["発熱と咳嗽。", "BT 38.4℃。", "", ""],
-            ),
-            ("【A】心不全増悪。\n【P】利尿薬増量。", ["", "", "心不全増悪。", "利尿薬増量。"]),
-            ("見出しのない追記。", ["見出しのない追記。", "", "", ""]),
-            ("S（主観的情報）\n（なし）\nP：経過観察。", ["", "", "", "経過観察。"]),
-            ("Sodium 140。", ["Sodium 140。", "", "", ""]),
-        ];
-        for (text, want) in table {
-            assert_eq!(soap_sections(text), want.map(String::from), "{text}");
-        }
-    }
 
     #[test]
     fn hmac_matches_rfc4231_case_2() {

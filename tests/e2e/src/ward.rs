@@ -47,7 +47,7 @@ impl Ward {
             phones.insert(name, phone(&e.totp_secret_base32));
         }
         let doc = store.login("dr.sato", PASSWORD, &phones["dr.sato"].code())?;
-        let draft = karte_core::draft_floor(dictation)?;
+        let draft = karte_core::draft_floor(dictation, karte_core::document::default_kind())?;
         ensure!(
             draft.suggestions.len() >= 2,
             "the dictation must give suggestions"

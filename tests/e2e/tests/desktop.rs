@@ -276,6 +276,14 @@ fn drafts_a_dictation_with_sections_suggestions_and_evidence() -> Result<()> {
                 && e.workstation == "e2e-ws"),
             "the signature from the window is not on the audit record"
         );
+        ensure!(
+            log.iter().any(|e| e.action == "dictate"
+                && e.user.as_deref() == Some("dr.sato")
+                && e.outcome == "ok"
+                && e.detail.starts_with("kind=progress-note engine=")
+                && e.workstation == "e2e-ws"),
+            "the draft made in the window is not on the audit record"
+        );
         Ok(())
     })
 }

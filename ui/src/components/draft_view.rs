@@ -1,5 +1,5 @@
 use super::{spans_attr, Highlight, SuggestionList};
-use crate::model::{DraftOutput, Flag, Section, Sentence};
+use crate::model::{DraftOutput, Flag, Sentence};
 use leptos::prelude::*;
 
 /// The text of a flag badge: the message, then the offending text when there is one (⚠ 口述にない数値: 39.2).
@@ -10,10 +10,11 @@ pub fn flag_label(flag: &Flag) -> String {
     }
 }
 
-/// The draft: the four SOAP sections and, beside them, the suggested tests.
+/// The draft: the document kind's sections in its order and, beside them, the suggested tests.
 #[component]
 pub fn DraftView(draft: DraftOutput, highlight: Highlight) -> impl IntoView {
     let DraftOutput {
+        kind,
         sections,
         suggestions,
         flags,
@@ -38,9 +39,14 @@ pub fn DraftView(draft: DraftOutput, highlight: Highlight) -> impl IntoView {
                         {flags.into_iter().map(|f| view! { <li class="flag" data-code=f.code.clone()>{flag_label(&f)}</li> }).collect_view()}
                     </ul>
                 })}
-                {Section::ALL
-                    .into_iter()
-                    .map(|s| view! { <SectionView section=s sentences=sections.get(s).clone() highlight=highlight/> })
+                {sections
+                    .parts()
+                    .iter()
+                    .map(|p| {
+                        let heading = karte_core::document::kind(&kind)
+                            .map_or(p.id.clone(), |k| k.heading(&p.id).to_string());
+                        view! { <SectionView id=p.id.clone() heading=heading sentences=p.sentences.clone() highlight=highlight/> }
+                    })
                     .collect_view()}
             </div>
             <SuggestionList suggestions=suggestions highlight=highlight/>
@@ -49,11 +55,16 @@ pub fn DraftView(draft: DraftOutput, highlight: Highlight) -> impl IntoView {
 }
 
 #[component]
-fn SectionView(section: Section, sentences: Vec<Sentence>, highlight: Highlight) -> impl IntoView {
+fn SectionView(
+    id: String,
+    heading: String,
+    sentences: Vec<Sentence>,
+    highlight: Highlight,
+) -> impl IntoView {
     let empty = sentences.is_empty();
     view! {
-        <section id=format!("section-{}", section.as_str()) class="soap-section">
-            <h2>{section.label_ja()}</h2>
+        <section id=format!("section-{id}") class="soap-section">
+            <h2>{heading}</h2>
             {empty.then(|| view! { <p class="empty">"（該当なし）"</p> })}
             <ul>
                 {sentences.into_iter().map(|s| view! { <SentenceItem sentence=s highlight=highlight/> }).collect_view()}

@@ -76,7 +76,7 @@ pub const DICTATION: &str = "65歳男性。3日前から発熱と咳嗽あり、
 
 /// A real rules-only draft of `dictation` (karte-core's floor), as `karte draft --no-llm` makes it.
 pub fn draft(dictation: &str) -> karte_core::DraftOutput {
-    karte_core::draft_floor(dictation).unwrap()
+    karte_core::draft_floor(dictation, karte_core::document::default_kind()).unwrap()
 }
 
 /// The raw key from the kernel keyring, for tests that act as an attacker who has it.

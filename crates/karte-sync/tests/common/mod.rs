@@ -96,7 +96,7 @@ pub fn sign_with(
     patient: &str,
     dictation: &str,
 ) -> String {
-    let draft = karte_core::draft_floor(dictation).unwrap();
+    let draft = karte_core::draft_floor(dictation, karte_core::document::default_kind()).unwrap();
     let id = store
         .save_draft(doctor, patient, dictation, &draft)
         .unwrap();
