@@ -7,6 +7,7 @@
 //! - `fetch-model NAME`, `ui`, `bench`, `bench-serve` (serving throughput/TTFT against llama-server)
 
 mod bench;
+mod bench_vs;
 mod desktop;
 mod serve_bench;
 
@@ -81,13 +82,17 @@ fn main() -> Result<()> {
             setup()?;
             bench::bench(&args[1..])
         }
+        Some("bench-vs") => {
+            setup()?;
+            bench_vs::bench_vs(&args[1..])
+        }
         Some("bench-serve") => {
             setup()?;
             serve_bench::bench_serve(&args[1..])
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-serve|fetch-model NAME|ui>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|fetch-model NAME|ui>"
             );
             std::process::exit(2)
         }

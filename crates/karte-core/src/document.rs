@@ -387,9 +387,13 @@ impl Document {
             let (sec, body) = match kind.sections.iter().position(|s| s.heading == t) {
                 Some(i) => (Some(i), String::new()),
                 None => {
-                    let norm = crate::normalize::normalize(t).text;
-                    match kind.header(&norm) {
-                        Some((i, len)) => (Some(i), norm.chars().skip(len).collect()),
+                    // Headers are matched width-folded (「Ｓ）」 is 「S)」), but the sentence keeps what was typed.
+                    let norm = crate::normalize::normalize(t);
+                    match kind.header(&norm.text) {
+                        Some((i, len)) => {
+                            let cut = norm.orig_span(0, len).end;
+                            (Some(i), t.chars().skip(cut).collect())
+                        }
                         None => (None, t.to_string()),
                     }
                 }
@@ -536,10 +540,18 @@ mod tests {
     #[test]
     fn typed_text_with_short_headers_and_a_preamble() {
         let k = default_kind();
-        let (d, pre) = Document::parse(k, "前置き\nS) 発熱\n【Ｐ】\n再診\n");
+        let (d, pre) = Document::parse(
+            k,
+            "前置き\nS) 発熱\n【Ｐ】\n再診\nＯ）妻（090-1234-5678）に説明\n",
+        );
         assert_eq!(pre, vec!["前置き".to_string()]);
         assert_eq!(d.sections.get("subjective")[0].text, "発熱");
         assert_eq!(d.sections.get("plan")[0].text, "再診");
+        // The header is read width-folded; the sentence stays as typed (full-width brackets and all).
+        assert_eq!(
+            d.sections.get("objective")[0].text,
+            "妻（090-1234-5678）に説明"
+        );
         assert_eq!(
             Document::from_text(k, "前置き\nS) 発熱").unwrap_err().code,
             Code::DocumentInvalid
