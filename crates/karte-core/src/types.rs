@@ -257,18 +257,13 @@ pub struct Suggestion {
 /// Which engine produced the draft (shown in the window and in JSON output).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
-    /// `rules` for the deterministic floor, `local` for the in-process model.
+    /// `rules` for the deterministic floor, `local` for a model on this workstation, `remote` for a server's.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The generation's numbers as its engine reported them, when a model ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generated_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens_per_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_s: Option<f64>,
+    pub stats: Option<crate::GenStats>,
     /// Why the model's phrasing was not used, when it was not (the floor draft was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
