@@ -313,7 +313,7 @@ impl Drafter {
                     });
                 }
             })
-            .map(|r| {
+            .inspect(|r| {
                 // Which engine actually answered: after a failover that is not the one chosen at the start.
                 if r.stats.kind == EngineKind::Server {
                     info.kind = "remote".into();
@@ -322,7 +322,6 @@ impl Drafter {
                 if let Ok(mut m) = self.last_model.lock() {
                     *m = Some(r.stats.model.clone());
                 }
-                r
             });
         let tail = guard.finish();
         if !tail.is_empty() {
