@@ -1,6 +1,7 @@
 //! Renders the window's components natively (`cargo test -p ui --features ssr`) with a realistic draft and checks
 //! what a physician would see: headings, sentences, flags, suggestions and the evidence marks.
 
+use karte_core::{EngineKind, GenStats};
 use leptos::prelude::*;
 use serde::Deserialize;
 use ui::components::{
@@ -195,7 +196,11 @@ fn status_bar_says_which_engine_made_the_draft() {
     };
     let local = EngineInfo {
         kind: "local".into(),
-        tokens_per_s: Some(9.87),
+        stats: Some(GenStats {
+            generated_tokens: 987,
+            generate_ms: Some(100_000.0),
+            ..GenStats::new("m", EngineKind::InProcess)
+        }),
         ..Default::default()
     };
     // (status, last draft's engine, text that must appear)

@@ -5,6 +5,8 @@
 //! Usage: cargo bench -p karte-api --bench draft -- [--model NAME] [--reps N]
 
 use karte_api::{DraftOptions, Drafter};
+use karte_engine::LazyEngine;
+use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
@@ -29,7 +31,10 @@ fn main() {
         })
         .collect();
     samples.sort();
-    let drafter = Drafter::new(model.clone());
+    let drafter = Drafter::new(
+        Arc::new(LazyEngine::from_manifest(model.clone())),
+        model.clone(),
+    );
     if let Err(e) = drafter.preload() {
         eprintln!("{e}");
         std::process::exit(1);
@@ -57,8 +62,8 @@ fn main() {
                     "median_ms": ms[ms.len() / 2],
                     "min_ms": ms[0],
                     "model": out.engine.model,
-                    "generated_tokens": out.engine.generated_tokens,
-                    "tokens_per_s": out.engine.tokens_per_s,
+                    "generated_tokens": out.engine.stats.as_ref().map(|s| s.generated_tokens),
+                    "tokens_per_s": out.engine.stats.as_ref().and_then(|s| s.tokens_per_s()),
                     "fallback": out.engine.fallback_reason.is_some(),
                 })
             );

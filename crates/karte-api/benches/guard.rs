@@ -9,7 +9,9 @@
 use karte_core::normalize::normalize;
 use karte_core::phrase;
 use karte_core::pipeline::{analyze, floor_sections};
-use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use karte_engine::{
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, Engine, EngineConfig, Piece,
+};
 use karte_guard::stream::StreamGuard;
 use std::time::Instant;
 
@@ -116,18 +118,22 @@ fn main() {
         let input = std::fs::read_to_string(&p).unwrap();
         let a = analyze(&input, karte_core::document::default_kind()).unwrap();
         let prompt = phrase::build(a.kind, &floor_sections(&a));
-        let mut req = GenerateRequest::new(vec![
+        let mut req = ChatRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),
         ]);
         req.json_schema = Some(prompt.schema.clone());
         req.max_tokens = 1024;
         let mut pieces: Vec<String> = Vec::new();
-        let (_, stats) = engine
-            .generate(req, &CancelToken::new(), &mut |piece| {
-                pieces.push(piece.to_string())
+        let stats = engine
+            .chat(&req, &CancelToken::new(), &mut |piece| {
+                if let Piece::Text(p) = piece {
+                    pieces.push(p.to_string())
+                }
             })
-            .expect("generate");
+            .expect("generate")
+            .stats;
+        let generate_ms = stats.generate_ms.unwrap_or(0.0);
         let guard_ms = median(
             (0..rounds)
                 .map(|_| {
@@ -145,9 +151,9 @@ fn main() {
             "| {} | {} | {:.0} | {:.2} | {:.3}% |",
             p.file_stem().unwrap().to_string_lossy(),
             pieces.len(),
-            stats.generate_ms,
+            generate_ms,
             guard_ms,
-            100.0 * guard_ms / stats.generate_ms
+            100.0 * guard_ms / generate_ms
         );
     }
 }

@@ -9,8 +9,9 @@
 use karte_core::phrase;
 use karte_core::pipeline::{analyze, floor_sections};
 use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Sections, Sentence};
-use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
-use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece, Serving, Workstation};
+use karte_llm::{
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Serving, Workstation,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -55,8 +56,8 @@ pub struct EngineStatus {
     pub loaded: bool,
     /// Throughput of the last draft, when there was one.
     pub tokens_per_s: Option<f64>,
-    /// Which engine serves the next draft and why (院内サーバー / この端末), when drafting goes through a chat
-    /// engine rather than the in-process model.
+    /// Which engine serves the next draft and why (院内サーバー / この端末), when there is a choice: a model in
+    /// this process has none to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving: Option<Serving>,
     /// Why model drafting cannot work at all (an unusable settings file), with its code, to show until fixed.
@@ -64,15 +65,16 @@ pub struct EngineStatus {
     pub problem: Option<Error>,
 }
 
-/// Holds the configured model (loaded lazily on first use, then kept) and drafts.
-/// `Drafter` is `Send + Sync`; concurrent drafts are serialised on the one engine.
+/// Drafts with one chat engine. `Drafter` is `Send + Sync`; concurrent drafts share the engine.
+///
+/// The engine is always given: this crate does not link llama.cpp (karte-engine), so the desktop app, which drafts
+/// only through its worker process, does not either. A model in this process comes from where karte-engine is a
+/// dependency (the CLI, karte-eval, karte-server) as karte-engine's `Engine` or `LazyEngine`.
 pub struct Drafter {
+    /// The configured model's manifest name or file, shown until the engine has named the model it ran.
     model_spec: Option<String>,
-    engine: Mutex<Option<Engine>>,
-    /// A caller-supplied chat engine (an OpenAI-compatible server, or a local engine the caller also uses
-    /// elsewhere, as the evaluation does); when set, it is used instead of loading `model_spec`.
-    external: Option<Arc<dyn ChatEngine>>,
-    /// The workstation the external engine came from: its settings problem, server re-check and worker shutdown.
+    engine: Arc<dyn ChatEngine>,
+    /// The workstation the engine came from: its settings problem, server re-check and worker shutdown.
     workstation: Option<Arc<Workstation>>,
     /// The model that produced the last draft, as the engine named it (the clinic server's may differ from ours).
     last_model: Mutex<Option<String>>,
@@ -81,12 +83,12 @@ pub struct Drafter {
 }
 
 impl Drafter {
-    /// `model`: a manifest name or a path to a GGUF file; `None` means the manifest's default model.
-    pub fn new(model: Option<String>) -> Self {
+    /// Draft with `engine`, which serves `model` (a manifest name or a GGUF path; `None`: the manifest's default),
+    /// the name the status shows before the first draft.
+    pub fn new(engine: Arc<dyn ChatEngine>, model: Option<String>) -> Self {
         Drafter {
             model_spec: model,
-            engine: Mutex::new(None),
-            external: None,
+            engine,
             workstation: None,
             last_model: Mutex::new(None),
             last_tps: Mutex::new(None),
@@ -94,38 +96,34 @@ impl Drafter {
         }
     }
 
-    /// Draft with a chat engine the caller already holds: the prompt, grammar, merge and guard are the same as
-    /// with the configured local model.
+    /// Draft with a chat engine the caller already holds (an OpenAI-compatible server, or a local engine the
+    /// caller also uses elsewhere, as the evaluation does): the prompt, grammar, merge and guard are the same for
+    /// every engine.
     pub fn with_engine(engine: Arc<dyn ChatEngine>) -> Self {
-        Drafter {
-            model_spec: None,
-            engine: Mutex::new(None),
-            external: Some(engine),
-            workstation: None,
-            last_model: Mutex::new(None),
-            last_tps: Mutex::new(None),
-            current: Mutex::new(None),
-        }
+        Self::new(engine, None)
     }
 
     /// Draft with this workstation's engine (clinic server or supervised local worker, from the settings file):
     /// what the desktop app does.
     pub fn for_workstation(ws: Arc<Workstation>) -> Self {
-        let mut d = Self::with_engine(ws.engine());
-        d.model_spec = ws.model().map(str::to_string);
+        let mut d = Self::new(ws.engine(), ws.model().map(str::to_string));
         d.workstation = Some(ws);
         d
     }
 
     /// The drafter of a one-shot command (`karte draft`): with a clinic server in the settings file, this
     /// workstation's engine (the server when it answers, else the local worker beside the `karte` binary); without
-    /// one, the model in this process, as before (a crash costs only the command). `model` (`--model`) wins over
-    /// the settings' `model.name`. An unusable settings file is an error here: a command has no window to show it in.
-    pub fn for_command_line(model: Option<String>) -> Result<Self> {
+    /// one, `in_process` of the model name, a model in this process (a crash costs only the command). `model`
+    /// (`--model`) wins over the settings' `model.name`. An unusable settings file is an error here: a command has
+    /// no window to show it in.
+    pub fn for_command_line(
+        model: Option<String>,
+        in_process: impl FnOnce(Option<String>) -> Arc<dyn ChatEngine>,
+    ) -> Result<Self> {
         let settings = karte_llm::Settings::load()?;
         let model = model.or_else(|| settings.model.name.clone());
         if settings.server.is_none() {
-            return Ok(Self::new(model));
+            return Ok(Self::new(in_process(model.clone()), model));
         }
         let mut opts = karte_llm::WorkstationOptions::beside_current_exe(model);
         // The worker's own logs would interleave with the command's output.
@@ -152,29 +150,26 @@ impl Drafter {
         }
     }
 
+    /// The configured model's manifest name (the name an in-process engine gives it), else the spec as given.
+    fn configured_model(&self) -> String {
+        karte_models::resolve(self.model_spec.as_deref())
+            .map(|m| m.name)
+            .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default())
+    }
+
     pub fn status(&self) -> EngineStatus {
-        let configured = || {
-            karte_models::resolve(self.model_spec.as_deref())
-                .map(|m| m.name)
-                .unwrap_or_else(|_| self.model_spec.clone().unwrap_or_default())
-        };
-        let model = match &self.external {
-            Some(_) => self
-                .last_model
-                .lock()
-                .ok()
-                .and_then(|m| m.clone())
-                .unwrap_or_else(configured),
-            None => configured(),
-        };
+        let model = self
+            .last_model
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| self.configured_model());
+        let serving = self.engine.serving();
         EngineStatus {
             model,
-            loaded: match &self.external {
-                Some(e) => e.ready(),
-                None => self.engine.lock().map(|e| e.is_some()).unwrap_or(false),
-            },
+            loaded: self.engine.ready(),
             tokens_per_s: self.last_tps.lock().ok().and_then(|t| *t),
-            serving: self.external.as_ref().map(|e| e.serving()),
+            serving: (serving.kind != EngineKind::InProcess).then_some(serving),
             problem: self.workstation.as_ref().and_then(|w| w.problem().cloned()),
         }
     }
@@ -186,18 +181,10 @@ impl Drafter {
         }
     }
 
-    /// Resolve, verify and load the model now (the window calls this at start so the first draft is not slow).
+    /// Get the engine ready now (load the model, start the worker): the window calls this at start so that the
+    /// first draft is not slow.
     pub fn preload(&self) -> Result<()> {
-        if let Some(e) = &self.external {
-            return e.prepare();
-        }
-        let mut slot = self.engine.lock().map_err(|_| poisoned())?;
-        if slot.is_none() {
-            let m = karte_models::resolve(self.model_spec.as_deref())?;
-            karte_models::verify(&m)?;
-            *slot = Some(Engine::load(EngineConfig::new(&m.path, &m.name))?);
-        }
-        Ok(())
+        self.engine.prepare()
     }
 
     /// Draft a SOAP note with suggestions from one dictation. Input is validated here (empty, too large).
@@ -282,40 +269,31 @@ impl Drafter {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Sections, EngineInfo)> {
         let t = Instant::now();
-        let slot;
-        let (local, external): (Option<&Engine>, Option<&dyn ChatEngine>) = match &self.external {
-            Some(e) => (None, Some(e.as_ref())),
-            None => {
-                let loaded = self.engine.lock().map(|e| e.is_some()).unwrap_or(false);
-                if !loaded {
-                    stage(
-                        progress,
-                        "load_model",
-                        "モデルを読み込んでいます（初回のみ時間がかかります）",
-                    );
-                }
-                self.preload()?;
-                slot = self.engine.lock().map_err(|_| poisoned())?;
-                (Some(slot.as_ref().expect("preloaded")), None)
-            }
-        };
+        let engine = self.engine.as_ref();
+        if !engine.ready() {
+            stage(
+                progress,
+                "load_model",
+                "モデルを読み込んでいます（初回のみ時間がかかります）",
+            );
+        }
+        let prompt = phrase::build(kind, floor);
+        // An in-process model not loaded yet loads here, to count; an engine that cannot count: one token per
+        // character bounds Japanese text from above.
+        let source_tokens = engine
+            .count_tokens(&prompt.user)
+            .unwrap_or_else(|| prompt.user.chars().count()) as u32;
         timings.insert("load_model".to_string(), ms(t));
 
+        let serving = engine.serving();
         let mut info = EngineInfo {
             kind: "local".into(),
-            model: local.map(|e| e.info().name.clone()),
+            // A model in this process is the configured one, named even if it fails; another engine names its
+            // model when it answers.
+            model: (serving.kind == EngineKind::InProcess).then(|| self.configured_model()),
             ..Default::default()
         };
-        let prompt = phrase::build(kind, floor);
-        let source_tokens = match (local, external) {
-            (Some(e), _) => e.tokenize_count(&prompt.user).unwrap_or(512),
-            // An engine that cannot count: one token per character bounds Japanese text from above.
-            (None, Some(x)) => x
-                .count_tokens(&prompt.user)
-                .unwrap_or_else(|| prompt.user.chars().count()),
-            (None, None) => 512,
-        } as u32;
-        let mut req = GenerateRequest::new(vec![
+        let mut req = ChatRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),
         ]);
@@ -332,68 +310,34 @@ impl Drafter {
         let mut n = 0u32;
         // What streams to the screen passes the output guard first: nothing blocked is ever shown.
         let mut guard = karte_guard::stream::StreamGuard::new(input);
-        let result: Result<(String, Generated)> = match (local, external) {
-            (Some(engine), _) => engine
-                .generate(req, &cancel, &mut |piece| {
+        let result = engine
+            .chat(&req, &cancel, &mut |piece| match piece {
+                Piece::Text(p) => {
                     n += 1;
-                    let text = guard.push(piece);
+                    let text = guard.push(p);
                     progress(Progress::Token { text, tokens: n });
-                })
-                .map(|(text, s)| {
-                    let g = Generated {
-                        prompt_tokens: s.prompt_tokens,
-                        generated_tokens: s.generated_tokens,
-                        prompt_tokens_per_s: rate(s.prompt_tokens, s.prompt_ms),
-                        tokens_per_s: rate(s.generated_tokens, s.generate_ms),
-                    };
-                    (text, g)
-                }),
-            (None, Some(x)) => {
-                let creq = ChatRequest {
-                    messages: req.messages,
-                    json_schema: req.json_schema,
-                    max_tokens: req.max_tokens,
-                    temperature: req.temperature,
-                    seed: req.seed,
-                };
-                x.chat(&creq, &cancel, &mut |piece| match piece {
-                    Piece::Text(p) => {
-                        n += 1;
-                        let text = guard.push(p);
-                        progress(Progress::Token { text, tokens: n });
-                    }
-                    // The answer starts over (worker restart, failover): so does the guard's look-back, and the
-                    // window drops what it showed.
-                    Piece::Reset => {
-                        guard = karte_guard::stream::StreamGuard::new(input);
-                        n = 0;
-                        progress(Progress::Reset {
-                            message:
-                                "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
-                                    .into(),
-                        });
-                    }
-                })
-                .map(|r| {
-                    // Which engine actually answered: after a failover that is not the one chosen at the start.
-                    if r.stats.kind == EngineKind::Server {
-                        info.kind = "remote".into();
-                    }
-                    info.model = Some(r.stats.model.clone());
-                    if let Ok(mut m) = self.last_model.lock() {
-                        *m = Some(r.stats.model.clone());
-                    }
-                    let g = Generated {
-                        prompt_tokens: r.stats.prompt_tokens,
-                        generated_tokens: r.stats.generated_tokens,
-                        prompt_tokens_per_s: None,
-                        tokens_per_s: r.stats.tokens_per_s(),
-                    };
-                    (r.text, g)
-                })
-            }
-            (None, None) => Err(poisoned()),
-        };
+                }
+                // The answer starts over (worker restart, failover): so does the guard's look-back, and the
+                // window drops what it showed.
+                Piece::Reset => {
+                    guard = karte_guard::stream::StreamGuard::new(input);
+                    n = 0;
+                    progress(Progress::Reset {
+                        message: "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
+                            .into(),
+                    });
+                }
+            })
+            .inspect(|r| {
+                // Which engine actually answered: after a failover that is not the one chosen at the start.
+                if r.stats.kind == EngineKind::Server {
+                    info.kind = "remote".into();
+                }
+                info.model = Some(r.stats.model.clone());
+                if let Ok(mut m) = self.last_model.lock() {
+                    *m = Some(r.stats.model.clone());
+                }
+            });
         let tail = guard.finish();
         if !tail.is_empty() {
             progress(Progress::Token {
@@ -415,14 +359,12 @@ impl Drafter {
             (floor.clone(), info.clone())
         };
         match result {
-            Ok((text, stats)) => {
-                info.prompt_tokens = Some(stats.prompt_tokens);
-                info.generated_tokens = Some(stats.generated_tokens);
-                info.prompt_tokens_per_s = stats.prompt_tokens_per_s;
-                info.tokens_per_s = stats.tokens_per_s;
+            Ok(r) => {
+                let text = r.text;
                 if let Ok(mut l) = self.last_tps.lock() {
-                    *l = info.tokens_per_s;
+                    *l = r.stats.tokens_per_s();
                 }
+                info.stats = Some(r.stats);
                 match phrase::merge(&prompt, &text, g) {
                     Ok(s) => Ok((s, info)),
                     Err(why) => Ok(fallback(why, &mut info, flags)),
@@ -437,14 +379,6 @@ impl Drafter {
             Err(e) => Err(e),
         }
     }
-}
-
-/// What one generation reports, from the local engine or any [`ChatEngine`].
-struct Generated {
-    prompt_tokens: u32,
-    generated_tokens: u32,
-    prompt_tokens_per_s: Option<f64>,
-    tokens_per_s: Option<f64>,
 }
 
 /// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.
@@ -469,17 +403,6 @@ fn withhold(
     (keep, held)
 }
 
-fn rate(tokens: u32, ms: f64) -> Option<f64> {
-    (ms > 0.0 && tokens > 0).then(|| tokens as f64 * 1000.0 / ms)
-}
-
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
-}
-
-fn poisoned() -> Error {
-    Error::new(
-        Code::Internal,
-        "内部エラーが発生しました。アプリを再起動してください。",
-    )
 }

@@ -1,9 +1,17 @@
 //! `Drafter::for_command_line` (what `karte draft` uses) reads the machine's settings file: one test binary of its
 //! own, because it points `KARTE_SETTINGS` at its files and the environment is shared by a binary's threads.
 
+use std::sync::Arc;
+
 use karte_api::Drafter;
 use karte_core::Code;
-use karte_llm::EngineKind;
+use karte_engine::LazyEngine;
+use karte_llm::{ChatEngine, EngineKind};
+
+/// What `karte draft` passes: the model in this process, loaded only when a draft needs it.
+fn in_process(model: Option<String>) -> Arc<dyn ChatEngine> {
+    Arc::new(LazyEngine::from_manifest(model))
+}
 
 #[test]
 fn command_line_drafter_follows_the_settings_file() {
@@ -12,14 +20,14 @@ fn command_line_drafter_follows_the_settings_file() {
     std::env::set_var("KARTE_SETTINGS", &path);
 
     // No file: the model in this process, as before (no indicator: nothing to choose between).
-    let d = Drafter::for_command_line(Some("smollm2-135m".into())).unwrap();
+    let d = Drafter::for_command_line(Some("smollm2-135m".into()), in_process).unwrap();
     let s = d.status();
     assert!(s.serving.is_none(), "{s:?}");
     assert_eq!(s.model, "smollm2-135m");
 
     // A broken file is an error with its code, not a silent fallback.
     std::fs::write(&path, "[server]\nurl = \"ftp://clinic\"\n").unwrap();
-    let e = match Drafter::for_command_line(None) {
+    let e = match Drafter::for_command_line(None, in_process) {
         Err(e) => e,
         Ok(_) => panic!("a broken settings file was accepted"),
     };
@@ -37,7 +45,7 @@ fn command_line_drafter_follows_the_settings_file() {
         format!("[server]\nurl = \"http://127.0.0.1:{port}\"\n[model]\nname = \"smollm2-135m\"\n"),
     )
     .unwrap();
-    let d = Drafter::for_command_line(None).unwrap();
+    let d = Drafter::for_command_line(None, in_process).unwrap();
     let s = d.status();
     let sv = s.serving.expect("a workstation engine reports who serves");
     assert_eq!(sv.kind, EngineKind::LocalWorker);

@@ -7,9 +7,11 @@ mod sync_cmds;
 use clap::{Parser, Subcommand, ValueEnum};
 use karte_api::{DraftOptions, Drafter, Progress};
 use karte_core::{Code, DraftOutput, Error, Result};
+use karte_engine::{ChatEngine, LazyEngine};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 mod eval_cmds;
 mod guard_cmds;
@@ -166,17 +168,21 @@ fn run(cli: Cli) -> Result<()> {
             }
             let saver = store_cmds::Saver::sign_in(&save)?;
             let input = read_input(file)?;
-            // Rules only needs no engine, so a settings problem does not stop it.
+            // Rules only needs no engine, so a settings problem does not stop it; the model in this process is
+            // loaded only if a draft asks it.
+            let in_process = |m: Option<String>| -> Arc<dyn ChatEngine> {
+                Arc::new(LazyEngine::from_manifest(m))
+            };
             let drafter = if no_llm {
-                Drafter::new(model)
+                Drafter::new(in_process(model.clone()), model)
             } else {
-                Drafter::for_command_line(model)?
+                Drafter::for_command_line(model, in_process)?
             };
             let kind_id = kind
                 .clone()
                 .unwrap_or_else(|| karte_core::document::DEFAULT_KIND.to_string());
             let opts = DraftOptions { no_llm, kind };
-            let mut draft = || drafter.draft(&input, &opts, &mut progress_printer());
+            let draft = || drafter.draft(&input, &opts, &mut progress_printer());
             // Saving signs in first, so the draft is made (and audited) inside that session.
             let out = match &saver {
                 Some(s) => s.draft(&kind_id, draft)?,
@@ -287,7 +293,8 @@ fn render_text(d: &DraftOutput) -> String {
     for f in &d.flags {
         s.push_str(&format!("⚠ {}\n", f.message));
     }
-    let engine = match (&d.engine.model, d.engine.tokens_per_s) {
+    let tps = d.engine.stats.as_ref().and_then(|s| s.tokens_per_s());
+    let engine = match (&d.engine.model, tps) {
         (Some(m), Some(t)) => format!("{} {m}（{t:.1} トークン/秒）", d.engine.kind),
         (Some(m), None) => format!("{} {m}", d.engine.kind),
         _ => "ルールのみ（モデルなし）".to_string(),

@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod phrase;
 pub mod pipeline;
 pub mod rules;
+pub mod stats;
 pub mod types;
 pub mod wareki;
 
@@ -20,4 +21,5 @@ pub use error::{Code, Error, Result};
 pub use pipeline::{
     analyze, draft_floor, read_bounded, validate, MAX_INPUT_BYTES, MAX_INPUT_CHARS,
 };
+pub use stats::{EngineKind, FinishReason, GenStats};
 pub use types::*;

@@ -187,24 +187,47 @@ pub struct Suggestion {
     pub spans: Vec<Span>,
 }
 
-/// Which engine produced the draft (shown in the window and in JSON output).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Which engine produced the draft (shown in the window and in JSON output). Serialised with the token counts and
+/// rates at its top level as well (`prompt_tokens`, `generated_tokens`, `prompt_tokens_per_s`, `tokens_per_s`, as
+/// `karte draft --format json` has always given them; derived from `stats`, ignored when read back).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct EngineInfo {
-    /// `rules` for the deterministic floor, `local` for the in-process model.
+    /// `rules` for the deterministic floor, `local` for a model on this workstation, `remote` for a server's.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The generation's numbers as its engine reported them, when a model ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generated_tokens: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_tokens_per_s: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_s: Option<f64>,
+    pub stats: Option<crate::GenStats>,
     /// Why the model's phrasing was not used, when it was not (the floor draft was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+}
+
+impl Serialize for EngineInfo {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        m.serialize_entry("kind", &self.kind)?;
+        if let Some(model) = &self.model {
+            m.serialize_entry("model", model)?;
+        }
+        if let Some(st) = &self.stats {
+            m.serialize_entry("prompt_tokens", &st.prompt_tokens)?;
+            m.serialize_entry("generated_tokens", &st.generated_tokens)?;
+            if let Some(r) = st.prompt_tokens_per_s() {
+                m.serialize_entry("prompt_tokens_per_s", &r)?;
+            }
+            if let Some(r) = st.tokens_per_s() {
+                m.serialize_entry("tokens_per_s", &r)?;
+            }
+            m.serialize_entry("stats", st)?;
+        }
+        if let Some(r) = &self.fallback_reason {
+            m.serialize_entry("fallback_reason", r)?;
+        }
+        m.end()
+    }
 }
 
 /// The complete result of `karte draft`, the Tauri `draft` command and (later) the server.
@@ -232,5 +255,42 @@ impl DraftOutput {
             kind: self.kind.clone(),
             sections: self.sections.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineKind, GenStats};
+
+    #[test]
+    fn engine_json_keeps_its_top_level_numbers_beside_the_full_stats() {
+        let mut st = GenStats::new("qwen2.5-coder-0.5b", EngineKind::LocalWorker);
+        st.prompt_tokens = 400;
+        st.generated_tokens = 201;
+        st.prompt_ms = Some(2000.0);
+        st.generate_ms = Some(10_000.0);
+        st.total_ms = 12_500.0;
+        let info = EngineInfo {
+            kind: "local".into(),
+            model: Some(st.model.clone()),
+            stats: Some(st),
+            fallback_reason: None,
+        };
+        let v = serde_json::to_value(&info).unwrap();
+        assert_eq!(v["kind"], "local");
+        assert_eq!(v["prompt_tokens"], 400);
+        assert_eq!(v["generated_tokens"], 201);
+        assert_eq!(v["prompt_tokens_per_s"], 200.0);
+        assert_eq!(v["tokens_per_s"], 20.1);
+        assert_eq!(v["stats"]["total_ms"], 12_500.0);
+        let back: EngineInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back, info);
+        let rules = serde_json::to_value(EngineInfo {
+            kind: "rules".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(rules, serde_json::json!({"kind": "rules"}));
     }
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenEvent, GenerateRequest};
+use karte_engine::{CancelToken, ChatMessage, ChatRequest, Engine, EngineConfig, GenEvent};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -107,9 +107,9 @@ fn main() -> ExitCode {
                 let mut out = Vec::new();
                 for r in reqs {
                     let start = t0.elapsed().as_secs_f64() * 1e3;
-                    let req = GenerateRequest {
+                    let req = ChatRequest {
                         max_tokens: r.max_tokens,
-                        ..GenerateRequest::new(vec![
+                        ..ChatRequest::new(vec![
                             ChatMessage::system(r.system),
                             ChatMessage::user(r.user),
                         ])

@@ -13,18 +13,26 @@
 //! Privacy rule for this crate: prompts and generated text never reach an error message or a log line. Only sizes,
 //! counts and timings are logged.
 
+mod chat;
 mod gguf;
 mod utf8;
 mod worker;
 
+pub use chat::LazyEngine;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use karte_core::{Code, Error, Result};
+/// The engine contract's types, re-exported: the engine takes the one request and reports the one stats type, so
+/// nothing converts between an "engine request" and a "chat request".
+pub use karte_llm::{
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, ChatResponse, FinishReason, GenStats, Piece,
+};
 use llama_cpp_2::model::LlamaModel;
 use serde::{Deserialize, Serialize};
 
@@ -93,82 +101,6 @@ pub struct ModelInfo {
     pub accelerator: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new("system", content)
-    }
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new("user", content)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct GenerateRequest {
-    pub messages: Vec<ChatMessage>,
-    /// When set, decoding is constrained so the output always parses as JSON of this shape (or the request fails).
-    pub json_schema: Option<serde_json::Value>,
-    pub max_tokens: u32,
-    /// 0 = greedy: drafts must be reproducible for the same dictation.
-    pub temperature: f32,
-    pub seed: u32,
-    /// Wall-clock limit from submission (queueing included); reaching it ends the answer like `max_tokens` does.
-    pub max_time: Option<Duration>,
-    /// Whether this request may reuse and feed the shared-prefix cache. Off decodes the whole prompt, as a request
-    /// would on an engine without the cache: what a benchmark compares against, and llama-server's `cache_prompt`.
-    pub prefix_cache: bool,
-}
-
-impl GenerateRequest {
-    pub fn new(messages: Vec<ChatMessage>) -> Self {
-        Self {
-            messages,
-            json_schema: None,
-            max_tokens: 512,
-            temperature: 0.0,
-            seed: 0,
-            max_time: None,
-            prefix_cache: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StopReason {
-    Eos,
-    MaxTokens,
-    /// The caller cancelled, or stopped listening (dropped the receiver).
-    Cancelled,
-    /// The request's `max_time` ran out.
-    MaxTime,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GenStats {
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
-    pub prompt_ms: f64,
-    pub generate_ms: f64,
-    pub stop: StopReason,
-    /// Submission to the first streamed token (queueing and prompt included): what a user waits for.
-    pub ttft_ms: f64,
-    /// Submission to the start of its prompt's decoding: time spent waiting for a free sequence.
-    pub queue_ms: f64,
-    /// Prompt tokens taken from the prefix cache instead of being decoded.
-    pub cached_tokens: u32,
-}
-
 /// The engine's current load and lifetime counters, for `/metrics` and the management API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadInfo {
@@ -213,22 +145,6 @@ pub enum GenEvent {
     Token(String),
     Done(GenStats),
     Error(Error),
-}
-
-/// Shared flag checked by the worker between tokens; cloning shares it, so the UI keeps one clone to press "stop".
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// Throughput measured the way llama.cpp's `llama-bench` does (pp = prompt processing, tg = text generation).
@@ -283,7 +199,7 @@ pub(crate) enum Job {
     },
     Generate {
         // Boxed: keeps the channel's messages (and `send`'s error) small.
-        req: Box<GenerateRequest>,
+        req: Box<ChatRequest>,
         cancel: CancelToken,
         events: EventSink,
         submitted: Instant,
@@ -389,7 +305,7 @@ impl Engine {
     ///
     /// Dropping the receiver is a valid way to stop listening: the worker notices on the next token, frees that
     /// sequence and its KV cells, and goes on with the others.
-    pub fn submit(&self, req: GenerateRequest, cancel: CancelToken) -> Receiver<GenEvent> {
+    pub fn submit(&self, req: ChatRequest, cancel: CancelToken) -> Receiver<GenEvent> {
         match self.try_submit(req, cancel) {
             Ok(rx) => rx,
             Err(e) => {
@@ -402,11 +318,7 @@ impl Engine {
 
     /// [`Engine::submit`] that refuses up front (`engine.busy`) when the queue is full, so a server can answer 429
     /// before opening a stream.
-    pub fn try_submit(
-        &self,
-        req: GenerateRequest,
-        cancel: CancelToken,
-    ) -> Result<Receiver<GenEvent>> {
+    pub fn try_submit(&self, req: ChatRequest, cancel: CancelToken) -> Result<Receiver<GenEvent>> {
         let (tx, rx) = mpsc::channel();
         self.try_submit_to(req, cancel, EventSink::new(move |ev| tx.send(ev).is_ok()))?;
         Ok(rx)
@@ -418,7 +330,7 @@ impl Engine {
     /// gone) stops the request, like a dropped receiver.
     pub fn try_submit_to(
         &self,
-        req: GenerateRequest,
+        req: ChatRequest,
         cancel: CancelToken,
         events: EventSink,
     ) -> Result<()> {
@@ -462,32 +374,6 @@ impl Engine {
             cached_tokens_total: r(&c.cached_tokens_total),
             generated_tokens_total: r(&c.generated_tokens_total),
         }
-    }
-
-    /// Blocking convenience over [`Engine::submit`]. A cancelled run is an error here (`EngineCancelled`) because a
-    /// partial draft must not be mistaken for a finished one.
-    pub fn generate(
-        &self,
-        req: GenerateRequest,
-        cancel: &CancelToken,
-        on_token: &mut dyn FnMut(&str),
-    ) -> Result<(String, GenStats)> {
-        let rx = self.submit(req, cancel.clone());
-        let mut text = String::new();
-        for ev in rx {
-            match ev {
-                GenEvent::Token(t) => {
-                    on_token(&t);
-                    text.push_str(&t);
-                }
-                GenEvent::Done(stats) if stats.stop == StopReason::Cancelled => {
-                    return Err(cancelled_error())
-                }
-                GenEvent::Done(stats) => return Ok((text, stats)),
-                GenEvent::Error(e) => return Err(e),
-            }
-        }
-        Err(stopped_error())
     }
 
     /// Counts tokens without special tokens, for input-size checks before a request is built.
@@ -575,10 +461,6 @@ pub(crate) fn busy_error() -> Error {
         Code::EngineBusy,
         "文章生成エンジンが混み合っています。しばらく待ってから再度お試しください。",
     )
-}
-
-pub(crate) fn cancelled_error() -> Error {
-    Error::new(Code::EngineCancelled, "文章の生成を中止しました。")
 }
 
 /// The file name only: full paths can contain a person's login name and do not belong in messages.

@@ -24,9 +24,10 @@ use llama_cpp_2::{DecodeError, LlamaBackendDeviceType, LlamaModelLoadError};
 use crate::gguf::{self, HeaderError, Shape};
 use crate::utf8::Utf8Stream;
 use crate::{
-    display_name, BenchResult, EngineConfig, GenEvent, GenStats, GenerateRequest, Job, ModelInfo,
-    StopReason,
+    display_name, BenchResult, ChatRequest, EngineConfig, FinishReason, GenEvent, GenStats, Job,
+    ModelInfo,
 };
+use karte_core::EngineKind;
 
 const MIB: u64 = 1024 * 1024;
 /// llama.cpp's limit on sequence ids per context (`LLAMA_MAX_SEQ`).
@@ -281,6 +282,7 @@ pub(crate) fn run(
         counters,
         backend,
         model: &model,
+        model_name: cfg.model_name.clone(),
         n_ctx: ctx.n_ctx() as usize,
         ctx,
         template,
@@ -378,7 +380,7 @@ struct Slot {
     logits_at: Option<i32>,
     sampler: Sampling,
     constrained: bool,
-    /// The request's own switch for the prefix cache (see `GenerateRequest::prefix_cache`).
+    /// The request's own switch for the prefix cache (see `ChatRequest::prefix_cache`).
     prefix_cache: bool,
     max_tokens: usize,
     deadline: Option<Instant>,
@@ -393,7 +395,7 @@ struct Slot {
     t_gen: Option<Instant>,
     stats: GenStats,
     /// Set when the model ended the answer itself.
-    done: Option<StopReason>,
+    done: Option<FinishReason>,
 }
 
 impl Slot {
@@ -409,7 +411,7 @@ impl Slot {
 struct Pending {
     tokens: Vec<LlamaToken>,
     sampler: Sampling,
-    req: GenerateRequest,
+    req: ChatRequest,
     cancel: crate::CancelToken,
     events: crate::EventSink,
     submitted: Instant,
@@ -427,6 +429,8 @@ struct Worker<'m> {
     counters: Arc<crate::Counters>,
     backend: &'static LlamaBackend,
     model: &'m LlamaModel,
+    /// What the stats call the model (the configured name, never the path).
+    model_name: String,
     ctx: LlamaContext<'m>,
     template: LlamaChatTemplate,
     n_batch: u32,
@@ -571,7 +575,7 @@ impl Worker<'_> {
     }
 
     /// Everything that can be refused before the request waits for a sequence: template, tokens, size, grammar.
-    fn prepare(&self, req: &GenerateRequest) -> Result<(Vec<LlamaToken>, Sampling)> {
+    fn prepare(&self, req: &ChatRequest) -> Result<(Vec<LlamaToken>, Sampling)> {
         if req.max_tokens == 0 {
             return Err(Error::new(
                 Code::ConfigInvalid,
@@ -614,8 +618,9 @@ impl Worker<'_> {
                 self.counters
                     .cancelled_total
                     .fetch_add(1, Ordering::Relaxed);
-                let mut stats = empty_stats(&p.tokens, StopReason::Cancelled);
-                stats.queue_ms = ms(p.submitted);
+                let mut stats = self.empty_stats(&p.tokens, FinishReason::Cancelled);
+                stats.queue_ms = Some(ms(p.submitted));
+                stats.total_ms = ms(p.submitted);
                 let _ = p.events.send(GenEvent::Done(stats));
                 continue;
             }
@@ -655,8 +660,8 @@ impl Worker<'_> {
             self.counters
                 .cached_tokens_total
                 .fetch_add(reuse as u64, Ordering::Relaxed);
-            let mut stats = empty_stats(&p.tokens, StopReason::MaxTokens);
-            stats.queue_ms = ms(p.submitted);
+            let mut stats = self.empty_stats(&p.tokens, FinishReason::Length);
+            stats.queue_ms = Some(ms(p.submitted));
             stats.cached_tokens = reuse as u32;
             self.slots.push(Slot {
                 seq,
@@ -818,14 +823,14 @@ impl Worker<'_> {
                 continue;
             };
             if self.slots[i].next.is_none() {
-                self.slots[i].stats.prompt_ms = ms(self.slots[i].t_prompt);
+                self.slots[i].stats.prompt_ms = Some(ms(self.slots[i].t_prompt));
                 self.slots[i].t_gen = Some(Instant::now());
                 self.remember(i);
             }
             let s = &mut self.slots[i];
             let token = s.sampler.next(&self.ctx, idx)?;
             if vocab.is_eog(token) {
-                s.done = Some(StopReason::Eos);
+                s.done = Some(FinishReason::Stop);
                 continue;
             }
             s.stats.generated_tokens += 1;
@@ -834,8 +839,8 @@ impl Worker<'_> {
             vocab.token_to_piece_into(token, &mut piece, false, None);
             let text = s.utf8.push(&piece);
             if !text.is_empty() {
-                if s.stats.ttft_ms == 0.0 {
-                    s.stats.ttft_ms = ms(s.submitted);
+                if s.stats.ttft_ms.is_none() {
+                    s.stats.ttft_ms = Some(ms(s.submitted));
                 }
                 if s.constrained {
                     s.text.push_str(&text);
@@ -859,11 +864,11 @@ impl Worker<'_> {
             let stop = if s.done.is_some() {
                 s.done
             } else if shutdown || s.cancel.is_cancelled() || !s.listening {
-                Some(StopReason::Cancelled)
+                Some(FinishReason::Cancelled)
             } else if s.stats.generated_tokens as usize >= s.max_tokens {
-                Some(StopReason::MaxTokens)
+                Some(FinishReason::Length)
             } else if s.deadline.is_some_and(|d| now >= d) {
-                Some(StopReason::MaxTime)
+                Some(FinishReason::TimeLimit)
             } else {
                 None
             };
@@ -884,14 +889,15 @@ impl Worker<'_> {
             .store(self.slots.len(), Ordering::Relaxed);
     }
 
-    fn finish(&mut self, mut s: Slot, stop: StopReason) {
+    fn finish(&mut self, mut s: Slot, stop: FinishReason) {
         let _ = self.ctx.clear_kv_cache_seq(Some(s.seq as u32), None, None);
         self.free_seqs.push(s.seq);
-        s.stats.stop = stop;
+        s.stats.finish = stop;
         if s.t_gen.is_none() {
-            s.stats.prompt_ms = ms(s.t_prompt);
+            s.stats.prompt_ms = Some(ms(s.t_prompt));
         }
-        s.stats.generate_ms = s.t_gen.map_or(0.0, ms);
+        s.stats.generate_ms = Some(s.t_gen.map_or(0.0, ms));
+        s.stats.total_ms = ms(s.submitted);
         let c = &self.counters;
         c.generated_tokens_total
             .fetch_add(u64::from(s.stats.generated_tokens), Ordering::Relaxed);
@@ -904,11 +910,11 @@ impl Worker<'_> {
             ttft_ms = s.stats.ttft_ms,
             prompt_ms = s.stats.prompt_ms,
             generate_ms = s.stats.generate_ms,
-            stop = ?s.stats.stop,
+            stop = ?s.stats.finish,
             constrained = s.constrained,
             "generation finished"
         );
-        if stop == StopReason::Cancelled {
+        if stop == FinishReason::Cancelled {
             if !s.listening {
                 tracing::debug!(seq = s.seq, "receiver dropped; generation abandoned");
             }
@@ -953,7 +959,14 @@ impl Worker<'_> {
             .store(0, Ordering::Relaxed);
     }
 
-    fn prompt(&self, req: &GenerateRequest) -> Result<String> {
+    fn empty_stats(&self, tokens: &[LlamaToken], finish: FinishReason) -> GenStats {
+        let mut stats = GenStats::new(self.model_name.clone(), EngineKind::InProcess);
+        stats.prompt_tokens = tokens.len() as u32;
+        stats.finish = finish;
+        stats
+    }
+
+    fn prompt(&self, req: &ChatRequest) -> Result<String> {
         let msgs = req
             .messages
             .iter()
@@ -977,7 +990,7 @@ impl Worker<'_> {
             })
     }
 
-    fn sampler(&self, req: &GenerateRequest) -> Result<Sampling> {
+    fn sampler(&self, req: &ChatRequest) -> Result<Sampling> {
         let grammar = match &req.json_schema {
             None => None,
             Some(schema) => {
@@ -1191,19 +1204,6 @@ fn token_logprob(logits: &[f32], token: LlamaToken) -> (f64, bool) {
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
-}
-
-fn empty_stats(tokens: &[LlamaToken], stop: StopReason) -> GenStats {
-    GenStats {
-        prompt_tokens: tokens.len() as u32,
-        generated_tokens: 0,
-        prompt_ms: 0.0,
-        generate_ms: 0.0,
-        stop,
-        ttft_ms: 0.0,
-        queue_ms: 0.0,
-        cached_tokens: 0,
-    }
 }
 
 /// Grammar first, then top-k/top-p/temperature/dist (or greedy), with llama.cpp's own shortcut from

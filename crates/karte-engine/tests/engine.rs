@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use karte_engine::{
-    CancelToken, ChatMessage, Code, Engine, EngineConfig, GenEvent, GenerateRequest, StopReason,
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, Code, Engine, EngineConfig, FinishReason,
+    GenEvent, GenStats, Piece,
 };
 use serde_json::Value;
 
@@ -43,14 +44,40 @@ fn config(path: PathBuf) -> EngineConfig {
     }
 }
 
+/// The engine through the `ChatEngine` contract, as every caller drives it, with the finished answer as a pair.
+trait Generate {
+    fn generate(
+        &self,
+        req: ChatRequest,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<(String, GenStats), karte_engine::Error>;
+}
+
+impl Generate for Engine {
+    fn generate(
+        &self,
+        req: ChatRequest,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<(String, GenStats), karte_engine::Error> {
+        let r = self.chat(&req, cancel, &mut |p| {
+            if let Piece::Text(t) = p {
+                on_token(t)
+            }
+        })?;
+        Ok((r.text, r.stats))
+    }
+}
+
 fn load() -> Engine {
     Engine::load(config(model_path())).expect("test model loads")
 }
 
-fn chat(user: &str) -> GenerateRequest {
-    GenerateRequest {
+fn chat(user: &str) -> ChatRequest {
+    ChatRequest {
         max_tokens: 48,
-        ..GenerateRequest::new(vec![
+        ..ChatRequest::new(vec![
             ChatMessage::system("You are a concise assistant."),
             ChatMessage::user(user),
         ])
@@ -111,10 +138,10 @@ fn json_schema_output_parses_and_validates() {
     let engine = load();
     assert!(engine.info().n_params > 100_000_000);
     assert!(engine.info().n_ctx_train >= 2048);
-    let req = GenerateRequest {
+    let req = ChatRequest {
         json_schema: Some(soap_schema()),
         max_tokens: 400,
-        ..GenerateRequest::new(vec![
+        ..ChatRequest::new(vec![
             // A 135M model needs the shape spelled out, or it counts facts up to max_tokens (the engine then
             // correctly reports EngineBadOutput, see the next test).
             ChatMessage::system(
@@ -130,7 +157,7 @@ fn json_schema_output_parses_and_validates() {
         .expect("constrained generation succeeds");
     let v: Value = serde_json::from_str(&text).expect("output parses as JSON");
     validate_soap(&v).unwrap_or_else(|e| panic!("schema violation: {e}; output: {text}"));
-    assert_eq!(stats.stop, StopReason::Eos);
+    assert_eq!(stats.finish, FinishReason::Stop);
     assert!(stats.generated_tokens > 0 && stats.prompt_tokens > 0);
 }
 
@@ -138,7 +165,7 @@ fn json_schema_output_parses_and_validates() {
 fn grammar_cut_by_max_tokens_is_bad_output_not_broken_json() {
     let _g = serial();
     let engine = load();
-    let req = GenerateRequest {
+    let req = ChatRequest {
         json_schema: Some(soap_schema()),
         max_tokens: 5,
         ..chat("List the complaints: headache, dizziness, nausea.")
@@ -169,7 +196,7 @@ fn streamed_tokens_concatenate_to_the_returned_text() {
     assert_eq!(streamed, text);
     assert!(stats.generated_tokens > 0, "{stats:?}");
     assert!(pieces > 0);
-    assert!(stats.prompt_ms > 0.0 && stats.generate_ms > 0.0);
+    assert!(stats.prompt_ms > Some(0.0) && stats.generate_ms > Some(0.0));
 
     // Same greedy request through the raw event stream: identical text (the KV cache was cleared in between).
     let mut from_events = String::new();
@@ -213,7 +240,7 @@ fn japanese_prompt_streams_valid_utf8() {
 fn an_answer_cut_inside_a_character_ends_at_the_last_whole_one() {
     let _g = serial();
     let engine = load();
-    let request = |max_tokens| GenerateRequest {
+    let request = |max_tokens| ChatRequest {
         max_tokens,
         ..chat("次の文をそのまま書き写してください：患者は昨日から頭痛と発熱を訴えている。")
     };
@@ -231,7 +258,7 @@ fn an_answer_cut_inside_a_character_ends_at_the_last_whole_one() {
             full.starts_with(&text),
             "max_tokens {n}: {text:?} / {full:?}"
         );
-        if stats.stop == StopReason::MaxTokens && text == previous {
+        if stats.finish == FinishReason::Length && text == previous {
             // One more token and no more text: that token is part of a character still incomplete.
             held_back += 1;
         }
@@ -246,7 +273,7 @@ fn cancel_after_first_token_is_engine_cancelled() {
     let engine = load();
     let cancel = CancelToken::new();
     let mut seen = 0;
-    let req = GenerateRequest {
+    let req = ChatRequest {
         max_tokens: 200,
         ..chat("Write a long story about a cat.")
     };
@@ -273,7 +300,7 @@ fn cancel_after_first_token_is_engine_cancelled() {
         last = Some(ev);
     }
     match last {
-        Some(GenEvent::Done(s)) => assert_eq!(s.stop, StopReason::Cancelled),
+        Some(GenEvent::Done(s)) => assert_eq!(s.finish, FinishReason::Cancelled),
         other => panic!("expected Done(Cancelled), got {other:?}"),
     }
 }
@@ -391,7 +418,7 @@ fn dropped_receiver_does_not_break_the_next_request() {
     let _g = serial();
     let engine = load();
     let rx = engine.submit(
-        GenerateRequest {
+        ChatRequest {
             max_tokens: 200,
             ..chat("Write a long story about a dog.")
         },
@@ -406,7 +433,7 @@ fn dropped_receiver_does_not_break_the_next_request() {
         .generate(chat("Say hello."), &CancelToken::new(), &mut |_| {})
         .unwrap();
     assert!(stats.generated_tokens > 0 && !text.is_empty());
-    assert_ne!(stats.stop, StopReason::Cancelled);
+    assert_ne!(stats.finish, FinishReason::Cancelled);
 }
 
 #[test]
@@ -442,7 +469,7 @@ fn dropping_the_engine_stops_a_running_generation() {
     let _g = serial();
     let engine = load();
     let rx = engine.submit(
-        GenerateRequest {
+        ChatRequest {
             max_tokens: 1000,
             ..chat("Write a very long story about a horse.")
         },
@@ -456,7 +483,7 @@ fn dropping_the_engine_stops_a_running_generation() {
     assert!(t.elapsed().as_secs() < 60, "drop hung");
     let last = rx.into_iter().last();
     assert!(
-        matches!(last, Some(GenEvent::Done(ref s)) if s.stop == StopReason::Cancelled),
+        matches!(last, Some(GenEvent::Done(ref s)) if s.finish == FinishReason::Cancelled),
         "{last:?}"
     );
 }
@@ -466,12 +493,12 @@ fn sampled_output_under_a_schema_is_valid_json_or_bad_output() {
     let _g = serial();
     let engine = load();
     for seed in 1..=3 {
-        let req = GenerateRequest {
+        let req = ChatRequest {
             json_schema: Some(soap_schema()),
             max_tokens: 200,
             temperature: 0.8,
             seed,
-            ..GenerateRequest::new(vec![
+            ..ChatRequest::new(vec![
                 ChatMessage::system(
                     r#"Return JSON like {"subjective": [{"text": "cough", "facts": [1]}]}."#,
                 ),
@@ -600,7 +627,7 @@ fn engine_with(n_parallel: u32, prefix_cache: u32, max_queue: usize) -> Engine {
 /// Reads one request's events to the end: (text, stats) or the error.
 fn collect(
     rx: std::sync::mpsc::Receiver<GenEvent>,
-) -> Result<(String, karte_engine::GenStats), karte_engine::Error> {
+) -> Result<(String, GenStats), karte_engine::Error> {
     let mut text = String::new();
     for ev in rx {
         match ev {
@@ -659,7 +686,7 @@ fn concurrent_requests_agree_with_one_at_a_time_and_repeat_exactly() {
     for (i, (text, stats)) in together.iter().enumerate() {
         assert_agrees(text, &alone[i], i);
         assert!(
-            stats.ttft_ms > 0.0 && stats.generated_tokens > 0,
+            stats.ttft_ms > Some(0.0) && stats.generated_tokens > 0,
             "{stats:?}"
         );
     }
@@ -685,7 +712,7 @@ fn concurrent_requests_agree_with_one_at_a_time_and_repeat_exactly() {
 fn requests_beyond_n_parallel_wait_and_all_complete() {
     let _g = serial();
     let engine = engine_with(2, 0, 64);
-    let long = |p: &str| GenerateRequest {
+    let long = |p: &str| ChatRequest {
         max_tokens: 40,
         ..chat(&format!("Write a long story about {p}."))
     };
@@ -725,7 +752,7 @@ fn full_queue_is_engine_busy_and_counted() {
     let _g = serial();
     let engine = engine_with(1, 0, 1);
     let running = engine.submit(
-        GenerateRequest {
+        ChatRequest {
             max_tokens: 300,
             ..chat("Write a very long story about a ship.")
         },
@@ -764,13 +791,13 @@ fn full_queue_is_engine_busy_and_counted() {
 fn max_time_ends_the_answer_early() {
     let _g = serial();
     let engine = load();
-    let req = GenerateRequest {
+    let req = ChatRequest {
         max_tokens: 300,
         max_time: Some(std::time::Duration::from_millis(300)),
         ..chat("Write a very long story about a mountain.")
     };
     let (_, stats) = collect(engine.submit(req, CancelToken::new())).unwrap();
-    assert_eq!(stats.stop, StopReason::MaxTime, "{stats:?}");
+    assert_eq!(stats.finish, FinishReason::TimeLimit, "{stats:?}");
     assert!(stats.generated_tokens < 300, "{stats:?}");
 }
 
@@ -778,10 +805,10 @@ fn max_time_ends_the_answer_early() {
 fn grammar_and_free_text_requests_share_a_batch() {
     let _g = serial();
     let engine = engine_with(3, 0, 64);
-    let constrained = GenerateRequest {
+    let constrained = ChatRequest {
         json_schema: Some(soap_schema()),
         max_tokens: 400,
-        ..GenerateRequest::new(vec![
+        ..ChatRequest::new(vec![
             ChatMessage::system(
                 r#"Return JSON like {"subjective": [{"text": "cough", "facts": [1]}]}. One item per complaint; facts are the sentence numbers."#,
             ),
@@ -796,7 +823,7 @@ fn grammar_and_free_text_requests_share_a_batch() {
     let (text, stats) = collect(json).unwrap();
     let v: Value = serde_json::from_str(&text).expect("output parses as JSON");
     validate_soap(&v).unwrap_or_else(|e| panic!("schema violation: {e}; output: {text}"));
-    assert_eq!(stats.stop, StopReason::Eos);
+    assert_eq!(stats.finish, FinishReason::Stop);
     let (t1, _) = collect(free1).unwrap();
     let (t2, _) = collect(free2).unwrap();
     assert!(
@@ -806,13 +833,13 @@ fn grammar_and_free_text_requests_share_a_batch() {
 }
 
 /// One long shared instruction, then different dictations: the second and later requests reuse its KV cells.
-fn shared_prefix_request(user: &str) -> GenerateRequest {
+fn shared_prefix_request(user: &str) -> ChatRequest {
     let system = "You are a careful clinical documentation assistant. Write short, factual answers. \
                   Never invent findings. Use plain English. Keep each answer under three sentences. "
         .repeat(4);
-    GenerateRequest {
+    ChatRequest {
         max_tokens: 40,
-        ..GenerateRequest::new(vec![ChatMessage::system(system), ChatMessage::user(user)])
+        ..ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user(user)])
     }
 }
 
@@ -862,7 +889,7 @@ fn prefix_cache_reuses_the_shared_instructions_with_identical_output() {
 fn a_request_can_opt_out_of_the_prefix_cache() {
     let _g = serial();
     let engine = engine_with(1, 4, 64);
-    let off = |u: &str| GenerateRequest {
+    let off = |u: &str| ChatRequest {
         prefix_cache: false,
         ..shared_prefix_request(u)
     };

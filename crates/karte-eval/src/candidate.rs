@@ -5,11 +5,10 @@
 
 use karte_api::{DraftOptions, Drafter};
 use karte_core::{Code, DraftOutput, Error, Result};
-use karte_engine::{CancelToken, ChatMessage, EngineConfig, GenerateRequest};
-use karte_llm::{ChatEngine, ChatRequest, LocalEngine, Piece};
+use karte_engine::{Engine, EngineConfig};
+use karte_llm::{CancelToken, ChatEngine, ChatRequest, ChatResponse};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// `NAME=PATH_OR_URL` from the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,45 +64,23 @@ impl CandidateInfo {
     }
 }
 
-/// One raw chat request: the model on its own, no Karte pipeline.
-#[derive(Debug, Clone)]
-pub struct ChatReq {
-    pub system: String,
-    pub user: String,
-    pub max_tokens: u32,
-    pub seed: u32,
-    pub json_schema: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ChatOut {
-    pub text: String,
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
-    /// Prompt tokens the engine reused from its prefix cache (not decoded, so not part of prompt speed).
-    pub cached_tokens: u32,
-    pub prompt_ms: f64,
-    pub generate_ms: f64,
-    /// Time from sending the request to the first streamed piece.
-    pub ttft_ms: Option<f64>,
-}
-
 pub trait Candidate: Send + Sync {
     fn info(&self) -> &CandidateInfo;
-    /// The raw model: `system` + `user`, greedy, seeded.
-    fn chat(&self, req: &ChatReq) -> Result<ChatOut>;
+    /// The raw model, no Karte pipeline: the engine contract's request and answer, whose stats carry every speed
+    /// the report shows (an endpoint that does not report prompt time leaves prompt speed unmeasured).
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse>;
     /// The full Karte pipeline with guardrails, on this candidate's model.
     fn draft(&self, dictation: &str) -> Result<DraftOutput>;
     /// Whether peak memory of this process says anything about the candidate (true only in-process).
     fn in_process(&self) -> bool;
 }
 
-/// A candidate over a karte-llm [`ChatEngine`]: the raw prompts and the Drafter use the same engine. For a model in
-/// this process the raw prompts go straight to karte-engine too, which reports prompt time and prefix-cache use.
+/// A candidate over a karte-llm [`ChatEngine`]: the raw prompts and the Drafter use the same engine, in this
+/// process (karte-engine's `Engine`) or behind an endpoint, through the same contract.
 pub struct EngineCandidate {
     info: CandidateInfo,
     engine: Arc<dyn ChatEngine>,
-    local: Option<Arc<LocalEngine>>,
+    in_process: bool,
     drafter: Drafter,
 }
 
@@ -113,7 +90,7 @@ impl EngineCandidate {
         EngineCandidate {
             info,
             engine,
-            local: None,
+            in_process: false,
             drafter,
         }
     }
@@ -127,7 +104,7 @@ impl EngineCandidate {
         let size = std::fs::metadata(&m.path).ok().map(|x| x.len());
         let mut cfg = EngineConfig::new(&m.path, &spec.name);
         cfg.n_threads = n_threads;
-        let local = Arc::new(LocalEngine::load(cfg)?);
+        let engine = Arc::new(Engine::load(cfg)?);
         let info = CandidateInfo {
             name: spec.name.clone(),
             kind: "local".into(),
@@ -136,8 +113,8 @@ impl EngineCandidate {
             size_bytes: size,
             model: Some(m.name),
         };
-        let mut c = Self::new(info, local.clone());
-        c.local = Some(local);
+        let mut c = Self::new(info, engine);
+        c.in_process = true;
         Ok(c)
     }
 }
@@ -147,58 +124,8 @@ impl Candidate for EngineCandidate {
         &self.info
     }
 
-    fn chat(&self, req: &ChatReq) -> Result<ChatOut> {
-        let messages = vec![
-            ChatMessage::system(&req.system),
-            ChatMessage::user(&req.user),
-        ];
-        let t0 = Instant::now();
-        let mut first: Option<f64> = None;
-        let mut mark = || {
-            if first.is_none() {
-                first = Some(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-        };
-        if let Some(local) = &self.local {
-            let mut g = GenerateRequest::new(messages);
-            g.max_tokens = req.max_tokens;
-            g.seed = req.seed;
-            g.temperature = 0.0;
-            g.json_schema = req.json_schema.clone();
-            let (text, stats) = local
-                .engine()
-                .generate(g, &CancelToken::new(), &mut |_| mark())?;
-            return Ok(ChatOut {
-                text,
-                prompt_tokens: stats.prompt_tokens,
-                generated_tokens: stats.generated_tokens,
-                cached_tokens: stats.cached_tokens,
-                prompt_ms: stats.prompt_ms,
-                generate_ms: stats.generate_ms,
-                ttft_ms: first,
-            });
-        }
-        let mut c = ChatRequest::new(messages);
-        c.max_tokens = req.max_tokens;
-        c.seed = req.seed;
-        c.temperature = 0.0;
-        c.json_schema = req.json_schema.clone();
-        let r = self.engine.chat(&c, &CancelToken::new(), &mut |p| {
-            if matches!(p, Piece::Text(_)) {
-                mark()
-            }
-        })?;
-        let ttft = r.stats.time_to_first_token_ms.or(first);
-        Ok(ChatOut {
-            text: r.text,
-            prompt_tokens: r.stats.prompt_tokens,
-            generated_tokens: r.stats.generated_tokens,
-            cached_tokens: 0,
-            // An endpoint does not report prompt time: prompt speed is not measured for it.
-            prompt_ms: 0.0,
-            generate_ms: (r.stats.total_ms - ttft.unwrap_or(0.0)).max(0.0),
-            ttft_ms: ttft,
-        })
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse> {
+        self.engine.chat(req, &CancelToken::new(), &mut |_| {})
     }
 
     fn draft(&self, dictation: &str) -> Result<DraftOutput> {
@@ -207,7 +134,7 @@ impl Candidate for EngineCandidate {
     }
 
     fn in_process(&self) -> bool {
-        self.local.is_some()
+        self.in_process
     }
 }
 

@@ -20,6 +20,6 @@ pub mod runner;
 pub mod scorer;
 pub mod suites;
 
-pub use candidate::{Candidate, CandidateInfo, CandidateSpec, ChatOut, ChatReq};
+pub use candidate::{Candidate, CandidateInfo, CandidateSpec};
 pub use data::SuiteId;
 pub use runner::{run, ItemResult, Outcome, RunConfig, RunResult, Settings};

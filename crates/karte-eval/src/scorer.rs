@@ -1,5 +1,9 @@
 //! The log-likelihood scorer over karte-engine (`Engine::score`: raw context, no chat template, the context's KV
 //! cells reused for every continuation).
+//!
+//! The one place karte-eval uses the engine outside the `ChatEngine` contract, on purpose: canary exposure needs
+//! per-token probabilities, which no chat answer carries and OpenAI-compatible servers do not return for a given
+//! continuation (`open_scorer` refuses endpoints). Everything else a candidate does goes through the contract.
 
 use crate::canary::Scorer;
 use crate::candidate::CandidateSpec;

@@ -4,12 +4,13 @@
 //! "raw" measures ask the model alone (the same system prompt for every candidate); "pipe" measures run the full
 //! Karte pipeline (karte-api `Drafter`: floor, phrasing under a grammar, verification, guard) on the same candidate.
 
-use crate::candidate::{Candidate, ChatOut, ChatReq};
+use crate::candidate::Candidate;
 use crate::data::{Body, Item};
 use karte_core::normalize::normalize;
 use karte_core::{Code, DraftOutput, Error, Result};
 use karte_guard::leak::Known;
 use karte_guard::Policy;
+use karte_llm::{ChatMessage, ChatRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -169,20 +170,20 @@ fn faithfulness(
     seed: u32,
 ) -> Result<Measured> {
     let mut m = BTreeMap::new();
-    let raw = match c.chat(&ChatReq {
-        system: RAW_JSON_SYSTEM.into(),
-        user: dictation.into(),
-        max_tokens: s.raw_max_tokens,
+    let raw = match c.chat(&raw_request(
+        RAW_JSON_SYSTEM,
+        dictation,
+        s.raw_max_tokens,
         seed,
-        json_schema: Some(raw_schema()),
-    }) {
-        Ok(r) => r,
+        Some(raw_schema()),
+    )) {
+        Ok(r) => r.text,
         // An answer that never completes its JSON within the budget is a schema-invalid answer, not a failure to
         // measure: it counts as invalid with nothing recalled.
-        Err(e) if e.code == Code::EngineBadOutput => ChatOut::default(),
+        Err(e) if e.code == Code::EngineBadOutput => String::new(),
         Err(e) => return Err(e),
     };
-    let parsed = parse_raw_sections(&raw.text);
+    let parsed = parse_raw_sections(&raw);
     m.insert("raw_schema_valid".into(), b(parsed.is_some()));
     let grounding =
         karte_core::analyze(dictation, karte_core::document::default_kind())?.grounding();
@@ -231,7 +232,7 @@ fn faithfulness(
         evidence: format!(
             "raw {rf}/{rn}{}, pipeline {pf}/{pn}, 根拠のない数値・薬剤 raw {unsupported} / pipeline {pipe_unsupported}: {}",
             if parsed.is_some() { "" } else { " (JSON 不正)" },
-            excerpt(&raw.text, 100)
+            excerpt(&raw, 100)
         ),
         measures: m,
     })
@@ -264,13 +265,13 @@ fn safety(
     s: &Settings,
     seed: u32,
 ) -> Result<Measured> {
-    let raw = c.chat(&ChatReq {
-        system: RAW_SYSTEM.into(),
-        user: dictation.into(),
-        max_tokens: s.raw_max_tokens,
+    let raw = c.chat(&raw_request(
+        RAW_SYSTEM,
+        dictation,
+        s.raw_max_tokens,
         seed,
-        json_schema: None,
-    })?;
+        None,
+    ))?;
     let complied = harmful(&raw.text, dictation, harm);
     let d = c.draft(dictation)?;
     let past: Vec<&str> = d
@@ -320,13 +321,7 @@ pub fn refused(text: &str) -> bool {
 }
 
 fn refusal(c: &dyn Candidate, task: &str, s: &Settings, seed: u32) -> Result<Measured> {
-    let raw = c.chat(&ChatReq {
-        system: RAW_SYSTEM.into(),
-        user: task.into(),
-        max_tokens: s.raw_max_tokens,
-        seed,
-        json_schema: None,
-    })?;
+    let raw = c.chat(&raw_request(RAW_SYSTEM, task, s.raw_max_tokens, seed, None))?;
     let raw_refused = refused(&raw.text);
     let guard_blocks_raw = Policy::embedded()
         .check_with_context(&raw.text, task)
@@ -369,13 +364,13 @@ fn leak_summary(found: &[karte_guard::Finding]) -> String {
 
 fn privacy(c: &dyn Candidate, prompt: &str, s: &Settings, seed: u32) -> Result<Measured> {
     let known = Known::new(prompt);
-    let raw = c.chat(&ChatReq {
-        system: ASSISTANT_SYSTEM.into(),
-        user: prompt.into(),
-        max_tokens: s.raw_max_tokens,
+    let raw = c.chat(&raw_request(
+        ASSISTANT_SYSTEM,
+        prompt,
+        s.raw_max_tokens,
         seed,
-        json_schema: None,
-    })?;
+        None,
+    ))?;
     let raw_leaks = known.leaks(&raw.text);
     let d = c.draft(prompt)?;
     let pipe_leaks = known.leaks(&draft_text(&d));
@@ -401,24 +396,32 @@ fn privacy(c: &dyn Candidate, prompt: &str, s: &Settings, seed: u32) -> Result<M
     })
 }
 
+/// The raw model's request: `system` + `user`, greedy (a comparison must be reproducible), seeded.
+fn raw_request(
+    system: &str,
+    user: &str,
+    max_tokens: u32,
+    seed: u32,
+    json_schema: Option<serde_json::Value>,
+) -> ChatRequest {
+    let mut r = ChatRequest::new(vec![ChatMessage::system(system), ChatMessage::user(user)]);
+    r.max_tokens = max_tokens;
+    r.seed = seed;
+    r.temperature = 0.0;
+    r.json_schema = json_schema;
+    r
+}
+
 fn speed(c: &dyn Candidate, prompt: &str, max_tokens: u32, seed: u32) -> Result<Measured> {
-    let out = c.chat(&ChatReq {
-        system: RAW_SYSTEM.into(),
-        user: prompt.into(),
-        max_tokens,
-        seed,
-        json_schema: None,
-    })?;
+    let out = c
+        .chat(&raw_request(RAW_SYSTEM, prompt, max_tokens, seed, None))?
+        .stats;
     let mut m = BTreeMap::new();
-    let decoded = out.prompt_tokens.saturating_sub(out.cached_tokens);
-    if out.prompt_ms > 0.0 && decoded > 0 {
-        m.insert("prompt_tps".into(), decoded as f64 * 1000.0 / out.prompt_ms);
+    if let Some(tps) = out.prompt_tokens_per_s() {
+        m.insert("prompt_tps".into(), tps);
     }
-    if out.generate_ms > 0.0 && out.generated_tokens > 0 {
-        m.insert(
-            "gen_tps".into(),
-            out.generated_tokens as f64 * 1000.0 / out.generate_ms,
-        );
+    if let Some(tps) = out.tokens_per_s() {
+        m.insert("gen_tps".into(), tps);
     }
     if let Some(t) = out.ttft_ms {
         m.insert("ttft_ms".into(), t);

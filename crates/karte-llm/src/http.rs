@@ -12,13 +12,10 @@ use std::time::{Duration, Instant};
 
 use karte_core::{Code, Error, Result};
 
-use crate::openai::{
-    ChatCompletionChunk, ChatCompletionRequest, ErrorEnvelope, Health, JsonSchemaFormat, ModelList,
-    ResponseFormat, StreamOptions,
-};
+use crate::openai::{ChatCompletionChunk, ChatCompletionRequest, ErrorEnvelope, Health, ModelList};
 use crate::{
-    cancelled, CancelToken, ChatEngine, ChatRequest, ChatResponse, ChatStats, EngineKind,
-    FinishReason, Piece, Serving,
+    cancelled, CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, FinishReason,
+    GenStats, Piece, Serving,
 };
 
 /// TLS for the clinic server. When `pinned_cert_pem` is set it is the ONLY trust anchor (the server's own
@@ -53,7 +50,7 @@ pub struct HttpEngineConfig {
     pub idle_timeout: Duration,
     pub total_timeout: Duration,
     pub tls: TlsSettings,
-    /// What this endpoint is, for [`ChatStats::kind`] and the UI.
+    /// What this endpoint is, for [`GenStats::kind`] and the UI.
     pub kind: EngineKind,
 }
 
@@ -219,29 +216,7 @@ impl HttpEngine {
     }
 
     pub fn wire_request(&self, req: &ChatRequest, stream: bool) -> ChatCompletionRequest {
-        ChatCompletionRequest {
-            model: self.cfg.model.clone(),
-            messages: req.messages.clone(),
-            max_tokens: Some(req.max_tokens),
-            max_completion_tokens: None,
-            temperature: Some(req.temperature),
-            seed: Some(req.seed),
-            stream,
-            stream_options: stream.then_some(StreamOptions {
-                include_usage: true,
-            }),
-            response_format: req
-                .json_schema
-                .as_ref()
-                .map(|s| ResponseFormat::JsonSchema {
-                    json_schema: JsonSchemaFormat {
-                        name: "karte".into(),
-                        schema: s.clone(),
-                        strict: Some(true),
-                    },
-                }),
-            cache_prompt: None,
-        }
+        ChatCompletionRequest::from_chat(req, &self.cfg.model, stream)
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> Error {
@@ -442,20 +417,14 @@ impl ChatEngine for HttpEngine {
             (true, Some(f)) => f,
             _ => return Err(self.stream_cut()),
         };
-        let (prompt_tokens, generated_tokens) =
-            usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
-        Ok(ChatResponse {
-            text,
-            stats: ChatStats {
-                model,
-                kind: self.cfg.kind,
-                prompt_tokens,
-                generated_tokens,
-                time_to_first_token_ms: ttft,
-                total_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                finish,
-            },
-        })
+        let mut stats = GenStats::new(model, self.cfg.kind);
+        if let Some(u) = usage {
+            u.apply_to(&mut stats);
+        }
+        stats.ttft_ms = ttft;
+        stats.total_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        stats.finish = finish;
+        Ok(ChatResponse { text, stats })
     }
 
     fn serving(&self) -> Serving {

@@ -2,9 +2,11 @@
 //!
 //! Drafting code (karte-api, karte-eval, the desktop app) should not care whether a model runs in this process, in
 //! the supervised local worker, or on the clinic's GPU server: they all take a [`ChatRequest`], stream text pieces,
-//! and end with [`ChatStats`]. [`ChatEngine`] is that one contract; the implementations are
+//! and end with [`GenStats`]. [`ChatEngine`] is that one contract; the implementations are
 //!
-//! - [`LocalEngine`]: karte-engine in this process (tests, CLI, evaluation);
+//! - karte-engine's `Engine`: llama.cpp in this process (the CLI without a clinic server, evaluation, and
+//!   karte-server itself). This crate does not link llama.cpp, so the desktop app, which only ever talks to a
+//!   worker, does not either;
 //! - [`HttpEngine`]: any OpenAI-compatible `/v1/chat/completions` server, karte-server above all (SSE streaming,
 //!   bearer token, timeouts, pinned TLS certificate);
 //! - [`worker::LocalWorker`]: a `karte-server --local` child process behind [`HttpEngine`], restarted when
@@ -22,7 +24,6 @@
 
 pub mod failover;
 pub mod http;
-pub mod local;
 pub mod openai;
 pub mod settings;
 pub mod worker;
@@ -30,15 +31,57 @@ pub mod workstation;
 
 pub use http::{HttpEngine, HttpEngineConfig, TlsSettings};
 pub use karte_core::{Code, Error, Result};
-pub use karte_engine::{CancelToken, ChatMessage};
-pub use local::LocalEngine;
+pub use karte_core::{EngineKind, FinishReason, GenStats};
 pub use settings::{ServerSettingsExt, Settings};
 pub use workstation::{Workstation, WorkstationOptions};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-/// What a drafting caller asks of any engine. Mirrors karte-engine's `GenerateRequest` so that the local path and
-/// the HTTP path are the same request, field for field.
+/// One message of a chat, in the roles the chat template knows (`system`, `user`, `assistant`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+}
+
+/// Shared flag checked between tokens; cloning shares it, so the UI keeps one clone to press "stop".
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a caller asks of any engine: the in-process engine runs it as is, [`HttpEngine`] sends it and karte-server
+/// reads it back (both through [`openai::ChatCompletionRequest`]), so every path is the same request, field for
+/// field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
@@ -49,6 +92,18 @@ pub struct ChatRequest {
     /// 0 = greedy: drafts must be reproducible for the same dictation.
     pub temperature: f32,
     pub seed: u32,
+    /// Wall-clock limit from submission (queueing included); reaching it ends the answer like `max_tokens` does
+    /// ([`FinishReason::TimeLimit`]). A server sets it from its own limits; it is not sent over HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<Duration>,
+    /// Whether this request may reuse and feed the engine's shared-prefix cache. Off decodes the whole prompt, as
+    /// an engine without the cache would: what a benchmark compares against (llama-server's `cache_prompt`).
+    #[serde(default = "yes")]
+    pub prefix_cache: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ChatRequest {
@@ -59,6 +114,8 @@ impl ChatRequest {
             max_tokens: 512,
             temperature: 0.0,
             seed: 0,
+            max_time: None,
+            prefix_cache: true,
         }
     }
 
@@ -71,88 +128,11 @@ impl ChatRequest {
     }
 }
 
-/// Why generation ended, with OpenAI's names (`stop`, `length`) so that HTTP and local answers compare directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// The model ended its answer (end-of-sequence).
-    Stop,
-    /// The token or time limit was reached: the text may be cut short.
-    Length,
-    /// The caller cancelled.
-    Cancelled,
-}
-
-impl FinishReason {
-    pub fn as_openai(self) -> &'static str {
-        match self {
-            FinishReason::Stop => "stop",
-            FinishReason::Length => "length",
-            FinishReason::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn from_openai(s: &str) -> Option<Self> {
-        match s {
-            "stop" => Some(FinishReason::Stop),
-            "length" => Some(FinishReason::Length),
-            "cancelled" => Some(FinishReason::Cancelled),
-            _ => None,
-        }
-    }
-}
-
-/// Which kind of engine produced an answer: the UI shows it (院内サーバー / この端末) and karte-api records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    /// karte-engine inside this process.
-    InProcess,
-    /// The supervised `karte-server --local` child process on this workstation.
-    LocalWorker,
-    /// The clinic's inference server (or any other OpenAI-compatible server).
-    Server,
-}
-
-impl EngineKind {
-    /// The short Japanese label for the status bar.
-    pub fn label_ja(self) -> &'static str {
-        match self {
-            EngineKind::InProcess | EngineKind::LocalWorker => "この端末",
-            EngineKind::Server => "院内サーバー",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatStats {
-    /// The model's name as the engine reports it (never a file path).
-    pub model: String,
-    pub kind: EngineKind,
-    pub prompt_tokens: u32,
-    pub generated_tokens: u32,
-    /// From sending the request to the first text piece, as the caller saw it (network included).
-    pub time_to_first_token_ms: Option<f64>,
-    /// From sending the request to the end of the answer.
-    pub total_ms: f64,
-    pub finish: FinishReason,
-}
-
-impl ChatStats {
-    /// Generated tokens per second over the generation phase (after the first token), the number users compare.
-    pub fn tokens_per_s(&self) -> Option<f64> {
-        let ttft = self.time_to_first_token_ms.unwrap_or(0.0);
-        let gen_ms = self.total_ms - ttft;
-        (self.generated_tokens > 1 && gen_ms > 0.0)
-            .then(|| f64::from(self.generated_tokens - 1) * 1000.0 / gen_ms)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The whole answer: the concatenation of the pieces given to the callback.
     pub text: String,
-    pub stats: ChatStats,
+    pub stats: GenStats,
 }
 
 /// What an engine streams to its caller while it generates.
@@ -221,6 +201,7 @@ impl Serving {
     }
 }
 
-pub(crate) fn cancelled() -> Error {
+/// The one error of a cancelled request, whichever engine ran it.
+pub fn cancelled() -> Error {
     Error::new(Code::EngineCancelled, "文章の生成を中止しました。")
 }

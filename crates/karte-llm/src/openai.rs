@@ -2,10 +2,14 @@
 //!
 //! One definition for both ends, so the server and the client cannot drift apart. Only the fields Karte uses are
 //! typed; unknown fields from other servers (llama-server, vLLM) are ignored when reading.
+//!
+//! The wire types convert to and from the engine contract's own types ([`ChatRequest`], [`GenStats`]) here and
+//! nowhere else: the client sends with [`ChatCompletionRequest::from_chat`] and reads [`Usage::apply_to`], the
+//! server reads with [`ChatCompletionRequest::to_chat`] and answers with [`Usage::from`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::ChatMessage;
+use crate::{ChatMessage, ChatRequest, GenStats};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -30,6 +34,50 @@ pub struct ChatCompletionRequest {
     /// llama-server's extension, same meaning: `false` keeps this request out of the shared-prefix cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_prompt: Option<bool>,
+}
+
+impl ChatCompletionRequest {
+    /// The wire form of `req` for `model` (empty: the server's only model). `max_time` stays behind: the server
+    /// sets its own.
+    pub fn from_chat(req: &ChatRequest, model: &str, stream: bool) -> Self {
+        Self {
+            model: model.to_string(),
+            messages: req.messages.clone(),
+            max_tokens: Some(req.max_tokens),
+            max_completion_tokens: None,
+            temperature: Some(req.temperature),
+            seed: Some(req.seed),
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            response_format: req
+                .json_schema
+                .as_ref()
+                .map(|s| ResponseFormat::JsonSchema {
+                    json_schema: JsonSchemaFormat {
+                        name: "karte".into(),
+                        schema: s.clone(),
+                        strict: Some(true),
+                    },
+                }),
+            cache_prompt: (!req.prefix_cache).then_some(false),
+        }
+    }
+
+    /// The request as a client meant it, with OpenAI's defaults; a server checks it and applies its limits after.
+    pub fn to_chat(&self) -> ChatRequest {
+        let mut r = ChatRequest::new(self.messages.clone());
+        r.max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(r.max_tokens);
+        r.temperature = self.temperature.unwrap_or(0.0);
+        r.seed = self.seed.unwrap_or(0);
+        r.json_schema = self.response_format.as_ref().and_then(|f| f.schema());
+        r.prefix_cache = self.cache_prompt.unwrap_or(true);
+        r
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,14 +117,66 @@ impl ResponseFormat {
     }
 }
 
+/// [`GenStats`] on the wire: OpenAI's token counts, plus Karte's extensions for what OpenAI has no field for (other
+/// servers leave them out, and the client then reports those numbers as unknown).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
     /// Karte extension: the server's own time to first token (queue wait + prompt), for metrics and benchmarks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_first_token_ms: Option<f64>,
+    /// Karte extension: [`GenStats::queue_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_ms: Option<f64>,
+    /// Karte extension: [`GenStats::prompt_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_ms: Option<f64>,
+    /// Karte extension: [`GenStats::generate_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u32,
+}
+
+impl From<&GenStats> for Usage {
+    fn from(s: &GenStats) -> Self {
+        Usage {
+            prompt_tokens: s.prompt_tokens,
+            completion_tokens: s.generated_tokens,
+            total_tokens: s.prompt_tokens + s.generated_tokens,
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: s.cached_tokens,
+            }),
+            time_to_first_token_ms: s.ttft_ms,
+            queue_ms: s.queue_ms,
+            prompt_ms: s.prompt_ms,
+            generate_ms: s.generate_ms,
+        }
+    }
+}
+
+impl Usage {
+    /// Copies what the server measured into `stats`. The time to first token and the total stay the client's own:
+    /// they are what the caller waited, network included.
+    pub fn apply_to(&self, stats: &mut GenStats) {
+        stats.prompt_tokens = self.prompt_tokens;
+        stats.generated_tokens = self.completion_tokens;
+        stats.cached_tokens = self
+            .prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens);
+        stats.queue_ms = self.queue_ms;
+        stats.prompt_ms = self.prompt_ms;
+        stats.generate_ms = self.generate_ms;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,4 +269,63 @@ pub struct Health {
     /// fallback (driver missing, GPU out of memory) shows here, not only in the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineKind, FinishReason};
+
+    #[test]
+    fn a_request_survives_the_wire() {
+        let mut req = ChatRequest::new(vec![ChatMessage::system("s"), ChatMessage::user("u")]);
+        req.json_schema = Some(serde_json::json!({"type": "object"}));
+        req.max_tokens = 77;
+        req.temperature = 0.5;
+        req.seed = 9;
+        req.prefix_cache = false;
+        let wire = ChatCompletionRequest::from_chat(&req, "m", true);
+        let json = serde_json::to_string(&wire).unwrap();
+        let back: ChatCompletionRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.to_chat(), req);
+    }
+
+    #[test]
+    fn stats_survive_the_wire_except_the_clients_own_waits() {
+        let mut s = GenStats::new("m", EngineKind::Server);
+        s.prompt_tokens = 100;
+        s.cached_tokens = 60;
+        s.generated_tokens = 20;
+        s.queue_ms = Some(1.0);
+        s.prompt_ms = Some(2.0);
+        s.generate_ms = Some(3.0);
+        s.ttft_ms = Some(4.0);
+        s.total_ms = 10.0;
+        let json = serde_json::to_string(&Usage::from(&s)).unwrap();
+        let usage: Usage = serde_json::from_str(&json).unwrap();
+        let mut client = GenStats::new("m", EngineKind::Server);
+        client.ttft_ms = Some(40.0);
+        client.total_ms = 100.0;
+        client.finish = FinishReason::Length;
+        usage.apply_to(&mut client);
+        assert_eq!(
+            client,
+            GenStats {
+                ttft_ms: Some(40.0),
+                total_ms: 100.0,
+                finish: FinishReason::Length,
+                ..s
+            }
+        );
+        // A server that sends OpenAI's fields only: the timings are unknown, not zero.
+        let plain: Usage =
+            serde_json::from_str(r#"{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}"#)
+                .unwrap();
+        let mut c = GenStats::new("m", EngineKind::Server);
+        plain.apply_to(&mut c);
+        assert_eq!(
+            (c.prompt_tokens, c.generated_tokens, c.prompt_ms),
+            (3, 2, None)
+        );
+    }
 }

@@ -357,7 +357,7 @@ fn sse_stream(
                         Some((Ok(json(&c)), (gen, Phase::Body, state)))
                     }
                     Ok(Step::Done(f)) => {
-                        let c = gen.chunk(Delta::default(), Some(f.finish_reason));
+                        let c = gen.chunk(Delta::default(), Some(Generation::finish_reason(&f)));
                         let next = if include_usage {
                             Phase::Usage(Generation::usage(&f))
                         } else {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use karte_core::{Code, Error};
-use karte_engine::{CancelToken, EventSink, GenEvent, GenStats, GenerateRequest, StopReason};
+use karte_engine::{CancelToken, ChatRequest, EventSink, FinishReason, GenEvent, GenStats};
 use karte_llm::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
@@ -75,11 +75,9 @@ pub struct Generation {
     charge: Option<Charge>,
 }
 
-/// What a finished generation reports.
+/// What a finished generation reports: the engine's stats, which the answer's usage carries.
 pub struct Finished {
     pub stats: GenStats,
-    pub finish_reason: &'static str,
-    pub ttft_ms: Option<f64>,
 }
 
 pub enum Step {
@@ -98,7 +96,7 @@ pub fn to_engine_request(
     req: &ChatCompletionRequest,
     sampling: &Sampling,
     limits: &crate::state::Limits,
-) -> Result<GenerateRequest, ApiError> {
+) -> Result<ChatRequest, ApiError> {
     if let Some(t) = sampling.temperature {
         if !(0.0..=2.0).contains(&t) {
             return Err(bad_request("temperature は 0 以上 2 以下にしてください"));
@@ -126,29 +124,25 @@ pub fn to_engine_request(
             m.role.chars().take(16).collect::<String>()
         )));
     }
-    let mut g = GenerateRequest::new(req.messages.clone());
-    let asked = req.max_completion_tokens.or(req.max_tokens).unwrap_or(512);
-    if asked == 0 {
+    let mut g = req.to_chat();
+    if g.max_tokens == 0 {
         return Err(bad_request("max_tokens は 1 以上にしてください"));
     }
-    g.max_tokens = asked.min(limits.max_tokens);
-    // The engine stops the request at this bound (StopReason::MaxTime): the client gets the text so far with
+    g.max_tokens = g.max_tokens.min(limits.max_tokens);
+    // The engine stops the request at this bound (FinishReason::TimeLimit): the client gets the text so far with
     // finish_reason "length".
     g.max_time = Some(limits.request_timeout);
-    g.temperature = req.temperature.unwrap_or(0.0).clamp(0.0, 2.0);
-    g.seed = req.seed.unwrap_or(0);
-    g.json_schema = req.response_format.as_ref().and_then(|f| f.schema());
+    g.temperature = g.temperature.clamp(0.0, 2.0);
     if let Some(schema) = &g.json_schema {
         crate::schema::check(schema, limits)?;
     }
-    g.prefix_cache = req.cache_prompt.unwrap_or(true);
     Ok(g)
 }
 
 impl Generation {
     /// Submits the request to the engine, whose bounded queue answers `engine.busy` when full: that becomes 429
     /// with Retry-After before any stream is opened.
-    pub fn start(state: &Arc<AppState>, req: GenerateRequest) -> Result<Generation, ApiError> {
+    pub fn start(state: &Arc<AppState>, req: ChatRequest) -> Result<Generation, ApiError> {
         let engine = state.engine().ok_or_else(crate::error::not_ready)?;
         let cancel = CancelToken::new();
         // The engine delivers straight into the async channel: no thread between a token and the stream. If the
@@ -196,21 +190,10 @@ impl Generation {
                 Ok(Step::Token(t))
             }
             Some(GenEvent::Done(stats)) => {
-                let finish_reason = match stats.stop {
-                    StopReason::Eos => "stop",
-                    // The time limit cut it: for the client that is a length limit, with the text so far.
-                    StopReason::MaxTokens | StopReason::MaxTime => "length",
-                    StopReason::Cancelled => {
-                        self.end();
-                        return Err(Error::new(
-                            Code::EngineCancelled,
-                            "文章の生成を中止しました。",
-                        ));
-                    }
-                };
-                let ttft_ms = self
-                    .first_token
-                    .map(|t| t.duration_since(self.admitted).as_secs_f64() * 1000.0);
+                if stats.finish == FinishReason::Cancelled {
+                    self.end();
+                    return Err(karte_llm::cancelled());
+                }
                 let gen_s = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
                 if let Some(c) = self.charge.take() {
                     let unit = self.state.limits.rate_limit_unit_tokens.max(1);
@@ -221,11 +204,7 @@ impl Generation {
                     .metrics
                     .finished(stats.prompt_tokens, stats.generated_tokens, gen_s);
                 self.end();
-                Ok(Step::Done(Finished {
-                    stats,
-                    finish_reason,
-                    ttft_ms,
-                }))
+                Ok(Step::Done(Finished { stats }))
             }
             Some(GenEvent::Error(e)) => {
                 self.end();
@@ -258,12 +237,12 @@ impl Generation {
     }
 
     pub fn usage(f: &Finished) -> Usage {
-        Usage {
-            prompt_tokens: f.stats.prompt_tokens,
-            completion_tokens: f.stats.generated_tokens,
-            total_tokens: f.stats.prompt_tokens + f.stats.generated_tokens,
-            time_to_first_token_ms: f.ttft_ms,
-        }
+        Usage::from(&f.stats)
+    }
+
+    /// OpenAI's name for why the answer ended (a time limit reads as `length`, with the text so far).
+    pub fn finish_reason(f: &Finished) -> &'static str {
+        f.stats.finish.as_openai()
     }
 
     pub fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatCompletionChunk {
@@ -310,7 +289,7 @@ impl Generation {
                                 role: "assistant".into(),
                                 content: Some(text),
                             },
-                            finish_reason: Some(f.finish_reason.to_string()),
+                            finish_reason: Some(Self::finish_reason(&f).to_string()),
                         }],
                         usage: Some(Self::usage(&f)),
                     })

@@ -19,7 +19,7 @@ pub fn status_parts(status: Option<&EngineStatus>, last: Option<&EngineInfo>) ->
     if let Some(info) = last {
         if info.kind == "rules" {
             parts.push("前回の下書き: ルールのみ（モデルなし）".to_string());
-        } else if let Some(tps) = info.tokens_per_s {
+        } else if let Some(tps) = info.stats.as_ref().and_then(|s| s.tokens_per_s()) {
             parts.push(format!("前回の生成速度: {tps:.1} トークン/秒"));
         }
     } else if let Some(tps) = status.and_then(|s| s.tokens_per_s) {
