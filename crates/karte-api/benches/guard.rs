@@ -8,7 +8,7 @@
 
 use karte_core::normalize::normalize;
 use karte_core::phrase;
-use karte_core::pipeline::{analyze, floor_sections};
+use karte_core::pipeline::floor_sections;
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
 use karte_guard::stream::StreamGuard;
 use std::time::Instant;
@@ -114,8 +114,8 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     for p in samples {
         let input = std::fs::read_to_string(&p).unwrap();
-        let a = analyze(&input).unwrap();
-        let prompt = phrase::build(&floor_sections(&a));
+        let dictation = karte_guard::Dictation::new(&input).unwrap();
+        let prompt = phrase::build(&floor_sections(dictation.analysis()));
         let mut req = GenerateRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),
@@ -132,7 +132,7 @@ fn main() {
             (0..rounds)
                 .map(|_| {
                     let t = Instant::now();
-                    let mut g = StreamGuard::new(&input);
+                    let mut g = StreamGuard::new(&dictation);
                     for piece in &pieces {
                         std::hint::black_box(g.push(piece));
                     }

@@ -7,11 +7,12 @@
 //! usable, grounded draft.
 
 use karte_core::phrase;
-use karte_core::pipeline::{analyze, floor_sections};
+use karte_core::pipeline::floor_sections;
 use karte_core::{
     Code, DraftOutput, EngineInfo, Error, Flag, Result, Section, Sentence, SoapSections,
 };
 use karte_engine::{CancelToken, ChatMessage, Engine, EngineConfig, GenerateRequest};
+use karte_guard::Dictation;
 use karte_llm::{ChatEngine, ChatRequest, EngineKind, Piece, Serving, Workstation};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -209,19 +210,21 @@ impl Drafter {
         let t0 = Instant::now();
         let mut timings = BTreeMap::new();
         stage(progress, "extract", "口述を解析しています");
-        let a = analyze(input)?;
-        let floor = floor_sections(&a);
+        // Read once here; the streamed guard and the final guard judge against this same reading.
+        let dictation = Dictation::new(input)?;
+        let a = dictation.analysis();
+        let floor = floor_sections(a);
         let g = a.grounding();
         timings.insert("extract".to_string(), ms(t0));
 
         // Instruction-like text in the dictation is data: it stays in the draft in the physician's words, flagged,
         // and the model never sees it.
-        let injections = karte_guard::injection::detect(input);
+        let injections = dictation.injections();
         let mut flags = Vec::new();
         if !injections.is_empty() {
-            flags.push(karte_guard::draft::injection_flag(&injections));
+            flags.push(karte_guard::draft::injection_flag(injections));
         }
-        let (for_model, withheld) = withhold(&floor, &injections);
+        let (for_model, withheld) = withhold(&floor, injections);
         let (mut sections, engine) = if opts.no_llm {
             (
                 for_model,
@@ -231,7 +234,14 @@ impl Drafter {
                 },
             )
         } else {
-            self.phrase_with_model(input, &for_model, &g, &mut timings, &mut flags, progress)?
+            self.phrase_with_model(
+                &dictation,
+                &for_model,
+                &g,
+                &mut timings,
+                &mut flags,
+                progress,
+            )?
         };
         for (sec, mut s) in withheld {
             s.flags.push(Flag::new(
@@ -247,11 +257,9 @@ impl Drafter {
             "verify",
             "根拠と安全性を確認し、検査提案を作成しています",
         );
-        let mut out = karte_core::pipeline::finish(&a, sections, engine, flags, timings);
+        let mut out = karte_core::pipeline::finish(a, sections, engine, flags, timings);
         let t = Instant::now();
-        let own: std::collections::HashSet<&str> =
-            floor.iter().map(|(_, s)| s.text.as_str()).collect();
-        karte_guard::draft::guard_draft(input, &mut out, &|text| own.contains(text));
+        karte_guard::draft::guard_draft(&dictation, &mut out);
         out.timings_ms.insert("guard".to_string(), ms(t));
         out.timings_ms.insert("total".to_string(), ms(t0));
         Ok(out)
@@ -259,7 +267,7 @@ impl Drafter {
 
     fn phrase_with_model(
         &self,
-        input: &str,
+        dictation: &Dictation,
         floor: &SoapSections,
         g: &karte_core::grounding::Grounding,
         timings: &mut BTreeMap<String, u64>,
@@ -316,7 +324,7 @@ impl Drafter {
         let t = Instant::now();
         let mut n = 0u32;
         // What streams to the screen passes the output guard first: nothing blocked is ever shown.
-        let mut guard = karte_guard::stream::StreamGuard::new(input);
+        let mut guard = karte_guard::stream::StreamGuard::new(dictation);
         let result: Result<(String, Generated)> = match (local, external) {
             (Some(engine), _) => engine
                 .generate(req, &cancel, &mut |piece| {
@@ -350,7 +358,7 @@ impl Drafter {
                     // The answer starts over (worker restart, failover): so does the guard's look-back, and the
                     // window drops what it showed.
                     Piece::Reset => {
-                        guard = karte_guard::stream::StreamGuard::new(input);
+                        guard = karte_guard::stream::StreamGuard::new(dictation);
                         n = 0;
                         progress(Progress::Reset {
                             message:

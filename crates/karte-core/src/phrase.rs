@@ -5,7 +5,7 @@ use crate::extract::extract_sentence;
 use crate::grounding::{numbers, Grounding};
 use crate::normalize::normalize;
 use crate::types::FactKind;
-use crate::types::{Flag, Section, Sentence, SoapSections, Span};
+use crate::types::{Flag, Origin, Section, Sentence, SoapSections, Span};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -172,7 +172,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
                     "根拠となる口述箇所が示されていません。内容を確認してください。",
                     None,
                 ));
-                placed.push((sec, usize::MAX, Sentence { text, spans, flags }));
+                placed.push((sec, usize::MAX, model_sentence(text, spans, flags)));
                 continue;
             };
             let (nums, terms) = claims(&text);
@@ -209,7 +209,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
                     Some(what),
                 ));
             }
-            placed.push((section, first, Sentence { text, spans, flags }));
+            placed.push((section, first, model_sentence(text, spans, flags)));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
@@ -218,6 +218,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
                 text: it.text.clone(),
                 spans: it.spans.clone(),
                 flags: g.check(&it.text),
+                origin: Origin::Dictation,
             };
             placed.push((it.section, k, s));
         }
@@ -228,6 +229,15 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<SoapSec
         out.get_mut(sec).push(s);
     }
     Ok(out)
+}
+
+fn model_sentence(text: String, spans: Vec<Span>, flags: Vec<Flag>) -> Sentence {
+    Sentence {
+        text,
+        spans,
+        flags,
+        origin: Origin::Model,
+    }
 }
 
 #[cfg(test)]
@@ -391,5 +401,61 @@ mod tests {
             assert_eq!(got, want, "{json}");
         }
         assert!(merge(&p, "not json", &g).is_err());
+    }
+
+    #[test]
+    fn origin_is_who_wrote_the_words_not_whether_the_text_matches() {
+        let a = analyze(SRC).unwrap();
+        let p = build(&floor_sections(&a));
+        // The model copies item 4 word for word into S (citing item 1) and rephrases nothing else.
+        let json = r#"{"subjective":[{"text":"セフトリアキソン2gを開始する。","facts":[1]}],"objective":[],"assessment":[],"plan":[]}"#;
+        let got = merge(&p, json, &a.grounding()).unwrap();
+        let origins: Vec<(Section, &str, Origin)> = got
+            .iter()
+            .map(|(sec, s)| (sec, s.text.as_str(), s.origin))
+            .collect();
+        assert_eq!(
+            origins,
+            vec![
+                (
+                    Section::Subjective,
+                    "セフトリアキソン2gを開始する。",
+                    Origin::Model
+                ),
+                (
+                    Section::Subjective,
+                    "3日前から発熱と咳嗽あり。",
+                    Origin::Dictation
+                ),
+                (
+                    Section::Objective,
+                    "BT 38.6℃、SpO2 93%。",
+                    Origin::Dictation
+                ),
+                (Section::Assessment, "市中肺炎を疑う。", Origin::Dictation),
+                (
+                    Section::Plan,
+                    "セフトリアキソン2gを開始する。",
+                    Origin::Dictation
+                ),
+            ]
+        );
+        assert!(floor_sections(&a)
+            .iter()
+            .all(|(_, s)| s.origin == Origin::Dictation));
+    }
+
+    #[test]
+    fn origin_is_serialised_and_older_json_reads_as_the_physicians() {
+        let old = r#"{"text":"解熱を確認。","spans":[[0,5]],"flags":[]}"#;
+        let s: Sentence = serde_json::from_str(old).unwrap();
+        assert_eq!(s.origin, Origin::Dictation);
+        let m = Sentence {
+            origin: Origin::Model,
+            ..s
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["origin"], "model");
+        assert_eq!(serde_json::from_value::<Sentence>(json).unwrap(), m);
     }
 }

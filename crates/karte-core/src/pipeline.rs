@@ -338,6 +338,7 @@ pub fn floor_sections(a: &Analysis) -> SoapSections {
             text,
             spans,
             flags: Vec::new(),
+            origin: Origin::Dictation,
         });
         i = j;
     }
