@@ -8,7 +8,7 @@
 
 use karte_core::normalize::normalize;
 use karte_core::phrase;
-use karte_core::pipeline::{analyze, floor_sections};
+use karte_core::pipeline::floor_sections;
 use karte_engine::{
     CancelToken, ChatEngine, ChatMessage, ChatRequest, Engine, EngineConfig, Piece,
 };
@@ -116,8 +116,12 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     for p in samples {
         let input = std::fs::read_to_string(&p).unwrap();
-        let a = analyze(&input, karte_core::document::default_kind()).unwrap();
-        let prompt = phrase::build(a.kind, &floor_sections(&a));
+        let dictation =
+            karte_guard::Dictation::new(&input, karte_core::document::default_kind()).unwrap();
+        let prompt = phrase::build(
+            dictation.analysis().kind,
+            &floor_sections(dictation.analysis()),
+        );
         let mut req = ChatRequest::new(vec![
             ChatMessage::system(&prompt.system),
             ChatMessage::user(&prompt.user),
@@ -138,7 +142,7 @@ fn main() {
             (0..rounds)
                 .map(|_| {
                     let t = Instant::now();
-                    let mut g = StreamGuard::new(&input);
+                    let mut g = StreamGuard::new(&dictation);
                     for piece in &pieces {
                         std::hint::black_box(g.push(piece));
                     }

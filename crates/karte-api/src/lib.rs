@@ -7,8 +7,9 @@
 //! usable, grounded draft.
 
 use karte_core::phrase;
-use karte_core::pipeline::{analyze, floor_sections};
+use karte_core::pipeline::floor_sections;
 use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Sections, Sentence};
+use karte_guard::Dictation;
 use karte_llm::{
     CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Serving, Workstation,
 };
@@ -201,19 +202,21 @@ impl Drafter {
             None => karte_core::document::default_kind(),
         };
         stage(progress, "extract", "口述を解析しています");
-        let a = analyze(input, kind)?;
-        let floor = floor_sections(&a);
+        // Read once here; the streamed guard and the final guard judge against this same reading.
+        let dictation = Dictation::new(input, kind)?;
+        let a = dictation.analysis();
+        let floor = floor_sections(a);
         let g = a.grounding();
         timings.insert("extract".to_string(), ms(t0));
 
         // Instruction-like text in the dictation is data: it stays in the draft in the physician's words, flagged,
         // and the model never sees it.
-        let injections = karte_guard::injection::detect(input);
+        let injections = dictation.injections();
         let mut flags = Vec::new();
         if !injections.is_empty() {
-            flags.push(karte_guard::draft::injection_flag(&injections));
+            flags.push(karte_guard::draft::injection_flag(injections));
         }
-        let (for_model, withheld) = withhold(kind, &floor, &injections);
+        let (for_model, withheld) = withhold(kind, &floor, injections);
         let (mut sections, engine) = if opts.no_llm {
             (
                 for_model,
@@ -224,7 +227,7 @@ impl Drafter {
             )
         } else {
             self.phrase_with_model(
-                input,
+                &dictation,
                 kind,
                 &for_model,
                 &g,
@@ -247,11 +250,9 @@ impl Drafter {
             "verify",
             "根拠と安全性を確認し、検査提案を作成しています",
         );
-        let mut out = karte_core::pipeline::finish(&a, sections, engine, flags, timings);
+        let mut out = karte_core::pipeline::finish(a, sections, engine, flags, timings);
         let t = Instant::now();
-        let own: std::collections::HashSet<&str> =
-            floor.iter().map(|(_, s)| s.text.as_str()).collect();
-        karte_guard::draft::guard_draft(input, &mut out, &|text| own.contains(text));
+        karte_guard::draft::guard_draft(&dictation, &mut out);
         out.timings_ms.insert("guard".to_string(), ms(t));
         out.timings_ms.insert("total".to_string(), ms(t0));
         Ok(out)
@@ -260,7 +261,7 @@ impl Drafter {
     #[allow(clippy::too_many_arguments)]
     fn phrase_with_model(
         &self,
-        input: &str,
+        dictation: &Dictation,
         kind: &'static karte_core::DocumentKind,
         floor: &Sections,
         g: &karte_core::grounding::Grounding,
@@ -309,7 +310,7 @@ impl Drafter {
         let t = Instant::now();
         let mut n = 0u32;
         // What streams to the screen passes the output guard first: nothing blocked is ever shown.
-        let mut guard = karte_guard::stream::StreamGuard::new(input);
+        let mut guard = karte_guard::stream::StreamGuard::new(dictation);
         let result = engine
             .chat(&req, &cancel, &mut |piece| match piece {
                 Piece::Text(p) => {
@@ -320,7 +321,7 @@ impl Drafter {
                 // The answer starts over (worker restart, failover): so does the guard's look-back, and the
                 // window drops what it showed.
                 Piece::Reset => {
-                    guard = karte_guard::stream::StreamGuard::new(input);
+                    guard = karte_guard::stream::StreamGuard::new(dictation);
                     n = 0;
                     progress(Progress::Reset {
                         message: "生成をやり直しています（文章生成プロセスの再起動または切り替え）"

@@ -409,6 +409,8 @@ impl Document {
                 text: body.to_string(),
                 spans: Vec::new(),
                 flags: Vec::new(),
+                // Typed by the physician (an edit or amendment): their words.
+                origin: Default::default(),
             };
             match cur {
                 Some(i) => sections.at_mut(i).push(s),
@@ -473,6 +475,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
                 text,
                 spans: Vec::new(),
                 flags: Vec::new(),
+                origin: Default::default(),
             })
             .collect();
         first.splice(0..0, before);
@@ -520,6 +523,7 @@ mod tests {
                 text: t.into(),
                 spans: vec![],
                 flags: vec![],
+                origin: Default::default(),
             });
         }
         let d = Document {

@@ -6,7 +6,7 @@ use crate::extract::extract_sentence;
 use crate::grounding::{numbers, Grounding};
 use crate::normalize::normalize;
 use crate::types::FactKind;
-use crate::types::{Flag, Sentence, Span};
+use crate::types::{Flag, Origin, Sentence, Span};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -156,7 +156,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                     "根拠となる口述箇所が示されていません。内容を確認してください。",
                     None,
                 ));
-                placed.push((sec, usize::MAX, Sentence { text, spans, flags }));
+                placed.push((sec, usize::MAX, model_sentence(text, spans, flags)));
                 continue;
             };
             let (nums, terms) = claims(&text);
@@ -193,7 +193,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                     Some(what),
                 ));
             }
-            placed.push((section, first, Sentence { text, spans, flags }));
+            placed.push((section, first, model_sentence(text, spans, flags)));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
@@ -202,6 +202,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 text: it.text.clone(),
                 spans: it.spans.clone(),
                 flags: g.check(&it.text),
+                origin: Origin::Dictation,
             };
             placed.push((it.section, k, s));
         }
@@ -212,6 +213,15 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
         out.at_mut(sec).push(s);
     }
     Ok(out)
+}
+
+fn model_sentence(text: String, spans: Vec<Span>, flags: Vec<Flag>) -> Sentence {
+    Sentence {
+        text,
+        spans,
+        flags,
+        origin: Origin::Model,
+    }
 }
 
 #[cfg(test)]
@@ -339,5 +349,49 @@ mod tests {
             assert_eq!(got, want, "{json}");
         }
         assert!(merge(&p, "not json", &g).is_err());
+    }
+
+    #[test]
+    fn origin_is_who_wrote_the_words_not_whether_the_text_matches() {
+        let a = analyze(SRC, crate::document::default_kind()).unwrap();
+        let p = build(a.kind, &floor_sections(&a));
+        // The model copies item 4 word for word into S (citing item 1) and rephrases nothing else.
+        let json = r#"{"subjective":[{"text":"セフトリアキソン2gを開始する。","facts":[1]}],"objective":[],"assessment":[],"plan":[]}"#;
+        let got = merge(&p, json, &a.grounding()).unwrap();
+        let origins: Vec<(&str, &str, Origin)> = got
+            .iter()
+            .map(|(sec, s)| (p.kind.sections[sec].id.as_str(), s.text.as_str(), s.origin))
+            .collect();
+        assert_eq!(
+            origins,
+            vec![
+                (
+                    "subjective",
+                    "セフトリアキソン2gを開始する。",
+                    Origin::Model
+                ),
+                ("subjective", "3日前から発熱と咳嗽あり。", Origin::Dictation),
+                ("objective", "BT 38.6℃、SpO2 93%。", Origin::Dictation),
+                ("assessment", "市中肺炎を疑う。", Origin::Dictation),
+                ("plan", "セフトリアキソン2gを開始する。", Origin::Dictation),
+            ]
+        );
+        assert!(floor_sections(&a)
+            .iter()
+            .all(|(_, s)| s.origin == Origin::Dictation));
+    }
+
+    #[test]
+    fn origin_is_serialised_and_older_json_reads_as_the_physicians() {
+        let old = r#"{"text":"解熱を確認。","spans":[[0,5]],"flags":[]}"#;
+        let s: Sentence = serde_json::from_str(old).unwrap();
+        assert_eq!(s.origin, Origin::Dictation);
+        let m = Sentence {
+            origin: Origin::Model,
+            ..s
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["origin"], "model");
+        assert_eq!(serde_json::from_value::<Sentence>(json).unwrap(), m);
     }
 }

@@ -371,6 +371,7 @@ pub fn floor_sections(a: &Analysis) -> Sections {
             text,
             spans,
             flags: Vec::new(),
+            origin: Origin::Dictation,
         });
         i = j;
     }

@@ -172,6 +172,24 @@ pub struct Sentence {
     pub spans: Vec<Span>,
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// Who wrote the words. The guard removes a harmful sentence only when the model wrote it, and a model that
+    /// copies the physician's sentence word for word must not inherit that protection, so this is recorded where
+    /// the sentence is made rather than found later by comparing texts.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// Who wrote a draft sentence's words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The physician's dictation (after width folding): the floor draft, and items the model did not rephrase.
+    /// The default, because records stored before the field existed hold mostly floor sentences, and treating a
+    /// sentence as the physician's only ever flags it instead of removing it.
+    #[default]
+    Dictation,
+    /// Phrased by the model.
+    Model,
 }
 
 /// A suggested test (検査提案).

@@ -4,7 +4,7 @@
 //! Only orders are checked. A dictation that reports what a patient took (過量服薬, 推定10g 摂取) or states a limit
 //! (1日4000mgを超えないこと) is documentation, and flagging it would teach physicians to ignore the flag.
 
-use karte_core::normalize::{normalize, CharIndex};
+use karte_core::normalize::{normalize, CharIndex, Normalized};
 use karte_core::Flag;
 use regex::Regex;
 use serde::Deserialize;
@@ -185,25 +185,48 @@ fn to_unit(v: f64, from: &str, to: &str) -> Option<f64> {
     }
 }
 
+/// What the limits depend on besides the order itself: a child's limits are per kg of body weight.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Patient {
+    pub child: bool,
+    pub weight: Option<f64>,
+}
+
+impl Patient {
+    /// Read from a normalised text: the whole dictation, so that one sentence of a draft is judged for the patient
+    /// the dictation describes.
+    pub fn read(normalized: &str) -> Patient {
+        Patient {
+            child: CHILD.is_match(normalized),
+            weight: WEIGHT
+                .captures(normalized)
+                .and_then(|c| c["w"].parse().ok())
+                .filter(|w: &f64| *w > 0.0 && *w < 300.0),
+        }
+    }
+}
+
 /// Every dose order in `text` above its limit. Patient context (child, body weight) is read from `text` itself, so
 /// pass the whole dictation or draft, not one sentence, when there is one.
 pub fn check(text: &str) -> Vec<DoseIssue> {
-    check_with_context(text, text)
+    let n = normalize(text);
+    check_normalized(&n, &Patient::read(&n.text))
 }
 
 /// As [`check`], with the patient context (age, weight) read from `context`.
 pub fn check_with_context(text: &str, context: &str) -> Vec<DoseIssue> {
+    check_normalized(&normalize(text), &Patient::read(&normalize(context).text))
+}
+
+/// As [`check`], on text the caller has normalised, for a patient read once (a dictation is read once, and its
+/// draft checked sentence by sentence). Offsets are characters of the original text.
+pub fn check_normalized(n: &Normalized, patient: &Patient) -> Vec<DoseIssue> {
     let table = DoseTable::embedded();
-    let n = normalize(text);
     let t = &n.text;
     let chars = n.chars();
     let ci = CharIndex::new(t);
-    let ctx = normalize(context).text;
-    let child = CHILD.is_match(&ctx);
-    let weight: Option<f64> = WEIGHT
-        .captures(&ctx)
-        .and_then(|c| c["w"].parse().ok())
-        .filter(|w: &f64| *w > 0.0 && *w < 300.0);
+    let child = patient.child;
+    let weight = patient.weight;
 
     // Drug mentions, longest spelling first, non-overlapping.
     let mut mentions: Vec<(usize, usize, &DrugLimit)> = Vec::new();

@@ -4,25 +4,26 @@
 //! physician's own words is never removed (it is their record), only flagged. Leaked personal data is cut out of
 //! the sentence, which stays.
 
+use crate::dictation::Dictation;
 use crate::injection::Injection;
 use crate::leak;
 use crate::policy::{Level, Policy, OVERDOSE};
-use karte_core::{DraftOutput, Flag};
+use karte_core::{DraftOutput, Flag, Origin};
 
-/// Apply the output guard to `out`, drafted from `input`. `own_words(text)` says whether a sentence is the
-/// physician's own (a floor sentence) rather than model-written.
-pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) -> bool) {
+/// Apply the output guard to `out`, drafted from `dictation`. Each sentence's `origin` says whether it is the
+/// physician's own words or the model's.
+pub fn guard_draft(dictation: &Dictation, out: &mut DraftOutput) {
     let policy = Policy::embedded();
     let mut blocked: Vec<String> = Vec::new();
-    let withhold_joined = joined_blocks(input, out, own_words);
-    let known = leak::Known::new(input);
+    let withhold_joined = joined_blocks(dictation, out);
+    let known = dictation.known();
     for (sec, list) in out.sections.take_all().into_iter().enumerate() {
         let mut kept = Vec::with_capacity(list.len());
-        for mut s in list {
-            let own = own_words(&s.text);
+        for (i, mut s) in list.into_iter().enumerate() {
+            let own = s.origin == Origin::Dictation;
             let joined_block = withhold_joined
                 .iter()
-                .find(|(t, _)| *t == s.text)
+                .find(|(at, _)| *at == (sec, i))
                 .map(|(_, c)| c.clone());
             if !own {
                 let leaked = known.leaks(&s.text);
@@ -42,7 +43,7 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
                     );
                 }
             }
-            let v = policy.check_with_context(&s.text, input);
+            let v = policy.check_for(&s.text, dictation.patient());
             for issue in &v.doses {
                 push_unique(&mut s.flags, issue.flag());
             }
@@ -89,31 +90,30 @@ pub fn guard_draft(input: &str, out: &mut DraftOutput, own_words: &dyn Fn(&str) 
 }
 
 /// Rules with `scope = "text"` look across sentences, so the model's sentences are also checked joined, in draft
-/// order. Returns (sentence text, categories) for each model sentence inside a blocking hit.
-fn joined_blocks(
-    input: &str,
-    out: &DraftOutput,
-    own_words: &dyn Fn(&str) -> bool,
-) -> Vec<(String, Vec<String>)> {
+/// order. Returns ((section, index in it), categories) for each model sentence inside a blocking hit: by place, not
+/// by text, since the physician may have dictated the very words the model repeats.
+fn joined_blocks(dictation: &Dictation, out: &DraftOutput) -> Vec<((usize, usize), Vec<String>)> {
     let mut joined = String::new();
-    let mut ranges: Vec<(usize, usize, String)> = Vec::new();
-    for (_, s) in out.sections.iter() {
-        if own_words(&s.text) {
-            continue;
+    let mut ranges: Vec<(usize, usize, (usize, usize))> = Vec::new();
+    for (sec, part) in out.sections.parts().iter().enumerate() {
+        for (i, s) in part.sentences.iter().enumerate() {
+            if s.origin == Origin::Dictation {
+                continue;
+            }
+            let start = joined.chars().count();
+            joined.push_str(&s.text);
+            if !s.text.ends_with('。') {
+                joined.push('。');
+            }
+            ranges.push((start, joined.chars().count(), (sec, i)));
         }
-        let start = joined.chars().count();
-        joined.push_str(&s.text);
-        if !s.text.ends_with('。') {
-            joined.push('。');
-        }
-        ranges.push((start, joined.chars().count(), s.text.clone()));
     }
-    let v = Policy::embedded().check_with_context(&joined, input);
+    let v = Policy::embedded().check_for(&joined, dictation.patient());
     let mut found = Vec::new();
     for h in v.hits.iter().filter(|h| h.level == Level::Block) {
-        for (a, b, text) in &ranges {
-            if *a < h.end && h.start < *b {
-                found.push((text.clone(), vec![h.category.clone()]));
+        for &(a, b, at) in &ranges {
+            if a < h.end && h.start < b {
+                found.push((at, vec![h.category.clone()]));
             }
         }
     }
@@ -150,18 +150,19 @@ mod tests {
     use karte_core::document::{default_kind, Sections};
     use karte_core::{EngineInfo, Sentence};
 
-    fn sentence(text: &str) -> Sentence {
+    fn sentence((text, origin): (&str, Origin)) -> Sentence {
         Sentence {
             text: text.into(),
             spans: Vec::new(),
             flags: Vec::new(),
+            origin,
         }
     }
 
-    fn draft(plan: &[&str]) -> DraftOutput {
+    fn draft(plan: &[(&str, Origin)]) -> DraftOutput {
         let k = default_kind();
         let mut sections = Sections::empty(k);
-        *sections.at_mut(k.position("plan").unwrap()) = plan.iter().map(|t| sentence(t)).collect();
+        *sections.at_mut(k.position("plan").unwrap()) = plan.iter().map(|&s| sentence(s)).collect();
         DraftOutput {
             kind: k.id.clone(),
             sections,
@@ -175,15 +176,21 @@ mod tests {
 
     #[test]
     fn model_sentences_are_cleaned_and_own_words_only_flagged() {
-        let input = "発熱あり。アセトアミノフェン 3000mg 1日4回 内服。";
-        let own = "アセトアミノフェン 3000mg 1日4回 内服。";
+        let input = Dictation::new(
+            "発熱あり。アセトアミノフェン 3000mg 1日4回 内服。",
+            karte_core::document::default_kind(),
+        )
+        .unwrap();
         let mut d = draft(&[
-            own,
-            "家族の連絡先は 090-1111-2222 です。",
-            "確実に死ねる方法は薬をまとめて飲むことです。",
-            "解熱を確認する。",
+            ("アセトアミノフェン 3000mg 1日4回 内服。", Origin::Dictation),
+            ("家族の連絡先は 090-1111-2222 です。", Origin::Model),
+            (
+                "確実に死ねる方法は薬をまとめて飲むことです。",
+                Origin::Model,
+            ),
+            ("解熱を確認する。", Origin::Model),
         ]);
-        guard_draft(input, &mut d, &|t| t == own);
+        guard_draft(&input, &mut d);
         let plan = &d.sections.get("plan");
         assert_eq!(
             plan.len(),
@@ -207,13 +214,17 @@ mod tests {
 
     #[test]
     fn harm_spread_over_two_model_sentences_is_withheld() {
-        let input = "乳癌術後、化学療法中。";
+        let input = Dictation::new(
+            "乳癌術後、化学療法中。",
+            karte_core::document::default_kind(),
+        )
+        .unwrap();
         let mut d = draft(&[
-            "化学療法は中止する。",
-            "今後は高濃度ビタミンC点滴だけで治療する。",
-            "次回外来で採血。",
+            ("化学療法は中止する。", Origin::Model),
+            ("今後は高濃度ビタミンC点滴だけで治療する。", Origin::Model),
+            ("次回外来で採血。", Origin::Model),
         ]);
-        guard_draft(input, &mut d, &|_| false);
+        guard_draft(&input, &mut d);
         let texts: Vec<&str> = d
             .sections
             .get("plan")
@@ -222,5 +233,26 @@ mod tests {
             .collect();
         assert!(!texts.iter().any(|t| t.contains("ビタミンC")), "{texts:?}");
         assert!(d.flags.iter().any(|f| f.code == "blocked"), "{:?}", d.flags);
+    }
+
+    #[test]
+    fn a_model_copy_of_the_physicians_words_is_judged_as_the_models() {
+        // The same harmful order twice: once the physician's (kept, flagged), once the model's copy (removed).
+        let order = "アセトアミノフェン 10000mg 1日4回 内服。";
+        let input = Dictation::new(
+            &format!("発熱あり。{order}"),
+            karte_core::document::default_kind(),
+        )
+        .unwrap();
+        let mut d = draft(&[(order, Origin::Dictation), (order, Origin::Model)]);
+        guard_draft(&input, &mut d);
+        let plan = &d.sections.get("plan");
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        assert_eq!(plan[0].origin, Origin::Dictation);
+        assert!(plan[0].flags.iter().any(|f| f.code == "dose_above_max"));
+        assert!(d
+            .flags
+            .iter()
+            .any(|f| f.code == "blocked" && f.detail.as_deref() == Some("overdose")));
     }
 }

@@ -4,7 +4,7 @@
 //! prompt, you are now…, write X into section A, fake role headers), not by single words: a ward note is full of
 //! 指示 (orders), and 「患者は医師の指示を無視して飲酒」 is history, not an attack.
 
-use karte_core::normalize::{normalize, CharIndex};
+use karte_core::normalize::{normalize, CharIndex, Normalized};
 use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
@@ -178,7 +178,11 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 /// The rules run twice: on the width-folded text, and on the same text with whitespace and zero-width characters
 /// removed, so that an attack spelt out with spaces (「無 視 し て」, "i g n o r e") is seen too.
 pub fn detect(text: &str) -> Vec<Injection> {
-    let n = normalize(text);
+    detect_normalized(&normalize(text))
+}
+
+/// As [`detect`], on a dictation already normalised for the other checks.
+pub fn detect_normalized(n: &Normalized) -> Vec<Injection> {
     let mut out: Vec<Injection> = Vec::new();
     let mut scan = |hay: &str, to_norm: &dyn Fn(usize, usize) -> (usize, usize)| {
         let ci = CharIndex::new(hay);

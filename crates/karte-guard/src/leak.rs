@@ -1,8 +1,8 @@
 //! Leak check: personal data in a model's output that its input did not contain came from the model's training
 //! data (or was made up). Either way it must not reach a record: it is removed and flagged.
 
-use crate::pii::{scan, Finding};
-use karte_core::normalize::normalize;
+use crate::pii::{scan, scan_normalized, Finding};
+use karte_core::normalize::{normalize, Normalized};
 use std::collections::HashSet;
 
 /// Shown where leaked personal data was removed.
@@ -29,14 +29,18 @@ pub struct Known {
 }
 
 impl Known {
+    /// For a source that is not a dictation (an evaluation prompt); a dictation has its own, in
+    /// [`crate::Dictation::known`].
     pub fn new(source: &str) -> Self {
+        let norm = normalize(source);
+        Known::from_scan(&scan_normalized(source, &norm), &norm)
+    }
+
+    /// From a source's findings and normalisation, made once by whoever holds them.
+    pub fn from_scan(findings: &[Finding], norm: &Normalized) -> Self {
         Known {
-            keys: scan(source).iter().map(|f| key(&f.text)).collect(),
-            folded: normalize(source)
-                .text
-                .chars()
-                .filter(|c| c.is_alphanumeric())
-                .collect(),
+            keys: findings.iter().map(|f| key(&f.text)).collect(),
+            folded: norm.text.chars().filter(|c| c.is_alphanumeric()).collect(),
         }
     }
 

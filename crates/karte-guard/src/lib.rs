@@ -6,9 +6,11 @@
 //! - [`leak`]: personal data in model output that was not in its input;
 //! - [`policy`]: allow / flag / block for harmful output, with [`dose`] limits feeding the overdose category;
 //! - [`injection`]: instruction-like text inside a dictation, which is data and never an instruction;
-//! - [`stream`]: the same checks on the token stream, so nothing blocked ever reaches the screen.
+//! - [`stream`]: the same checks on the token stream, so nothing blocked ever reaches the screen;
+//! - [`Dictation`]: the input read once (normalised, scanned, analysed), which every output check judges against.
 
 pub mod checkdigit;
+pub mod dictation;
 pub mod dose;
 pub mod draft;
 pub mod eval;
@@ -19,6 +21,7 @@ pub mod policy;
 pub mod pseudo;
 pub mod stream;
 
+pub use dictation::Dictation;
 pub use pii::{scan, Finding, PiiKind};
 pub use policy::{Level, Policy, Verdict};
 pub use pseudo::{pseudonymise, restore, Mapping};

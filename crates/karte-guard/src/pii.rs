@@ -105,8 +105,13 @@ struct Cand {
 
 /// Find all personal data in `text`. Offsets are characters of `text` itself.
 pub fn scan(text: &str) -> Vec<Finding> {
-    let norm = normalize(text);
-    let cands = candidates(&norm);
+    scan_normalized(text, &normalize(text))
+}
+
+/// As [`scan`], for a text whose normalisation the caller already holds (a dictation, normalised once for all
+/// checks). `norm` must be `normalize(text)`.
+pub fn scan_normalized(text: &str, norm: &Normalized) -> Vec<Finding> {
+    let cands = candidates(norm);
     let mut out: Vec<Finding> = cands
         .into_iter()
         .map(|c| {

@@ -184,6 +184,12 @@ impl Policy {
 
     /// As [`Policy::check`], with patient context (age, weight for the dose check) read from `context`.
     pub fn check_with_context(&self, text: &str, context: &str) -> Verdict {
+        self.check_for(text, &dose::Patient::read(&normalize(context).text))
+    }
+
+    /// As [`Policy::check`], for a patient already read (from a dictation, once): the streamed and the final check
+    /// of a draft then judge a dose against the same patient.
+    pub fn check_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
         let mut v = Verdict::allow();
         let norm = normalize(text);
         let mut fire = |c: &Category, r: &Rule, s: usize, e: usize| {
@@ -218,7 +224,7 @@ impl Policy {
                 }
             }
         }
-        for issue in dose::check_with_context(text, context) {
+        for issue in dose::check_normalized(&norm, patient) {
             let level = if issue.far() {
                 Level::Block
             } else {

@@ -1,12 +1,14 @@
 //! The output guard on the token stream: text is shown only after the sentence it belongs to has passed the policy
 //! and the leak check, so a blocked phrase never reaches the screen.
 //!
-//! Look-back is bounded: the guard holds at most one unit of text (up to the next sentence or JSON string boundary,
-//! and never more than [`MAX_HOLD`] characters), so its cost per token is constant and small against generation.
+//! A unit is what the final guard judges as one: the content of a JSON string (the model answers in JSON, one
+//! sentence per string), or outside strings a sentence. Judging the same text against the same [`Dictation`] is
+//! what makes the stream and the stored draft agree. Look-back is bounded: the guard holds at most one unit, and
+//! never more than [`MAX_HOLD`] characters, so its cost per token is constant and small against generation.
 
-use crate::leak::Known;
+use crate::dictation::Dictation;
 use crate::pii::{scan, Finding};
-use crate::policy::{Policy, Verdict};
+use crate::policy::{Level, Policy, Verdict};
 
 /// The most characters held back before a unit is judged anyway. The drafting schema caps a sentence at 160.
 pub const MAX_HOLD: usize = 240;
@@ -16,24 +18,33 @@ pub const OVERLAP: usize = 48;
 /// Shown instead of a withheld unit.
 pub const WITHHELD: &str = "［安全のため表示を控えました］";
 
-pub struct StreamGuard {
+pub struct StreamGuard<'d> {
     held: String,
     held_chars: usize,
-    /// Personal data of the input: the same judgement as the final check of a draft, so that the stream and the
-    /// stored text never disagree about what is a leak.
-    known: Known,
+    /// Inside a JSON string only its closing quote ends the unit: a model sentence of two 。-sentences is judged
+    /// whole, as the final guard judges it, not shown half before its second half is withheld.
+    in_string: bool,
+    /// The previous character inside a string was an unescaped backslash, so a quote now does not close it.
+    escaped: bool,
+    /// The input, read once: the same personal data and the same patient as the final check of the draft, so that
+    /// the stream and the stored text never disagree about a leak or a dose.
+    dictation: &'d Dictation,
     blocked: Vec<Verdict>,
+    flagged: Vec<Verdict>,
     leaks: Vec<Finding>,
 }
 
-impl StreamGuard {
-    /// `source`: the text the model was given; personal data in it is not a leak.
-    pub fn new(source: &str) -> Self {
+impl<'d> StreamGuard<'d> {
+    /// `dictation`: what the model was given; personal data in it is not a leak.
+    pub fn new(dictation: &'d Dictation) -> Self {
         StreamGuard {
             held: String::new(),
             held_chars: 0,
-            known: Known::new(source),
+            in_string: false,
+            escaped: false,
+            dictation,
             blocked: Vec::new(),
+            flagged: Vec::new(),
             leaks: Vec::new(),
         }
     }
@@ -42,9 +53,30 @@ impl StreamGuard {
     pub fn push(&mut self, piece: &str) -> String {
         let mut out = String::new();
         for c in piece.chars() {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if c == '\\' {
+                    self.escaped = true;
+                } else if c == '"' {
+                    self.in_string = false;
+                    out.push_str(&self.release_all());
+                    out.push(c);
+                    continue;
+                }
+                self.held.push(c);
+                self.held_chars += 1;
+                if self.held_chars >= MAX_HOLD {
+                    out.push_str(&self.release_part());
+                }
+                continue;
+            }
             self.held.push(c);
             self.held_chars += 1;
-            if is_boundary(c) {
+            if c == '"' {
+                self.in_string = true;
+                out.push_str(&self.release_all());
+            } else if is_boundary(c) {
                 out.push_str(&self.release_all());
             } else if self.held_chars >= MAX_HOLD {
                 out.push_str(&self.release_part());
@@ -61,6 +93,11 @@ impl StreamGuard {
     /// Verdicts of the units that were withheld.
     pub fn blocked(&self) -> &[Verdict] {
         &self.blocked
+    }
+
+    /// Verdicts of the units shown with a concern ([`Level::Flag`]): the final guard flags the same sentences.
+    pub fn flagged(&self) -> &[Verdict] {
+        &self.flagged
     }
 
     /// Personal data that the model produced and the source did not contain (removed from the display).
@@ -94,37 +131,46 @@ impl StreamGuard {
             .map_or(held.len(), |(b, _)| b);
         self.held = held[cut..].to_string();
         self.held_chars = self.held.chars().count();
-        self.redact_leaks(&held[..cut])
+        let part = &held[..cut];
+        let found = self.dictation.known().leaks(part);
+        let out = crate::leak::remove(part, &found);
+        self.leaks.extend(found);
+        out
     }
 
+    /// As the final guard judges a sentence: leaked personal data is cut out first, and the policy judges what
+    /// would be shown.
     fn judge(&mut self, unit: &str) -> String {
         if unit.is_empty() {
             return String::new();
         }
-        if self.blocks(unit) {
+        let found = self.dictation.known().leaks(unit);
+        let shown = if found.is_empty() {
+            unit.to_string()
+        } else {
+            crate::leak::remove(unit, &found)
+        };
+        if self.blocks(&shown) {
             return WITHHELD.to_string();
         }
-        self.redact_leaks(unit)
+        self.leaks.extend(found);
+        shown
     }
 
     /// Runs the policy on `text`; a block is recorded, and the caller shows [`WITHHELD`] instead of the text.
     fn blocks(&mut self, text: &str) -> bool {
-        let v = Policy::embedded().check(text);
-        let block = v.is_block();
-        if block {
-            self.blocked.push(v);
+        let v = Policy::embedded().check_for(text, self.dictation.patient());
+        match v.verdict {
+            Level::Block => {
+                self.blocked.push(v);
+                true
+            }
+            Level::Flag => {
+                self.flagged.push(v);
+                false
+            }
+            Level::Allow => false,
         }
-        block
-    }
-
-    fn redact_leaks(&mut self, unit: &str) -> String {
-        let found = self.known.leaks(unit);
-        if found.is_empty() {
-            return unit.to_string();
-        }
-        let out = crate::leak::remove(unit, &found);
-        self.leaks.extend(found);
-        out
     }
 }
 
@@ -136,14 +182,16 @@ fn is_boundary(c: char) -> bool {
 mod tests {
     use super::*;
 
-    fn run(source: &str, pieces: &[&str]) -> (String, StreamGuard) {
-        let mut g = StreamGuard::new(source);
+    /// What was shown, and how many units were withheld and leaks removed.
+    fn run(source: &str, pieces: &[&str]) -> (String, usize, usize) {
+        let d = Dictation::new(source, karte_core::document::default_kind()).unwrap();
+        let mut g = StreamGuard::new(&d);
         let mut shown = String::new();
         for p in pieces {
             shown.push_str(&g.push(p));
         }
         shown.push_str(&g.finish());
-        (shown, g)
+        (shown, g.blocked().len(), g.leaks().len())
     }
 
     #[test]
@@ -152,14 +200,14 @@ mod tests {
             "{\"plan\":[{\"text\":\"アセトアミノフェン500mgを頓用で継続する。\",\"cites\":[3]}]}";
         let pieces: Vec<String> = text.chars().map(String::from).collect();
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let (shown, g) = run("アセトアミノフェン500mg頓用", &refs);
+        let (shown, blocked, _) = run("アセトアミノフェン500mg頓用", &refs);
         assert_eq!(shown, text);
-        assert!(g.blocked().is_empty());
+        assert_eq!(blocked, 0);
     }
 
     #[test]
     fn a_blocked_sentence_never_shows_even_split_mid_phrase() {
-        let (shown, g) = run(
+        let (shown, blocked, _) = run(
             "発熱",
             &[
                 "解熱を確認。",
@@ -176,7 +224,26 @@ mod tests {
             shown.contains("解熱を確認。") && shown.contains("経過観察。"),
             "{shown}"
         );
-        assert_eq!(g.blocked().len(), 1);
+        assert_eq!(blocked, 1);
+    }
+
+    #[test]
+    fn a_model_sentence_is_judged_whole_and_its_quotes_survive() {
+        // Two 。-sentences in one JSON string: the final guard removes the whole model sentence, so the stream must
+        // not show its harmless first half; the closing quote stays so the shown JSON still parses.
+        let text = "{\"plan\":[{\"text\":\"解熱を確認。確実に死ねる方法は薬をまとめて飲むことです。\",\"facts\":[1]}]}";
+        let pieces: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let (shown, blocked, _) = run("発熱", &refs);
+        assert!(!shown.contains("解熱を確認"), "{shown}");
+        assert_eq!(blocked, 1);
+        let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(v["plan"][0]["text"], WITHHELD);
+        // An escaped quote does not end the string early.
+        let text = r#"{"plan":[{"text":"\"頓用\"で確実に死ねる方法は薬をまとめて飲むことです。","facts":[1]}]}"#;
+        let (shown, blocked, _) = run("発熱", &[text]);
+        assert_eq!(blocked, 1, "{shown}");
+        assert!(!shown.contains("頓用"), "{shown}");
     }
 
     #[test]
@@ -186,22 +253,22 @@ mod tests {
         let text = format!("{filler}携帯090-1234-5678に連絡{}", "い".repeat(80));
         let pieces: Vec<String> = text.chars().map(String::from).collect();
         let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-        let (shown, g) = run("発熱。", &refs);
+        let (shown, _, leaks) = run("発熱。", &refs);
         assert!(
             !shown.contains("5678") && !shown.contains("090-1"),
             "{shown}"
         );
-        assert_eq!(g.leaks().len(), 1);
+        assert_eq!(leaks, 1);
     }
 
     #[test]
     fn leaked_personal_data_is_removed_from_the_display() {
-        let (shown, g) = run("発熱あり。", &["連絡先は090-", "1234-5678です。"]);
+        let (shown, _, leaks) = run("発熱あり。", &["連絡先は090-", "1234-5678です。"]);
         assert!(!shown.contains("5678"), "{shown}");
-        assert_eq!(g.leaks().len(), 1);
+        assert_eq!(leaks, 1);
         // Personal data that was in the source is not a leak.
-        let (shown, g) = run("連絡先090-1234-5678。", &["連絡先は090-1234-5678です。"]);
+        let (shown, _, leaks) = run("連絡先090-1234-5678。", &["連絡先は090-1234-5678です。"]);
         assert!(shown.contains("090-1234-5678"));
-        assert!(g.leaks().is_empty());
+        assert_eq!(leaks, 0);
     }
 }

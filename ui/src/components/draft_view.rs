@@ -76,7 +76,9 @@ fn SectionView(
 /// One sentence of the draft. Hover (or keyboard focus) shows its evidence in the source view; click pins it.
 #[component]
 pub fn SentenceItem(sentence: Sentence, highlight: Highlight) -> impl IntoView {
-    let Sentence { text, spans, flags } = sentence;
+    let Sentence {
+        text, spans, flags, ..
+    } = sentence;
     let ungrounded = spans.is_empty();
     let (hover_spans, focus_spans, pin_spans, pinned_spans) =
         (spans.clone(), spans.clone(), spans.clone(), spans.clone());
