@@ -6,13 +6,9 @@
 
 use karte_api::{DraftOptions, Drafter, EngineStatus, Progress};
 use karte_core::{Code, DraftOutput, Error};
+use karte_ipc::event;
 use std::sync::Arc;
 use tauri::{AppHandle, Emitter, State};
-
-/// The event the window listens to while drafting; its payload is a `karte_api::Progress`.
-pub const PROGRESS_EVENT: &str = "draft-progress";
-/// Sent when the engine's status changed outside a command (the start-up preload finished).
-pub const STATUS_EVENT: &str = "engine-status";
 
 fn join_error(e: impl std::fmt::Display) -> Error {
     tracing::error!("drafting task failed: {e}");
@@ -38,7 +34,7 @@ pub async fn draft(
         let kind = karte_core::document::DEFAULT_KIND;
         let mut progress = |p: Progress| {
             // A window that closed mid-draft is not a reason to fail the draft.
-            if let Err(e) = app.emit(PROGRESS_EVENT, &p) {
+            if let Err(e) = app.emit(event::DRAFT_PROGRESS, &p) {
                 tracing::debug!("progress event not delivered: {e}");
             }
         };

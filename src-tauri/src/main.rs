@@ -18,6 +18,34 @@ mod uploads;
 use std::sync::Arc;
 use tauri::{Emitter, RunEvent};
 
+/// `tauri::generate_handler!` over `module::handler => NAME` pairs. Tauri names a command after its handler
+/// function, while the window calls it by `karte_ipc::command::NAME`: each pair is checked at compile time, so a
+/// renamed handler or constant breaks the build instead of leaving a button that does nothing.
+macro_rules! handlers {
+    ($($module:ident :: $handler:ident => $name:ident),* $(,)?) => {{
+        $(const _: () = assert!(
+            same_str(stringify!($handler), karte_ipc::command::$name),
+            concat!(stringify!($handler), " is not karte_ipc::command::", stringify!($name))
+        );)*
+        tauri::generate_handler![$($module::$handler),*]
+    }};
+}
+
+const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 fn main() {
     // llama.cpp logs every tensor at info; by default keep Karte's own lines and only warnings from the rest.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KARTE_LOG").unwrap_or_else(|_| {
@@ -46,25 +74,25 @@ fn main() {
         .manage(Arc::clone(&drafter))
         .manage(Arc::clone(&records))
         .manage(Arc::clone(&uploads))
-        .invoke_handler(tauri::generate_handler![
-            commands::draft,
-            commands::cancel_draft,
-            commands::engine_status,
-            commands::reconnect_engine,
-            records::login,
-            records::logout,
-            records::save_draft,
-            records::encounters,
-            records::encounter,
-            records::review_suggestion,
-            records::sign_encounter,
-            records::users,
-            records::audit_log,
-            records::audit_verify,
-            uploads::upload_items,
-            uploads::upload_retry,
-            uploads::upload_resume,
-            uploads::upload_overview
+        .invoke_handler(handlers![
+            commands::draft => DRAFT,
+            commands::cancel_draft => CANCEL_DRAFT,
+            commands::engine_status => ENGINE_STATUS,
+            commands::reconnect_engine => RECONNECT_ENGINE,
+            records::login => LOGIN,
+            records::logout => LOGOUT,
+            records::save_draft => SAVE_DRAFT,
+            records::encounters => ENCOUNTERS,
+            records::encounter => ENCOUNTER,
+            records::review_suggestion => REVIEW_SUGGESTION,
+            records::sign_encounter => SIGN_ENCOUNTER,
+            records::users => USERS,
+            records::audit_log => AUDIT_LOG,
+            records::audit_verify => AUDIT_VERIFY,
+            uploads::upload_items => UPLOAD_ITEMS,
+            uploads::upload_retry => UPLOAD_RETRY,
+            uploads::upload_resume => UPLOAD_RESUME,
+            uploads::upload_overview => UPLOAD_OVERVIEW,
         ])
         .setup(move |app| {
             // The upload queue drains in the background from the start (signed notes of an earlier session too).
@@ -77,7 +105,7 @@ fn main() {
                 if let Err(e) = drafter.preload() {
                     tracing::warn!(code = %e.code, "local engine start failed");
                 }
-                let _ = handle.emit(commands::STATUS_EVENT, drafter.status());
+                let _ = handle.emit(karte_ipc::event::ENGINE_STATUS, drafter.status());
             });
             Ok(())
         })

@@ -7,11 +7,10 @@
 //! a password (tens of milliseconds) and every call writes an audit entry with an fsync.
 
 use karte_core::{Code, DraftOutput, Error};
-use karte_store::{
-    AuditEntry, AuditReport, Decision, EncounterSummary, EncounterView, Role, Session, Store,
-    UserInfo,
+use karte_ipc::{
+    AuditEntry, AuditReport, Decision, EncounterSummary, EncounterView, SignedIn, UserInfo,
 };
-use serde::Serialize;
+use karte_store::{Session, Store};
 use std::sync::{Arc, Mutex};
 use tauri::State;
 
@@ -66,13 +65,6 @@ impl Records {
         }
         out
     }
-}
-
-/// Who is signed in, for the window to choose its view.
-#[derive(Debug, Clone, Serialize)]
-pub struct SignedIn {
-    pub user: String,
-    pub role: Role,
 }
 
 pub async fn blocking<T: Send + 'static>(

@@ -9,10 +9,9 @@
 
 use crate::records::Records;
 use karte_core::Error;
+use karte_ipc::{OutboxItem, UploadOverview};
 use karte_store::vault::KeyringBackend;
-use karte_store::{OutboxItem, QueueHealth};
 use karte_sync::{Background, Uploader};
-use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tauri::State;
@@ -48,13 +47,6 @@ pub fn start(records: Arc<Records>, uploads: Arc<Uploads>) {
         });
         uploads.background.run(build, shutdown, POLL).await;
     });
-}
-
-/// Queue health with the uploader's last problem.
-#[derive(Debug, Clone, Serialize)]
-pub struct UploadOverview {
-    pub health: QueueHealth,
-    pub worker_error: Option<Error>,
 }
 
 #[tauri::command]

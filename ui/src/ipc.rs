@@ -5,6 +5,7 @@
 //! JSON text so that they are parsed by the same serde code as everywhere else (no JS-number corner cases).
 
 use crate::model::{DraftOutput, EngineStatus, Progress, UiError};
+use karte_ipc::{command, event};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -17,11 +18,6 @@ extern "C" {
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
     async fn listen(event: &str, handler: &js_sys::Function) -> Result<JsValue, JsValue>;
 }
-
-/// Name of the event the backend emits for each `Progress` while drafting.
-pub const PROGRESS_EVENT: &str = "draft-progress";
-/// Name of the event the backend emits when the engine's status changes by itself (start-up preload done).
-pub const STATUS_EVENT: &str = "engine-status";
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, UiError> {
     let json = serde_json::to_string(value)
@@ -71,12 +67,12 @@ struct DraftArgs<'a> {
 /// Runs the `draft` command. Tauri 2 expects command arguments in camelCase (`noLlm`).
 pub async fn draft(text: &str, no_llm: bool) -> Result<DraftOutput, UiError> {
     let args = to_js(&DraftArgs { text, no_llm })?;
-    let out = invoke("draft", args).await.map_err(to_error)?;
+    let out = invoke(command::DRAFT, args).await.map_err(to_error)?;
     from_js(&out)
 }
 
 pub async fn engine_status() -> Result<EngineStatus, UiError> {
-    let out = invoke("engine_status", JsValue::UNDEFINED)
+    let out = invoke(command::ENGINE_STATUS, JsValue::UNDEFINED)
         .await
         .map_err(to_error)?;
     from_js(&out)
@@ -84,7 +80,7 @@ pub async fn engine_status() -> Result<EngineStatus, UiError> {
 
 /// Probes the clinic server now (再接続) and returns the new status.
 pub async fn reconnect_engine() -> Result<EngineStatus, UiError> {
-    let out = invoke("reconnect_engine", JsValue::UNDEFINED)
+    let out = invoke(command::RECONNECT_ENGINE, JsValue::UNDEFINED)
         .await
         .map_err(to_error)?;
     from_js(&out)
@@ -92,7 +88,7 @@ pub async fn reconnect_engine() -> Result<EngineStatus, UiError> {
 
 /// Asks the backend to stop the running draft; the pending `draft` call then fails with `engine.cancelled`.
 pub async fn cancel_draft() -> Result<(), UiError> {
-    invoke("cancel_draft", JsValue::UNDEFINED)
+    invoke(command::CANCEL_DRAFT, JsValue::UNDEFINED)
         .await
         .map_err(to_error)
         .map(drop)
@@ -133,9 +129,9 @@ async fn listen_json<T: DeserializeOwned + 'static>(
 }
 
 pub async fn listen_progress(on_progress: impl FnMut(Progress) + 'static) -> Result<(), UiError> {
-    listen_json(PROGRESS_EVENT, on_progress).await
+    listen_json(event::DRAFT_PROGRESS, on_progress).await
 }
 
 pub async fn listen_status(on_status: impl FnMut(EngineStatus) + 'static) -> Result<(), UiError> {
-    listen_json(STATUS_EVENT, on_status).await
+    listen_json(event::ENGINE_STATUS, on_status).await
 }

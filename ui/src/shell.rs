@@ -6,11 +6,12 @@
 use crate::app::App;
 use crate::components::ErrorBox;
 use crate::model::{DraftOutput, UiError};
-use crate::records::{
-    self, AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
+use crate::records;
+use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
+use karte_ipc::{
+    AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
     SuggestionView, UploadOverview, UserInfo,
 };
-use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -128,7 +129,7 @@ fn SignedInView(who: SignedIn) -> impl IntoView {
     };
     view! {
         <div id="user-bar" class="user-bar">
-            <span id="signed-in-user" data-role=format!("{role:?}").to_lowercase()>
+            <span id="signed-in-user" data-role=role.as_str()>
                 {format!("{}（{}）", who.user, role.label_ja())}
             </span>
             <button id="logout" type="button" on:click=logout>"サインアウト"</button>
@@ -387,16 +388,12 @@ fn ReviewItem(
         })
     };
     let (decision, state) = match &suggestion.review {
-        None => (String::new(), "未レビュー".to_string()),
+        None => ("", "未レビュー".to_string()),
         Some(r) => (
-            r.decision.clone(),
+            r.decision.as_str(),
             format!(
                 "{}（{}）{}",
-                if r.decision == "accept" {
-                    "採用"
-                } else {
-                    "却下"
-                },
+                r.decision.label_ja(),
                 r.reviewer,
                 if r.comment.is_empty() {
                     String::new()
@@ -511,10 +508,14 @@ pub fn VerifyResult(report: AuditReport) -> impl IntoView {
         None => format!("改ざんは見つかりませんでした（{} 件）", report.entries),
         Some(b) => format!(
             "改ざんを検出しました: 最初の不正な項目は #{}（{}）",
-            b.seq, b.problem
+            b.seq,
+            b.problem.label_ja()
         ),
     };
-    view! { <p id="verify-result" class:bad=!intact data-intact=intact.to_string()>{text}</p> }
+    let problem = report.first_bad.as_ref().map(|b| b.problem.as_str());
+    view! {
+        <p id="verify-result" class:bad=!intact data-intact=intact.to_string() data-problem=problem>{text}</p>
+    }
 }
 
 #[component]

@@ -2,8 +2,7 @@
 //! 再送 on a refused one) and the queue's health for administrators (counts, the uploader's last problem, a halt
 //! alert with 送信再開). The queue itself is karte-store's and karte-sync's; these only render and call.
 
-use crate::model::UiError;
-use crate::records::{OutboxItem, UploadOverview};
+use karte_ipc::{OutboxItem, OutboxState, UploadOverview};
 use leptos::prelude::*;
 
 /// What a held-back amendment shows: why it is not being sent.
@@ -15,21 +14,21 @@ pub fn UploadBadge(
     item: OutboxItem,
     #[prop(optional)] on_retry: Option<Callback<i64>>,
 ) -> impl IntoView {
-    let failed = item.state == "failed";
+    let failed = item.state == OutboxState::Failed;
+    let pending = item.state == OutboxState::Pending;
     let id = item.id;
-    let label = item.label_ja();
-    let held = item.state == "pending" && item.held_by.is_some();
+    let label = item.state.label_ja();
+    let held = pending && item.held_by.is_some();
+    // A sent document's last failure is history: only a waiting or refused one says why.
     let reason = if held {
         Some(HELD_REASON.to_string())
     } else {
-        item.last_reason
-            .clone()
-            .filter(|_| failed || item.state == "pending")
+        item.last_reason.clone().filter(|_| failed || pending)
     };
     let code = item.last_code.clone().unwrap_or_default();
     let version = format!("第{}版", item.version);
     view! {
-        <span class="upload" data-state=item.state.clone() data-item=id.to_string() data-held=held.to_string() title=item.bundle_id.clone()>
+        <span class="upload" data-state=item.state.as_str() data-item=id.to_string() data-held=held.to_string() title=item.bundle_id.clone()>
             <span class="upload-version">{version}</span>
             <span class="upload-label">{label}</span>
             {reason.map(|r| view! { <span class="upload-reason" data-code=code>{r}</span> })}
@@ -44,10 +43,10 @@ pub fn UploadBadge(
 /// How urgent a state is for the record's badge: a failure needs a person, waiting needs patience, sent needs
 /// nothing.
 fn severity(i: &OutboxItem) -> u8 {
-    match i.state.as_str() {
-        "failed" => 2,
-        "sent" => 0,
-        _ => 1,
+    match i.state {
+        OutboxState::Failed => 2,
+        OutboxState::Pending => 1,
+        OutboxState::Sent => 0,
     }
 }
 
@@ -60,9 +59,9 @@ pub fn badge_for<'a>(items: &'a [OutboxItem], encounter: &str) -> Option<&'a Out
         .max_by_key(|i| (severity(i), i.version))
 }
 
-fn worker_problem(e: &UiError) -> impl IntoView {
+fn worker_problem(e: &karte_core::Error) -> impl IntoView {
     view! {
-        <p class="upload-worker-error" data-code=e.code.clone()>
+        <p class="upload-worker-error" data-code=e.code.as_str()>
             {format!("送信処理: {} [{}]", e.message, e.code)}
         </p>
     }

@@ -1,8 +1,8 @@
-//! The sign-in form and the role views, rendered natively (`cargo test -p ui --features ssr`), fed with karte-store's
-//! own types serialised the way the Tauri commands send them, so the window's mirrors cannot drift from the store.
+//! The sign-in form and the role views, rendered natively (`cargo test -p ui --features ssr`) from karte-ipc's types,
+//! the ones the Tauri commands send.
 
+use karte_ipc::*;
 use leptos::prelude::*;
-use ui::records::{AuditEntry, AuditReport, EncounterView, UserInfo};
 use ui::shell::{AuditTable, EncounterReview, LoginView, UsersTable, VerifyResult};
 
 fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
@@ -10,14 +10,7 @@ fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
     owner.with(|| f().into_view().to_html())
 }
 
-/// A karte-store value as the window receives it.
-fn over_ipc<S: serde::Serialize, T: serde::de::DeserializeOwned>(v: &S) -> T {
-    serde_json::from_str(&serde_json::to_string(v).unwrap())
-        .expect("the window's mirror parses karte-store's JSON")
-}
-
-fn store_encounter() -> karte_store::EncounterView {
-    use karte_store::*;
+fn encounter() -> EncounterView {
     let suggestion = |id: i64, test: &str, review: Option<ReviewView>| SuggestionView {
         id,
         test: test.into(),
@@ -81,7 +74,7 @@ fn login_form_asks_for_name_password_and_totp_code() {
 
 #[test]
 fn review_shows_each_suggestion_with_its_state_and_both_decisions() {
-    let view: EncounterView = over_ipc(&store_encounter());
+    let view = encounter();
     let html = render(
         move || view! { <EncounterReview view=view on_reviewed=Callback::new(|_: String| {})/> },
     );
@@ -105,13 +98,13 @@ fn review_shows_each_suggestion_with_its_state_and_both_decisions() {
 
 #[test]
 fn admin_tables_and_verify_result() {
-    let users: Vec<UserInfo> = over_ipc(&vec![karte_store::UserInfo {
+    let users = vec![UserInfo {
         name: "ns.suzuki".into(),
-        role: karte_store::Role::Nurse,
+        role: Role::Nurse,
         disabled: false,
         locked: true,
         created_at: "2026-11-24T01:00:00.000Z".into(),
-    }]);
+    }];
     let html = render(move || view! { <UsersTable users=users/> });
     assert!(
         html.contains("data-name=\"ns.suzuki\"")
@@ -120,7 +113,7 @@ fn admin_tables_and_verify_result() {
         "{html}"
     );
 
-    let entry = karte_store::AuditEntry {
+    let entries = vec![AuditEntry {
         seq: 7,
         ts_ms: 0,
         ts: "1970-01-01T00:00:00.000Z".into(),
@@ -134,35 +127,36 @@ fn admin_tables_and_verify_result() {
         detail: "suggestion=1 decision=reject".into(),
         prev_hash: "a".into(),
         hash: "b".into(),
-    };
-    let entries: Vec<AuditEntry> = over_ipc(&vec![entry]);
+    }];
     let html = render(move || view! { <AuditTable entries=entries/> });
     assert!(
         html.contains("data-seq=\"7\" data-action=\"review_suggestions\" data-outcome=\"ok\""),
         "{html}"
     );
 
-    let intact: AuditReport = over_ipc(&karte_store::AuditReport {
+    let intact = AuditReport {
         entries: 12,
         head_seq: Some(12),
         first_bad: None,
-    });
+    };
     let html = render(move || view! { <VerifyResult report=intact/> });
     assert!(
         html.contains("data-intact=\"true\"") && html.contains("12 件"),
         "{html}"
     );
-    let bad: AuditReport = over_ipc(&karte_store::AuditReport {
+    let bad = AuditReport {
         entries: 12,
         head_seq: Some(12),
-        first_bad: Some(karte_store::BadEntry {
+        first_bad: Some(BadEntry {
             seq: 4,
-            problem: karte_store::Problem::HashMismatch,
+            problem: Problem::HashMismatch,
         }),
-    });
+    };
     let html = render(move || view! { <VerifyResult report=bad/> });
     assert!(
-        html.contains("data-intact=\"false\"") && html.contains("#4"),
+        html.contains("data-intact=\"false\"")
+            && html.contains("data-problem=\"hash_mismatch\"")
+            && html.contains("#4（内容がハッシュと一致しません"),
         "{html}"
     );
 }

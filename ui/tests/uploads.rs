@@ -1,8 +1,8 @@
 //! The upload badge and the queue-health panel, rendered natively (`cargo test -p ui --features ssr`) from
-//! karte-store's own `OutboxItem` and `QueueHealth`, serialised the way the Tauri commands send them.
+//! karte-ipc's `OutboxItem` and `UploadOverview`, the ones the Tauri commands send.
 
+use karte_ipc::{Halt, OutboxItem, OutboxState, QueueHealth, UploadOverview};
 use leptos::prelude::*;
-use ui::records::{OutboxItem, UploadOverview};
 use ui::uploads::{badge_for, QueueHealthPanel, UploadBadge, HELD_REASON};
 
 fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
@@ -10,19 +10,14 @@ fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
     owner.with(|| f().into_view().to_html())
 }
 
-fn over_ipc<S: serde::Serialize, T: serde::de::DeserializeOwned>(v: &S) -> T {
-    serde_json::from_str(&serde_json::to_string(v).unwrap())
-        .expect("the window's mirror parses karte-store's JSON")
-}
-
-fn store_item(
+fn item(
     id: i64,
     version: i64,
-    state: karte_store::OutboxState,
+    state: OutboxState,
     code: Option<&str>,
     reason: Option<&str>,
-) -> karte_store::OutboxItem {
-    karte_store::OutboxItem {
+) -> OutboxItem {
+    OutboxItem {
         id,
         encounter: "E0123456789AB".into(),
         version,
@@ -43,7 +38,7 @@ fn store_item(
 
 #[test]
 fn badge_shows_each_state_and_retry_only_when_refused() {
-    use karte_store::OutboxState::*;
+    use OutboxState::*;
     // (state, code, reason, label, reason shown, retry button)
     let table = [
         (Pending, None, None, "送信待ち", false, false),
@@ -66,7 +61,7 @@ fn badge_shows_each_state_and_retry_only_when_refused() {
         ),
     ];
     for (state, code, reason, label, shows_reason, retry) in table {
-        let item: OutboxItem = over_ipc(&store_item(3, 1, state, code, reason));
+        let item = item(3, 1, state, code, reason);
         let html =
             render(move || view! { <UploadBadge item=item on_retry=Callback::new(|_: i64| {})/> });
         assert!(html.contains(label), "{state:?}: {html}");
@@ -89,9 +84,9 @@ fn badge_shows_each_state_and_retry_only_when_refused() {
 
 #[test]
 fn the_badge_shows_the_worst_state_of_the_records_versions() {
-    use karte_store::OutboxState::*;
+    use OutboxState::*;
     // (states of v1, v2, v3 in order; the version the badge must show)
-    let table: &[(&[karte_store::OutboxState], i64)] = &[
+    let table: &[(&[OutboxState], i64)] = &[
         (&[Sent, Pending], 2),
         (&[Sent, Sent], 2),
         // A failed earlier version is not hidden behind a later one, sent or waiting.
@@ -104,7 +99,7 @@ fn the_badge_shows_the_worst_state_of_the_records_versions() {
         let items: Vec<OutboxItem> = states
             .iter()
             .enumerate()
-            .map(|(i, st)| over_ipc(&store_item(i as i64 + 1, i as i64 + 1, *st, None, None)))
+            .map(|(i, st)| item(i as i64 + 1, i as i64 + 1, *st, None, None))
             .collect();
         assert_eq!(
             badge_for(&items, "E0123456789AB").unwrap().version,
@@ -117,23 +112,21 @@ fn the_badge_shows_the_worst_state_of_the_records_versions() {
 
 #[test]
 fn a_held_amendment_says_it_waits_for_the_earlier_version() {
-    use karte_store::OutboxState::*;
-    let mut held = store_item(2, 2, Pending, None, None);
+    use OutboxState::*;
+    let mut held = item(2, 2, Pending, None, None);
     held.held_by = Some(1);
-    let item: OutboxItem = over_ipc(&held);
-    assert_eq!(item.held_by, Some(1));
-    let html = render(move || view! { <UploadBadge item=item/> });
+    let html = render(move || view! { <UploadBadge item=held/> });
     assert!(html.contains(HELD_REASON), "{html}");
     assert!(html.contains("data-held=\"true\""), "{html}");
     assert!(html.contains("第2版"), "{html}");
-    let free: OutboxItem = over_ipc(&store_item(3, 1, Pending, None, None));
+    let free = item(3, 1, Pending, None, None);
     let html = render(move || view! { <UploadBadge item=free/> });
     assert!(!html.contains(HELD_REASON), "{html}");
 }
 
 #[test]
 fn queue_health_shows_counts_halt_and_worker_problem() {
-    let health = karte_store::QueueHealth {
+    let health = QueueHealth {
         pending: 4,
         failed: 1,
         sent: 120,
@@ -141,18 +134,18 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
         oldest_pending_at: Some("2026-11-24T01:00:00.000Z".into()),
         last_sent_at: Some("2026-11-24T00:59:00.000Z".into()),
         last_error: None,
-        halted: Some(karte_store::Halt {
+        halted: Some(Halt {
             code: "sync.pin_mismatch".into(),
             message: "送信先サーバーの証明書が登録された公開鍵（ピン）と一致しません。".into(),
             at: "2026-11-24T01:00:01.000Z".into(),
         }),
     };
     let overview = UploadOverview {
-        health: over_ipc(&health),
-        worker_error: Some(over_ipc(&karte_core::Error::new(
+        health: health.clone(),
+        worker_error: Some(karte_core::Error::new(
             karte_core::Code::SyncClientCertMissing,
             "この端末のクライアント証明書がキーリングにありません。",
-        ))),
+        )),
     };
     let html = render(
         move || view! { <QueueHealthPanel overview=overview on_resume=Callback::new(|_: ()| {})/> },
@@ -171,10 +164,10 @@ fn queue_health_shows_counts_halt_and_worker_problem() {
         assert!(html.contains(want), "missing {want}: {html}");
     }
     let calm = UploadOverview {
-        health: over_ipc(&karte_store::QueueHealth {
+        health: QueueHealth {
             halted: None,
             ..health
-        }),
+        },
         worker_error: None,
     };
     let html = render(move || view! { <QueueHealthPanel overview=calm/> });

@@ -15,33 +15,12 @@ use crate::clock::iso8601;
 use crate::db::db_err;
 use karte_core::Result;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use karte_ipc::audit::{AuditEntry, AuditReport, BadEntry, Problem};
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// One audit entry as stored and exported. `ts` is derived from `ts_ms` for readers; the hash covers `ts_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    pub seq: i64,
-    pub ts_ms: i64,
-    pub ts: String,
-    /// The signed-in (or attempting) user; `None` when the name given matched no account.
-    pub user: Option<String>,
-    pub role: Option<String>,
-    /// Stable action name, e.g. `login`, `record_view`, `record_sign`, `user_add`.
-    pub action: String,
-    pub encounter: Option<String>,
-    pub version: Option<i64>,
-    /// `ok`, `denied` (the matrix said no), `failed` (bad credentials), `locked`, `expired`.
-    pub outcome: String,
-    pub workstation: String,
-    /// Non-clinical particulars: a suggestion number and decision, a content hash, a reason code.
-    pub detail: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
 
 /// What to record; the chain fields are filled in by [`append`].
 #[derive(Debug, Clone, Default)]
@@ -88,22 +67,21 @@ pub fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-impl AuditEntry {
-    fn computed_hash(&self) -> String {
-        entry_hash(
-            self.seq,
-            self.ts_ms,
-            self.user.as_deref(),
-            self.role.as_deref(),
-            &self.action,
-            self.encounter.as_deref(),
-            self.version,
-            &self.outcome,
-            &self.workstation,
-            &self.detail,
-            &self.prev_hash,
-        )
-    }
+/// The hash `e`'s fields give, to compare with the one stored.
+fn computed_hash(e: &AuditEntry) -> String {
+    entry_hash(
+        e.seq,
+        e.ts_ms,
+        e.user.as_deref(),
+        e.role.as_deref(),
+        &e.action,
+        e.encounter.as_deref(),
+        e.version,
+        &e.outcome,
+        &e.workstation,
+        &e.detail,
+        &e.prev_hash,
+    )
 }
 
 /// Appends inside the caller's transaction (so the entry commits or rolls back with what it records) and returns
@@ -200,60 +178,6 @@ pub(crate) fn hash_at(conn: &Connection, seq: i64) -> Result<Option<String>> {
         .map_err(db_err)
 }
 
-/// Why verification stopped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Problem {
-    /// The entry's fields do not give its stored hash: it was edited, or put in another position.
-    HashMismatch,
-    /// The entry does not link to the hash of the entry before it.
-    BrokenLink,
-    /// No entry has this sequence number although later ones exist (deleted), or the chain ends before the head
-    /// recorded in the keyring (newest entries deleted).
-    Missing,
-    /// The entry at the keyring's head position is not the one the head recorded (rewritten or replaced).
-    HeadMismatch,
-    /// The keyring holds no chain head although the log has entries.
-    HeadMissing,
-}
-
-impl Problem {
-    pub fn label_ja(&self) -> &'static str {
-        match self {
-            Problem::HashMismatch => "内容がハッシュと一致しません（改変または並べ替え）",
-            Problem::BrokenLink => "直前の項目のハッシュとつながっていません（挿入または削除）",
-            Problem::Missing => "項目がありません（削除）",
-            Problem::HeadMismatch => {
-                "キーリングに記録した最新項目と一致しません（末尾の削除または書き換え）"
-            }
-            Problem::HeadMissing => "キーリングに最新項目の記録がありません",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BadEntry {
-    pub seq: i64,
-    pub problem: Problem,
-}
-
-/// Result of `karte audit verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditReport {
-    /// Entries read.
-    pub entries: i64,
-    /// The keyring's head `(seq)` the chain was checked against.
-    pub head_seq: Option<i64>,
-    /// The first bad entry, `None` when the chain is intact.
-    pub first_bad: Option<BadEntry>,
-}
-
-impl AuditReport {
-    pub fn intact(&self) -> bool {
-        self.first_bad.is_none()
-    }
-}
-
 /// Walks the chain from the first entry and stops at the first problem.
 pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> AuditReport {
     let bad = |seq, problem| Some(BadEntry { seq, problem });
@@ -265,7 +189,7 @@ pub fn verify_chain(entries: &[AuditEntry], head: Option<(i64, &str)>) -> AuditR
             first_bad = bad(expected_seq, Problem::Missing);
             break;
         }
-        if e.computed_hash() != e.hash {
+        if computed_hash(e) != e.hash {
             first_bad = bad(e.seq, Problem::HashMismatch);
             break;
         }
@@ -364,7 +288,7 @@ mod tests {
                 prev_hash: prev,
                 hash: String::new(),
             };
-            e.hash = e.computed_hash();
+            e.hash = computed_hash(&e);
             out.push(e);
         }
         out

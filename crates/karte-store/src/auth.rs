@@ -1,4 +1,4 @@
-//! Roles, the permission matrix, password hashing and TOTP.
+//! Roles (the type is karte-ipc's: the window receives it), the permission matrix, password hashing and TOTP.
 //!
 //! The matrix lives here, in the library, so that the CLI, the desktop app and a future server cannot disagree:
 //! every [`crate::Store`] operation that touches a record or a user asks [`permits`] first.
@@ -7,61 +7,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use karte_core::{Code, Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// 医師
-    Physician,
-    /// 看護師
-    Nurse,
-    /// システム管理者
-    Admin,
-}
-
-impl Role {
-    pub const ALL: [Role; 3] = [Role::Physician, Role::Nurse, Role::Admin];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Physician => "physician",
-            Role::Nurse => "nurse",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn label_ja(self) -> &'static str {
-        match self {
-            Role::Physician => "医師",
-            Role::Nurse => "看護師",
-            Role::Admin => "システム管理者",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                Error::new(
-                    Code::UserInvalid,
-                    "役割は physician、nurse、admin のいずれかです。",
-                )
-            })
-    }
-}
+pub use karte_ipc::Role;
 
 /// Everything the matrix decides. `as_str` values are written to the audit log: stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ pub use auth::{permits, Action, Enrolment, Role, Session};
 pub use backup::{BackupContents, BackupReport, RestoreReport};
 pub use clock::iso8601;
 pub use feedback::FeedbackRecord;
+pub use karte_ipc::UserInfo;
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
@@ -107,16 +108,6 @@ pub fn default_data_dir() -> Result<PathBuf> {
                 "データの保存先を決められません。KARTE_DATA_DIR を設定してください。",
             )
         })
-}
-
-/// An account as an administrator sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserInfo {
-    pub name: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub locked: bool,
-    pub created_at: String,
 }
 
 /// Result of [`Store::check_integrity`].
@@ -1685,7 +1676,7 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
             Ok((
                 VersionView {
                     version: r.get(0)?,
-                    kind: VersionKind::parse(&r.get::<_, String>(1)?),
+                    kind: records::parse_version_kind(&r.get::<_, String>(1)?),
                     author: r.get(2)?,
                     created_at: iso8601(r.get(3)?),
                     text: r.get(4)?,
@@ -1740,7 +1731,7 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
             Ok((
                 r.get::<_, i64>(0)?,
                 ReviewView {
-                    decision: Decision::parse(&r.get::<_, String>(1)?),
+                    decision: records::parse_decision(&r.get::<_, String>(1)?),
                     comment: r.get(2)?,
                     reviewer: r.get(3)?,
                     reviewed_at: iso8601(r.get(4)?),

@@ -1,0 +1,54 @@
+//! The window contract: what crosses Tauri IPC between the desktop app (`src-tauri`) and the window (`ui`).
+//!
+//! The window is compiled to wasm and cannot link karte-store (SQLCipher, the OS keyring), so the types it receives
+//! used to be copied by hand into `ui/` and their states compared as strings. They live here instead, with serde and
+//! karte-core as their only dependencies: the store, the app and the window compile against one definition, a field
+//! or state added on one side is seen by the other at build time, and enums cross as enums. karte-store re-exports
+//! them, so its own API is unchanged.
+//!
+//! The serde attributes are the wire format, and also the format of the CLI's JSON output and of stored values:
+//! `tests/wire.rs` pins them.
+
+pub mod audit;
+pub mod auth;
+pub mod outbox;
+pub mod records;
+
+pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
+pub use auth::{Role, SignedIn, UserInfo};
+pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, UploadOverview};
+pub use records::{
+    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
+    VersionView,
+};
+
+/// Tauri command names. Tauri takes a command's name from its handler function, so `src-tauri` checks at compile
+/// time that each handler is named as below; the window calls by these constants, never by a literal.
+pub mod command {
+    pub const DRAFT: &str = "draft";
+    pub const CANCEL_DRAFT: &str = "cancel_draft";
+    pub const ENGINE_STATUS: &str = "engine_status";
+    pub const RECONNECT_ENGINE: &str = "reconnect_engine";
+    pub const LOGIN: &str = "login";
+    pub const LOGOUT: &str = "logout";
+    pub const SAVE_DRAFT: &str = "save_draft";
+    pub const ENCOUNTERS: &str = "encounters";
+    pub const ENCOUNTER: &str = "encounter";
+    pub const REVIEW_SUGGESTION: &str = "review_suggestion";
+    pub const SIGN_ENCOUNTER: &str = "sign_encounter";
+    pub const USERS: &str = "users";
+    pub const AUDIT_LOG: &str = "audit_log";
+    pub const AUDIT_VERIFY: &str = "audit_verify";
+    pub const UPLOAD_ITEMS: &str = "upload_items";
+    pub const UPLOAD_RETRY: &str = "upload_retry";
+    pub const UPLOAD_RESUME: &str = "upload_resume";
+    pub const UPLOAD_OVERVIEW: &str = "upload_overview";
+}
+
+/// Events the app emits to the window.
+pub mod event {
+    /// One `karte_api::Progress` per step while drafting.
+    pub const DRAFT_PROGRESS: &str = "draft-progress";
+    /// A `karte_api::EngineStatus` when the engine's status changed outside a command (the start-up preload ended).
+    pub const ENGINE_STATUS: &str = "engine-status";
+}
