@@ -1,54 +1,12 @@
 //! The data that crosses the IPC boundary, as the window sees it.
 //!
-//! Draft types come straight from `karte-core` so that a change of the contract breaks this crate's build instead of
-//! silently blanking a section. `Progress` and `EngineStatus` live in `karte-api`, which links llama.cpp and cannot
-//! be compiled to wasm, so they are mirrored here; the tests parse the JSON that `karte-api` emits to keep the two
-//! in step.
+//! Every type is the backend's own (karte-core for drafts, karte-ipc for progress and status), so a change of the
+//! contract breaks this crate's build instead of silently blanking a section.
 
 use serde::{Deserialize, Serialize};
 
-pub use karte_core::{DraftOutput, EngineInfo, Flag, Sentence, Span, Suggestion};
-
-/// Mirror of `karte_api::Progress` (serde tag `type`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Progress {
-    Stage {
-        stage: String,
-        message: String,
-    },
-    Token {
-        text: String,
-        tokens: u32,
-    },
-    /// The answer starts over (worker restarted, or the other engine took over): drop the streamed text.
-    Reset {
-        message: String,
-    },
-}
-
-/// Mirror of `karte_llm::Serving`: which engine drafts (院内サーバー / この端末) and why, already in Japanese.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Serving {
-    /// `server`, `local_worker` or `in_process`.
-    pub kind: String,
-    pub label: String,
-    pub reason: String,
-}
-
-/// Mirror of `karte_api::EngineStatus`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EngineStatus {
-    pub model: String,
-    pub loaded: bool,
-    #[serde(default)]
-    pub tokens_per_s: Option<f64>,
-    #[serde(default)]
-    pub serving: Option<Serving>,
-    /// Model drafting cannot work (an unusable settings file): shown with its code until fixed.
-    #[serde(default)]
-    pub problem: Option<UiError>,
-}
+pub use karte_core::{DraftOutput, EngineInfo, EngineKind, Flag, Sentence, Span, Suggestion};
+pub use karte_ipc::{EngineStatus, Progress, Serving};
 
 /// An error as the window shows it: `karte_core::Error` on the wire, but with the code kept as a string so that a
 /// code added to the backend later still displays its message instead of failing to parse.
@@ -56,6 +14,15 @@ pub struct EngineStatus {
 pub struct UiError {
     pub code: String,
     pub message: String,
+}
+
+impl From<karte_core::Error> for UiError {
+    fn from(e: karte_core::Error) -> Self {
+        UiError {
+            code: e.code.as_str().to_string(),
+            message: e.message,
+        }
+    }
 }
 
 impl UiError {

@@ -357,8 +357,8 @@ fn blocked_model_text_gets_a_notice_of_its_own() {
     );
 }
 
-/// The status JSON as karte-api writes it (karte-api's own test serialises a real `EngineStatus` and compares it with
-/// these files, so the mirror cannot drift).
+/// The status JSON as the app sends it (karte-api's own test compares these files with what a real `Workstation`
+/// reports).
 fn status_fixture(name: &str) -> EngineStatus {
     let text = match name {
         "server" => include_str!("fixtures/engine_status_server.json"),

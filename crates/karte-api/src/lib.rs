@@ -10,6 +10,7 @@ use karte_core::phrase;
 use karte_core::pipeline::floor_sections;
 use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Sections, Sentence};
 use karte_guard::Dictation;
+pub use karte_ipc::{EngineStatus, Progress};
 use karte_llm::{
     CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Serving, Workstation,
 };
@@ -28,42 +29,11 @@ pub struct DraftOptions {
     pub kind: Option<String>,
 }
 
-/// Progress reported while drafting, in order: stages, then (with a model) tokens as they stream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Progress {
-    /// A pipeline stage started. `stage` is stable (`extract`, `load_model`, `generate`, `verify`);
-    /// `message` is Japanese for the status line.
-    Stage { stage: String, message: String },
-    /// The model produced more text. `text` is the piece just generated; `tokens` the count so far.
-    Token { text: String, tokens: u32 },
-    /// The answer starts over (the local worker was restarted, or the other engine took over): discard the text
-    /// streamed so far. `message` is Japanese for the status line.
-    Reset { message: String },
-}
-
 fn stage(progress: &mut dyn FnMut(Progress), stage: &str, message: &str) {
     progress(Progress::Stage {
         stage: stage.into(),
         message: message.into(),
     });
-}
-
-/// Status of the engine for the window's status bar.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EngineStatus {
-    /// Manifest name or file name of the configured model.
-    pub model: String,
-    pub loaded: bool,
-    /// Throughput of the last draft, when there was one.
-    pub tokens_per_s: Option<f64>,
-    /// Which engine serves the next draft and why (院内サーバー / この端末), when there is a choice: a model in
-    /// this process has none to show.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving: Option<Serving>,
-    /// Why model drafting cannot work at all (an unusable settings file), with its code, to show until fixed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<Error>,
 }
 
 /// Drafts with one chat engine. `Drafter` is `Send + Sync`; concurrent drafts share the engine.

@@ -1,6 +1,5 @@
-//! The window mirrors `EngineStatus` and `Progress` in the wasm crate (which cannot link karte-api): these tests
-//! hold the JSON the window's own tests parse (ui/tests/fixtures) to what karte-api really reads and writes, and the
-//! indicator's texts to what a real `Workstation` says.
+//! `EngineStatus` and `Progress` are karte-ipc's, shared with the window: these tests pin the JSON the window's own
+//! tests render (ui/tests/fixtures) as the wire format, and the indicator's texts to what a real `Workstation` says.
 
 use std::sync::Arc;
 

@@ -292,15 +292,27 @@ impl Sections {
         self.parts.iter().all(|p| p.sentences.is_empty())
     }
 
-    /// Checks the sections against `kind`: exactly its sections, in its order (what a stored version, an edit
-    /// and an upload rely on).
-    pub fn conforms_to(&self, kind: &DocumentKind) -> bool {
-        self.parts.len() == kind.sections.len()
-            && self
-                .parts
-                .iter()
-                .zip(&kind.sections)
-                .all(|(p, s)| p.id == s.id)
+    /// The same sections in `kind`'s order, a missing one empty: a JSON object's key order does not survive every
+    /// boundary (Tauri reads command arguments through a sorted map), so what arrives is put in order here rather
+    /// than trusted. A section the kind does not have, or one named twice, is `input.document_invalid`.
+    pub fn conform(self, kind: &DocumentKind) -> Result<Sections> {
+        let mut out = Sections::empty(kind);
+        let mut seen = vec![false; kind.sections.len()];
+        for p in self.parts {
+            match kind.sections.iter().position(|s| s.id == p.id) {
+                Some(i) if !seen[i] => {
+                    seen[i] = true;
+                    out.parts[i].sentences = p.sentences;
+                }
+                _ => {
+                    return Err(Error::new(
+                        Code::DocumentInvalid,
+                        "下書きの形式が文書の種類と合いません。もう一度下書きを作成してください。",
+                    ))
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -594,7 +606,48 @@ mod tests {
             r#"{"subjective":[],"objective":[],"assessment":[],"plan":[]}"#
         );
         let back: Sections = serde_json::from_str(&j).unwrap();
-        assert!(back.conforms_to(k));
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn sections_are_put_in_the_kind_order_whatever_order_they_arrive_in() {
+        let k = default_kind();
+        let sent = |t: &str| format!(r#"[{{"text":"{t}","spans":[],"flags":[]}}]"#);
+        // (JSON as it arrives, section that should hold 「x」, or None when it must be refused)
+        let cases: Vec<(String, Option<&str>)> = vec![
+            // What Tauri hands a command: keys sorted.
+            (
+                format!(
+                    r#"{{"assessment":[],"objective":{},"plan":[],"subjective":[]}}"#,
+                    sent("x")
+                ),
+                Some("objective"),
+            ),
+            // An empty section left out.
+            (format!(r#"{{"plan":{}}}"#, sent("x")), Some("plan")),
+            (
+                format!(r#"{{"subjective":[],"history":{}}}"#, sent("x")),
+                None,
+            ),
+            (format!(r#"{{"plan":[],"plan":{}}}"#, sent("x")), None),
+        ];
+        for (json, want) in cases {
+            let s: Sections = serde_json::from_str(&json).unwrap();
+            match (s.conform(k), want) {
+                (Ok(c), Some(id)) => {
+                    let ids: Vec<&str> = c.parts().iter().map(|p| p.id.as_str()).collect();
+                    assert_eq!(
+                        ids,
+                        ["subjective", "objective", "assessment", "plan"],
+                        "{json}"
+                    );
+                    assert_eq!(c.get(id)[0].text, "x", "{json}");
+                    assert_eq!(c.iter().count(), 1, "{json}");
+                }
+                (Err(e), None) => assert_eq!(e.code, Code::DocumentInvalid, "{json}"),
+                (got, _) => panic!("{json}: {got:?}"),
+            }
+        }
     }
 
     #[test]

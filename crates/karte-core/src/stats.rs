@@ -55,6 +55,15 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The serde name, for attributes and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::InProcess => "in_process",
+            EngineKind::LocalWorker => "local_worker",
+            EngineKind::Server => "server",
+        }
+    }
+
     /// The short Japanese label for the status bar.
     pub fn label_ja(self) -> &'static str {
         match self {

@@ -11,11 +11,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod engine;
 pub mod outbox;
 pub mod records;
 
 pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
 pub use auth::{Role, SignedIn, UserInfo};
+pub use engine::{EngineStatus, Progress, Serving};
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, UploadOverview};
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
@@ -47,8 +49,17 @@ pub mod command {
 
 /// Events the app emits to the window.
 pub mod event {
-    /// One `karte_api::Progress` per step while drafting.
+    /// One [`Progress`] per step while drafting.
     pub const DRAFT_PROGRESS: &str = "draft-progress";
-    /// A `karte_api::EngineStatus` when the engine's status changed outside a command (the start-up preload ended).
+    /// An [`EngineStatus`] when the engine's status changed outside a command (the start-up preload ended).
     pub const ENGINE_STATUS: &str = "engine-status";
+}
+
+/// The desktop app's supervised worker (`karte-llm`'s `worker`) and `karte-server --local` (its `serve`): the two
+/// ends of one protocol, spelled once.
+pub mod worker {
+    /// The one-time token, passed in the environment: argv is readable by every local user through `ps`.
+    pub const TOKEN_ENV: &str = "KARTE_WORKER_TOKEN";
+    /// The line the worker prints once bound, followed by `127.0.0.1:PORT`.
+    pub const LISTENING_PREFIX: &str = "KARTE_SERVER_LISTENING ";
 }

@@ -181,25 +181,7 @@ pub trait ChatEngine: Send + Sync {
     }
 }
 
-/// The indicator the window shows: which engine serves and why, already in Japanese.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Serving {
-    pub kind: EngineKind,
-    /// 院内サーバー or この端末.
-    pub label: String,
-    /// Why this engine: e.g. 院内サーバーに接続できません（応答なし） when the clinic server is down.
-    pub reason: String,
-}
-
-impl Serving {
-    pub fn new(kind: EngineKind, reason: impl Into<String>) -> Self {
-        Self {
-            kind,
-            label: kind.label_ja().to_string(),
-            reason: reason.into(),
-        }
-    }
-}
+pub use karte_ipc::Serving;
 
 /// The one error of a cancelled request, whichever engine ran it.
 pub fn cancelled() -> Error {

@@ -5,7 +5,7 @@
 //! dictation stay; the supervisor starts a new worker (with backoff, so a model that crashes at once does not spin
 //! the CPU) and asks again, telling the caller to discard what it had streamed ([`Piece::Reset`]).
 //!
-//! Protocol (karte-server's `serve` module has the other side): one-time token in `KARTE_WORKER_TOKEN` (never argv:
+//! Protocol (`karte_ipc::worker`; karte-server's `serve` module has the other side): one-time token in `KARTE_WORKER_TOKEN` (never argv:
 //! any local user can read argv through `ps`); the child prints `KARTE_SERVER_LISTENING 127.0.0.1:PORT` once bound;
 //! the parent keeps the child's stdin open and closes it to stop the child, so a parent killed outright never
 //! leaves an orphan model holding gigabytes.
@@ -23,8 +23,7 @@ use rand::RngCore;
 use crate::http::{HttpEngine, HttpEngineConfig};
 use crate::{CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Piece, Serving};
 
-pub const WORKER_TOKEN_ENV: &str = "KARTE_WORKER_TOKEN";
-const LISTENING_PREFIX: &str = "KARTE_SERVER_LISTENING ";
+use karte_ipc::worker::{LISTENING_PREFIX, TOKEN_ENV};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -210,7 +209,7 @@ impl LocalWorker {
         let token = hex::encode(b);
         let mut cmd = Command::new(&self.cfg.program);
         cmd.arg("--local")
-            .env(WORKER_TOKEN_ENV, &token)
+            .env(TOKEN_ENV, &token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if self.cfg.inherit_stderr {

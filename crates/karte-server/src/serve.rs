@@ -20,9 +20,8 @@ use crate::conn::{self, ConnLimits};
 use crate::state::{AppState, Limits, LogReload};
 use crate::tokens::{Holder, NewToken, Role, TokenStore};
 
-pub const WORKER_TOKEN_ENV: &str = "KARTE_WORKER_TOKEN";
+pub use karte_ipc::worker::{LISTENING_PREFIX, TOKEN_ENV as WORKER_TOKEN_ENV};
 pub const ADMIN_TOKEN_ENV: &str = "KARTE_ADMIN_TOKEN";
-pub const LISTENING_PREFIX: &str = "KARTE_SERVER_LISTENING ";
 
 #[derive(Debug, Clone)]
 pub struct TlsFiles {

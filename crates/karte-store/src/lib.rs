@@ -729,16 +729,14 @@ impl Store {
         }
         non_empty(dictation)?;
         let id = new_encounter_id()?;
+        // The draft crosses IPC from the window: it must be a document of a kind this build has, and is stored
+        // (sections and draft JSON alike) in that kind's section order.
+        let mut draft = draft.clone();
+        draft.sections = std::mem::take(&mut draft.sections)
+            .conform(karte_core::document::kind(&draft.kind)?)?;
         let document = draft.document();
-        // The draft crosses IPC from the window: it must be a document of a kind this build has, section for section.
-        if !document.sections.conforms_to(document.kind()?) {
-            return Err(Error::new(
-                Code::DocumentInvalid,
-                "下書きの形式が文書の種類と合いません。もう一度下書きを作成してください。",
-            ));
-        }
         let note = document.render();
-        let json = serde_json::to_string(draft)
+        let json = serde_json::to_string(&draft)
             .map_err(|_| Error::new(Code::Internal, "下書きを保存できません。"))?;
         let sha = records::content_hash(&note, Some(dictation), Some(&json), None);
         let now = now_ms();

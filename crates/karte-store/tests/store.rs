@@ -128,6 +128,35 @@ fn permission_matrix_every_role_and_action() {
         .any(|e| e.user.as_deref() == Some("admin") && e.action == "view"));
 }
 
+/// The window's draft reaches `save_draft` through Tauri, which reads command arguments into a sorted map: the
+/// sections arrive alphabetically and must still be stored, and verify, in the kind's order.
+#[test]
+fn a_draft_whose_sections_arrive_sorted_is_stored_in_the_kinds_order() {
+    if !keyring_session("a_draft_whose_sections_arrive_sorted_is_stored_in_the_kinds_order") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ward = Ward::new(dir.path(), config());
+    let doc = ward.login_physician();
+    let s = &ward.store;
+    let d = draft(DICTATION);
+    let sorted: serde_json::Value = serde_json::to_value(&d).unwrap();
+    let arrived: karte_core::DraftOutput = serde_json::from_value(sorted).unwrap();
+    let ids = |d: &karte_core::Document| -> Vec<String> {
+        d.sections.parts().iter().map(|p| p.id.clone()).collect()
+    };
+    assert_ne!(
+        ids(&arrived.document()),
+        ids(&d.document()),
+        "the round trip through a sorted map must reorder, or this test proves nothing"
+    );
+    let id = s.save_draft(&doc, "P-0001", DICTATION, &arrived).unwrap();
+    let v = s.history(&doc, &id).unwrap();
+    assert_eq!(v.versions[0].document, d.document());
+    assert_eq!(v.draft.unwrap().sections, d.sections);
+    assert_eq!(s.check_integrity().unwrap().altered_versions, []);
+}
+
 #[test]
 fn review_sign_amend_history() {
     if !keyring_session("review_sign_amend_history") {

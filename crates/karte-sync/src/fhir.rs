@@ -314,7 +314,7 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
         .document
         .kind()
         .unwrap_or_else(|_| karte_core::document::default_kind());
-    let bodies: Vec<String> = kind
+    let raw: Vec<String> = kind
         .sections
         .iter()
         .map(|s| {
@@ -328,25 +328,13 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef) -> Bundle {
             lines.join("\n")
         })
         .collect();
-    // One pseudonymisation over the whole note, so a person named in two sections is the same placeholder in both.
+    // One pseudonymisation over the whole note, so a person named in two sections is the same placeholder in both;
+    // section by section only if that pass ever touched the separator.
     const SEP: &str = "\n\u{1e}\n";
-    let joined = text_of(&bodies.join(SEP));
+    let joined = text_of(&raw.join(SEP));
     let mut bodies: Vec<String> = joined.split(SEP).map(str::to_string).collect();
-    if bodies.len() != kind.sections.len() {
-        bodies = kind
-            .sections
-            .iter()
-            .map(|s| {
-                let lines: Vec<&str> = doc
-                    .document
-                    .sections
-                    .get(&s.id)
-                    .iter()
-                    .map(|x| x.text.as_str())
-                    .collect();
-                text_of(&lines.join("\n"))
-            })
-            .collect();
+    if bodies.len() != raw.len() {
+        bodies = raw.iter().map(|b| text_of(b)).collect();
     }
     let section = kind
         .sections

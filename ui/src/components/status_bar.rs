@@ -1,4 +1,4 @@
-use crate::model::{EngineInfo, EngineStatus};
+use crate::model::{EngineInfo, EngineKind, EngineStatus};
 use leptos::prelude::*;
 
 /// The parts of the status line, in display order. The last draft's engine wins over the configured one: it says
@@ -63,9 +63,9 @@ pub fn EngineIndicator(
                 s.serving.map(|sv| (sv, offer_reconnect))
             })
             .map(|(sv, offer_reconnect)| {
-                let on_server = sv.kind == "server";
+                let on_server = sv.kind == EngineKind::Server;
                 view! {
-                    <div id="engine-indicator" class="engine-indicator" data-kind=sv.kind.clone()
+                    <div id="engine-indicator" class="engine-indicator" data-kind=sv.kind.as_str()
                         title=sv.reason.clone()>
                         <span class="engine-label">{format!("生成: {}", sv.label)}</span>
                         <small class="engine-reason">{sv.reason.clone()}</small>
@@ -89,7 +89,7 @@ pub fn EngineProblem(#[prop(into)] status: Signal<Option<EngineStatus>>) -> impl
     move || {
         status.get().and_then(|s| s.problem).map(|e| {
             view! {
-                <div id="engine-problem" class="error engine-problem" role="alert" data-code=e.code.clone()>
+                <div id="engine-problem" class="error engine-problem" role="alert" data-code=e.code.as_str()>
                     <strong class="error-title">"設定の問題"</strong>
                     <p class="error-message">{e.message.clone()}</p>
                     <p class="error-hint">"「モデルを使わない（ルールのみ）」にチェックを入れると、モデルなしで下書きできます。"</p>
