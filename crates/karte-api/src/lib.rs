@@ -8,11 +8,11 @@
 
 use karte_core::phrase;
 use karte_core::pipeline::floor_sections;
-use karte_core::{Code, DraftOutput, EngineInfo, Error, Flag, Result, Sections, Sentence};
+use karte_core::{Code, DraftOutput, EngineInfo, Flag, Result, Sections, Sentence};
 use karte_guard::Dictation;
 pub use karte_ipc::{EngineStatus, Progress};
 use karte_llm::{
-    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Serving, Workstation,
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Workstation,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
