@@ -7,7 +7,7 @@
 //! kind whose sections reuse the existing roles is a new file under `assets/documents` and its tests.
 
 use crate::error::{Code, Error, Result};
-use crate::types::Sentence;
+use crate::types::{Sentence, Span};
 use regex::Regex;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -77,6 +77,88 @@ pub struct SectionSpec {
     #[serde(default)]
     pub orders: bool,
     pub code: Coding,
+    /// A kind drafted from notes: what fills this section, in order (see `assets/documents/discharge-summary.toml`).
+    #[serde(default)]
+    pub from: Vec<Pick>,
+}
+
+/// Where a kind's text comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// One dictation, split into clauses that land in sections by role (the progress note).
+    #[default]
+    Dictation,
+    /// A patient's signed notes, picked sentence by sentence (退院時サマリー, 診療情報提供書).
+    Notes,
+}
+
+/// A field the physician types for a kind drafted from notes (入院日, 紹介目的): itself a source sentences cite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    /// Japanese label in the window and in errors.
+    pub label: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which of the source notes (in date order) a pick reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    /// The earliest: the admission note.
+    First,
+    /// The latest: the discharge-day note.
+    Last,
+    /// Every note but the first and the last.
+    Middle,
+    All,
+}
+
+/// One rule that fills a section of a kind drafted from notes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pick {
+    pub notes: Option<Which>,
+    /// The role of the note section a sentence stands in; any when empty.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// The sentence carries one of these facts.
+    #[serde(default)]
+    pub facts: Vec<crate::types::FactKind>,
+    /// The sentence carries none of these facts.
+    #[serde(default)]
+    pub without_facts: Vec<crate::types::FactKind>,
+    /// The sentence contains one of these words.
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Per note: at most this many of the matching sentences, after skipping `skip`.
+    pub take: Option<usize>,
+    #[serde(default)]
+    pub skip: usize,
+    /// Each sentence opens with its note's date.
+    #[serde(default)]
+    pub dated: bool,
+    /// Takes sentences another section took, and takes none away from the others.
+    #[serde(default)]
+    pub shared: bool,
+    /// A typed input instead of notes, written as `template` with `{}` for the value.
+    pub input: Option<String>,
+    pub template: Option<String>,
+}
+
+impl Pick {
+    /// Picks that name what they want choose before the generic ones, so 既往歴 gets the 既往 sentence before
+    /// 現病歴 takes every reported sentence.
+    pub fn is_specific(&self) -> bool {
+        !self.words.is_empty() || !self.facts.is_empty() || self.input.is_some()
+    }
 }
 
 /// A document kind, loaded from `assets/documents/<id>.toml`.
@@ -93,6 +175,11 @@ pub struct DocumentKind {
     pub prompt_style: String,
     pub prompt_task: String,
     pub composition: Coding,
+    #[serde(default)]
+    pub sources: SourceKind,
+    /// What the physician types for a kind drafted from notes.
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,
@@ -151,12 +238,51 @@ impl DocumentKind {
                 return Err(format!("section id {} is used twice", s.id));
             }
         }
-        for r in Role::ALL {
-            let n = k.sections.iter().filter(|s| s.roles.contains(&r)).count();
-            if n != 1 {
-                return Err(format!(
-                    "role {r:?} must be taken by exactly one section (found {n})"
-                ));
+        match k.sources {
+            SourceKind::Dictation => {
+                for r in Role::ALL {
+                    let n = k.sections.iter().filter(|s| s.roles.contains(&r)).count();
+                    if n != 1 {
+                        return Err(format!(
+                            "role {r:?} must be taken by exactly one section (found {n})"
+                        ));
+                    }
+                }
+                if k.sections.iter().any(|s| !s.from.is_empty()) || !k.inputs.is_empty() {
+                    return Err("a dictated kind has no `from` or `inputs`".into());
+                }
+            }
+            SourceKind::Notes => {
+                for s in &k.sections {
+                    if s.from.is_empty() {
+                        return Err(format!(
+                            "section {} says nothing about what fills it (`from`)",
+                            s.id
+                        ));
+                    }
+                    for p in &s.from {
+                        match (&p.input, p.notes) {
+                            (Some(name), None) => {
+                                if !k.inputs.iter().any(|i| &i.name == name) {
+                                    return Err(format!("section {}: no input named {name}", s.id));
+                                }
+                                if !p.template.as_deref().is_some_and(|t| t.contains("{}")) {
+                                    return Err(format!(
+                                        "section {}: an input pick needs a template with {{}}",
+                                        s.id
+                                    ));
+                                }
+                            }
+                            (None, Some(_)) => {}
+                            _ => {
+                                return Err(format!(
+                                    "section {}: a pick reads either `notes` or an `input`",
+                                    s.id
+                                ))
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(k)
@@ -368,21 +494,40 @@ impl Document {
     /// The text a physician reads and signs: each heading on its own line, then one sentence per line, or （なし）.
     /// The one renderer of a document; the stored text is always this, so the integrity check can compare.
     pub fn render(&self) -> String {
+        self.render_with_spans().0
+    }
+
+    /// The rendered text and, per section, the character span of each sentence in it: what a document made from
+    /// this one cites, so that the window can highlight the signed words.
+    pub fn render_with_spans(&self) -> (String, Vec<Vec<Span>>) {
         let k = kind(&self.kind).ok();
         let mut s = String::new();
-        for p in self.sections.parts() {
-            s.push_str(k.map_or(p.id.as_str(), |k| k.heading(&p.id)));
+        let mut at = 0;
+        let mut spans = Vec::new();
+        let push = |s: &mut String, text: &str, at: &mut usize| -> Span {
+            let start = *at;
+            s.push_str(text);
             s.push('\n');
+            *at += text.chars().count() + 1;
+            Span::new(start, *at - 1)
+        };
+        for p in self.sections.parts() {
+            push(
+                &mut s,
+                k.map_or(p.id.as_str(), |k| k.heading(&p.id)),
+                &mut at,
+            );
             if p.sentences.is_empty() {
-                s.push_str(NONE);
-                s.push('\n');
+                push(&mut s, NONE, &mut at);
             }
-            for sent in &p.sentences {
-                s.push_str(&sent.text);
-                s.push('\n');
-            }
+            spans.push(
+                p.sentences
+                    .iter()
+                    .map(|sent| push(&mut s, &sent.text, &mut at))
+                    .collect(),
+            );
         }
-        s
+        (s, spans)
     }
 
     /// A document of `kind` from text a physician typed (an edit, an amendment): the inverse of
@@ -423,6 +568,7 @@ impl Document {
                 flags: Vec::new(),
                 // Typed by the physician (an edit or amendment): their words.
                 origin: Default::default(),
+                sources: Vec::new(),
             };
             match cur {
                 Some(i) => sections.at_mut(i).push(s),
@@ -488,6 +634,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
                 spans: Vec::new(),
                 flags: Vec::new(),
                 origin: Default::default(),
+                sources: Vec::new(),
             })
             .collect();
         first.splice(0..0, before);
@@ -536,6 +683,7 @@ mod tests {
                 spans: vec![],
                 flags: vec![],
                 origin: Default::default(),
+                sources: Vec::new(),
             });
         }
         let d = Document {

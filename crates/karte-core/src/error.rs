@@ -217,6 +217,9 @@ pub enum Code {
     /// An unknown document kind, or an edit whose text does not fit the kind's headings.
     #[serde(rename = "input.document_invalid")]
     DocumentInvalid,
+    /// A document made from notes (退院時サマリー, 診療情報提供書) with no signed note of the patient in the range.
+    #[serde(rename = "document.no_sources")]
+    DocumentNoSources,
 }
 
 impl Code {
@@ -314,6 +317,7 @@ impl Code {
             Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
             Code::StoreBackupInvalid => "store.backup_invalid",
             Code::DocumentInvalid => "input.document_invalid",
+            Code::DocumentNoSources => "document.no_sources",
         }
     }
 
@@ -326,7 +330,8 @@ impl Code {
             | Code::InputInvalidUtf8
             | Code::InputUnreadable
             | Code::MappingInvalid
-            | Code::DocumentInvalid => 2,
+            | Code::DocumentInvalid
+            | Code::DocumentNoSources => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated
@@ -461,6 +466,7 @@ mod server_code_tests {
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
             (Code::StoreBackupInvalid, "store.backup_invalid", 5),
             (Code::DocumentInvalid, "input.document_invalid", 2),
+            (Code::DocumentNoSources, "document.no_sources", 2),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

@@ -114,6 +114,19 @@ impl Grounding {
         }
     }
 
+    /// What several sources support together: a sentence citing two notes may take a number from either.
+    pub fn union<'a>(parts: impl IntoIterator<Item = &'a Grounding>) -> Grounding {
+        let mut g = Grounding::default();
+        for p in parts {
+            g.numbers.extend(p.numbers.iter().cloned());
+            g.units.extend(p.units.iter().cloned());
+            g.drugs.extend(p.drugs.iter().cloned());
+            g.sides.extend(p.sides.iter().copied());
+            g.lateral.extend(p.lateral.iter().cloned());
+        }
+        g
+    }
+
     /// Flags for one draft sentence: every number and drug it has that the source lacks.
     pub fn check(&self, sentence: &str) -> Vec<Flag> {
         let mut flags = Vec::new();

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod clause;
+pub mod compose;
 pub mod document;
 pub mod error;
 pub mod extract;

@@ -203,6 +203,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 spans: it.spans.clone(),
                 flags: g.check(&it.text),
                 origin: Origin::Dictation,
+                sources: Vec::new(),
             };
             placed.push((it.section, k, s));
         }
@@ -221,6 +222,7 @@ fn model_sentence(text: String, spans: Vec<Span>, flags: Vec<Flag>) -> Sentence 
         spans,
         flags,
         origin: Origin::Model,
+        sources: Vec::new(),
     }
 }
 

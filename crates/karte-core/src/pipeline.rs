@@ -98,6 +98,15 @@ impl Analysis {
 }
 
 pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
+    if kind.sources != crate::document::SourceKind::Dictation {
+        return Err(Error::new(
+            Code::DocumentInvalid,
+            format!(
+                "「{}」は口述からではなく、署名済みの記録から作成します（karte document draft）。",
+                kind.title
+            ),
+        ));
+    }
     validate(input)?;
     let norm = normalize(input);
     let raw = clause::split(norm.chars());
@@ -372,6 +381,7 @@ pub fn floor_sections(a: &Analysis) -> Sections {
             spans,
             flags: Vec::new(),
             origin: Origin::Dictation,
+            sources: Vec::new(),
         });
         i = j;
     }

@@ -177,6 +177,20 @@ pub struct Sentence {
     /// the sentence is made rather than found later by comparing texts.
     #[serde(default)]
     pub origin: Origin,
+    /// A document made from signed notes (退院時サマリー, 診療情報提供書): the note versions and the spans of
+    /// their signed text (or what the physician typed) that the sentence rests on. Empty for a dictated note, whose
+    /// `spans` point into its dictation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceRef>,
+}
+
+/// Where a sentence of a document made from notes comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceRef {
+    /// `<encounter>@<version>` of a signed note, or `input:<name>` for a field the physician typed.
+    pub version: String,
+    /// Character range in that version's signed text (or in the typed value).
+    pub span: Span,
 }
 
 /// Who wrote a draft sentence's words.

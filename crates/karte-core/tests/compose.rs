@@ -1,0 +1,253 @@
+//! Documents made from signed notes, over the synthetic admissions in `tests/data/admissions`: each expected fact
+//! lands in its section, every sentence cites a span of a note (or a typed field) that says what the sentence says,
+//! no number or drug appears that its cited sources lack, and an empty required section is flagged, never hidden.
+
+use karte_core::compose::{compose, input_source, SourceNote};
+use karte_core::document::{default_kind, kind, Document};
+use karte_core::grounding::numbers;
+use karte_core::Code;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    department: String,
+    kind: String,
+    inputs: BTreeMap<String, String>,
+    notes: Vec<NoteCase>,
+    expect: Vec<Expect>,
+    /// Required sections the notes have nothing for (flagged `section_empty`).
+    #[serde(default)]
+    empty: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteCase {
+    date: String,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    section: String,
+    contains: String,
+}
+
+fn cases() -> Vec<(String, Case)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/admissions");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let case = toml::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, case)
+        })
+        .collect()
+}
+
+fn notes(case: &Case) -> Vec<SourceNote> {
+    case.notes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| SourceNote {
+            id: format!("E{:04}@1", i + 1),
+            date: n.date.clone(),
+            document: Document::from_text(default_kind(), &n.text).unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_admission_drafts_with_each_fact_in_its_section_and_nothing_its_sources_lack() {
+    let cases = cases();
+    assert!(cases.len() >= 10, "the admissions are missing");
+    let departments: BTreeSet<&str> = cases.iter().map(|(_, c)| c.department.as_str()).collect();
+    assert!(departments.len() >= 8, "{departments:?}");
+    for (name, case) in &cases {
+        let k = kind(&case.kind).unwrap();
+        let notes = notes(case);
+        let draft = compose(k, &notes, &case.inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(draft.kind, case.kind);
+        let texts = |id: &str| -> Vec<String> {
+            draft
+                .sections
+                .get(id)
+                .iter()
+                .map(|s| s.text.clone())
+                .collect()
+        };
+        for e in &case.expect {
+            assert!(
+                k.position(&e.section).is_some(),
+                "{name}: no section {}",
+                e.section
+            );
+            assert!(
+                texts(&e.section).iter().any(|t| t.contains(&e.contains)),
+                "{name}: {} lacks {:?}: {:?}",
+                e.section,
+                e.contains,
+                texts(&e.section)
+            );
+        }
+
+        // Every sentence cites a source whose span is what the sentence says (after its date label), and every
+        // number in it is one of the cited source's (or its date's).
+        let by_id: BTreeMap<String, (String, String)> = notes
+            .iter()
+            .map(|n| (n.id.clone(), (n.document.render(), n.date.clone())))
+            .collect();
+        for (_, s) in draft.sections.iter() {
+            assert!(
+                s.flags.is_empty(),
+                "{name}: {:?} flagged {:?}",
+                s.text,
+                s.flags
+            );
+            assert_eq!(s.sources.len(), 1, "{name}: {:?}", s.text);
+            let r = &s.sources[0];
+            let (said, allowed) = match by_id.get(&r.version) {
+                Some((text, date)) => (r.span.slice(text).to_string(), format!("{date} {text}")),
+                None => {
+                    let input = case
+                        .inputs
+                        .iter()
+                        .find(|(n, _)| input_source(n) == r.version)
+                        .unwrap_or_else(|| panic!("{name}: unknown source {}", r.version))
+                        .1
+                        .trim()
+                        .to_string();
+                    (r.span.slice(&input).to_string(), input)
+                }
+            };
+            assert!(!said.is_empty(), "{name}: empty span for {:?}", s.text);
+            assert!(
+                s.text.ends_with(&said) || s.text.contains(&said),
+                "{name}: {:?} cites {said:?}",
+                s.text
+            );
+            let have: BTreeSet<String> = numbers(&allowed).into_iter().collect();
+            for n in numbers(&s.text) {
+                assert!(
+                    have.contains(&n),
+                    "{name}: {n} in {:?} is not in its source",
+                    s.text
+                );
+            }
+        }
+
+        let flagged: BTreeSet<String> = draft
+            .flags
+            .iter()
+            .filter(|f| f.code == "section_empty")
+            .filter_map(|f| f.detail.clone())
+            .collect();
+        let want: BTreeSet<String> = case.empty.iter().cloned().collect();
+        assert_eq!(
+            flagged, want,
+            "{name}: required sections without a sentence"
+        );
+        for (i, spec) in k.sections.iter().enumerate() {
+            let n = draft.sections.parts()[i].sentences.len();
+            assert_eq!(
+                spec.required && n == 0,
+                want.contains(&spec.id),
+                "{name}: {}",
+                spec.id
+            );
+        }
+    }
+}
+
+/// A long stay keeps every assessment and plan of every day, in date order.
+#[test]
+fn the_course_of_a_long_stay_keeps_every_day_in_order() {
+    let (_, case) = cases()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("09-"))
+        .unwrap();
+    let notes = notes(&case);
+    assert!(notes.len() >= 12);
+    let draft = compose(kind("discharge-summary").unwrap(), &notes, &case.inputs).unwrap();
+    let course = draft.sections.get("hospital_course");
+    let cited: Vec<&str> = course
+        .iter()
+        .map(|s| s.sources[0].version.as_str())
+        .collect();
+    let mut sorted = cited.clone();
+    sorted.sort();
+    assert_eq!(cited, sorted, "date order");
+    let days: BTreeSet<&str> = cited.iter().copied().collect();
+    assert_eq!(
+        days.len(),
+        notes.len(),
+        "a day of the stay is missing from the course"
+    );
+}
+
+#[test]
+fn what_a_document_from_notes_refuses() {
+    let k = kind("discharge-summary").unwrap();
+    let dates = |a: &str, d: &str| -> BTreeMap<String, String> {
+        [("admitted", a), ("discharged", d)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let one = vec![SourceNote {
+        id: "E1@1".into(),
+        date: "2026-11-02".into(),
+        document: Document::from_text(default_kind(), "A）肺炎。").unwrap(),
+    }];
+    // (kind, notes, inputs, expected code)
+    let cases: Vec<(&str, Vec<SourceNote>, BTreeMap<String, String>, Code)> = vec![
+        (
+            "discharge-summary",
+            vec![],
+            dates("2026-11-02", "2026-11-09"),
+            Code::DocumentNoSources,
+        ),
+        (
+            "discharge-summary",
+            one.clone(),
+            dates("2026-11-02", " "),
+            Code::InputEmpty,
+        ),
+        ("referral", one.clone(), BTreeMap::new(), Code::InputEmpty),
+        (
+            "progress-note",
+            one.clone(),
+            BTreeMap::new(),
+            Code::DocumentInvalid,
+        ),
+        (
+            "discharge-summary",
+            one.clone(),
+            {
+                let mut m = dates("2026-11-02", "2026-11-09");
+                m.insert("purpose".into(), "x".into());
+                m
+            },
+            Code::DocumentInvalid,
+        ),
+    ];
+    for (kid, notes, inputs, want) in cases {
+        let err = compose(kind(kid).unwrap(), &notes, &inputs).unwrap_err();
+        assert_eq!(err.code, want, "{kid}: {err}");
+    }
+    // A kind made from notes is not drafted from a dictation.
+    assert_eq!(
+        karte_core::draft_floor("発熱。", k).unwrap_err().code,
+        Code::DocumentInvalid
+    );
+}
