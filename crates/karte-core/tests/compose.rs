@@ -210,7 +210,13 @@ fn what_a_document_from_notes_refuses() {
         document: Document::from_text(default_kind(), "A）肺炎。").unwrap(),
     }];
     // (kind, notes, inputs, expected code)
-    let cases: Vec<(&str, Vec<SourceNote>, BTreeMap<String, String>, Code)> = vec![
+    type Refusal = (
+        &'static str,
+        Vec<SourceNote>,
+        BTreeMap<String, String>,
+        Code,
+    );
+    let cases: Vec<Refusal> = vec![
         (
             "discharge-summary",
             vec![],
