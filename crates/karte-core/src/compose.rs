@@ -287,3 +287,43 @@ fn date_label(date: &str) -> String {
         _ => date.to_string(),
     }
 }
+
+/// A document made from notes as `karte document draft --format json` prints it: the sections as a list, each with
+/// its JP-CLINS Japanese title, because a reader of these documents (and of their JSON) goes by title, in order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct View {
+    pub kind: String,
+    pub sections: Vec<SectionView>,
+    pub flags: Vec<Flag>,
+    pub engine: EngineInfo,
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SectionView {
+    pub id: String,
+    pub title: String,
+    pub sentences: Vec<Sentence>,
+}
+
+impl View {
+    pub fn of(d: &DraftOutput) -> View {
+        let k = kind_of(&d.kind).ok();
+        View {
+            kind: d.kind.clone(),
+            sections: d
+                .sections
+                .parts()
+                .iter()
+                .map(|p| SectionView {
+                    id: p.id.clone(),
+                    title: k.map_or(p.id.clone(), |k| k.heading(&p.id).to_string()),
+                    sentences: p.sentences.clone(),
+                })
+                .collect(),
+            flags: d.flags.clone(),
+            engine: d.engine.clone(),
+            timings_ms: d.timings_ms.clone(),
+        }
+    }
+}

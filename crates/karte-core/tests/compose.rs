@@ -169,6 +169,24 @@ fn every_admission_drafts_with_each_fact_in_its_section_and_nothing_its_sources_
     }
 }
 
+/// The JSON of `karte document draft`: sections as a list with their JP-CLINS titles, sentences with sources.
+#[test]
+fn the_json_view_lists_sections_with_their_titles_and_sources() {
+    let (_, case) = cases().into_iter().next().unwrap();
+    let draft = compose(kind(&case.kind).unwrap(), &notes(&case), &case.inputs).unwrap();
+    let v = serde_json::to_value(karte_core::compose::View::of(&draft)).unwrap();
+    assert_eq!(v["kind"], "discharge-summary");
+    assert_eq!(v["sections"][0]["id"], "admission_details");
+    assert_eq!(v["sections"][0]["title"], "入院時詳細");
+    assert_eq!(v["sections"][1]["title"], "入院時診断");
+    let s = &v["sections"][1]["sentences"][0];
+    assert_eq!(s["sources"][0]["version"], "E0001@1");
+    let span = s["sources"][0]["span"].as_array().unwrap();
+    assert_eq!(span.len(), 2);
+    assert!(span[0].as_u64() < span[1].as_u64());
+    assert_eq!(v["engine"]["kind"], "rules");
+}
+
 /// A long stay keeps every assessment and plan of every day, in date order.
 #[test]
 fn the_course_of_a_long_stay_keeps_every_day_in_order() {
