@@ -423,6 +423,7 @@ impl Document {
                 flags: Vec::new(),
                 // Typed by the physician (an edit or amendment): their words.
                 origin: Default::default(),
+                problem: None,
             };
             match cur {
                 Some(i) => sections.at_mut(i).push(s),
@@ -488,6 +489,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
                 spans: Vec::new(),
                 flags: Vec::new(),
                 origin: Default::default(),
+                problem: None,
             })
             .collect();
         first.splice(0..0, before);
@@ -536,6 +538,7 @@ mod tests {
                 spans: vec![],
                 flags: vec![],
                 origin: Default::default(),
+                problem: None,
             });
         }
         let d = Document {

@@ -203,6 +203,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 spans: it.spans.clone(),
                 flags: g.check(&it.text),
                 origin: Origin::Dictation,
+                problem: None,
             };
             placed.push((it.section, k, s));
         }
@@ -221,6 +222,7 @@ fn model_sentence(text: String, spans: Vec<Span>, flags: Vec<Flag>) -> Sentence 
         spans,
         flags,
         origin: Origin::Model,
+        problem: None,
     }
 }
 
@@ -388,6 +390,7 @@ mod tests {
         assert_eq!(s.origin, Origin::Dictation);
         let m = Sentence {
             origin: Origin::Model,
+            problem: None,
             ..s
         };
         let json = serde_json::to_value(&m).unwrap();

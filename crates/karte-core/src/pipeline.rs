@@ -372,6 +372,7 @@ pub fn floor_sections(a: &Analysis) -> Sections {
             spans,
             flags: Vec::new(),
             origin: Origin::Dictation,
+            problem: None,
         });
         i = j;
     }

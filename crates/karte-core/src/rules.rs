@@ -4,6 +4,9 @@ use crate::types::{Fact, FactKind, Span, Suggestion};
 use serde::Deserialize;
 use std::sync::LazyLock;
 
+/// The draft flag a contraindicated order in the physician's plan raises.
+pub const CONTRAINDICATION_FLAG: &str = "contraindication";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Ge,

@@ -177,6 +177,10 @@ pub struct Sentence {
     /// the sentence is made rather than found later by comparing texts.
     #[serde(default)]
     pub origin: Origin,
+    /// The problem (「#1 市中肺炎」) the physician wrote this sentence under, in a problem-oriented note: the grouping
+    /// a physician reads the note by. Absent (and left out of JSON) otherwise, so other drafts keep their shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Who wrote a draft sentence's words.

@@ -156,6 +156,7 @@ mod tests {
             spans: Vec::new(),
             flags: Vec::new(),
             origin,
+            problem: None,
         }
     }
 
