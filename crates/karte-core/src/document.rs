@@ -70,6 +70,10 @@ pub struct SectionSpec {
     /// Words (主訴) and single capital letters (S) a physician dictates to open this section explicitly.
     #[serde(default)]
     pub headers: Vec<String>,
+    /// Labels that place only the rest of their line here (「PE:」「CXR:」「CC:」): results and complaints written
+    /// one line per label, where a sticky header would carry the next line's assessment into this section.
+    #[serde(default)]
+    pub line_headers: Vec<String>,
     /// A signed document must have something here.
     #[serde(default)]
     pub required: bool,
@@ -96,6 +100,8 @@ pub struct DocumentKind {
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,
+    #[serde(skip)]
+    line_headers: OnceLock<Option<(Regex, HashMap<String, usize>)>>,
 }
 
 /// The system prompt's frame; the kind fills in its style and its sections.
@@ -204,14 +210,41 @@ impl DocumentKind {
             let l = letters.join("|");
             let w = words.join("|");
             let re = Regex::new(&format!(
-                r"^\s*(?:【\s*(?P<a>{l})\s*】|\[(?P<b>{l})\]|(?P<c>{l})\s*[):>]|#?\s*(?P<w>{w})\s*[:)】])\s*"
+                r"^\s*(?:【\s*(?P<a>{l})\s*】|\[(?P<b>{l})\]|<\s*(?P<d>{l})\s*>|(?P<c>{l})\s*[):>]|#?\s*(?P<w>{w})\s*[:)】])\s*"
             ))
             .expect("header pattern");
             (re, by_word)
         });
         let c = re.captures(text)?;
-        let key = ["a", "b", "c", "w"].iter().find_map(|n| c.name(n))?;
+        let key = ["a", "b", "c", "d", "w"].iter().find_map(|n| c.name(n))?;
         let sec = *by_word.get(key.as_str())?;
+        Some((sec, c.get(0)?.as_str().chars().count()))
+    }
+
+    /// A line label at the start of `text` (「PE:」「CXR:」, from the kind's `line_headers`): the section and the
+    /// label's length in chars. Only the drafting pipeline reads these; a typed edit's lines are read by `header`.
+    pub fn line_header(&self, text: &str) -> Option<(usize, usize)> {
+        let built = self.line_headers.get_or_init(|| {
+            let mut words = Vec::new();
+            let mut by_word = HashMap::new();
+            for (i, s) in self.sections.iter().enumerate() {
+                for h in &s.line_headers {
+                    by_word.insert(h.to_lowercase(), i);
+                    words.push(h.clone());
+                }
+            }
+            if words.is_empty() {
+                return None;
+            }
+            words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+            let words: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+            let re = Regex::new(&format!(r"(?i)^\s*#?\s*(?P<w>{})\s*:\s*", words.join("|")))
+                .expect("line header pattern");
+            Some((re, by_word))
+        });
+        let (re, by_word) = built.as_ref()?;
+        let c = re.captures(text)?;
+        let sec = *by_word.get(&c.name("w")?.as_str().to_lowercase())?;
         Some((sec, c.get(0)?.as_str().chars().count()))
     }
 

@@ -86,6 +86,19 @@ pub struct Analysis {
     /// One per clause; `section` indexes `kind.sections`.
     pub places: Vec<Place>,
     pub found: Vec<Found>,
+    /// One per clause: the clause that is the heading of the problem it was written under (「#1 肺炎」), in a
+    /// problem-oriented note. A heading is its own problem; it labels its sentences instead of being one.
+    pub problem: Vec<Option<usize>>,
+}
+
+impl Analysis {
+    /// The heading text of clause `i`'s problem.
+    pub fn problem_of(&self, i: usize) -> Option<String> {
+        self.problem[i].map(|h| self.clauses[h].text.trim().to_string())
+    }
+    pub fn is_heading(&self, i: usize) -> bool {
+        self.problem[i] == Some(i)
+    }
 }
 
 impl Analysis {
@@ -100,20 +113,61 @@ impl Analysis {
 pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
     validate(input)?;
     let norm = normalize(input);
-    let raw = clause::split(norm.chars());
-    // Headers (S) / 【O】 …) stick until the next header; mixed assessment+plan clauses are cut in two.
+    let wide = |i: usize| norm.wide_space(i);
+    let header = |t: &str| kind.header(t).is_some() || kind.line_header(t).is_some();
+    let raw = clause::split_with(
+        norm.chars(),
+        &clause::Hints {
+            wide: Some(&wide),
+            header: Some(&header),
+        },
+    );
+    // The line each char is on: a line label (「PE:」) places the rest of its line only.
+    let mut line_of = Vec::with_capacity(norm.len());
+    let mut line = 0usize;
+    for &c in norm.chars() {
+        line_of.push(line);
+        if c == '\n' {
+            line += 1;
+        }
+    }
+    // Headers (S) / 【O】 …) stick until the next header or problem; mixed assessment+plan clauses are cut in two.
     let mut clauses = Vec::new();
     let mut forced: Vec<Option<usize>> = Vec::new();
+    let mut problem: Vec<Option<usize>> = Vec::new();
     let mut sticky: Option<usize> = None;
+    let mut labelled: Option<(usize, usize)> = None; // (section, line)
+    let mut current_problem: Option<usize> = None;
     for mut c in raw {
+        if is_problem_heading(&c.text) && kind.header(&c.text).is_none() {
+            sticky = None;
+            labelled = None;
+            current_problem = Some(clauses.len());
+            clauses.push(c);
+            forced.push(Some(kind.section_for(Role::Assessed)));
+            problem.push(current_problem);
+            continue;
+        }
         if let Some((sec, len)) = kind.header(&c.text) {
             sticky = Some(sec);
+            labelled = None;
+            c.start += len;
+            c.text = c.text.chars().skip(len).collect();
+            if c.text.trim().is_empty() {
+                continue;
+            }
+        } else if let Some((sec, len)) = kind.line_header(&c.text) {
+            labelled = Some((sec, line_of.get(c.start).copied().unwrap_or(0)));
             c.start += len;
             c.text = c.text.chars().skip(len).collect();
             if c.text.trim().is_empty() {
                 continue;
             }
         }
+        let here = match labelled {
+            Some((sec, l)) if line_of.get(c.start).copied() == Some(l) => Some(sec),
+            _ => sticky,
+        };
         if let Some(cut) = classify::mixed_split(&c.text) {
             let head: String = c.text.chars().take(cut).collect();
             let tail: String = c.text.chars().skip(cut).collect();
@@ -123,17 +177,20 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
                 text: head,
                 sentence: c.sentence,
             });
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
             clauses.push(Clause {
                 start: c.start + cut,
                 end: c.end,
                 text: tail,
                 sentence: c.sentence,
             });
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
         } else {
             clauses.push(c);
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
         }
     }
     let mut found = extract::extract(&norm, &clauses);
@@ -186,7 +243,14 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
         clauses,
         places,
         found,
+        problem,
     })
+}
+
+/// 「#1 市中肺炎」「＃２　２型糖尿病」: the heading of a problem in a problem-oriented note.
+fn is_problem_heading(text: &str) -> bool {
+    text.strip_prefix('#')
+        .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Japanese puts the predicate last: in 「胸部X線、血液培養2セットを施行予定」 or 「造影CTで評価し、輸液を開始する」 the
@@ -350,11 +414,17 @@ pub fn floor_sections(a: &Analysis) -> Sections {
     let mut out = Sections::empty(a.kind);
     let mut i = 0;
     while i < a.clauses.len() {
+        if a.is_heading(i) {
+            i += 1;
+            continue;
+        }
         let sec = a.places[i].section;
         let mut j = i + 1;
         while j < a.clauses.len()
             && a.places[j].section == sec
             && a.clauses[j].sentence == a.clauses[i].sentence
+            && a.problem[j] == a.problem[i]
+            && !a.is_heading(j)
         {
             j += 1;
         }
@@ -372,7 +442,7 @@ pub fn floor_sections(a: &Analysis) -> Sections {
             spans,
             flags: Vec::new(),
             origin: Origin::Dictation,
-            problem: None,
+            problem: a.problem_of(i),
         });
         i = j;
     }

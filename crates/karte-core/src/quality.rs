@@ -163,10 +163,8 @@ pub fn run_on(set: &DataSet) -> Report {
                             .collect::<Vec<_>>()
                             .join("/")
                     };
-                    r.misses.push(format!(
-                        "{} [{}] {label} 「{f}」 → {found}",
-                        c.id, c.style
-                    ));
+                    r.misses
+                        .push(format!("{} [{}] {label} 「{f}」 → {found}", c.id, c.style));
                 }
             }
         }
