@@ -172,7 +172,32 @@ fn glued(left: &str, right: &str) -> bool {
                 || (w.is_ascii() && w.len() > 1 && right.len() == w.len())
                 || right[w.len()..].starts_with(|c: char| c.is_ascii_digit() || c == '+'))
     });
-    if route {
+    // A route follows a dose or a drug's name (「2g 点滴静注」「CTRX iv」), not a finding (「体熱感あり 点滴刺入部…」).
+    let drug_like = left.chars().any(|c| c.is_ascii_digit())
+        || left
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphabetic() || ('\u{30a0}'..='\u{30ff}').contains(&c));
+    if route && drug_like {
+        return true;
+    }
+    // A dose follows its drug (「アムロジピン 5mg 継続」).
+    let dose = {
+        let d: String = right
+            .chars()
+            .skip_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        d.len() < right.len()
+            && ["mg", "g", "μg", "mL", "単位", "錠", "U", "A", "V"]
+                .iter()
+                .any(|u| d.starts_with(u))
+    };
+    if dose
+        && left
+            .chars()
+            .last()
+            .is_some_and(|c| ('\u{30a0}'..='\u{30ff}').contains(&c) || c.is_ascii_alphabetic())
+    {
         return true;
     }
     is_letter_header(left)

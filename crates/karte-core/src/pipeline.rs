@@ -122,21 +122,13 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
             header: Some(&header),
         },
     );
-    // The line each char is on: a line label (「PE:」) places the rest of its line only.
-    let mut line_of = Vec::with_capacity(norm.len());
-    let mut line = 0usize;
-    for &c in norm.chars() {
-        line_of.push(line);
-        if c == '\n' {
-            line += 1;
-        }
-    }
     // Headers (S) / 【O】 …) stick until the next header or problem; mixed assessment+plan clauses are cut in two.
     let mut clauses = Vec::new();
     let mut forced: Vec<Option<usize>> = Vec::new();
     let mut problem: Vec<Option<usize>> = Vec::new();
     let mut sticky: Option<usize> = None;
-    let mut labelled: Option<(usize, usize)> = None; // (section, line)
+    // A line label (「PE:」「ECG:」) places the rest of its sentence only: (section, sentence).
+    let mut labelled: Option<(usize, usize)> = None;
     let mut current_problem: Option<usize> = None;
     for mut c in raw {
         if is_problem_heading(&c.text) && kind.header(&c.text).is_none() {
@@ -157,7 +149,7 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
                 continue;
             }
         } else if let Some((sec, len)) = kind.line_header(&c.text) {
-            labelled = Some((sec, line_of.get(c.start).copied().unwrap_or(0)));
+            labelled = Some((sec, c.sentence));
             c.start += len;
             c.text = c.text.chars().skip(len).collect();
             if c.text.trim().is_empty() {
@@ -165,7 +157,7 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
             }
         }
         let here = match labelled {
-            Some((sec, l)) if line_of.get(c.start).copied() == Some(l) => Some(sec),
+            Some((sec, l)) if c.sentence == l => Some(sec),
             _ => sticky,
         };
         if let Some(cut) = classify::mixed_split(&c.text) {

@@ -111,12 +111,14 @@ pub struct Report {
     pub misses: Vec<String>,
 }
 
-/// Whitespace is not meaning: a fragment matches a sentence whatever spacing the splitter left.
+/// Whitespace is not meaning, and the floor joins clauses with 、: a fragment matches a sentence whatever spacing
+/// or list comma the splitter left.
 fn squash(s: &str) -> String {
     normalize(s)
         .text
         .chars()
         .filter(|c| !c.is_whitespace())
+        .map(|c| if c == ',' { '、' } else { c })
         .collect()
 }
 

@@ -140,7 +140,8 @@ impl Fact {
         if v.starts_with('I') {
             return v.rsplit('-').next()?.parse().ok();
         }
-        v.split('/').next()?.trim().parse().ok()
+        // 「160/90」, or spoken 「160の90」.
+        v.split(['/', 'の']).next()?.trim().parse().ok()
     }
 }
 
