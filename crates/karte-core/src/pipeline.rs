@@ -462,7 +462,16 @@ pub fn finish(
         sent.flags = fl;
     }
     let facts = a.facts();
-    let suggestions = RuleBase::embedded().suggest(&facts);
+    let plan: Vec<&str> = a
+        .clauses
+        .iter()
+        .zip(&a.places)
+        .filter(|(_, p)| p.role == Role::Planned)
+        .map(|(c, _)| c.text.as_str())
+        .collect();
+    let (suggestions, warnings) = RuleBase::embedded().review(&facts, &a.norm.text, &plan);
+    let mut flags = flags;
+    flags.extend(warnings);
     timings_ms.insert("verify".to_string(), t.elapsed().as_millis() as u64);
     DraftOutput {
         kind: a.kind.id.clone(),

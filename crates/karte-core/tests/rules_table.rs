@@ -48,7 +48,7 @@ fn report(what: &str, failures: &[String]) {
 #[test]
 fn rule_base_has_enough_rules_with_unique_ids() {
     let rb = rb();
-    assert_eq!(rb.version, "2026.11.0");
+    assert_eq!(rb.version, "2026.12.0");
     assert!(rb.rules.len() >= 60, "only {} rules", rb.rules.len());
     let mut seen = BTreeSet::new();
     let dups: Vec<String> = rb
