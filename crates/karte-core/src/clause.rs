@@ -181,6 +181,14 @@ fn glued(left: &str, right: &str) -> bool {
     if route && drug_like {
         return true;
     }
+    // A frequency follows a dose (「2g 1日1回」「5mg 1日2回」).
+    let freq = {
+        let d: String = right.chars().skip_while(|c| c.is_ascii_digit()).collect();
+        d.len() < right.len() && d.starts_with('日') && d.contains(['回', '錠'])
+    };
+    if freq && left.chars().any(|c| c.is_ascii_digit()) {
+        return true;
+    }
     // A dose follows its drug (「アムロジピン 5mg 継続」).
     let dose = {
         let d: String = right
@@ -202,6 +210,9 @@ fn glued(left: &str, right: &str) -> bool {
     }
     is_letter_header(left)
         || is_problem_number(left)
+        || ABBREVIATIONS
+            .iter()
+            .any(|a| left.strip_suffix('.').is_some_and(|l| l.ends_with(a)))
         || matches!(r0, '(' | '（' | '/' | '→')
         || matches!(left.chars().last(), Some('→' | '/' | '+' | '&'))
 }
@@ -427,7 +438,9 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
     for e in 0..=chars.len() {
         if e == chars.len() || chars[e] == '\n' {
             let line = &chars[ls..e];
-            let v = !line.iter().any(|c| matches!(c, '。' | '、' | ',' | '，'));
+            // English written in sentences (「… crackles. 下腿浮腫」) is prose too.
+            let v = !line.iter().any(|c| matches!(c, '。' | '、' | ',' | '，'))
+                && !line.windows(2).any(|w| w[0] == '.' && w[1] == ' ');
             spaced[ls..e].fill(v);
             ls = e + 1;
         }
@@ -545,6 +558,57 @@ mod tests {
             ("WBC 12,300. CRP 5.2", &["WBC 12,300", "CRP 5.2"]),
             ("S) 頭痛\nO) 血圧 180/100", &["S) 頭痛", "O) 血圧 180/100"]),
             ("   ", &[]),
+            // Ward records: ideographic spaces are read as spaces here (no hint), so a line without 。 splits at
+            // spaces between statements but keeps label and value, value and unit, drug and dose together.
+            (
+                "体温38.3 体熱感あり 点滴刺入部の発赤なし クーリング開始",
+                &[
+                    "体温38.3",
+                    "体熱感あり",
+                    "点滴刺入部の発赤なし",
+                    "クーリング開始",
+                ],
+            ),
+            (
+                "SpO2 91% BP 92/54 Cr 1.0 mg/dL セフトリアキソン 2g 1日1回 点滴静注",
+                &[
+                    "SpO2 91%",
+                    "BP 92/54",
+                    "Cr 1.0 mg/dL",
+                    "セフトリアキソン 2g 1日1回 点滴静注",
+                ],
+            ),
+            // Double spaces split even in prose; bullets open statements.
+            (
+                "発熱あり。咳嗽あり  喀痰なし",
+                &["発熱あり", "咳嗽あり", "喀痰なし"],
+            ),
+            ("・腹痛なし\n・腹部平坦軟", &["腹痛なし", "腹部平坦軟"]),
+            // Measurement runs without commas, even in a sentence with 。.
+            (
+                "WBC 14200/μL CRP 15.6 mg/dL。",
+                &["WBC 14200/μL", "CRP 15.6 mg/dL"],
+            ),
+            (
+                "体温は38.5度SpO2は93パーセント",
+                &["体温は38.5度", "SpO2は93パーセント"],
+            ),
+            // Voice: fillers are pauses, polite endings end statements; GCS stays whole.
+            (
+                "えー72歳男性ですあのー発熱がありますえー GCS E4V5M6",
+                &["72歳男性です", "発熱があります", "GCS E4V5M6"],
+            ),
+            // A problem heading is one clause up to its line's end; a letter header after a space starts anew.
+            (
+                "#2 2型糖尿病 血糖コントロール不良",
+                &["#2 2型糖尿病 血糖コントロール不良"],
+            ),
+            ("S) 頭痛 O) 血圧 180/100", &["S) 頭痛", "O) 血圧 180/100"]),
+            // English abbreviations keep their full stop.
+            (
+                "bilat. coarse crackles. 下腿浮腫",
+                &["bilat. coarse crackles", "下腿浮腫"],
+            ),
         ];
         for (t, want) in cases {
             let chars: Vec<char> = t.chars().collect();

@@ -410,7 +410,17 @@ impl Document {
                 s.push_str(NONE);
                 s.push('\n');
             }
+            // A problem-oriented note keeps its grouping: a problem's heading (「#1 市中肺炎」) on its own line
+            // before the first of its sentences in this section; `parse` reads it back as the sentences' problem.
+            let mut last: Option<&str> = None;
             for sent in &p.sentences {
+                if let Some(pr) = sent.problem.as_deref() {
+                    if last != Some(pr) {
+                        s.push_str(pr);
+                        s.push('\n');
+                    }
+                }
+                last = sent.problem.as_deref();
                 s.push_str(&sent.text);
                 s.push('\n');
             }
@@ -424,9 +434,31 @@ impl Document {
     /// Returns the lines before the first heading separately: a caller decides whether that is an error (an edit)
     /// or belongs to the first section (a record written before documents were structured).
     pub fn parse(kind: &DocumentKind, text: &str) -> (Document, Vec<String>) {
+        Document::parse_lines(kind, text, true)
+    }
+
+    /// [`Document::parse`], reading a line that starts with 「#1」 inside a section as the problem of the sentences
+    /// after it (what `render` writes) when `problems` is true. Notes written before drafts kept problems are read
+    /// without it, so a recovered document is what it always was.
+    fn parse_lines(kind: &DocumentKind, text: &str, problems: bool) -> (Document, Vec<String>) {
         let mut sections = Sections::empty(kind);
         let mut cur: Option<usize> = None;
         let mut preamble = Vec::new();
+        // The problem of the sentences being read, and a heading read but not yet followed by a sentence: one
+        // that never is stays a sentence, so nothing typed is lost.
+        let mut problem: Option<String> = None;
+        let mut pending: Option<(usize, String)> = None;
+        let flush = |sections: &mut Sections, pending: &mut Option<(usize, String)>| {
+            if let Some((i, p)) = pending.take() {
+                sections.at_mut(i).push(Sentence {
+                    text: p,
+                    spans: Vec::new(),
+                    flags: Vec::new(),
+                    origin: Default::default(),
+                    problem: None,
+                });
+            }
+        };
         for line in text.lines() {
             let t = line.trim();
             let (sec, body) = match kind.sections.iter().position(|s| s.heading == t) {
@@ -444,11 +476,21 @@ impl Document {
                 }
             };
             if sec.is_some() {
+                flush(&mut sections, &mut pending);
+                problem = None;
                 cur = sec;
             }
             let body = body.trim();
             if body.is_empty() || body == NONE {
                 continue;
+            }
+            if let (true, Some(i)) = (problems && is_problem_line(body), cur) {
+                flush(&mut sections, &mut pending);
+                pending = Some((i, body.to_string()));
+                continue;
+            }
+            if let Some((_, p)) = pending.take() {
+                problem = Some(p);
             }
             let s = Sentence {
                 text: body.to_string(),
@@ -456,13 +498,14 @@ impl Document {
                 flags: Vec::new(),
                 // Typed by the physician (an edit or amendment): their words.
                 origin: Default::default(),
-                problem: None,
+                problem: problem.clone(),
             };
             match cur {
                 Some(i) => sections.at_mut(i).push(s),
                 None => preamble.push(s.text),
             }
         }
+        flush(&mut sections, &mut pending);
         (
             Document {
                 kind: kind.id.clone(),
@@ -504,6 +547,14 @@ impl Document {
     }
 }
 
+/// 「#1 市中肺炎」「＃２　糖尿病」 (width-folded or not): a problem's heading line.
+fn is_problem_line(line: &str) -> bool {
+    let mut c = line.chars();
+    matches!(c.next(), Some('#' | '＃'))
+        && c.find(|c| !c.is_whitespace())
+            .is_some_and(|d| d.is_ascii_digit() || ('０'..='９').contains(&d))
+}
+
 /// The document of a version stored before documents were structured (and what a stored version's document must
 /// equal, so that it is as tamper-evident as the hashed text): a draft's own sections when its draft JSON is there,
 /// otherwise the note text read by the kind's headings, with any text before the first heading kept in the first
@@ -512,7 +563,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
     if let Some(d) = draft_json.and_then(|j| serde_json::from_str::<crate::DraftOutput>(j).ok()) {
         return d.document();
     }
-    let (mut doc, preamble) = Document::parse(kind, note);
+    let (mut doc, preamble) = Document::parse_lines(kind, note, false);
     if !preamble.is_empty() {
         let first = doc.sections.at_mut(0);
         let before: Vec<Sentence> = preamble
@@ -541,6 +592,27 @@ mod tests {
     }
 
     #[test]
+    fn line_headers_place_their_line() {
+        let k = default_kind();
+        let id = |t: &str| {
+            k.line_header(t)
+                .map(|(i, n)| (k.sections[i].id.as_str(), n))
+        };
+        for (text, want) in [
+            ("PE: JVD(+)", Some(("objective", 4))),
+            ("CXR: CTR 62%", Some(("objective", 5))),
+            ("#CC: fever", Some(("subjective", 5))),
+            ("ecg: ST上昇", Some(("objective", 5))),
+            ("PEで異常なし", None),
+            ("CT予定", None),
+        ] {
+            assert_eq!(id(text), want, "{text}");
+        }
+        // A line label is not a heading of a typed note.
+        assert_eq!(k.header("PE: JVD(+)"), None);
+    }
+
+    #[test]
     fn headers_open_their_sections() {
         let k = default_kind();
         let id = |t: &str| k.header(t).map(|(i, n)| (k.sections[i].id.as_str(), n));
@@ -549,6 +621,8 @@ mod tests {
             ("【P】入院", Some(("plan", 3))),
             ("[O]BT 38.6℃", Some(("objective", 3))),
             ("A: 肺炎", Some(("assessment", 3))),
+            ("<S> 頭痛", Some(("subjective", 4))),
+            ("Plan: CTRX 2g iv", Some(("plan", 6))),
             ("主訴: 胸痛", Some(("subjective", 4))),
             ("身体所見:", Some(("objective", 5))),
             ("# 方針) 入院", Some(("plan", 6))),
@@ -587,6 +661,48 @@ mod tests {
         assert!(pre.is_empty());
         assert_eq!(back, d);
         assert_eq!(back.render(), text);
+    }
+
+    #[test]
+    fn problems_render_as_headings_and_parse_back() {
+        let k = default_kind();
+        let mut s = Sections::empty(k);
+        for (i, t, p) in [
+            (0, "咳嗽は減少。", Some("#1 市中肺炎")),
+            (1, "CRP 3.2。", Some("#1 市中肺炎")),
+            (1, "BNP 420。", Some("#2 心不全")),
+            (3, "セフトリアキソン継続。", Some("#1 市中肺炎")),
+        ] {
+            s.at_mut(i).push(Sentence {
+                text: t.into(),
+                spans: vec![],
+                flags: vec![],
+                origin: Default::default(),
+                problem: p.map(String::from),
+            });
+        }
+        let d = Document {
+            kind: k.id.clone(),
+            sections: s,
+        };
+        let text = d.render();
+        assert_eq!(
+            text,
+            "S（主観的情報）\n#1 市中肺炎\n咳嗽は減少。\nO（客観的情報）\n#1 市中肺炎\nCRP 3.2。\n#2 心不全\nBNP 420。\nA（評価）\n（なし）\nP（計画）\n#1 市中肺炎\nセフトリアキソン継続。\n"
+        );
+        let (back, pre) = Document::parse(k, &text);
+        assert!(pre.is_empty());
+        assert_eq!(back, d);
+        // A heading with nothing under it is kept as the physician's sentence, and stays so.
+        let typed = "S（主観的情報）\n頭痛。\n＃３　便秘\nP（計画）\n経過観察。\n";
+        let doc = Document::from_text(k, typed).unwrap();
+        assert_eq!(doc.sections.get("subjective").len(), 2);
+        assert_eq!(doc.sections.get("subjective")[1].text, "＃３　便秘");
+        assert_eq!(doc.sections.get("subjective")[1].problem, None);
+        // Notes stored before problems were kept read as they always were.
+        let old = recover(k, &text, None);
+        assert!(old.sections.iter().all(|(_, s)| s.problem.is_none()));
+        assert_eq!(old.sections.get("objective").len(), 4);
     }
 
     #[test]
