@@ -95,14 +95,8 @@ const JA_LABELS: [&str; 14] = [
 const ABBREVIATIONS: [&str; 7] = ["bilat", "approx", "e.g", "i.e", "vs", "Dr", "pt"];
 
 fn starts(chars: &[char], i: usize, w: &str) -> bool {
-    let mut k = i;
-    for c in w.chars() {
-        if chars.get(k) != Some(&c) {
-            return false;
-        }
-        k += 1;
-    }
-    true
+    let n = w.chars().count();
+    i + n <= chars.len() && chars[i..i + n].iter().copied().eq(w.chars())
 }
 
 fn token_before(chars: &[char], i: usize) -> String {
@@ -469,6 +463,7 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
             in_heading = true;
             depth = 0;
         }
+        let depth_before = depth;
         match chars[i] {
             '(' | '（' | '「' | '【' | '[' => depth += 1,
             ')' | '）' | '」' | '】' | ']' => depth = (depth - 1).max(0),
@@ -508,25 +503,17 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
             i += 1;
             continue;
         }
-        if depth == 0 || (depth == 1 && chars[i] == '【') {
-            let d = if chars[i] == '【' { 0 } else { depth };
-            if d == 0 {
-                if let Some((n, new_sentence)) = soft_boundary(chars, i, spaced[i], hints, prev) {
-                    push(&mut out, start, i, sentence);
-                    if new_sentence {
-                        sentence += 1;
-                    }
-                    start = i + n;
-                    if chars[i] == '【' && n == 0 {
-                        // the bracket opened here belongs to the header that follows
-                    }
-                    i += n.max(1);
-                    if n == 0 {
-                        // nothing dropped: the char at i-1 starts the new clause
-                        start = i - 1;
-                    }
-                    continue;
+        // Outside brackets (an opening bracket just read may begin a header: 「…続いている【O】」).
+        if depth_before == 0 {
+            if let Some((n, new_sentence)) = soft_boundary(chars, i, spaced[i], hints, prev) {
+                push(&mut out, start, i, sentence);
+                if new_sentence {
+                    sentence += 1;
                 }
+                // `n` separator chars are dropped; with none, the char at `i` opens the new clause.
+                start = i + n;
+                i += n.max(1);
+                continue;
             }
         }
         if depth == 0 && is_clause_end(chars, i) {

@@ -287,6 +287,27 @@ mod tests {
     use crate::{EngineKind, GenStats};
 
     #[test]
+    fn a_sentence_without_a_problem_keeps_its_json_shape() {
+        let mut s = Sentence {
+            text: "発熱あり。".into(),
+            spans: vec![Span::new(0, 4)],
+            flags: vec![],
+            origin: Origin::Dictation,
+            problem: None,
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"text": "発熱あり。", "spans": [[0, 4]], "flags": [], "origin": "dictation"})
+        );
+        s.problem = Some("#1 市中肺炎".into());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["problem"], "#1 市中肺炎");
+        let back: Sentence = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
     fn engine_json_keeps_its_top_level_numbers_beside_the_full_stats() {
         let mut st = GenStats::new("qwen2.5-coder-0.5b", EngineKind::LocalWorker);
         st.prompt_tokens = 400;
