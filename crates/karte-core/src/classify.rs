@@ -143,7 +143,7 @@ fn has_word(text: &str, w: &str) -> bool {
 }
 
 /// Assessment cues beyond the suspicion cues that also mark a diagnosis as suspected (see `extract`).
-const ASSESS_ONLY: [&str; 5] = ["診断", "判断", "印象", "否定的", "考えにくい"];
+const ASSESS_ONLY: [&str; 6] = ["診断", "判断", "印象", "否定的", "考えにくい", "疑っ"];
 
 /// An assessment made now; 「〜と診断され」 (passive) reports a past diagnosis, which is history.
 pub fn has_assess_cue(text: &str) -> bool {
@@ -200,7 +200,11 @@ const OTHER_CUES: [&str; 12] = [
 ];
 
 fn has_plan_cue(text: &str) -> bool {
-    PLAN_EN.iter().any(|w| has_word(text, w))
+    // 「胸部X線撮影」 at the end of a ward entry is an order; 「胸部X線撮影で…」 reports what it showed.
+    ["撮影", "採血"]
+        .iter()
+        .any(|w| text.trim_end().ends_with(w))
+        || PLAN_EN.iter().any(|w| has_word(text, w))
         || PLAN.iter().any(|cue| {
             text.match_indices(cue).any(|(i, _)| {
                 let after = &text[i + cue.len()..];
@@ -242,6 +246,10 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
     }
     if has_assess_cue(text) {
         return Role::Assessed;
+    }
+    // A complaint told with its onset (「昨晩から38度台の発熱が続いて」) is history even when it carries a number.
+    if has(FactKind::Symptom) && ONSET.iter().any(|o| text.contains(o)) && !has(FactKind::Exam) {
+        return Role::Reported;
     }
     if has(FactKind::Vital) || has(FactKind::Lab) || has(FactKind::Exam) {
         return Role::Observed;
@@ -286,6 +294,24 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
     Role::Reported
 }
 
+/// When a complaint began: 「3日前から」「昨晩から」.
+const ONSET: [&str; 14] = [
+    "日前から",
+    "週間前から",
+    "か月前から",
+    "ヶ月前から",
+    "昨日から",
+    "昨晩から",
+    "昨夜から",
+    "今朝から",
+    "先週から",
+    "先月から",
+    "夕方から",
+    "夜間から",
+    "朝から",
+    "頃から",
+];
+
 /// A number with a unit of amount or size (mL, L, kg, cm, mm, g): what a nurse measured.
 fn measured_quantity(text: &str) -> bool {
     let c: Vec<char> = text.chars().collect();
@@ -316,7 +342,16 @@ pub fn mixed_split(text: &str) -> Option<usize> {
     for j in JOINTS {
         if let Some(i) = text.find(j) {
             let mut cut = i + j.len();
-            for suffix in ["られ", "て", "、", " "] {
+            for suffix in [
+                "られ",
+                "て",
+                "おりますので",
+                "いますので",
+                "ますので",
+                "おり",
+                "、",
+                " ",
+            ] {
                 if text[cut..].starts_with(suffix) {
                     cut += suffix.len();
                 }

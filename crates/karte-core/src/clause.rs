@@ -202,7 +202,14 @@ fn glued(left: &str, right: &str) -> bool {
     {
         return true;
     }
-    is_letter_header(left)
+    // A token ending in a particle cannot end a statement: a pause in speech (「本人は 足がしびれると 話しています」).
+    let particle = [
+        "は", "が", "を", "に", "の", "と", "で", "も", "から", "まで", "へ", "や",
+    ]
+    .iter()
+    .any(|p| left.ends_with(p));
+    particle
+        || is_letter_header(left)
         || is_problem_number(left)
         || ABBREVIATIONS
             .iter()
@@ -293,7 +300,9 @@ fn soft_boundary(
         let plain = !f.contains(['ー', 'っ']);
         if starts(chars, i, f)
             && !(f == "あの" && starts(chars, i, "あの方"))
-            && (!plain || prev.is_none_or(|p| !is_kana_word_char(p)) || is_sentence_final(chars, i))
+            && (!plain
+                || prev.is_none_or(|p| !is_kana_word_char(p) || matches!(p, 'て' | 'で'))
+                || is_sentence_final(chars, i))
         {
             let mut n = f.chars().count();
             while chars
