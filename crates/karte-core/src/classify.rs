@@ -84,16 +84,15 @@ const NOT_A_PLAN_AFTER: [&str; 10] = [
     "歴",
     "されている",
 ];
-/// English plan words as physicians abbreviate them (「CTRX 2g iv」「NPO」「f/u」), matched as whole words: 「po」 must
+/// English plan words as physicians abbreviate them (「CTRX 2g iv」「f/u」), matched as whole words: 「po」 must
 /// not be read inside 「hypokinesis」.
-const PLAN_EN: [&str; 16] = [
+const PLAN_EN: [&str; 15] = [
     "iv",
     "po",
     "prn",
     "div",
     "sc",
     "im",
-    "NPO",
     "start",
     "f/u",
     "F/U",
@@ -104,10 +103,9 @@ const PLAN_EN: [&str; 16] = [
     "continue",
     "stop",
 ];
-/// English assessment words (「ADHF, s/o CS2」「急性膵炎 likely」), matched as whole words.
-const ASSESS_EN: [&str; 8] = [
+/// English assessment words (「CHF exacerbation s/o」), matched as whole words.
+const ASSESS_EN: [&str; 7] = [
     "s/o",
-    "likely",
     "probable",
     "possible",
     "suspected",
