@@ -342,6 +342,8 @@ pub fn mixed_split(text: &str) -> Option<usize> {
             let mut cut = i + j.len();
             for suffix in [
                 "られ",
+                "る",
+                "ます",
                 "て",
                 "おりますので",
                 "いますので",

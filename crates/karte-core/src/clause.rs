@@ -412,6 +412,38 @@ fn spoken_end(chars: &[char], i: usize) -> bool {
         && !starts(chars, i, "がって")
 }
 
+/// A conjunction right after a spoken ending (「…ましたが」「…でしたので」): its length, where a clause ends.
+fn spoken_conjunction(chars: &[char], i: usize) -> Option<usize> {
+    if !is_sentence_final(chars, i) {
+        return None;
+    }
+    let conj = ["ので", "けれど", "けど", "が", "から"]
+        .iter()
+        .find(|w| starts(chars, i, w))?;
+    let n = conj.chars().count();
+    // Only where more of the statement follows, not before punctuation, which splits anyway.
+    chars
+        .get(i + n)
+        .is_some_and(|c| !c.is_whitespace() && !matches!(c, '、' | '。' | ',' | '.'))
+        .then_some(n)
+}
+
+/// A plain ending (「…あり」「…なし」「…認める」) run into the next statement in a line without punctuation
+/// (「圧痛なし胃腸炎と考える」): true where the next statement starts at `i`.
+fn plain_end(chars: &[char], i: usize) -> bool {
+    // Not 「ない」: 「症状のない患者」 modifies what follows.
+    let ends = ["あり", "なし", "認める", "認めず"];
+    ends.iter().any(|e| {
+        let n = e.chars().count();
+        i >= n && chars[i - n..i].iter().copied().eq(e.chars())
+    }) && chars.get(i).is_some_and(|&c| {
+        !c.is_whitespace()
+            && !c.is_ascii_digit()
+            && !"とでにのがはもたてまそかよねや、。,.)）」】".contains(c)
+            && !c.is_ascii_punctuation()
+    })
+}
+
 /// Clauses of `chars` with what the caller knows about the dictation.
 pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
     let mut out = Vec::new();
@@ -532,6 +564,16 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
             push(&mut out, start, i, sentence);
             start = i;
             sentence += 1;
+        } else if let Some(n) = (depth == 0).then(|| spoken_conjunction(chars, i)).flatten() {
+            // 「…陰性でしたので経過観察とします」: the reason and what follows from it are two clauses.
+            push(&mut out, start, i + n, sentence);
+            start = i + n;
+            i += n;
+            continue;
+        } else if depth == 0 && spaced[i] && plain_end(chars, i) {
+            push(&mut out, start, i, sentence);
+            start = i;
+            sentence += 1;
         }
         i += 1;
     }
@@ -600,6 +642,18 @@ mod tests {
                 &["#2 2型糖尿病 血糖コントロール不良"],
             ),
             ("S) 頭痛 O) 血圧 180/100", &["S) 頭痛", "O) 血圧 180/100"]),
+            // Spoken run-ons: a conjunction after a polite ending closes a clause; a plain ending run into the next
+            // statement closes it in a line without punctuation, but not before a number (「排便なし4日目」).
+            (
+                "陰性でしたので経過観察とします",
+                &["陰性でしたので", "経過観察とします"],
+            ),
+            ("圧痛なし胃腸炎と考える", &["圧痛なし", "胃腸炎と考える"]),
+            ("排便なし4日目", &["排便なし4日目"]),
+            (
+                "圧痛なし、胃腸炎と考える。",
+                &["圧痛なし", "胃腸炎と考える"],
+            ),
             // English abbreviations keep their full stop.
             (
                 "bilat. coarse crackles. 下腿浮腫",
