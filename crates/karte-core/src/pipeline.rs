@@ -99,9 +99,6 @@ impl Analysis {
     pub fn is_heading(&self, i: usize) -> bool {
         self.problem[i] == Some(i)
     }
-}
-
-impl Analysis {
     pub fn facts(&self) -> Vec<Fact> {
         self.found.iter().map(|f| f.fact.clone()).collect()
     }
