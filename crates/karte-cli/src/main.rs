@@ -273,7 +273,15 @@ fn render_text(d: &DraftOutput) -> String {
         if list.is_empty() {
             s.push_str("  （なし）\n");
         }
+        // A problem-oriented note keeps its grouping: each problem's heading before its first sentence here.
+        let mut last: Option<&str> = None;
         for sent in list {
+            if let Some(p) = sent.problem.as_deref() {
+                if last != Some(p) {
+                    s.push_str(&format!("  {p}\n"));
+                }
+            }
+            last = sent.problem.as_deref();
             s.push_str(&format!("  ・{}\n", sent.text));
             for f in &sent.flags {
                 s.push_str(&format!("      ⚠ {}\n", f.message));

@@ -84,20 +84,79 @@ const NOT_A_PLAN_AFTER: [&str; 10] = [
     "歴",
     "されている",
 ];
+/// English plan words as physicians abbreviate them (「CTRX 2g iv」「f/u」), matched as whole words: 「po」 must
+/// not be read inside 「hypokinesis」.
+const PLAN_EN: [&str; 15] = [
+    "iv",
+    "po",
+    "prn",
+    "div",
+    "sc",
+    "im",
+    "start",
+    "f/u",
+    "F/U",
+    "consult",
+    "emergently",
+    "order",
+    "check",
+    "continue",
+    "stop",
+];
+/// English assessment words (「CHF exacerbation s/o」), matched as whole words.
+const ASSESS_EN: [&str; 7] = [
+    "s/o",
+    "probable",
+    "possible",
+    "suspected",
+    "impression",
+    "DDx",
+    "ddx",
+];
+/// Routes that make a drug named with them an order given now (「フロセミド20mg静注」「PSL 40mg po」), unless a
+/// history cue says it is what the patient takes (内服中).
+const DRUG_ROUTES: [&str; 12] = [
+    "内服",
+    "静注",
+    "点滴",
+    "皮下注",
+    "筋注",
+    "舌下",
+    "貼付",
+    "吸入",
+    "投与",
+    "頓用",
+    "頓服",
+    "持続",
+];
+
+/// Does `text` contain `w` as a word (no ASCII letter on either side)?
+fn has_word(text: &str, w: &str) -> bool {
+    text.match_indices(w).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + w.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphabetic())
+            && !after.is_some_and(|c| c.is_ascii_alphabetic())
+    })
+}
+
 /// Assessment cues beyond the suspicion cues that also mark a diagnosis as suspected (see `extract`).
-const ASSESS_ONLY: [&str; 5] = ["診断", "判断", "印象", "否定的", "考えにくい"];
+const ASSESS_ONLY: [&str; 6] = ["診断", "判断", "印象", "否定的", "考えにくい", "疑っ"];
 
 /// An assessment made now; 「〜と診断され」 (passive) reports a past diagnosis, which is history.
 pub fn has_assess_cue(text: &str) -> bool {
-    crate::extract::SUSPECT_CUES
-        .iter()
-        .chain(ASSESS_ONLY.iter())
-        .any(|c| {
-            text.match_indices(c)
-                .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
-        })
+    ASSESS_EN.iter().any(|w| has_word(text, w))
+        || crate::extract::SUSPECT_CUES
+            .iter()
+            .chain(ASSESS_ONLY.iter())
+            .any(|c| {
+                text.match_indices(c)
+                    .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
+            })
 }
-const OBJECTIVE: [&str; 22] = [
+const OBJECTIVE: [&str; 24] = [
+    "(+)",
+    "(-)",
     "所見",
     "聴取",
     "聴診",
@@ -139,12 +198,17 @@ const OTHER_CUES: [&str; 12] = [
 ];
 
 fn has_plan_cue(text: &str) -> bool {
-    PLAN.iter().any(|cue| {
-        text.match_indices(cue).any(|(i, _)| {
-            let after = &text[i + cue.len()..];
-            !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n))
+    // 「胸部X線撮影」 at the end of a ward entry is an order; 「胸部X線撮影で…」 reports what it showed.
+    ["撮影", "採血"]
+        .iter()
+        .any(|w| text.trim_end().ends_with(w))
+        || PLAN_EN.iter().any(|w| has_word(text, w))
+        || PLAN.iter().any(|cue| {
+            text.match_indices(cue).any(|(i, _)| {
+                let after = &text[i + cue.len()..];
+                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n))
+            })
         })
-    })
 }
 
 /// Does the clause have any cue of its own? A clause without one (「胸部X線」「セフトリアキソン 2g 1日1回 点滴静注」) is
@@ -181,7 +245,34 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
     if has_assess_cue(text) {
         return Role::Assessed;
     }
+    // A complaint told with its onset (「昨晩から38度台の発熱が続いて」) is history even when it carries a number.
+    if has(FactKind::Symptom) && ONSET.iter().any(|o| text.contains(o)) && !has(FactKind::Exam) {
+        return Role::Reported;
+    }
     if has(FactKind::Vital) || has(FactKind::Lab) || has(FactKind::Exam) {
+        return Role::Observed;
+    }
+    let subjective = has(FactKind::Symptom) || has(FactKind::History) || has(FactKind::Demographic);
+    let historic = crate::extract::HISTORY_CUES
+        .iter()
+        .any(|c| text.contains(c));
+    // A drug with its route and no history cue is an order (ward records and English notes write no 「開始する」).
+    if has(FactKind::Drug)
+        && !historic
+        && !subjective
+        && DRUG_ROUTES.iter().any(|r| {
+            text.match_indices(r).any(|(i, _)| {
+                // 「内服: アムロジピン 5mg」 lists what the patient takes; 「内服薬」 names them.
+                let after = &text[i + r.len()..];
+                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n))
+                    && !after.starts_with([':', '薬'])
+            })
+        })
+    {
+        return Role::Planned;
+    }
+    // A measured quantity with nothing else (「導尿にて400mL」「左より3cm太い」) is an observation.
+    if !subjective && !has(FactKind::Drug) && measured_quantity(text) {
         return Role::Observed;
     }
     if facts
@@ -195,11 +286,42 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
             Role::Assessed
         };
     }
-    let subjective = has(FactKind::Symptom) || has(FactKind::History) || has(FactKind::Demographic);
     if !subjective && (has(FactKind::Test) || objective_cue) {
         return Role::Observed;
     }
     Role::Reported
+}
+
+/// When a complaint began: 「3日前から」「昨晩から」.
+const ONSET: [&str; 14] = [
+    "日前から",
+    "週間前から",
+    "か月前から",
+    "ヶ月前から",
+    "昨日から",
+    "昨晩から",
+    "昨夜から",
+    "今朝から",
+    "先週から",
+    "先月から",
+    "夕方から",
+    "夜間から",
+    "朝から",
+    "頃から",
+];
+
+/// A number with a unit of amount or size (mL, L, kg, cm, mm, g): what a nurse measured.
+fn measured_quantity(text: &str) -> bool {
+    let c: Vec<char> = text.chars().collect();
+    (0..c.len()).any(|i| {
+        c[i].is_ascii_digit()
+            && ["mL", "ml", "L", "cm", "mm", "kg"].iter().any(|u| {
+                let rest: String = c[i + 1..].iter().take(u.len()).collect();
+                rest == *u
+                    && c.get(i + 1 + u.len())
+                        .is_none_or(|n| !n.is_ascii_alphabetic())
+            })
+    })
 }
 
 /// 「肺炎を疑い抗菌薬を開始する」 carries an assessment and a plan: the char index after the assessment part, if the
@@ -218,7 +340,18 @@ pub fn mixed_split(text: &str) -> Option<usize> {
     for j in JOINTS {
         if let Some(i) = text.find(j) {
             let mut cut = i + j.len();
-            for suffix in ["られ", "て", "、", " "] {
+            for suffix in [
+                "られ",
+                "る",
+                "ます",
+                "て",
+                "おりますので",
+                "いますので",
+                "ますので",
+                "おり",
+                "、",
+                " ",
+            ] {
                 if text[cut..].starts_with(suffix) {
                     cut += suffix.len();
                 }

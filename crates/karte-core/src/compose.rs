@@ -258,6 +258,7 @@ fn sentence(text: String, source: SourceRef) -> Sentence {
         flags: Vec::new(),
         // Every floor sentence is the physician's own signed or typed words.
         origin: Origin::Dictation,
+        problem: None,
         sources: vec![source],
     }
 }

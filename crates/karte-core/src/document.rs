@@ -70,6 +70,10 @@ pub struct SectionSpec {
     /// Words (主訴) and single capital letters (S) a physician dictates to open this section explicitly.
     #[serde(default)]
     pub headers: Vec<String>,
+    /// Labels that place only the rest of their line here (「PE:」「CXR:」「CC:」): results and complaints written
+    /// one line per label, where a sticky header would carry the next line's assessment into this section.
+    #[serde(default)]
+    pub line_headers: Vec<String>,
     /// A signed document must have something here.
     #[serde(default)]
     pub required: bool,
@@ -183,6 +187,8 @@ pub struct DocumentKind {
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,
+    #[serde(skip)]
+    line_headers: OnceLock<Option<(Regex, HashMap<String, usize>)>>,
 }
 
 /// The system prompt's frame; the kind fills in its style and its sections.
@@ -330,14 +336,41 @@ impl DocumentKind {
             let l = letters.join("|");
             let w = words.join("|");
             let re = Regex::new(&format!(
-                r"^\s*(?:【\s*(?P<a>{l})\s*】|\[(?P<b>{l})\]|(?P<c>{l})\s*[):>]|#?\s*(?P<w>{w})\s*[:)】])\s*"
+                r"^\s*(?:【\s*(?P<a>{l})\s*】|\[(?P<b>{l})\]|<\s*(?P<d>{l})\s*>|(?P<c>{l})\s*[):>]|#?\s*(?P<w>{w})\s*[:)】])\s*"
             ))
             .expect("header pattern");
             (re, by_word)
         });
         let c = re.captures(text)?;
-        let key = ["a", "b", "c", "w"].iter().find_map(|n| c.name(n))?;
+        let key = ["a", "b", "c", "d", "w"].iter().find_map(|n| c.name(n))?;
         let sec = *by_word.get(key.as_str())?;
+        Some((sec, c.get(0)?.as_str().chars().count()))
+    }
+
+    /// A line label at the start of `text` (「PE:」「CXR:」, from the kind's `line_headers`): the section and the
+    /// label's length in chars. Only the drafting pipeline reads these; a typed edit's lines are read by `header`.
+    pub fn line_header(&self, text: &str) -> Option<(usize, usize)> {
+        let built = self.line_headers.get_or_init(|| {
+            let mut words = Vec::new();
+            let mut by_word = HashMap::new();
+            for (i, s) in self.sections.iter().enumerate() {
+                for h in &s.line_headers {
+                    by_word.insert(h.to_lowercase(), i);
+                    words.push(h.clone());
+                }
+            }
+            if words.is_empty() {
+                return None;
+            }
+            words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+            let words: Vec<String> = words.iter().map(|w| regex::escape(w)).collect();
+            let re = Regex::new(&format!(r"(?i)^\s*#?\s*(?P<w>{})\s*:\s*", words.join("|")))
+                .expect("line header pattern");
+            Some((re, by_word))
+        });
+        let (re, by_word) = built.as_ref()?;
+        let c = re.captures(text)?;
+        let sec = *by_word.get(&c.name("w")?.as_str().to_lowercase())?;
         Some((sec, c.get(0)?.as_str().chars().count()))
     }
 
@@ -520,12 +553,20 @@ impl Document {
             if p.sentences.is_empty() {
                 push(&mut s, NONE, &mut at);
             }
-            spans.push(
-                p.sentences
-                    .iter()
-                    .map(|sent| push(&mut s, &sent.text, &mut at))
-                    .collect(),
-            );
+            // A problem-oriented note keeps its grouping: a problem's heading (「#1 市中肺炎」) on its own line
+            // before the first of its sentences in this section; `parse` reads it back as the sentences' problem.
+            let mut last: Option<&str> = None;
+            let mut part = Vec::new();
+            for sent in &p.sentences {
+                if let Some(pr) = sent.problem.as_deref() {
+                    if last != Some(pr) {
+                        push(&mut s, pr, &mut at);
+                    }
+                }
+                last = sent.problem.as_deref();
+                part.push(push(&mut s, &sent.text, &mut at));
+            }
+            spans.push(part);
         }
         (s, spans)
     }
@@ -536,9 +577,32 @@ impl Document {
     /// Returns the lines before the first heading separately: a caller decides whether that is an error (an edit)
     /// or belongs to the first section (a record written before documents were structured).
     pub fn parse(kind: &DocumentKind, text: &str) -> (Document, Vec<String>) {
+        Document::parse_lines(kind, text, true)
+    }
+
+    /// [`Document::parse`], reading a line that starts with 「#1」 inside a section as the problem of the sentences
+    /// after it (what `render` writes) when `problems` is true. Notes written before drafts kept problems are read
+    /// without it, so a recovered document is what it always was.
+    fn parse_lines(kind: &DocumentKind, text: &str, problems: bool) -> (Document, Vec<String>) {
         let mut sections = Sections::empty(kind);
         let mut cur: Option<usize> = None;
         let mut preamble = Vec::new();
+        // The problem of the sentences being read, and a heading read but not yet followed by a sentence: one
+        // that never is stays a sentence, so nothing typed is lost.
+        let mut problem: Option<String> = None;
+        let mut pending: Option<(usize, String)> = None;
+        let flush = |sections: &mut Sections, pending: &mut Option<(usize, String)>| {
+            if let Some((i, p)) = pending.take() {
+                sections.at_mut(i).push(Sentence {
+                    text: p,
+                    spans: Vec::new(),
+                    flags: Vec::new(),
+                    origin: Default::default(),
+                    problem: None,
+                    sources: Vec::new(),
+                });
+            }
+        };
         for line in text.lines() {
             let t = line.trim();
             let (sec, body) = match kind.sections.iter().position(|s| s.heading == t) {
@@ -556,11 +620,21 @@ impl Document {
                 }
             };
             if sec.is_some() {
+                flush(&mut sections, &mut pending);
+                problem = None;
                 cur = sec;
             }
             let body = body.trim();
             if body.is_empty() || body == NONE {
                 continue;
+            }
+            if let (true, Some(i)) = (problems && is_problem_line(body), cur) {
+                flush(&mut sections, &mut pending);
+                pending = Some((i, body.to_string()));
+                continue;
+            }
+            if let Some((_, p)) = pending.take() {
+                problem = Some(p);
             }
             let s = Sentence {
                 text: body.to_string(),
@@ -569,12 +643,14 @@ impl Document {
                 // Typed by the physician (an edit or amendment): their words.
                 origin: Default::default(),
                 sources: Vec::new(),
+                problem: problem.clone(),
             };
             match cur {
                 Some(i) => sections.at_mut(i).push(s),
                 None => preamble.push(s.text),
             }
         }
+        flush(&mut sections, &mut pending);
         (
             Document {
                 kind: kind.id.clone(),
@@ -616,6 +692,14 @@ impl Document {
     }
 }
 
+/// 「#1 市中肺炎」「＃２　糖尿病」 (width-folded or not): a problem's heading line.
+fn is_problem_line(line: &str) -> bool {
+    let mut c = line.chars();
+    matches!(c.next(), Some('#' | '＃'))
+        && c.find(|c| !c.is_whitespace())
+            .is_some_and(|d| d.is_ascii_digit() || ('０'..='９').contains(&d))
+}
+
 /// The document of a version stored before documents were structured (and what a stored version's document must
 /// equal, so that it is as tamper-evident as the hashed text): a draft's own sections when its draft JSON is there,
 /// otherwise the note text read by the kind's headings, with any text before the first heading kept in the first
@@ -624,7 +708,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
     if let Some(d) = draft_json.and_then(|j| serde_json::from_str::<crate::DraftOutput>(j).ok()) {
         return d.document();
     }
-    let (mut doc, preamble) = Document::parse(kind, note);
+    let (mut doc, preamble) = Document::parse_lines(kind, note, false);
     if !preamble.is_empty() {
         let first = doc.sections.at_mut(0);
         let before: Vec<Sentence> = preamble
@@ -635,6 +719,7 @@ pub fn recover(kind: &DocumentKind, note: &str, draft_json: Option<&str>) -> Doc
                 flags: Vec::new(),
                 origin: Default::default(),
                 sources: Vec::new(),
+                problem: None,
             })
             .collect();
         first.splice(0..0, before);
@@ -653,6 +738,27 @@ mod tests {
     }
 
     #[test]
+    fn line_headers_place_their_line() {
+        let k = default_kind();
+        let id = |t: &str| {
+            k.line_header(t)
+                .map(|(i, n)| (k.sections[i].id.as_str(), n))
+        };
+        for (text, want) in [
+            ("PE: JVD(+)", Some(("objective", 4))),
+            ("CXR: CTR 62%", Some(("objective", 5))),
+            ("#CC: fever", Some(("subjective", 5))),
+            ("ecg: ST上昇", Some(("objective", 5))),
+            ("PEで異常なし", None),
+            ("CT予定", None),
+        ] {
+            assert_eq!(id(text), want, "{text}");
+        }
+        // A line label is not a heading of a typed note.
+        assert_eq!(k.header("PE: JVD(+)"), None);
+    }
+
+    #[test]
     fn headers_open_their_sections() {
         let k = default_kind();
         let id = |t: &str| k.header(t).map(|(i, n)| (k.sections[i].id.as_str(), n));
@@ -661,6 +767,8 @@ mod tests {
             ("【P】入院", Some(("plan", 3))),
             ("[O]BT 38.6℃", Some(("objective", 3))),
             ("A: 肺炎", Some(("assessment", 3))),
+            ("<S> 頭痛", Some(("subjective", 4))),
+            ("Plan: CTRX 2g iv", Some(("plan", 6))),
             ("主訴: 胸痛", Some(("subjective", 4))),
             ("身体所見:", Some(("objective", 5))),
             ("# 方針) 入院", Some(("plan", 6))),
@@ -684,6 +792,7 @@ mod tests {
                 flags: vec![],
                 origin: Default::default(),
                 sources: Vec::new(),
+                problem: None,
             });
         }
         let d = Document {
@@ -699,6 +808,49 @@ mod tests {
         assert!(pre.is_empty());
         assert_eq!(back, d);
         assert_eq!(back.render(), text);
+    }
+
+    #[test]
+    fn problems_render_as_headings_and_parse_back() {
+        let k = default_kind();
+        let mut s = Sections::empty(k);
+        for (i, t, p) in [
+            (0, "咳嗽は減少。", Some("#1 市中肺炎")),
+            (1, "CRP 3.2。", Some("#1 市中肺炎")),
+            (1, "BNP 420。", Some("#2 心不全")),
+            (3, "セフトリアキソン継続。", Some("#1 市中肺炎")),
+        ] {
+            s.at_mut(i).push(Sentence {
+                text: t.into(),
+                spans: vec![],
+                flags: vec![],
+                origin: Default::default(),
+                problem: p.map(String::from),
+                sources: Vec::new(),
+            });
+        }
+        let d = Document {
+            kind: k.id.clone(),
+            sections: s,
+        };
+        let text = d.render();
+        assert_eq!(
+            text,
+            "S（主観的情報）\n#1 市中肺炎\n咳嗽は減少。\nO（客観的情報）\n#1 市中肺炎\nCRP 3.2。\n#2 心不全\nBNP 420。\nA（評価）\n（なし）\nP（計画）\n#1 市中肺炎\nセフトリアキソン継続。\n"
+        );
+        let (back, pre) = Document::parse(k, &text);
+        assert!(pre.is_empty());
+        assert_eq!(back, d);
+        // A heading with nothing under it is kept as the physician's sentence, and stays so.
+        let typed = "S（主観的情報）\n頭痛。\n＃３　便秘\nP（計画）\n経過観察。\n";
+        let doc = Document::from_text(k, typed).unwrap();
+        assert_eq!(doc.sections.get("subjective").len(), 2);
+        assert_eq!(doc.sections.get("subjective")[1].text, "＃３　便秘");
+        assert_eq!(doc.sections.get("subjective")[1].problem, None);
+        // Notes stored before problems were kept read as they always were.
+        let old = recover(k, &text, None);
+        assert!(old.sections.iter().all(|(_, s)| s.problem.is_none()));
+        assert_eq!(old.sections.get("objective").len(), 4);
     }
 
     #[test]

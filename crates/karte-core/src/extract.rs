@@ -101,7 +101,9 @@ static VITALS: LazyLock<Vec<VitalPat>> = LazyLock::new(|| {
         ),
         v(
             "血圧",
-            &format!(r"(?:sBP|BP|血圧){SEP}(?P<v>[0-9]{{2,3}}\s*/\s*[0-9]{{2,3}})\s*(?P<u>mmHg)?"),
+            &format!(
+                r"(?:sBP|BP|血圧){SEP}(?P<v>[0-9]{{2,3}}\s*(?:/|の)\s*[0-9]{{2,3}})\s*(?P<u>mmHg)?"
+            ),
         ),
         v("血圧", r"(?P<v>[0-9]{2,3}/[0-9]{2,3})\s*(?P<u>mmHg)"),
         v(

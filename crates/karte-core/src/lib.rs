@@ -12,6 +12,7 @@ pub mod lexicon;
 pub mod normalize;
 pub mod phrase;
 pub mod pipeline;
+pub mod quality;
 pub mod rules;
 pub mod stats;
 pub mod types;

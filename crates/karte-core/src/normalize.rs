@@ -14,6 +14,9 @@ pub struct Normalized {
     /// For normalised char i, the original char range `[map[i].0, map[i].1)`.
     map: Vec<(u32, u32)>,
     orig_len: usize,
+    /// Normalised chars that were an ideographic space (U+3000): ward records separate observations with it, so
+    /// the splitter reads it as a boundary where an ASCII space inside 「BT 38.6」 is not.
+    wide: Vec<bool>,
 }
 
 impl Normalized {
@@ -44,6 +47,10 @@ impl Normalized {
         let e = self.map[end.min(self.map.len()) - 1].1 as usize;
         Span::new(s, e.max(s))
     }
+    /// Was normalised char `i` an ideographic space in the original?
+    pub fn wide_space(&self, i: usize) -> bool {
+        self.wide.get(i).copied().unwrap_or(false)
+    }
     /// The normalised text of a normalised char range.
     pub fn slice(&self, start: usize, end: usize) -> String {
         self.chars[start..end].iter().collect()
@@ -67,6 +74,7 @@ fn special(c: char) -> Option<&'static str> {
 pub fn normalize(input: &str) -> Normalized {
     let mut chars: Vec<char> = Vec::with_capacity(input.len());
     let mut map: Vec<(u32, u32)> = Vec::with_capacity(input.len());
+    let mut wide: Vec<bool> = Vec::with_capacity(input.len());
     let mut n = 0u32;
     for c in input.chars() {
         let range = (n, n + 1);
@@ -75,12 +83,14 @@ pub fn normalize(input: &str) -> Normalized {
             for o in s.chars() {
                 chars.push(o);
                 map.push(range);
+                wide.push(c == '\u{3000}');
             }
             continue;
         }
         if c.is_ascii() {
             chars.push(c);
             map.push(range);
+            wide.push(false);
             continue;
         }
         for o in std::iter::once(c).nfkc() {
@@ -98,21 +108,25 @@ pub fn normalize(input: &str) -> Normalized {
             }
             chars.push(o);
             map.push(range);
+            wide.push(false);
         }
     }
     // °C / ° C after NFKC (from ℉-less inputs such as "38.6°C") → ℃, keeping the union of the source ranges.
     let mut out_c = Vec::with_capacity(chars.len());
     let mut out_m: Vec<(u32, u32)> = Vec::with_capacity(map.len());
+    let mut out_w: Vec<bool> = Vec::with_capacity(map.len());
     let mut i = 0;
     while i < chars.len() {
         if chars[i] == '°' && chars.get(i + 1) == Some(&'C') {
             out_c.push('℃');
             out_m.push((map[i].0, map[i + 1].1));
+            out_w.push(false);
             i += 2;
             continue;
         }
         out_c.push(chars[i]);
         out_m.push(map[i]);
+        out_w.push(wide[i]);
         i += 1;
     }
     Normalized {
@@ -120,6 +134,7 @@ pub fn normalize(input: &str) -> Normalized {
         chars: out_c,
         map: out_m,
         orig_len: n as usize,
+        wide: out_w,
     }
 }
 

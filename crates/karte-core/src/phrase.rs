@@ -17,6 +17,9 @@ pub struct Item {
     pub section: usize,
     pub text: String,
     pub spans: Vec<Span>,
+    /// The problem the floor sentence was written under: a model's sentence keeps the problem of the first item
+    /// it cites, so the model's wording cannot undo a problem-oriented note's grouping.
+    pub problem: Option<String>,
 }
 
 pub struct Prompt {
@@ -72,6 +75,7 @@ pub fn build(kind: &'static DocumentKind, floor: &Sections) -> Prompt {
             section,
             text: s.text.clone(),
             spans: s.spans.clone(),
+            problem: s.problem.clone(),
         })
         .collect();
     let mut user = String::from("<source>\n");
@@ -156,7 +160,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                     "根拠となる口述箇所が示されていません。内容を確認してください。",
                     None,
                 ));
-                placed.push((sec, usize::MAX, model_sentence(text, spans, flags)));
+                placed.push((sec, usize::MAX, model_sentence(text, spans, flags, None)));
                 continue;
             };
             let (nums, terms) = claims(&text);
@@ -193,7 +197,8 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                     Some(what),
                 ));
             }
-            placed.push((section, first, model_sentence(text, spans, flags)));
+            let problem = prompt.items[first].problem.clone();
+            placed.push((section, first, model_sentence(text, spans, flags, problem)));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
@@ -204,6 +209,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 flags: g.check(&it.text),
                 origin: Origin::Dictation,
                 sources: Vec::new(),
+                problem: it.problem.clone(),
             };
             placed.push((it.section, k, s));
         }
@@ -216,13 +222,19 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
     Ok(out)
 }
 
-fn model_sentence(text: String, spans: Vec<Span>, flags: Vec<Flag>) -> Sentence {
+fn model_sentence(
+    text: String,
+    spans: Vec<Span>,
+    flags: Vec<Flag>,
+    problem: Option<String>,
+) -> Sentence {
     Sentence {
         text,
         spans,
         flags,
         origin: Origin::Model,
         sources: Vec::new(),
+        problem,
     }
 }
 
@@ -384,12 +396,46 @@ mod tests {
     }
 
     #[test]
+    fn model_sentences_keep_the_problem_of_what_they_cite() {
+        let a = analyze(
+            "#1 市中肺炎\nO) CRP 3.2\nP) セフトリアキソン継続\n#2 心不全\nO) BNP 420",
+            crate::document::default_kind(),
+        )
+        .unwrap();
+        let p = build(a.kind, &floor_sections(&a));
+        let problems: Vec<Option<&str>> = p.items.iter().map(|i| i.problem.as_deref()).collect();
+        assert_eq!(
+            problems,
+            [Some("#1 市中肺炎"), Some("#2 心不全"), Some("#1 市中肺炎")]
+        );
+        let out = merge(
+            &p,
+            r#"{"subjective":[],"objective":[{"text":"CRPは3.2。","facts":[1]}],"assessment":[],"plan":[{"text":"セフトリアキソンを継続する。","facts":[3]}]}"#,
+            &a.grounding(),
+        )
+        .unwrap();
+        let got: Vec<(&str, Option<&str>)> = out
+            .iter()
+            .map(|(_, s)| (s.text.as_str(), s.problem.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("CRPは3.2。", Some("#1 市中肺炎")),
+                ("BNP 420。", Some("#2 心不全")),
+                ("セフトリアキソンを継続する。", Some("#1 市中肺炎")),
+            ]
+        );
+    }
+
+    #[test]
     fn origin_is_serialised_and_older_json_reads_as_the_physicians() {
         let old = r#"{"text":"解熱を確認。","spans":[[0,5]],"flags":[]}"#;
         let s: Sentence = serde_json::from_str(old).unwrap();
         assert_eq!(s.origin, Origin::Dictation);
         let m = Sentence {
             origin: Origin::Model,
+            problem: None,
             ..s
         };
         let json = serde_json::to_value(&m).unwrap();

@@ -86,9 +86,19 @@ pub struct Analysis {
     /// One per clause; `section` indexes `kind.sections`.
     pub places: Vec<Place>,
     pub found: Vec<Found>,
+    /// One per clause: the clause that is the heading of the problem it was written under (「#1 肺炎」), in a
+    /// problem-oriented note. A heading is its own problem; it labels its sentences instead of being one.
+    pub problem: Vec<Option<usize>>,
 }
 
 impl Analysis {
+    /// The heading text of clause `i`'s problem.
+    pub fn problem_of(&self, i: usize) -> Option<String> {
+        self.problem[i].map(|h| self.clauses[h].text.trim().to_string())
+    }
+    pub fn is_heading(&self, i: usize) -> bool {
+        self.problem[i] == Some(i)
+    }
     pub fn facts(&self) -> Vec<Fact> {
         self.found.iter().map(|f| f.fact.clone()).collect()
     }
@@ -109,20 +119,53 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
     }
     validate(input)?;
     let norm = normalize(input);
-    let raw = clause::split(norm.chars());
-    // Headers (S) / 【O】 …) stick until the next header; mixed assessment+plan clauses are cut in two.
+    let wide = |i: usize| norm.wide_space(i);
+    let header = |t: &str| kind.header(t).is_some() || kind.line_header(t).is_some();
+    let raw = clause::split_with(
+        norm.chars(),
+        &clause::Hints {
+            wide: Some(&wide),
+            header: Some(&header),
+        },
+    );
+    // Headers (S) / 【O】 …) stick until the next header or problem; mixed assessment+plan clauses are cut in two.
     let mut clauses = Vec::new();
     let mut forced: Vec<Option<usize>> = Vec::new();
+    let mut problem: Vec<Option<usize>> = Vec::new();
     let mut sticky: Option<usize> = None;
+    // A line label (「PE:」「ECG:」) places the rest of its sentence only: (section, sentence).
+    let mut labelled: Option<(usize, usize)> = None;
+    let mut current_problem: Option<usize> = None;
     for mut c in raw {
+        if is_problem_heading(&c.text) && kind.header(&c.text).is_none() {
+            sticky = None;
+            labelled = None;
+            current_problem = Some(clauses.len());
+            clauses.push(c);
+            forced.push(Some(kind.section_for(Role::Assessed)));
+            problem.push(current_problem);
+            continue;
+        }
         if let Some((sec, len)) = kind.header(&c.text) {
             sticky = Some(sec);
+            labelled = None;
+            c.start += len;
+            c.text = c.text.chars().skip(len).collect();
+            if c.text.trim().is_empty() {
+                continue;
+            }
+        } else if let Some((sec, len)) = kind.line_header(&c.text) {
+            labelled = Some((sec, c.sentence));
             c.start += len;
             c.text = c.text.chars().skip(len).collect();
             if c.text.trim().is_empty() {
                 continue;
             }
         }
+        let here = match labelled {
+            Some((sec, l)) if c.sentence == l => Some(sec),
+            _ => sticky,
+        };
         if let Some(cut) = classify::mixed_split(&c.text) {
             let head: String = c.text.chars().take(cut).collect();
             let tail: String = c.text.chars().skip(cut).collect();
@@ -132,17 +175,20 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
                 text: head,
                 sentence: c.sentence,
             });
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
             clauses.push(Clause {
                 start: c.start + cut,
                 end: c.end,
                 text: tail,
                 sentence: c.sentence,
             });
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
         } else {
             clauses.push(c);
-            forced.push(sticky);
+            forced.push(here);
+            problem.push(current_problem);
         }
     }
     let mut found = extract::extract(&norm, &clauses);
@@ -195,7 +241,14 @@ pub fn analyze(input: &str, kind: &'static DocumentKind) -> Result<Analysis> {
         clauses,
         places,
         found,
+        problem,
     })
+}
+
+/// 「#1 市中肺炎」「＃２　２型糖尿病」: the heading of a problem in a problem-oriented note.
+fn is_problem_heading(text: &str) -> bool {
+    text.strip_prefix('#')
+        .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Japanese puts the predicate last: in 「胸部X線、血液培養2セットを施行予定」 or 「造影CTで評価し、輸液を開始する」 the
@@ -359,11 +412,17 @@ pub fn floor_sections(a: &Analysis) -> Sections {
     let mut out = Sections::empty(a.kind);
     let mut i = 0;
     while i < a.clauses.len() {
+        if a.is_heading(i) {
+            i += 1;
+            continue;
+        }
         let sec = a.places[i].section;
         let mut j = i + 1;
         while j < a.clauses.len()
             && a.places[j].section == sec
             && a.clauses[j].sentence == a.clauses[i].sentence
+            && a.problem[j] == a.problem[i]
+            && !a.is_heading(j)
         {
             j += 1;
         }
@@ -382,6 +441,7 @@ pub fn floor_sections(a: &Analysis) -> Sections {
             flags: Vec::new(),
             origin: Origin::Dictation,
             sources: Vec::new(),
+            problem: a.problem_of(i),
         });
         i = j;
     }
@@ -409,7 +469,16 @@ pub fn finish(
         sent.flags = fl;
     }
     let facts = a.facts();
-    let suggestions = RuleBase::embedded().suggest(&facts);
+    let plan: Vec<&str> = a
+        .clauses
+        .iter()
+        .zip(&a.places)
+        .filter(|(_, p)| p.role == Role::Planned)
+        .map(|(c, _)| c.text.as_str())
+        .collect();
+    let (suggestions, warnings) = RuleBase::embedded().review(&facts, &a.norm.text, &plan);
+    let mut flags = flags;
+    flags.extend(warnings);
     timings_ms.insert("verify".to_string(), t.elapsed().as_millis() as u64);
     DraftOutput {
         kind: a.kind.id.clone(),

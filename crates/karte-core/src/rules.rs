@@ -1,8 +1,11 @@
 //! The versioned rule base of test suggestions (assets/rules/suggestions.toml) and its evaluation over facts.
 
-use crate::types::{Fact, FactKind, Span, Suggestion};
+use crate::types::{Fact, FactKind, Flag, Span, Suggestion};
 use serde::Deserialize;
 use std::sync::LazyLock;
+
+/// The draft flag a contraindicated order in the physician's plan raises.
+pub const CONTRAINDICATION_FLAG: &str = "contraindication";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -127,10 +130,84 @@ struct RawRule {
     counter_example: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContra {
+    id: String,
+    tests: Vec<String>,
+    mentions: Vec<String>,
+    any: Vec<String>,
+    #[serde(default)]
+    unless: Vec<String>,
+    #[serde(default)]
+    unless_text: Vec<String>,
+    #[serde(default)]
+    notes: Vec<String>,
+    reason: String,
+    reference: String,
+    example: String,
+    #[serde(default)]
+    counter_example: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct RawBase {
     version: String,
     rule: Vec<RawRule>,
+    #[serde(default)]
+    contraindication: Vec<RawContra>,
+}
+
+/// A context in which tests must not be done as usual (contrast with an allergy or eGFR < 30, lumbar puncture
+/// before head imaging with impaired consciousness or focal signs, MRI with a pacemaker not known to be
+/// MRI-conditional). Its tests are never suggested while it holds; a plan that names one is warned about.
+#[derive(Debug, Clone)]
+pub struct Contraindication {
+    pub id: String,
+    /// Canonical test names it withholds from suggestions.
+    pub tests: Vec<String>,
+    /// How a plan names those tests (「造影」「腰椎穿刺」「MRI」); ASCII words match as whole words.
+    pub mentions: Vec<String>,
+    /// It holds when any of these facts is present…
+    pub any: Vec<Cond>,
+    /// …and none of these (a head CT already named lifts the lumbar-puncture rule)…
+    pub unless: Vec<Cond>,
+    /// …and the dictation does not say this (「MRI対応」).
+    pub unless_text: Vec<String>,
+    /// Text that shows the physician weighed it (「前投薬」「腎臓内科と相談」): the plan is not warned about, but the
+    /// test is still not suggested.
+    pub notes: Vec<String>,
+    pub reason: String,
+    pub reference: String,
+    pub example: String,
+    pub counter_example: Option<String>,
+}
+
+/// Does `text` contain `w`, as a whole word when `w` is ASCII (「LP」 is not inside 「ALP」)?
+pub fn mentions(text: &str, w: &str) -> bool {
+    text.match_indices(w).any(|(i, _)| {
+        if !w.is_ascii() {
+            return true;
+        }
+        let before = text[..i].chars().next_back();
+        let after = text[i + w.len()..].chars().next();
+        !before.is_some_and(|c| c.is_ascii_alphanumeric())
+            && !after.is_some_and(|c| c.is_ascii_alphabetic())
+    })
+}
+
+impl Contraindication {
+    /// The facts that make it hold in this dictation, or `None`.
+    pub fn holds<'a>(&self, facts: &'a [Fact], text: &str) -> Option<Vec<&'a Fact>> {
+        let m: Vec<&Fact> = self.any.iter().flat_map(|c| c.matches(facts)).collect();
+        if m.is_empty()
+            || self.unless.iter().any(|c| !c.matches(facts).is_empty())
+            || self.unless_text.iter().any(|t| text.contains(t.as_str()))
+        {
+            return None;
+        }
+        Some(m)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +255,7 @@ impl Rule {
 pub struct RuleBase {
     pub version: String,
     pub rules: Vec<Rule>,
+    pub contraindications: Vec<Contraindication>,
 }
 
 impl RuleBase {
@@ -206,9 +284,29 @@ impl RuleBase {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let contraindications = raw
+            .contraindication
+            .into_iter()
+            .map(|c| {
+                Ok(Contraindication {
+                    any: conds(&c.any).map_err(|e| format!("{}: {e}", c.id))?,
+                    unless: conds(&c.unless).map_err(|e| format!("{}: {e}", c.id))?,
+                    id: c.id,
+                    tests: c.tests,
+                    mentions: c.mentions,
+                    unless_text: c.unless_text,
+                    notes: c.notes,
+                    reason: c.reason,
+                    reference: c.reference,
+                    example: c.example,
+                    counter_example: c.counter_example,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(RuleBase {
             version: raw.version,
             rules,
+            contraindications,
         })
     }
 
@@ -231,17 +329,37 @@ impl RuleBase {
     }
 
     /// One suggestion per test, from the first rule that proposes it; tests the dictation already names are skipped.
+    /// Without the dictation's text no contraindication that depends on it can be lifted, so this is
+    /// [`RuleBase::review`] over an empty text and no plan.
     pub fn suggest(&self, facts: &[Fact]) -> Vec<Suggestion> {
+        self.review(facts, "", &[]).0
+    }
+
+    /// Suggestions, and warnings for contraindicated orders: a test that a contraindication holding in this
+    /// dictation withholds is never suggested, and each planned clause (`plan`) that names such a test raises a
+    /// `contraindication` flag unless the dictation records that the physician weighed it (the rule's `notes`).
+    pub fn review(
+        &self,
+        facts: &[Fact],
+        text: &str,
+        plan: &[&str],
+    ) -> (Vec<Suggestion>, Vec<Flag>) {
         let named = |t: &str| {
             facts.iter().any(|f| {
                 !f.negated && matches!(f.kind, FactKind::Test | FactKind::Lab) && f.name == t
             })
         };
+        let holding: Vec<&Contraindication> = self
+            .contraindications
+            .iter()
+            .filter(|c| c.holds(facts, text).is_some())
+            .collect();
+        let withheld = |t: &str| holding.iter().any(|c| c.tests.iter().any(|x| x == t));
         let mut out: Vec<Suggestion> = Vec::new();
         for r in &self.rules {
             let Some(spans) = r.fire(facts) else { continue };
             for t in &r.tests {
-                if named(t) || out.iter().any(|s| &s.test == t) {
+                if named(t) || withheld(t) || out.iter().any(|s| &s.test == t) {
                     continue;
                 }
                 out.push(Suggestion {
@@ -253,7 +371,27 @@ impl RuleBase {
                 });
             }
         }
-        out
+        let mut flags = Vec::new();
+        for c in holding {
+            let planned = plan
+                .iter()
+                .any(|p| c.mentions.iter().any(|m| mentions(p, m)));
+            let weighed = c.notes.iter().any(|n| text.contains(n.as_str()));
+            if planned && !weighed {
+                flags.push(Flag::new(
+                    CONTRAINDICATION_FLAG,
+                    c.reason.clone(),
+                    Some(format!(
+                        "{}@{}: {}（{}）",
+                        c.id,
+                        self.version,
+                        c.tests.join("・"),
+                        c.reference
+                    )),
+                ));
+            }
+        }
+        (out, flags)
     }
 }
 

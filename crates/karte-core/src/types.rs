@@ -140,7 +140,8 @@ impl Fact {
         if v.starts_with('I') {
             return v.rsplit('-').next()?.parse().ok();
         }
-        v.split('/').next()?.trim().parse().ok()
+        // 「160/90」, or spoken 「160の90」.
+        v.split(['/', 'の']).next()?.trim().parse().ok()
     }
 }
 
@@ -177,6 +178,10 @@ pub struct Sentence {
     /// the sentence is made rather than found later by comparing texts.
     #[serde(default)]
     pub origin: Origin,
+    /// The problem (「#1 市中肺炎」) the physician wrote this sentence under, in a problem-oriented note: the grouping
+    /// a physician reads the note by. Absent (and left out of JSON) otherwise, so other drafts keep their shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// A document made from signed notes (退院時サマリー, 診療情報提供書): the note versions and the spans of
     /// their signed text (or what the physician typed) that the sentence rests on. Empty for a dictated note, whose
     /// `spans` point into its dictation.
@@ -294,6 +299,28 @@ impl DraftOutput {
 mod tests {
     use super::*;
     use crate::{EngineKind, GenStats};
+
+    #[test]
+    fn a_sentence_without_a_problem_keeps_its_json_shape() {
+        let mut s = Sentence {
+            text: "発熱あり。".into(),
+            spans: vec![Span::new(0, 4)],
+            flags: vec![],
+            origin: Origin::Dictation,
+            problem: None,
+            sources: Vec::new(),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"text": "発熱あり。", "spans": [[0, 4]], "flags": [], "origin": "dictation"})
+        );
+        s.problem = Some("#1 市中肺炎".into());
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["problem"], "#1 市中肺炎");
+        let back: Sentence = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
 
     #[test]
     fn engine_json_keeps_its_top_level_numbers_beside_the_full_stats() {

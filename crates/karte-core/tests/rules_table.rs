@@ -48,7 +48,7 @@ fn report(what: &str, failures: &[String]) {
 #[test]
 fn rule_base_has_enough_rules_with_unique_ids() {
     let rb = rb();
-    assert_eq!(rb.version, "2026.11.0");
+    assert_eq!(rb.version, "2026.12.0");
     assert!(rb.rules.len() >= 60, "only {} rules", rb.rules.len());
     let mut seen = BTreeSet::new();
     let dups: Vec<String> = rb
@@ -287,4 +287,120 @@ fn no_counter_example_fires_its_rule() {
         ));
     }
     report("counter-examples that fire their rule", &failures);
+}
+
+#[test]
+fn every_contraindication_holds_on_its_example_and_withholds_its_tests() {
+    let rb = rb();
+    assert!(
+        rb.contraindications.len() >= 3,
+        "contrast, lumbar puncture and MRI contraindications are required"
+    );
+    let mut failures = Vec::new();
+    for c in &rb.contraindications {
+        for (field, v) in [("reason", &c.reason), ("reference", &c.reference)] {
+            if v.trim().is_empty() {
+                failures.push(format!("{}: empty {field}", c.id));
+            }
+        }
+        for t in &c.tests {
+            if !TESTS.contains(t) && !LABS.contains(t) {
+                failures.push(format!("{}: test {t} is not in the lexicons", c.id));
+            }
+        }
+        for cond in c.any.iter().chain(&c.unless) {
+            if !cond_known(cond) {
+                failures.push(format!(
+                    "{}: {}:{} names nothing",
+                    c.id, cond.kind, cond.name
+                ));
+            }
+        }
+        let norm = karte_core::normalize::normalize(&c.example).text;
+        let facts = facts_of(&c.example);
+        if c.holds(&facts, &norm).is_none() {
+            failures.push(format!(
+                "{}: example {:?} does not make it hold; facts: [{}]",
+                c.id,
+                c.example,
+                show_facts(&facts)
+            ));
+        }
+        // While it holds, none of its tests is suggested, whatever rule would propose them.
+        let out = draft_floor(&c.example, karte_core::document::default_kind()).unwrap();
+        for s in &out.suggestions {
+            if c.tests.contains(&s.test) {
+                failures.push(format!("{}: {} suggested for its example", c.id, s.test));
+            }
+        }
+        if let Some(ce) = &c.counter_example {
+            let norm = karte_core::normalize::normalize(ce).text;
+            if c.holds(&facts_of(ce), &norm).is_some() {
+                failures.push(format!("{}: counter_example {ce:?} makes it hold", c.id));
+            }
+        }
+    }
+    report("contraindication problems", &failures);
+}
+
+/// A plan naming a contraindicated test is flagged; a note that the physician weighed it, or a test that lifts the
+/// contraindication, silences the flag; the flag cites id@version.
+#[test]
+fn contraindicated_orders_in_the_plan_are_warned_about() {
+    let cases: &[(&str, bool)] = &[
+        (
+            "造影剤アレルギーの既往あり。腹痛あり。腹部造影CTを施行する。",
+            true,
+        ),
+        ("eGFR 22。腹痛あり。腹部造影CTを施行する。", true),
+        (
+            "造影剤アレルギーの既往あり。ステロイド前投与のうえ腹部造影CTを施行する。",
+            false,
+        ),
+        ("発熱と頭痛あり。JCS 10。腰椎穿刺を施行する。", true),
+        (
+            "発熱と頭痛あり。JCS 10。頭部CTで異常なし。腰椎穿刺を施行する。",
+            false,
+        ),
+        ("発熱と頭痛あり。意識清明。腰椎穿刺を施行する。", false),
+        (
+            "ペースメーカー植込み後。右片麻痺。頭部MRIを施行する。",
+            true,
+        ),
+        (
+            "MRI対応ペースメーカー植込み後。右片麻痺。頭部MRIを施行する。",
+            false,
+        ),
+        (
+            "ペースメーカー植込み後。右片麻痺。頭部CTを施行する。",
+            false,
+        ),
+        // ALP is a lab, not a lumbar puncture.
+        ("意識障害あり。ALP 300。", false),
+    ];
+    let mut failures = Vec::new();
+    for (text, warned) in cases {
+        let out = draft_floor(text, karte_core::document::default_kind()).unwrap();
+        let flags: Vec<&karte_core::Flag> = out
+            .flags
+            .iter()
+            .filter(|f| f.code == karte_core::rules::CONTRAINDICATION_FLAG)
+            .collect();
+        if flags.is_empty() == *warned {
+            failures.push(format!(
+                "{text}: warned {} (want {warned})",
+                !flags.is_empty()
+            ));
+        }
+        for f in flags {
+            let cites = f
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains(&format!("@{}", rb().version)));
+            if !cites {
+                failures.push(format!("{text}: flag does not cite id@version: {f:?}"));
+            }
+        }
+    }
+    report("contraindication warnings", &failures);
 }

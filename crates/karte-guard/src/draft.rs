@@ -157,6 +157,7 @@ mod tests {
             flags: Vec::new(),
             origin,
             sources: Vec::new(),
+            problem: None,
         }
     }
 
