@@ -25,6 +25,58 @@ pub struct SourceNote {
     /// The day the note describes, `YYYY-MM-DD`.
     pub date: String,
     pub document: Document,
+    /// The text as signed, which spans point into: the document's rendering, except for a version written before
+    /// documents were structured, whose text keeps the physician's own layout.
+    pub text: String,
+}
+
+impl SourceNote {
+    /// A note whose signed text is its document's rendering.
+    pub fn rendered(id: String, date: String, document: Document) -> SourceNote {
+        let text = document.render();
+        SourceNote {
+            id,
+            date,
+            document,
+            text,
+        }
+    }
+
+    /// Each sentence's span in the signed text, per section. A text in the physician's own layout is searched
+    /// sentence by sentence, in order; a sentence not found there (never expected) gets an empty span at the
+    /// end, which the window shows as no span rather than a wrong one.
+    fn spans(&self) -> Vec<Vec<Span>> {
+        let (rendered, spans) = self.document.render_with_spans();
+        if rendered == self.text {
+            return spans;
+        }
+        let chars: Vec<char> = self.text.chars().collect();
+        let total = chars.len();
+        let mut from = 0usize;
+        self.document
+            .sections
+            .parts()
+            .iter()
+            .map(|p| {
+                p.sentences
+                    .iter()
+                    .map(|sent| {
+                        let needle: Vec<char> = sent.text.chars().collect();
+                        let found = (from..(total + 1).saturating_sub(needle.len())).find(|&i| {
+                            !needle.is_empty() && chars[i..i + needle.len()] == needle[..]
+                        });
+                        match found {
+                            Some(i) => {
+                                from = i + needle.len();
+                                Span::new(i, from)
+                            }
+                            None => Span::new(total, total),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// The source id of a typed input.
@@ -89,14 +141,11 @@ pub fn compose(
 
     let mut notes: Vec<&SourceNote> = notes.iter().collect();
     notes.sort_by(|a, b| (&a.date, &a.id).cmp(&(&b.date, &b.id)));
-    let rendered: Vec<(String, Vec<Vec<Span>>)> = notes
-        .iter()
-        .map(|n| n.document.render_with_spans())
-        .collect();
+    let spans: Vec<Vec<Vec<Span>>> = notes.iter().map(|n| n.spans()).collect();
     let mut lines = Vec::new();
     for (ni, note) in notes.iter().enumerate() {
         let source_kind = kind_of(&note.document.kind).ok();
-        for (part, spans) in note.document.sections.parts().iter().zip(&rendered[ni].1) {
+        for (part, spans) in note.document.sections.parts().iter().zip(&spans[ni]) {
             // A note's section stands for one role (the progress note's S/O/A/P); a section of another kind, none.
             let role = source_kind
                 .and_then(|k| k.position(&part.id))
@@ -120,8 +169,12 @@ pub fn compose(
     // shows it), a typed value as typed.
     let mut grounding: BTreeMap<String, Grounding> = notes
         .iter()
-        .zip(&rendered)
-        .map(|(n, (text, _))| (n.id.clone(), grounding_of(&format!("{}\n{text}", n.date))))
+        .map(|n| {
+            (
+                n.id.clone(),
+                grounding_of(&format!("{}\n{}", n.date, n.text)),
+            )
+        })
         .collect();
     for (name, value) in inputs {
         grounding.insert(input_source(name), grounding_of(value));

@@ -59,10 +59,12 @@ fn notes(case: &Case) -> Vec<SourceNote> {
     case.notes
         .iter()
         .enumerate()
-        .map(|(i, n)| SourceNote {
-            id: format!("E{:04}@1", i + 1),
-            date: n.date.clone(),
-            document: Document::from_text(default_kind(), &n.text).unwrap(),
+        .map(|(i, n)| {
+            SourceNote::rendered(
+                format!("E{:04}@1", i + 1),
+                n.date.clone(),
+                Document::from_text(default_kind(), &n.text).unwrap(),
+            )
         })
         .collect()
 }
@@ -105,7 +107,7 @@ fn every_admission_drafts_with_each_fact_in_its_section_and_nothing_its_sources_
         // number in it is one of the cited source's (or its date's).
         let by_id: BTreeMap<String, (String, String)> = notes
             .iter()
-            .map(|n| (n.id.clone(), (n.document.render(), n.date.clone())))
+            .map(|n| (n.id.clone(), (n.text.clone(), n.date.clone())))
             .collect();
         for (_, s) in draft.sections.iter() {
             assert!(
@@ -187,6 +189,44 @@ fn the_json_view_lists_sections_with_their_titles_and_sources() {
     assert_eq!(v["engine"]["kind"], "rules");
 }
 
+/// A version signed before documents were structured keeps the physician's own layout: spans point into that text.
+#[test]
+fn spans_point_into_the_text_as_signed_even_in_the_physicians_own_layout() {
+    let typed = "前医より紹介。\nS）発熱と咳嗽。\nA）市中肺炎。\nP）アモキシシリン500mg 1日3回を内服する。\n";
+    let document = karte_core::document::recover(default_kind(), typed, None);
+    assert_ne!(
+        document.render(),
+        typed,
+        "the layout must differ, or this proves nothing"
+    );
+    let note = SourceNote {
+        id: "E9@2".into(),
+        date: "2026-03-01".into(),
+        document,
+        text: typed.into(),
+    };
+    let inputs: BTreeMap<String, String> =
+        [("admitted", "2026-03-01"), ("discharged", "2026-03-01")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let draft = compose(kind("discharge-summary").unwrap(), &[note], &inputs).unwrap();
+    let mut n = 0;
+    for (_, s) in draft.sections.iter() {
+        let r = &s.sources[0];
+        if r.version == "E9@2" {
+            let said = r.span.slice(typed);
+            assert!(
+                !said.is_empty() && s.text.ends_with(said),
+                "{:?} cites {said:?}",
+                s.text
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n}");
+}
+
 /// A long stay keeps every assessment and plan of every day, in date order.
 #[test]
 fn the_course_of_a_long_stay_keeps_every_day_in_order() {
@@ -222,11 +262,11 @@ fn what_a_document_from_notes_refuses() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
-    let one = vec![SourceNote {
-        id: "E1@1".into(),
-        date: "2026-11-02".into(),
-        document: Document::from_text(default_kind(), "A）肺炎。").unwrap(),
-    }];
+    let one = vec![SourceNote::rendered(
+        "E1@1".into(),
+        "2026-11-02".into(),
+        Document::from_text(default_kind(), "A）肺炎。").unwrap(),
+    )];
     // (kind, notes, inputs, expected code)
     type Refusal = (
         &'static str,
