@@ -101,40 +101,13 @@ pub fn compose(
     inputs: &BTreeMap<String, String>,
 ) -> Result<DraftOutput> {
     let t = Instant::now();
-    if kind.sources != SourceKind::Notes {
-        return Err(Error::new(
-            Code::DocumentInvalid,
-            format!("「{}」は口述から作成する文書です。", kind.title),
-        ));
-    }
+    check_inputs(kind, inputs)?;
     if notes.is_empty() {
         return Err(Error::new(
             Code::DocumentNoSources,
             format!(
                 "{}の元になる署名済みの記録がありません。期間と患者を確かめてください。",
                 kind.title
-            ),
-        ));
-    }
-    for spec in &kind.inputs {
-        let given = inputs.get(&spec.name).is_some_and(|v| !v.trim().is_empty());
-        if spec.required && !given {
-            return Err(Error::new(
-                Code::InputEmpty,
-                format!("{}を入力してください。", spec.label),
-            ));
-        }
-    }
-    if let Some(name) = inputs
-        .keys()
-        .find(|n| !kind.inputs.iter().any(|i| &i.name == *n))
-    {
-        return Err(Error::new(
-            Code::DocumentInvalid,
-            format!(
-                "{}に「{}」という入力項目はありません。",
-                kind.title,
-                name.chars().take(40).collect::<String>()
             ),
         ));
     }
@@ -279,6 +252,40 @@ pub fn compose(
         },
         timings_ms,
     })
+}
+
+/// What a caller checks before reading any note: the kind is made from notes, every required input is there, and
+/// no input the kind does not have was given.
+pub fn check_inputs(kind: &DocumentKind, inputs: &BTreeMap<String, String>) -> Result<()> {
+    if kind.sources != SourceKind::Notes {
+        return Err(Error::new(
+            Code::DocumentInvalid,
+            format!("「{}」は口述から作成する文書です。", kind.title),
+        ));
+    }
+    for spec in &kind.inputs {
+        let given = inputs.get(&spec.name).is_some_and(|v| !v.trim().is_empty());
+        if spec.required && !given {
+            return Err(Error::new(
+                Code::InputEmpty,
+                format!("{}を入力してください。", spec.label),
+            ));
+        }
+    }
+    if let Some(name) = inputs
+        .keys()
+        .find(|n| !kind.inputs.iter().any(|i| &i.name == *n))
+    {
+        return Err(Error::new(
+            Code::DocumentInvalid,
+            format!(
+                "{}に「{}」という入力項目はありません。",
+                kind.title,
+                name.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn grounding_of(text: &str) -> Grounding {
