@@ -1,6 +1,7 @@
 //! `karte`: a thin command line over karte-api. Errors print once as `エラー [code]: message` (or as JSON with
 //! `--format json`) and map to a stable exit status; no dictation text ever goes to stderr.
 
+mod document_cmds;
 mod store_cmds;
 mod sync_cmds;
 
@@ -52,6 +53,11 @@ enum Cmd {
         format: Format,
         #[command(flatten)]
         save: store_cmds::SaveArgs,
+    },
+    /// Documents made from a patient's signed notes: 退院時サマリー, 診療情報提供書.
+    Document {
+        #[command(subcommand)]
+        cmd: document_cmds::DocumentCmd,
     },
     /// Find personal data (氏名, マイナンバー, 電話, 住所…) with character offsets.
     Scan {
@@ -140,7 +146,7 @@ fn main() -> ExitCode {
                 ..
             }
         }
-    );
+    ) || matches!(&cli.cmd, Cmd::Document { cmd } if cmd.json());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -197,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
             writeln!(stdout, "{text}")
                 .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
         }
+        Cmd::Document { cmd } => document_cmds::run(cmd),
         Cmd::Scan { file, format } => guard_cmds::scan(file, format),
         Cmd::Redact { file, map, restore } => guard_cmds::redact(file, map, restore),
         Cmd::Guard { cmd } => match cmd {

@@ -5,8 +5,9 @@
 //! dictation stay; the supervisor starts a new worker (with backoff, so a model that crashes at once does not spin
 //! the CPU) and asks again, telling the caller to discard what it had streamed ([`Piece::Reset`]).
 //!
-//! Protocol (`karte_ipc::worker`; karte-server's `serve` module has the other side): one-time token in `KARTE_WORKER_TOKEN` (never argv:
-//! any local user can read argv through `ps`); the child prints `KARTE_SERVER_LISTENING 127.0.0.1:PORT` once bound;
+//! Protocol (`karte_ipc::worker`; karte-server's `serve` module has the other side): one-time token in
+//! `KARTE_WORKER_TOKEN` (never argv: any local user can read argv through `ps`); the child prints
+//! `KARTE_SERVER_LISTENING 127.0.0.1:PORT` once bound;
 //! the parent keeps the child's stdin open and closes it to stop the child, so a parent killed outright never
 //! leaves an orphan model holding gigabytes.
 
