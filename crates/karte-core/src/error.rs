@@ -217,6 +217,15 @@ pub enum Code {
     /// An unknown document kind, or an edit whose text does not fit the kind's headings.
     #[serde(rename = "input.document_invalid")]
     DocumentInvalid,
+    // Clinical dates (issue 15)
+    /// A clinical date that is not a calendar day written `YYYY-MM-DD`, lies after today, or a range whose start
+    /// is after its end.
+    #[serde(rename = "input.date_invalid")]
+    DateInvalid,
+    /// No signed note of the patient lies in the chosen date range (or the patient has no notes at all): there is
+    /// nothing to build a summary or a letter from.
+    #[serde(rename = "document.no_sources")]
+    DocumentNoSources,
 }
 
 impl Code {
@@ -314,6 +323,8 @@ impl Code {
             Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
             Code::StoreBackupInvalid => "store.backup_invalid",
             Code::DocumentInvalid => "input.document_invalid",
+            Code::DateInvalid => "input.date_invalid",
+            Code::DocumentNoSources => "document.no_sources",
         }
     }
 
@@ -326,7 +337,9 @@ impl Code {
             | Code::InputInvalidUtf8
             | Code::InputUnreadable
             | Code::MappingInvalid
-            | Code::DocumentInvalid => 2,
+            | Code::DocumentInvalid
+            | Code::DateInvalid
+            | Code::DocumentNoSources => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated
@@ -461,6 +474,8 @@ mod server_code_tests {
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
             (Code::StoreBackupInvalid, "store.backup_invalid", 5),
             (Code::DocumentInvalid, "input.document_invalid", 2),
+            (Code::DateInvalid, "input.date_invalid", 2),
+            (Code::DocumentNoSources, "document.no_sources", 2),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod clause;
+pub mod clinical_date;
 pub mod document;
 pub mod error;
 pub mod extract;
@@ -16,6 +17,7 @@ pub mod stats;
 pub mod types;
 pub mod wareki;
 
+pub use clinical_date::ClinicalDate;
 pub use document::{Document, DocumentKind, Role, Sections};
 pub use error::{Code, Error, Result};
 pub use pipeline::{
