@@ -5,8 +5,8 @@ use crate::ipc;
 use crate::model::UiError;
 use karte_ipc::command;
 use karte_ipc::{
-    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, SignedIn, UploadOverview,
-    UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, SignedIn,
+    UploadOverview, UserInfo,
 };
 use serde::Serialize;
 

@@ -9,8 +9,8 @@ use crate::model::{DraftOutput, UiError};
 use crate::records;
 use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
 use karte_ipc::{
-    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
-    SuggestionView, UploadOverview, UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, Role,
+    SignedIn, SuggestionView, UploadOverview, UserInfo,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -592,7 +592,11 @@ mod tests {
             Some("2026-11-30".to_string())
         );
         for bad in ["2026-02-30", "11/30/2026", "2026-11"] {
-            assert_eq!(clinical_date(bad).unwrap_err().code, "input.date_invalid", "{bad}");
+            assert_eq!(
+                clinical_date(bad).unwrap_err().code,
+                "input.date_invalid",
+                "{bad}"
+            );
         }
     }
 }

@@ -76,13 +76,19 @@ fn login_form_asks_for_name_password_and_totp_code() {
 /// The save panel asks for the patient and the clinical date (a date field; the browser prefills today).
 #[test]
 fn save_panel_asks_for_patient_and_clinical_date() {
-    let draft = karte_core::draft_floor("発熱と咳嗽。", karte_core::document::default_kind()).unwrap();
+    let draft =
+        karte_core::draft_floor("発熱と咳嗽。", karte_core::document::default_kind()).unwrap();
     let html = render(move || view! { <SaveDraft draft=draft text=Signal::derive(String::new)/> });
     let patient = html.find("id=\"patient-ref\"").expect("patient field");
-    let date = html.find("id=\"clinical-date\" type=\"date\"").unwrap_or_else(|| panic!("date field: {html}"));
+    let date = html
+        .find("id=\"clinical-date\" type=\"date\"")
+        .unwrap_or_else(|| panic!("date field: {html}"));
     let save = html.find("id=\"save-button\"").expect("save button");
     assert!(patient < date && date < save, "{html}");
-    for needle in ["患者ID", "<label for=\"clinical-date\" class=\"field-label\">診療日</label>"] {
+    for needle in [
+        "患者ID",
+        "<label for=\"clinical-date\" class=\"field-label\">診療日</label>",
+    ] {
         assert!(html.contains(needle), "{needle} missing: {html}");
     }
 }
@@ -106,7 +112,10 @@ fn review_shows_each_suggestion_with_its_state_and_both_decisions() {
         "{html}"
     );
     assert!(html.contains("未レビュー"));
-    assert!(html.contains("診療日 2026-11-23"), "the note's day is shown: {html}");
+    assert!(
+        html.contains("診療日 2026-11-23"),
+        "the note's day is shown: {html}"
+    );
     assert_eq!(html.matches("class=\"accept\"").count(), 2);
     assert_eq!(html.matches("class=\"reject\"").count(), 2);
     assert!(html.contains("発熱と咳嗽。"), "the nurse sees the note");

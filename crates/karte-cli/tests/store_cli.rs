@@ -125,7 +125,10 @@ fn draft_review_sign_amend_history() {
 /// anything is drafted or saved.
 #[test]
 fn draft_save_keeps_the_clinical_date() {
-    if !keyring_session_with_env("draft_save_keeps_the_clinical_date", &[("TZ", "Asia/Tokyo")]) {
+    if !keyring_session_with_env(
+        "draft_save_keeps_the_clinical_date",
+        &[("TZ", "Asia/Tokyo")],
+    ) {
         return;
     }
     let w = Ward::new();
@@ -135,7 +138,16 @@ fn draft_save_keeps_the_clinical_date() {
         w.run_as_with(
             doc.code(),
             "dr.sato",
-            &["draft", "-", "--no-llm", "--save", "--patient", "P-0001", "--date", date],
+            &[
+                "draft",
+                "-",
+                "--no-llm",
+                "--save",
+                "--patient",
+                "P-0001",
+                "--date",
+                date,
+            ],
             Some(DICTATION),
         )
     };
@@ -158,14 +170,18 @@ fn draft_save_keeps_the_clinical_date() {
         .unwrap();
         assert_eq!(json["clinical_date"], day);
     }
-    let tomorrow = karte_core::ClinicalDate::from_unix_ms(now_ms + 86_400_000, 9 * 3600).to_string();
+    let tomorrow =
+        karte_core::ClinicalDate::from_unix_ms(now_ms + 86_400_000, 9 * 3600).to_string();
     for bad in ["2026-02-30", "2026/11/30", "30-11-2026", tomorrow.as_str()] {
         let err = fails(save_on(bad), "input.date_invalid", 2);
         assert!(err.contains("診療日"), "{err}");
     }
     // Nothing was saved for the refused dates: the audit log has the two saves only.
     let log = ok(w.run_as(&admin, "admin", &["audit", "export"]));
-    let saves = log.lines().filter(|l| l.contains("\"action\":\"draft\"") && l.contains("sha256=")).count();
+    let saves = log
+        .lines()
+        .filter(|l| l.contains("\"action\":\"draft\"") && l.contains("sha256="))
+        .count();
     assert_eq!(saves, 2, "{log}");
     assert!(log.contains("date=2026-11-30"), "{log}");
 }

@@ -45,7 +45,10 @@ impl ClinicalDate {
 
     /// The day `y-m-d`, if the calendar has it (years 1900–9999).
     pub fn from_ymd(y: i32, m: u32, d: u32) -> Result<ClinicalDate> {
-        let valid = (MIN_YEAR..=MAX_YEAR).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m);
+        let valid = (MIN_YEAR..=MAX_YEAR).contains(&y)
+            && (1..=12).contains(&m)
+            && d >= 1
+            && d <= days_in_month(y, m);
         if !valid {
             return Err(date_invalid(
                 "診療日が暦にない日付です（月は1〜12、日はその月の日数まで）。日付を確認してください。",
@@ -168,7 +171,14 @@ mod tests {
 
     #[test]
     fn reads_calendar_days_and_writes_them_back() {
-        for text in ["2026-12-01", "2000-02-29", "2024-02-29", "1900-01-01", "9999-12-31", "1970-01-01"] {
+        for text in [
+            "2026-12-01",
+            "2000-02-29",
+            "2024-02-29",
+            "1900-01-01",
+            "9999-12-31",
+            "1970-01-01",
+        ] {
             let d = ClinicalDate::parse(text).unwrap();
             assert_eq!(d.to_string(), text);
             assert_eq!(text.parse::<ClinicalDate>().unwrap(), d);
@@ -182,13 +192,30 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_calendar_day_without_repeating_it() {
         for text in [
-            "", "2026-2-1", "2026/12/01", "2026-12-1", "20261201", "2026-12-01T00:00", "２０２６-１２-０１",
-            "2026-13-01", "2026-00-10", "2026-02-29", "1900-02-29", "2026-04-31", "2026-12-00", "1899-12-31",
-            "+2026-12-01", "2026-1a-01",
+            "",
+            "2026-2-1",
+            "2026/12/01",
+            "2026-12-1",
+            "20261201",
+            "2026-12-01T00:00",
+            "２０２６-１２-０１",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-12-00",
+            "1899-12-31",
+            "+2026-12-01",
+            "2026-1a-01",
         ] {
             let e = ClinicalDate::parse(text).unwrap_err();
             assert_eq!(e.code, Code::DateInvalid, "{text:?}");
-            assert!(text.trim().is_empty() || !e.message.contains(text.trim()), "{text:?}: {}", e.message);
+            assert!(
+                text.trim().is_empty() || !e.message.contains(text.trim()),
+                "{text:?}: {}",
+                e.message
+            );
         }
     }
 
@@ -210,7 +237,11 @@ mod tests {
             (951_782_400_000, 0, "2000-02-29"),
         ];
         for &(ms, off, want) in table {
-            assert_eq!(ClinicalDate::from_unix_ms(ms, off).to_string(), want, "{ms} {off}");
+            assert_eq!(
+                ClinicalDate::from_unix_ms(ms, off).to_string(),
+                want,
+                "{ms} {off}"
+            );
         }
     }
 
@@ -235,11 +266,16 @@ mod tests {
         let d = |s| ClinicalDate::parse(s).unwrap();
         assert_eq!(d("2026-12-06").not_after(today).unwrap(), today);
         assert_eq!(d("2026-12-05").not_after(today).unwrap(), d("2026-12-05"));
-        assert_eq!(d("2026-12-07").not_after(today).unwrap_err().code, Code::DateInvalid);
+        assert_eq!(
+            d("2026-12-07").not_after(today).unwrap_err().code,
+            Code::DateInvalid
+        );
         assert!(ClinicalDate::range(d("2026-12-01"), d("2026-12-01")).is_ok());
         assert!(ClinicalDate::range(d("2026-11-01"), d("2026-12-01")).is_ok());
         assert_eq!(
-            ClinicalDate::range(d("2026-12-02"), d("2026-12-01")).unwrap_err().code,
+            ClinicalDate::range(d("2026-12-02"), d("2026-12-01"))
+                .unwrap_err()
+                .code,
             Code::DateInvalid
         );
     }
@@ -248,7 +284,10 @@ mod tests {
     fn crosses_json_as_its_text_and_is_checked_on_the_way_in() {
         let d = ClinicalDate::parse("2026-12-01").unwrap();
         assert_eq!(serde_json::to_string(&d).unwrap(), r#""2026-12-01""#);
-        assert_eq!(serde_json::from_str::<ClinicalDate>(r#""2026-12-01""#).unwrap(), d);
+        assert_eq!(
+            serde_json::from_str::<ClinicalDate>(r#""2026-12-01""#).unwrap(),
+            d
+        );
         for bad in [r#""2026-02-30""#, r#""yesterday""#, "20261201"] {
             assert!(serde_json::from_str::<ClinicalDate>(bad).is_err(), "{bad}");
         }

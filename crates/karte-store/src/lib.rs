@@ -27,9 +27,9 @@ pub use auth::{permits, Action, Enrolment, Role, Session};
 pub use backup::{BackupContents, BackupReport, RestoreReport};
 pub use clock::{iso8601, today};
 pub use feedback::FeedbackRecord;
+pub use karte_core::ClinicalDate;
 pub use karte_ipc::UserInfo;
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
-pub use karte_core::ClinicalDate;
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote, SuggestionView,
     VersionKind, VersionView,
@@ -757,8 +757,29 @@ impl Store {
                 params![id, patient_ref, s.user_id, now, date.to_string()],
             )
             .map_err(db_err)?;
-            insert_version(c, &id, 1, VersionKind::Draft, s.user_id, now, &note, &document, Some(dictation), Some(&json), None, &sha)?;
-            log.append(c, &s.entry(Action::Draft, Some(&id), Some(1), format!("sha256={sha} date={date}")))
+            insert_version(
+                c,
+                &id,
+                1,
+                VersionKind::Draft,
+                s.user_id,
+                now,
+                &note,
+                &document,
+                Some(dictation),
+                Some(&json),
+                None,
+                &sha,
+            )?;
+            log.append(
+                c,
+                &s.entry(
+                    Action::Draft,
+                    Some(&id),
+                    Some(1),
+                    format!("sha256={sha} date={date}"),
+                ),
+            )
         })?;
         Ok(id)
     }
@@ -1025,7 +1046,10 @@ impl Store {
             }
             for n in &notes {
                 let detail = format!("sources from={from} to={to}");
-                log.append(c, &s.entry(Action::View, Some(&n.encounter), Some(n.version), detail))?;
+                log.append(
+                    c,
+                    &s.entry(Action::View, Some(&n.encounter), Some(n.version), detail),
+                )?;
             }
             Ok(notes)
         })
@@ -1591,7 +1615,11 @@ fn not_found() -> Error {
 fn stored_date(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ClinicalDate> {
     let text: String = r.get(i)?;
     text.parse().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, "clinical date".into())
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            "clinical date".into(),
+        )
     })
 }
 
@@ -1705,26 +1733,30 @@ fn signed_notes_in(
         )
         .map_err(db_err)?;
     let rows = st
-        .query_map(params![patient_ref, from.to_string(), to.to_string()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                stored_date(r, 2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })
+        .query_map(
+            params![patient_ref, from.to_string(), to.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    stored_date(r, 2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )
         .map_err(db_err)?;
     let mut notes = Vec::new();
     for row in rows {
         let (encounter, version, clinical_date, text, json, stored) = row.map_err(db_err)?;
-        let document = checked_document(&text, json.as_deref(), stored.as_deref()).ok_or_else(|| {
-            Error::new(
-                Code::StoreCorrupt,
-                "署名済みの記録の内容が保存時と一致しません。管理者に連絡してください。",
-            )
-        })?;
+        let document =
+            checked_document(&text, json.as_deref(), stored.as_deref()).ok_or_else(|| {
+                Error::new(
+                    Code::StoreCorrupt,
+                    "署名済みの記録の内容が保存時と一致しません。管理者に連絡してください。",
+                )
+            })?;
         notes.push(SignedNote {
             encounter,
             version,
@@ -1751,7 +1783,12 @@ fn latest_version(c: &Connection, encounter: &str) -> Result<(i64, bool)> {
 }
 
 fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
-    let (patient_ref, created_by, created_at_ms, clinical_date): (String, String, i64, ClinicalDate) = c
+    let (patient_ref, created_by, created_at_ms, clinical_date): (
+        String,
+        String,
+        i64,
+        ClinicalDate,
+    ) = c
         .query_row(
             "SELECT e.patient_ref, u.name, e.created_at_ms, e.clinical_date
              FROM encounters e JOIN users u ON u.id = e.created_by WHERE e.id = ?1",

@@ -186,7 +186,7 @@ fn the_sources_of_a_summary_are_the_latest_signed_versions_in_date_order() {
         ("P-A", "2026-11-22", "es"),  // 3: edited, then signed → version 2
         ("P-A", "2026-11-25", "e"),   // 4: never signed: never a source
         ("P-B", "2026-11-22", "s"),   // 5: another patient
-        ("P-A", "2026-12-01", "se"),  // 6: an edit after signing is refused: version 1 stays the signed one
+        ("P-A", "2026-12-01", "se"), // 6: an edit after signing is refused: version 1 stays the signed one
     ];
     let mut ids = Vec::new();
     for (i, (patient, day, steps)) in notes.iter().enumerate() {
@@ -209,15 +209,35 @@ fn the_sources_of_a_summary_are_the_latest_signed_versions_in_date_order() {
     // (patient, from, to) → (note, version) in order, or the error.
     type Want = Result<&'static [(usize, i64)], Code>;
     let table: &[(&str, &str, &str, Want)] = &[
-        ("P-A", "2026-11-01", "2026-12-31", Ok(&[(1, 1), (2, 2), (3, 2), (0, 3), (6, 1)])),
+        (
+            "P-A",
+            "2026-11-01",
+            "2026-12-31",
+            Ok(&[(1, 1), (2, 2), (3, 2), (0, 3), (6, 1)]),
+        ),
         ("P-A", "2026-11-22", "2026-11-22", Ok(&[(2, 2), (3, 2)])),
         ("P-A", "2026-11-21", "2026-11-26", Ok(&[(2, 2), (3, 2)])),
         ("P-A", "2026-11-20", "2026-11-20", Ok(&[(1, 1)])),
         ("P-A", "2026-11-27", "2026-11-30", Ok(&[(0, 3)])),
         (" P-B ", "2026-11-01", "2026-11-30", Ok(&[(5, 1)])),
-        ("P-A", "2026-11-23", "2026-11-26", Err(Code::DocumentNoSources)),
-        ("P-A", "2026-10-01", "2026-10-31", Err(Code::DocumentNoSources)),
-        ("P-Z", "2026-11-01", "2026-11-30", Err(Code::DocumentNoSources)),
+        (
+            "P-A",
+            "2026-11-23",
+            "2026-11-26",
+            Err(Code::DocumentNoSources),
+        ),
+        (
+            "P-A",
+            "2026-10-01",
+            "2026-10-31",
+            Err(Code::DocumentNoSources),
+        ),
+        (
+            "P-Z",
+            "2026-11-01",
+            "2026-11-30",
+            Err(Code::DocumentNoSources),
+        ),
         ("P-A", "2026-11-30", "2026-11-01", Err(Code::DateInvalid)),
     ];
     let admin = ward.login_admin();
@@ -231,7 +251,12 @@ fn the_sources_of_a_summary_are_the_latest_signed_versions_in_date_order() {
             (Ok(want), Ok(got)) => {
                 let got_ids: Vec<(usize, i64)> = got
                     .iter()
-                    .map(|n| (ids.iter().position(|id| *id == n.encounter).unwrap(), n.version))
+                    .map(|n| {
+                        (
+                            ids.iter().position(|id| *id == n.encounter).unwrap(),
+                            n.version,
+                        )
+                    })
                     .collect();
                 assert_eq!(got_ids, *want, "{patient} {from}..{to}");
                 for n in &got {
@@ -253,7 +278,9 @@ fn the_sources_of_a_summary_are_the_latest_signed_versions_in_date_order() {
                     .map(|n| (Some(n.encounter.as_str()), Some(n.version), detail.as_str()))
                     .collect();
                 assert_eq!(reads, want_reads);
-                assert!(new_entries.iter().all(|e| e.action == "view" && e.user.as_deref() == Some("dr.sato")));
+                assert!(new_entries
+                    .iter()
+                    .all(|e| e.action == "view" && e.user.as_deref() == Some("dr.sato")));
             }
             (Err(code), Err(e)) => {
                 assert_eq!(e.code, *code, "{patient} {from}..{to}");
@@ -272,7 +299,7 @@ fn the_sources_of_a_summary_are_the_latest_signed_versions_in_date_order() {
         assert_eq!(e.code, Code::AuthForbidden);
     }
     let last = store.audit_entries(&admin).unwrap();
-    assert!(last
-        .iter()
-        .any(|e| e.action == "draft" && e.outcome == "denied" && e.user.as_deref() == Some("ns.suzuki")));
+    assert!(last.iter().any(|e| e.action == "draft"
+        && e.outcome == "denied"
+        && e.user.as_deref() == Some("ns.suzuki")));
 }

@@ -95,8 +95,14 @@ fn a_schema2_ward_opens_with_every_record_intact_and_structured() {
     let dates = encounter_dates(dir.path(), store.store_id());
     assert_eq!(dates.len(), 3);
     for (id, created_at_ms, day) in &dates {
-        assert_eq!(*day, ClinicalDate::from_unix_ms(*created_at_ms, JST).to_string());
-        assert_eq!(store.history(&doc, id).unwrap().clinical_date.to_string(), *day);
+        assert_eq!(
+            *day,
+            ClinicalDate::from_unix_ms(*created_at_ms, JST).to_string()
+        );
+        assert_eq!(
+            store.history(&doc, id).unwrap().clinical_date.to_string(),
+            *day
+        );
     }
 
     // Every version's hash, and its new document against its text and draft.
@@ -214,7 +220,11 @@ fn schema3_ward_opens_in(zone: &str, day: &str) {
     let day: ClinicalDate = day.parse().unwrap();
     for id in &ids {
         let h = store.history(&doc, id).unwrap();
-        assert!(h.created_at.starts_with("2026-11-30T15:"), "{zone}: {}", h.created_at);
+        assert!(
+            h.created_at.starts_with("2026-11-30T15:"),
+            "{zone}: {}",
+            h.created_at
+        );
         assert_eq!(h.clinical_date, day, "{zone}");
     }
     let r = store.check_integrity().unwrap();
@@ -223,7 +233,10 @@ fn schema3_ward_opens_in(zone: &str, day: &str) {
     // E1 signed; E2 signed and amended; E3 an unsigned draft; E4 another patient's, reviewed and signed.
     let kinds = |id: &str| -> Vec<(VersionKind, bool)> {
         let h = store.history(&doc, id).unwrap();
-        h.versions.iter().map(|x| (x.kind, x.signature.is_some())).collect()
+        h.versions
+            .iter()
+            .map(|x| (x.kind, x.signature.is_some()))
+            .collect()
     };
     assert_eq!(kinds(ids[0]), [(VersionKind::Draft, true)]);
     assert_eq!(

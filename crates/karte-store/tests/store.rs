@@ -150,7 +150,9 @@ fn a_draft_whose_sections_arrive_sorted_is_stored_in_the_kinds_order() {
         ids(&d.document()),
         "the round trip through a sorted map must reorder, or this test proves nothing"
     );
-    let id = s.save_draft(&doc, "P-0001", None, DICTATION, &arrived).unwrap();
+    let id = s
+        .save_draft(&doc, "P-0001", None, DICTATION, &arrived)
+        .unwrap();
     let v = s.history(&doc, &id).unwrap();
     assert_eq!(v.versions[0].document, d.document());
     assert_eq!(v.draft.unwrap().sections, d.sections);
@@ -449,7 +451,13 @@ fn no_plaintext_in_any_file_and_wrong_key_refused() {
     let s = &ward.store;
     let dictation = format!("{MARKER}。{DICTATION}");
     let id = s
-        .save_draft(&doc, &format!("P-{MARKER}"), None, &dictation, &draft(&dictation))
+        .save_draft(
+            &doc,
+            &format!("P-{MARKER}"),
+            None,
+            &dictation,
+            &draft(&dictation),
+        )
         .unwrap();
     s.review(&ns, &id, 1, Decision::Reject, &format!("{MARKER} 施行済み"))
         .unwrap();
