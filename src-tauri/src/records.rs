@@ -8,7 +8,8 @@
 
 use karte_core::{Code, DraftOutput, Error};
 use karte_ipc::{
-    AuditEntry, AuditReport, Decision, EncounterSummary, EncounterView, SignedIn, UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, Decision, EncounterSummary, EncounterView, SignedIn,
+    UserInfo,
 };
 use karte_store::{Session, Store};
 use std::sync::{Arc, Mutex};
@@ -107,15 +108,18 @@ pub fn logout(records: State<'_, Arc<Records>>) {
     *records.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
+/// `date`: the clinical date from the window's date field (`None`: today). It arrives already a `ClinicalDate`,
+/// checked by the window with the same type; the store refuses a future one.
 #[tauri::command]
 pub async fn save_draft(
     records: State<'_, Arc<Records>>,
     patient: String,
+    date: Option<ClinicalDate>,
     text: String,
     draft: DraftOutput,
 ) -> Result<String, Error> {
     blocking(&records, move |r| {
-        r.with(|st, s| st.save_draft(s, &patient, &text, &draft))
+        r.with(|st, s| st.save_draft(s, &patient, date, &text, &draft))
     })
     .await
 }

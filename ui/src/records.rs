@@ -5,8 +5,8 @@ use crate::ipc;
 use crate::model::UiError;
 use karte_ipc::command;
 use karte_ipc::{
-    AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, SignedIn, UploadOverview,
-    UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, SignedIn,
+    UploadOverview, UserInfo,
 };
 use serde::Serialize;
 
@@ -47,6 +47,7 @@ struct Review<'a> {
 #[derive(Serialize)]
 struct Save<'a> {
     patient: &'a str,
+    date: Option<ClinicalDate>,
     text: &'a str,
     draft: &'a crate::model::DraftOutput,
 }
@@ -67,8 +68,10 @@ pub async fn logout() -> Result<(), UiError> {
     ipc::call_unit(command::LOGOUT, &NoArgs {}).await
 }
 
+/// `date`: the clinical date (`None`: today, by the workstation's clock in the backend).
 pub async fn save_draft(
     patient: &str,
+    date: Option<ClinicalDate>,
     text: &str,
     draft: &crate::model::DraftOutput,
 ) -> Result<String, UiError> {
@@ -76,6 +79,7 @@ pub async fn save_draft(
         command::SAVE_DRAFT,
         &Save {
             patient,
+            date,
             text,
             draft,
         },

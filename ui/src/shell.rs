@@ -9,8 +9,8 @@ use crate::model::{DraftOutput, UiError};
 use crate::records;
 use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
 use karte_ipc::{
-    AuditEntry, AuditReport, EncounterSummary, EncounterView, OutboxItem, Role, SignedIn,
-    SuggestionView, UploadOverview, UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, Role,
+    SignedIn, SuggestionView, UploadOverview, UserInfo,
 };
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -142,11 +142,39 @@ fn SignedInView(who: SignedIn) -> impl IntoView {
     }
 }
 
-/// Under a finished draft (physicians): keep it as an encounter of a patient.
+/// Today on the workstation's clock, as the date field's first value. Only the browser knows it (native
+/// component tests have no clock here: the field starts empty, which saves under today too).
+fn local_today() -> String {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let now = js_sys::Date::new_0();
+        format!(
+            "{:04}-{:02}-{:02}",
+            now.get_full_year(),
+            now.get_month() + 1,
+            now.get_date()
+        )
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    String::new()
+}
+
+/// The date field's value: empty is today (the store's default); anything else must be a calendar day, checked
+/// here with the store's own type so that the message is the one the CLI gives.
+fn clinical_date(field: &str) -> Result<Option<ClinicalDate>, UiError> {
+    if field.trim().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ClinicalDate::parse(field)?))
+}
+
+/// Under a finished draft (physicians): keep it as an encounter of a patient, on its clinical date (診療日: the day
+/// the note describes, today unless changed).
 #[component]
 pub fn SaveDraft(draft: DraftOutput, #[prop(into)] text: Signal<String>) -> impl IntoView {
     let ctx = use_context::<SessionCtx>();
     let patient = RwSignal::new(String::new());
+    let date = RwSignal::new(local_today());
     let saved = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<UiError>);
     let busy = RwSignal::new(false);
@@ -155,15 +183,19 @@ pub fn SaveDraft(draft: DraftOutput, #[prop(into)] text: Signal<String>) -> impl
         if busy.get_untracked() {
             return;
         }
-        busy.set(true);
         error.set(None);
+        let day = match clinical_date(&date.get_untracked()) {
+            Ok(day) => day,
+            Err(e) => return error.set(Some(e)),
+        };
+        busy.set(true);
         let (p, t, d) = (
             patient.get_untracked(),
             text.get_untracked(),
             draft.get_value(),
         );
         spawn_local(async move {
-            match records::save_draft(&p, &t, &d).await {
+            match records::save_draft(&p, day, &t, &d).await {
                 Ok(id) => {
                     saved.set(Some(id));
                     if let Some(c) = ctx {
@@ -183,6 +215,9 @@ pub fn SaveDraft(draft: DraftOutput, #[prop(into)] text: Signal<String>) -> impl
             <label for="patient-ref" class="field-label">"患者ID"</label>
             <input id="patient-ref" prop:value=move || patient.get()
                 on:input=move |ev| patient.set(event_target_value(&ev))/>
+            <label for="clinical-date" class="field-label">"診療日"</label>
+            <input id="clinical-date" type="date" prop:value=move || date.get()
+                on:input=move |ev| date.set(event_target_value(&ev))/>
             <button id="save-button" type="button" on:click=save
                 disabled=move || busy.get() || saved.with(Option::is_some)>"記録として保存"</button>
             {move || saved.get().map(|id| {
@@ -266,6 +301,7 @@ pub fn PhysicianRecords() -> impl IntoView {
                         let badge = badge_for(&items, &e.id).cloned();
                         view! {
                             <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string()>
+                                <span class="clinical-date">{format!("診療日 {}　", e.clinical_date)}</span>
                                 <span>{format!("{}　患者 {}　版 {}　", e.id, e.patient_ref, e.latest_version)}</span>
                                 {if e.signed {
                                     view! {
@@ -320,7 +356,7 @@ fn ReviewQueue() -> impl IntoView {
                         view! {
                             <li class="encounter" data-id=e.id.clone() data-pending=e.pending_suggestions.to_string()>
                                 <button class="open-encounter" type="button" on:click=move |_| open_encounter(id.clone())>
-                                    {format!("{}　患者 {}", e.id, e.patient_ref)}
+                                    {format!("{}　{}　患者 {}", e.clinical_date, e.id, e.patient_ref)}
                                 </button>
                                 <span class="pending">{format!("未レビュー {} 件", e.pending_suggestions)}</span>
                             </li>
@@ -351,7 +387,7 @@ pub fn EncounterReview(view: EncounterView, on_reviewed: Callback<String>) -> im
     let id = view.id.clone();
     view! {
         <section id="encounter-review" class="encounter-review" data-id=view.id.clone()>
-            <h2>{format!("診療記録 {}（患者 {}）", view.id, view.patient_ref)}</h2>
+            <h2>{format!("診療記録 {}（患者 {}　診療日 {}）", view.id, view.patient_ref, view.clinical_date)}</h2>
             <pre class="note-text">{latest}</pre>
             <h3>"検査提案"</h3>
             {view.suggestions.is_empty().then(|| view! { <p class="empty">"提案はありません"</p> })}
@@ -538,5 +574,29 @@ pub fn AuditTable(entries: Vec<AuditEntry>) -> impl IntoView {
                 }
             }).collect_view()}
         </table>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clinical_date;
+
+    /// What the date field may hold when 記録として保存 is pressed: empty is today (the store's default), a calendar
+    /// day is sent as it is, anything else stays in the window with the store's own code and message.
+    #[test]
+    fn the_date_field_is_read_with_the_stores_type() {
+        assert_eq!(clinical_date("").unwrap(), None);
+        assert_eq!(clinical_date("  ").unwrap(), None);
+        assert_eq!(
+            clinical_date("2026-11-30").unwrap().map(|d| d.to_string()),
+            Some("2026-11-30".to_string())
+        );
+        for bad in ["2026-02-30", "11/30/2026", "2026-11"] {
+            assert_eq!(
+                clinical_date(bad).unwrap_err().code,
+                "input.date_invalid",
+                "{bad}"
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use karte_ipc::*;
 use leptos::prelude::*;
-use ui::shell::{AuditTable, EncounterReview, LoginView, UsersTable, VerifyResult};
+use ui::shell::{AuditTable, EncounterReview, LoginView, SaveDraft, UsersTable, VerifyResult};
 
 fn render<V: IntoView + 'static>(f: impl FnOnce() -> V) -> String {
     let owner = Owner::new();
@@ -21,6 +21,7 @@ fn encounter() -> EncounterView {
     EncounterView {
         id: "E0123456789AB".into(),
         patient_ref: "P-0001".into(),
+        clinical_date: "2026-11-23".parse().unwrap(),
         created_by: "dr.sato".into(),
         created_at: "2026-11-24T01:00:00.000Z".into(),
         signed: false,
@@ -72,6 +73,26 @@ fn login_form_asks_for_name_password_and_totp_code() {
     }
 }
 
+/// The save panel asks for the patient and the clinical date (a date field; the browser prefills today).
+#[test]
+fn save_panel_asks_for_patient_and_clinical_date() {
+    let draft =
+        karte_core::draft_floor("発熱と咳嗽。", karte_core::document::default_kind()).unwrap();
+    let html = render(move || view! { <SaveDraft draft=draft text=Signal::derive(String::new)/> });
+    let patient = html.find("id=\"patient-ref\"").expect("patient field");
+    let date = html
+        .find("id=\"clinical-date\" type=\"date\"")
+        .unwrap_or_else(|| panic!("date field: {html}"));
+    let save = html.find("id=\"save-button\"").expect("save button");
+    assert!(patient < date && date < save, "{html}");
+    for needle in [
+        "患者ID",
+        "<label for=\"clinical-date\" class=\"field-label\">診療日</label>",
+    ] {
+        assert!(html.contains(needle), "{needle} missing: {html}");
+    }
+}
+
 #[test]
 fn review_shows_each_suggestion_with_its_state_and_both_decisions() {
     let view = encounter();
@@ -91,6 +112,10 @@ fn review_shows_each_suggestion_with_its_state_and_both_decisions() {
         "{html}"
     );
     assert!(html.contains("未レビュー"));
+    assert!(
+        html.contains("診療日 2026-11-23"),
+        "the note's day is shown: {html}"
+    );
     assert_eq!(html.matches("class=\"accept\"").count(), 2);
     assert_eq!(html.matches("class=\"reject\"").count(), 2);
     assert!(html.contains("発熱と咳嗽。"), "the nurse sees the note");

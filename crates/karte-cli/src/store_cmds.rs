@@ -8,7 +8,7 @@
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use karte_core::{Code, DraftOutput, Error, Result};
-use karte_store::{Decision, EncounterView, Enrolment, Role, Session, Store};
+use karte_store::{ClinicalDate, Decision, EncounterView, Enrolment, Role, Session, Store};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use zeroize::Zeroizing;
@@ -26,7 +26,7 @@ pub struct SignIn {
     pub user: String,
 }
 
-/// `karte draft … --save --patient REF --user NAME`.
+/// `karte draft … --save --patient REF [--date YYYY-MM-DD] --user NAME`.
 #[derive(Args, Clone, Default)]
 pub struct SaveArgs {
     /// Store the draft as a new encounter (encrypted) and print its id.
@@ -38,6 +38,10 @@ pub struct SaveArgs {
     /// Who saves it (a physician).
     #[arg(long, value_name = "NAME", requires = "save")]
     pub user: Option<String>,
+    /// The clinical date, the day the note describes (診療日), as YYYY-MM-DD; today when not given. Fixed with
+    /// the record: a note saved under the wrong day is saved again under the right one.
+    #[arg(long, value_name = "YYYY-MM-DD", requires = "save")]
+    pub date: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -483,19 +487,28 @@ pub struct Saver {
     store: Store,
     session: Session,
     patient: String,
+    date: Option<ClinicalDate>,
 }
 
 impl Saver {
+    /// A date that cannot be saved is refused here, before the sign-in and the model run it would waste (the
+    /// store checks it again when it saves).
     pub fn sign_in(args: &SaveArgs) -> Result<Option<Saver>> {
         let (true, Some(patient), Some(user)) = (args.save, &args.patient, &args.user) else {
             return Ok(None);
         };
+        let date = args
+            .date
+            .as_deref()
+            .map(|d| ClinicalDate::parse(d)?.not_after(karte_store::today()))
+            .transpose()?;
         let store = Store::open_default()?;
         let session = sign_in(&store, &SignIn { user: user.clone() })?;
         Ok(Some(Saver {
             store,
             session,
             patient: patient.clone(),
+            date,
         }))
     }
 
@@ -510,7 +523,7 @@ impl Saver {
 
     pub fn save(&self, dictation: &str, draft: &DraftOutput) -> Result<String> {
         self.store
-            .save_draft(&self.session, &self.patient, dictation, draft)
+            .save_draft(&self.session, &self.patient, self.date, dictation, draft)
     }
 }
 
@@ -624,9 +637,10 @@ fn write_output(path: Option<PathBuf>, text: &str) -> Result<()> {
 
 fn render_history(h: &EncounterView) -> String {
     let mut s = format!(
-        "診療記録 {}（患者 {}）作成: {} {}　状態: {}\n",
+        "診療記録 {}（患者 {}）診療日: {}　作成: {} {}　状態: {}\n",
         h.id,
         h.patient_ref,
+        h.clinical_date,
         h.created_by,
         h.created_at,
         if h.signed {

@@ -120,6 +120,72 @@ fn draft_review_sign_amend_history() {
     }
 }
 
+/// `draft --save --date`: the note keeps the day it describes; history shows it; without `--date` it is today on
+/// the workstation's clock (here Japan's); a day that is not a calendar day, or has not come, is refused before
+/// anything is drafted or saved.
+#[test]
+fn draft_save_keeps_the_clinical_date() {
+    if !keyring_session_with_env(
+        "draft_save_keeps_the_clinical_date",
+        &[("TZ", "Asia/Tokyo")],
+    ) {
+        return;
+    }
+    let w = Ward::new();
+    let admin = w.init_admin("admin");
+    let doc = w.add_user(&admin, "admin", "dr.sato", "physician");
+    let save_on = |date: &str| {
+        w.run_as_with(
+            doc.code(),
+            "dr.sato",
+            &[
+                "draft",
+                "-",
+                "--no-llm",
+                "--save",
+                "--patient",
+                "P-0001",
+                "--date",
+                date,
+            ],
+            Some(DICTATION),
+        )
+    };
+    let id_of = |out: String| out.split_whitespace().last().unwrap().to_string();
+    let dated = id_of(ok(save_on("2026-11-30")));
+    let (_, undated) = w.save_draft(&doc, "dr.sato", "P-0001");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let today = karte_core::ClinicalDate::from_unix_ms(now_ms, 9 * 3600).to_string();
+    for (id, day) in [(&dated, "2026-11-30"), (&undated, today.as_str())] {
+        let text = ok(w.run_as(&doc, "dr.sato", &["history", id]));
+        assert!(text.contains(&format!("診療日: {day}")), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&ok(w.run_as(
+            &doc,
+            "dr.sato",
+            &["history", id, "--format", "json"],
+        )))
+        .unwrap();
+        assert_eq!(json["clinical_date"], day);
+    }
+    let tomorrow =
+        karte_core::ClinicalDate::from_unix_ms(now_ms + 86_400_000, 9 * 3600).to_string();
+    for bad in ["2026-02-30", "2026/11/30", "30-11-2026", tomorrow.as_str()] {
+        let err = fails(save_on(bad), "input.date_invalid", 2);
+        assert!(err.contains("診療日"), "{err}");
+    }
+    // Nothing was saved for the refused dates: the audit log has the two saves only.
+    let log = ok(w.run_as(&admin, "admin", &["audit", "export"]));
+    let saves = log
+        .lines()
+        .filter(|l| l.contains("\"action\":\"draft\"") && l.contains("sha256="))
+        .count();
+    assert_eq!(saves, 2, "{log}");
+    assert!(log.contains("date=2026-11-30"), "{log}");
+}
+
 #[test]
 fn admin_reads_no_clinical_text_and_the_audit_log_verifies() {
     if !keyring_session("admin_reads_no_clinical_text_and_the_audit_log_verifies") {

@@ -217,7 +217,13 @@ pub enum Code {
     /// An unknown document kind, or an edit whose text does not fit the kind's headings.
     #[serde(rename = "input.document_invalid")]
     DocumentInvalid,
-    /// A document made from notes (退院時サマリー, 診療情報提供書) with no signed note of the patient in the range.
+    // Clinical dates (issue 15)
+    /// A clinical date that is not a calendar day written `YYYY-MM-DD`, lies after today, or a range whose start
+    /// is after its end.
+    #[serde(rename = "input.date_invalid")]
+    DateInvalid,
+    /// No signed note of the patient lies in the chosen date range (or the patient has no notes at all): there is
+    /// nothing to build a summary or a letter from.
     #[serde(rename = "document.no_sources")]
     DocumentNoSources,
 }
@@ -317,6 +323,7 @@ impl Code {
             Code::SyncCertNotYetValid => "sync.cert_not_yet_valid",
             Code::StoreBackupInvalid => "store.backup_invalid",
             Code::DocumentInvalid => "input.document_invalid",
+            Code::DateInvalid => "input.date_invalid",
             Code::DocumentNoSources => "document.no_sources",
         }
     }
@@ -331,6 +338,7 @@ impl Code {
             | Code::InputUnreadable
             | Code::MappingInvalid
             | Code::DocumentInvalid
+            | Code::DateInvalid
             | Code::DocumentNoSources => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
@@ -466,6 +474,7 @@ mod server_code_tests {
             (Code::SyncCertNotYetValid, "sync.cert_not_yet_valid", 6),
             (Code::StoreBackupInvalid, "store.backup_invalid", 5),
             (Code::DocumentInvalid, "input.document_invalid", 2),
+            (Code::DateInvalid, "input.date_invalid", 2),
             (Code::DocumentNoSources, "document.no_sources", 2),
         ];
         for (code, s, exit) in table {

@@ -3,6 +3,7 @@
 
 pub mod classify;
 pub mod clause;
+pub mod clinical_date;
 pub mod compose;
 pub mod document;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod stats;
 pub mod types;
 pub mod wareki;
 
+pub use clinical_date::ClinicalDate;
 pub use document::{Document, DocumentKind, Role, Sections};
 pub use error::{Code, Error, Result};
 pub use pipeline::{

@@ -20,8 +20,8 @@ pub use auth::{Role, SignedIn, UserInfo};
 pub use engine::{EngineStatus, Progress, Serving};
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, UploadOverview};
 pub use records::{
-    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
-    VersionView,
+    ClinicalDate, Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote,
+    SuggestionView, VersionKind, VersionView,
 };
 
 /// Tauri command names. Tauri takes a command's name from its handler function, so `src-tauri` checks at compile

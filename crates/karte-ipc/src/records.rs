@@ -1,5 +1,6 @@
 //! What the store hands out about encounters: versions, signatures, suggestion reviews.
 
+pub use karte_core::ClinicalDate;
 use karte_core::{Document, DraftOutput};
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +102,8 @@ pub struct SuggestionView {
 pub struct EncounterView {
     pub id: String,
     pub patient_ref: String,
+    /// The day the note describes (診療日), fixed when the encounter was saved.
+    pub clinical_date: ClinicalDate,
     pub created_by: String,
     pub created_at: String,
     /// Signed when the latest version carries a signature.
@@ -122,8 +125,24 @@ impl EncounterView {
 pub struct EncounterSummary {
     pub id: String,
     pub patient_ref: String,
+    /// The day the note describes (診療日): lists are ordered by it, then by when the note was saved.
+    pub clinical_date: ClinicalDate,
     pub created_at: String,
     pub latest_version: i64,
     pub signed: bool,
     pub pending_suggestions: i64,
+}
+
+/// A source for a document built from a patient's notes (discharge summary, referral letter): the latest signed
+/// version of one encounter (an amendment replaces what it amends), with the encounter's clinical date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedNote {
+    pub encounter: String,
+    pub version: i64,
+    pub clinical_date: ClinicalDate,
+    /// The signed version's document kind and sections.
+    pub document: Document,
+    /// The text as signed: the document's rendering (for versions edited before schema 3, the text in the
+    /// physician's own layout, which is what the content hash covers). Character spans point into this text.
+    pub text: String,
 }

@@ -76,12 +76,14 @@ fn encounters_versions_and_reviews() {
         EncounterSummary {
             id: "E0123456789AB".into(),
             patient_ref: "P-0001".into(),
+            clinical_date: "2026-11-23".parse().unwrap(),
             created_at: "2026-11-24T01:00:00.000Z".into(),
             latest_version: 2,
             signed: true,
             pending_suggestions: 1,
         },
-        json!({"id": "E0123456789AB", "patient_ref": "P-0001", "created_at": "2026-11-24T01:00:00.000Z",
+        json!({"id": "E0123456789AB", "patient_ref": "P-0001", "clinical_date": "2026-11-23",
+               "created_at": "2026-11-24T01:00:00.000Z",
                "latest_version": 2, "signed": true, "pending_suggestions": 1}),
     );
     let text = "S（主観的情報）\n発熱と咳嗽。\n";
@@ -91,6 +93,7 @@ fn encounters_versions_and_reviews() {
     let view = EncounterView {
         id: "E0123456789AB".into(),
         patient_ref: "P-0001".into(),
+        clinical_date: "2026-11-23".parse().unwrap(),
         created_by: "dr.sato".into(),
         created_at: "2026-11-24T01:00:00.000Z".into(),
         signed: true,
@@ -127,7 +130,7 @@ fn encounters_versions_and_reviews() {
     pinned(
         view,
         json!({
-            "id": "E0123456789AB", "patient_ref": "P-0001", "created_by": "dr.sato",
+            "id": "E0123456789AB", "patient_ref": "P-0001", "clinical_date": "2026-11-23", "created_by": "dr.sato",
             "created_at": "2026-11-24T01:00:00.000Z", "signed": true, "dictation": "発熱と咳嗽。", "draft": null,
             "versions": [{
                 "version": 1, "kind": "amendment", "author": "dr.sato", "created_at": "2026-11-24T01:00:00.000Z",
@@ -142,6 +145,29 @@ fn encounters_versions_and_reviews() {
             }]
         }),
     );
+}
+
+#[test]
+fn a_signed_note_carries_its_clinical_date_as_text() {
+    let text = "S（主観的情報）\n発熱と咳嗽。\n";
+    let document =
+        karte_core::Document::from_text(karte_core::document::default_kind(), text).unwrap();
+    let document_json = serde_json::to_value(&document).unwrap();
+    pinned(
+        SignedNote {
+            encounter: "E0123456789AB".into(),
+            version: 2,
+            clinical_date: "2026-11-30".parse().unwrap(),
+            document,
+            text: text.into(),
+        },
+        json!({"encounter": "E0123456789AB", "version": 2, "clinical_date": "2026-11-30",
+               "document": document_json, "text": text}),
+    );
+    // A day the calendar lacks does not cross the boundary.
+    let bad = json!({"id": "E1", "patient_ref": "P", "clinical_date": "2026-02-30", "created_at": "x",
+                     "latest_version": 1, "signed": false, "pending_suggestions": 0});
+    assert!(serde_json::from_value::<EncounterSummary>(bad).is_err());
 }
 
 #[test]

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(&str, Option<DataStep>)] = &[
         include_str!("schema_v3.sql"),
         Some(crate::records::migrate_documents),
     ),
+    // Every encounter keeps its clinical date; those written before get their creation's local calendar day.
+    (
+        include_str!("schema_v4.sql"),
+        Some(crate::records::migrate_clinical_dates),
+    ),
 ];
 
 /// A 256-bit SQLCipher key. Zeroed on drop; never `Debug`-printed.

@@ -25,13 +25,14 @@ pub mod vault;
 pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
 pub use auth::{permits, Action, Enrolment, Role, Session};
 pub use backup::{BackupContents, BackupReport, RestoreReport};
-pub use clock::iso8601;
+pub use clock::{iso8601, today};
 pub use feedback::FeedbackRecord;
+pub use karte_core::ClinicalDate;
 pub use karte_ipc::UserInfo;
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
 pub use records::{
-    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
-    VersionView,
+    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote, SuggestionView,
+    VersionKind, VersionView,
 };
 pub use vault::KeyringBackend;
 
@@ -712,14 +713,23 @@ impl Store {
     }
 
     /// Stores a dictation and its draft as a new encounter (version 1) and returns the encounter id.
+    ///
+    /// `date` is the clinical date, the day the note describes (today on the workstation's clock when `None`); a
+    /// day after today is `input.date_invalid`. It is fixed with the encounter: no edit or amendment changes it
+    /// (the row is immutable), history shows it, and the save's audit entry records it beside the content hash,
+    /// so the hash chain vouches for it as it does for the text. A note saved under the wrong day is corrected by
+    /// saving it again under the right one.
     pub fn save_draft(
         &self,
         s: &Session,
         patient_ref: &str,
+        date: Option<ClinicalDate>,
         dictation: &str,
         draft: &DraftOutput,
     ) -> Result<String> {
         self.authorize(s, Action::Draft, None)?;
+        let today = clock::today();
+        let date = date.unwrap_or(today).not_after(today)?;
         let patient_ref = patient_ref.trim();
         if patient_ref.is_empty() {
             return Err(Error::new(
@@ -742,12 +752,34 @@ impl Store {
         let now = now_ms();
         self.tx(|c, log| {
             c.execute(
-                "INSERT INTO encounters (id, patient_ref, created_by, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![id, patient_ref, s.user_id, now],
+                "INSERT INTO encounters (id, patient_ref, created_by, created_at_ms, clinical_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, patient_ref, s.user_id, now, date.to_string()],
             )
             .map_err(db_err)?;
-            insert_version(c, &id, 1, VersionKind::Draft, s.user_id, now, &note, &document, Some(dictation), Some(&json), None, &sha)?;
-            log.append(c, &s.entry(Action::Draft, Some(&id), Some(1), format!("sha256={sha}")))
+            insert_version(
+                c,
+                &id,
+                1,
+                VersionKind::Draft,
+                s.user_id,
+                now,
+                &note,
+                &document,
+                Some(dictation),
+                Some(&json),
+                None,
+                &sha,
+            )?;
+            log.append(
+                c,
+                &s.entry(
+                    Action::Draft,
+                    Some(&id),
+                    Some(1),
+                    format!("sha256={sha} date={date}"),
+                ),
+            )
         })?;
         Ok(id)
     }
@@ -949,25 +981,25 @@ impl Store {
         })
     }
 
-    /// Encounters, newest first.
+    /// Encounters, newest clinical date first; on one day, the last saved first.
     pub fn encounters(&self, s: &Session) -> Result<Vec<EncounterSummary>> {
         self.authorize(s, Action::View, None)?;
         self.tx(|c, log| {
             log.append(c, &s.entry(Action::View, None, None, "list".into()))?;
             let mut st = c
                 .prepare(
-                    "SELECT e.id, e.patient_ref, e.created_at_ms,
+                    "SELECT e.id, e.patient_ref, e.created_at_ms, e.clinical_date,
                             (SELECT max(version) FROM versions v WHERE v.encounter_id = e.id) AS latest,
                             (SELECT count(*) FROM signatures g WHERE g.encounter_id = e.id AND g.version =
                                 (SELECT max(version) FROM versions v WHERE v.encounter_id = e.id)),
                             (SELECT draft_json FROM versions v WHERE v.encounter_id = e.id AND v.version = 1),
                             (SELECT count(DISTINCT suggestion) FROM reviews r WHERE r.encounter_id = e.id)
-                     FROM encounters e ORDER BY e.created_at_ms DESC, e.id",
+                     FROM encounters e ORDER BY e.clinical_date DESC, e.created_at_ms DESC, e.id",
                 )
                 .map_err(db_err)?;
             let rows = st
                 .query_map([], |r| {
-                    let json: Option<String> = r.get(5)?;
+                    let json: Option<String> = r.get(6)?;
                     let total = json
                         .and_then(|j| serde_json::from_str::<DraftOutput>(&j).ok())
                         .map_or(0, |d| d.suggestions.len() as i64);
@@ -975,13 +1007,51 @@ impl Store {
                         id: r.get(0)?,
                         patient_ref: r.get(1)?,
                         created_at: iso8601(r.get(2)?),
-                        latest_version: r.get(3)?,
-                        signed: r.get::<_, i64>(4)? > 0,
-                        pending_suggestions: (total - r.get::<_, i64>(6)?).max(0),
+                        clinical_date: stored_date(r, 3)?,
+                        latest_version: r.get(4)?,
+                        signed: r.get::<_, i64>(5)? > 0,
+                        pending_suggestions: (total - r.get::<_, i64>(7)?).max(0),
                     })
                 })
                 .map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+    }
+
+    /// The sources of a document built from a patient's notes (discharge summary, referral letter): for each of
+    /// the patient's encounters whose clinical date lies in `[from, to]`, its latest signed version (an amendment
+    /// replaces what it amends; a note never signed does not count), in clinical-date order, then saving order.
+    ///
+    /// Building a document from notes is drafting, so only a physician may (permission `draft`). Each note read is
+    /// an audit entry on its encounter (`view`, `sources from=… to=…`), in the same transaction as the read.
+    /// `from` after `to` is `input.date_invalid`; no signed note in the range, an unknown patient included, is
+    /// `document.no_sources` (the two are not told apart, so the answer says nothing about who is a patient).
+    pub fn signed_notes(
+        &self,
+        s: &Session,
+        patient_ref: &str,
+        from: ClinicalDate,
+        to: ClinicalDate,
+    ) -> Result<Vec<SignedNote>> {
+        self.authorize(s, Action::Draft, None)?;
+        let (from, to) = ClinicalDate::range(from, to)?;
+        self.tx(|c, log| {
+            let notes = signed_notes_in(c, patient_ref.trim(), from, to)?;
+            if notes.is_empty() {
+                return Err(Error::new(
+                    Code::DocumentNoSources,
+                    "指定した期間に、この患者の署名済みの記録がありません。患者 ID と期間を確認し、\
+                     記録が署名されているか確かめてください。",
+                ));
+            }
+            for n in &notes {
+                let detail = format!("sources from={from} to={to}");
+                log.append(
+                    c,
+                    &s.entry(Action::View, Some(&n.encounter), Some(n.version), detail),
+                )?;
+            }
+            Ok(notes)
         })
     }
 
@@ -1157,8 +1227,9 @@ pub mod bench {
         let sha = records::content_hash(note, Some(dictation), Some(draft_json), None);
         let now = now_ms();
         c.execute(
-            "INSERT INTO encounters (id, patient_ref, created_by, created_at_ms) VALUES (?1, 'P-bench', ?2, ?3)",
-            params![id, author, now],
+            "INSERT INTO encounters (id, patient_ref, created_by, created_at_ms, clinical_date)
+             VALUES (?1, 'P-bench', ?2, ?3, ?4)",
+            params![id, author, now, clock::local_date(now).to_string()],
         )
         .map_err(db_err)?;
         let document = karte_core::document::recover(
@@ -1539,6 +1610,19 @@ fn not_found() -> Error {
     )
 }
 
+/// A stored `encounters.clinical_date`: the column's CHECK and triggers only let `YYYY-MM-DD` in, so a value
+/// that does not read back is damage (reported as a conversion failure, i.e. `internal`, never with its value).
+fn stored_date(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<ClinicalDate> {
+    let text: String = r.get(i)?;
+    text.parse().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            "clinical date".into(),
+        )
+    })
+}
+
 fn non_empty(text: &str) -> Result<()> {
     if text.trim().is_empty() {
         Err(Error::new(Code::InputEmpty, "本文が空です。"))
@@ -1630,6 +1714,60 @@ fn checked_document(
         .then_some(doc)
 }
 
+/// The query behind [`Store::signed_notes`]. Each document is checked against its hashed text, as history does
+/// not need to (it shows the text): a source whose sections were changed outside Karte is `store.corrupt`, never
+/// a silent input to a document.
+fn signed_notes_in(
+    c: &Connection,
+    patient_ref: &str,
+    from: ClinicalDate,
+    to: ClinicalDate,
+) -> Result<Vec<SignedNote>> {
+    let mut st = c
+        .prepare(
+            "SELECT e.id, v.version, e.clinical_date, v.note_text, v.draft_json, v.document
+             FROM encounters e JOIN versions v ON v.encounter_id = e.id
+             WHERE e.patient_ref = ?1 AND e.clinical_date BETWEEN ?2 AND ?3
+               AND v.version = (SELECT max(g.version) FROM signatures g WHERE g.encounter_id = e.id)
+             ORDER BY e.clinical_date, e.created_at_ms, e.id",
+        )
+        .map_err(db_err)?;
+    let rows = st
+        .query_map(
+            params![patient_ref, from.to_string(), to.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    stored_date(r, 2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            },
+        )
+        .map_err(db_err)?;
+    let mut notes = Vec::new();
+    for row in rows {
+        let (encounter, version, clinical_date, text, json, stored) = row.map_err(db_err)?;
+        let document =
+            checked_document(&text, json.as_deref(), stored.as_deref()).ok_or_else(|| {
+                Error::new(
+                    Code::StoreCorrupt,
+                    "署名済みの記録の内容が保存時と一致しません。管理者に連絡してください。",
+                )
+            })?;
+        notes.push(SignedNote {
+            encounter,
+            version,
+            clinical_date,
+            document,
+            text,
+        });
+    }
+    Ok(notes)
+}
+
 /// `(latest version, whether it is signed)`.
 fn latest_version(c: &Connection, encounter: &str) -> Result<(i64, bool)> {
     c.query_row(
@@ -1645,12 +1783,17 @@ fn latest_version(c: &Connection, encounter: &str) -> Result<(i64, bool)> {
 }
 
 fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
-    let (patient_ref, created_by, created_at_ms): (String, String, i64) = c
+    let (patient_ref, created_by, created_at_ms, clinical_date): (
+        String,
+        String,
+        i64,
+        ClinicalDate,
+    ) = c
         .query_row(
-            "SELECT e.patient_ref, u.name, e.created_at_ms FROM encounters e JOIN users u ON u.id = e.created_by
-             WHERE e.id = ?1",
+            "SELECT e.patient_ref, u.name, e.created_at_ms, e.clinical_date
+             FROM encounters e JOIN users u ON u.id = e.created_by WHERE e.id = ?1",
             [encounter],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, stored_date(r, 3)?)),
         )
         .optional()
         .map_err(db_err)?
@@ -1761,6 +1904,7 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
     Ok(EncounterView {
         id: encounter.to_string(),
         patient_ref,
+        clinical_date,
         created_by,
         created_at: iso8601(created_at_ms),
         signed,

@@ -4,8 +4,8 @@
 use sha2::{Digest, Sha256};
 
 pub use karte_ipc::records::{
-    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SuggestionView, VersionKind,
-    VersionView,
+    Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote, SuggestionView,
+    VersionKind, VersionView,
 };
 
 /// A stored `versions.kind`; the column only ever holds `as_str` values.
@@ -75,6 +75,38 @@ pub(crate) fn migrate_documents(c: &rusqlite::Connection) -> karte_core::Result<
     c.execute_batch(
         "CREATE TRIGGER versions_no_update BEFORE UPDATE ON versions
          BEGIN SELECT RAISE(ABORT, 'versions are immutable'); END;",
+    )
+    .map_err(db_err)
+}
+
+/// Schema 4's data step: every encounter written before gets its clinical date, the workstation's local calendar
+/// day of its creation (`clock::local_date`: on a ward in Japan, a note saved at 00:30 JST is dated that JST day),
+/// then encounter rows become immutable and an insert without a date is refused.
+pub(crate) fn migrate_clinical_dates(c: &rusqlite::Connection) -> karte_core::Result<()> {
+    use crate::db::db_err;
+    let rows: Vec<(String, i64)> = {
+        let mut st = c
+            .prepare("SELECT id, created_at_ms FROM encounters WHERE clinical_date IS NULL")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(db_err)?
+    };
+    for (id, created_at_ms) in rows {
+        c.execute(
+            "UPDATE encounters SET clinical_date = ?1 WHERE id = ?2",
+            rusqlite::params![crate::clock::local_date(created_at_ms).to_string(), id],
+        )
+        .map_err(db_err)?;
+    }
+    c.execute_batch(
+        "CREATE TRIGGER encounters_date_required BEFORE INSERT ON encounters WHEN NEW.clinical_date IS NULL
+         BEGIN SELECT RAISE(ABORT, 'an encounter needs its clinical date'); END;
+         CREATE TRIGGER encounters_no_update BEFORE UPDATE ON encounters
+         BEGIN SELECT RAISE(ABORT, 'encounters are immutable'); END;
+         CREATE TRIGGER encounters_no_delete BEFORE DELETE ON encounters
+         BEGIN SELECT RAISE(ABORT, 'encounters are immutable'); END;",
     )
     .map_err(db_err)
 }

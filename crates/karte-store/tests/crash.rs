@@ -188,7 +188,7 @@ fn crash_child_save_loop() {
         // Sizes vary so that kills land in different parts of a page write.
         let dictation = format!("{DICTATION}{}", "追記。".repeat((i % 40) as usize * 25));
         let id = store
-            .save_draft(&s, &format!("P-{user}-{i}"), &dictation, &d)
+            .save_draft(&s, &format!("P-{user}-{i}"), None, &dictation, &d)
             .unwrap();
         writeln!(out, "CHILD done {id} 1 unsigned").unwrap();
         out.flush().unwrap();

@@ -22,7 +22,7 @@ fn store_with_records(dir: &Path) -> Ward {
     let doc = ward.login_physician();
     let id = ward
         .store
-        .save_draft(&doc, "P-0001", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-0001", None, DICTATION, &draft(DICTATION))
         .unwrap();
     ward.store.sign(&doc, &id, 1).unwrap();
     ward
@@ -235,7 +235,7 @@ fn backup_while_another_process_writes_then_restore_after_damage_verifies() {
             let doc = app.login("dr.ito", PASSWORD, &ito.code()).unwrap();
             let mut saved = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || saved < 3 {
-                app.save_draft(&doc, "P-0002", DICTATION, &draft(DICTATION))
+                app.save_draft(&doc, "P-0002", None, DICTATION, &draft(DICTATION))
                     .unwrap();
                 saved += 1;
             }
@@ -263,7 +263,7 @@ fn backup_while_another_process_writes_then_restore_after_damage_verifies() {
     let doc = ward.login_physician();
     let lost = ward
         .store
-        .save_draft(&doc, "P-0003", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-0003", None, DICTATION, &draft(DICTATION))
         .unwrap();
     let Ward {
         store,
@@ -326,7 +326,7 @@ fn backup_while_another_process_writes_then_restore_after_damage_verifies() {
     assert!(!have.contains(&lost), "a record saved after the backup");
     // The restored store goes on: new work is recorded and still verifies.
     store
-        .save_draft(&doc, "P-0004", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-0004", None, DICTATION, &draft(DICTATION))
         .unwrap();
     assert!(store.verify_audit(&admin).unwrap().intact());
 }

@@ -63,15 +63,15 @@ fn permission_matrix_every_role_and_action() {
             assert_eq!(permits(*role, action), expected, "matrix {role} {action:?}");
             // Fresh records for each cell, so one cell's outcome cannot change another's.
             let open = s
-                .save_draft(&fixture, "P-0001", DICTATION, &draft(DICTATION))
+                .save_draft(&fixture, "P-0001", None, DICTATION, &draft(DICTATION))
                 .unwrap();
             let signed = s
-                .save_draft(&fixture, "P-0002", DICTATION, &draft(DICTATION))
+                .save_draft(&fixture, "P-0002", None, DICTATION, &draft(DICTATION))
                 .unwrap();
             s.sign(&fixture, &signed, 1).unwrap();
             let result: karte_core::Result<()> = match action {
                 Action::Draft => s
-                    .save_draft(session, "P-0003", DICTATION, &draft(DICTATION))
+                    .save_draft(session, "P-0003", None, DICTATION, &draft(DICTATION))
                     .map(drop),
                 Action::View => s.history(session, &open).map(drop),
                 Action::ReviewSuggestions => {
@@ -150,7 +150,9 @@ fn a_draft_whose_sections_arrive_sorted_is_stored_in_the_kinds_order() {
         ids(&d.document()),
         "the round trip through a sorted map must reorder, or this test proves nothing"
     );
-    let id = s.save_draft(&doc, "P-0001", DICTATION, &arrived).unwrap();
+    let id = s
+        .save_draft(&doc, "P-0001", None, DICTATION, &arrived)
+        .unwrap();
     let v = s.history(&doc, &id).unwrap();
     assert_eq!(v.versions[0].document, d.document());
     assert_eq!(v.draft.unwrap().sections, d.sections);
@@ -168,7 +170,7 @@ fn review_sign_amend_history() {
     let s = &ward.store;
     let d = draft(DICTATION);
     assert!(d.suggestions.len() >= 2, "the sample must give suggestions");
-    let id = s.save_draft(&doc, "P-0001", DICTATION, &d).unwrap();
+    let id = s.save_draft(&doc, "P-0001", None, DICTATION, &d).unwrap();
 
     // Nurse reviews: accept one, reject one with a reason; a bare rejection or an unknown number is refused.
     s.review(&ns, &id, 1, Decision::Accept, "").unwrap();
@@ -449,7 +451,13 @@ fn no_plaintext_in_any_file_and_wrong_key_refused() {
     let s = &ward.store;
     let dictation = format!("{MARKER}。{DICTATION}");
     let id = s
-        .save_draft(&doc, &format!("P-{MARKER}"), &dictation, &draft(&dictation))
+        .save_draft(
+            &doc,
+            &format!("P-{MARKER}"),
+            None,
+            &dictation,
+            &draft(&dictation),
+        )
         .unwrap();
     s.review(&ns, &id, 1, Decision::Reject, &format!("{MARKER} 施行済み"))
         .unwrap();
@@ -537,7 +545,7 @@ fn flipped_bytes_give_clear_errors_never_panics() {
     let doc = ward.login_physician();
     for i in 0..20 {
         ward.store
-            .save_draft(&doc, &format!("P-{i}"), DICTATION, &draft(DICTATION))
+            .save_draft(&doc, &format!("P-{i}"), None, DICTATION, &draft(DICTATION))
             .unwrap();
     }
     drop(doc);
@@ -583,10 +591,10 @@ fn feedback_export_pseudonymises_and_needs_a_pseudonymiser() {
     let s = &ward.store;
     let dictation = format!("山田太郎さん。{DICTATION}");
     let signed = s
-        .save_draft(&doc, "P-1", &dictation, &draft(&dictation))
+        .save_draft(&doc, "P-1", None, &dictation, &draft(&dictation))
         .unwrap();
     let _unsigned = s
-        .save_draft(&doc, "P-2", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-2", None, DICTATION, &draft(DICTATION))
         .unwrap();
     s.review(&ns, &signed, 1, Decision::Accept, "").unwrap();
     s.review(
@@ -643,7 +651,7 @@ fn audit_log_records_access_without_clinical_text() {
     let (doc, ns) = (ward.login_physician(), ward.login_nurse());
     let s = &ward.store;
     let id = s
-        .save_draft(&doc, "P-77", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-77", None, DICTATION, &draft(DICTATION))
         .unwrap();
     s.history(&ns, &id).unwrap();
     s.review(&ns, &id, 1, Decision::Reject, "理由コメント")

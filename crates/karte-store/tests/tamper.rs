@@ -20,7 +20,7 @@ fn tampered(tamper: impl FnOnce(&Connection, i64)) -> (AuditReport, i64) {
     );
     let s = &ward.store;
     let id = s
-        .save_draft(&doc, "P-1", DICTATION, &draft(DICTATION))
+        .save_draft(&doc, "P-1", None, DICTATION, &draft(DICTATION))
         .unwrap();
     s.history(&ns, &id).unwrap();
     s.review(&ns, &id, 1, Decision::Accept, "").unwrap();

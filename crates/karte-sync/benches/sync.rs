@@ -161,7 +161,7 @@ fn main() {
         let mut bodies = Vec::new();
         for i in 0..docs {
             let id = store
-                .save_draft(&doctor, &format!("P-{i:05}"), DICTATION, &draft)
+                .save_draft(&doctor, &format!("P-{i:05}"), None, DICTATION, &draft)
                 .unwrap();
             store.sign(&doctor, &id, 1).unwrap();
             let doc = store.outbox_document(&doctor, &id).unwrap();

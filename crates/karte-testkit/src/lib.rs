@@ -18,6 +18,13 @@ pub const IN_SESSION: &str = "KARTE_TEST_IN_KEYCTL_SESSION";
 /// (the `karte` binary, the desktop app) inherit it. The child's output is passed on, so that timings and
 /// screenshot paths it prints show with `--nocapture` and on failure.
 pub fn keyring_session(test: &str) -> bool {
+    keyring_session_with_env(test, &[])
+}
+
+/// [`keyring_session`] with extra environment for the child, e.g. `("TZ", "Asia/Tokyo")`: a test of the
+/// workstation's local calendar day sets its time zone this way, in a process of its own, rather than by changing
+/// the environment of a running test binary (which other threads read).
+pub fn keyring_session_with_env(test: &str, env: &[(&str, &str)]) -> bool {
     if std::env::var_os(IN_SESSION).is_some() {
         return true;
     }
@@ -28,6 +35,7 @@ pub fn keyring_session(test: &str) -> bool {
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(IN_SESSION, "1")
         .env("KARTE_KEYRING", "keyutils")
+        .envs(env.iter().copied())
         .output()
         .expect("keyctl is missing: install keyutils (cargo xtask setup does)");
     let stdout = String::from_utf8_lossy(&out.stdout);

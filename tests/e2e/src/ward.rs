@@ -52,7 +52,7 @@ impl Ward {
             draft.suggestions.len() >= 2,
             "the dictation must give suggestions"
         );
-        let encounter = store.save_draft(&doc, "P-E2E-01", dictation, &draft)?;
+        let encounter = store.save_draft(&doc, "P-E2E-01", None, dictation, &draft)?;
         // Where the app finds the records and its key.
         std::env::set_var("KARTE_DATA_DIR", dir.path());
         std::env::set_var("KARTE_KEYRING", "keyutils");

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub use karte_testkit::{keyring_session, Phone};
+pub use karte_testkit::{keyring_session, keyring_session_with_env, Phone};
 
 pub const PASSWORD: &str = "ward-pass-2026";
 /// The amended text names the wife and her phone: the feedback export must not.

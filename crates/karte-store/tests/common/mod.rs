@@ -6,7 +6,8 @@ use karte_store::{Enrolment, KeyringBackend, Session, Store, StoreConfig};
 use std::path::Path;
 use std::time::Duration;
 
-pub use karte_testkit::{keyring_session, Phone};
+#[allow(unused_imports)]
+pub use karte_testkit::{keyring_session, keyring_session_with_env, Phone};
 
 pub fn config() -> StoreConfig {
     StoreConfig {

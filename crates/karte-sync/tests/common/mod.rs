@@ -98,7 +98,7 @@ pub fn sign_with(
 ) -> String {
     let draft = karte_core::draft_floor(dictation, karte_core::document::default_kind()).unwrap();
     let id = store
-        .save_draft(doctor, patient, dictation, &draft)
+        .save_draft(doctor, patient, None, dictation, &draft)
         .unwrap();
     if !draft.suggestions.is_empty() {
         store.review(nurse, &id, 1, Decision::Accept, "").unwrap();
