@@ -95,10 +95,10 @@ fn draft(a: DraftArgs) -> Result<()> {
     .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.trim().to_string())))
     .collect();
     compose::check_inputs(kind, &inputs)?;
-    let today = ClinicalDate::today();
+    let today = karte_store::today();
     let from = date("admitted", &a.admitted)?
         .or(date("from", &a.from)?)
-        .unwrap_or(ClinicalDate::EARLIEST);
+        .unwrap_or(ClinicalDate::from_ymd(1900, 1, 1)?);
     let to = date("discharged", &a.discharged)?
         .or(date("to", &a.to)?)
         .unwrap_or(today);

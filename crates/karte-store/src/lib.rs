@@ -713,18 +713,43 @@ impl Store {
     }
 
     /// Stores a dictation and its draft as a new encounter (version 1) and returns the encounter id.
-    ///
-    /// `date` is the clinical date, the day the note describes (today on the workstation's clock when `None`); a
-    /// day after today is `input.date_invalid`. It is fixed with the encounter: no edit or amendment changes it
-    /// (the row is immutable), history shows it, and the save's audit entry records it beside the content hash,
-    /// so the hash chain vouches for it as it does for the text. A note saved under the wrong day is corrected by
-    /// saving it again under the right one.
     pub fn save_draft(
         &self,
         s: &Session,
         patient_ref: &str,
         date: Option<ClinicalDate>,
         dictation: &str,
+        draft: &DraftOutput,
+    ) -> Result<String> {
+        non_empty(dictation)?;
+        self.save_new(s, patient_ref, date, Some(dictation), draft)
+    }
+
+    /// Stores a document made from signed notes (退院時サマリー, 診療情報提供書) as a new encounter of the patient,
+    /// unsigned. It has no dictation: its sentences cite the note versions they came from, in the stored draft.
+    pub fn save_document(
+        &self,
+        s: &Session,
+        patient_ref: &str,
+        date: ClinicalDate,
+        draft: &DraftOutput,
+    ) -> Result<String> {
+        let kind = karte_core::document::kind(&draft.kind)?;
+        if kind.sources != karte_core::document::SourceKind::Notes {
+            return Err(Error::new(
+                Code::DocumentInvalid,
+                "口述から作成する文書は、口述と一緒に保存してください。",
+            ));
+        }
+        self.save_new(s, patient_ref, Some(date), None, draft)
+    }
+
+    fn save_new(
+        &self,
+        s: &Session,
+        patient_ref: &str,
+        date: Option<ClinicalDate>,
+        dictation: Option<&str>,
         draft: &DraftOutput,
     ) -> Result<String> {
         self.authorize(s, Action::Draft, None)?;
@@ -737,7 +762,6 @@ impl Store {
                 "患者の識別子（--patient）を指定してください。",
             ));
         }
-        non_empty(dictation)?;
         let id = new_encounter_id()?;
         // The draft crosses IPC from the window: it must be a document of a kind this build has, and is stored
         // (sections and draft JSON alike) in that kind's section order.
@@ -748,7 +772,7 @@ impl Store {
         let note = document.render();
         let json = serde_json::to_string(&draft)
             .map_err(|_| Error::new(Code::Internal, "下書きを保存できません。"))?;
-        let sha = records::content_hash(&note, Some(dictation), Some(&json), None);
+        let sha = records::content_hash(&note, dictation, Some(&json), None);
         let now = now_ms();
         self.tx(|c, log| {
             c.execute(
@@ -766,7 +790,7 @@ impl Store {
                 now,
                 &note,
                 &document,
-                Some(dictation),
+                dictation,
                 Some(&json),
                 None,
                 &sha,
