@@ -43,10 +43,26 @@ pub fn keyring_session_with_env(test: &str, env: &[(&str, &str)]) -> bool {
     eprintln!("{stdout}{stderr}");
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "{test} under keyctl session failed ({})",
-        out.status
+        "{test} under keyctl session failed ({}); the child's last words:\n{}",
+        out.status,
+        last_lines(&format!("{stdout}{stderr}"), 25)
     );
     false
+}
+
+/// The end of a child's output, without its backtrace frames: a CI log keeps only the tail of a run, which is this
+/// panic message, so the reason must be in it, not in the child's output printed minutes earlier.
+fn last_lines(output: &str, n: usize) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("at ")
+                || t.split_once(": ")
+                    .is_some_and(|(k, _)| k.parse::<u32>().is_ok()))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// [`keyring_session`] for tests that install or remove workstation-wide keyring entries (the upload credentials):
@@ -174,5 +190,15 @@ mod tests {
             format!("登録しました\notpauth://totp/Karte:dr.sato?secret={SECRET}&issuer=Karte\n");
         let phone = Phone::from_enrolment_output(&out);
         assert_eq!(phone.code().len(), 6);
+    }
+
+    #[test]
+    fn a_failed_childs_reason_survives_and_its_backtrace_frames_do_not() {
+        let out = "running 1 test\nError: the clinic server never became ready\n\nStack backtrace:\n   0: <unknown>\n  12: __libc_start_main_impl\n             at ./csu/../csu/libc-start.c:360:3\ntest x ... FAILED\n";
+        let tail = last_lines(out, 4);
+        assert_eq!(
+            tail,
+            "Error: the clinic server never became ready\n\nStack backtrace:\ntest x ... FAILED"
+        );
     }
 }

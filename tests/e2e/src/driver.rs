@@ -46,8 +46,7 @@ impl TauriDriver {
         if !Path::new(NATIVE_DRIVER).is_file() {
             bail!("{NATIVE_DRIVER} not found: install the Debian package webkit2gtk-driver");
         }
-        let port = crate::free_port()?;
-        let native_port = crate::free_port()?;
+        let [port, native_port] = crate::free_ports()?;
         let mut cmd = Command::new(&bin);
         cmd.args([
             "--port",

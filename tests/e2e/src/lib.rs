@@ -30,9 +30,16 @@ pub fn artifacts_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A port that was free a moment ago. Another process could take it before we bind it; on a test machine that race
-/// is rare enough, and the failure (tauri-driver cannot listen) is reported clearly.
-pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port")?;
-    Ok(l.local_addr()?.port())
+/// `N` distinct free TCP ports. All listeners are held until every port is chosen: released one at a time, the
+/// kernel may hand the same port out twice, and tauri-driver then cannot start its native driver. Another process
+/// could still take one before tauri-driver binds it; that race is rare, and its failure is reported clearly.
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("finding a free TCP port"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, l) in ports.iter_mut().zip(&listeners) {
+        *port = l.local_addr()?.port();
+    }
+    Ok(ports)
 }

@@ -627,6 +627,7 @@ impl ClinicServer {
         use std::io::BufRead;
         let bin = PathBuf::from(require_env("KARTE_DESKTOP_BIN", "the built app")?)
             .with_file_name("karte-server");
+        let log = data_dir.join("server.log");
         ensure!(
             bin.is_file(),
             "{} is missing: `cargo xtask e2e` builds it beside the app",
@@ -647,16 +648,31 @@ impl ClinicServer {
             .env("KARTE_SETTINGS", data_dir.join("no-settings.toml"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        // Its log says why, should it stop before listening.
+        let why = |what: String| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            anyhow::anyhow!("{what}; the clinic server's log ends:\n{}", tail.join("\n"))
+        };
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let first = lines.next().context("the server printed nothing")??;
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => {
+                return Err(why(format!(
+                    "the server printed nothing ({:?})",
+                    child.wait()
+                )))
+            }
+        };
         std::thread::spawn(move || for _ in lines {});
         let addr = first
-            .strip_prefix("KARTE_SERVER_LISTENING ")
-            .with_context(|| format!("unexpected first line {first:?}"))?;
+            .strip_prefix(karte_ipc::worker::LISTENING_PREFIX)
+            .ok_or_else(|| why(format!("unexpected first line {first:?}")))?;
         let server = ClinicServer {
             child,
             url: format!("http://{addr}"),
@@ -669,10 +685,9 @@ impl ClinicServer {
                     return Ok(server);
                 }
             }
-            ensure!(
-                Instant::now() < deadline,
-                "the clinic server never became ready"
-            );
+            if Instant::now() > deadline {
+                return Err(why("the clinic server never became ready".into()));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
