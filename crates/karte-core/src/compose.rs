@@ -243,6 +243,12 @@ pub fn compose(
     Ok(DraftOutput {
         kind: kind.id.clone(),
         sections,
+        // Trimmed and without the empty optional ones, as the sentences quote them.
+        inputs: inputs
+            .iter()
+            .map(|(n, v)| (n.clone(), v.trim().to_string()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect(),
         suggestions: Vec::new(),
         flags,
         facts: Vec::new(),

@@ -11,7 +11,7 @@ use crate::types::{Sentence, Span};
 use regex::Regex;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{LazyLock, OnceLock};
 
 /// The kind every record had before kinds existed, and the default of `karte draft`.
@@ -84,6 +84,84 @@ pub struct SectionSpec {
     /// A kind drafted from notes: what fills this section, in order (see `assets/documents/discharge-summary.toml`).
     #[serde(default)]
     pub from: Vec<Pick>,
+    /// Outside the kind's FHIR container section: the eReferral's 紹介先情報 is a section of the Composition
+    /// itself, not of 構造情報.
+    #[serde(default)]
+    pub top: bool,
+    /// What the section's FHIR entries reference, where the kind's profile requires entries (入院中経過 1..*).
+    #[serde(default)]
+    pub entry: Option<SectionEntry>,
+}
+
+/// The resources a section's FHIR entries reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionEntry {
+    /// The stay (入院時詳細, 退院時詳細): one Encounter with the event period.
+    Encounter,
+    /// One Condition per sentence (退院時診断).
+    Conditions,
+    /// The section's text as a DocumentReference (入院中経過).
+    Narrative,
+    /// The receiving facility and its department (紹介先情報).
+    Recipient,
+}
+
+/// How a kind is laid out as a FHIR document where a national profile (JP-CLINS) asks for more than titled
+/// narrative sections. Read by karte-sync; the progress note has none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirLayout {
+    pub bundle_profile: String,
+    /// Composition.category (文書サブ区分).
+    pub category: Coding,
+    /// The container section most sections sit in (構造情報, 300); its title is the display without 「セクション」.
+    pub structured: Coding,
+    /// A section the profile requires and the physician does not write, filled with the author and their facility
+    /// (紹介元情報).
+    #[serde(default)]
+    pub author_section: Option<Coding>,
+    pub event: EventSpec,
+    /// Section narrative status the profile fixes (`additional`).
+    pub narrative_status: String,
+    pub profiles: FhirProfiles,
+    /// Encounter.class of the stay, where a section references the Encounter.
+    #[serde(default)]
+    pub encounter_class: Option<Coding>,
+    /// The inputs that name the receiving facility and department, where a section references the recipient.
+    #[serde(default)]
+    pub recipient: Option<RecipientSpec>,
+}
+
+/// Composition.event: its period from the kind's inputs, or the signing day where `start` names none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// event.code.text (「診療情報提供書発行」), where the profile fixes it.
+    pub text: Option<String>,
+}
+
+/// Profiles the Bundle's resources claim (meta.profile).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirProfiles {
+    pub patient: String,
+    pub practitioner: String,
+    pub organization: String,
+    pub encounter: Option<String>,
+    pub condition: Option<String>,
+    pub document_reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientSpec {
+    /// Input with the facility's name.
+    pub name: String,
+    /// Input with the department (optional input).
+    pub department: Option<String>,
 }
 
 /// Where a kind's text comes from.
@@ -184,6 +262,9 @@ pub struct DocumentKind {
     /// What the physician types for a kind drafted from notes.
     #[serde(default)]
     pub inputs: Vec<InputSpec>,
+    /// The national document profile's layout, where there is one.
+    #[serde(default)]
+    pub fhir: Option<FhirLayout>,
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,
@@ -291,7 +372,58 @@ impl DocumentKind {
                 }
             }
         }
+        k.check_fhir()?;
         Ok(k)
+    }
+
+    /// A layout that names an input the kind lacks, or an entry it cannot fill, is a mistake in the kind file,
+    /// found when the kind is loaded rather than when a signed document is uploaded.
+    fn check_fhir(&self) -> std::result::Result<(), String> {
+        let Some(f) = &self.fhir else {
+            if let Some(s) = self.sections.iter().find(|s| s.top || s.entry.is_some()) {
+                return Err(format!(
+                    "section {}: `top` and `entry` need a [fhir] layout",
+                    s.id
+                ));
+            }
+            return Ok(());
+        };
+        let input = |name: &str| self.inputs.iter().any(|i| i.name == name);
+        for name in [&f.event.start, &f.event.end].into_iter().flatten() {
+            if !input(name) {
+                return Err(format!("fhir.event: no input named {name}"));
+            }
+        }
+        if let Some(r) = &f.recipient {
+            for name in std::iter::once(&r.name).chain(&r.department) {
+                if !input(name) {
+                    return Err(format!("fhir.recipient: no input named {name}"));
+                }
+            }
+        }
+        for s in &self.sections {
+            let missing = match s.entry {
+                Some(SectionEntry::Encounter) => (f.encounter_class.is_none()
+                    || f.profiles.encounter.is_none())
+                .then_some("encounter_class and profiles.encounter"),
+                Some(SectionEntry::Conditions) => f
+                    .profiles
+                    .condition
+                    .is_none()
+                    .then_some("profiles.condition"),
+                Some(SectionEntry::Narrative) => f
+                    .profiles
+                    .document_reference
+                    .is_none()
+                    .then_some("profiles.document_reference"),
+                Some(SectionEntry::Recipient) => f.recipient.is_none().then_some("recipient"),
+                None => None,
+            };
+            if let Some(m) = missing {
+                return Err(format!("section {}: its entry needs fhir.{m}", s.id));
+            }
+        }
+        Ok(())
     }
 
     /// Index of the section with this id.
@@ -514,6 +646,10 @@ impl<'de> Deserialize<'de> for Sections {
 pub struct Document {
     pub kind: String,
     pub sections: Sections,
+    /// What the physician typed for a kind drafted from notes (入院日, 紹介先…), by input name: the sentences quote
+    /// them, and the FHIR document needs them as data (the stay's period, the receiving facility).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// What a section with no sentences shows in the signed text.
@@ -655,6 +791,7 @@ impl Document {
             Document {
                 kind: kind.id.clone(),
                 sections,
+                inputs: BTreeMap::new(),
             },
             preamble,
         )
@@ -798,6 +935,7 @@ mod tests {
         let d = Document {
             kind: k.id.clone(),
             sections: s,
+            inputs: Default::default(),
         };
         let text = d.render();
         assert_eq!(
@@ -832,6 +970,7 @@ mod tests {
         let d = Document {
             kind: k.id.clone(),
             sections: s,
+            inputs: Default::default(),
         };
         let text = d.render();
         assert_eq!(

@@ -483,6 +483,7 @@ pub fn finish(
     DraftOutput {
         kind: a.kind.id.clone(),
         sections,
+        inputs: Default::default(),
         suggestions,
         flags,
         facts,

@@ -274,6 +274,9 @@ pub struct DraftOutput {
     #[serde(default = "default_kind_id")]
     pub kind: String,
     pub sections: Sections,
+    /// The typed inputs of a kind drafted from notes; see [`crate::Document::inputs`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
     pub suggestions: Vec<Suggestion>,
     pub flags: Vec<Flag>,
     pub facts: Vec<Fact>,
@@ -291,6 +294,7 @@ impl DraftOutput {
         Document {
             kind: self.kind.clone(),
             sections: self.sections.clone(),
+            inputs: self.inputs.clone(),
         }
     }
 }

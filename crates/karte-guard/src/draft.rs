@@ -168,6 +168,7 @@ mod tests {
         DraftOutput {
             kind: k.id.clone(),
             sections,
+            inputs: Default::default(),
             suggestions: Vec::new(),
             flags: Vec::new(),
             facts: Vec::new(),

@@ -273,7 +273,8 @@ async fn create_bundle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: B
             "expected a document Bundle",
         );
     }
-    if key.is_empty() || id != format!("urn:uuid:{key}") {
+    // The key is the document's UUID: the whole identifier, or the serial of a JP-CLINS Bundle-ID (…^…^<uuid>).
+    if key.is_empty() || (id != format!("urn:uuid:{key}") && !id.ends_with(&format!("^{key}"))) {
         return outcome(
             StatusCode::BAD_REQUEST,
             "invalid",

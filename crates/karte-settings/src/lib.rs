@@ -156,9 +156,13 @@ pub struct SyncSettings {
     /// Off unless written here as `true`.
     #[serde(default)]
     pub include_identifying_data: bool,
-    /// 10-digit 保険医療機関コード, used in the JP Core patient-id system when identifying data is allowed.
+    /// 10-digit 保険医療機関コード: the JP Core patient-id system when identifying data is allowed, and the
+    /// issuing facility of JP-CLINS documents (their Bundle and Composition identifiers need it).
     #[serde(default)]
     pub facility_code: Option<String>,
+    /// The hospital's name, as JP-CLINS documents name their issuing facility (作成機関).
+    #[serde(default)]
+    pub facility_name: Option<String>,
     /// Per-request limit (connect + send + answer), seconds.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
@@ -361,6 +365,7 @@ endpoint = "https://fhir.example.jp/r4/"
 spki_sha256 = ["{PIN}"]
 ca_file = "/etc/karte/platform-ca.pem"
 facility_code = "1312345678"
+facility_name = "カルテ記念病院"
 "#
         ))
         .unwrap();

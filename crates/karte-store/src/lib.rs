@@ -40,7 +40,7 @@ use audit::NewEntry;
 use auth::TotpCheck;
 use clock::now_ms;
 use db::{db_err, DbKey};
-use karte_core::{Code, Document, DocumentKind, DraftOutput, Error, Result};
+use karte_core::{Code, Document, DraftOutput, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -823,7 +823,7 @@ impl Store {
                     "署名済みの記録は編集できません。karte amend で理由を添えて修正してください。",
                 ));
             }
-            let document = Document::from_text(latest_kind(c, encounter)?, text)?;
+            let document = retyped(c, encounter, text)?;
             let note = document.render();
             let sha = records::content_hash(&note, None, None, None);
             let v = latest + 1;
@@ -915,7 +915,7 @@ impl Store {
                     "この記録はまだ署名されていません。署名前の変更は編集で行ってください。",
                 ));
             }
-            let document = Document::from_text(latest_kind(c, encounter)?, text)?;
+            let document = retyped(c, encounter, text)?;
             let note = document.render();
             let sha = records::content_hash(&note, None, None, Some(reason));
             let v = latest + 1;
@@ -1295,7 +1295,7 @@ pub mod bench {
     /// What [`Store::edit`] writes.
     pub fn edit(c: &Connection, id: &str, author: i64, note: &str) -> Result<i64> {
         let (latest, _) = latest_version(c, id)?;
-        let document = Document::from_text(latest_kind(c, id)?, note)?;
+        let document = retyped(c, id, note)?;
         let note = document.render();
         let sha = records::content_hash(&note, None, None, None);
         insert_version(
@@ -1709,7 +1709,16 @@ fn insert_version(
 }
 
 /// The document kind of an encounter's latest version: an edit or amendment keeps it.
-fn latest_kind(c: &Connection, encounter: &str) -> Result<&'static DocumentKind> {
+/// An edit or amendment typed as text, read by the latest version's kind. The typed inputs (入院日, 紹介先…) carry
+/// over: text edits the sentences, never the inputs they quote, and the FHIR document needs them.
+fn retyped(c: &Connection, encounter: &str, text: &str) -> Result<Document> {
+    let latest = latest_document(c, encounter)?;
+    let mut doc = Document::from_text(latest.kind()?, text)?;
+    doc.inputs = latest.inputs;
+    Ok(doc)
+}
+
+fn latest_document(c: &Connection, encounter: &str) -> Result<Document> {
     let json: Option<String> = c
         .query_row(
             "SELECT document FROM versions WHERE encounter_id = ?1 ORDER BY version DESC LIMIT 1",
@@ -1722,7 +1731,8 @@ fn latest_kind(c: &Connection, encounter: &str) -> Result<&'static DocumentKind>
     let doc: Document = json
         .and_then(|j| serde_json::from_str(&j).ok())
         .ok_or_else(|| Error::new(Code::StoreCorrupt, "記録の形式が読み取れません。"))?;
-    doc.kind()
+    doc.kind()?;
+    Ok(doc)
 }
 
 /// A stored version's document: present, readable, and what its hashed text and draft give (see
@@ -1734,7 +1744,12 @@ fn checked_document(
 ) -> Option<Document> {
     let doc: Document = serde_json::from_str(stored?).ok()?;
     let kind = doc.kind().ok()?;
-    (note == doc.render() || karte_core::document::recover(kind, note, draft_json) == doc)
+    // The rendered text does not show the typed inputs; a draft's hashed JSON does.
+    let inputs_hashed = draft_json
+        .and_then(|j| serde_json::from_str::<karte_core::DraftOutput>(j).ok())
+        .is_none_or(|d| d.inputs == doc.inputs);
+    ((inputs_hashed && note == doc.render())
+        || karte_core::document::recover(kind, note, draft_json) == doc)
         .then_some(doc)
 }
 
@@ -1848,6 +1863,7 @@ fn load_encounter(c: &Connection, encounter: &str) -> Result<EncounterView> {
                     document: Document {
                         kind: String::new(),
                         sections: Default::default(),
+                        inputs: Default::default(),
                     },
                     reason: r.get(5)?,
                     content_sha256: r.get(6)?,

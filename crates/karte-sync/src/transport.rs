@@ -5,6 +5,7 @@
 //! There is no fallback: a certificate that fails validation or the pin fails the handshake, before a byte of the
 //! document is written, and the outcome tells the queue to stop ([`SendOutcome::Halt`]).
 
+use crate::fhir::{Bundle, Identifier};
 use crate::settings::SyncSettings;
 use karte_core::{Code, Error, Result};
 use karte_store::vault::{read_secret, KeyringBackend};
@@ -23,9 +24,6 @@ pub const CLIENT_CERT_ENTRY: &str = "sync:client-cert";
 pub const CLIENT_KEY_ENTRY: &str = "sync:client-key";
 pub const TOKEN_ENTRY: &str = "sync:token";
 pub const PSEUDONYM_KEY_ENTRY: &str = "sync:pseudonym-key";
-
-/// FHIR identifier system of Bundle.identifier (`urn:uuid:` values).
-pub const IDENTIFIER_SYSTEM: &str = "urn:ietf:rfc:3986";
 
 /// The workstation's secrets for the platform, read from the keyring.
 pub struct Credentials {
@@ -307,26 +305,24 @@ impl Transport {
 
     /// The conditional create of one Bundle. The token goes through `bearer_auth`, which marks the header
     /// sensitive: it never appears in a `Debug` print of the request, and HTTP/2 keeps it out of header compression.
-    fn request(&self, bundle_id: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    fn request(&self, bundle_id: &str, bundle: &Bundle) -> reqwest::RequestBuilder {
         let key = bundle_id.strip_prefix("urn:uuid:").unwrap_or(bundle_id);
+        // The search names the Bundle's own identifier: the queue's UUID, or the JP-CLINS form built around it.
+        let Identifier { system, value } = &bundle.identifier;
         self.client
             .post(&self.url)
             .bearer_auth(self.token.as_str())
             .header("Content-Type", "application/fhir+json")
             .header("Accept", "application/fhir+json")
             .header("Idempotency-Key", key)
-            .header(
-                "If-None-Exist",
-                format!("identifier={IDENTIFIER_SYSTEM}|{bundle_id}"),
-            )
-            .body(body)
+            .header("If-None-Exist", format!("identifier={system}|{value}"))
+            .body(crate::fhir::to_json(bundle))
     }
 
-    /// One attempt to create the Bundle identified by `bundle_id` (a `urn:uuid:`), body as produced by
-    /// [`crate::fhir::to_json`].
-    pub async fn send(&self, bundle_id: &str, body: Vec<u8>) -> SendOutcome {
+    /// One attempt to create `bundle`, queued as `bundle_id` (a `urn:uuid:`, the idempotency key).
+    pub async fn send(&self, bundle_id: &str, bundle: &Bundle) -> SendOutcome {
         self.verifier.take_failure();
-        let res = self.request(bundle_id, body).send().await;
+        let res = self.request(bundle_id, bundle).send().await;
         let resp = match res {
             Ok(r) => r,
             Err(e) => return self.transport_failure(&e),
@@ -503,6 +499,7 @@ mod tests {
             ca_file: Some(ca_file.unwrap_or_else(|| pki.write_ca(dir))),
             include_identifying_data: false,
             facility_code: None,
+            facility_name: None,
             timeout_secs: 5,
             retry_base_ms: 50,
             retry_max_ms: 400,
@@ -520,13 +517,19 @@ mod tests {
     fn the_token_header_is_sensitive() {
         let dir = tempfile::tempdir().unwrap();
         let t = transport(dir.path(), None).unwrap();
-        let req = t
-            .request(
-                "urn:uuid:00000000-0000-4000-8000-000000000001",
-                b"{}".to_vec(),
-            )
-            .build()
-            .unwrap();
+        let id = "urn:uuid:00000000-0000-4000-8000-000000000001";
+        let bundle = Bundle {
+            resource_type: "Bundle",
+            meta: None,
+            identifier: Identifier {
+                system: "urn:ietf:rfc:3986".into(),
+                value: id.into(),
+            },
+            kind: "document",
+            timestamp: "2026-12-06T00:00:00.000Z".into(),
+            entry: vec![],
+        };
+        let req = t.request(id, &bundle).build().unwrap();
         let auth = &req.headers()[reqwest::header::AUTHORIZATION];
         assert!(auth.is_sensitive());
         assert_eq!(auth.to_str().unwrap(), "Bearer secret-bearer-0123456789");
@@ -535,6 +538,10 @@ mod tests {
         assert_eq!(
             req.headers()["idempotency-key"],
             "00000000-0000-4000-8000-000000000001"
+        );
+        assert_eq!(
+            req.headers()["if-none-exist"],
+            format!("identifier=urn:ietf:rfc:3986|{id}").as_str()
         );
     }
 

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 pub struct PatientPolicy {
     pub identifying: bool,
     pub facility_code: Option<String>,
+    pub facility_name: Option<String>,
     pub pseudonym_key: Zeroizing<Vec<u8>>,
 }
 
@@ -72,6 +73,7 @@ impl PatientPolicy {
         Ok(PatientPolicy {
             identifying,
             facility_code: settings.facility_code.clone(),
+            facility_name: settings.facility_name.clone(),
             pseudonym_key,
         })
     }
@@ -84,6 +86,7 @@ impl PatientPolicy {
             Err(e) if e.code == Code::SyncNotConfigured => Ok(PatientPolicy {
                 identifying: false,
                 facility_code: None,
+                facility_name: None,
                 pseudonym_key: read_pseudonym_key(backend)?,
             }),
             Err(e) => Err(e),
@@ -102,7 +105,11 @@ impl PatientPolicy {
     }
 
     pub fn bundle(&self, doc: &SignedDocument) -> Bundle {
-        fhir::bundle(doc, &self.patient_ref(&doc.patient_ref))
+        let facility = fhir::Facility {
+            code: self.facility_code.clone(),
+            name: self.facility_name.clone(),
+        };
+        fhir::bundle(doc, &self.patient_ref(&doc.patient_ref), &facility)
     }
 }
 
@@ -234,10 +241,7 @@ impl Uploader {
         let bundle = self.policy.bundle(&doc);
         let id = doc.item.id;
         let attempts = doc.item.attempts;
-        let outcome = self
-            .transport
-            .send(&doc.item.bundle_id, fhir::to_json(&bundle))
-            .await;
+        let outcome = self.transport.send(&doc.item.bundle_id, &bundle).await;
         tracing::info!(
             item = id,
             attempts,

@@ -60,9 +60,9 @@ fn signed_documents_arrive_once_with_idempotency_key() {
         &karte_sync::Credentials::from_keyring(BACKEND).unwrap(),
     )
     .unwrap();
-    let body = karte_sync::fhir::to_json(&up.policy().bundle(&doc));
+    let bundle = up.policy().bundle(&doc);
     assert_eq!(
-        rt.block_on(t.send(&doc.item.bundle_id, body)),
+        rt.block_on(t.send(&doc.item.bundle_id, &bundle)),
         SendOutcome::Stored(200)
     );
     assert_eq!(receiver.stored().len(), 4);

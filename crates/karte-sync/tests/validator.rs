@@ -6,44 +6,12 @@ mod common;
 
 use common::*;
 use karte_sync::worker::PatientPolicy;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("KARTE_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/karte/venv"));
-    let py = venv.join("bin/python");
-    assert!(
-        py.exists(),
-        "{} is missing: run `cargo xtask venv` (or `cargo xtask setup`) to install fhir.resources",
-        py.display()
-    );
-    py
-}
-
-/// Runs the validator on `files`; returns its per-file lines.
-fn validate(files: &[PathBuf]) -> (bool, String) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/validate_r4.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(files)
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("ModuleNotFoundError") && !stderr.contains("not R4"),
-        "validator unavailable: {stderr}\nrun `cargo xtask venv`"
-    );
-    (out.status.success(), format!("{stdout}{stderr}"))
-}
 
 fn policy(identifying: bool) -> PatientPolicy {
     PatientPolicy {
         identifying,
         facility_code: identifying.then(|| "1312345678".to_string()),
+        facility_name: None,
         pseudonym_key: zeroize::Zeroizing::new(b"test-pseudonym-key-32-bytes-long".to_vec()),
     }
 }

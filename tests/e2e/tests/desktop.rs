@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 /// Synthetic (no real patient), about 300 characters, in the style of a ward admission note.
 const DICTATION: &str = "65歳男性。3日前から発熱と咳嗽、黄色痰が出現し、昨日から労作時の息切れを自覚したため受診。既往歴は高血圧症と2型糖尿病で、アムロジピン5mg 1日1回とメトホルミン500mg 1日2回を内服中。喫煙は20本/日を40年。来院時、意識清明、BT 38.6℃、BP 138/82 mmHg、HR 104回/分、RR 24回/分、SpO2 93%（室内気）。右下肺野で湿性ラ音を聴取。咽頭発赤なし。下腿浮腫なし。血液検査でWBC 13800/μL、CRP 12.4 mg/dL。市中肺炎を疑う。胸部X線と喀痰グラム染色、血液培養2セットを提出し、セフトリアキソン2g 1日1回点滴静注で治療を開始する。";
 
-/// A draft with the model on 2 CPU cores takes minutes at worst; longer than this is a hang. A machine shared with
-/// other builds can be several times slower: `KARTE_E2E_TIMEOUT_S` raises the bound there.
+/// A draft with the model on 2 quiet CPU cores takes under a minute; a CI host shared with other jobs was seen at
+/// 208 s, and a workstation compiling beside the test past 300 s. Longer than this is a hang, not a slow machine;
+/// `KARTE_E2E_TIMEOUT_S` changes the bound.
 fn draft_timeout() -> Duration {
     let secs = std::env::var("KARTE_E2E_TIMEOUT_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(600);
     Duration::from_secs(secs)
 }
 

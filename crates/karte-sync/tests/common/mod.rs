@@ -12,6 +12,7 @@ use karte_sync::transport::{
 use karte_sync::Uploader;
 use karte_testkit::Phone;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,4 +169,35 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("KARTE_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/karte/venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run `cargo xtask venv` (or `cargo xtask setup`) to install fhir.resources",
+        py.display()
+    );
+    py
+}
+
+/// Runs the FHIR R4 validator (`fhir.resources`, tests/validate_r4.py) on `files`; returns its per-file lines.
+pub fn validate(files: &[PathBuf]) -> (bool, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/validate_r4.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(files)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("ModuleNotFoundError") && !stderr.contains("not R4"),
+        "validator unavailable: {stderr}\nrun `cargo xtask venv`"
+    );
+    (out.status.success(), format!("{stdout}{stderr}"))
 }
