@@ -82,6 +82,8 @@ fn main() {
             records::login => LOGIN,
             records::logout => LOGOUT,
             records::save_draft => SAVE_DRAFT,
+            records::draft_document => DRAFT_DOCUMENT,
+            records::save_document => SAVE_DOCUMENT,
             records::encounters => ENCOUNTERS,
             records::encounter => ENCOUNTER,
             records::review_suggestion => REVIEW_SUGGESTION,

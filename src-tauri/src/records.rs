@@ -8,8 +8,8 @@
 
 use karte_core::{Code, DraftOutput, Error};
 use karte_ipc::{
-    AuditEntry, AuditReport, ClinicalDate, Decision, EncounterSummary, EncounterView, SignedIn,
-    UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, Decision, DocumentDraft, DocumentRequest,
+    EncounterSummary, EncounterView, SignedIn, UserInfo,
 };
 use karte_store::{Session, Store};
 use std::sync::{Arc, Mutex};
@@ -120,6 +120,32 @@ pub async fn save_draft(
 ) -> Result<String, Error> {
     blocking(&records, move |r| {
         r.with(|st, s| st.save_draft(s, &patient, date, &text, &draft))
+    })
+    .await
+}
+
+/// A 退院時サマリー or 診療情報提供書 from the patient's signed notes (the store checks, reads and composes).
+#[tauri::command]
+pub async fn draft_document(
+    records: State<'_, Arc<Records>>,
+    request: DocumentRequest,
+) -> Result<DocumentDraft, Error> {
+    blocking(&records, move |r| {
+        r.with(|st, s| st.draft_document(s, &request))
+    })
+    .await
+}
+
+/// Keeps a document made from notes as an unsigned record of the patient, dated `date` (the draft's range end).
+#[tauri::command]
+pub async fn save_document(
+    records: State<'_, Arc<Records>>,
+    patient: String,
+    date: ClinicalDate,
+    draft: DraftOutput,
+) -> Result<String, Error> {
+    blocking(&records, move |r| {
+        r.with(|st, s| st.save_document(s, &patient, date, &draft))
     })
     .await
 }

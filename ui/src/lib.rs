@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod components;
+pub mod documents;
 pub mod highlight;
 pub mod ipc;
 pub mod model;

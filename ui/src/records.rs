@@ -5,8 +5,8 @@ use crate::ipc;
 use crate::model::UiError;
 use karte_ipc::command;
 use karte_ipc::{
-    AuditEntry, AuditReport, ClinicalDate, EncounterSummary, EncounterView, OutboxItem, SignedIn,
-    UploadOverview, UserInfo,
+    AuditEntry, AuditReport, ClinicalDate, DocumentDraft, DocumentRequest, EncounterSummary,
+    EncounterView, OutboxItem, SignedIn, UploadOverview, UserInfo,
 };
 use serde::Serialize;
 
@@ -81,6 +81,39 @@ pub async fn save_draft(
             patient,
             date,
             text,
+            draft,
+        },
+    )
+    .await
+}
+
+#[derive(Serialize)]
+struct DraftDocument<'a> {
+    request: &'a DocumentRequest,
+}
+
+#[derive(Serialize)]
+struct SaveDocument<'a> {
+    patient: &'a str,
+    date: ClinicalDate,
+    draft: &'a crate::model::DraftOutput,
+}
+
+pub async fn draft_document(request: &DocumentRequest) -> Result<DocumentDraft, UiError> {
+    ipc::call(command::DRAFT_DOCUMENT, &DraftDocument { request }).await
+}
+
+/// Keeps the document as an unsigned record of `patient`, dated `date` (the draft's range end).
+pub async fn save_document(
+    patient: &str,
+    date: ClinicalDate,
+    draft: &crate::model::DraftOutput,
+) -> Result<String, UiError> {
+    ipc::call(
+        command::SAVE_DOCUMENT,
+        &SaveDocument {
+            patient,
+            date,
             draft,
         },
     )

@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::components::ErrorBox;
+use crate::documents::DocumentsView;
 use crate::model::{DraftOutput, UiError};
 use crate::records;
 use crate::uploads::{badge_for, QueueHealthPanel, UploadBadge};
@@ -135,10 +136,27 @@ fn SignedInView(who: SignedIn) -> impl IntoView {
             <button id="logout" type="button" on:click=logout>"サインアウト"</button>
         </div>
         {match role {
-            Role::Physician => view! { <App/> }.into_any(),
+            Role::Physician => view! { <PhysicianView/> }.into_any(),
             Role::Nurse => view! { <ReviewQueue/> }.into_any(),
             Role::Admin => view! { <AdminView/> }.into_any(),
         }}
+    }
+}
+
+/// A physician's two workspaces: the progress note from a dictation, and documents made from signed notes.
+#[component]
+fn PhysicianView() -> impl IntoView {
+    let documents = RwSignal::new(false);
+    view! {
+        <nav id="physician-tabs" class="tabs">
+            <button id="tab-note" type="button" class:active=move || !documents.get()
+                on:click=move |_| documents.set(false)>"経過記録"</button>
+            <button id="tab-documents" type="button" class:active=move || documents.get()
+                on:click=move |_| documents.set(true)>"退院時サマリー・診療情報提供書"</button>
+        </nav>
+        // Both stay mounted, so a dictation typed before switching is still there after switching back.
+        <div class="tab-panel" class:hidden=move || documents.get()><App/></div>
+        <div class="tab-panel" class:hidden=move || !documents.get()><DocumentsView/></div>
     }
 }
 
@@ -161,7 +179,7 @@ fn local_today() -> String {
 
 /// The date field's value: empty is today (the store's default); anything else must be a calendar day, checked
 /// here with the store's own type so that the message is the one the CLI gives.
-fn clinical_date(field: &str) -> Result<Option<ClinicalDate>, UiError> {
+pub(crate) fn clinical_date(field: &str) -> Result<Option<ClinicalDate>, UiError> {
     if field.trim().is_empty() {
         return Ok(None);
     }

@@ -1,14 +1,14 @@
 //! `karte document draft`: a 退院時サマリー or 診療情報提供書 from a patient's signed notes.
 //!
-//! The command only gathers: it checks what was typed, signs in, reads the signed notes (karte-store, audited),
-//! composes (karte-core) and saves (karte-store). The desktop will call the same three library functions.
+//! The command only gathers: it checks what was typed, signs in, and calls `Store::draft_document` (the signed
+//! notes, audited, composed by karte-core) and `Store::save_document`, as the window does.
 
 use crate::store_cmds::{self, SignIn};
 use crate::Format;
 use clap::{Args, Subcommand};
-use karte_core::compose::{self, SourceNote, View};
+use karte_core::compose::{self, View};
 use karte_core::{ClinicalDate, Code, Error, Result};
-use karte_store::Store;
+use karte_store::{DocumentDraft, DocumentRequest, Store};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -94,33 +94,25 @@ fn draft(a: DraftArgs) -> Result<()> {
     .into_iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.trim().to_string())))
     .collect();
-    compose::check_inputs(kind, &inputs)?;
-    let today = karte_store::today();
-    let from = date("admitted", &a.admitted)?
-        .or(date("from", &a.from)?)
-        .unwrap_or(ClinicalDate::from_ymd(1900, 1, 1)?);
-    let to = date("discharged", &a.discharged)?
-        .or(date("to", &a.to)?)
-        .unwrap_or(today);
-    // Checked before anyone is asked for a password: a reversed or future range is a typing error.
-    let (from, to) = ClinicalDate::range(from, to)?;
-    to.not_after(today)?;
+    let req = DocumentRequest {
+        kind: kind.id.clone(),
+        patient: a.patient.clone(),
+        inputs,
+        from: date("from", &a.from)?,
+        to: date("to", &a.to)?,
+    };
+    // Checked before anyone is asked for a password: a missing input or a reversed or future range is a typing
+    // error. The store checks the same again.
+    compose::check_inputs(kind, &req.inputs)?;
+    compose::notes_range(kind, &req.inputs, req.from, req.to, karte_store::today())?;
 
     let store = Store::open_default()?;
     let session = store_cmds::sign_in(&store, &SignIn { user: a.user })?;
-    let notes: Vec<SourceNote> = store
-        .signed_notes(&session, &a.patient, from, to)?
-        .into_iter()
-        .map(|n| SourceNote {
-            id: format!("{}@{}", n.encounter, n.version),
-            date: n.clinical_date.to_string(),
-            document: n.document,
-            text: n.text,
-        })
-        .collect();
-    let out = compose::compose(kind, &notes, &inputs)?;
+    let DocumentDraft {
+        draft: out, date, ..
+    } = store.draft_document(&session, &req)?;
     let saved = if a.save {
-        Some(store.save_document(&session, &a.patient, to, &out)?)
+        Some(store.save_document(&session, &a.patient, date, &out)?)
     } else {
         None
     };

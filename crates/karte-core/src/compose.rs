@@ -6,6 +6,7 @@
 //! what the physician typed for this document (入院日, 紹介目的) is a source too. A model may later phrase and
 //! condense these sentences; the sources and the grounding check made here are what it is held to.
 
+use crate::clinical_date::ClinicalDate;
 use crate::document::{
     kind as kind_of, Document, DocumentKind, Pick, Role, Sections, SourceKind, Which,
 };
@@ -278,6 +279,12 @@ pub fn check_inputs(kind: &DocumentKind, inputs: &BTreeMap<String, String>) -> R
             ));
         }
     }
+    for spec in kind.inputs.iter().filter(|s| s.date) {
+        if let Some(v) = inputs.get(&spec.name).filter(|v| !v.trim().is_empty()) {
+            ClinicalDate::parse(v)
+                .map_err(|e| Error::new(e.code, format!("{}: {}", spec.label, e.message)))?;
+        }
+    }
     if let Some(name) = inputs
         .keys()
         .find(|n| !kind.inputs.iter().any(|i| &i.name == *n))
@@ -292,6 +299,35 @@ pub fn check_inputs(kind: &DocumentKind, inputs: &BTreeMap<String, String>) -> R
         ));
     }
     Ok(())
+}
+
+/// The days whose signed notes a document reads: the kind's date inputs where it has them (入院日–退院日), else
+/// `from`–`to` as asked, defaulting to every note up to `today`. A reversed range, or one ending after today, is
+/// `input.date_invalid`: a typing error, refused before any note is read.
+pub fn notes_range(
+    kind: &DocumentKind,
+    inputs: &BTreeMap<String, String>,
+    from: Option<ClinicalDate>,
+    to: Option<ClinicalDate>,
+    today: ClinicalDate,
+) -> Result<(ClinicalDate, ClinicalDate)> {
+    let input = |name: &str| {
+        inputs
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| ClinicalDate::parse(v))
+            .transpose()
+    };
+    let (from, to) = match &kind.range {
+        Some(r) => (input(&r.from)?.or(from), input(&r.to)?.or(to)),
+        None => (from, to),
+    };
+    let (from, to) = ClinicalDate::range(
+        from.unwrap_or(ClinicalDate::from_ymd(1900, 1, 1)?),
+        to.unwrap_or(today),
+    )?;
+    to.not_after(today)?;
+    Ok((from, to))
 }
 
 fn grounding_of(text: &str) -> Grounding {

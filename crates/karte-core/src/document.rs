@@ -184,6 +184,17 @@ pub struct InputSpec {
     pub label: String,
     #[serde(default = "yes")]
     pub required: bool,
+    /// A calendar day (`YYYY-MM-DD`): checked as one, and a date field in the window.
+    #[serde(default)]
+    pub date: bool,
+}
+
+/// Which date inputs bound the notes a kind reads (入院日–退院日); without one, the caller's range.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    pub from: String,
+    pub to: String,
 }
 
 fn yes() -> bool {
@@ -265,6 +276,9 @@ pub struct DocumentKind {
     /// The national document profile's layout, where there is one.
     #[serde(default)]
     pub fhir: Option<FhirLayout>,
+    /// The date inputs that bound the notes read.
+    #[serde(default)]
+    pub range: Option<RangeSpec>,
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,
@@ -369,6 +383,13 @@ impl DocumentKind {
                             }
                         }
                     }
+                }
+            }
+        }
+        if let Some(r) = &k.range {
+            for name in [&r.from, &r.to] {
+                if !k.inputs.iter().any(|i| &i.name == name && i.date) {
+                    return Err(format!("range: no date input named {name}"));
                 }
             }
         }

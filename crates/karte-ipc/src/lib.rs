@@ -20,8 +20,8 @@ pub use auth::{Role, SignedIn, UserInfo};
 pub use engine::{EngineStatus, Progress, Serving};
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, UploadOverview};
 pub use records::{
-    ClinicalDate, Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote,
-    SuggestionView, VersionKind, VersionView,
+    ClinicalDate, Decision, DocumentDraft, DocumentRequest, EncounterSummary, EncounterView,
+    ReviewView, Signature, SignedNote, SuggestionView, VersionKind, VersionView,
 };
 
 /// Tauri command names. Tauri takes a command's name from its handler function, so `src-tauri` checks at compile
@@ -34,6 +34,8 @@ pub mod command {
     pub const LOGIN: &str = "login";
     pub const LOGOUT: &str = "logout";
     pub const SAVE_DRAFT: &str = "save_draft";
+    pub const DRAFT_DOCUMENT: &str = "draft_document";
+    pub const SAVE_DOCUMENT: &str = "save_document";
     pub const ENCOUNTERS: &str = "encounters";
     pub const ENCOUNTER: &str = "encounter";
     pub const REVIEW_SUGGESTION: &str = "review_suggestion";

@@ -146,3 +146,27 @@ pub struct SignedNote {
     /// physician's own layout, which is what the content hash covers). Character spans point into this text.
     pub text: String,
 }
+
+/// A document made from a patient's signed notes (退院時サマリー, 診療情報提供書), as the window and
+/// `karte document draft` ask for it: the kind, the patient, what the physician typed (by the kind's input names),
+/// and the range of days to read where the kind has no date inputs of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRequest {
+    pub kind: String,
+    pub patient: String,
+    #[serde(default)]
+    pub inputs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub from: Option<ClinicalDate>,
+    #[serde(default)]
+    pub to: Option<ClinicalDate>,
+}
+
+/// The floor draft of a [`DocumentRequest`], the signed notes its sentences cite (so the window can show a
+/// sentence's source), and the day it is dated when saved (the range's end: 退院日).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentDraft {
+    pub draft: DraftOutput,
+    pub notes: Vec<SignedNote>,
+    pub date: ClinicalDate,
+}

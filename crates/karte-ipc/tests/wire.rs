@@ -171,6 +171,32 @@ fn a_signed_note_carries_its_clinical_date_as_text() {
 }
 
 #[test]
+fn a_document_request_names_the_kind_the_patient_and_the_typed_fields() {
+    pinned(
+        DocumentRequest {
+            kind: "referral".into(),
+            patient: "P-0042".into(),
+            inputs: [
+                ("purpose", "精査のお願い"),
+                ("to_facility", "みなと市立病院"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            from: None,
+            to: Some("2026-11-30".parse().unwrap()),
+        },
+        json!({"kind": "referral", "patient": "P-0042",
+               "inputs": {"purpose": "精査のお願い", "to_facility": "みなと市立病院"},
+               "from": null, "to": "2026-11-30"}),
+    );
+    // The window may leave out what it does not use.
+    let minimal: DocumentRequest =
+        serde_json::from_value(json!({"kind": "discharge-summary", "patient": "P-1"})).unwrap();
+    assert!(minimal.inputs.is_empty() && minimal.from.is_none() && minimal.to.is_none());
+}
+
+#[test]
 fn audit_entries_and_verification() {
     pinned(
         AuditEntry {

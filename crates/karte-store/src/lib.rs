@@ -29,6 +29,7 @@ pub use clock::{iso8601, today};
 pub use feedback::FeedbackRecord;
 pub use karte_core::ClinicalDate;
 pub use karte_ipc::UserInfo;
+pub use karte_ipc::{DocumentDraft, DocumentRequest};
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote, SuggestionView,
@@ -1050,6 +1051,32 @@ impl Store {
     /// an audit entry on its encounter (`view`, `sources from=… to=…`), in the same transaction as the read.
     /// `from` after `to` is `input.date_invalid`; no signed note in the range, an unknown patient included, is
     /// `document.no_sources` (the two are not told apart, so the answer says nothing about who is a patient).
+    /// The floor draft of a document made from the patient's signed notes: inputs and range checked first (a typing
+    /// error reads no note), then [`Store::signed_notes`] (audited per note), then `karte_core::compose`. What the
+    /// CLI and the window both call.
+    pub fn draft_document(&self, s: &Session, req: &DocumentRequest) -> Result<DocumentDraft> {
+        use karte_core::compose;
+        let kind = karte_core::document::kind(&req.kind)?;
+        compose::check_inputs(kind, &req.inputs)?;
+        let (from, to) = compose::notes_range(kind, &req.inputs, req.from, req.to, today())?;
+        let notes = self.signed_notes(s, &req.patient, from, to)?;
+        let sources: Vec<compose::SourceNote> = notes
+            .iter()
+            .map(|n| compose::SourceNote {
+                id: format!("{}@{}", n.encounter, n.version),
+                date: n.clinical_date.to_string(),
+                document: n.document.clone(),
+                text: n.text.clone(),
+            })
+            .collect();
+        let draft = compose::compose(kind, &sources, &req.inputs)?;
+        Ok(DocumentDraft {
+            draft,
+            notes,
+            date: to,
+        })
+    }
+
     pub fn signed_notes(
         &self,
         s: &Session,

@@ -460,6 +460,57 @@ fn discharge_summary_and_referral_are_jp_clins_documents() {
             assert_eq!(course, signed.join("\n"));
         }
     }
+
+    // An amendment of the discharge summary (typed as text): still `final` as the profile fixes, a later edition,
+    // replacing the first, and the stay's period carried over from the inputs typed for the original.
+    let original = w
+        .store
+        .queue_items(&w.doctor)
+        .unwrap()
+        .into_iter()
+        .find(|i| {
+            let d = w.store.outbox_document(&w.doctor, &i.encounter).unwrap();
+            d.document.kind == "discharge-summary"
+        })
+        .unwrap();
+    let signed = w
+        .store
+        .outbox_document(&w.doctor, &original.encounter)
+        .unwrap();
+    let amended_text = signed
+        .text
+        .replacen("フロセミド", "フロセミド（ラシックス）", 1);
+    assert_ne!(amended_text, signed.text);
+    w.store
+        .amend(
+            &w.doctor,
+            &original.encounter,
+            &amended_text,
+            "商品名の追記",
+        )
+        .unwrap();
+    let doc = w
+        .store
+        .outbox_document(&w.doctor, &original.encounter)
+        .unwrap();
+    assert_eq!(doc.document.inputs, signed.document.inputs);
+    let b: Value = serde_json::from_slice(&fhir::to_json(&policy().bundle(&doc))).unwrap();
+    let c = &b["entry"][0]["resource"];
+    assert_eq!(c["status"], "final");
+    assert_ne!(c["extension"][0]["valueString"], "1");
+    assert_eq!(c["relatesTo"][0]["code"], "replaces");
+    assert_eq!(
+        c["relatesTo"][0]["targetIdentifier"]["value"],
+        original.bundle_id
+    );
+    assert_eq!(
+        c["event"][0]["period"],
+        serde_json::json!({"start": "2026-10-20", "end": "2026-10-30"})
+    );
+    let f = dir.path().join("discharge-summary-amended.json");
+    std::fs::write(&f, fhir::to_json(&policy().bundle(&doc))).unwrap();
+    files.push(f);
+
     let (ok, report) = validate(&files);
     assert!(ok, "R4 validation failed:\n{report}");
 
@@ -501,7 +552,11 @@ fn discharge_summary_and_referral_are_jp_clins_documents() {
         .map(|s| &s.bundle)
         .filter(|b| b["identifier"]["system"] == fhir::CLINS_BUNDLE_ID_SYSTEM)
         .collect();
-    assert_eq!(clins.len(), 2, "both documents arrived as JP-CLINS Bundles");
+    assert_eq!(
+        clins.len(),
+        3,
+        "both documents and the amendment arrived as JP-CLINS Bundles"
+    );
     for p in PROFILES {
         assert!(clins
             .iter()

@@ -408,6 +408,110 @@ fn nurse_signs_in_with_totp_and_reviews_a_suggestion() -> Result<()> {
     })
 }
 
+/// A short synthetic stay (no real patient): admission, a ward day, discharge.
+const STAY: &[(&str, &str)] = &[
+    ("2026-11-02", "S）3日前から発熱と咳嗽。\nO）BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音。CRP 12.4 mg/dL。\nA）市中肺炎。\nP）セフトリアキソン2g 1日1回点滴静注で入院加療とする。"),
+    ("2026-11-04", "O）BT 37.2℃、SpO2 96%（室内気）。CRP 6.1 mg/dL。\nA）肺炎は改善傾向。\nP）セフトリアキソンを継続する。"),
+    ("2026-11-07", "O）解熱し、CRP 1.2 mg/dL。\nA）市中肺炎は軽快。\nP）アモキシシリン内服に変更し退院とする。外来で胸部X線を再検する。"),
+];
+
+/// Sets a form field as an IME commit or a date picker does (WebKit's driver cannot type into a date input).
+fn set_field(s: &Session, css: &str, value: &str) -> Result<()> {
+    let el = s.wait_for(css, Duration::from_secs(10))?;
+    s.execute(
+        "const el = arguments[0]; el.value = arguments[1]; el.dispatchEvent(new Event('input', { bubbles: true }));",
+        vec![json!({ "element-6066-11e4-a52e-4f735466cecf": el.0 }), json!(value)],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -> Result<()> {
+    if !keyring_session("discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves")
+    {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    ward.sign_notes("P-E2E-02", STAY)?;
+    std::env::set_var("KARTE_MODEL", fast_model());
+    let app = launch_as(&ward, "dr.sato", "#dictation")?;
+    with_failure_screenshot(&app, "desktop-documents", |s| {
+        s.click(&s.wait_for("#tab-documents", Duration::from_secs(5))?)?;
+        // A patient without signed notes: the failure is shown once, with its code.
+        set_field(s, "#doc-patient", "P-NONE")?;
+        set_field(s, "#doc-input-admitted", "2026-11-02")?;
+        set_field(s, "#doc-input-discharged", "2026-11-07")?;
+        s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
+        let e = s.wait_for("#documents #error", Duration::from_secs(30))?;
+        ensure!(
+            s.attribute(&e, "data-code")?.as_deref() == Some("document.no_sources"),
+            "error code"
+        );
+        ensure!(
+            s.find_all("#error")?.len() == 1,
+            "the failure is shown more than once"
+        );
+
+        set_field(s, "#doc-patient", "P-E2E-02")?;
+        s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
+        let draft = s.wait_for("#document-draft", Duration::from_secs(30))?;
+        ensure!(
+            s.attribute(&draft, "data-kind")?.as_deref() == Some("discharge-summary"),
+            "kind"
+        );
+        ensure!(
+            s.find("#documents #error")?.is_none(),
+            "an error beside the draft"
+        );
+        // The discharge diagnosis comes from the last note and cites it: a click marks the words in that note.
+        let dx = s
+            .find_all("[data-section=\"discharge_diagnosis\"] .doc-sentence")?
+            .into_iter()
+            .next()
+            .context("no 退院時診断 sentence")?;
+        let sentence = s.text(&dx)?;
+        ensure!(sentence.contains("市中肺炎"), "退院時診断: {sentence}");
+        s.click(&dx)?;
+        let note = s.wait_for("#doc-source .doc-source-note", Duration::from_secs(5))?;
+        let title =
+            s.text(&s.wait_for("#doc-source .doc-source-note h4", Duration::from_secs(5))?)?;
+        ensure!(title.contains("2026-11-07"), "source note: {title}");
+        let marked = s.text(&s.wait_for("#doc-source mark", Duration::from_secs(5))?)?;
+        ensure!(
+            !marked.is_empty() && sentence.contains(marked.trim()),
+            "marked {marked:?} is not the sentence {sentence:?}"
+        );
+        ensure!(
+            s.text(&note)?.contains("アモキシシリン"),
+            "the whole note is shown"
+        );
+        // A sentence quoting a typed field points at the field.
+        let admitted = s
+            .find_all("[data-section=\"admission_details\"] .doc-sentence")?
+            .into_iter()
+            .next()
+            .context("no 入院時詳細 sentence")?;
+        s.click(&admitted)?;
+        let input = s.wait_for("#doc-source .doc-source-input", Duration::from_secs(5))?;
+        ensure!(s.text(&input)?.contains("2026-11-02"), "typed 入院日");
+        save_screenshot(s, "desktop-documents.png")?;
+
+        s.click(&s.wait_for("#doc-save-button", Duration::from_secs(5))?)?;
+        let saved = s.wait_for("#doc-saved-id", Duration::from_secs(30))?;
+        let id = s.attribute(&saved, "data-id")?.unwrap_or_default();
+        ensure!(!id.is_empty(), "no record id");
+        // The saved record is the physician's unsigned record, in the list of the progress-note workspace.
+        s.click(&s.wait_for("#tab-note", Duration::from_secs(5))?)?;
+        s.wait_for(
+            &format!("#my-records [data-id=\"{id}\"]"),
+            Duration::from_secs(30),
+        )
+        .context("the saved document is not in 保存した記録")?;
+        Ok(())
+    })
+}
+
 #[test]
 fn admin_sees_users_and_verifies_the_audit_log() -> Result<()> {
     if !keyring_session("admin_sees_users_and_verifies_the_audit_log") {
