@@ -473,3 +473,31 @@ fn a_reset_drops_the_streamed_text_and_says_why() {
         Some("生成をやり直しています（文章生成プロセスの再起動または切り替え）")
     );
 }
+
+#[test]
+fn a_problem_oriented_note_keeps_its_problem_headings_on_screen() {
+    let dictation = "#1 市中肺炎\nS）3日前から発熱と咳嗽。\nA）市中肺炎。\nP）セフトリアキソンを継続する。\n#2 2型糖尿病\nA）血糖はやや高値。\nP）インスリンを調整する。";
+    let draft = karte_core::draft_floor(dictation, karte_core::document::default_kind()).unwrap();
+    let problems: Vec<Option<String>> = draft
+        .sections
+        .iter()
+        .map(|(_, s)| s.problem.clone())
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.as_deref() == Some("#1 市中肺炎"))
+            && problems.iter().any(|p| p.as_deref() == Some("#2 2型糖尿病")),
+        "the floor lost the grouping: {problems:?}"
+    );
+    let html = render(move || view! { <DraftView draft=draft highlight=Highlight::new()/> });
+    // In the plan, each problem's heading comes once, before its own sentence.
+    let plan = &html[html.find("id=\"section-plan\"").unwrap()..];
+    let plan = &plan[..plan.find("</section>").unwrap()];
+    let at = |needle: &str| {
+        plan.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing: {plan}"))
+    };
+    assert!(at(">#1 市中肺炎</li>") < at("セフトリアキソン"), "{plan}");
+    assert!(at("セフトリアキソン") < at(">#2 2型糖尿病</li>"), "{plan}");
+    assert!(at(">#2 2型糖尿病</li>") < at("インスリン"), "{plan}");
+    assert_eq!(plan.matches("class=\"problem\"").count(), 2, "{plan}");
+}

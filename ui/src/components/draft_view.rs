@@ -67,10 +67,27 @@ fn SectionView(
             <h2>{heading}</h2>
             {empty.then(|| view! { <p class="empty">"（該当なし）"</p> })}
             <ul>
-                {sentences.into_iter().map(|s| view! { <SentenceItem sentence=s highlight=highlight/> }).collect_view()}
+                {problem_runs(sentences).into_iter().map(|(problem, s)| view! {
+                    {problem.map(|p| view! { <li class="problem" data-problem=p.clone()>{p}</li> })}
+                    <SentenceItem sentence=s highlight=highlight/>
+                }).collect_view()}
             </ul>
         </section>
     }
+}
+
+/// Each sentence with the problem heading (「#1 市中肺炎」) to show before it: where its problem differs from the
+/// sentence before, as the signed text renders it, so a problem-oriented note keeps its grouping on screen.
+fn problem_runs(sentences: Vec<Sentence>) -> Vec<(Option<String>, Sentence)> {
+    let mut last: Option<String> = None;
+    sentences
+        .into_iter()
+        .map(|s| {
+            let heading = s.problem.clone().filter(|p| last.as_ref() != Some(p));
+            last = s.problem.clone();
+            (heading, s)
+        })
+        .collect()
 }
 
 /// One sentence of the draft. Hover (or keyboard focus) shows its evidence in the source view; click pins it.
