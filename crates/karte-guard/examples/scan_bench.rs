@@ -66,7 +66,13 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(15);
     println!("median of {rounds} rounds, one thread");
-    println!("| corpus | texts | bytes | normalise MB/s | scan MB/s | µs per text | scan ÷ normalise |");
+    println!(
+        "| corpus | texts | bytes | normalise MB/s | scan MB/s | µs per text | scan ÷ normalise |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    row("development set (karte-api bench corpus)", &dev_corpus(), rounds);
+    row(
+        "development set (karte-api bench corpus)",
+        &dev_corpus(),
+        rounds,
+    );
 }
