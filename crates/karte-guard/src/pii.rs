@@ -1109,7 +1109,10 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
         if !separated && !starts_with_surname(chars, e) {
             continue;
         }
-        if let Some((s, end)) = name_after(chars, e) {
+        if role_fills_value(chars, e) {
+            continue; // 担当医：医療ソーシャルワーカー names a role, not a person.
+        }
+        if let Some((s, end)) = name_after(chars, skip_roles(chars, e)) {
             v.push(Cand {
                 kind: PiiKind::PersonName,
                 start: s,
@@ -1683,6 +1686,10 @@ fn name_after(chars: &[char], e: usize) -> Option<(usize, usize)> {
         }
     }
     let mut run: String = chars[s..k].iter().collect();
+    // 技師長, 放射線科医長: a title whose end looks like an honorific is still only a title.
+    if is_role_words(&run) {
+        return None;
+    }
     // Drop an honorific or title glued to the end (山田太郎様 is covered by the honorific pass).
     for h in HONORIFICS {
         if let Some(r) = run.strip_suffix(h) {
@@ -2072,10 +2079,7 @@ fn skip_dr(chars: &[char], mut p: usize) -> usize {
 /// Skip department, title and rank words before a name in a field (放射線科 副部長 岡田 → 岡田): the longest run of
 /// role words that a space or a lexicon family name follows.
 fn skip_roles(chars: &[char], p: usize) -> usize {
-    let end = (p..chars.len())
-        .find(|&i| matches!(chars[i], '\n' | '\t' | '|'))
-        .unwrap_or(chars.len())
-        .min(p + 48);
+    let end = field_end(chars, p);
     for k in role_run_ends(&chars[p..end]) {
         let mut r = p + k;
         while r < end && chars[r] == ' ' {
@@ -2086,6 +2090,30 @@ fn skip_roles(chars: &[char], p: usize) -> usize {
         }
     }
     p
+}
+
+/// Is the value starting at `p` nothing but role words (担当医：小児科, 依頼医｜Ns｜)? Only spaces and punctuation
+/// may follow them, never a name.
+fn role_fills_value(chars: &[char], p: usize) -> bool {
+    let end = field_end(chars, p);
+    role_run_ends(&chars[p..end]).into_iter().any(|k| {
+        let mut r = p + k;
+        while r < end && chars[r] == ' ' {
+            r += 1;
+        }
+        chars
+            .get(r)
+            .is_none_or(|&c| !(is_name_letter(c) || is_hiragana(c) || c.is_ascii_alphanumeric()))
+    })
+}
+
+/// The end of the field that starts at `p`: the line, the table cell or the tab-separated column, at most 48
+/// characters on.
+fn field_end(chars: &[char], p: usize) -> usize {
+    (p..chars.len())
+        .find(|&i| matches!(chars[i], '\n' | '\t' | '|'))
+        .unwrap_or(chars.len())
+        .min(p + 48)
 }
 
 /// Does a Japanese run look like a person's name on its own: a reading in katakana, or a family name that the
@@ -2110,6 +2138,9 @@ fn name_like(cs: &[char]) -> bool {
 /// The person named in a name field whose value starts at `p`: titles and departments skipped, then initials
 /// (Y.T.), a Latin name (Yamada Taro) or a Japanese name that looks like one (岩田 慎吾, 後藤, ナガイ マサト).
 fn name_value(chars: &[char], p: usize) -> Option<(usize, usize)> {
+    if role_fills_value(chars, p) {
+        return None;
+    }
     let p = skip_dr(chars, skip_roles(chars, skip_dr(chars, p)));
     let rest: String = chars[p..(p + 8).min(chars.len())].iter().collect();
     if let Some(m) = INITIALS.find(&rest) {
