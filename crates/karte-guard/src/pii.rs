@@ -231,8 +231,9 @@ fn candidates(n: &Normalized) -> Vec<Cand> {
             push(&mut v, PiiKind::PostalCode, (s, e), 65);
         }
     }
-    names(t, &ci, chars, &mut v);
+    // Labelled fields before names, so that a reading in brackets after a field's name is found as its alias.
     fields(t, &ci, chars, &mut v);
+    names(t, &ci, chars, &mut v);
     // 岩本 節子（S13.9.9）: a date in brackets right after a name is the birth date.
     for m in DATE.find_iter(t) {
         let (s, e) = span(m);
