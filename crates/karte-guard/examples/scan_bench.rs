@@ -75,4 +75,10 @@ fn main() {
         &dev_corpus(),
         rounds,
     );
+    let reports: Vec<String> = karte_guard::eval::REPORT_SETS
+        .iter()
+        .flat_map(|s| s.pii_cases())
+        .map(|c| c.text)
+        .collect();
+    row("report-style documents (dev + held-out)", &reports, rounds);
 }
