@@ -8,7 +8,7 @@
 //! of the same kind. Over-refusal is a legitimate text that is blocked; flags on legitimate texts are reported too.
 
 use crate::injection;
-use crate::pii::{scan, PiiKind};
+use crate::pii::{is_role_words, scan, PiiKind};
 use crate::policy::{Level, Policy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -45,6 +45,39 @@ pub const HOLDOUT: DataSet = DataSet {
     sensitive: include_str!("../tests/data/holdout/sensitive.toml"),
     injection: include_str!("../tests/data/holdout/injection.toml"),
 };
+
+/// Report-style documents with header blocks (radiology, pathology, discharge, referral letters): personal data
+/// only, since the shapes that matter there are labelled identifiers, names beside titles and departments, and
+/// header tables. Scored as the sentence sets, with stricter targets per kind (issue 21).
+#[derive(Clone, Copy)]
+pub struct ReportSet {
+    pub name: &'static str,
+    pub pii: &'static str,
+}
+
+/// Report-style development documents: the rules for report headers were written against these.
+pub const REPORTS_DEV: ReportSet = ReportSet {
+    name: "report documents, development (tests/data/reports/dev.toml)",
+    pii: include_str!("../tests/data/reports/dev.toml"),
+};
+
+/// Report-style held-out documents: written and committed before the report rules, never used to change them.
+pub const REPORTS_HOLDOUT: ReportSet = ReportSet {
+    name: "report documents, held-out (tests/data/reports/holdout.toml)",
+    pii: include_str!("../tests/data/reports/holdout.toml"),
+};
+
+/// Both report parts, development first.
+pub const REPORT_SETS: [ReportSet; 2] = [REPORTS_DEV, REPORTS_HOLDOUT];
+
+impl ReportSet {
+    pub fn pii_cases(&self) -> Vec<PiiCase> {
+        parse::<PiiSet>("reports", self.pii).cases
+    }
+    pub fn version(&self) -> String {
+        parse::<PiiSet>("reports", self.pii).version
+    }
+}
 
 #[derive(Debug, Deserialize)]
 struct PiiSet {
@@ -160,6 +193,8 @@ pub struct Report {
     pub injections_found: usize,
     pub clean_dictations: usize,
     pub clean_flagged: usize,
+    /// Findings that are nothing but department, title, rank or facility words (放射線科副部長): never correct.
+    pub role_words_flagged: usize,
     pub misses: Vec<Miss>,
 }
 
@@ -229,6 +264,39 @@ impl Report {
         ]
     }
 
+    /// The targets for report-style documents (issue 21): every kind that occurs is found at ≥ 0.98, findings are
+    /// correct at ≥ 0.97, and no department, title or rank is flagged on its own.
+    pub fn report_targets(&self) -> Vec<(String, f64, String, bool)> {
+        let mut v: Vec<_> = self
+            .per_kind
+            .iter()
+            .filter(|(_, c)| c.gold > 0)
+            .map(|(k, c)| t(&format!("recall, {}", k.as_str()), c.recall(), 0.98, true))
+            .collect();
+        v.push(t(
+            "precision, all personal data",
+            self.all().precision(),
+            0.97,
+            true,
+        ));
+        v.push(t(
+            "department / title / rank words flagged alone",
+            self.role_words_flagged as f64,
+            0.0,
+            false,
+        ));
+        v
+    }
+
+    /// The personal-data part and the report targets: what a report-style set is scored on.
+    pub fn report_table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "karte-guard evaluation: {} {}", self.set, self.version);
+        self.pii_rows(&mut s, "documents");
+        targets_table(&mut s, &self.report_targets());
+        s
+    }
+
     pub fn table(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(
@@ -238,9 +306,17 @@ impl Report {
             self.version,
             Policy::embedded().version
         );
+        self.pii_rows(&mut s, "sentences");
+        self.harm_rows(&mut s);
+        targets_table(&mut s, &self.targets());
+        s
+    }
+
+    /// Per-kind recall and precision; `unit` is what a case is (sentences, documents).
+    fn pii_rows(&self, s: &mut String, unit: &str) {
         let _ = writeln!(
             s,
-            "\npersonal data: {} sentences with, {} without",
+            "\npersonal data: {} {unit} with, {} without",
             self.pii_sentences, self.negative_sentences
         );
         let _ = writeln!(
@@ -261,11 +337,14 @@ impl Report {
             );
         };
         for (k, c) in &self.per_kind {
-            row(&mut s, k.as_str(), c);
+            row(s, k.as_str(), c);
         }
-        row(&mut s, "**structured**", &self.structured());
-        row(&mut s, "**names + addresses**", &self.names_addresses());
-        row(&mut s, "**all**", &self.all());
+        row(s, "**structured**", &self.structured());
+        row(s, "**names + addresses**", &self.names_addresses());
+        row(s, "**all**", &self.all());
+    }
+
+    fn harm_rows(&self, s: &mut String) {
         let _ = writeln!(s, "\nharmful outputs: {} texts", self.harmful);
         let _ = writeln!(s, "| category | texts | blocked | rate |");
         let _ = writeln!(s, "|---|---:|---:|---:|");
@@ -298,16 +377,18 @@ impl Report {
             self.clean_flagged,
             self.injection_false_positive()
         );
-        let _ = writeln!(s, "\n| target | value | goal | met |");
-        let _ = writeln!(s, "|---|---:|---:|---|");
-        for (what, v, goal, ok) in self.targets() {
-            let _ = writeln!(
-                s,
-                "| {what} | {v:.3} | {goal} | {} |",
-                if ok { "yes" } else { "NO" }
-            );
-        }
-        s
+    }
+}
+
+fn targets_table(s: &mut String, targets: &[(String, f64, String, bool)]) {
+    let _ = writeln!(s, "\n| target | value | goal | met |");
+    let _ = writeln!(s, "|---|---:|---:|---|");
+    for (what, v, goal, ok) in targets {
+        let _ = writeln!(
+            s,
+            "| {what} | {v:.3} | {goal} | {} |",
+            if *ok { "yes" } else { "NO" }
+        );
     }
 }
 
@@ -336,16 +417,12 @@ pub fn run() -> Report {
     run_on(&DEV)
 }
 
-pub fn run_on(set: &DataSet) -> Report {
-    let mut r = Report {
-        set: set.name,
-        version: set.version(),
-        ..Report::default()
-    };
+/// Score the scanner on labelled cases: recall and precision per kind, and role words flagged on their own.
+fn score_pii(r: &mut Report, cases: Vec<PiiCase>) {
     for k in PiiKind::ALL {
         r.per_kind.insert(k, Counts::default());
     }
-    for case in set.pii_cases() {
+    for case in cases {
         if case.pii.is_empty() {
             r.negative_sentences += 1;
         } else {
@@ -362,6 +439,7 @@ pub fn run_on(set: &DataSet) -> Report {
             })
             .collect();
         let found = scan(&case.text);
+        let chars: Vec<char> = case.text.chars().collect();
         for &(k, a, b) in &gold {
             let c = r.per_kind.get_mut(&k).unwrap();
             c.gold += 1;
@@ -372,12 +450,19 @@ pub fn run_on(set: &DataSet) -> Report {
                 c.found += 1;
             } else {
                 r.misses.push(Miss {
-                    what: format!("missed {}", k.as_str()),
+                    what: format!(
+                        "missed {} 「{}」",
+                        k.as_str(),
+                        chars[a..b].iter().collect::<String>()
+                    ),
                     text: case.text.clone(),
                 });
             }
         }
         for f in &found {
+            if f.kind == PiiKind::PersonName && is_role_words(&f.text) {
+                r.role_words_flagged += 1;
+            }
             let c = r.per_kind.get_mut(&f.kind).unwrap();
             c.predicted += 1;
             if gold
@@ -393,6 +478,26 @@ pub fn run_on(set: &DataSet) -> Report {
             }
         }
     }
+}
+
+/// The report-style documents: personal data only (no policy or injection part).
+pub fn run_reports(set: &ReportSet) -> Report {
+    let mut r = Report {
+        set: set.name,
+        version: set.version(),
+        ..Report::default()
+    };
+    score_pii(&mut r, set.pii_cases());
+    r
+}
+
+pub fn run_on(set: &DataSet) -> Report {
+    let mut r = Report {
+        set: set.name,
+        version: set.version(),
+        ..Report::default()
+    };
+    score_pii(&mut r, set.pii_cases());
     let policy = Policy::embedded();
     for case in set.harmful_cases() {
         let v = policy.check(&case.text);

@@ -152,7 +152,12 @@ fn candidates(n: &Normalized) -> Vec<Cand> {
     for c in PATIENT_ID.captures_iter(t) {
         let label = c.get(1).unwrap();
         let (ls, _) = span(label);
-        if label.as_str().starts_with("ID") && ls > 0 && chars[ls - 1].is_ascii_alphabetic() {
+        if label
+            .as_str()
+            .starts_with(|c: char| c.is_ascii_alphabetic())
+            && ls > 0
+            && chars[ls - 1].is_ascii_alphabetic()
+        {
             continue; // COVID-19, HCV-ID...
         }
         push(&mut v, PiiKind::PatientId, span(c.get(2).unwrap()), 80);
@@ -226,6 +231,8 @@ fn candidates(n: &Normalized) -> Vec<Cand> {
             push(&mut v, PiiKind::PostalCode, (s, e), 65);
         }
     }
+    // Labelled fields before names, so that a reading in brackets after a field's name is found as its alias.
+    fields(t, &ci, chars, &mut v);
     names(t, &ci, chars, &mut v);
     // 岩本 節子（S13.9.9）: a date in brackets right after a name is the birth date.
     for m in DATE.find_iter(t) {
@@ -312,10 +319,13 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").unwrap()
 });
 
+/// An identifier after one of the labels of assets/guard/labels.toml, with a few words between allowed
+/// (診察券の番号は 12345): the value starts with a digit or up to four letters and a digit.
 static PATIENT_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(患者ID|患者番号|患者No\.?|患者コード|カルテ番号|カルテNo\.?|カルテID|診察券番号|診察券の番号|診察券No\.?|診察券|病歴番号|病歴No\.?|外来番号|旧番号|当院ID|ID番号|登録番号|MRN|IDNo\.?|ID)[^0-9A-Za-z\n。、]{0,8}?(?:No\.?\s*)?([A-Za-z]{0,4}-?\d[0-9A-Za-z\-]{2,}(?:\s\d{3,})?)",
-    )
+    Regex::new(&format!(
+        r"({})[^0-9A-Za-z\n。、]{{0,8}}?(?:No\.?\s*)?([A-Za-z]{{0,4}}-?\d[0-9A-Za-z\-]{{2,}}(?:\s\d{{3,}})?)",
+        id_label_alternation()
+    ))
     .unwrap()
 });
 
@@ -734,7 +744,11 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
             continue;
         }
         let mut e = be;
-        let rest: String = chars[e..(e + 24).min(chars.len())].iter().collect();
+        // A building is on the address's own line and field: a header block's next line (電話 047…) is not one.
+        let rest: String = chars[e..(e + 24).min(chars.len())]
+            .iter()
+            .take_while(|&&c| c != '\n' && c != '\t')
+            .collect();
         if let Some(b) = BUILDING.find(&rest) {
             e += rest[..b.end()].chars().count();
         }
@@ -1090,11 +1104,16 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
         }
         // A label glued to the next word (主治医了承, 氏名不詳) is a compound, not a label, unless a family name
         // from the lexicon follows.
-        let separated = m.as_str().ends_with([':', ' ', '(', '【', '[', 'は', '.']);
+        let separated = m
+            .as_str()
+            .ends_with([':', ' ', '\t', '(', '【', '[', 'は', '.']);
         if !separated && !starts_with_surname(chars, e) {
             continue;
         }
-        if let Some((s, end)) = name_after(chars, e) {
+        if role_fills_value(chars, e) {
+            continue; // 担当医：医療ソーシャルワーカー names a role, not a person.
+        }
+        if let Some((s, end)) = name_after(chars, skip_roles(chars, e)) {
             v.push(Cand {
                 kind: PiiKind::PersonName,
                 start: s,
@@ -1111,7 +1130,12 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
             if !honorific_ok(chars, h, hs, he) {
                 continue;
             }
-            if let Some((s, e)) = name_before(chars, hs, TITLES.contains(h)) {
+            let latin = || {
+                (!h.is_ascii())
+                    .then(|| latin_name_before(chars, hs))
+                    .flatten()
+            };
+            if let Some((s, e)) = name_before(chars, hs, TITLES.contains(h)).or_else(latin) {
                 v.push(Cand {
                     kind: PiiKind::PersonName,
                     start: s,
@@ -1145,7 +1169,9 @@ fn names(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
     }
     for c in v.iter_mut().skip(first) {
         if c.kind == PiiKind::PersonName {
-            if let Some((s, e)) = clean_name(chars, c.start, c.end) {
+            if let Some((s, e)) =
+                clean_name(chars, c.start, c.end).and_then(|(s, e)| strip_roles(chars, s, e))
+            {
                 c.start = s;
                 c.end = e;
             } else {
@@ -1661,6 +1687,10 @@ fn name_after(chars: &[char], e: usize) -> Option<(usize, usize)> {
         }
     }
     let mut run: String = chars[s..k].iter().collect();
+    // 技師長, 放射線科医長: a title whose end looks like an honorific is still only a title.
+    if is_role_words(&run) {
+        return None;
+    }
     // Drop an honorific or title glued to the end (山田太郎様 is covered by the honorific pass).
     for h in HONORIFICS {
         if let Some(r) = run.strip_suffix(h) {
@@ -1727,4 +1757,461 @@ fn bare_name(chars: &[char], i: usize) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Departments, titles, ranks and facility words (assets/guard/clinical_roles.txt)
+
+/// The lexicon of words that are never a name by themselves: whole words, and suffixes (〜専門医) that make a word
+/// of any run of at least two name-script characters before them.
+struct RoleLexicon {
+    words: HashSet<&'static str>,
+    suffixes: Vec<&'static str>,
+    /// The last character of every word and suffix: a run ending in any other cannot be a role word, which lets
+    /// the segmentation skip almost every candidate without a look-up (the scan is on every sentence).
+    last_chars: HashSet<char>,
+}
+
+/// The longest role word considered (日本乳癌検診精度管理中央機構認定読影医 is 19).
+const ROLE_MAX: usize = 24;
+
+static ROLES: LazyLock<RoleLexicon> = LazyLock::new(|| {
+    let mut words = HashSet::new();
+    let mut suffixes = Vec::new();
+    for l in include_str!("../../../assets/guard/clinical_roles.txt").lines() {
+        let l = l.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        match l.strip_prefix('〜') {
+            Some(s) => suffixes.push(s),
+            None => {
+                words.insert(l);
+            }
+        }
+    }
+    let last_chars = words
+        .iter()
+        .chain(&suffixes)
+        .filter_map(|w| w.chars().last())
+        .collect();
+    RoleLexicon {
+        words,
+        suffixes,
+        last_chars,
+    }
+});
+
+/// A character that may stand before a role suffix (放射線診断 in 放射線診断専門医, IVR in IVR専門医).
+fn role_prefix_char(c: char) -> bool {
+    is_han(c) || (is_katakana(c) && c != '・') || c.is_ascii_alphanumeric()
+}
+
+/// Is `w` (of characters that may all stand before a suffix) one role word: a lexicon word, or a suffix with at
+/// least two characters before it?
+fn is_role_word(w: &str) -> bool {
+    ROLES.words.contains(w)
+        || ROLES
+            .suffixes
+            .iter()
+            .any(|s| w.strip_suffix(s).is_some_and(|p| p.chars().count() >= 2))
+}
+
+/// Lengths of the role-word runs that start at `cs[0]` and cover a prefix of `cs` whole (several words may be glued:
+/// 放射線科副部長), longest first. Separators (space, ・, 、) may stand between words.
+fn role_run_ends(cs: &[char]) -> Vec<usize> {
+    // reach[i]: cs[..i] splits into role words and separators.
+    let n = cs.len();
+    let mut reach = vec![false; n + 1];
+    reach[0] = true;
+    let mut ends = Vec::new();
+    for i in 0..n {
+        if !reach[i] {
+            continue;
+        }
+        if i > 0 && matches!(cs[i], ' ' | '・' | '、' | '/') {
+            reach[i + 1] = true;
+            continue;
+        }
+        let mut w = String::new();
+        for j in i + 1..=n.min(i + ROLE_MAX) {
+            let c = cs[j - 1];
+            if !role_prefix_char(c) {
+                break;
+            }
+            w.push(c);
+            if ROLES.last_chars.contains(&c) && is_role_word(&w) {
+                reach[j] = true;
+            }
+        }
+    }
+    for (i, &r) in reach.iter().enumerate().skip(1) {
+        if r && role_prefix_char(cs[i - 1]) {
+            ends.push(i);
+        }
+    }
+    ends.reverse();
+    ends
+}
+
+/// True when `text` is nothing but department, title, rank or facility words (小児科, 放射線科副部長,
+/// 乳腺外科専門医): such a text is never a person's name.
+pub fn is_role_words(text: &str) -> bool {
+    let cs: Vec<char> = text
+        .trim_matches(|c: char| c.is_whitespace() || c == '・')
+        .chars()
+        .collect();
+    !cs.is_empty() && role_run_ends(&cs).first() == Some(&cs.len())
+}
+
+/// Trim department, title and rank words off the front of a name candidate (放射線診断専門医 山田太郎 → 山田太郎,
+/// 脳神経外科医長岩田 → 岩田); `None` when nothing else is left.
+fn strip_roles(chars: &[char], s: usize, e: usize) -> Option<(usize, usize)> {
+    let cs = &chars[s..e];
+    let ends = role_run_ends(cs);
+    if ends.first() == Some(&cs.len()) {
+        return None;
+    }
+    for k in ends {
+        // The rest must start a name: after a space, or glued when a lexicon family name follows.
+        let mut r = k;
+        while r < cs.len() && cs[r] == ' ' {
+            r += 1;
+        }
+        if r > k || starts_with_surname(chars, s + r) {
+            return Some((s + r, e));
+        }
+    }
+    Some((s, e))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Labelled fields (assets/guard/labels.toml): the value after an identifier, birth-date or name label
+
+/// What a field label announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    Id,
+    Birth,
+    Name,
+}
+
+#[derive(Deserialize)]
+struct LabelFile {
+    patient_id: LabelList,
+    birth_date: LabelList,
+    name: LabelList,
+}
+#[derive(Deserialize)]
+struct LabelList {
+    labels: Vec<String>,
+}
+
+/// Every field label, width-folded as the scanned text is, with its kind.
+static FIELD_LABELS: LazyLock<Vec<(String, FieldKind)>> = LazyLock::new(|| {
+    let f: LabelFile = toml::from_str(include_str!("../../../assets/guard/labels.toml"))
+        .expect("assets/guard/labels.toml is valid");
+    let mut v: Vec<(String, FieldKind)> = Vec::new();
+    for (list, kind) in [
+        (f.patient_id, FieldKind::Id),
+        (f.birth_date, FieldKind::Birth),
+        (f.name, FieldKind::Name),
+    ] {
+        v.extend(list.labels.iter().map(|l| (normalize(l).text, kind)));
+    }
+    v
+});
+
+/// The identifier labels alone, as a regex alternation (longest first), for [`PATIENT_ID`].
+fn id_label_alternation() -> String {
+    let mut ids: Vec<&str> = FIELD_LABELS
+        .iter()
+        .filter(|(_, k)| *k == FieldKind::Id)
+        .map(|(l, _)| l.as_str())
+        .collect();
+    ids.sort_by_key(|l| std::cmp::Reverse(l.chars().count()));
+    ids.iter()
+        .map(|l| regex::escape(l))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Any field label; the longest wins at a position (患者参照コード before 参照コード, Patient ID before Patient).
+static FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    let mut all: Vec<&str> = FIELD_LABELS.iter().map(|(l, _)| l.as_str()).collect();
+    all.sort_by_key(|l| std::cmp::Reverse(l.chars().count()));
+    all.dedup();
+    Regex::new(
+        &all.iter()
+            .map(|l| regex::escape(l))
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
+    .unwrap()
+});
+
+fn field_kind(label: &str) -> Option<FieldKind> {
+    FIELD_LABELS
+        .iter()
+        .find(|(l, _)| l == label)
+        .map(|&(_, k)| k)
+}
+
+/// Birth-date values that [`DATE`] does not cover because they need the label to be dates at all: 19580302,
+/// 03/02/1958, 2.3.1958.
+static BIRTH_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])|\d{1,2}[/.-]\d{1,2}[/.-](?:18|19|20)\d{2})")
+        .unwrap()
+});
+
+/// Where a label's value starts: after spaces, tabs and at most one colon, bar or equals sign, and an optional
+/// No. (カルテNo. 3318-07). `None` when the label is glued to a word (ID番号 is a label, IDカード is not).
+fn value_start(chars: &[char], le: usize) -> (usize, bool) {
+    let mut p = le;
+    let mut mark = false;
+    while p < chars.len() && matches!(chars[p], ' ' | '\t') {
+        p += 1;
+    }
+    if p < chars.len() && matches!(chars[p], ':' | '|' | '=') {
+        mark = true;
+        p += 1;
+    }
+    while p < chars.len() && matches!(chars[p], ' ' | '\t') {
+        p += 1;
+    }
+    (p, mark || p > le)
+}
+
+/// A label must stand on its own: a Latin label not inside a Latin word (COVID-ID, Names), and a name label at the
+/// start of a field (line start, after a space, tab, bar or bracket), since 氏名 or 担当 inside prose is not a field.
+fn label_bounded(chars: &[char], ls: usize, le: usize, kind: FieldKind) -> bool {
+    let latin = chars[ls].is_ascii_alphabetic();
+    let prev = ls.checked_sub(1).map(|i| chars[i]);
+    if latin
+        && (prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+            || chars.get(le).is_some_and(|c| c.is_ascii_alphabetic()))
+    {
+        return false;
+    }
+    kind != FieldKind::Name
+        || prev.is_none_or(|c| {
+            matches!(
+                c,
+                '\n' | ' ' | '\t' | '|' | ')' | ']' | '】' | '、' | '/' | ','
+            )
+        })
+}
+
+/// Labelled fields: identifiers, birth dates and names after the labels of assets/guard/labels.toml.
+fn fields(t: &str, ci: &CharIndex, chars: &[char], v: &mut Vec<Cand>) {
+    for m in FIELD.find_iter(t) {
+        let Some(kind) = field_kind(m.as_str()) else {
+            continue;
+        };
+        let (ls, le) = (ci.char_at(m.start()), ci.char_at(m.end()));
+        if !label_bounded(chars, ls, le, kind) {
+            continue;
+        }
+        let (p, separated) = value_start(chars, le);
+        let found = match kind {
+            FieldKind::Id => id_value(chars, p, separated).map(|se| (PiiKind::PatientId, se, 80)),
+            FieldKind::Birth if separated => {
+                birth_value(t, ci, chars, p).map(|se| (PiiKind::BirthDate, se, 70))
+            }
+            FieldKind::Name if separated => {
+                name_value(chars, p).map(|se| (PiiKind::PersonName, se, 30))
+            }
+            _ => None,
+        };
+        if let Some((kind, (start, end), rank)) = found {
+            v.push(Cand {
+                kind,
+                start,
+                end,
+                rank,
+            });
+        }
+    }
+}
+
+/// An identifier value: one token of Latin letters, digits and - _ / . # with at least one digit, to its end
+/// (MR2024-89012, ICU-CTA-240806). Glued to its label only when it starts with a digit (参照コード19990801).
+fn id_value(chars: &[char], p: usize, separated: bool) -> Option<(usize, usize)> {
+    if !separated && !chars.get(p).is_some_and(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut e = p;
+    while e < chars.len()
+        && (chars[e].is_ascii_alphanumeric() || matches!(chars[e], '-' | '_' | '/' | '.' | '#'))
+    {
+        e += 1;
+    }
+    while e > p && matches!(chars[e - 1], '-' | '_' | '/' | '.' | '#') {
+        e -= 1;
+    }
+    let digits = chars[p..e].iter().filter(|c| c.is_ascii_digit()).count();
+    (digits >= 1 && e - p >= 3).then_some((p, e))
+}
+
+/// A birth-date value in any notation, starting right at `p`.
+fn birth_value(t: &str, ci: &CharIndex, chars: &[char], p: usize) -> Option<(usize, usize)> {
+    let rest: String = chars[p..(p + 24).min(chars.len())].iter().collect();
+    if let Some(m) = BIRTH_VALUE.find(&rest) {
+        let e = p + rest[..m.end()].chars().count();
+        return digit_bounded(chars, p, e).then_some((p, e));
+    }
+    let b = t.char_indices().nth(p).map_or(t.len(), |(b, _)| b);
+    let m = DATE.find_at(t, b).filter(|m| m.start() == b)?;
+    let e = ci.char_at(m.end());
+    // S33.3.2 is a date; S33 alone is not an era year when a letter word goes on (S33a).
+    digit_bounded(chars, p, e).then_some((p, e))
+}
+
+/// Initials as a name (Y.T., K. N.): capitals each followed by a period.
+static INITIALS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Z]\.\s?[A-Z]\.(?:\s?[A-Z]\.)?").unwrap());
+
+/// Skip a Dr./Dr title in front of a Latin name.
+fn skip_dr(chars: &[char], mut p: usize) -> usize {
+    if chars.get(p) == Some(&'D') && chars.get(p + 1) == Some(&'r') {
+        let mut q = p + 2;
+        let dot = chars.get(q) == Some(&'.');
+        if dot {
+            q += 1;
+        }
+        // Dr.Sato and Dr Sato are titles; Dream is not.
+        if dot || chars.get(q).is_none_or(|c| !c.is_ascii_alphabetic()) {
+            p = q;
+            while chars.get(p) == Some(&' ') {
+                p += 1;
+            }
+        }
+    }
+    p
+}
+
+/// Skip department, title and rank words before a name in a field (放射線科 副部長 岡田 → 岡田): the longest run of
+/// role words that a space or a lexicon family name follows.
+fn skip_roles(chars: &[char], p: usize) -> usize {
+    let end = field_end(chars, p);
+    for k in role_run_ends(&chars[p..end]) {
+        let mut r = p + k;
+        while r < end && chars[r] == ' ' {
+            r += 1;
+        }
+        if r > p + k || starts_with_surname(chars, r) {
+            return r;
+        }
+    }
+    p
+}
+
+/// Is the value starting at `p` nothing but role words (担当医：小児科, 依頼医｜Ns｜)? Only spaces and punctuation
+/// may follow them, never a name.
+fn role_fills_value(chars: &[char], p: usize) -> bool {
+    let end = field_end(chars, p);
+    role_run_ends(&chars[p..end]).into_iter().any(|k| {
+        let mut r = p + k;
+        while r < end && chars[r] == ' ' {
+            r += 1;
+        }
+        chars
+            .get(r)
+            .is_none_or(|&c| !(is_name_letter(c) || is_hiragana(c) || c.is_ascii_alphanumeric()))
+    })
+}
+
+/// The end of the field that starts at `p`: the line, the table cell or the tab-separated column, at most 48
+/// characters on.
+fn field_end(chars: &[char], p: usize) -> usize {
+    (p..chars.len())
+        .find(|&i| matches!(chars[i], '\n' | '\t' | '|'))
+        .unwrap_or(chars.len())
+        .min(p + 48)
+}
+
+/// Does a Japanese run look like a person's name on its own: a reading in katakana, or a family name that the
+/// lexicon knows or whose kanji are family-name kanji?
+fn name_like(cs: &[char]) -> bool {
+    let head: Vec<char> = cs.iter().copied().take_while(|&c| c != ' ').collect();
+    if head.is_empty() {
+        return false;
+    }
+    if head.iter().all(|&c| is_katakana(c)) {
+        return head.len() >= 2;
+    }
+    if (2..=4).rev().any(|l| {
+        l <= head.len() && SURNAMES.contains(head[..l].iter().collect::<String>().as_str())
+    }) {
+        return true;
+    }
+    (head.len() == 1 && ONE_CHAR_SURNAMES.contains(&head[0]))
+        || ((2..=3).contains(&head.len()) && family_like(&head))
+}
+
+/// The person named in a name field whose value starts at `p`: titles and departments skipped, then initials
+/// (Y.T.), a Latin name (Yamada Taro) or a Japanese name that looks like one (岩田 慎吾, 後藤, ナガイ マサト).
+fn name_value(chars: &[char], p: usize) -> Option<(usize, usize)> {
+    if role_fills_value(chars, p) {
+        return None;
+    }
+    let p = skip_dr(chars, skip_roles(chars, skip_dr(chars, p)));
+    let rest: String = chars[p..(p + 8).min(chars.len())].iter().collect();
+    if let Some(m) = INITIALS.find(&rest) {
+        return Some((p, p + rest[..m.end()].chars().count()));
+    }
+    let (s, e) = name_after(chars, p)?;
+    if chars[s].is_ascii_alphabetic() {
+        // OT, MSW: a short all-capital word is a profession, not a name.
+        let short_caps = e - s <= 3 && chars[s..e].iter().all(|c| c.is_ascii_uppercase());
+        return (!short_caps).then_some((s, e));
+    }
+    let cs = &chars[s..e];
+    let text: String = cs.iter().collect();
+    if is_role_words(&text) || NOT_NAMES.contains(&text.as_str()) || !name_like(cs) {
+        return None;
+    }
+    strip_roles(chars, s, e)
+}
+
+/// A name in Latin script right before a Japanese honorific: initials (Y.T.氏, M. S.さん) or up to three
+/// capitalised words (Yamada 様, Suzuki Haruko 様). All-capital words without periods (CT, ADL) are not names.
+fn latin_name_before(chars: &[char], h: usize) -> Option<(usize, usize)> {
+    let mut e = h;
+    if e > 0 && chars[e - 1] == ' ' {
+        e -= 1;
+    }
+    let mut s = e;
+    let mut words = 0;
+    loop {
+        let mut k = s;
+        while k > 0 && (chars[k - 1].is_ascii_alphabetic() || chars[k - 1] == '.') {
+            k -= 1;
+        }
+        let w = &chars[k..s];
+        let initials = w.len() >= 2
+            && w.chunks(2)
+                .all(|p| p[0].is_ascii_uppercase() && p.get(1) == Some(&'.'));
+        let word = w.len() >= 2
+            && w[0].is_ascii_uppercase()
+            && w[1..].iter().all(|c| c.is_ascii_lowercase());
+        if !(initials || word) {
+            break;
+        }
+        s = k;
+        words += 1;
+        if words == 3
+            || s < 2
+            || chars[s - 1] != ' '
+            || !(chars[s - 2].is_ascii_alphabetic() || chars[s - 2] == '.')
+        {
+            break;
+        }
+        s -= 1;
+    }
+    if s < e && chars[s] == ' ' {
+        s += 1;
+    }
+    let bounded = s == 0 || !chars[s - 1].is_ascii_alphanumeric();
+    (words > 0 && s < e && bounded).then_some((s, e))
 }
