@@ -485,7 +485,9 @@ fn a_problem_oriented_note_keeps_its_problem_headings_on_screen() {
         .collect();
     assert!(
         problems.iter().any(|p| p.as_deref() == Some("#1 市中肺炎"))
-            && problems.iter().any(|p| p.as_deref() == Some("#2 2型糖尿病")),
+            && problems
+                .iter()
+                .any(|p| p.as_deref() == Some("#2 2型糖尿病")),
         "the floor lost the grouping: {problems:?}"
     );
     let html = render(move || view! { <DraftView draft=draft highlight=Highlight::new()/> });

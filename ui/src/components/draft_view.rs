@@ -68,7 +68,10 @@ fn SectionView(
             {empty.then(|| view! { <p class="empty">"（該当なし）"</p> })}
             <ul>
                 {problem_runs(sentences).into_iter().map(|(problem, s)| view! {
-                    {problem.map(|p| view! { <li class="problem" data-problem=p.clone()>{p}</li> })}
+                    {problem.map(|p| {
+                        let attr = p.clone();
+                        view! { <li class="problem" data-problem=attr>{p}</li> }
+                    })}
                     <SentenceItem sentence=s highlight=highlight/>
                 }).collect_view()}
             </ul>
