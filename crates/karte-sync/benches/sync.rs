@@ -5,8 +5,8 @@
 //!    statements (`karte_store::bench::sign`), so the difference is exactly the enqueue.
 //! 2. Documents per second to the loopback receiver (HTTPS, mTLS, pinned): the real uploader with durability on
 //!    (read the due document from SQLCipher, build the Bundle, POST, mark it sent — two audited, fsynced
-//!    transactions per document), against a reference in the same run: the same Bundles POSTed by the same
-//!    transport with no store at all.
+//!    transactions per document), against a reference in the same run: the same Bundles, already built, serialised
+//!    and POSTed by the same transport with no store at all.
 //!
 //! Runs itself inside a `keyctl session` (the store's key lives in the kernel keyring).
 
@@ -165,15 +165,12 @@ fn main() {
                 .unwrap();
             store.sign(&doctor, &id, 1).unwrap();
             let doc = store.outbox_document(&doctor, &id).unwrap();
-            bodies.push((
-                doc.item.bundle_id.clone(),
-                karte_sync::fhir::to_json(&up.policy().bundle(&doc)),
-            ));
+            bodies.push((doc.item.bundle_id.clone(), up.policy().bundle(&doc)));
         }
         let t = Instant::now();
-        for (id, body) in &bodies {
+        for (id, bundle) in &bodies {
             assert!(matches!(
-                rt.block_on(reference.send(id, body.clone())),
+                rt.block_on(reference.send(id, bundle)),
                 karte_sync::SendOutcome::Stored(201)
             ));
         }
