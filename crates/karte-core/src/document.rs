@@ -1117,4 +1117,58 @@ mod tests {
         assert!(DocumentKind::parse(&bad).unwrap_err().contains("Planned"));
         assert!(kind("no-such-kind").is_err());
     }
+
+    /// A FHIR layout or a notes range that names what the kind lacks is refused when the kind loads.
+    #[test]
+    fn a_kind_files_layout_and_range_must_name_what_the_kind_has() {
+        let dis = include_str!("../../../assets/documents/discharge-summary.toml");
+        let referral = include_str!("../../../assets/documents/referral.toml");
+        let progress = include_str!("../../../assets/documents/progress-note.toml");
+        let cases: &[(&str, String, &str)] = &[
+            ("discharge summary as shipped", dis.to_string(), ""),
+            ("referral as shipped", referral.to_string(), ""),
+            (
+                "event from an input the kind lacks",
+                dis.replace(
+                    "event = { start = \"admitted\"",
+                    "event = { start = \"arrived\"",
+                ),
+                "fhir.event: no input named arrived",
+            ),
+            (
+                "range over a text input",
+                dis.replace("label = \"退院日\"\ndate = true", "label = \"退院日\""),
+                "range: no date input named discharged",
+            ),
+            (
+                "an Encounter entry without its class",
+                dis.replace("encounter_class = {", "# encounter_class = {"),
+                "its entry needs fhir.encounter_class",
+            ),
+            (
+                "a recipient entry without the recipient's inputs",
+                referral.replace("recipient = { name", "# recipient = { name"),
+                "its entry needs fhir.recipient",
+            ),
+            (
+                "a recipient named by an input the kind lacks",
+                referral.replace(
+                    "name = \"to_facility\", department",
+                    "name = \"facility\", department",
+                ),
+                "fhir.recipient: no input named facility",
+            ),
+            (
+                "a section entry without a layout",
+                progress.replace("id = \"plan\"", "id = \"plan\"\nentry = \"narrative\""),
+                "need a [fhir] layout",
+            ),
+        ];
+        for (what, text, want) in cases {
+            match DocumentKind::parse(text) {
+                Ok(_) => assert!(want.is_empty(), "{what}: accepted"),
+                Err(e) => assert!(!want.is_empty() && e.contains(want), "{what}: {e}"),
+            }
+        }
+    }
 }
