@@ -420,6 +420,15 @@ fn title_of(c: &karte_core::document::Coding) -> String {
         .to_string()
 }
 
+/// Free text as it leaves the workstation: as signed where identifying data may be sent, else pseudonymised.
+fn as_sent(identifying: bool, text: &str) -> String {
+    if identifying {
+        text.to_string()
+    } else {
+        karte_guard::pseudonymise(text).text
+    }
+}
+
 /// What every layout shares: the patient, the author, the pseudonymised section bodies.
 struct Parts<'a> {
     doc: &'a SignedDocument,
@@ -457,13 +466,7 @@ pub fn bundle(doc: &SignedDocument, patient: &PatientRef, facility: &Facility) -
             lines.join("\n")
         })
         .collect();
-    let text_of = |s: &str| -> String {
-        if patient.identifying() {
-            s.to_string()
-        } else {
-            karte_guard::pseudonymise(s).text
-        }
-    };
+    let text_of = |s: &str| as_sent(patient.identifying(), s);
     // One pseudonymisation over the whole note, so a person named in two sections is the same placeholder in both;
     // section by section only if that pass ever touched the separator.
     const SEP: &str = "\n\u{1e}\n";
@@ -584,11 +587,7 @@ fn generic(p: &Parts, relates_to: Vec<RelatesTo>) -> Bundle {
                     subject: to(&p.patient_url),
                     authored_on: doc.signed_at.clone(),
                     requester: to(&p.author_url),
-                    reason_code: vec![CodeableConcept::text(if p.identifying {
-                        t.reason.clone()
-                    } else {
-                        karte_guard::pseudonymise(&t.reason).text
-                    })],
+                    reason_code: vec![CodeableConcept::text(as_sent(p.identifying, &t.reason))],
                 },
             )
         })

@@ -8,9 +8,8 @@
 mod common;
 
 use common::*;
-use karte_core::compose::{self, SourceNote};
 use karte_core::ClinicalDate;
-use karte_store::Store;
+use karte_store::DocumentRequest;
 use karte_sync::fhir::{self, Facility};
 use karte_sync::worker::PatientPolicy;
 use serde_json::Value;
@@ -135,32 +134,22 @@ fn sign_document(w: &Ward, patient: &str, file: &str) -> (String, BTreeMap<Strin
         w.store.sign(&w.doctor, &id, 1).unwrap();
         dates.push(date);
     }
-    let (from, to) = (dates[0], *dates.last().unwrap());
-    let notes = notes_of(&w.store, w, patient, from, to);
-    let out = compose::compose(kind, &notes, &inputs).unwrap();
-    let id = w.store.save_document(&w.doctor, patient, to, &out).unwrap();
+    // What the CLI and the window call: the store reads the signed notes (its kind's range, else this one) and
+    // composes.
+    let req = DocumentRequest {
+        kind: kind.id.clone(),
+        patient: patient.to_string(),
+        inputs: inputs.clone(),
+        from: dates.first().copied(),
+        to: dates.last().copied(),
+    };
+    let d = w.store.draft_document(&w.doctor, &req).unwrap();
+    let id = w
+        .store
+        .save_document(&w.doctor, patient, d.date, &d.draft)
+        .unwrap();
     w.store.sign(&w.doctor, &id, 1).unwrap();
     (id, inputs)
-}
-
-fn notes_of(
-    store: &Store,
-    w: &Ward,
-    patient: &str,
-    from: ClinicalDate,
-    to: ClinicalDate,
-) -> Vec<SourceNote> {
-    store
-        .signed_notes(&w.doctor, patient, from, to)
-        .unwrap()
-        .into_iter()
-        .map(|n| SourceNote {
-            id: format!("{}@{}", n.encounter, n.version),
-            date: n.clinical_date.to_string(),
-            document: n.document,
-            text: n.text,
-        })
-        .collect()
 }
 
 fn policy() -> PatientPolicy {
