@@ -602,20 +602,25 @@ const N: &str = "(?:[0-9]+|[一二三四五六七八九十〇百]+)";
 
 static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
     // A bare number counts only right after 町/村/字 (殿町391, 字野田95).
+    // 番地 may be followed by its sub-number with or without の (長倉2140番地13, 上市1823番地の2).
     let core = format!(
-        r"(?:{N}丁目(?:\s*{N}\s*(?:番地?|{DASH}))?(?:\s*{N}\s*号?)?(?:の\d+)?|{N}番地(?:の\d+)?(?:{DASH}\d+)?|{N}番{N}号|\d+(?:{DASH}\d+){{1,3}}|\d+番)"
+        r"(?:{N}丁目(?:\s*{N}\s*(?:番地?|{DASH}))?(?:\s*{N}\s*号?)?(?:の\d+)?|{N}番地(?:の?\d+)?(?:{DASH}\d+)?|{N}番{N}号|\d+(?:{DASH}\d+){{1,3}}|\d+番)"
     );
     #[allow(non_snake_case)]
     let CORE = core;
+    // After 字 a lot number may be in kanji numerals (字渡慶次二〇五): two numerals at least, so that a place
+    // name with one numeral in it (字三ツ矢) is not read as a number.
     Regex::new(&format!(
-        r"{CORE}|[町村字][\p{{Han}}]{{0,4}}(?:{CORE}|\d{{1,5}}(?:番地)?)"
+        r"{CORE}|[町村字][\p{{Han}}]{{0,4}}(?:{CORE}|\d{{1,5}}(?:番地)?)|字[\p{{Han}}]{{1,4}}?[一二三四五六七八九][〇一二三四五六七八九十百]{{1,4}}(?:番地)?"
     ))
     .unwrap()
 });
 
-/// A building and room after the block: 梅田ハイツ305号室, 3階, A棟201.
+/// A building and room after the block: 梅田ハイツ305号室, 3階, A棟201. A name with kana in it (あざみ野ガーデンズ
+/// B棟405号室, ひまわり荘105) counts only before a room word or after a building word, since hiragana after a block
+/// is otherwise the sentence going on.
 static BUILDING: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\s?[\p{Han}\p{Katakana}ーA-Za-z・]{0,16}\s?[A-Za-z]?(?:棟\s?)?\d{1,4}(?:号室|号|階)|-\d{1,4}|\s?[\p{Han}\p{Katakana}ーA-Za-z・][\p{Han}\p{Katakana}ーA-Za-z・0-9]{0,15}\s?\d{1,4}(?:号室|号|階|F|[A-Z])?)")
+    Regex::new(r"^(?:\s?[\p{Han}\p{Katakana}ぁ-んーA-Za-z・]{0,16}\s?[A-Za-z]?(?:棟\s?)?\d{1,4}(?:号室|号|階)|\s?[ぁ-ん][\p{Han}\p{Katakana}ぁ-んー・]{0,12}(?:荘|館|寮|ハイツ|コーポ|マンション|レジデンス|ハウス|ビル|棟)\s?\d{1,4}(?:号室|号|階|F)?|-\d{1,4}|\s?[\p{Han}\p{Katakana}ーA-Za-z・][\p{Han}\p{Katakana}ーA-Za-z・0-9]{0,15}\s?\d{1,4}(?:号室|号|階|F|[A-Z])?)")
         .unwrap()
 });
 
@@ -627,16 +632,19 @@ static PREF_CITY: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap()
 });
 
-const ADDRESS_LABELS: &[&str] = &[
-    "現住所",
-    "住所",
-    "自宅",
-    "居住地",
-    "所在地",
-    "連絡先",
-    "実家",
-    "転居先",
-];
+/// The address labels of assets/guard/labels.toml, width-folded, longest first so that a compound label
+/// (連絡先住所) is stripped whole rather than leaving 住所 in front of the address.
+static ADDRESS_LABELS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    #[derive(Deserialize)]
+    struct File {
+        address: LabelList,
+    }
+    let f: File = toml::from_str(include_str!("../../../assets/guard/labels.toml"))
+        .expect("assets/guard/labels.toml is valid");
+    let mut v: Vec<String> = f.address.labels.iter().map(|l| normalize(l).text).collect();
+    v.sort_by_key(|l| std::cmp::Reverse(l.chars().count()));
+    v
+});
 
 fn is_han(c: char) -> bool {
     ('\u{4E00}'..='\u{9FFF}').contains(&c)
@@ -653,6 +661,9 @@ fn is_hiragana(c: char) -> bool {
 
 fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
     let mut out: Vec<(usize, usize)> = Vec::new();
+    // Blocks alone on a line with no unit before them (相模大野7-22-14, 2丁目4番18号): an address only when the
+    // line above ends with one, as when a form wraps a long address after its municipality.
+    let mut line_starts: Vec<(usize, usize)> = Vec::new();
     for m in BLOCK.find_iter(t) {
         let (bs, be) = (ci.char_at(m.start()), ci.char_at(m.end()));
         if !digit_bounded(chars, bs, be) {
@@ -703,8 +714,8 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
         if let Some(p) = PREFECTURES.iter().filter_map(|p| place.find(p)).min() {
             s += place[..p].chars().count();
         } else {
-            for l in ADDRESS_LABELS {
-                if let Some(rest) = place.strip_prefix(l) {
+            for l in ADDRESS_LABELS.iter() {
+                if let Some(rest) = place.strip_prefix(l.as_str()) {
                     s += place.chars().count() - rest.chars().count();
                     break;
                 }
@@ -736,7 +747,31 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
                 )
             })
             .count();
-        if units == 0 || place.chars().count() < 2 {
+        let line_start = chars[..s]
+            .iter()
+            .rev()
+            .take_while(|&&c| c != '\n')
+            .all(|&c| c == ' ' || c == '\t');
+        let continues = units == 0 && line_start && s > 0;
+        if continues {
+            // Only a whole line: 2-3日前から… under an address line is not its block.
+            let mut e = be;
+            let rest: String = chars[e..(e + 24).min(chars.len())]
+                .iter()
+                .take_while(|&&c| c != '\n')
+                .collect();
+            if let Some(b) = BUILDING.find(&rest) {
+                e += rest[..b.end()].chars().count();
+            }
+            if !chars[e..]
+                .iter()
+                .take_while(|&&c| c != '\n')
+                .all(|&c| c == ' ' || c == '\t')
+            {
+                continue;
+            }
+        }
+        if !continues && (units == 0 || place.chars().count() < 2) {
             continue;
         }
         // 市中, 区域 etc. are not units when the "place" is a clinical word: require the unit not to be first.
@@ -755,7 +790,11 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
         while e > be && chars[e - 1] == ' ' {
             e -= 1;
         }
-        out.push((s, e));
+        if continues {
+            line_starts.push((s, e));
+        } else {
+            out.push((s, e));
+        }
     }
     // Prefecture + municipality without a block number, when a label or 在住 says it is where someone lives.
     for m in PREF_CITY.find_iter(t) {
@@ -765,15 +804,102 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
         }
         let after = window_after(chars, e, 3);
         let before = window_before(chars, s, 6);
-        if after.starts_with("在住")
+        let labelled = ADDRESS_LABELS.iter().any(|l| before.contains(l.as_str()));
+        if labelled {
+            // 住所：大阪府豊中市上野東⏎2丁目4番18号: in a labelled field the town name after the city is part of the
+            // address up to the end of its line (kanji and katakana only: kana would be the sentence going on).
+            // Bounded, so that a text of one long line costs no more per city than a short one.
+            let rest: String = chars[e..]
+                .iter()
+                .take(16)
+                .take_while(|&&c| c != '\n')
+                .collect();
+            let town = rest.trim_end();
+            let n = town.chars().count();
+            if n <= 12 && town.chars().all(|c| is_han(c) || is_katakana(c)) {
+                out.push((s, e + n));
+                continue;
+            }
+        }
+        if labelled
+            || after.starts_with("在住")
             || after.starts_with("に住")
             || after.starts_with("に在住")
-            || ADDRESS_LABELS.iter().any(|l| before.contains(l))
         {
             out.push((s, e));
         }
     }
+    for (s, e) in line_starts {
+        let mut p = s;
+        while p > 0 && chars[p - 1] != '\n' {
+            p -= 1;
+        }
+        // p is the start of the block's line; the line above must end with an address.
+        if p == 0 {
+            continue;
+        }
+        let mut above = p - 1;
+        while above > 0 && matches!(chars[above - 1], ' ' | '\t') {
+            above -= 1;
+        }
+        if out.iter().any(|&(_, b)| b == above) {
+            out.push((s, e));
+        } else if let Some(head) = labelled_place_line(chars, above) {
+            // 住所：横浜市港北区⏎日吉本町4-12-3: no prefecture, so only the block below makes the line an address.
+            out.push((head, above));
+            out.push((s, e));
+        }
+    }
     out
+}
+
+/// The start of a place name that fills the rest of an address-labelled line ending at `end` (住所：横浜市港北区):
+/// kanji, katakana and the の of place names only, with an administrative unit after its first character.
+fn labelled_place_line(chars: &[char], end: usize) -> Option<usize> {
+    let mut s = end;
+    while s > 0 && (is_han(chars[s - 1]) || is_katakana(chars[s - 1]) || chars[s - 1] == 'の') {
+        s -= 1;
+    }
+    let place: String = chars[s..end].iter().collect();
+    let n = place.chars().count();
+    if !(2..=16).contains(&n)
+        || !place.chars().skip(1).any(|c| {
+            matches!(
+                c,
+                '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡'
+            )
+        })
+    {
+        return None;
+    }
+    // The label may be stuck to the place (住所横浜市…) or set off by a colon, bar or spaces.
+    let mut label_end = s;
+    let place_start = if let Some(l) = ADDRESS_LABELS
+        .iter()
+        .find(|l| place.starts_with(l.as_str()))
+    {
+        s + l.chars().count()
+    } else {
+        while label_end > 0 && matches!(chars[label_end - 1], ' ' | '\t' | ':' | '|') {
+            label_end -= 1;
+        }
+        if label_end == s {
+            return None;
+        }
+        let line: String = chars[..label_end]
+            .iter()
+            .rev()
+            .take_while(|&&c| c != '\n')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if !ADDRESS_LABELS.iter().any(|l| line.ends_with(l.as_str())) {
+            return None;
+        }
+        s
+    };
+    (place_start < end).then_some(place_start)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1266,6 +1392,10 @@ const ALIAS_NOT_NAMES: &[&str] = &[
     "代理",
     "家族",
     "親族",
+    "同居",
+    "別居",
+    "近居",
+    "独居",
     "知人",
     "友人",
     "保護者",

@@ -16,7 +16,7 @@ fn check(table: &[(&str, &[(PiiKind, &str)])]) {
     }
 }
 
-use PiiKind::{BirthDate as B, PatientId as Id, PersonName as N};
+use PiiKind::{Address as A, BirthDate as B, PatientId as Id, PersonName as N};
 
 #[test]
 fn identifiers_after_a_label_whatever_their_alphabet() {
@@ -96,6 +96,54 @@ fn romaji_names_and_initials_in_clinical_context() {
         ("依頼医：呼吸器内科 Dr.Yoshida", &[(N, "Yoshida")]),
         // All-capital abbreviations before an honorific are not names.
         ("CT様の陰影", &[]),
+    ]);
+}
+
+/// Addresses as forms write them: a lot number after 番地 without の, kanji numerals after 字, kana building names,
+/// and an address wrapped after its municipality (each line its own finding, so the layout survives).
+#[test]
+fn addresses_in_the_shapes_forms_write_them() {
+    check(&[
+        (
+            "住所：長野県北佐久郡軽井沢町大字長倉2140番地13",
+            &[(A, "長野県北佐久郡軽井沢町大字長倉2140番地13")],
+        ),
+        (
+            "住所：沖縄県中頭郡読谷村字渡慶次二〇五",
+            &[(A, "沖縄県中頭郡読谷村字渡慶次二〇五")],
+        ),
+        (
+            "住所：横浜市青葉区あざみ野2-9-11 あざみ野ガーデンズ B棟405号室",
+            &[(
+                A,
+                "横浜市青葉区あざみ野2-9-11 あざみ野ガーデンズ B棟405号室",
+            )],
+        ),
+        (
+            "住所：千葉県市川市八幡2丁目3番 ひまわり荘105",
+            &[(A, "千葉県市川市八幡2丁目3番 ひまわり荘105")],
+        ),
+        (
+            "住所：大阪府豊中市上野東\n　　　2丁目4番18号",
+            &[(A, "大阪府豊中市上野東"), (A, "2丁目4番18号")],
+        ),
+        (
+            "住所：横浜市港北区\n　　　日吉本町4-12-3 コーポ日吉101",
+            &[(A, "横浜市港北区"), (A, "日吉本町4-12-3 コーポ日吉101")],
+        ),
+        (
+            "連絡先住所：宮城県石巻市大街道東3丁目4番8号（実家）",
+            &[(A, "宮城県石巻市大街道東3丁目4番8号")],
+        ),
+        // A block-like number on the line under an address or a field is not an address unless it fills the line.
+        (
+            "住所：東京都新宿区西新宿2-8-1\n2-3日前から発熱。",
+            &[(A, "東京都新宿区西新宿2-8-1")],
+        ),
+        ("既往歴：高血圧症\n　　　2-3年前から内服", &[]),
+        ("主治医：内科 田中\n　　3-5-12", &[(N, "田中")]),
+        ("術後2-3日で離床、3-4週で転院予定。", &[]),
+        ("住所：東京都新宿区在住の方", &[(A, "東京都新宿区")]),
     ]);
 }
 
