@@ -635,13 +635,12 @@ static PREF_CITY: LazyLock<Regex> = LazyLock::new(|| {
 /// The address labels of assets/guard/labels.toml, width-folded, longest first so that a compound label
 /// (連絡先住所) is stripped whole rather than leaving 住所 in front of the address.
 static ADDRESS_LABELS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    #[derive(Deserialize)]
-    struct File {
-        address: LabelList,
-    }
-    let f: File = toml::from_str(include_str!("../../../assets/guard/labels.toml"))
-        .expect("assets/guard/labels.toml is valid");
-    let mut v: Vec<String> = f.address.labels.iter().map(|l| normalize(l).text).collect();
+    let mut v: Vec<String> = LABEL_FILE
+        .address
+        .labels
+        .iter()
+        .map(|l| normalize(l).text)
+        .collect();
     v.sort_by_key(|l| std::cmp::Reverse(l.chars().count()));
     v
 });
@@ -2031,21 +2030,27 @@ struct LabelFile {
     patient_id: LabelList,
     birth_date: LabelList,
     name: LabelList,
+    address: LabelList,
 }
 #[derive(Deserialize)]
 struct LabelList {
     labels: Vec<String>,
 }
 
+/// assets/guard/labels.toml, parsed once for the field labels and the address labels.
+static LABEL_FILE: LazyLock<LabelFile> = LazyLock::new(|| {
+    toml::from_str(include_str!("../../../assets/guard/labels.toml"))
+        .expect("assets/guard/labels.toml is valid")
+});
+
 /// Every field label, width-folded as the scanned text is, with its kind.
 static FIELD_LABELS: LazyLock<Vec<(String, FieldKind)>> = LazyLock::new(|| {
-    let f: LabelFile = toml::from_str(include_str!("../../../assets/guard/labels.toml"))
-        .expect("assets/guard/labels.toml is valid");
+    let f = &*LABEL_FILE;
     let mut v: Vec<(String, FieldKind)> = Vec::new();
     for (list, kind) in [
-        (f.patient_id, FieldKind::Id),
-        (f.birth_date, FieldKind::Birth),
-        (f.name, FieldKind::Name),
+        (&f.patient_id, FieldKind::Id),
+        (&f.birth_date, FieldKind::Birth),
+        (&f.name, FieldKind::Name),
     ] {
         v.extend(list.labels.iter().map(|l| (normalize(l).text, kind)));
     }
