@@ -15,6 +15,7 @@ pub mod phrase;
 pub mod pipeline;
 pub mod quality;
 pub mod rules;
+pub mod script;
 pub mod stats;
 pub mod types;
 pub mod wareki;
