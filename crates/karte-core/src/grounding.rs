@@ -4,6 +4,7 @@
 
 use crate::extract::Found;
 use crate::normalize::normalize;
+use crate::script;
 use crate::types::{FactKind, Flag};
 use regex::Regex;
 use std::collections::BTreeSet;
@@ -87,6 +88,9 @@ pub struct Grounding {
     sides: BTreeSet<&'static str>,
     /// (finding, laterality) pairs of the dictation: 右下肺野の湿性ラ音 is not 左.
     lateral: BTreeSet<(String, String)>,
+    /// Characters of the dictation outside Japanese text's repertoire: a name or a drug the physician wrote in
+    /// another script is the physician's, not a slip of the model.
+    script: BTreeSet<char>,
 }
 
 impl Grounding {
@@ -111,6 +115,7 @@ impl Grounding {
             drugs,
             sides: sides(normalised_source),
             lateral: lateral_pairs(found),
+            script: script::foreign(normalised_source).into_iter().collect(),
         }
     }
 
@@ -123,8 +128,19 @@ impl Grounding {
             g.drugs.extend(p.drugs.iter().cloned());
             g.sides.extend(p.sides.iter().copied());
             g.lateral.extend(p.lateral.iter().cloned());
+            g.script.extend(p.script.iter().copied());
         }
         g
+    }
+
+    /// The characters of a sentence that Japanese text does not use and the dictation does not have either, in
+    /// order. The sentence is normalised as the dictation was, so a full-width or compatibility form of a
+    /// character the dictation has is not counted.
+    pub fn foreign_script(&self, sentence: &str) -> Vec<char> {
+        script::foreign(&normalize(sentence).text)
+            .into_iter()
+            .filter(|c| !self.script.contains(c))
+            .collect()
     }
 
     /// Flags for one draft sentence: every number and drug it has that the source lacks.

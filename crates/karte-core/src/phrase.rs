@@ -30,6 +30,10 @@ pub struct Prompt {
     pub items: Vec<Item>,
 }
 
+/// The flag of a model sentence written partly in another script (simplified Chinese, Hangul, emoji) and of the
+/// physician's sentences that replace it.
+pub const NON_JAPANESE_SCRIPT: &str = "non_japanese_script";
+
 /// Longest sentence the model may write, in characters: a floor item rarely exceeds 80.
 pub const MAX_SENTENCE_CHARS: usize = 160;
 
@@ -123,12 +127,17 @@ fn claims(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
 /// - an item counts as rephrased only when a sound sentence of its own section citing it carries all its numbers
 ///   and one of its facts;
 ///   every other item is kept in the physician's words, so the model can rephrase but never drop or swap a fact;
+/// - a sentence with characters Japanese text does not use (风邪 for 風邪) and the dictation does not have is
+///   replaced by the items it cites, in the physician's words and flagged `non_japanese_script`: a reader would
+///   take a simplified character for a typo of the kanji and miss that the model, not the physician, chose it;
 /// - a sentence repeated word for word is kept once.
 pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Sections, String> {
     let mut d: ModelDraft =
         serde_json::from_str(model_json).map_err(|e| format!("JSON を解釈できません: {e}"))?;
     let items: Vec<_> = prompt.items.iter().map(|it| claims(&it.text)).collect();
     let mut covered = vec![false; prompt.items.len()];
+    // Per item, the foreign characters of the model sentences that fell back to it.
+    let mut foreign: Vec<Vec<char>> = vec![Vec::new(); prompt.items.len()];
     let mut seen = BTreeSet::new();
     // (section, position: first cited item, or after all items when uncited; sentence)
     let mut placed: Vec<(usize, usize, Sentence)> = Vec::new();
@@ -154,15 +163,35 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
             spans.sort();
             spans.dedup();
             let mut flags = g.check(&text);
+            let odd = g.foreign_script(&text);
             let Some(&first) = cites.first() else {
                 flags.push(Flag::new(
                     "no_source",
                     "根拠となる口述箇所が示されていません。内容を確認してください。",
                     None,
                 ));
+                // Nothing of the physician's to fall back to: the sentence stays, so the reader sees both flags.
+                if !odd.is_empty() {
+                    flags.push(Flag::new(
+                        NON_JAPANESE_SCRIPT,
+                        "日本語にない文字（中国語の簡体字など）が含まれています。内容を確認してください。",
+                        Some(joined(&odd)),
+                    ));
+                }
                 placed.push((sec, usize::MAX, model_sentence(text, spans, flags, None)));
                 continue;
             };
+            if !odd.is_empty() {
+                // Not placed and covering nothing: each cited item stays in the physician's words and says why.
+                for &k in &cites {
+                    for &c in &odd {
+                        if !foreign[k].contains(&c) {
+                            foreign[k].push(c);
+                        }
+                    }
+                }
+                continue;
+            }
             let (nums, terms) = claims(&text);
             let cited_nums: BTreeSet<&String> = cites.iter().flat_map(|&k| &items[k].0).collect();
             let cited_terms: BTreeSet<&String> = cites.iter().flat_map(|&k| &items[k].1).collect();
@@ -203,10 +232,18 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
     }
     for (k, it) in prompt.items.iter().enumerate() {
         if !covered[k] {
+            let mut flags = g.check(&it.text);
+            if !foreign[k].is_empty() {
+                flags.push(Flag::new(
+                    NON_JAPANESE_SCRIPT,
+                    "日本語にない文字（中国語の簡体字など）が含まれていたため、医師の言葉に戻しました。",
+                    Some(joined(&foreign[k])),
+                ));
+            }
             let s = Sentence {
                 text: it.text.clone(),
                 spans: it.spans.clone(),
-                flags: g.check(&it.text),
+                flags,
                 origin: Origin::Dictation,
                 sources: Vec::new(),
                 problem: it.problem.clone(),
@@ -220,6 +257,15 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
         out.at_mut(sec).push(s);
     }
     Ok(out)
+}
+
+/// Characters as a flag's detail, separated the way the other flags separate what they found.
+fn joined(chars: &[char]) -> String {
+    chars
+        .iter()
+        .map(char::to_string)
+        .collect::<Vec<_>>()
+        .join("、")
 }
 
 fn model_sentence(
@@ -424,6 +470,97 @@ mod tests {
                 ("CRPは3.2。", Some("#1 市中肺炎")),
                 ("BNP 420。", Some("#2 心不全")),
                 ("セフトリアキソンを継続する。", Some("#1 市中肺炎")),
+            ]
+        );
+    }
+
+    #[test]
+    fn characters_japanese_text_does_not_use_are_found() {
+        let dictation = "3日前から発熱と咳嗽、風邪症状あり。BT 38.5℃、SpO2 96%（室内気）、血圧 130/80。市中肺炎を疑う。\
+                         中国籍の患者で、通訳の李明华さんが同席。";
+        let g = analyze(dictation, crate::document::default_kind())
+            .unwrap()
+            .grounding();
+        // (model sentence, characters it is flagged for)
+        let table: &[(&str, &[char])] = &[
+            ("风邪症状あり。", &['风']),
+            ("诊断：市中肺炎。", &['诊']),
+            ("3日前から发热あり。", &['发', '热']),
+            ("市中肺炎を疑う。", &[]),
+            ("社区获得性肺炎を疑う。", &['获']),
+            ("肺炎链球菌による肺炎を疑う。", &['链']),
+            ("血压130/80。", &['压']),
+            ("体温38.5℃、风邪症状あり", &['风']),
+            // JIS X 0213 and cp932's IBM extensions: Japanese names.
+            ("髙橋医師に相談する。", &[]),
+            ("山﨑医師に報告した。", &[]),
+            ("解熱した😊", &['😊']),
+            ("발열あり。", &['발', '열']),
+            // The physician's own 华 is theirs to write; the model's 风 beside it is not.
+            ("通訳の李明华さんが同席。", &[]),
+            ("李明华さんと风邪の話。", &['风']),
+            ("体温38.5℃、SpO2 96%（室内気）", &[]),
+            ("ＢＴ　３８．５℃、ＳｐＯ２　９６％。ｾｷあり〜", &[]),
+            ("「咳嗽」→軽快傾向、①②…※要確認。", &[]),
+        ];
+        for (sentence, want) in table {
+            assert_eq!(g.foreign_script(sentence), *want, "{sentence}");
+        }
+    }
+
+    #[test]
+    fn a_sentence_in_another_script_falls_back_to_the_physicians_words() {
+        let a = analyze(SRC, crate::document::default_kind()).unwrap();
+        let p = build(a.kind, &floor_sections(&a));
+        let json = r#"{"subjective":[{"text":"3日前から发热と咳嗽がある。","facts":[1]}],"objective":[{"text":"体温38.6℃、SpO2 93%。","facts":[2]}],"assessment":[{"text":"社区获得性肺炎疑い。","facts":[3]},{"text":"风邪ではない。","facts":[]}],"plan":[{"text":"セフトリアキソン2g開始。","facts":[4]}]}"#;
+        let merged = merge(&p, json, &a.grounding()).unwrap();
+        // Through the pipeline's last stage too, which re-checks every sentence and must keep the flag.
+        let out = crate::pipeline::finish(
+            &a,
+            merged,
+            Default::default(),
+            Vec::new(),
+            Default::default(),
+        );
+        let got: Vec<_> = out
+            .sections
+            .iter()
+            .map(|(sec, s)| {
+                (
+                    p.kind.sections[sec].id.as_str(),
+                    s.text.as_str(),
+                    s.origin,
+                    s.flags
+                        .iter()
+                        .map(|f| (f.code.as_str(), f.detail.as_deref().unwrap_or("")))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "subjective",
+                    "3日前から発熱と咳嗽あり。",
+                    Origin::Dictation,
+                    vec![(NON_JAPANESE_SCRIPT, "发、热")]
+                ),
+                ("objective", "体温38.6℃、SpO2 93%。", Origin::Model, vec![]),
+                (
+                    "assessment",
+                    "市中肺炎を疑う。",
+                    Origin::Dictation,
+                    vec![(NON_JAPANESE_SCRIPT, "获")]
+                ),
+                // Uncited, so there is nothing of the physician's to return to: kept, with both flags.
+                (
+                    "assessment",
+                    "风邪ではない。",
+                    Origin::Model,
+                    vec![("no_source", ""), (NON_JAPANESE_SCRIPT, "风")]
+                ),
+                ("plan", "セフトリアキソン2g開始。", Origin::Model, vec![]),
             ]
         );
     }
