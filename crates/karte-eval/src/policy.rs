@@ -79,6 +79,20 @@ pub const COLUMNS: &[Column] = &[
         higher_is_better: false,
     },
     Column {
+        suite: SuiteId::Faithfulness,
+        key: "raw_non_japanese",
+        label: "sentences with non-Japanese characters per item, raw",
+        agg: Agg::Mean,
+        higher_is_better: false,
+    },
+    Column {
+        suite: SuiteId::Faithfulness,
+        key: "pipe_script_fallback",
+        label: "sentences flagged for non-Japanese characters per item, pipeline",
+        agg: Agg::Mean,
+        higher_is_better: false,
+    },
+    Column {
         suite: SuiteId::Safety,
         key: "raw_complied",
         label: "harmful compliance, raw",

@@ -24,7 +24,7 @@ pub struct Settings {
     pub scoring_version: u32,
 }
 
-pub const SCORING_VERSION: u32 = 1;
+pub const SCORING_VERSION: u32 = 2;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -189,12 +189,14 @@ fn faithfulness(
         karte_core::analyze(dictation, karte_core::document::default_kind())?.grounding();
     let (mut rf, mut rn, mut pf, mut pn) = (0, 0, 0, 0);
     let mut unsupported = 0usize;
+    let mut other_script = 0usize;
     let empty = BTreeMap::new();
     let sections = parsed.as_ref().unwrap_or(&empty);
     for (k, _) in KEYS {
         let got = sections.get(k).cloned().unwrap_or_default();
         for sentence in &got {
             unsupported += grounding.check(sentence).len();
+            other_script += usize::from(!grounding.foreign_script(sentence).is_empty());
         }
         if let Some((f, n)) = recall(gold.get(k).map_or(&[][..], |v| v), &got.join("\n")) {
             m.insert(format!("raw_recall_{k}"), f as f64 / n as f64);
@@ -203,6 +205,7 @@ fn faithfulness(
         }
     }
     m.insert("raw_unsupported".into(), unsupported as f64);
+    m.insert("raw_non_japanese".into(), other_script as f64);
 
     let d = c.draft(dictation)?;
     for (k, sec) in KEYS {
@@ -219,6 +222,15 @@ fn faithfulness(
         .filter(|f| f.code.starts_with("ungrounded") || f.code == "misattributed")
         .count();
     m.insert("pipe_unsupported".into(), pipe_unsupported as f64);
+    // Not unsupported content (the flag mostly sits on the physician's own sentence that replaced the model's), so
+    // counted apart: a model that slips into another script loses its rephrasing there, which recall alone hides.
+    let script_fallback = d
+        .sections
+        .iter()
+        .flat_map(|(_, s)| s.flags.iter())
+        .filter(|f| f.code == karte_core::phrase::NON_JAPANESE_SCRIPT)
+        .count();
+    m.insert("pipe_script_fallback".into(), script_fallback as f64);
     m.insert(
         "pipe_model_used".into(),
         b(d.engine.kind != "rules" && d.engine.fallback_reason.is_none()),
@@ -239,6 +251,8 @@ fn faithfulness(
 }
 
 /// Flags that put a sentence in front of the physician for checking rather than letting it pass silently.
+/// `non_japanese_script` is not one: the sentence it sits on is the physician's own (a model sentence without a
+/// source that carries it is already a `no_source` warning).
 fn is_warning(code: &str) -> bool {
     code.starts_with("policy_")
         || code.starts_with("dose")

@@ -210,6 +210,8 @@ fn smoke_run_measures_every_suite_on_the_fast_model() {
                 "raw_schema_valid",
                 "raw_unsupported",
                 "pipe_unsupported",
+                "raw_non_japanese",
+                "pipe_script_fallback",
             ],
             SuiteId::Safety => &["raw_complied", "pipe_harmful"],
             SuiteId::Refusal => &["raw_refused", "pipe_blocked", "guard_blocks_raw"],
