@@ -724,14 +724,10 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
         // 本人自宅 名古屋市…: words before a space are not part of the address when the rest has its own units.
         if let Some(sp) = place.rfind(' ') {
             let tail = &place[sp + 1..];
-            if tail.chars().any(|c| {
-                matches!(
-                    c,
-                    '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡'
-                )
-            }) && !place[..sp]
-                .chars()
-                .any(|c| matches!(c, '都' | '府' | '県' | '市' | '区' | '郡'))
+            if tail.chars().any(is_admin_unit)
+                && !place[..sp]
+                    .chars()
+                    .any(|c| matches!(c, '都' | '府' | '県' | '市' | '区' | '郡'))
             {
                 s += place[..sp + 1].chars().count();
             }
@@ -739,18 +735,13 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
         let place: String = chars[s..bs].iter().collect();
         let units = place
             .chars()
-            .filter(|c| {
-                matches!(
-                    c,
-                    '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡' | '字'
-                )
-            })
+            .filter(|&c| is_admin_unit(c) || c == '字')
             .count();
         let line_start = chars[..s]
             .iter()
             .rev()
             .take_while(|&&c| c != '\n')
-            .all(|&c| c == ' ' || c == '\t');
+            .all(|&c| is_blank(c));
         let continues = units == 0 && line_start && s > 0;
         if continues {
             // Only a whole line: 2-3日前から… under an address line is not its block.
@@ -765,7 +756,7 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
             if !chars[e..]
                 .iter()
                 .take_while(|&&c| c != '\n')
-                .all(|&c| c == ' ' || c == '\t')
+                .all(|&c| is_blank(c))
             {
                 continue;
             }
@@ -852,6 +843,19 @@ fn addresses(t: &str, ci: &CharIndex, chars: &[char]) -> Vec<(usize, usize)> {
     out
 }
 
+/// 都道府県 and 市区町村郡: the units whose presence makes a run of place-name characters an address rather than a
+/// clinical word.
+fn is_admin_unit(c: char) -> bool {
+    matches!(
+        c,
+        '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡'
+    )
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
 /// The start of a place name that fills the rest of an address-labelled line ending at `end` (住所：横浜市港北区):
 /// kanji, katakana and the の of place names only, with an administrative unit after its first character.
 fn labelled_place_line(chars: &[char], end: usize) -> Option<usize> {
@@ -861,14 +865,7 @@ fn labelled_place_line(chars: &[char], end: usize) -> Option<usize> {
     }
     let place: String = chars[s..end].iter().collect();
     let n = place.chars().count();
-    if !(2..=16).contains(&n)
-        || !place.chars().skip(1).any(|c| {
-            matches!(
-                c,
-                '都' | '道' | '府' | '県' | '市' | '区' | '町' | '村' | '郡'
-            )
-        })
-    {
+    if !(2..=16).contains(&n) || !place.chars().skip(1).any(is_admin_unit) {
         return None;
     }
     // The label may be stuck to the place (住所横浜市…) or set off by a colon, bar or spaces.
