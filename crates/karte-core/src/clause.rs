@@ -75,7 +75,7 @@ const UNITS: [&str; 27] = [
     "IU", "ng", "pg", "kg", "cm", "mm", "回", "/", "単位", "錠", "本", "点",
 ];
 /// Japanese names of what is measured, so that 「体温 38.3」 and 「尿量 20mL」 stay one statement.
-const JA_LABELS: [&str; 14] = [
+pub(crate) const JA_LABELS: [&str; 14] = [
     "体温",
     "血圧",
     "脈拍",
@@ -433,15 +433,109 @@ fn spoken_conjunction(chars: &[char], i: usize) -> Option<usize> {
 fn plain_end(chars: &[char], i: usize) -> bool {
     // Not 「ない」: 「症状のない患者」 modifies what follows.
     let ends = ["あり", "なし", "認める", "認めず"];
-    ends.iter().any(|e| {
-        let n = e.chars().count();
-        i >= n && chars[i - n..i].iter().copied().eq(e.chars())
-    }) && chars.get(i).is_some_and(|&c| {
-        !c.is_whitespace()
-            && !c.is_ascii_digit()
-            && !"とでにのがはもたてまそかよねや、。,.)）」】".contains(c)
-            && !c.is_ascii_punctuation()
-    })
+    let ended = |ends: &[&str]| {
+        ends.iter().any(|e| {
+            let n = e.chars().count();
+            i >= n && chars[i - n..i].iter().copied().eq(e.chars())
+        })
+    };
+    if ended(&ends)
+        && chars.get(i).is_some_and(|&c| {
+            !c.is_whitespace()
+                && !c.is_ascii_digit()
+                && !"とでにのがはもたてまそかよねや、。,.)）」】".contains(c)
+                && !c.is_ascii_punctuation()
+        })
+    {
+        return true;
+    }
+    // Spoken findings end on a noun as often (「腸蠕動音は正常食事は…」「30低下起立性…」「…とのこと体温…」), but the
+    // same nouns open compounds (低下症, 陽性率, 正常値), so only a new word in kanji, katakana or Latin letters that
+    // is not such a suffix starts the next statement.
+    ended(&NOUN_ENDS)
+        && chars.get(i).is_some_and(|&c| {
+            (is_kanji(c) || is_katakana(c) || c.is_ascii_alphabetic())
+                && !COMPOUND_SUFFIXES.contains(&c)
+        })
+}
+
+/// Nouns that close a spoken finding or report (see `plain_end`).
+const NOUN_ENDS: [&str; 9] = [
+    "正常",
+    "不良",
+    "低下",
+    "上昇",
+    "陰性",
+    "陽性",
+    "聴取",
+    "とのこと",
+    "とのことで",
+];
+/// First characters of words that extend a noun of `NOUN_ENDS` into a compound (低下症, 上昇傾向, 陰性化, 正常範囲,
+/// 陽性所見, 低下時, 正常洞調律, 聴取困難).
+const COMPOUND_SUFFIXES: [char; 24] = [
+    '症', '傾', '化', '値', '範', '所', '型', '例', '者', '率', '感', '域', '量', '的', '性', '後',
+    '中', '前', '時', '度', '像', '洞', '困', '群',
+];
+
+fn is_kanji(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+}
+
+fn is_katakana(c: char) -> bool {
+    ('\u{30a1}'..='\u{30ff}').contains(&c)
+}
+
+/// Units as a transcript spells them after a number (「50ミリ」「2回」「62.4キロ」), with the written ones.
+const SPOKEN_UNITS: [&str; 16] = [
+    "パーセント",
+    "リットル",
+    "ミリ",
+    "キロ",
+    "センチ",
+    "グラム",
+    "単位",
+    "回",
+    "度",
+    "分",
+    "点",
+    "錠",
+    "本",
+    "%",
+    "mL",
+    "mg",
+];
+
+/// Does a number, with or without a unit, end right before `i`?
+fn after_spoken_value(chars: &[char], i: usize) -> bool {
+    let digit_at = |k: usize| k > 0 && chars[k - 1].is_ascii_digit();
+    digit_at(i)
+        || SPOKEN_UNITS.iter().any(|u| {
+            let n = u.chars().count();
+            i >= n && chars[i - n..i].iter().copied().eq(u.chars()) && digit_at(i - n)
+        })
+}
+
+/// Words that open a spoken statement about when (「…50ミリ明日ドレーン抜去予定」).
+const TIME_OPENERS: [&str; 6] = ["明日", "明朝", "本日", "今日", "今後", "来週"];
+
+/// A value run into the next statement without a pause (「嘔吐は2回腹部は平坦」「尿量は2400下腿浮腫は軽減」「50ミリ明日
+/// ドレーン抜去予定」): true where the next statement starts at `i`, a new topic (a word followed by は/が) or a time.
+fn value_then_topic(chars: &[char], i: usize) -> bool {
+    // The unit itself (「2回」「37.9度」) is not a new statement.
+    let unit_here =
+        i > 0 && chars[i - 1].is_ascii_digit() && SPOKEN_UNITS.iter().any(|u| starts(chars, i, u));
+    if !after_spoken_value(chars, i) || unit_here {
+        return false;
+    }
+    if TIME_OPENERS.iter().any(|w| starts(chars, i, w)) {
+        return true;
+    }
+    let mut k = i;
+    while k < chars.len() && (is_kanji(chars[k]) || is_katakana(chars[k])) {
+        k += 1;
+    }
+    k - i >= 2 && chars.get(k).is_some_and(|c| matches!(c, 'は' | 'が'))
 }
 
 /// Clauses of `chars` with what the caller knows about the dictation.
@@ -570,7 +664,7 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
             start = i + n;
             i += n;
             continue;
-        } else if depth == 0 && spaced[i] && plain_end(chars, i) {
+        } else if depth == 0 && spaced[i] && (plain_end(chars, i) || value_then_topic(chars, i)) {
             push(&mut out, start, i, sentence);
             start = i;
             sentence += 1;
@@ -653,6 +747,30 @@ mod tests {
             (
                 "圧痛なし、胃腸炎と考える。",
                 &["圧痛なし", "胃腸炎と考える"],
+            ),
+            // Spoken findings that end on a noun or a value run into the next statement; a compound (低下症), a unit
+            // (「37.9度」) and a time (「10時20分」) do not end one.
+            (
+                "腸蠕動音は正常食事は五分粥から再開します",
+                &["腸蠕動音は正常", "食事は五分粥から再開します"],
+            ),
+            (
+                "臥位より30低下起立性低血圧を疑います",
+                &["臥位より30低下", "起立性低血圧を疑います"],
+            ),
+            (
+                "程度とのこと体温37度5分ドレーンの排液は50ミリ明日ドレーン抜去予定",
+                &[
+                    "程度とのこと",
+                    "体温37度5分ドレーンの排液は50ミリ",
+                    "明日ドレーン抜去予定",
+                ],
+            ),
+            ("嘔吐は2回腹部は平坦", &["嘔吐は2回", "腹部は平坦"]),
+            ("甲状腺機能低下症の既往", &["甲状腺機能低下症の既往"]),
+            (
+                "体温は37.9度血圧は100の60",
+                &["体温は37.9度", "血圧は100の60"],
             ),
             // English abbreviations keep their full stop.
             (
