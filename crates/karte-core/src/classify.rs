@@ -6,7 +6,7 @@ use crate::extract::Found;
 use crate::types::FactKind;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
-const PLAN: [&str; 66] = [
+const PLAN: [&str; 73] = [
     "予定",
     "開始",
     "処方",
@@ -73,6 +73,15 @@ const PLAN: [&str; 66] = [
     "頓服",
     "してもらう",
     "してもらいます",
+    // Spoken orders and what the physician did for the patient (「全粥にアップしてください」「病状を説明しました」
+    // 「経過をみます」「循環器内科をコール」).
+    "してください",
+    "説明しました",
+    "説明します",
+    "説明した",
+    "説明する",
+    "経過をみ",
+    "経過を見",
 ];
 const NOT_A_PLAN_AFTER: [&str; 10] = [
     "中",
@@ -156,7 +165,7 @@ pub fn has_assess_cue(text: &str) -> bool {
                     .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
             })
 }
-const OBJECTIVE: [&str; 27] = [
+const OBJECTIVE: [&str; 31] = [
     "(+)",
     "(-)",
     "所見",
@@ -184,6 +193,11 @@ const OBJECTIVE: [&str; 27] = [
     "蠕動音",
     "拡大し",
     "縮小し",
+    // What the patient could not do when examined (「日付が言えません」「名前が言えない」「質問に答えられない」).
+    "が言えない",
+    "が言えません",
+    "答えられない",
+    "答えられません",
 ];
 /// Phrases that carry a clause's meaning on their own; a clause with none of them takes its section from its
 /// sentence (see `pipeline`).
@@ -207,6 +221,8 @@ fn has_plan_cue(text: &str) -> bool {
     ["撮影", "採血"]
         .iter()
         .any(|w| text.trim_end().ends_with(w))
+        // 「循環器内科をコール」 calls a colleague; a patient's 「ナースコール」 is not an order.
+        || (text.trim_end().ends_with("コール") && !text.contains("ナースコール"))
         || PLAN_EN.iter().any(|w| has_word(text, w))
         || PLAN.iter().any(|cue| {
             text.match_indices(cue).any(|(i, _)| {
@@ -309,7 +325,12 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
         .iter()
         .any(|f| f.fact.kind == FactKind::Diagnosis && f.fact.negated)
         && !told;
-    if !subjective && (has(FactKind::Test) || objective_cue || ruled_out) {
+    // 「口腔内の衛生状態は不良」 grades what was examined; appetite and sleep are what the patient tells.
+    let graded_poor = text.contains("は不良")
+        && !["食欲", "睡眠", "眠り", "寝つき", "気分", "調子"]
+            .iter()
+            .any(|w| text.contains(w));
+    if !subjective && (has(FactKind::Test) || objective_cue || ruled_out || graded_poor) {
         return Role::Observed;
     }
     Role::Reported
@@ -358,6 +379,10 @@ fn stated_value(text: &str) -> bool {
         let before: String = c[..i].iter().collect();
         let label = |b: &str| crate::clause::JA_LABELS.iter().any(|l| b.ends_with(l));
         (c[i].is_ascii_digit() && matches!(c[i - 1], 'は' | 'が' | 'で'))
+            // 「アンモニアは百八十」: two kanji numerals in a row are a number (「は十分」「は一度」 are not).
+            || (kanji_digit(c[i])
+                && matches!(c[i - 1], 'は' | 'が')
+                && c.get(i + 1).is_some_and(|&n| kanji_digit(n)))
             || ((c[i].is_ascii_digit() || kanji_digit(c[i]))
                 && (label(&before) || before.strip_suffix(['は', 'が']).is_some_and(label)))
     })
@@ -455,5 +480,19 @@ mod tests {
             classify("痛みは5段階で2くらいとのことで", &[]),
             Role::Reported
         );
+        assert_eq!(classify("アンモニアは百八十", &[]), Role::Observed);
+        assert_eq!(classify("口腔内の衛生状態は不良", &[]), Role::Observed);
+        assert_eq!(classify("睡眠は不良とのこと", &[]), Role::Reported);
+        assert_eq!(classify("日付が言えません", &[]), Role::Observed);
+        // Spoken orders.
+        for t in [
+            "明日から全粥にアップしてください",
+            "ご家族には病状を説明しました",
+            "分娩室に移動して経過をみます",
+            "循環器内科をコール",
+        ] {
+            assert_eq!(classify(t, &[]), Role::Planned, "{t}");
+        }
+        assert_eq!(classify("頻回のナースコール", &[]), Role::Reported);
     }
 }

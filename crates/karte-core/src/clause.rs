@@ -239,7 +239,16 @@ fn measurement_label_at(chars: &[char], j: usize) -> bool {
             while m < chars.len() && matches!(chars[m], ' ' | 'は' | 'が' | ':') {
                 m += 1;
             }
-            chars.get(m).is_some_and(|c| c.is_ascii_digit())
+            // 「脈拍百四」 as well as 「脈拍 104」, but not 「体温の一時的な…」.
+            chars.get(m).is_some_and(|c| {
+                c.is_ascii_digit()
+                    || (m > j + l && is_kanji_numeral(*c))
+                    || (m == j + l
+                        && is_kanji_numeral(*c)
+                        && chars
+                            .get(m + 1)
+                            .is_some_and(|d| is_kanji_numeral(*d) || "度分".contains(*d)))
+            })
         };
     }
     let word: String = chars[j..k].iter().collect();
@@ -506,6 +515,58 @@ const SPOKEN_UNITS: [&str; 16] = [
     "mg",
 ];
 
+/// Numerals as a transcript may spell them (「百二十」「三十七度八分」).
+fn is_kanji_numeral(c: char) -> bool {
+    "〇一二三四五六七八九十百千万".contains(c)
+}
+
+/// Where the value that ends right before `i` starts, and whether it is spelled only in kanji: digits or kanji
+/// numerals with spoken units between them (「三十八度一分」「百十の六十四」「15.2」「50ミリ」).
+fn value_start(chars: &[char], i: usize) -> Option<(usize, bool)> {
+    let numeral = |c: char| c.is_ascii_digit() || c == '.' || is_kanji_numeral(c);
+    let mut k = i;
+    let mut seen = false;
+    let mut ascii = false;
+    loop {
+        if k > 0 && numeral(chars[k - 1]) {
+            ascii |= chars[k - 1].is_ascii_digit();
+            seen = true;
+            k -= 1;
+            continue;
+        }
+        let unit = SPOKEN_UNITS.iter().find(|u| {
+            let n = u.chars().count();
+            k > n && chars[k - n..k].iter().copied().eq(u.chars()) && numeral(chars[k - n - 1])
+        });
+        if let Some(u) = unit {
+            k -= u.chars().count();
+            continue;
+        }
+        // 「百十の六十四」: a blood pressure said as two numbers.
+        if seen && k > 1 && chars[k - 1] == 'の' && numeral(chars[k - 2]) {
+            k -= 1;
+            continue;
+        }
+        break;
+    }
+    (seen
+        && chars[k..i]
+            .iter()
+            .any(|&c| c.is_ascii_digit() || is_kanji_numeral(c)))
+    .then_some((k, !ascii))
+}
+
+/// Is the value ending before `i` said after what it measures (「アンモニアは百八十」「脈拍百四」「CRPは15.2」)? Kanji
+/// numerals are a value only there, since they also spell words (一過性, 十分).
+fn stated_value_before(chars: &[char], i: usize) -> Option<bool> {
+    let (k, kanji_only) = value_start(chars, i)?;
+    let before: String = chars[..k].iter().collect();
+    let stated = before.ends_with(['は', 'が'])
+        || JA_LABELS.iter().any(|l| before.ends_with(l))
+        || before.ends_with(|c: char| c.is_ascii_alphanumeric());
+    (stated || !kanji_only).then_some(stated)
+}
+
 /// Does a number, with or without a unit, end right before `i`?
 fn after_spoken_value(chars: &[char], i: usize) -> bool {
     let digit_at = |k: usize| k > 0 && chars[k - 1].is_ascii_digit();
@@ -514,28 +575,46 @@ fn after_spoken_value(chars: &[char], i: usize) -> bool {
             let n = u.chars().count();
             i >= n && chars[i - n..i].iter().copied().eq(u.chars()) && digit_at(i - n)
         })
+        || stated_value_before(chars, i).is_some()
 }
+
+/// What a value is qualified by (「20ミリ以下」「3程度」「140台」「2日前」), never a new statement.
+const VALUE_MODIFIERS: [char; 20] = [
+    '以', '未', '程', '前', '後', '台', '弱', '強', '位', '時', '日', '週', '歳', '年', '月', '倍',
+    '代', '個', '秒', '間',
+];
 
 /// Words that open a spoken statement about when (「…50ミリ明日ドレーン抜去予定」).
 const TIME_OPENERS: [&str; 6] = ["明日", "明朝", "本日", "今日", "今後", "来週"];
 
 /// A value run into the next statement without a pause (「嘔吐は2回腹部は平坦」「尿量は2400下腿浮腫は軽減」「50ミリ明日
-/// ドレーン抜去予定」): true where the next statement starts at `i`, a new topic (a word followed by は/が) or a time.
+/// ドレーン抜去予定」「脈拍百四血圧は」「アンモニアは百八十肝性脳症と考えます」): true where the next statement starts
+/// at `i`: a new topic (a word followed by は/が), a time, the next measurement, or, after a value said with what it
+/// measures, a new word followed by と/を (the judgement or order that follows the value).
 fn value_then_topic(chars: &[char], i: usize) -> bool {
-    // The unit itself (「2回」「37.9度」) is not a new statement.
-    let unit_here =
-        i > 0 && chars[i - 1].is_ascii_digit() && SPOKEN_UNITS.iter().any(|u| starts(chars, i, u));
-    if !after_spoken_value(chars, i) || unit_here {
+    let Some(&here) = chars.get(i) else {
+        return false;
+    };
+    // The unit itself (「2回」「37.9度」「三十八度」) or more of the number is not a new statement.
+    let unit_here = i > 0
+        && (chars[i - 1].is_ascii_digit() || is_kanji_numeral(chars[i - 1]))
+        && SPOKEN_UNITS.iter().any(|u| starts(chars, i, u));
+    if !after_spoken_value(chars, i) || unit_here || is_kanji_numeral(here) || here == 'の' {
         return false;
     }
-    if TIME_OPENERS.iter().any(|w| starts(chars, i, w)) {
+    if TIME_OPENERS.iter().any(|w| starts(chars, i, w)) || measurement_label_at(chars, i) {
         return true;
     }
     let mut k = i;
     while k < chars.len() && (is_kanji(chars[k]) || is_katakana(chars[k])) {
         k += 1;
     }
-    k - i >= 2 && chars.get(k).is_some_and(|c| matches!(c, 'は' | 'が'))
+    if k - i < 2 || VALUE_MODIFIERS.contains(&here) {
+        return false;
+    }
+    let next = chars.get(k).copied();
+    matches!(next, Some('は' | 'が'))
+        || (matches!(next, Some('と' | 'を')) && stated_value_before(chars, i) == Some(true))
 }
 
 /// Clauses of `chars` with what the caller knows about the dictation.
@@ -772,6 +851,29 @@ mod tests {
                 "体温は37.9度血圧は100の60",
                 &["体温は37.9度", "血圧は100の60"],
             ),
+            // Kanji numerals are values after what they measure; a judgement run on after a value opens a statement,
+            // what qualifies the value (「3程度」「20ミリ以下」) does not.
+            (
+                "体温三十八度一分脈拍百四血圧は百十の六十四エスピーオーツーは92パーセントです",
+                &[
+                    "体温三十八度一分",
+                    "脈拍百四",
+                    "血圧は百十の六十四",
+                    "エスピーオーツーは92パーセントです",
+                ],
+            ),
+            (
+                "アンモニアは百八十肝性脳症と考えます",
+                &["アンモニアは百八十", "肝性脳症と考えます"],
+            ),
+            (
+                "シーアールピーは15.2誤嚥性肺炎と診断します",
+                &["シーアールピーは15.2", "誤嚥性肺炎と診断します"],
+            ),
+            ("疼痛はNRSで3程度とのこと", &["疼痛はNRSで3程度とのこと"]),
+            ("尿量は20ミリ以下が続く", &["尿量は20ミリ以下が続く"]),
+            ("食事は五分粥から再開", &["食事は五分粥から再開"]),
+            ("一過性徐脈はありません", &["一過性徐脈はありません"]),
             // English abbreviations keep their full stop.
             (
                 "bilat. coarse crackles. 下腿浮腫",
