@@ -6,7 +6,7 @@ use crate::extract::Found;
 use crate::types::FactKind;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
-const PLAN: [&str; 73] = [
+const PLAN: [&str; 74] = [
     "予定",
     "開始",
     "処方",
@@ -82,6 +82,8 @@ const PLAN: [&str; 73] = [
     "説明する",
     "経過をみ",
     "経過を見",
+    // 「ドレーンは本日抜去」; a patient's 自己抜去 is an event (see `has_plan_cue`).
+    "抜去",
 ];
 const NOT_A_PLAN_AFTER: [&str; 10] = [
     "中",
@@ -165,7 +167,7 @@ pub fn has_assess_cue(text: &str) -> bool {
                     .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
             })
 }
-const OBJECTIVE: [&str; 31] = [
+const OBJECTIVE: [&str; 39] = [
     "(+)",
     "(-)",
     "所見",
@@ -198,6 +200,16 @@ const OBJECTIVE: [&str; 31] = [
     "が言えません",
     "答えられない",
     "答えられません",
+    // Spoken negative findings (「出血傾向は見られません」「心膜摩擦音は聞こえません」「ST変化は認めません」).
+    "見られません",
+    "みられません",
+    "見られない",
+    "みられない",
+    "認めません",
+    "音は聞こえ",
+    "音も聞こえ",
+    // 「会話は成立します」: a mental state examined.
+    "成立",
 ];
 /// Phrases that carry a clause's meaning on their own; a clause with none of them takes its section from its
 /// sentence (see `pipeline`).
@@ -229,7 +241,8 @@ fn has_plan_cue(text: &str) -> bool {
                 let after = &text[i + cue.len()..];
                 let finding_verb = GENERIC_PLAN.contains(cue)
                     && NOT_A_PLAN_BEFORE.iter().any(|v| text[..i].ends_with(v));
-                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n)) && !finding_verb
+                let by_patient = *cue == "抜去" && text[..i].ends_with("自己");
+                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n)) && !finding_verb && !by_patient
             })
         })
 }
@@ -238,7 +251,9 @@ fn has_plan_cue(text: &str) -> bool {
 const GENERIC_PLAN: [&str; 2] = ["します", "とする"];
 /// Verbs of finding and judging: 「クラックルを聴取します」 reports a finding and 「リスクが高いと判断します」 a
 /// judgement, in the same polite form as 「開始します」.
-const NOT_A_PLAN_BEFORE: [&str; 7] = ["聴取", "触知", "判断", "診断", "推定", "想定", "予想"];
+const NOT_A_PLAN_BEFORE: [&str; 8] = [
+    "聴取", "触知", "判断", "診断", "推定", "想定", "予想", "成立",
+];
 
 /// Does the clause have any cue of its own? A clause without one (「胸部X線」「セフトリアキソン 2g 1日1回 点滴静注」) is
 /// part of a list whose predicate comes later in the sentence.
@@ -384,7 +399,10 @@ fn stated_value(text: &str) -> bool {
                 && matches!(c[i - 1], 'は' | 'が')
                 && c.get(i + 1).is_some_and(|&n| kanji_digit(n)))
             || ((c[i].is_ascii_digit() || kanji_digit(c[i]))
-                && (label(&before) || before.strip_suffix(['は', 'が']).is_some_and(label)))
+                && (label(&before)
+                    || before.strip_suffix(['は', 'が']).is_some_and(label)
+                    // 「エスピーオーツー99」「ピーエイチ7.21」「ラクテート6.8」
+                    || crate::clause::spoken_label_before(&c, i)))
     })
 }
 
@@ -494,5 +512,13 @@ mod tests {
             assert_eq!(classify(t, &[]), Role::Planned, "{t}");
         }
         assert_eq!(classify("頻回のナースコール", &[]), Role::Reported);
+        assert_eq!(classify("ドレーンは本日抜去", &[]), Role::Planned);
+        assert_eq!(classify("点滴を自己抜去しようとした", &[]), Role::Reported);
+        assert_eq!(classify("出血傾向は見られません", &[]), Role::Observed);
+        assert_eq!(classify("会話は成立します", &[]), Role::Observed);
+        assert_eq!(
+            classify("エスピーオーツー99パーセント", &[]),
+            Role::Observed
+        );
     }
 }

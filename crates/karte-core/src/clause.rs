@@ -388,12 +388,24 @@ fn is_kana_word_char(c: char) -> bool {
 
 /// Does the text before `i` end a spoken statement (「…です」「…ます」「…ました」)?
 fn is_sentence_final(chars: &[char], i: usize) -> bool {
-    ["です", "ます", "でした", "ました", "ません", "した"]
-        .iter()
-        .any(|e| {
-            let n = e.chars().count();
-            i >= n && chars[i - n..i].iter().copied().eq(e.chars())
-        })
+    [
+        "です",
+        "ます",
+        "でした",
+        "ました",
+        "ません",
+        "した",
+        "ください",
+        "ですね",
+        "ますね",
+        "ですよ",
+        "ますよ",
+    ]
+    .iter()
+    .any(|e| {
+        let n = e.chars().count();
+        i >= n && chars[i - n..i].iter().copied().eq(e.chars())
+    })
 }
 
 /// Spoken Japanese without punctuation: 「…を疑います頭部MRIを…」 ends a statement after ます/です unless a
@@ -496,8 +508,10 @@ fn is_katakana(c: char) -> bool {
 }
 
 /// Units as a transcript spells them after a number (「50ミリ」「2回」「62.4キロ」), with the written ones.
-const SPOKEN_UNITS: [&str; 16] = [
+const SPOKEN_UNITS: [&str; 18] = [
     "パーセント",
+    "プラス",
+    "マイナス",
     "リットル",
     "ミリ",
     "キロ",
@@ -556,6 +570,108 @@ fn value_start(chars: &[char], i: usize) -> Option<(usize, bool)> {
     .then_some((k, !ascii))
 }
 
+/// English letters and digits as a transcript spells them in katakana (エスピーオーツー SpO2, シーアールピー CRP,
+/// ピーエイチ pH, エーワンシー A1c).
+const LETTER_NAMES: [&str; 36] = [
+    "エー",
+    "ビー",
+    "シー",
+    "ディー",
+    "イー",
+    "エフ",
+    "ジー",
+    "エイチ",
+    "アイ",
+    "ジェー",
+    "ジェイ",
+    "ケー",
+    "エル",
+    "エム",
+    "エヌ",
+    "オー",
+    "ピー",
+    "キュー",
+    "アール",
+    "エス",
+    "ティー",
+    "ユー",
+    "ブイ",
+    "ダブリュー",
+    "エックス",
+    "ワイ",
+    "ゼット",
+    "ワン",
+    "ツー",
+    "スリー",
+    "フォー",
+    "ファイブ",
+    "シックス",
+    "セブン",
+    "エイト",
+    "ナイン",
+];
+
+/// Is `w` spelled entirely of at least two letter names?
+fn letter_names(w: &[char]) -> bool {
+    fn names(w: &[char]) -> Option<usize> {
+        if w.is_empty() {
+            return Some(0);
+        }
+        LETTER_NAMES.iter().find_map(|n| {
+            let k = n.chars().count();
+            (w.len() >= k && w[..k].iter().copied().eq(n.chars()))
+                .then(|| names(&w[k..]).map(|m| m + 1))
+                .flatten()
+        })
+    }
+    names(w).is_some_and(|n| n >= 2)
+}
+
+/// Names of what is measured beyond `JA_LABELS`: the laboratory lexicon's spellings in kana or kanji (乳酸,
+/// ヘモグロビン, 血小板).
+static LAB_NAMES: std::sync::LazyLock<Vec<Vec<char>>> = std::sync::LazyLock::new(|| {
+    crate::lexicon::LABS
+        .spellings()
+        .into_iter()
+        .map(|(s, _)| s.chars().collect::<Vec<char>>())
+        .filter(|s| s.len() >= 2 && s.iter().all(|&c| is_kanji(c) || is_katakana(c)))
+        .collect()
+});
+
+/// Does a spoken measurement name end right before `k` (「エスピーオーツー」「ヘモグロビンエーワンシー」「ラクテート」)?
+pub(crate) fn spoken_label_before(chars: &[char], k: usize) -> bool {
+    let mut s = k;
+    while s > 0 && is_katakana(chars[s - 1]) {
+        s -= 1;
+    }
+    (s..k).any(|t| letter_names(&chars[t..k]))
+        || LAB_NAMES
+            .iter()
+            .any(|l| k >= l.len() && chars[k - l.len()..k] == l[..])
+}
+
+/// A spoken measurement name followed by its value at `j` (「ラクテート6.8」「エスピーオーツー99」「乳酸は4.2」).
+fn spoken_label_at(chars: &[char], j: usize) -> bool {
+    let mut k = j;
+    while k < chars.len()
+        && (is_katakana(chars[k]) || is_kanji(chars[k]))
+        && !is_kanji_numeral(chars[k])
+    {
+        k += 1;
+        let mut m = k;
+        while m < chars.len() && matches!(chars[m], 'は' | 'が') {
+            m += 1;
+        }
+        let value = chars.get(m).is_some_and(|c| c.is_ascii_digit())
+            || (chars.get(m).is_some_and(|&c| is_kanji_numeral(c))
+                && chars.get(m + 1).is_some_and(|&c| is_kanji_numeral(c)));
+        if value && spoken_label_before(chars, k) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Is the value ending before `i` said after what it measures (「アンモニアは百八十」「脈拍百四」「CRPは15.2」)? Kanji
 /// numerals are a value only there, since they also spell words (一過性, 十分).
 fn stated_value_before(chars: &[char], i: usize) -> Option<bool> {
@@ -563,7 +679,8 @@ fn stated_value_before(chars: &[char], i: usize) -> Option<bool> {
     let before: String = chars[..k].iter().collect();
     let stated = before.ends_with(['は', 'が'])
         || JA_LABELS.iter().any(|l| before.ends_with(l))
-        || before.ends_with(|c: char| c.is_ascii_alphanumeric());
+        || before.ends_with(|c: char| c.is_ascii_alphanumeric())
+        || spoken_label_before(chars, k);
     (stated || !kanji_only).then_some(stated)
 }
 
@@ -590,7 +707,7 @@ const TIME_OPENERS: [&str; 6] = ["明日", "明朝", "本日", "今日", "今後
 /// A value run into the next statement without a pause (「嘔吐は2回腹部は平坦」「尿量は2400下腿浮腫は軽減」「50ミリ明日
 /// ドレーン抜去予定」「脈拍百四血圧は」「アンモニアは百八十肝性脳症と考えます」): true where the next statement starts
 /// at `i`: a new topic (a word followed by は/が), a time, the next measurement, or, after a value said with what it
-/// measures, a new word followed by と/を (the judgement or order that follows the value).
+/// measures, a new word followed by と/を, or a katakana word followed by で (the judgement or order that follows).
 fn value_then_topic(chars: &[char], i: usize) -> bool {
     let Some(&here) = chars.get(i) else {
         return false;
@@ -602,7 +719,10 @@ fn value_then_topic(chars: &[char], i: usize) -> bool {
     if !after_spoken_value(chars, i) || unit_here || is_kanji_numeral(here) || here == 'の' {
         return false;
     }
-    if TIME_OPENERS.iter().any(|w| starts(chars, i, w)) || measurement_label_at(chars, i) {
+    if TIME_OPENERS.iter().any(|w| starts(chars, i, w))
+        || measurement_label_at(chars, i)
+        || spoken_label_at(chars, i)
+    {
         return true;
     }
     let mut k = i;
@@ -613,8 +733,11 @@ fn value_then_topic(chars: &[char], i: usize) -> bool {
         return false;
     }
     let next = chars.get(k).copied();
+    // 「6.8ミダゾラムで鎮静」: a drug or a device named after a value is what is done with it.
+    let katakana_word = k - i >= 3 && chars[i..k].iter().all(|&c| is_katakana(c));
     matches!(next, Some('は' | 'が'))
-        || (matches!(next, Some('と' | 'を')) && stated_value_before(chars, i) == Some(true))
+        || ((matches!(next, Some('と' | 'を')) || (next == Some('で') && katakana_word))
+            && stated_value_before(chars, i) == Some(true))
 }
 
 /// Clauses of `chars` with what the caller knows about the dictation.
@@ -759,6 +882,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spoken_letters() {
+        let w = |s: &str| letter_names(&s.chars().collect::<Vec<_>>());
+        assert!(
+            w("エスピーオーツー") && w("シーアールピー") && w("ピーエイチ") && w("エーワンシー")
+        );
+        assert!(!w("ピース") && !w("エス") && !w("ミダゾラム"));
+    }
+
+    #[test]
     fn split_table() {
         let cases: &[(&str, &[&str])] = &[
             ("発熱あり。咳嗽あり。", &["発熱あり", "咳嗽あり"]),
@@ -874,6 +1006,26 @@ mod tests {
             ("尿量は20ミリ以下が続く", &["尿量は20ミリ以下が続く"]),
             ("食事は五分粥から再開", &["食事は五分粥から再開"]),
             ("一過性徐脈はありません", &["一過性徐脈はありません"]),
+            // Measurement names spelled in katakana (letters, or the laboratory lexicon's names) open the next item;
+            // a katakana word followed by で after a value is what is done next; ですね ends a statement.
+            (
+                "呼吸数16回エスピーオーツー99パーセント過換気症候群と考えます",
+                &[
+                    "呼吸数16回",
+                    "エスピーオーツー99パーセント",
+                    "過換気症候群と考えます",
+                ],
+            ),
+            (
+                "ピーエイチ7.21ラクテート6.8ミダゾラムで鎮静を継続",
+                &["ピーエイチ7.21", "ラクテート6.8", "ミダゾラムで鎮静を継続"],
+            ),
+            ("尿ケトンは3プラスです", &["尿ケトンは3プラスです"]),
+            (
+                "可能性が高いですねアセトアミノフェンを処方",
+                &["可能性が高いですね", "アセトアミノフェンを処方"],
+            ),
+            ("ピースサインあり", &["ピースサインあり"]),
             // English abbreviations keep their full stop.
             (
                 "bilat. coarse crackles. 下腿浮腫",
