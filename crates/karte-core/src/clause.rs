@@ -665,11 +665,20 @@ fn spoken_label_at(chars: &[char], j: usize) -> bool {
         let value = chars.get(m).is_some_and(|c| c.is_ascii_digit())
             || (chars.get(m).is_some_and(|&c| is_kanji_numeral(c))
                 && chars.get(m + 1).is_some_and(|&c| is_kanji_numeral(c)));
-        if value && spoken_label_before(chars, k) {
+        if value && is_spoken_label(&chars[j..k]) {
             return true;
         }
     }
     false
+}
+
+/// Is `w` a measurement name as spoken, whole (「ラクテート」「エスピーオーツー」「ヘモグロビンエーワンシー」), not
+/// a word that merely ends in one (「後血糖」)?
+fn is_spoken_label(w: &[char]) -> bool {
+    letter_names(w)
+        || LAB_NAMES
+            .iter()
+            .any(|l| w.starts_with(l) && (w.len() == l.len() || letter_names(&w[l.len()..])))
 }
 
 /// Is the value ending before `i` said after what it measures (「アンモニアは百八十」「脈拍百四」「CRPは15.2」)? Kanji
@@ -716,7 +725,12 @@ fn value_then_topic(chars: &[char], i: usize) -> bool {
     let unit_here = i > 0
         && (chars[i - 1].is_ascii_digit() || is_kanji_numeral(chars[i - 1]))
         && SPOKEN_UNITS.iter().any(|u| starts(chars, i, u));
-    if !after_spoken_value(chars, i) || unit_here || is_kanji_numeral(here) || here == 'の' {
+    if !after_spoken_value(chars, i)
+        || unit_here
+        || is_kanji_numeral(here)
+        || here == 'の'
+        || VALUE_MODIFIERS.contains(&here)
+    {
         return false;
     }
     if TIME_OPENERS.iter().any(|w| starts(chars, i, w))
@@ -729,7 +743,7 @@ fn value_then_topic(chars: &[char], i: usize) -> bool {
     while k < chars.len() && (is_kanji(chars[k]) || is_katakana(chars[k])) {
         k += 1;
     }
-    if k - i < 2 || VALUE_MODIFIERS.contains(&here) {
+    if k - i < 2 {
         return false;
     }
     let next = chars.get(k).copied();
@@ -1026,6 +1040,8 @@ mod tests {
                 &["可能性が高いですね", "アセトアミノフェンを処方"],
             ),
             ("ピースサインあり", &["ピースサインあり"]),
+            // What qualifies a value's time (「15分後」) is not a new item, even before a measurement name.
+            ("15分後血糖98", &["15分後血糖98"]),
             // English abbreviations keep their full stop.
             (
                 "bilat. coarse crackles. 下腿浮腫",
