@@ -1,9 +1,9 @@
 //! How well the rules draft and suggest on text they were not written for: section accuracy per writing style,
 //! problem grouping, suggestion hit rate on ward presentations, contraindicated suggestions (must be 0) and
-//! warnings for contraindicated orders, on a development set and a held-out set (tests/data/quality).
+//! warnings for contraindicated orders, on a development set and the held-out parts (tests/data/quality).
 //!
 //! The sets are compiled in, so `cargo run -p karte-core --example quality` reports on exactly the data this build
-//! carries. The held-out set was written before the rules it measures and is never tuned on: its column is the
+//! carries. Each held-out part was written before the rules it measures and is never tuned on: its column is the
 //! honest estimate; the development column is what tuning reached.
 
 use crate::document::{kind as kind_by_id, DocumentKind};
