@@ -6,7 +6,7 @@ use crate::extract::Found;
 use crate::types::FactKind;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
-const PLAN: [&str; 64] = [
+const PLAN: [&str; 74] = [
     "予定",
     "開始",
     "処方",
@@ -71,6 +71,19 @@ const PLAN: [&str; 64] = [
     "精査",
     "頓用",
     "頓服",
+    "してもらう",
+    "してもらいます",
+    // Spoken orders and what the physician did for the patient (「全粥にアップしてください」「病状を説明しました」
+    // 「経過をみます」「循環器内科をコール」).
+    "してください",
+    "説明しました",
+    "説明します",
+    "説明した",
+    "説明する",
+    "経過をみ",
+    "経過を見",
+    // 「ドレーンは本日抜去」; a patient's 自己抜去 is an event (see `has_plan_cue`).
+    "抜去",
 ];
 const NOT_A_PLAN_AFTER: [&str; 10] = [
     "中",
@@ -154,7 +167,7 @@ pub fn has_assess_cue(text: &str) -> bool {
                     .any(|(i, _)| !(*c == "診断" && text[i + c.len()..].starts_with("され")))
             })
 }
-const OBJECTIVE: [&str; 24] = [
+const OBJECTIVE: [&str; 39] = [
     "(+)",
     "(-)",
     "所見",
@@ -179,6 +192,24 @@ const OBJECTIVE: [&str; 24] = [
     "異常なし",
     "著変なし",
     "検査で",
+    "蠕動音",
+    "拡大し",
+    "縮小し",
+    // What the patient could not do when examined (「日付が言えません」「名前が言えない」「質問に答えられない」).
+    "が言えない",
+    "が言えません",
+    "答えられない",
+    "答えられません",
+    // Spoken negative findings (「出血傾向は見られません」「心膜摩擦音は聞こえません」「ST変化は認めません」).
+    "見られません",
+    "みられません",
+    "見られない",
+    "みられない",
+    "認めません",
+    "音は聞こえ",
+    "音も聞こえ",
+    // 「会話は成立します」: a mental state examined.
+    "成立",
 ];
 /// Phrases that carry a clause's meaning on their own; a clause with none of them takes its section from its
 /// sentence (see `pipeline`).
@@ -202,14 +233,27 @@ fn has_plan_cue(text: &str) -> bool {
     ["撮影", "採血"]
         .iter()
         .any(|w| text.trim_end().ends_with(w))
+        // 「循環器内科をコール」 calls a colleague; a patient's 「ナースコール」 is not an order.
+        || (text.trim_end().ends_with("コール") && !text.contains("ナースコール"))
         || PLAN_EN.iter().any(|w| has_word(text, w))
         || PLAN.iter().any(|cue| {
             text.match_indices(cue).any(|(i, _)| {
                 let after = &text[i + cue.len()..];
-                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n))
+                let finding_verb = GENERIC_PLAN.contains(cue)
+                    && NOT_A_PLAN_BEFORE.iter().any(|v| text[..i].ends_with(v));
+                let by_patient = *cue == "抜去" && text[..i].ends_with("自己");
+                !NOT_A_PLAN_AFTER.iter().any(|n| after.starts_with(n)) && !finding_verb && !by_patient
             })
         })
 }
+
+/// Plan cues that are only a verb ending: what they end says whether anything is ordered.
+const GENERIC_PLAN: [&str; 2] = ["します", "とする"];
+/// Verbs of finding and judging: 「クラックルを聴取します」 reports a finding and 「リスクが高いと判断します」 a
+/// judgement, in the same polite form as 「開始します」.
+const NOT_A_PLAN_BEFORE: [&str; 8] = [
+    "聴取", "触知", "判断", "診断", "推定", "想定", "予想", "成立",
+];
 
 /// Does the clause have any cue of its own? A clause without one (「胸部X線」「セフトリアキソン 2g 1日1回 点滴静注」) is
 /// part of a list whose predicate comes later in the sentence.
@@ -272,7 +316,11 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
         return Role::Planned;
     }
     // A measured quantity with nothing else (「導尿にて400mL」「左より3cm太い」) is an observation.
-    if !subjective && !has(FactKind::Drug) && measured_quantity(text) {
+    let told = TOLD.iter().any(|w| text.contains(w));
+    if !subjective
+        && !has(FactKind::Drug)
+        && (measured_quantity(text) || (stated_value(text) && !told))
+    {
         return Role::Observed;
     }
     if facts
@@ -286,11 +334,25 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
             Role::Assessed
         };
     }
-    if !subjective && (has(FactKind::Test) || objective_cue) {
+    // 「頭部打撲なし」: an injury or disease looked for and not found is a finding, not something the patient told.
+    // 「低血糖症状はなしとのこと」 is still what the patient says.
+    let ruled_out = facts
+        .iter()
+        .any(|f| f.fact.kind == FactKind::Diagnosis && f.fact.negated)
+        && !told;
+    // 「口腔内の衛生状態は不良」 grades what was examined; appetite and sleep are what the patient tells.
+    let graded_poor = text.contains("は不良")
+        && !["食欲", "睡眠", "眠り", "寝つき", "気分", "調子"]
+            .iter()
+            .any(|w| text.contains(w));
+    if !subjective && (has(FactKind::Test) || objective_cue || ruled_out || graded_poor) {
         return Role::Observed;
     }
     Role::Reported
 }
+
+/// Words that mark a statement as the patient's account or a complaint.
+const TOLD: [&str; 6] = ["症状", "訴え", "とのこと", "そうです", "と言って", "自覚"];
 
 /// When a complaint began: 「3日前から」「昨晩から」.
 const ONSET: [&str; 14] = [
@@ -309,6 +371,40 @@ const ONSET: [&str; 14] = [
     "朝から",
     "頃から",
 ];
+
+/// A value said after what it measures (「体重は62.4キロ」「水飲みテストは4点」「脈拍は百二十」「体温三十七度八分」): a
+/// transcript names the measurement in words the extractor does not know as a vital or a lab, and spells numbers in
+/// kanji. Only digits follow a bare topic particle; kanji numerals only a measurement's name, since 「は一時」 is
+/// not a value.
+fn stated_value(text: &str) -> bool {
+    let c: Vec<char> = text.chars().collect();
+    let kanji_digit = |ch: char| "〇一二三四五六七八九十百".contains(ch);
+    // 「最終健常確認は10時20分」「発症は3日前」: a time or an age is when, not what was measured.
+    let when = |i: usize| {
+        let mut k = i;
+        while k < c.len() && (c[k].is_ascii_digit() || c[k] == '.' || kanji_digit(c[k])) {
+            k += 1;
+        }
+        c.get(k).is_some_and(|u| "時日月年歳週ヶか".contains(*u))
+    };
+    (1..c.len()).any(|i| {
+        if when(i) {
+            return false;
+        }
+        let before: String = c[..i].iter().collect();
+        let label = |b: &str| crate::clause::JA_LABELS.iter().any(|l| b.ends_with(l));
+        (c[i].is_ascii_digit() && matches!(c[i - 1], 'は' | 'が' | 'で'))
+            // 「アンモニアは百八十」: two kanji numerals in a row are a number (「は十分」「は一度」 are not).
+            || (kanji_digit(c[i])
+                && matches!(c[i - 1], 'は' | 'が')
+                && c.get(i + 1).is_some_and(|&n| kanji_digit(n)))
+            || ((c[i].is_ascii_digit() || kanji_digit(c[i]))
+                && (label(&before)
+                    || before.strip_suffix(['は', 'が']).is_some_and(label)
+                    // 「エスピーオーツー99」「ピーエイチ7.21」「ラクテート6.8」
+                    || crate::clause::spoken_label_before(&c, i)))
+    })
+}
 
 /// A number with a unit of amount or size (mL, L, kg, cm, mm, g): what a nurse measured.
 fn measured_quantity(text: &str) -> bool {
@@ -374,5 +470,55 @@ mod tests {
         let cut = mixed_split(t).unwrap();
         assert_eq!(t.chars().take(cut).collect::<String>(), "肺炎を疑い");
         assert_eq!(mixed_split("肺炎を疑う"), None);
+    }
+
+    #[test]
+    fn spoken_forms() {
+        // A finding or a judgement in the polite form is not an order.
+        assert_eq!(
+            classify("右下肺野でクラックルを聴取します", &[]),
+            Role::Observed
+        );
+        assert_eq!(
+            classify("誤嚥のリスクが高いと判断します", &[]),
+            Role::Assessed
+        );
+        assert_eq!(
+            classify("弾性ストッキングを着用してもらいます", &[]),
+            Role::Planned
+        );
+        // A value said after what it measures is observed; a time or the patient's account is not.
+        assert_eq!(
+            classify("体重は62.4キロで昨日より減です", &[]),
+            Role::Observed
+        );
+        assert_eq!(classify("脈拍は百二十で頻脈です", &[]), Role::Observed);
+        assert_eq!(classify("最終健常確認は10時20分", &[]), Role::Reported);
+        assert_eq!(
+            classify("痛みは5段階で2くらいとのことで", &[]),
+            Role::Reported
+        );
+        assert_eq!(classify("アンモニアは百八十", &[]), Role::Observed);
+        assert_eq!(classify("口腔内の衛生状態は不良", &[]), Role::Observed);
+        assert_eq!(classify("睡眠は不良とのこと", &[]), Role::Reported);
+        assert_eq!(classify("日付が言えません", &[]), Role::Observed);
+        // Spoken orders.
+        for t in [
+            "明日から全粥にアップしてください",
+            "ご家族には病状を説明しました",
+            "分娩室に移動して経過をみます",
+            "循環器内科をコール",
+        ] {
+            assert_eq!(classify(t, &[]), Role::Planned, "{t}");
+        }
+        assert_eq!(classify("頻回のナースコール", &[]), Role::Reported);
+        assert_eq!(classify("ドレーンは本日抜去", &[]), Role::Planned);
+        assert_eq!(classify("点滴を自己抜去しようとした", &[]), Role::Reported);
+        assert_eq!(classify("出血傾向は見られません", &[]), Role::Observed);
+        assert_eq!(classify("会話は成立します", &[]), Role::Observed);
+        assert_eq!(
+            classify("エスピーオーツー99パーセント", &[]),
+            Role::Observed
+        );
     }
 }

@@ -75,7 +75,7 @@ const UNITS: [&str; 27] = [
     "IU", "ng", "pg", "kg", "cm", "mm", "回", "/", "単位", "錠", "本", "点",
 ];
 /// Japanese names of what is measured, so that 「体温 38.3」 and 「尿量 20mL」 stay one statement.
-const JA_LABELS: [&str; 14] = [
+pub(crate) const JA_LABELS: [&str; 14] = [
     "体温",
     "血圧",
     "脈拍",
@@ -239,7 +239,16 @@ fn measurement_label_at(chars: &[char], j: usize) -> bool {
             while m < chars.len() && matches!(chars[m], ' ' | 'は' | 'が' | ':') {
                 m += 1;
             }
-            chars.get(m).is_some_and(|c| c.is_ascii_digit())
+            // 「脈拍百四」 as well as 「脈拍 104」, but not 「体温の一時的な…」.
+            chars.get(m).is_some_and(|c| {
+                c.is_ascii_digit()
+                    || (m > j + l && is_kanji_numeral(*c))
+                    || (m == j + l
+                        && is_kanji_numeral(*c)
+                        && chars
+                            .get(m + 1)
+                            .is_some_and(|d| is_kanji_numeral(*d) || "度分".contains(*d)))
+            })
         };
     }
     let word: String = chars[j..k].iter().collect();
@@ -379,12 +388,24 @@ fn is_kana_word_char(c: char) -> bool {
 
 /// Does the text before `i` end a spoken statement (「…です」「…ます」「…ました」)?
 fn is_sentence_final(chars: &[char], i: usize) -> bool {
-    ["です", "ます", "でした", "ました", "ません", "した"]
-        .iter()
-        .any(|e| {
-            let n = e.chars().count();
-            i >= n && chars[i - n..i].iter().copied().eq(e.chars())
-        })
+    [
+        "です",
+        "ます",
+        "でした",
+        "ました",
+        "ません",
+        "した",
+        "ください",
+        "ですね",
+        "ますね",
+        "ですよ",
+        "ますよ",
+    ]
+    .iter()
+    .any(|e| {
+        let n = e.chars().count();
+        i >= n && chars[i - n..i].iter().copied().eq(e.chars())
+    })
 }
 
 /// Spoken Japanese without punctuation: 「…を疑います頭部MRIを…」 ends a statement after ます/です unless a
@@ -433,15 +454,304 @@ fn spoken_conjunction(chars: &[char], i: usize) -> Option<usize> {
 fn plain_end(chars: &[char], i: usize) -> bool {
     // Not 「ない」: 「症状のない患者」 modifies what follows.
     let ends = ["あり", "なし", "認める", "認めず"];
-    ends.iter().any(|e| {
-        let n = e.chars().count();
-        i >= n && chars[i - n..i].iter().copied().eq(e.chars())
-    }) && chars.get(i).is_some_and(|&c| {
-        !c.is_whitespace()
-            && !c.is_ascii_digit()
-            && !"とでにのがはもたてまそかよねや、。,.)）」】".contains(c)
-            && !c.is_ascii_punctuation()
-    })
+    let ended = |ends: &[&str]| {
+        ends.iter().any(|e| {
+            let n = e.chars().count();
+            i >= n && chars[i - n..i].iter().copied().eq(e.chars())
+        })
+    };
+    if ended(&ends)
+        && chars.get(i).is_some_and(|&c| {
+            !c.is_whitespace()
+                && !c.is_ascii_digit()
+                && !"とでにのがはもたてまそかよねや、。,.)）」】".contains(c)
+                && !c.is_ascii_punctuation()
+        })
+    {
+        return true;
+    }
+    // Spoken findings end on a noun as often (「腸蠕動音は正常食事は…」「30低下起立性…」「…とのこと体温…」), but the
+    // same nouns open compounds (低下症, 陽性率, 正常値), so only a new word in kanji, katakana or Latin letters that
+    // is not such a suffix starts the next statement.
+    ended(&NOUN_ENDS)
+        && chars.get(i).is_some_and(|&c| {
+            (is_kanji(c) || is_katakana(c) || c.is_ascii_alphabetic())
+                && !COMPOUND_SUFFIXES.contains(&c)
+        })
+}
+
+/// Nouns that close a spoken finding or report (see `plain_end`).
+const NOUN_ENDS: [&str; 9] = [
+    "正常",
+    "不良",
+    "低下",
+    "上昇",
+    "陰性",
+    "陽性",
+    "聴取",
+    "とのこと",
+    "とのことで",
+];
+/// First characters of words that extend a noun of `NOUN_ENDS` into a compound (低下症, 上昇傾向, 陰性化, 正常範囲,
+/// 陽性所見, 低下時, 正常洞調律, 聴取困難).
+const COMPOUND_SUFFIXES: [char; 24] = [
+    '症', '傾', '化', '値', '範', '所', '型', '例', '者', '率', '感', '域', '量', '的', '性', '後',
+    '中', '前', '時', '度', '像', '洞', '困', '群',
+];
+
+fn is_kanji(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c)
+}
+
+fn is_katakana(c: char) -> bool {
+    ('\u{30a1}'..='\u{30ff}').contains(&c)
+}
+
+/// Units as a transcript spells them after a number (「50ミリ」「2回」「62.4キロ」), with the written ones.
+const SPOKEN_UNITS: [&str; 18] = [
+    "パーセント",
+    "プラス",
+    "マイナス",
+    "リットル",
+    "ミリ",
+    "キロ",
+    "センチ",
+    "グラム",
+    "単位",
+    "回",
+    "度",
+    "分",
+    "点",
+    "錠",
+    "本",
+    "%",
+    "mL",
+    "mg",
+];
+
+/// Numerals as a transcript may spell them (「百二十」「三十七度八分」).
+fn is_kanji_numeral(c: char) -> bool {
+    "〇一二三四五六七八九十百千万".contains(c)
+}
+
+/// Where the value that ends right before `i` starts, and whether it is spelled only in kanji: digits or kanji
+/// numerals with spoken units between them (「三十八度一分」「百十の六十四」「15.2」「50ミリ」).
+fn value_start(chars: &[char], i: usize) -> Option<(usize, bool)> {
+    let numeral = |c: char| c.is_ascii_digit() || c == '.' || is_kanji_numeral(c);
+    let mut k = i;
+    let mut seen = false;
+    let mut ascii = false;
+    loop {
+        if k > 0 && numeral(chars[k - 1]) {
+            ascii |= chars[k - 1].is_ascii_digit();
+            seen = true;
+            k -= 1;
+            continue;
+        }
+        let unit = SPOKEN_UNITS.iter().find(|u| {
+            let n = u.chars().count();
+            k > n && chars[k - n..k].iter().copied().eq(u.chars()) && numeral(chars[k - n - 1])
+        });
+        if let Some(u) = unit {
+            k -= u.chars().count();
+            continue;
+        }
+        // 「百十の六十四」: a blood pressure said as two numbers.
+        if seen && k > 1 && chars[k - 1] == 'の' && numeral(chars[k - 2]) {
+            k -= 1;
+            continue;
+        }
+        break;
+    }
+    (seen
+        && chars[k..i]
+            .iter()
+            .any(|&c| c.is_ascii_digit() || is_kanji_numeral(c)))
+    .then_some((k, !ascii))
+}
+
+/// English letters and digits as a transcript spells them in katakana (エスピーオーツー SpO2, シーアールピー CRP,
+/// ピーエイチ pH, エーワンシー A1c).
+const LETTER_NAMES: [&str; 36] = [
+    "エー",
+    "ビー",
+    "シー",
+    "ディー",
+    "イー",
+    "エフ",
+    "ジー",
+    "エイチ",
+    "アイ",
+    "ジェー",
+    "ジェイ",
+    "ケー",
+    "エル",
+    "エム",
+    "エヌ",
+    "オー",
+    "ピー",
+    "キュー",
+    "アール",
+    "エス",
+    "ティー",
+    "ユー",
+    "ブイ",
+    "ダブリュー",
+    "エックス",
+    "ワイ",
+    "ゼット",
+    "ワン",
+    "ツー",
+    "スリー",
+    "フォー",
+    "ファイブ",
+    "シックス",
+    "セブン",
+    "エイト",
+    "ナイン",
+];
+
+/// Is `w` spelled entirely of at least two letter names?
+fn letter_names(w: &[char]) -> bool {
+    fn names(w: &[char]) -> Option<usize> {
+        if w.is_empty() {
+            return Some(0);
+        }
+        LETTER_NAMES.iter().find_map(|n| {
+            let k = n.chars().count();
+            (w.len() >= k && w[..k].iter().copied().eq(n.chars()))
+                .then(|| names(&w[k..]).map(|m| m + 1))
+                .flatten()
+        })
+    }
+    names(w).is_some_and(|n| n >= 2)
+}
+
+/// Names of what is measured beyond `JA_LABELS`: the laboratory lexicon's spellings in kana or kanji (乳酸,
+/// ヘモグロビン, 血小板).
+static LAB_NAMES: std::sync::LazyLock<Vec<Vec<char>>> = std::sync::LazyLock::new(|| {
+    crate::lexicon::LABS
+        .spellings()
+        .into_iter()
+        .map(|(s, _)| s.chars().collect::<Vec<char>>())
+        .filter(|s| s.len() >= 2 && s.iter().all(|&c| is_kanji(c) || is_katakana(c)))
+        .collect()
+});
+
+/// Does a spoken measurement name end right before `k` (「エスピーオーツー」「ヘモグロビンエーワンシー」「ラクテート」)?
+pub(crate) fn spoken_label_before(chars: &[char], k: usize) -> bool {
+    let mut s = k;
+    while s > 0 && is_katakana(chars[s - 1]) {
+        s -= 1;
+    }
+    (s..k).any(|t| letter_names(&chars[t..k]))
+        || LAB_NAMES
+            .iter()
+            .any(|l| k >= l.len() && chars[k - l.len()..k] == l[..])
+}
+
+/// A spoken measurement name followed by its value at `j` (「ラクテート6.8」「エスピーオーツー99」「乳酸は4.2」).
+fn spoken_label_at(chars: &[char], j: usize) -> bool {
+    let mut k = j;
+    while k < chars.len()
+        && (is_katakana(chars[k]) || is_kanji(chars[k]))
+        && !is_kanji_numeral(chars[k])
+    {
+        k += 1;
+        let mut m = k;
+        while m < chars.len() && matches!(chars[m], 'は' | 'が') {
+            m += 1;
+        }
+        let value = chars.get(m).is_some_and(|c| c.is_ascii_digit())
+            || (chars.get(m).is_some_and(|&c| is_kanji_numeral(c))
+                && chars.get(m + 1).is_some_and(|&c| is_kanji_numeral(c)));
+        if value && is_spoken_label(&chars[j..k]) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Is `w` a measurement name as spoken, whole (「ラクテート」「エスピーオーツー」「ヘモグロビンエーワンシー」), not
+/// a word that merely ends in one (「後血糖」)?
+fn is_spoken_label(w: &[char]) -> bool {
+    letter_names(w)
+        || LAB_NAMES
+            .iter()
+            .any(|l| w.starts_with(l) && (w.len() == l.len() || letter_names(&w[l.len()..])))
+}
+
+/// Is the value ending before `i` said after what it measures (「アンモニアは百八十」「脈拍百四」「CRPは15.2」)? Kanji
+/// numerals are a value only there, since they also spell words (一過性, 十分).
+fn stated_value_before(chars: &[char], i: usize) -> Option<bool> {
+    let (k, kanji_only) = value_start(chars, i)?;
+    let before: String = chars[..k].iter().collect();
+    let stated = before.ends_with(['は', 'が'])
+        || JA_LABELS.iter().any(|l| before.ends_with(l))
+        || before.ends_with(|c: char| c.is_ascii_alphanumeric())
+        || spoken_label_before(chars, k);
+    (stated || !kanji_only).then_some(stated)
+}
+
+/// Does a number, with or without a unit, end right before `i`?
+fn after_spoken_value(chars: &[char], i: usize) -> bool {
+    let digit_at = |k: usize| k > 0 && chars[k - 1].is_ascii_digit();
+    digit_at(i)
+        || SPOKEN_UNITS.iter().any(|u| {
+            let n = u.chars().count();
+            i >= n && chars[i - n..i].iter().copied().eq(u.chars()) && digit_at(i - n)
+        })
+        || stated_value_before(chars, i).is_some()
+}
+
+/// What a value is qualified by (「20ミリ以下」「3程度」「140台」「2日前」), never a new statement.
+const VALUE_MODIFIERS: [char; 20] = [
+    '以', '未', '程', '前', '後', '台', '弱', '強', '位', '時', '日', '週', '歳', '年', '月', '倍',
+    '代', '個', '秒', '間',
+];
+
+/// Words that open a spoken statement about when (「…50ミリ明日ドレーン抜去予定」).
+const TIME_OPENERS: [&str; 6] = ["明日", "明朝", "本日", "今日", "今後", "来週"];
+
+/// A value run into the next statement without a pause (「嘔吐は2回腹部は平坦」「尿量は2400下腿浮腫は軽減」「50ミリ明日
+/// ドレーン抜去予定」「脈拍百四血圧は」「アンモニアは百八十肝性脳症と考えます」): true where the next statement starts
+/// at `i`: a new topic (a word followed by は/が), a time, the next measurement, or, after a value said with what it
+/// measures, a new word followed by と/を, or a katakana word followed by で (the judgement or order that follows).
+fn value_then_topic(chars: &[char], i: usize) -> bool {
+    let Some(&here) = chars.get(i) else {
+        return false;
+    };
+    // The unit itself (「2回」「37.9度」「三十八度」) or more of the number is not a new statement.
+    let unit_here = i > 0
+        && (chars[i - 1].is_ascii_digit() || is_kanji_numeral(chars[i - 1]))
+        && SPOKEN_UNITS.iter().any(|u| starts(chars, i, u));
+    if !after_spoken_value(chars, i)
+        || unit_here
+        || is_kanji_numeral(here)
+        || here == 'の'
+        || VALUE_MODIFIERS.contains(&here)
+    {
+        return false;
+    }
+    if TIME_OPENERS.iter().any(|w| starts(chars, i, w))
+        || measurement_label_at(chars, i)
+        || spoken_label_at(chars, i)
+    {
+        return true;
+    }
+    let mut k = i;
+    while k < chars.len() && (is_kanji(chars[k]) || is_katakana(chars[k])) {
+        k += 1;
+    }
+    if k - i < 2 {
+        return false;
+    }
+    let next = chars.get(k).copied();
+    // 「6.8ミダゾラムで鎮静」: a drug or a device named after a value is what is done with it.
+    let katakana_word = k - i >= 3 && chars[i..k].iter().all(|&c| is_katakana(c));
+    matches!(next, Some('は' | 'が'))
+        || ((matches!(next, Some('と' | 'を')) || (next == Some('で') && katakana_word))
+            && stated_value_before(chars, i) == Some(true))
 }
 
 /// Clauses of `chars` with what the caller knows about the dictation.
@@ -570,7 +880,7 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
             start = i + n;
             i += n;
             continue;
-        } else if depth == 0 && spaced[i] && plain_end(chars, i) {
+        } else if depth == 0 && spaced[i] && (plain_end(chars, i) || value_then_topic(chars, i)) {
             push(&mut out, start, i, sentence);
             start = i;
             sentence += 1;
@@ -584,6 +894,15 @@ pub fn split_with(chars: &[char], hints: &Hints) -> Vec<Clause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spoken_letters() {
+        let w = |s: &str| letter_names(&s.chars().collect::<Vec<_>>());
+        assert!(
+            w("エスピーオーツー") && w("シーアールピー") && w("ピーエイチ") && w("エーワンシー")
+        );
+        assert!(!w("ピース") && !w("エス") && !w("ミダゾラム"));
+    }
 
     #[test]
     fn split_table() {
@@ -654,6 +973,75 @@ mod tests {
                 "圧痛なし、胃腸炎と考える。",
                 &["圧痛なし", "胃腸炎と考える"],
             ),
+            // Spoken findings that end on a noun or a value run into the next statement; a compound (低下症), a unit
+            // (「37.9度」) and a time (「10時20分」) do not end one.
+            (
+                "腸蠕動音は正常食事は五分粥から再開します",
+                &["腸蠕動音は正常", "食事は五分粥から再開します"],
+            ),
+            (
+                "臥位より30低下起立性低血圧を疑います",
+                &["臥位より30低下", "起立性低血圧を疑います"],
+            ),
+            (
+                "程度とのこと体温37度5分ドレーンの排液は50ミリ明日ドレーン抜去予定",
+                &[
+                    "程度とのこと",
+                    "体温37度5分ドレーンの排液は50ミリ",
+                    "明日ドレーン抜去予定",
+                ],
+            ),
+            ("嘔吐は2回腹部は平坦", &["嘔吐は2回", "腹部は平坦"]),
+            ("甲状腺機能低下症の既往", &["甲状腺機能低下症の既往"]),
+            (
+                "体温は37.9度血圧は100の60",
+                &["体温は37.9度", "血圧は100の60"],
+            ),
+            // Kanji numerals are values after what they measure; a judgement run on after a value opens a statement,
+            // what qualifies the value (「3程度」「20ミリ以下」) does not.
+            (
+                "体温三十八度一分脈拍百四血圧は百十の六十四エスピーオーツーは92パーセントです",
+                &[
+                    "体温三十八度一分",
+                    "脈拍百四",
+                    "血圧は百十の六十四",
+                    "エスピーオーツーは92パーセントです",
+                ],
+            ),
+            (
+                "アンモニアは百八十肝性脳症と考えます",
+                &["アンモニアは百八十", "肝性脳症と考えます"],
+            ),
+            (
+                "シーアールピーは15.2誤嚥性肺炎と診断します",
+                &["シーアールピーは15.2", "誤嚥性肺炎と診断します"],
+            ),
+            ("疼痛はNRSで3程度とのこと", &["疼痛はNRSで3程度とのこと"]),
+            ("尿量は20ミリ以下が続く", &["尿量は20ミリ以下が続く"]),
+            ("食事は五分粥から再開", &["食事は五分粥から再開"]),
+            ("一過性徐脈はありません", &["一過性徐脈はありません"]),
+            // Measurement names spelled in katakana (letters, or the laboratory lexicon's names) open the next item;
+            // a katakana word followed by で after a value is what is done next; ですね ends a statement.
+            (
+                "呼吸数16回エスピーオーツー99パーセント過換気症候群と考えます",
+                &[
+                    "呼吸数16回",
+                    "エスピーオーツー99パーセント",
+                    "過換気症候群と考えます",
+                ],
+            ),
+            (
+                "ピーエイチ7.21ラクテート6.8ミダゾラムで鎮静を継続",
+                &["ピーエイチ7.21", "ラクテート6.8", "ミダゾラムで鎮静を継続"],
+            ),
+            ("尿ケトンは3プラスです", &["尿ケトンは3プラスです"]),
+            (
+                "可能性が高いですねアセトアミノフェンを処方",
+                &["可能性が高いですね", "アセトアミノフェンを処方"],
+            ),
+            ("ピースサインあり", &["ピースサインあり"]),
+            // What qualifies a value's time (「15分後」) is not a new item, even before a measurement name.
+            ("15分後血糖98", &["15分後血糖98"]),
             // English abbreviations keep their full stop.
             (
                 "bilat. coarse crackles. 下腿浮腫",
