@@ -1,6 +1,7 @@
 //! The guard evaluation without building the whole CLI (same library call as `karte guard eval --misses`).
-//! Usage: cargo run -p karte-guard --example guard_eval [-- --misses] [--holdout] [--reports]
+//! Usage: cargo run -p karte-guard --example guard_eval [-- --misses] [--holdout] [--reports] [--public]
 //! `--reports` scores the report-style documents (development part; with `--holdout`, the held-out part).
+//! `--public` also scores the public sets in ../shared/data/guard-public (or $KARTE_GUARD_PUBLIC), if present.
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let has = |a: &str| args.iter().any(|x| x == a);
@@ -23,8 +24,17 @@ fn main() {
         println!("{}", r.table());
         r
     };
+    if has("--public") {
+        let dir = std::env::var("KARTE_GUARD_PUBLIC").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/guard-public").to_string()
+        });
+        match karte_guard::eval::public_table(std::path::Path::new(&dir)) {
+            Some(t) => println!("{t}"),
+            None => println!("\npublic sets: {dir} not found; skipped (they are optional, never shipped)"),
+        }
+    }
     if has("--misses") {
-        for m in &r.misses {
+        for m in r.misses.iter().chain(&r.comparison.misses) {
             println!("  {}: {}", m.what, m.text.replace('\n', "⏎"));
         }
     }
