@@ -25,12 +25,13 @@ fn main() {
         r
     };
     if has("--public") {
-        let dir = std::env::var("KARTE_GUARD_PUBLIC").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/guard-public").to_string()
-        });
-        match karte_guard::eval::public_table(std::path::Path::new(&dir)) {
+        let dir = karte_guard::eval::public_dir();
+        match karte_guard::eval::public_table(&dir) {
             Some(t) => println!("{t}"),
-            None => println!("\npublic sets: {dir} not found; skipped (they are optional, never shipped)"),
+            None => println!(
+                "\npublic sets: {} not found; skipped (they are optional, never shipped)",
+                dir.display()
+            ),
         }
     }
     if has("--misses") {

@@ -4,7 +4,14 @@
 //! Training data: tests/data/classifier/train.toml only. The threshold is the lowest probability at which the rules
 //! plus the classifier still block at most 2 % of the development set's legitimate texts (tests/data/sensitive.toml
 //! and the legitimate half of tests/data/classifier/dev.toml): over-refusal is the constraint, recall what is
-//! maximised. The held-out set is never read here. `--check` trains and reports without writing the file.
+//! maximised. Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
+//! development numbers printed here are those of the train-only model, the honest ones. The held-out set is never
+//! read here. `--check` trains and reports without writing the file.
+//!
+//! Optional: when ../shared/data/guard-public (or $KARTE_GUARD_PUBLIC) is present, the lines of the even-numbered
+//! case reports of case-reports-ja.jsonl (CC-BY-4.0, real clinical text) are added as legitimate examples, read
+//! from that path and never copied into the repository; the odd-numbered half stays for evaluation
+//! (`guard_eval --public`). Without the folder training goes on without them and says so.
 use karte_guard::classifier::{train, TrainConfig, LEGITIMATE};
 use karte_guard::eval::{HarmCase, DEV};
 use karte_guard::Policy;
@@ -14,11 +21,34 @@ const MAX_OVER_REFUSAL: f64 = 0.02;
 
 fn main() {
     let check_only = std::env::args().any(|a| a == "--check");
+    let no_refit = std::env::args().any(|a| a == "--no-refit");
     let train_cases = karte_guard::eval::parse_cases("classifier/train.toml", TRAIN);
-    let examples: Vec<(String, String)> = train_cases
+    let mut examples: Vec<(String, String)> = train_cases
         .iter()
         .map(|c| (c.text.clone(), c.category.clone()))
         .collect();
+    let dir = karte_guard::eval::public_dir();
+    match karte_guard::eval::public_case_reports(&dir) {
+        Some(reports) => {
+            let before = examples.len();
+            for r in reports.iter().step_by(2) {
+                examples.extend(
+                    r.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| (l.to_string(), LEGITIMATE.to_string())),
+                );
+            }
+            eprintln!(
+                "public case reports: {} legitimate lines added from {}",
+                examples.len() - before,
+                dir.display()
+            );
+        }
+        None => eprintln!(
+            "public case reports: {} not found; training on the repository's data only",
+            dir.display()
+        ),
+    }
     let t0 = std::time::Instant::now();
     let mut model = train(&examples, &TrainConfig::default());
     eprintln!(
@@ -29,6 +59,13 @@ fn main() {
         model.classes
     );
     let (harm, legit) = DEV.classifier_split();
+    let legit: Vec<HarmCase> = legit
+        .into_iter()
+        .map(|mut c| {
+            c.category = LEGITIMATE.to_string();
+            c
+        })
+        .collect();
     let policy = Policy::embedded();
     let rules = |c: &HarmCase| policy.check_rules(&c.text).is_block();
     let legit_rules: Vec<bool> = legit.iter().map(rules).collect();
@@ -47,7 +84,14 @@ fn main() {
             break;
         }
     }
-    model.threshold = chosen;
+    for i in [-6i32, -4, -2, 0, 2, 4] {
+        let t = chosen + i as f32 / 100.0;
+        eprintln!(
+            "  at {t:.2}: dev recall {:.3}, over-refusal {:.3}",
+            rate(&harm_rules, &harm_p, t),
+            rate(&legit_rules, &legit_p, t)
+        );
+    }
     eprintln!(
         "threshold {chosen:.2}: dev recall rules {:.3} → rules+classifier {:.3}; over-refusal rules {:.3} → {:.3} ({} harmful, {} legitimate)",
         rate(&harm_rules, &harm_p, f32::INFINITY),
@@ -57,6 +101,21 @@ fn main() {
         harm.len(),
         legit.len()
     );
+    if !no_refit {
+        // The threshold is fixed; the shipped weights then learn from the development texts too, since a few
+        // hundred more phrasings matter more to unseen text than a threshold re-estimated on data it has seen.
+        examples.extend(
+            harm.iter()
+                .chain(&legit)
+                .map(|c| (c.text.clone(), c.category.clone())),
+        );
+        model = train(&examples, &TrainConfig::default());
+        eprintln!(
+            "refitted on train + dev: {} texts (the dev numbers of `guard_eval` are in-sample from here on)",
+            examples.len()
+        );
+    }
+    model.threshold = chosen;
     let bytes = model.to_bytes();
     eprintln!("weights: {} bytes", bytes.len());
     if !check_only {

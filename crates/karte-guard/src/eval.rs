@@ -691,25 +691,16 @@ pub fn run_on(set: &DataSet) -> Report {
 /// translated safety prompts carry a topic, not a harmful/safe label, so their row is a block rate per topic (a
 /// high rate on `commonsense` would be over-refusal, on `Physical_Harm` or `Mental_Health` recall-like).
 pub fn public_table(dir: &std::path::Path) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Row {
-        text: String,
-        #[serde(default)]
-        category: String,
-    }
-    let read = |f: &str| -> Option<Vec<Row>> {
-        let s = std::fs::read_to_string(dir.join(f)).ok()?;
-        Some(
-            s.lines()
-                .filter(|l| !l.trim().is_empty())
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect(),
-        )
-    };
-    let cases = read("case-reports-ja.jsonl")?;
+    let read = |f: &str| read_public(dir, f);
+    // The even-numbered case reports may be training data (train_harm); only the odd-numbered half is scored.
+    let cases: Vec<PublicRow> = read("case-reports-ja.jsonl")?
+        .into_iter()
+        .skip(1)
+        .step_by(2)
+        .collect();
     let p = Policy::embedded();
     let mut s = String::new();
-    let count = |rows: &[&Row]| {
+    let count = |rows: &[&PublicRow]| {
         let r = rows.iter().filter(|x| p.check_rules(&x.text).is_block()).count();
         let b = rows.iter().filter(|x| p.check(&x.text).is_block()).count();
         (rows.len(), r, b)
@@ -720,12 +711,12 @@ pub fn public_table(dir: &std::path::Path) -> Option<String> {
     let (n, r, b) = count(&cases.iter().collect::<Vec<_>>());
     let _ = writeln!(
         s,
-        "| case-reports-ja (legitimate: blocked = over-refusal) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
+        "| case-reports-ja, odd-numbered half (legitimate: blocked = over-refusal) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
         ratio(r, n),
         ratio(b, n)
     );
     if let Some(x) = read("xsafety-ja.jsonl") {
-        let mut topics: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+        let mut topics: BTreeMap<&str, Vec<&PublicRow>> = BTreeMap::new();
         for row in &x {
             topics.entry(row.category.as_str()).or_default().push(row);
         }
@@ -740,4 +731,41 @@ pub fn public_table(dir: &std::path::Path) -> Option<String> {
         }
     }
     Some(s)
+}
+
+#[derive(Deserialize)]
+struct PublicRow {
+    text: String,
+    #[serde(default)]
+    category: String,
+}
+
+fn read_public(dir: &std::path::Path, f: &str) -> Option<Vec<PublicRow>> {
+    let s = std::fs::read_to_string(dir.join(f)).ok()?;
+    Some(
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+    )
+}
+
+/// Where the public sets are looked for: $KARTE_GUARD_PUBLIC, else `../shared/data/guard-public` beside the
+/// repository (the layout the issue names).
+pub fn public_dir() -> std::path::PathBuf {
+    std::env::var_os("KARTE_GUARD_PUBLIC")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/guard-public")
+        })
+}
+
+/// The texts of the public case reports, in file order, if the folder is there.
+pub fn public_case_reports(dir: &std::path::Path) -> Option<Vec<String>> {
+    Some(
+        read_public(dir, "case-reports-ja.jsonl")?
+            .into_iter()
+            .map(|r| r.text)
+            .collect(),
+    )
 }
