@@ -34,6 +34,25 @@ fn main() {
             ),
         }
     }
+    if let Some(m) = karte_guard::classifier::Classifier::embedded() {
+        // Scoring cost per sentence: the classifier must stay a small share of the guard's time.
+        let (harm, legit) = karte_guard::eval::DEV.classifier_split();
+        let texts: Vec<&str> = harm.iter().chain(&legit).map(|c| c.text.as_str()).collect();
+        let t0 = std::time::Instant::now();
+        let mut n = 0usize;
+        for _ in 0..20 {
+            for t in &texts {
+                std::hint::black_box(m.score(t));
+                n += 1;
+            }
+        }
+        println!(
+            "classifier: {:.1} µs per text ({} texts × 20, mean {} chars)",
+            t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+            texts.len(),
+            texts.iter().map(|t| t.chars().count()).sum::<usize>() / texts.len().max(1)
+        );
+    }
     if has("--misses") {
         for m in r.misses.iter().chain(&r.comparison.misses) {
             println!("  {}: {}", m.what, m.text.replace('\n', "⏎"));

@@ -1,10 +1,10 @@
 //! Trains the harm classifier and writes assets/guard/harm_classifier.bin (issue 16).
 //! Usage: cargo run --release -p karte-guard --example train_harm [-- --check]
 //!
-//! Training data: tests/data/classifier/train.toml only. The threshold is the lowest probability at which the rules
-//! plus the classifier still block at most 2 % of the development set's legitimate texts (tests/data/sensitive.toml
-//! and the legitimate half of tests/data/classifier/dev.toml): over-refusal is the constraint, recall what is
-//! maximised. Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
+//! Training data: tests/data/classifier/train.toml (plus the optional public lines below). The threshold keeps the
+//! classifier's own over-refusal (legitimate texts it blocks that the rules do not) at most 2 % on the development
+//! set's legitimate texts (tests/data/sensitive.toml and the legitimate half of tests/data/classifier/dev.toml):
+//! over-refusal is the constraint, recall what is maximised (see `chosen`). Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
 //! development numbers printed here are those of the train-only model, the honest ones. The held-out set is never
 //! read here. `--check` trains and reports without writing the file.
 //!
@@ -67,29 +67,53 @@ fn main() {
         })
         .collect();
     let policy = Policy::embedded();
-    let rules = |c: &HarmCase| policy.check_rules(&c.text).is_block();
+    let rules = |c: &HarmCase| policy.check(&c.text).is_block();
     let legit_rules: Vec<bool> = legit.iter().map(rules).collect();
     let harm_rules: Vec<bool> = harm.iter().map(rules).collect();
-    let legit_p: Vec<f32> = legit.iter().map(|c| model.max_probability(&c.text)).collect();
-    let harm_p: Vec<f32> = harm.iter().map(|c| model.max_probability(&c.text)).collect();
+    let legit_p: Vec<f32> = legit
+        .iter()
+        .map(|c| model.max_probability(&c.text))
+        .collect();
+    let harm_p: Vec<f32> = harm
+        .iter()
+        .map(|c| model.max_probability(&c.text))
+        .collect();
     let rate = |r: &[bool], p: &[f32], t: f32| {
         r.iter().zip(p).filter(|(r, p)| **r || **p >= t).count() as f64 / r.len() as f64
     };
-    let mut chosen = 0.99f32;
-    for i in (20..=99).rev() {
-        let t = i as f32 / 100.0;
-        if rate(&legit_rules, &legit_p, t) <= MAX_OVER_REFUSAL {
-            chosen = t;
-        } else {
-            break;
-        }
-    }
+    // Legitimate texts that the classifier blocks and the rules do not: the rules' own over-refusal on the new dev
+    // lines is a defect of the rules (reported apart), not a budget the threshold can spend or repay.
+    let added = |t: f32| {
+        legit_rules
+            .iter()
+            .zip(&legit_p)
+            .filter(|(r, p)| !**r && **p >= t)
+            .count() as f64
+            / legit_rules.len() as f64
+    };
+    // Among thresholds that keep the classifier's own dev over-refusal ≤ 2 %, those within one point of the best dev recall; of
+    // these, the highest. The lowest would maximise recall on paper, but when dev recall is saturated it spends
+    // the over-refusal budget on nothing, and short text unlike the dev set (orders, fragments) pays for it.
+    let feasible: Vec<f32> = (20..=99)
+        .map(|i| i as f32 / 100.0)
+        .filter(|&t| added(t) <= MAX_OVER_REFUSAL)
+        .collect();
+    let best = feasible
+        .iter()
+        .map(|&t| rate(&harm_rules, &harm_p, t))
+        .fold(0.0, f64::max);
+    let near: Vec<f32> = feasible
+        .into_iter()
+        .filter(|&t| rate(&harm_rules, &harm_p, t) >= best - 0.01)
+        .collect();
+    let chosen = near.last().copied().unwrap_or(0.99);
     for i in [-6i32, -4, -2, 0, 2, 4] {
         let t = chosen + i as f32 / 100.0;
         eprintln!(
-            "  at {t:.2}: dev recall {:.3}, over-refusal {:.3}",
+            "  at {t:.2}: dev recall {:.3}, over-refusal {:.3} (classifier's own {:.3})",
             rate(&harm_rules, &harm_p, t),
-            rate(&legit_rules, &legit_p, t)
+            rate(&legit_rules, &legit_p, t),
+            added(t)
         );
     }
     eprintln!(
@@ -119,7 +143,10 @@ fn main() {
     let bytes = model.to_bytes();
     eprintln!("weights: {} bytes", bytes.len());
     if !check_only {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/guard/harm_classifier.bin");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../assets/guard/harm_classifier.bin"
+        );
         std::fs::write(path, &bytes).expect("write weights");
         eprintln!("wrote {path}; rebuild to ship it");
     }

@@ -22,12 +22,18 @@ pub const LEGITIMATE: &str = "legitimate";
 const MAGIC: &[u8; 4] = b"KHC1";
 
 /// Hashed character 1–3-grams of normalised text, with boundary marks so that a sentence's first and last
-/// characters count as context; values are 1/√n so that long and short sentences weigh alike.
+/// characters count as context; values are 1/√n so that long and short sentences weigh alike. ASCII punctuation is
+/// dropped: the stream guard judges JSON pieces (`{"plan":[{"text":"…`), and brackets and quotes say nothing of
+/// intent but would make every piece look unlike the training text.
 pub fn features(text: &str) -> Vec<(u32, f32)> {
     let norm = normalize(text);
     let mut cs: Vec<char> = Vec::with_capacity(norm.chars().len() + 2);
     cs.push('\u{2}');
-    cs.extend(norm.chars().iter().filter(|c| !c.is_whitespace()));
+    cs.extend(
+        norm.chars()
+            .iter()
+            .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation()),
+    );
     cs.push('\u{3}');
     let mut idx: Vec<u32> = Vec::with_capacity(cs.len() * 3);
     for n in 1..=3usize {
@@ -135,7 +141,10 @@ impl Classifier {
         let norm = normalize(text);
         windows(norm.chars())
             .into_iter()
-            .map(|(s, e)| self.score(&norm.chars()[s..e].iter().collect::<String>()).probability)
+            .map(|(s, e)| {
+                self.score(&norm.chars()[s..e].iter().collect::<String>())
+                    .probability
+            })
             .fold(0.0, f32::max)
     }
 
@@ -164,9 +173,9 @@ impl Classifier {
                 }
             })
             .collect();
-        for c in 0..k {
-            out.extend_from_slice(&self.bias[c].to_le_bytes());
-            out.extend_from_slice(&scale[c].to_le_bytes());
+        for (b, sc) in self.bias.iter().zip(&scale) {
+            out.extend_from_slice(&b.to_le_bytes());
+            out.extend_from_slice(&sc.to_le_bytes());
         }
         let rows: Vec<(usize, Vec<i8>)> = (0..DIM)
             .filter_map(|i| {
@@ -251,13 +260,28 @@ impl<'a> Reader<'a> {
 /// and a long note still costs linear time.
 pub fn windows(chars: &[char]) -> Vec<(usize, usize)> {
     let sents = crate::policy::sentences(chars);
-    let mut w: Vec<(usize, usize)> = sents
-        .iter()
-        .copied()
-        .filter(|&(s, e)| chars[s..e].iter().any(|c| !c.is_whitespace()))
-        .collect();
+    let mut w: Vec<(usize, usize)> = sents.clone();
     w.extend(sents.windows(2).map(|p| (p[0].0, p[1].1)));
+    w.retain(|&(s, e)| words(&chars[s..e]) >= MIN_WORD_CHARS && varied(&chars[s..e]));
     w
+}
+
+/// Windows with fewer kana and kanji than this are not judged: a fragment such as 「S)」「1.」 or a JSON key cannot
+/// state an intent, and the model has nothing to go on there but noise.
+const MIN_WORD_CHARS: usize = 4;
+
+/// Repeated filler (「ああああ…」, a run of one symbol) is not language, and n-gram statistics on it are meaningless.
+fn varied(cs: &[char]) -> bool {
+    let mut d: Vec<char> = cs.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    d.len() * 4 >= cs.len().min(40)
+}
+
+fn words(cs: &[char]) -> usize {
+    cs.iter()
+        .filter(|&&c| matches!(c, '\u{3041}'..='\u{30ff}' | '\u{3400}'..='\u{9fff}'))
+        .count()
 }
 
 fn softmax(z: &mut [f32]) {
@@ -292,9 +316,14 @@ impl Default for TrainConfig {
     }
 }
 
+/// The share of the training loss carried by legitimate examples. Above one half, text unlike anything the model
+/// has seen (a drug order, a JSON piece, a phrasing of care no one wrote down) leans to legitimate: the classifier is
+/// a second opinion, and where it has no evidence the rules should decide, not a prior that calls it harm.
+const LEGITIMATE_SHARE: f32 = 0.75;
+
 /// Train by AdaGrad on the softmax loss, one example at a time in a seeded order, so the same data and settings
-/// give the same bytes. Legitimate and harmful examples are weighted to equal total mass: the legitimate half is
-/// what over-refusal is measured on, and it must not be outvoted by twelve harm classes.
+/// give the same bytes. Legitimate and harmful examples are weighted by [`LEGITIMATE_SHARE`], not by their counts,
+/// so that twelve harm classes do not outvote the legitimate half that over-refusal is measured on.
 pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
     let mut classes: Vec<String> = vec![LEGITIMATE.to_string()];
     for (_, c) in examples {
@@ -313,9 +342,9 @@ pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
     let weight = |y: usize| {
         let n = data.len() as f32;
         if y == 0 {
-            n / (2.0 * n_legit)
+            n * LEGITIMATE_SHARE / n_legit
         } else {
-            n / (2.0 * n_harm)
+            n * (1.0 - LEGITIMATE_SHARE) / n_harm
         }
     };
     let mut w = vec![0.0f32; DIM * k];
@@ -396,6 +425,9 @@ mod tests {
         assert_eq!(a, train(&ex, &cfg).to_bytes());
         let m = Classifier::from_bytes(&a).unwrap();
         assert_eq!(m.to_bytes(), a);
-        assert_eq!(m.score("記録を書き換えておいて。").category, "falsification");
+        assert_eq!(
+            m.score("記録を書き換えておいて。").category,
+            "falsification"
+        );
     }
 }

@@ -175,8 +175,8 @@ impl Comparison {
         for h in harm {
             let e = c.harmful.entry(h.category.clone()).or_default();
             e.0 += 1;
-            let r = p.check_rules(&h.text).is_block();
-            let b = p.check(&h.text).is_block();
+            let r = p.check(&h.text).is_block();
+            let b = p.check_learned(&h.text).is_block();
             e.1 += r as usize;
             e.2 += b as usize;
             if !b {
@@ -188,8 +188,8 @@ impl Comparison {
         }
         for l in legit {
             c.legitimate += 1;
-            let r = p.check_rules(&l.text).is_block();
-            let v = p.check(&l.text);
+            let r = p.check(&l.text).is_block();
+            let v = p.check_learned(&l.text);
             c.legitimate_rules += r as usize;
             c.legitimate_both += v.is_block() as usize;
             if v.is_block() {
@@ -202,7 +202,9 @@ impl Comparison {
         c
     }
     pub fn totals(&self) -> (usize, usize, usize) {
-        self.harmful.values().fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
+        self.harmful
+            .values()
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
     }
     pub fn recall_rules(&self) -> f64 {
         let t = self.totals();
@@ -228,7 +230,12 @@ rules alone vs rules + classifier (threshold {}): harmful recall per category",
         let _ = writeln!(s, "| category | texts | rules | rules + classifier |");
         let _ = writeln!(s, "|---|---:|---:|---:|");
         for (c, (n, r, b)) in &self.harmful {
-            let _ = writeln!(s, "| {c} | {n} | {:.3} | {:.3} |", ratio(*r, *n), ratio(*b, *n));
+            let _ = writeln!(
+                s,
+                "| {c} | {n} | {:.3} | {:.3} |",
+                ratio(*r, *n),
+                ratio(*b, *n)
+            );
         }
         let t = self.totals();
         let _ = writeln!(
@@ -701,12 +708,18 @@ pub fn public_table(dir: &std::path::Path) -> Option<String> {
     let p = Policy::embedded();
     let mut s = String::new();
     let count = |rows: &[&PublicRow]| {
-        let r = rows.iter().filter(|x| p.check_rules(&x.text).is_block()).count();
-        let b = rows.iter().filter(|x| p.check(&x.text).is_block()).count();
+        let r = rows.iter().filter(|x| p.check(&x.text).is_block()).count();
+        let b = rows
+            .iter()
+            .filter(|x| p.check_learned(&x.text).is_block())
+            .count();
         (rows.len(), r, b)
     };
     let _ = writeln!(s, "\npublic sets ({}), not trained on:", dir.display());
-    let _ = writeln!(s, "| set | texts | blocked by rules | blocked by rules + classifier |");
+    let _ = writeln!(
+        s,
+        "| set | texts | blocked by rules | blocked by rules + classifier |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|");
     let (n, r, b) = count(&cases.iter().collect::<Vec<_>>());
     let _ = writeln!(
@@ -756,7 +769,8 @@ pub fn public_dir() -> std::path::PathBuf {
     std::env::var_os("KARTE_GUARD_PUBLIC")
         .map(Into::into)
         .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/guard-public")
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/data/guard-public")
         })
 }
 

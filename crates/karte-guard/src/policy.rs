@@ -191,17 +191,20 @@ impl Policy {
     /// As [`Policy::check`], for a patient already read (from a dictation, once): the streamed and the final check
     /// of a draft then judge a dose against the same patient.
     pub fn check_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
-        self.check_impl(text, patient, Classifier::embedded())
-    }
-
-    /// The rules and the dose table alone, without the learned classifier: what the evaluation compares against.
-    pub fn check_rules_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
         self.check_impl(text, patient, None)
     }
 
-    /// As [`Policy::check_rules_for`], reading the patient from the text itself.
-    pub fn check_rules(&self, text: &str) -> Verdict {
-        self.check_rules_for(text, &dose::Patient::read(&normalize(text).text))
+    /// The rules and the dose table, OR the learned classifier (issue 16) at its shipped threshold. Not yet what
+    /// [`Policy::check_for`] does: on the development data it lifts harmful recall from 0.83 to 0.99, but it still
+    /// blocks some hand-written documentation (see the allow list in this module's tests) that the rules let
+    /// through, and over-refusal counts as a defect as much as a miss. Callers that accept that trade opt in here.
+    pub fn check_learned_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
+        self.check_impl(text, patient, Classifier::embedded())
+    }
+
+    /// As [`Policy::check_learned_for`], reading the patient from the text itself.
+    pub fn check_learned(&self, text: &str) -> Verdict {
+        self.check_learned_for(text, &dose::Patient::read(&normalize(text).text))
     }
 
     /// As [`Policy::check_for`] with a model other than the shipped one (training picks its threshold this way).
@@ -350,6 +353,8 @@ mod tests {
             "disclosure",
             "unproven_treatment",
             "illegal_drugs",
+            "misinformation",
+            "consent_bypass",
         ] {
             assert!(ids.contains(&c), "{c} missing from policy.toml");
         }
