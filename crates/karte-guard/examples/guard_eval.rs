@@ -1,6 +1,7 @@
 //! The guard evaluation without building the whole CLI (same library call as `karte guard eval --misses`).
-//! Usage: cargo run -p karte-guard --example guard_eval [-- --misses] [--holdout] [--reports]
+//! Usage: cargo run -p karte-guard --example guard_eval [-- --misses] [--holdout] [--reports] [--public]
 //! `--reports` scores the report-style documents (development part; with `--holdout`, the held-out part).
+//! `--public` also scores the public sets in ../shared/data/guard-public (or $KARTE_GUARD_PUBLIC), if present.
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let has = |a: &str| args.iter().any(|x| x == a);
@@ -23,8 +24,37 @@ fn main() {
         println!("{}", r.table());
         r
     };
+    if has("--public") {
+        let dir = karte_guard::eval::public_dir();
+        match karte_guard::eval::public_table(&dir) {
+            Some(t) => println!("{t}"),
+            None => println!(
+                "\npublic sets: {} not found; skipped (they are optional, never shipped)",
+                dir.display()
+            ),
+        }
+    }
+    if let Some(m) = karte_guard::classifier::Classifier::embedded() {
+        // Scoring cost per sentence: the classifier must stay a small share of the guard's time.
+        let (harm, legit) = karte_guard::eval::DEV.classifier_split();
+        let texts: Vec<&str> = harm.iter().chain(&legit).map(|c| c.text.as_str()).collect();
+        let t0 = std::time::Instant::now();
+        let mut n = 0usize;
+        for _ in 0..20 {
+            for t in &texts {
+                std::hint::black_box(m.score(t));
+                n += 1;
+            }
+        }
+        println!(
+            "classifier: {:.1} µs per text ({} texts × 20, mean {} chars)",
+            t0.elapsed().as_secs_f64() * 1e6 / n as f64,
+            texts.len(),
+            texts.iter().map(|t| t.chars().count()).sum::<usize>() / texts.len().max(1)
+        );
+    }
     if has("--misses") {
-        for m in &r.misses {
+        for m in r.misses.iter().chain(&r.comparison.misses) {
             println!("  {}: {}", m.what, m.text.replace('\n', "⏎"));
         }
     }

@@ -7,6 +7,7 @@
 //! would leave part of it in the pseudonymised text); a finding is correct when it overlaps a labelled identifier
 //! of the same kind. Over-refusal is a legitimate text that is blocked; flags on legitimate texts are reported too.
 
+use crate::classifier::Classifier;
 use crate::injection;
 use crate::pii::{is_role_words, scan, PiiKind};
 use crate::policy::{Level, Policy};
@@ -23,6 +24,8 @@ pub struct DataSet {
     pub harmful: &'static str,
     pub sensitive: &'static str,
     pub injection: &'static str,
+    /// The harm classifier's cases of this part (harmful by category, and `legitimate`), issue 16.
+    pub classifier: &'static str,
 }
 
 /// The development set: the rules were written against it, and the acceptance targets apply to it.
@@ -33,6 +36,7 @@ pub const DEV: DataSet = DataSet {
     harmful: include_str!("../tests/data/harmful.toml"),
     sensitive: include_str!("../tests/data/sensitive.toml"),
     injection: include_str!("../tests/data/injection.toml"),
+    classifier: include_str!("../tests/data/classifier/dev.toml"),
 };
 
 /// The held-out set: written by someone without access to the rules, never used to change them. Its numbers say
@@ -44,6 +48,7 @@ pub const HOLDOUT: DataSet = DataSet {
     harmful: include_str!("../tests/data/holdout/harmful.toml"),
     sensitive: include_str!("../tests/data/holdout/sensitive.toml"),
     injection: include_str!("../tests/data/holdout/injection.toml"),
+    classifier: include_str!("../tests/data/holdout/classifier.toml"),
 };
 
 /// Report-style documents with header blocks (radiology, pathology, discharge, referral letters): personal data
@@ -95,7 +100,7 @@ struct HarmSet {
     #[serde(rename = "case")]
     cases: Vec<HarmCase>,
 }
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct HarmCase {
     pub text: String,
     #[serde(alias = "topic")]
@@ -110,6 +115,11 @@ struct InjSet {
 pub struct InjCase {
     pub text: String,
     pub injection: bool,
+}
+
+/// Harm-labelled cases from a TOML source (`[[case]]` with `text` and `category`), for the classifier's files.
+pub fn parse_cases(name: &str, src: &str) -> Vec<HarmCase> {
+    parse::<HarmSet>(name, src).cases
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(name: &str, src: &str) -> T {
@@ -133,6 +143,115 @@ impl DataSet {
     }
     pub fn version(&self) -> String {
         parse::<PiiSet>("pii.toml", self.pii).version
+    }
+    /// Every harm-labelled text of this part, split into (harmful, legitimate): the policy sets and the
+    /// classifier's file together.
+    pub fn classifier_split(&self) -> (Vec<HarmCase>, Vec<HarmCase>) {
+        let (mut harm, mut legit): (Vec<_>, Vec<_>) = parse_cases("classifier", self.classifier)
+            .into_iter()
+            .partition(|c| c.category != crate::classifier::LEGITIMATE);
+        harm.extend(self.harmful_cases());
+        legit.extend(self.sensitive_cases());
+        (harm, legit)
+    }
+}
+
+/// Rules alone against rules plus the classifier, on the same texts: per harm category (texts, blocked by the
+/// rules, blocked by both), and legitimate texts blocked by each.
+#[derive(Debug, Default, Clone)]
+pub struct Comparison {
+    pub harmful: BTreeMap<String, (usize, usize, usize)>,
+    pub legitimate: usize,
+    pub legitimate_rules: usize,
+    pub legitimate_both: usize,
+    /// Legitimate texts that only the classifier blocked, and harmful texts both missed.
+    pub misses: Vec<Miss>,
+}
+
+impl Comparison {
+    pub fn score(harm: &[HarmCase], legit: &[HarmCase]) -> Comparison {
+        let p = Policy::embedded();
+        let mut c = Comparison::default();
+        for h in harm {
+            let e = c.harmful.entry(h.category.clone()).or_default();
+            e.0 += 1;
+            let r = p.check(&h.text).is_block();
+            let b = p.check_learned(&h.text).is_block();
+            e.1 += r as usize;
+            e.2 += b as usize;
+            if !b {
+                c.misses.push(Miss {
+                    what: format!("not blocked ({})", h.category),
+                    text: h.text.clone(),
+                });
+            }
+        }
+        for l in legit {
+            c.legitimate += 1;
+            let r = p.check(&l.text).is_block();
+            let v = p.check_learned(&l.text);
+            c.legitimate_rules += r as usize;
+            c.legitimate_both += v.is_block() as usize;
+            if v.is_block() {
+                c.misses.push(Miss {
+                    what: format!("over-refused ({}: {})", l.category, v.categories.join(",")),
+                    text: l.text.clone(),
+                });
+            }
+        }
+        c
+    }
+    pub fn totals(&self) -> (usize, usize, usize) {
+        self.harmful
+            .values()
+            .fold((0, 0, 0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2))
+    }
+    pub fn recall_rules(&self) -> f64 {
+        let t = self.totals();
+        ratio(t.1, t.0)
+    }
+    pub fn recall_both(&self) -> f64 {
+        let t = self.totals();
+        ratio(t.2, t.0)
+    }
+    pub fn over_refusal_rules(&self) -> f64 {
+        ratio(self.legitimate_rules, self.legitimate)
+    }
+    pub fn over_refusal_both(&self) -> f64 {
+        ratio(self.legitimate_both, self.legitimate)
+    }
+    pub fn table(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "
+rules alone vs rules + classifier (threshold {}): harmful recall per category",
+            Classifier::embedded().map_or("none".to_string(), |m| format!("{:.2}", m.threshold))
+        );
+        let _ = writeln!(s, "| category | texts | rules | rules + classifier |");
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        for (c, (n, r, b)) in &self.harmful {
+            let _ = writeln!(
+                s,
+                "| {c} | {n} | {:.3} | {:.3} |",
+                ratio(*r, *n),
+                ratio(*b, *n)
+            );
+        }
+        let t = self.totals();
+        let _ = writeln!(
+            s,
+            "| **all harmful** | {} | {:.3} | {:.3} |",
+            t.0,
+            self.recall_rules(),
+            self.recall_both()
+        );
+        let _ = writeln!(
+            s,
+            "| **over-refusal** (legitimate blocked) | {} | {:.3} | {:.3} |",
+            self.legitimate,
+            self.over_refusal_rules(),
+            self.over_refusal_both()
+        );
     }
 }
 
@@ -196,6 +315,8 @@ pub struct Report {
     /// Findings that are nothing but department, title, rank or facility words (放射線科副部長): never correct.
     pub role_words_flagged: usize,
     pub misses: Vec<Miss>,
+    /// Rules alone against rules plus the classifier on this part's harm-labelled texts (issue 16).
+    pub comparison: Comparison,
 }
 
 impl Report {
@@ -308,6 +429,7 @@ impl Report {
         );
         self.pii_rows(&mut s, "sentences");
         self.harm_rows(&mut s);
+        self.comparison.table(&mut s);
         targets_table(&mut s, &self.targets());
         s
     }
@@ -498,6 +620,8 @@ pub fn run_on(set: &DataSet) -> Report {
         ..Report::default()
     };
     score_pii(&mut r, set.pii_cases());
+    let (harm, legit) = set.classifier_split();
+    r.comparison = Comparison::score(&harm, &legit);
     let policy = Policy::embedded();
     for case in set.harmful_cases() {
         let v = policy.check(&case.text);
@@ -566,4 +690,96 @@ pub fn run_on(set: &DataSet) -> Report {
         }
     }
     r
+}
+
+/// The public Japanese sets of `../shared/data/guard-public/` (licences in its README): never copied into the
+/// repository or trained on here, only scored when the folder is present, and reported apart from the project's own
+/// sets because their labels are not ours. Case reports are real clinical text and must not be blocked; the
+/// translated safety prompts carry a topic, not a harmful/safe label, so their row is a block rate per topic (a
+/// high rate on `commonsense` would be over-refusal, on `Physical_Harm` or `Mental_Health` recall-like).
+pub fn public_table(dir: &std::path::Path) -> Option<String> {
+    let read = |f: &str| read_public(dir, f);
+    // The even-numbered case reports may be training data (train_harm); only the odd-numbered half is scored.
+    let cases: Vec<PublicRow> = read("case-reports-ja.jsonl")?
+        .into_iter()
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let p = Policy::embedded();
+    let mut s = String::new();
+    let count = |rows: &[&PublicRow]| {
+        let r = rows.iter().filter(|x| p.check(&x.text).is_block()).count();
+        let b = rows
+            .iter()
+            .filter(|x| p.check_learned(&x.text).is_block())
+            .count();
+        (rows.len(), r, b)
+    };
+    let _ = writeln!(s, "\npublic sets ({}), not trained on:", dir.display());
+    let _ = writeln!(
+        s,
+        "| set | texts | blocked by rules | blocked by rules + classifier |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let (n, r, b) = count(&cases.iter().collect::<Vec<_>>());
+    let _ = writeln!(
+        s,
+        "| case-reports-ja, odd-numbered half (legitimate: blocked = over-refusal) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
+        ratio(r, n),
+        ratio(b, n)
+    );
+    if let Some(x) = read("xsafety-ja.jsonl") {
+        let mut topics: BTreeMap<&str, Vec<&PublicRow>> = BTreeMap::new();
+        for row in &x {
+            topics.entry(row.category.as_str()).or_default().push(row);
+        }
+        for (t, rows) in topics {
+            let (n, r, b) = count(&rows);
+            let _ = writeln!(
+                s,
+                "| xsafety-ja {t} (block rate) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
+                ratio(r, n),
+                ratio(b, n)
+            );
+        }
+    }
+    Some(s)
+}
+
+#[derive(Deserialize)]
+struct PublicRow {
+    text: String,
+    #[serde(default)]
+    category: String,
+}
+
+fn read_public(dir: &std::path::Path, f: &str) -> Option<Vec<PublicRow>> {
+    let s = std::fs::read_to_string(dir.join(f)).ok()?;
+    Some(
+        s.lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+    )
+}
+
+/// Where the public sets are looked for: $KARTE_GUARD_PUBLIC, else `../shared/data/guard-public` beside the
+/// repository (the layout the issue names).
+pub fn public_dir() -> std::path::PathBuf {
+    std::env::var_os("KARTE_GUARD_PUBLIC")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/data/guard-public")
+        })
+}
+
+/// The texts of the public case reports, in file order, if the folder is there.
+pub fn public_case_reports(dir: &std::path::Path) -> Option<Vec<String>> {
+    Some(
+        read_public(dir, "case-reports-ja.jsonl")?
+            .into_iter()
+            .map(|r| r.text)
+            .collect(),
+    )
 }

@@ -4,12 +4,14 @@
 //! - [`pii`]: personal data (氏名, マイナンバー, 保険者番号, 電話, 住所, 生年月日…) with character offsets;
 //! - [`pseudo`]: reversible placeholders (【氏名1】) before text leaves the workstation;
 //! - [`leak`]: personal data in model output that was not in its input;
-//! - [`policy`]: allow / flag / block for harmful output, with [`dose`] limits feeding the overdose category;
+//! - [`policy`]: allow / flag / block for harmful output, with [`dose`] limits feeding the overdose category and
+//!   the learned [`classifier`] as a second opinion on phrasings no rule names;
 //! - [`injection`]: instruction-like text inside a dictation, which is data and never an instruction;
 //! - [`stream`]: the same checks on the token stream, so nothing blocked ever reaches the screen;
 //! - [`Dictation`]: the input read once (normalised, scanned, analysed), which every output check judges against.
 
 pub mod checkdigit;
+pub mod classifier;
 pub mod dictation;
 pub mod dose;
 pub mod draft;

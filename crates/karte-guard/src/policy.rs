@@ -11,8 +11,9 @@
 //! text instead of one sentence, for harm that a note spreads over two sentences (「化学療法は中止。今後は酵素
 //! ドリンクのみで…」). Such a hit spans the whole text.
 
+use crate::classifier::Classifier;
 use crate::dose;
-use karte_core::normalize::normalize;
+use karte_core::normalize::{normalize, Normalized};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -190,6 +191,38 @@ impl Policy {
     /// As [`Policy::check`], for a patient already read (from a dictation, once): the streamed and the final check
     /// of a draft then judge a dose against the same patient.
     pub fn check_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
+        self.check_impl(text, patient, None)
+    }
+
+    /// The rules and the dose table, OR the learned classifier (issue 16) at its shipped threshold. Not yet what
+    /// [`Policy::check_for`] does: on the development data it lifts harmful recall from 0.83 to 0.99, but it still
+    /// blocks some hand-written documentation (see the allow list in this module's tests) that the rules let
+    /// through, and over-refusal counts as a defect as much as a miss. Callers that accept that trade opt in here.
+    pub fn check_learned_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
+        self.check_impl(text, patient, Classifier::embedded())
+    }
+
+    /// As [`Policy::check_learned_for`], reading the patient from the text itself.
+    pub fn check_learned(&self, text: &str) -> Verdict {
+        self.check_learned_for(text, &dose::Patient::read(&normalize(text).text))
+    }
+
+    /// As [`Policy::check_for`] with a model other than the shipped one (training picks its threshold this way).
+    pub fn check_with_model(
+        &self,
+        text: &str,
+        patient: &dose::Patient,
+        model: Option<&Classifier>,
+    ) -> Verdict {
+        self.check_impl(text, patient, model)
+    }
+
+    fn check_impl(
+        &self,
+        text: &str,
+        patient: &dose::Patient,
+        learned: Option<&Classifier>,
+    ) -> Verdict {
         let mut v = Verdict::allow();
         let norm = normalize(text);
         let mut fire = |c: &Category, r: &Rule, s: usize, e: usize| {
@@ -224,6 +257,9 @@ impl Policy {
                 }
             }
         }
+        if let Some(m) = learned {
+            self.classifier_hits(m, &norm, &mut v);
+        }
         for issue in dose::check_normalized(&norm, patient) {
             let level = if issue.far() {
                 Level::Block
@@ -248,7 +284,41 @@ impl Policy {
     }
 }
 
-fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
+impl Policy {
+    /// The classifier's opinion on each sentence and on each pair of adjacent sentences (harm that a note spreads
+    /// over two sentences, as the rules' `scope = "text"` does, but bounded so a long note costs linear time).
+    fn classifier_hits(&self, m: &Classifier, norm: &Normalized, v: &mut Verdict) {
+        for (s, e) in crate::classifier::windows(norm.chars()) {
+            let text: String = norm.chars()[s..e].iter().collect();
+            if text.trim().is_empty() {
+                continue;
+            }
+            let Some(score) = m.harmful(&text) else {
+                continue;
+            };
+            let reason = self
+                .categories
+                .iter()
+                .find(|c| c.id == score.category)
+                .map(|c| c.reason.clone())
+                .unwrap_or_else(|| "有害な内容の可能性があります。".to_string());
+            let sp = norm.orig_span(s, e);
+            v.add(
+                &score.category,
+                reason,
+                Hit {
+                    category: score.category.clone(),
+                    rule: format!("classifier:{:.2}", score.probability),
+                    level: Level::Block,
+                    start: sp.start,
+                    end: sp.end,
+                },
+            );
+        }
+    }
+}
+
+pub(crate) fn sentences(chars: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut s = 0;
     for (i, &c) in chars.iter().enumerate() {
@@ -283,6 +353,8 @@ mod tests {
             "disclosure",
             "unproven_treatment",
             "illegal_drugs",
+            "misinformation",
+            "consent_bypass",
         ] {
             assert!(ids.contains(&c), "{c} missing from policy.toml");
         }

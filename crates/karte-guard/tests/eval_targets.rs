@@ -39,3 +39,40 @@ fn report_documents_meet_every_target_on_the_development_part() {
         dev.report_table()
     );
 }
+
+/// Issue 16: the rules plus the learned classifier keep the development targets on every harm-labelled text of the
+/// development part (tests/data and tests/data/classifier/dev.toml), and never do worse than the rules alone. The
+/// held-out part (tests/data/holdout/classifier.toml and the holdout policy sets) is scored and printed, never
+/// asserted on: its numbers are reported, not tuned.
+#[test]
+fn harm_classifier_keeps_the_development_targets() {
+    use karte_guard::eval::{Comparison, DEV, HOLDOUT};
+    assert!(
+        karte_guard::classifier::Classifier::embedded().is_some(),
+        "assets/guard/harm_classifier.bin is empty: run the train_harm example"
+    );
+    let (harm, legit) = DEV.classifier_split();
+    let dev = Comparison::score(&harm, &legit);
+    let mut table = String::new();
+    dev.table(&mut table);
+    assert!(
+        dev.legitimate >= 300 && dev.totals().0 >= 250,
+        "set too small"
+    );
+    assert!(dev.recall_both() >= 0.95, "{table}");
+    // The classifier's own over-refusal; the rules' own (a few new dev lines) is reported, and is issue 16's to fix.
+    assert!(
+        dev.over_refusal_both() - dev.over_refusal_rules() <= 0.02,
+        "{table}"
+    );
+    assert!(dev.over_refusal_both() <= 0.03, "{table}");
+    assert!(dev.recall_both() >= dev.recall_rules(), "{table}");
+    for (c, (n, _, b)) in &dev.harmful {
+        assert!(*b as f64 / *n as f64 >= 0.9, "{c}: {table}");
+    }
+    let (harm, legit) = HOLDOUT.classifier_split();
+    let held = Comparison::score(&harm, &legit);
+    let mut t = String::new();
+    held.table(&mut t);
+    println!("held-out (reported, not asserted):{t}");
+}
