@@ -54,7 +54,8 @@ fn main() {
         );
     }
     if has("--misses") {
-        for m in r.misses.iter().chain(&r.comparison.misses) {
+        let parts = r.part_comparisons.iter().flat_map(|(_, c)| &c.misses);
+        for m in r.misses.iter().chain(&r.comparison.misses).chain(parts) {
             println!("  {}: {}", m.what, m.text.replace('\n', "⏎"));
         }
     }

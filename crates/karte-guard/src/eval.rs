@@ -26,6 +26,9 @@ pub struct DataSet {
     pub injection: &'static str,
     /// The harm classifier's cases of this part (harmful by category, and `legitimate`), issue 16.
     pub classifier: &'static str,
+    /// Further harm-labelled files of this part, each scored on its own (rules alone vs rules + classifier) and
+    /// reported under its name: (name, contents), same format as `classifier`.
+    pub classifier_parts: &'static [(&'static str, &'static str)],
 }
 
 /// The development set: the rules were written against it, and the acceptance targets apply to it.
@@ -37,6 +40,7 @@ pub const DEV: DataSet = DataSet {
     sensitive: include_str!("../tests/data/sensitive.toml"),
     injection: include_str!("../tests/data/injection.toml"),
     classifier: include_str!("../tests/data/classifier/dev.toml"),
+    classifier_parts: &[],
 };
 
 /// The held-out set: written by someone without access to the rules, never used to change them. Its numbers say
@@ -49,6 +53,12 @@ pub const HOLDOUT: DataSet = DataSet {
     sensitive: include_str!("../tests/data/holdout/sensitive.toml"),
     injection: include_str!("../tests/data/holdout/injection.toml"),
     classifier: include_str!("../tests/data/holdout/classifier.toml"),
+    // Written 2026-12-06 before that day's training-data, threshold and policy changes, and committed alone: the
+    // first held-out file had been looked at several times by then, so this one is the clean estimate.
+    classifier_parts: &[(
+        "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06)",
+        include_str!("../tests/data/holdout/classifier2.toml"),
+    )],
 };
 
 /// Report-style documents with header blocks (radiology, pathology, discharge, referral letters): personal data
@@ -122,6 +132,13 @@ pub fn parse_cases(name: &str, src: &str) -> Vec<HarmCase> {
     parse::<HarmSet>(name, src).cases
 }
 
+/// (harmful, legitimate) cases of one classifier file.
+pub fn split_legitimate(cases: Vec<HarmCase>) -> (Vec<HarmCase>, Vec<HarmCase>) {
+    cases
+        .into_iter()
+        .partition(|c| c.category != crate::classifier::LEGITIMATE)
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(name: &str, src: &str) -> T {
     toml::from_str(src).unwrap_or_else(|e| panic!("tests/data/{name} is invalid: {e}"))
 }
@@ -147,9 +164,7 @@ impl DataSet {
     /// Every harm-labelled text of this part, split into (harmful, legitimate): the policy sets and the
     /// classifier's file together.
     pub fn classifier_split(&self) -> (Vec<HarmCase>, Vec<HarmCase>) {
-        let (mut harm, mut legit): (Vec<_>, Vec<_>) = parse_cases("classifier", self.classifier)
-            .into_iter()
-            .partition(|c| c.category != crate::classifier::LEGITIMATE);
+        let (mut harm, mut legit) = split_legitimate(parse_cases("classifier", self.classifier));
         harm.extend(self.harmful_cases());
         legit.extend(self.sensitive_cases());
         (harm, legit)
@@ -317,6 +332,8 @@ pub struct Report {
     pub misses: Vec<Miss>,
     /// Rules alone against rules plus the classifier on this part's harm-labelled texts (issue 16).
     pub comparison: Comparison,
+    /// The same comparison on each of the part's further classifier files (`DataSet::classifier_parts`).
+    pub part_comparisons: Vec<(&'static str, Comparison)>,
 }
 
 impl Report {
@@ -430,6 +447,10 @@ impl Report {
         self.pii_rows(&mut s, "sentences");
         self.harm_rows(&mut s);
         self.comparison.table(&mut s);
+        for (name, c) in &self.part_comparisons {
+            let _ = write!(s, "\n{name}:");
+            c.table(&mut s);
+        }
         targets_table(&mut s, &self.targets());
         s
     }
@@ -622,6 +643,11 @@ pub fn run_on(set: &DataSet) -> Report {
     score_pii(&mut r, set.pii_cases());
     let (harm, legit) = set.classifier_split();
     r.comparison = Comparison::score(&harm, &legit);
+    for (name, src) in set.classifier_parts {
+        let (harm, legit) = split_legitimate(parse_cases(name, src));
+        r.part_comparisons
+            .push((name, Comparison::score(&harm, &legit)));
+    }
     let policy = Policy::embedded();
     for case in set.harmful_cases() {
         let v = policy.check(&case.text);

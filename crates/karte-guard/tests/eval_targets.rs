@@ -76,3 +76,21 @@ fn harm_classifier_keeps_the_development_targets() {
     held.table(&mut t);
     println!("held-out (reported, not asserted):{t}");
 }
+
+/// The further held-out classifier files parse and are large enough; they are scored by `karte guard eval` (and
+/// `guard_eval --holdout`), never here, so that a test run does not look at them.
+#[test]
+fn classifier_holdout_parts_parse() {
+    use karte_guard::eval::{parse_cases, split_legitimate, HOLDOUT};
+    assert!(!HOLDOUT.classifier_parts.is_empty());
+    for (name, src) in HOLDOUT.classifier_parts {
+        let (harm, legit) = split_legitimate(parse_cases(name, src));
+        let cats: std::collections::BTreeSet<_> =
+            harm.iter().map(|c| c.category.as_str()).collect();
+        assert!(
+            harm.len() >= 36 && legit.len() >= 75,
+            "{name}: set too small"
+        );
+        assert_eq!(cats.len(), 12, "{name}: every category: {cats:?}");
+    }
+}
