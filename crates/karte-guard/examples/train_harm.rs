@@ -17,7 +17,9 @@ use karte_guard::eval::{HarmCase, DEV};
 use karte_guard::Policy;
 
 const TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
-const MAX_OVER_REFUSAL: f64 = 0.02;
+/// Half the 2 % aim: on the first held-out file the classifier's over-refusal came out about twice its dev
+/// value, so the dev budget keeps that margin for text unlike the development set.
+const MAX_OVER_REFUSAL: f64 = 0.01;
 
 fn main() {
     let check_only = std::env::args().any(|a| a == "--check");
@@ -91,7 +93,7 @@ fn main() {
             .count() as f64
             / legit_rules.len() as f64
     };
-    // Among thresholds that keep the classifier's own dev over-refusal ≤ 2 %, those within one point of the best dev recall; of
+    // Among thresholds that keep the classifier's own dev over-refusal ≤ MAX_OVER_REFUSAL (1 %), those within one point of the best dev recall; of
     // these, the highest. The lowest would maximise recall on paper, but when dev recall is saturated it spends
     // the over-refusal budget on nothing, and short text unlike the dev set (orders, fragments) pays for it.
     let feasible: Vec<f32> = (20..=99)
@@ -107,8 +109,7 @@ fn main() {
         .filter(|&t| rate(&harm_rules, &harm_p, t) >= best - 0.01)
         .collect();
     let chosen = near.last().copied().unwrap_or(0.99);
-    for i in [-6i32, -4, -2, 0, 2, 4] {
-        let t = chosen + i as f32 / 100.0;
+    for t in (4..=18).map(|i| i as f32 / 20.0) {
         eprintln!(
             "  at {t:.2}: dev recall {:.3}, over-refusal {:.3} (classifier's own {:.3})",
             rate(&harm_rules, &harm_p, t),
@@ -125,6 +126,10 @@ fn main() {
         harm.len(),
         legit.len()
     );
+    // The development texts behind the numbers above, for whoever edits the data (synthetic, so printing is fine).
+    for (c, p) in legit.iter().zip(&legit_p).filter(|(_, p)| **p >= chosen) {
+        eprintln!("  dev legitimate blocked at {p:.2}: {}", c.text);
+    }
     if !no_refit {
         // The threshold is fixed; the shipped weights then learn from the development texts too, since a few
         // hundred more phrasings matter more to unseen text than a threshold re-estimated on data it has seen.
