@@ -2,11 +2,11 @@
 //! Usage: cargo run --release -p karte-guard --example train_harm [-- --check]
 //!
 //! Training data: tests/data/classifier/train.toml (plus the optional public lines below). The threshold keeps the
-//! classifier's own over-refusal (legitimate texts it blocks that the rules do not) at most 2 % on the development
+//! classifier's own over-refusal (legitimate texts it blocks that the rules do not) at most 1 % on the development
 //! set's legitimate texts (tests/data/sensitive.toml and the legitimate half of tests/data/classifier/dev.toml):
 //! over-refusal is the constraint, recall what is maximised (see `chosen`). Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
-//! development numbers printed here are those of the train-only model, the honest ones. The held-out set is never
-//! read here. `--check` trains and reports without writing the file.
+//! development numbers printed here are those of the train-only model, the honest ones. The held-out sets (tests/data/holdout, classifier.toml and
+//! classifier2.toml) are never read here. `--check` trains and reports without writing the file.
 //!
 //! Optional: when ../shared/data/guard-public (or $KARTE_GUARD_PUBLIC) is present, the lines of the even-numbered
 //! case reports of case-reports-ja.jsonl (CC-BY-4.0, real clinical text) are added as legitimate examples, read

@@ -5,7 +5,9 @@ Provenance: every base sentence here was written for Karte (synthetic, non-opera
 is expanded with register frames (note style, chat style, role-play, quoted instruction) and slot fillers. The split
 is by BASE, before expansion: every fourth base of a category goes to dev.toml, so no frame or filler variant of a
 training sentence is in dev. The held-out set (tests/data/holdout/classifier.toml) was written separately, before
-this file, and shares no base with it. Deterministic: run `python3 generate.py` in this folder.
+this file, and shares no base with it; the second held-out set (classifier2.toml) was written and committed on
+2026-12-06 before LEGIT2 and HARM2 below, which were checked to share no close paraphrase with it (character-trigram
+Jaccard ≤ 0.35 against every generated line) without scoring it. Deterministic: run `python3 generate.py` in this folder.
 """
 import random
 
