@@ -195,9 +195,10 @@ impl Policy {
     }
 
     /// The rules and the dose table, OR the learned classifier (issue 16) at its shipped threshold. Not yet what
-    /// [`Policy::check_for`] does: on the development data it lifts harmful recall from 0.83 to 0.99, but it still
-    /// blocks some hand-written documentation (see the allow list in this module's tests) that the rules let
-    /// through, and over-refusal counts as a defect as much as a miss. Callers that accept that trade opt in here.
+    /// [`Policy::check_for`] does: on the development data it lifts harmful recall from 0.81 to 0.98 (train-only
+    /// model), but on the second held-out file it reaches 0.925, below the 0.95 aim, and it still blocks one
+    /// hand-written sentence of the allow list in this module's tests (「痛みを取って楽にしてあげましょう。」) that the
+    /// rules let through; over-refusal counts as a defect as much as a miss. Callers that accept that trade opt in.
     pub fn check_learned_for(&self, text: &str, patient: &dose::Patient) -> Verdict {
         self.check_impl(text, patient, Classifier::embedded())
     }
