@@ -208,16 +208,6 @@ impl Policy {
         self.check_learned_for(text, &dose::Patient::read(&normalize(text).text))
     }
 
-    /// As [`Policy::check_for`] with a model other than the shipped one (training picks its threshold this way).
-    pub fn check_with_model(
-        &self,
-        text: &str,
-        patient: &dose::Patient,
-        model: Option<&Classifier>,
-    ) -> Verdict {
-        self.check_impl(text, patient, model)
-    }
-
     fn check_impl(
         &self,
         text: &str,
@@ -291,9 +281,6 @@ impl Policy {
     fn classifier_hits(&self, m: &Classifier, norm: &Normalized, v: &mut Verdict) {
         for (s, e) in crate::classifier::windows(norm.chars()) {
             let text: String = norm.chars()[s..e].iter().collect();
-            if text.trim().is_empty() {
-                continue;
-            }
             let Some(score) = m.harmful(&text) else {
                 continue;
             };
