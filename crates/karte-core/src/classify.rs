@@ -3,7 +3,10 @@
 
 use crate::document::Role;
 use crate::extract::Found;
+use crate::ngram::Model;
 use crate::types::FactKind;
+use std::cell::RefCell;
+use std::sync::LazyLock;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
 const PLAN: [&str; 74] = [
@@ -348,7 +351,81 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
     if !subjective && (has(FactKind::Test) || objective_cue || ruled_out || graded_poor) {
         return Role::Observed;
     }
-    Role::Reported
+    // Something the patient or family told, history, or a drug that the route rule above did not call an order
+    // (「内服: アムロジピン 5mg」 lists what the patient takes): the rules know it is S.
+    if subjective
+        || told
+        || historic
+        || has(FactKind::Drug)
+        || ONSET.iter().any(|o| text.contains(o))
+        || clock_time(text)
+    {
+        return Role::Reported;
+    }
+    // No rule decided. S was the old default; the learned model has seen how wards phrase findings, judgements and
+    // orders that name no cue word (「創部はきれい」「2時間ごとにチェック」) and answers where it is confident.
+    learned(text).unwrap_or(Role::Reported)
+}
+
+/// A time of day (「10時20分」「三時頃」, not 「2時間」): when something happened, which the patient or the family
+/// tells; a measurement is said with what it measures.
+fn clock_time(text: &str) -> bool {
+    let c: Vec<char> = text.chars().collect();
+    c.windows(3).any(|w| {
+        (w[0].is_ascii_digit() || "〇一二三四五六七八九十".contains(w[0]))
+            && w[1] == '時'
+            && w[2] != '間'
+    })
+}
+
+/// The role names the clause model's classes carry, as `Role` serialises.
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Reported => "reported",
+        Role::Observed => "observed",
+        Role::Assessed => "assessed",
+        Role::Planned => "planned",
+    }
+}
+
+/// The shipped clause-role model (`assets/rules/clause_roles.bin`, trained on the development set by
+/// `cargo run --release -p karte-core --example train_clauses`); `None` while the file is empty.
+fn shipped() -> Option<&'static Model> {
+    static M: LazyLock<Option<Model>> = LazyLock::new(|| {
+        let bytes = include_bytes!("../../../assets/rules/clause_roles.bin");
+        (!bytes.is_empty()).then(|| {
+            Model::from_bytes(bytes)
+                .unwrap_or_else(|e| panic!("assets/rules/clause_roles.bin: {e}"))
+        })
+    });
+    M.as_ref()
+}
+
+thread_local! {
+    /// A model the trainer scores in place of the shipped one (a cross-validation fold's); `Some(None)`: no model.
+    static TRIAL: RefCell<Option<Option<Model>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with `model` in place of the shipped clause model on this thread: how the trainer measures a model on
+/// the quality sets before it is shipped.
+pub fn with_trial_model<T>(model: Option<Model>, f: impl FnOnce() -> T) -> T {
+    let before = TRIAL.with(|t| t.replace(Some(model)));
+    let out = f();
+    TRIAL.with(|t| *t.borrow_mut() = before);
+    out
+}
+
+fn learned(text: &str) -> Option<Role> {
+    let pick = |m: &Model| {
+        let (class, p) = m.best(text);
+        (p >= m.threshold)
+            .then(|| Role::ALL.into_iter().find(|r| role_name(*r) == class))
+            .flatten()
+    };
+    TRIAL.with(|t| match &*t.borrow() {
+        Some(trial) => trial.as_ref().and_then(pick),
+        None => shipped().and_then(pick),
+    })
 }
 
 /// Words that mark a statement as the patient's account or a complaint.
@@ -511,7 +588,9 @@ mod tests {
         ] {
             assert_eq!(classify(t, &[]), Role::Planned, "{t}");
         }
-        assert_eq!(classify("頻回のナースコール", &[]), Role::Reported);
+        // No cue word: the clause model answers, as the ward case dev-ward-10 labels it (what staff saw), not an
+        // order for all its コール.
+        assert_eq!(classify("頻回のナースコール", &[]), Role::Observed);
         assert_eq!(classify("ドレーンは本日抜去", &[]), Role::Planned);
         assert_eq!(classify("点滴を自己抜去しようとした", &[]), Role::Reported);
         assert_eq!(classify("出血傾向は見られません", &[]), Role::Observed);

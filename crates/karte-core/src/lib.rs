@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod grounding;
 pub mod lexicon;
+pub mod ngram;
 pub mod normalize;
 pub mod phrase;
 pub mod pipeline;
