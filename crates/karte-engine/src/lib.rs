@@ -69,21 +69,16 @@ pub struct EngineConfig {
 /// Drafts copy their input heavily (they rephrase and cite the dictation), so the tokens that followed the last few
 /// generated tokens where they appeared earlier in the prompt or the answer are often the model's next tokens too.
 /// `Lookup` proposes them and checks all of them in one decode, keeping the prefix greedy decoding agrees with:
-/// no second model, and the kept tokens are the ones greedy decoding picks (see [`Speculation::default`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// no second model, and the kept tokens are the ones greedy decoding picks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speculation {
+    /// The default until this build's CPU kernels give a token verified among others the same logits as the token
+    /// decoded alone: llama.cpp's llamafile sgemm and Q4_0 repacking sum in another order for multi-row batches, so
+    /// a near-tie could flip and the text would depend on the speed-up.
+    #[default]
     Off,
     Lookup,
-}
-
-impl Default for Speculation {
-    /// Off until this build's CPU kernels give the same logits for a token verified among others as for the token
-    /// decoded alone: llama.cpp's llamafile sgemm and Q4_0 repacking sum in another order for multi-row batches, so a
-    /// near-tie can flip and the text would depend on the speed-up. See README "Speculative decoding".
-    fn default() -> Self {
-        Speculation::Off
-    }
 }
 
 impl Speculation {
@@ -174,12 +169,8 @@ pub struct LoadInfo {
     #[serde(default)]
     pub draft_accepted_total: u64,
     /// The speculation this engine runs with (after `KARTE_SPECULATION`).
-    #[serde(default = "speculation_off")]
+    #[serde(default)]
     pub speculation: Speculation,
-}
-
-fn speculation_off() -> Speculation {
-    Speculation::Off
 }
 
 /// Counters the worker updates and any thread reads; relaxed ordering is enough for monitoring.

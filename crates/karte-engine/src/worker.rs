@@ -373,6 +373,20 @@ fn context_params(n_ctx: u32, n_batch: u32, threads: i32) -> LlamaContextParams 
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_no_perf(false)
+        .with_flash_attention_policy(flash_attention())
+}
+
+/// llama.cpp's choice (`KARTE_FLASH_ATTN=auto`, on for the CPU), `on` or `off`.
+///
+/// ggml's CPU flash attention reduces a lone query token in per-thread pieces of the KV cache once it holds 512
+/// cells, but several query tokens row by row: a token checked among prompt-lookup guesses then gets other logits
+/// than the same token decoded alone. Plain attention computes every row the same way whatever the batch.
+fn flash_attention() -> llama_cpp_sys_2::llama_flash_attn_type {
+    match std::env::var("KARTE_FLASH_ATTN").as_deref() {
+        Ok("on") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Ok("off") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    }
 }
 
 /// Where a request is in its life on the worker.
