@@ -245,6 +245,7 @@ pub(crate) fn run(
     // Unified KV: every sequence draws on all `n_ctx` cells (a split cache would give each 1/n of them), and a
     // sequence copy only tags cells instead of copying data.
     let params = context_params(cfg.n_ctx, cfg.n_batch, threads)
+        .with_flash_attention_policy(flash_attention(cfg.speculation))
         .with_n_seq_max((n_parallel + n_cache + 1) as u32)
         .with_kv_unified(true);
     let ctx = catch_unwind(AssertUnwindSafe(|| model.new_context(backend, params)));
@@ -373,18 +374,21 @@ fn context_params(n_ctx: u32, n_batch: u32, threads: i32) -> LlamaContextParams 
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_no_perf(false)
-        .with_flash_attention_policy(flash_attention())
 }
 
-/// llama.cpp's choice (`KARTE_FLASH_ATTN=auto`, on for the CPU), `on` or `off`.
+/// Plain attention under prompt lookup, llama.cpp's choice (flash attention on the CPU) otherwise;
+/// `KARTE_FLASH_ATTN=auto|on|off` overrides both.
 ///
-/// ggml's CPU flash attention reduces a lone query token in per-thread pieces of the KV cache once it holds 512
-/// cells, but several query tokens row by row: a token checked among prompt-lookup guesses then gets other logits
-/// than the same token decoded alone. Plain attention computes every row the same way whatever the batch.
-fn flash_attention() -> llama_cpp_sys_2::llama_flash_attn_type {
+/// ggml's CPU flash attention sums a lone query token over per-thread pieces of the KV cache once it holds 512
+/// cells, but several query tokens row by row (and 64 or more in tiles): a token checked among lookup guesses gets
+/// other logits than the same token decoded alone, and greedy decoding flips at near-ties (2 of 3 sample drafts
+/// differed within 96 tokens). Plain attention computes every row the same way whatever the batch.
+pub(crate) fn flash_attention(speculation: Speculation) -> llama_cpp_sys_2::llama_flash_attn_type {
     match std::env::var("KARTE_FLASH_ATTN").as_deref() {
         Ok("on") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         Ok("off") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        Ok("auto") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        _ if speculation == Speculation::Lookup => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
     }
 }

@@ -71,6 +71,9 @@ fn run_all(
 fn lookup_changes_no_byte_of_a_greedy_draft() {
     // The environment would override both engines' setting.
     std::env::remove_var("KARTE_SPECULATION");
+    // Lookup runs with plain attention (flash attention reduces one query token differently from several); the
+    // plain engine must use the same kernel for its bytes to be comparable.
+    std::env::set_var("KARTE_FLASH_ATTN", "off");
     let samples = drafts::samples(2);
     let max_tokens: u32 = std::env::var("KARTE_LOOKUP_MAX_TOKENS")
         .ok()
@@ -100,6 +103,9 @@ fn lookup_changes_no_byte_of_a_greedy_draft() {
                     a, b,
                     "{name}, {together} at once: lookup changed the output"
                 );
+                if sb.is_none() {
+                    eprintln!("{name}, {together} at once: identical (cut by max_tokens)");
+                }
                 if let (Some(sa), Some(sb)) = (sa, sb) {
                     assert_eq!(sa.generated_tokens, sb.generated_tokens, "{name}");
                     assert_eq!(sa.finish, sb.finish, "{name}");
