@@ -88,7 +88,9 @@ fn main() -> ExitCode {
     };
     let threads = arg("--threads").and_then(|t| t.parse().ok());
     let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(2);
-    let long_parts: usize = arg("--long-parts").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let long_parts: usize = arg("--long-parts")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let max_tokens: Option<u32> = arg("--max-tokens").and_then(|r| r.parse().ok());
     let grammar = arg("--grammar").is_none_or(|g| g != "off");
     // Each engine is told explicitly; the environment must not make them equal.

@@ -482,7 +482,12 @@ impl Slot {
 ///
 /// The latest occurrence rather than the first: an answer that cites its source moves through it in order, so the
 /// nearest earlier match is the likeliest one to continue.
-fn lookup_draft(prompt: &[LlamaToken], generated: &[LlamaToken], max: usize, out: &mut Vec<LlamaToken>) {
+fn lookup_draft(
+    prompt: &[LlamaToken],
+    generated: &[LlamaToken],
+    max: usize,
+    out: &mut Vec<LlamaToken>,
+) {
     out.clear();
     let len = prompt.len() + generated.len();
     let at = |i: usize| {
@@ -894,7 +899,8 @@ impl Worker<'_> {
         self.batch.clear();
         let mut budget = n_batch;
         // Guesses only fill rows that no sequence's own next token needs.
-        let mut spare = n_batch.saturating_sub(self.slots.iter().filter(|s| s.next.is_some()).count());
+        let mut spare =
+            n_batch.saturating_sub(self.slots.iter().filter(|s| s.next.is_some()).count());
         for s in self.slots.iter_mut() {
             s.logits_at = None;
             s.draft.clear();
