@@ -68,6 +68,8 @@ fn run_all(
 }
 
 #[test]
+#[ignore = "slow (20+ minutes for SmolLM2 on two busy cores: its byte tokens make 1,300-token prompts); run with --ignored. \
+            Exact only with plain attention and, for Q4_0/Q4_K models, a build with GGML_LLAMAFILE=OFF GGML_CPU_REPACK=OFF"]
 fn lookup_changes_no_byte_of_a_greedy_draft() {
     // The environment would override both engines' setting.
     std::env::remove_var("KARTE_SPECULATION");
