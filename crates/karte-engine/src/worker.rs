@@ -1512,6 +1512,40 @@ fn stdev(v: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
+    fn toks(v: &[i32]) -> Vec<LlamaToken> {
+        v.iter().map(|&x| LlamaToken(x)).collect()
+    }
+
+    #[test]
+    fn lookup_copies_what_followed_the_latest_earlier_match() {
+        let prompt = toks(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 7, 8]);
+        let mut out = Vec::new();
+        // The tail 1 2 3 occurs at 0 and at 6: the later one is continued, up to the end of what exists.
+        lookup_draft(&prompt, &toks(&[9, 1, 2, 3]), 8, &mut out);
+        assert_eq!(out, toks(&[7, 8, 9, 1, 2, 3]));
+        lookup_draft(&prompt, &toks(&[9, 1, 2, 3]), 2, &mut out);
+        assert_eq!(out, toks(&[7, 8]));
+    }
+
+    #[test]
+    fn lookup_falls_back_to_shorter_ngrams_and_may_find_nothing() {
+        let mut out = Vec::new();
+        lookup_draft(&toks(&[5, 6, 7]), &toks(&[9, 6]), 8, &mut out);
+        assert_eq!(out, toks(&[7, 9, 6]), "only the last token matches");
+        lookup_draft(&toks(&[1]), &toks(&[2]), 8, &mut out);
+        assert!(out.is_empty());
+        lookup_draft(&toks(&[1, 1]), &[], 0, &mut out);
+        assert!(out.is_empty(), "no room, no guess");
+    }
+
+    #[test]
+    fn speculation_parses_the_documented_values() {
+        assert_eq!(Speculation::parse(" Lookup "), Some(Speculation::Lookup));
+        assert_eq!(Speculation::parse("off"), Some(Speculation::Off));
+        assert_eq!(Speculation::parse("ngram"), None);
+        assert_eq!(Speculation::default(), Speculation::Off);
+    }
+
     #[test]
     fn stdev_matches_llama_bench_formula() {
         assert_eq!(stdev(&[5.0]), 0.0);
