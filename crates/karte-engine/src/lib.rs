@@ -73,9 +73,9 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speculation {
-    /// The default until this build's CPU kernels give a token verified among others the same logits as the token
-    /// decoded alone: llama.cpp's llamafile sgemm and Q4_0 repacking sum in another order for multi-row batches, so
-    /// a near-tie could flip and the text would depend on the speed-up.
+    /// The default: lookup is exact only with plain attention (the engine switches flash attention off for it) and
+    /// a build without llamafile sgemm and weight repacking, and in such a build a batch of guesses costs about what
+    /// it saves (README, "Speculative decoding").
     #[default]
     Off,
     Lookup,
