@@ -101,6 +101,17 @@ pub struct GenStats {
     /// From sending the request to the end of the answer, as the caller saw it.
     pub total_ms: f64,
     pub finish: FinishReason,
+    /// Tokens guessed by prompt lookup and checked in a decode. With `draft_accepted` it tells whether speculation
+    /// pays for this kind of text (each rejected guess costs a batch row); both 0 where nothing was guessed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draft_proposed: u32,
+    /// Guessed tokens that greedy decoding confirmed: tokens generated without a decode of their own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub draft_accepted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl GenStats {
@@ -118,6 +129,8 @@ impl GenStats {
             ttft_ms: None,
             total_ms: 0.0,
             finish: FinishReason::Stop,
+            draft_proposed: 0,
+            draft_accepted: 0,
         }
     }
 

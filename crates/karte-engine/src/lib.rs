@@ -59,6 +59,48 @@ pub struct EngineConfig {
     /// Offload to a GPU when the build has a GPU backend (`--features cuda`) and a device is present; false keeps
     /// the model on the CPU. Without a GPU backend this has no effect.
     pub gpu: bool,
+    /// Prompt-lookup speculative decoding for greedy requests. `KARTE_SPECULATION` (`off` / `lookup`) overrides it
+    /// at load, so that an operator can rule speculation out without a new build or settings file.
+    pub speculation: Speculation,
+}
+
+/// How greedy requests may generate several tokens per decode.
+///
+/// Drafts copy their input heavily (they rephrase and cite the dictation), so the tokens that followed the last few
+/// generated tokens where they appeared earlier in the prompt or the answer are often the model's next tokens too.
+/// `Lookup` proposes them and checks all of them in one decode, keeping the prefix greedy decoding agrees with:
+/// no second model, and the kept tokens are the ones greedy decoding picks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speculation {
+    /// The default: lookup is exact only with plain attention (the engine switches flash attention off for it) and
+    /// a build without llamafile sgemm and weight repacking, and in such a build a batch of guesses costs about what
+    /// it saves (README, "Speculative decoding").
+    #[default]
+    Off,
+    Lookup,
+}
+
+impl Speculation {
+    /// `off` / `lookup` (case and surrounding spaces ignored); anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "0" | "false" => Some(Speculation::Off),
+            "lookup" | "on" | "1" | "true" => Some(Speculation::Lookup),
+            _ => None,
+        }
+    }
+
+    /// The environment's choice, if it names one; an unknown value is logged and ignored rather than refusing to
+    /// start the engine a ward PC needs.
+    pub fn from_env() -> Option<Self> {
+        let v = std::env::var("KARTE_SPECULATION").ok()?;
+        let parsed = Self::parse(&v);
+        if parsed.is_none() {
+            tracing::warn!("KARTE_SPECULATION is neither off nor lookup; ignored");
+        }
+        parsed
+    }
 }
 
 impl EngineConfig {
@@ -79,6 +121,7 @@ impl EngineConfig {
             max_queue: Self::DEFAULT_MAX_QUEUE,
             prefix_cache: Self::DEFAULT_PREFIX_CACHE,
             gpu: true,
+            speculation: Speculation::default(),
         }
     }
 
@@ -120,6 +163,14 @@ pub struct LoadInfo {
     pub prompt_tokens_total: u64,
     pub cached_tokens_total: u64,
     pub generated_tokens_total: u64,
+    /// Prompt-lookup guesses checked, and those kept: their ratio is the acceptance rate an operator watches.
+    #[serde(default)]
+    pub draft_proposed_total: u64,
+    #[serde(default)]
+    pub draft_accepted_total: u64,
+    /// The speculation this engine runs with (after `KARTE_SPECULATION`).
+    #[serde(default)]
+    pub speculation: Speculation,
 }
 
 /// Counters the worker updates and any thread reads; relaxed ordering is enough for monitoring.
@@ -136,6 +187,8 @@ pub(crate) struct Counters {
     pub prompt_tokens_total: AtomicU64,
     pub cached_tokens_total: AtomicU64,
     pub generated_tokens_total: AtomicU64,
+    pub draft_proposed_total: AtomicU64,
+    pub draft_accepted_total: AtomicU64,
 }
 
 /// Streamed to the caller of [`Engine::submit`]: any number of `Token`s, then exactly one `Done` or `Error`.
@@ -225,6 +278,7 @@ pub struct Engine {
     counters: Arc<Counters>,
     max_parallel: usize,
     max_queue: usize,
+    speculation: Speculation,
 }
 
 impl std::fmt::Debug for Engine {
@@ -238,7 +292,10 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Validates the file and the memory budget first, so the common failures (missing, half-downloaded, too big for
     /// this PC) come back as specific, actionable errors instead of a llama.cpp null pointer or an OOM kill.
-    pub fn load(cfg: EngineConfig) -> Result<Engine> {
+    pub fn load(mut cfg: EngineConfig) -> Result<Engine> {
+        if let Some(s) = Speculation::from_env() {
+            cfg.speculation = s;
+        }
         if cfg.n_ctx == 0 || cfg.n_batch == 0 || cfg.n_parallel == 0 || cfg.n_parallel > 128 {
             return Err(Error::new(
                 Code::ConfigInvalid,
@@ -281,6 +338,7 @@ impl Engine {
                 counters,
                 max_parallel: cfg.n_parallel as usize,
                 max_queue: cfg.max_queue,
+                speculation: cfg.speculation,
             }),
             Ok(Err(e)) => {
                 let _ = worker.join();
@@ -373,6 +431,9 @@ impl Engine {
             prompt_tokens_total: r(&c.prompt_tokens_total),
             cached_tokens_total: r(&c.cached_tokens_total),
             generated_tokens_total: r(&c.generated_tokens_total),
+            draft_proposed_total: r(&c.draft_proposed_total),
+            draft_accepted_total: r(&c.draft_accepted_total),
+            speculation: self.speculation,
         }
     }
 

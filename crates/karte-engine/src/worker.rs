@@ -19,19 +19,25 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::LlamaVocab;
 use llama_cpp_2::{DecodeError, LlamaBackendDeviceType, LlamaModelLoadError};
 
 use crate::gguf::{self, HeaderError, Shape};
 use crate::utf8::Utf8Stream;
 use crate::{
     display_name, BenchResult, ChatRequest, EngineConfig, FinishReason, GenEvent, GenStats, Job,
-    ModelInfo,
+    ModelInfo, Speculation,
 };
 use karte_core::EngineKind;
 
 const MIB: u64 = 1024 * 1024;
 /// llama.cpp's limit on sequence ids per context (`LLAMA_MAX_SEQ`).
 const LLAMA_MAX_SEQ: u32 = 256;
+/// Most tokens one prompt-lookup guess proposes. Longer guesses are rarely kept whole, and every row a decode
+/// verifies in vain costs time on a CPU.
+const MAX_DRAFT: usize = 8;
+/// Longest n-gram looked up, then shorter ones: a 3-token match predicts a copied phrase far better than one token.
+const MAX_NGRAM: usize = 3;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Pre-load checks (caller's thread)
@@ -239,6 +245,7 @@ pub(crate) fn run(
     // Unified KV: every sequence draws on all `n_ctx` cells (a split cache would give each 1/n of them), and a
     // sequence copy only tags cells instead of copying data.
     let params = context_params(cfg.n_ctx, cfg.n_batch, threads)
+        .with_flash_attention_policy(flash_attention(cfg.speculation))
         .with_n_seq_max((n_parallel + n_cache + 1) as u32)
         .with_kv_unified(true);
     let ctx = catch_unwind(AssertUnwindSafe(|| model.new_context(backend, params)));
@@ -296,6 +303,7 @@ pub(crate) fn run(
         cache: Vec::new(),
         tick: 0,
         batch: LlamaBatch::new(cfg.n_batch as usize, 1),
+        speculation: cfg.speculation,
     };
     worker.serve(&jobs);
     // `worker` (and with it the context) is dropped here, before this thread's handle on the model.
@@ -368,6 +376,23 @@ fn context_params(n_ctx: u32, n_batch: u32, threads: i32) -> LlamaContextParams 
         .with_no_perf(false)
 }
 
+/// Plain attention under prompt lookup, llama.cpp's choice (flash attention on the CPU) otherwise;
+/// `KARTE_FLASH_ATTN=auto|on|off` overrides both.
+///
+/// ggml's CPU flash attention sums a lone query token over per-thread pieces of the KV cache once it holds 512
+/// cells, but several query tokens row by row (and 64 or more in tiles): a token checked among lookup guesses gets
+/// other logits than the same token decoded alone, and greedy decoding flips at near-ties (2 of 3 sample drafts
+/// differed within 96 tokens). Plain attention computes every row the same way whatever the batch.
+pub(crate) fn flash_attention(speculation: Speculation) -> llama_cpp_sys_2::llama_flash_attn_type {
+    match std::env::var("KARTE_FLASH_ATTN").as_deref() {
+        Ok("on") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Ok("off") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        Ok("auto") => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        _ if speculation == Speculation::Lookup => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        _ => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+    }
+}
+
 /// Where a request is in its life on the worker.
 struct Slot {
     seq: i32,
@@ -396,6 +421,12 @@ struct Slot {
     stats: GenStats,
     /// Set when the model ended the answer itself.
     done: Option<FinishReason>,
+    /// Prompt lookup runs for this request (engine switch on and greedy decoding).
+    lookup: bool,
+    /// Generated tokens so far (lookup only): with the prompt, where guesses are looked up.
+    generated: Vec<LlamaToken>,
+    /// Tokens guessed after `next` in the current batch, at the batch rows right after `logits_at`.
+    draft: Vec<LlamaToken>,
 }
 
 impl Slot {
@@ -404,6 +435,80 @@ impl Slot {
     }
     fn pos(&self) -> usize {
         self.tokens.len() + self.stats.generated_tokens as usize - 1
+    }
+
+    /// Whether a token after the one just kept may still be kept in this step: the same limits `retire_stopped`
+    /// applies between steps, checked per kept token so that speculation never lets an answer run past one.
+    fn may_continue(&self, shutdown: bool) -> bool {
+        self.done.is_none()
+            && self.listening
+            && !shutdown
+            && !self.cancel.is_cancelled()
+            && (self.stats.generated_tokens as usize) < self.max_tokens
+            && self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+
+    /// Takes one sampled token: the end of the answer, or a token counted, remembered as the next to feed and
+    /// streamed.
+    fn keep(&mut self, token: LlamaToken, vocab: &LlamaVocab<'_>, piece: &mut Vec<u8>) {
+        if vocab.is_eog(token) {
+            self.done = Some(FinishReason::Stop);
+            return;
+        }
+        self.stats.generated_tokens += 1;
+        self.next = Some(token);
+        if self.lookup {
+            self.generated.push(token);
+        }
+        piece.clear();
+        vocab.token_to_piece_into(token, piece, false, None);
+        let text = self.utf8.push(piece);
+        if !text.is_empty() {
+            if self.stats.ttft_ms.is_none() {
+                self.stats.ttft_ms = Some(ms(self.submitted));
+            }
+            if self.constrained {
+                self.text.push_str(&text);
+            }
+            if self.events.send(GenEvent::Token(text)).is_err() {
+                self.listening = false;
+            }
+        }
+    }
+}
+
+/// Prompt lookup: the tokens that followed the latest earlier occurrence of the sequence's last `n` tokens (n from
+/// [`MAX_NGRAM`] down to 1) in prompt + answer, at most `max` of them, into `out` (left empty when nothing matches).
+///
+/// The latest occurrence rather than the first: an answer that cites its source moves through it in order, so the
+/// nearest earlier match is the likeliest one to continue.
+fn lookup_draft(
+    prompt: &[LlamaToken],
+    generated: &[LlamaToken],
+    max: usize,
+    out: &mut Vec<LlamaToken>,
+) {
+    out.clear();
+    let len = prompt.len() + generated.len();
+    let at = |i: usize| {
+        if i < prompt.len() {
+            prompt[i]
+        } else {
+            generated[i - prompt.len()]
+        }
+    };
+    for n in (1..=MAX_NGRAM).rev() {
+        if len <= n || max == 0 {
+            continue;
+        }
+        let tail = len - n;
+        for start in (0..tail).rev() {
+            if (0..n).all(|k| at(start + k) == at(tail + k)) {
+                let from = start + n;
+                out.extend((from..(from + max).min(len)).map(at));
+                return;
+            }
+        }
     }
 }
 
@@ -446,6 +551,7 @@ struct Worker<'m> {
     cache: Vec<CacheEntry>,
     tick: u64,
     batch: LlamaBatch<'static>,
+    speculation: Speculation,
 }
 
 impl Worker<'_> {
@@ -683,6 +789,9 @@ impl Worker<'_> {
                 t_gen: None,
                 stats,
                 done: None,
+                lookup: self.speculation == Speculation::Lookup && p.req.temperature <= 0.0,
+                generated: Vec::new(),
+                draft: Vec::new(),
                 tokens: p.tokens,
             });
             self.counters
@@ -776,25 +885,55 @@ impl Worker<'_> {
             .store(self.cache.len(), Ordering::Relaxed);
     }
 
-    /// One decode over every active sequence: one token each for those generating, then prompt chunks for those
-    /// still reading their prompt, up to `n_batch` tokens in all; then each sequence with fresh logits samples.
+    /// One decode over every active sequence: one token each for those generating (plus its prompt-lookup guess),
+    /// then prompt chunks for those still reading their prompt, up to `n_batch` tokens in all; then each sequence
+    /// with fresh logits samples, and keeps guessed tokens for as long as they are what it samples.
     fn step(&mut self) -> Result<()> {
         self.retire_stopped();
         if self.slots.is_empty() {
             return Ok(());
         }
         let n_batch = self.n_batch as usize;
+        let model = self.model;
+        let vocab = model.vocab();
         self.batch.clear();
         let mut budget = n_batch;
+        // Guesses only fill rows that no sequence's own next token needs.
+        let mut spare =
+            n_batch.saturating_sub(self.slots.iter().filter(|s| s.next.is_some()).count());
         for s in self.slots.iter_mut() {
             s.logits_at = None;
-            if let Some(tok) = s.next {
-                self.batch
-                    .add(tok, s.pos() as i32, &[s.seq], true)
-                    .map_err(|_| engine_error("batch"))?;
-                s.logits_at = Some(self.batch.n_tokens() - 1);
-                budget -= 1;
+            s.draft.clear();
+            let Some(tok) = s.next else { continue };
+            let pos = s.pos();
+            self.batch
+                .add(tok, pos as i32, &[s.seq], true)
+                .map_err(|_| engine_error("batch"))?;
+            s.logits_at = Some(self.batch.n_tokens() - 1);
+            budget -= 1;
+            // A guess never reaches past `max_tokens`: the token sampled after the last kept guess is the last.
+            let room = s
+                .max_tokens
+                .saturating_sub(s.stats.generated_tokens as usize + 1)
+                .min(MAX_DRAFT)
+                .min(spare);
+            if !s.lookup || room == 0 {
+                continue;
             }
+            let mut draft = std::mem::take(&mut s.draft);
+            lookup_draft(&s.tokens, &s.generated, room, &mut draft);
+            if let Some(eog) = draft.iter().position(|&t| vocab.is_eog(t)) {
+                draft.truncate(eog);
+            }
+            draft.truncate(s.sampler.admits(&draft));
+            for (k, &d) in draft.iter().enumerate() {
+                self.batch
+                    .add(d, (pos + 1 + k) as i32, &[s.seq], true)
+                    .map_err(|_| engine_error("batch"))?;
+            }
+            spare -= draft.len();
+            budget -= draft.len();
+            s.draft = draft;
         }
         for s in self.slots.iter_mut().filter(|s| s.next.is_none()) {
             if budget == 0 {
@@ -815,8 +954,7 @@ impl Worker<'_> {
         }
         self.ctx.decode(&mut self.batch).map_err(decode_error)?;
 
-        let model = self.model;
-        let vocab = model.vocab();
+        let shutdown = self.shutdown.is_cancelled();
         let mut piece = Vec::with_capacity(32);
         for i in 0..self.slots.len() {
             let Some(idx) = self.slots[i].logits_at else {
@@ -828,27 +966,37 @@ impl Worker<'_> {
                 self.remember(i);
             }
             let s = &mut self.slots[i];
-            let token = s.sampler.next(&self.ctx, idx)?;
-            if vocab.is_eog(token) {
-                s.done = Some(FinishReason::Stop);
-                continue;
+            // Position of the token fed this step; the guesses sit right after it.
+            let fed = s.next.map(|_| s.pos());
+            let draft = std::mem::take(&mut s.draft);
+            let mut kept = 0;
+            loop {
+                let token = s.sampler.next(&self.ctx, idx + kept as i32)?;
+                s.keep(token, &vocab, &mut piece);
+                if draft.get(kept) != Some(&token) || !s.may_continue(shutdown) {
+                    break;
+                }
+                // The guess at this row was the token just kept: its logits are the next step's, already computed.
+                kept += 1;
             }
-            s.stats.generated_tokens += 1;
-            s.next = Some(token);
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            let text = s.utf8.push(&piece);
-            if !text.is_empty() {
-                if s.stats.ttft_ms.is_none() {
-                    s.stats.ttft_ms = Some(ms(s.submitted));
-                }
-                if s.constrained {
-                    s.text.push_str(&text);
-                }
-                if s.events.send(GenEvent::Token(text)).is_err() {
-                    s.listening = false;
+            if let (Some(fed), false) = (fed, draft.is_empty()) {
+                s.stats.draft_proposed += draft.len() as u32;
+                s.stats.draft_accepted += kept as u32;
+                self.counters
+                    .draft_proposed_total
+                    .fetch_add(draft.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .draft_accepted_total
+                    .fetch_add(kept as u64, Ordering::Relaxed);
+                // Cells of the guesses not kept: the next token goes where the first of them was.
+                if kept < draft.len() {
+                    self.ctx
+                        .clear_kv_cache_seq(Some(s.seq as u32), Some((fed + 1 + kept) as u32), None)
+                        .map_err(|_| engine_error("kv"))?;
                 }
             }
+            s.draft = draft;
+            s.draft.clear();
         }
         self.retire_stopped();
         Ok(())
@@ -1220,6 +1368,28 @@ struct Sampling {
 }
 
 impl Sampling {
+    /// How many leading tokens of `draft` the grammar allows in turn, checked on a copy so that the request's own
+    /// grammar advances only over tokens that are kept. Without a grammar every token is allowed.
+    fn admits(&self, draft: &[LlamaToken]) -> usize {
+        let Some(grammar) = self.grammar.as_ref().filter(|_| !draft.is_empty()) else {
+            return draft.len();
+        };
+        let mut g = grammar.clone();
+        for (i, &t) in draft.iter().enumerate() {
+            let mut single =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(t, 1.0, 0.0)], false);
+            single.apply_sampler(&mut g);
+            let allowed = single
+                .data
+                .first()
+                .is_some_and(|d| d.logit() != f32::NEG_INFINITY);
+            if !allowed || g.try_accept(t).is_err() {
+                return i;
+            }
+        }
+        draft.len()
+    }
+
     /// `idx` is the batch position whose logits to sample from.
     fn next(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> Result<LlamaToken> {
         let Some(grammar) = self.grammar.as_mut() else {
@@ -1341,6 +1511,40 @@ fn stdev(v: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn toks(v: &[i32]) -> Vec<LlamaToken> {
+        v.iter().map(|&x| LlamaToken(x)).collect()
+    }
+
+    #[test]
+    fn lookup_copies_what_followed_the_latest_earlier_match() {
+        let prompt = toks(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 7, 8]);
+        let mut out = Vec::new();
+        // The tail 1 2 3 occurs at 0 and at 6: the later one is continued, up to the end of what exists.
+        lookup_draft(&prompt, &toks(&[9, 1, 2, 3]), 8, &mut out);
+        assert_eq!(out, toks(&[7, 8, 9, 1, 2, 3]));
+        lookup_draft(&prompt, &toks(&[9, 1, 2, 3]), 2, &mut out);
+        assert_eq!(out, toks(&[7, 8]));
+    }
+
+    #[test]
+    fn lookup_falls_back_to_shorter_ngrams_and_may_find_nothing() {
+        let mut out = Vec::new();
+        lookup_draft(&toks(&[5, 6, 7]), &toks(&[9, 6]), 8, &mut out);
+        assert_eq!(out, toks(&[7, 9, 6]), "only the last token matches");
+        lookup_draft(&toks(&[1]), &toks(&[2]), 8, &mut out);
+        assert!(out.is_empty());
+        lookup_draft(&toks(&[1, 1]), &[], 0, &mut out);
+        assert!(out.is_empty(), "no room, no guess");
+    }
+
+    #[test]
+    fn speculation_parses_the_documented_values() {
+        assert_eq!(Speculation::parse(" Lookup "), Some(Speculation::Lookup));
+        assert_eq!(Speculation::parse("off"), Some(Speculation::Off));
+        assert_eq!(Speculation::parse("ngram"), None);
+        assert_eq!(Speculation::default(), Speculation::Off);
+    }
 
     #[test]
     fn stdev_matches_llama_bench_formula() {
