@@ -74,7 +74,9 @@ Built by `training/` (`python -m karte_train {meta['recipe']}`); machine-readabl
 ![loss curve](loss.png)
 
 ## Checks
-- GGUF re-read through transformers against the trained weights: {rt}
+- GGUF re-read through transformers against the trained float weights: {rt}. F32 checks the export
+  (layout, permutation, tokenizer); the quantised row is the quantisation loss of the format, which the shipped
+  base of the same format carries too
 - Load in Karte: `karte model verify {meta['gguf']}`; draft: `karte draft --model {meta['gguf']} NOTE.txt`
 
 ## What this does not show
