@@ -10,6 +10,7 @@ mod bench;
 mod bench_vs;
 mod desktop;
 mod serve_bench;
+mod train;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -67,6 +68,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("setup") => setup(),
         Some("venv") => python_venv(),
+        Some("train-venv") => train::train_venv().map(|_| ()),
+        Some("train-test") => train::train_test(),
+        Some("train") => train::train(&args[1..]),
         Some("fetch-model") => fetch_model(args.get(1).map(String::as_str)),
         Some("ui") => desktop::build_ui(false),
         Some("run") => {
@@ -92,7 +96,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|fetch-model NAME|ui>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]>"
             );
             std::process::exit(2)
         }
@@ -139,7 +143,7 @@ fn display(cmd: &Command) -> String {
         .join(" ")
 }
 
-fn succeeds(cmd: &mut Command) -> bool {
+pub(crate) fn succeeds(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
@@ -326,7 +330,7 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn fetch_model(name: Option<&str>) -> Result<()> {
+pub(crate) fn fetch_model(name: Option<&str>) -> Result<()> {
     let manifest = karte_models::Manifest::embedded();
     let name = name.unwrap_or(&manifest.default);
     let path = karte_models::fetch(name, &mut |m| eprintln!("    {m}"))
