@@ -365,6 +365,7 @@ fn test() -> Result<()> {
             "ui",
         ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
+    train::train_test()?;
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
     step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");
