@@ -451,6 +451,12 @@ fn a_cut_stream_an_unreachable_upstream_and_a_wrong_url_are_clear_karte_errors()
         "{s:?}"
     );
     assert_eq!(s.done, 0);
+    // The cut took it out of rotation; its next passed probe brings it back.
+    let t = Instant::now();
+    while upstream_state(&health(&gw.base), &up).0 != "up" {
+        assert!(t.elapsed() < Duration::from_secs(30), "never probed back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (st, whole) = curl_json(
         "POST",
         &format!("{}/v1/chat/completions", gw.base),
