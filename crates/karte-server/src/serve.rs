@@ -330,9 +330,14 @@ pub fn build_state(
         let token = std::env::var(UPSTREAM_TOKEN_ENV)
             .ok()
             .filter(|t| !t.is_empty());
-        state.upstream = Some(Arc::new(karte_llm::upstream::UpstreamPool::new(
-            &upstreams, token, &cfg,
-        )?));
+        // reqwest's blocking clients own a runtime of their own, which must not be built (or dropped) on an async
+        // thread: the pool is made on a plain one.
+        let pool = std::thread::scope(|s| {
+            s.spawn(|| karte_llm::upstream::UpstreamPool::new(&upstreams, token, &cfg))
+                .join()
+                .map_err(|_| internal())
+        })??;
+        state.upstream = Some(Arc::new(pool));
         return Ok((Arc::new(state), None));
     };
     let mut cfg = EngineConfig::new(&model.path, &model.name);
