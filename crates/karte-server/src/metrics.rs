@@ -287,32 +287,6 @@ impl Metrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let m = Metrics::default();
-        m.first_token(0.2);
-        m.first_token(3.0);
-        m.request("/v1/chat/completions", 200);
-        m.error("server.unauthorized");
-        let t = m.render(true, None);
-        for line in [
-            "karte_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
-            "karte_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",
-            "karte_time_to_first_token_seconds_bucket{le=\"5\"} 2",
-            "karte_time_to_first_token_seconds_count 2",
-            "karte_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
-            "karte_errors_total{code=\"server.unauthorized\"} 1",
-            "karte_ready 1",
-        ] {
-            assert!(t.contains(line), "missing {line}\n{t}");
-        }
-    }
-}
-
 /// Upstream mode: each engine's counters, labelled `upstream="<base URL>"`.
 pub fn render_upstreams(pool: &karte_llm::upstream::UpstreamPool) -> String {
     let mut o = String::new();
@@ -376,4 +350,30 @@ pub fn render_upstreams(pool: &karte_llm::upstream::UpstreamPool) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.first_token(0.2);
+        m.first_token(3.0);
+        m.request("/v1/chat/completions", 200);
+        m.error("server.unauthorized");
+        let t = m.render(true, None);
+        for line in [
+            "karte_time_to_first_token_seconds_bucket{le=\"0.1\"} 0",
+            "karte_time_to_first_token_seconds_bucket{le=\"0.25\"} 1",
+            "karte_time_to_first_token_seconds_bucket{le=\"5\"} 2",
+            "karte_time_to_first_token_seconds_count 2",
+            "karte_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 1",
+            "karte_errors_total{code=\"server.unauthorized\"} 1",
+            "karte_ready 1",
+        ] {
+            assert!(t.contains(line), "missing {line}\n{t}");
+        }
+    }
 }
