@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SDIST: &str = "llama-cpp-python==0.3.36";
+pub const SDIST: &str = "llama-cpp-python==0.3.36";
 const THREADS: u32 = 2;
 
 struct Opts {

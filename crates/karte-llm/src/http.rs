@@ -204,6 +204,21 @@ impl HttpEngine {
         resp.json::<Health>().map_err(|_| protocol_error())
     }
 
+    /// `GET /health` answered 200: the liveness test every OpenAI-compatible engine shares (llama-server, vLLM and
+    /// TGI answer 200 when ready; llama-server 503 while loading), whatever the body says.
+    pub fn probe(&self, timeout: Duration) -> Result<()> {
+        let resp = self
+            .authed(self.client.get(self.url("/health")))
+            .timeout(timeout)
+            .send()
+            .map_err(|e| self.transport_error(&e))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(resp))
+        }
+    }
+
     pub fn models(&self) -> Result<ModelList> {
         let resp = self
             .authed(self.client.get(self.url("/v1/models")))

@@ -13,6 +13,8 @@
 //!   llama.cpp takes it down, so a crash costs the model, never the caller;
 //! - [`failover::Failover`]: the clinic server when configured and healthy, the local worker otherwise, with text
 //!   pseudonymised before it leaves the workstation;
+//! - [`upstream::UpstreamPool`]: several OpenAI-compatible engines (llama-server, vLLM, TGI) as one, least
+//!   loaded first, a failed one out of rotation until its health probe passes: karte-server's upstream mode;
 //! - [`workstation::Workstation`]: the above put together from the settings file, the one way the desktop app and
 //!   the CLI get "the engine of this workstation".
 //!
@@ -26,6 +28,7 @@ pub mod failover;
 pub mod http;
 pub mod openai;
 pub mod settings;
+pub mod upstream;
 pub mod worker;
 pub mod workstation;
 

@@ -239,8 +239,12 @@ pub struct ModelList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub id: String,
+    /// Defaults: upstream engines (TGI, older servers) leave some of these out.
+    #[serde(default)]
     pub object: String,
+    #[serde(default)]
     pub created: u64,
+    #[serde(default)]
     pub owned_by: String,
 }
 
@@ -269,6 +273,18 @@ pub struct Health {
     /// fallback (driver missing, GPU out of memory) shows here, not only in the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerator: Option<String>,
+    /// Upstream mode: each engine karte-server forwards to, with its state (`up`, `down`, `unknown`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamHealth {
+    pub url: String,
+    pub state: String,
+    pub in_flight: usize,
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 #[cfg(test)]

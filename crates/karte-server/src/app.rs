@@ -213,6 +213,17 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         ready,
         model: Some(state.model_name.clone()),
         accelerator: state.engine().map(|e| e.info().accelerator.clone()),
+        upstreams: state.upstream.as_ref().map_or_else(Vec::new, |pool| {
+            pool.upstreams()
+                .iter()
+                .map(|u| karte_llm::openai::UpstreamHealth {
+                    url: u.name.clone(),
+                    state: u.state().into(),
+                    in_flight: u.in_flight(),
+                    models: u.models(),
+                })
+                .collect()
+        }),
     });
     if ready {
         body.into_response()
@@ -222,13 +233,13 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(state.status().1, state.engine_load().as_ref()),
-    )
-        .into_response()
+    let mut text = state
+        .metrics
+        .render(state.status().1, state.engine_load().as_ref());
+    if let Some(pool) = &state.upstream {
+        text.push_str(&crate::metrics::render_upstreams(pool));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn models(
@@ -236,14 +247,21 @@ async fn models(
     headers: HeaderMap,
 ) -> Result<Json<ModelList>, ApiError> {
     authenticate(&state, &headers, Role::Client)?;
+    let ids = match &state.upstream {
+        Some(pool) => pool.models(),
+        None => vec![state.model_name.clone()],
+    };
     Ok(Json(ModelList {
         object: "list".into(),
-        data: vec![ModelCard {
-            id: state.model_name.clone(),
-            object: "model".into(),
-            created: 0,
-            owned_by: "karte".into(),
-        }],
+        data: ids
+            .into_iter()
+            .map(|id| ModelCard {
+                id,
+                object: "model".into(),
+                created: 0,
+                owned_by: "karte".into(),
+            })
+            .collect(),
     }))
 }
 
@@ -264,20 +282,31 @@ async fn chat_completions(
             .await
             .map_err(|e| fail(&state, e))?;
     }
-    let engine = state
-        .engine()
-        .ok_or_else(|| fail(&state, crate::error::not_ready()))?;
-    // The prompt must fit before it is queued: the engine would refuse it only after its turn, as a failure.
     let max_tokens = engine_req.max_tokens as usize;
-    let prompt_tokens = crate::chat::count_prompt_tokens(engine, req.messages.clone())
-        .await
-        .map_err(|e| fail(&state, e))?;
-    if prompt_tokens + max_tokens > state.context_tokens {
-        return Err(fail(
-            &state,
-            crate::error::prompt_too_long(prompt_tokens, max_tokens, state.context_tokens),
-        ));
-    }
+    let prompt_tokens = if state.upstream.is_some() {
+        // The upstream counts in its own vocabulary and refuses a prompt too long for its context itself (400,
+        // passed on). Here a character is charged as a token: Japanese text is rarely fewer characters than tokens,
+        // and the charge is settled to the upstream's own count when the answer ends.
+        req.messages
+            .iter()
+            .map(|m| m.content.chars().count() + crate::chat::TOKENS_PER_MESSAGE)
+            .sum::<usize>()
+    } else {
+        let engine = state
+            .engine()
+            .ok_or_else(|| fail(&state, crate::error::not_ready()))?;
+        // The prompt must fit before it is queued: the engine would refuse it only after its turn, as a failure.
+        let prompt_tokens = crate::chat::count_prompt_tokens(engine, req.messages.clone())
+            .await
+            .map_err(|e| fail(&state, e))?;
+        if prompt_tokens + max_tokens > state.context_tokens {
+            return Err(fail(
+                &state,
+                crate::error::prompt_too_long(prompt_tokens, max_tokens, state.context_tokens),
+            ));
+        }
+        prompt_tokens
+    };
     // The request's cost counts against the token's limit, not only its number (README: rate limits).
     let unit = state.limits.rate_limit_unit_tokens.max(1) as usize;
     let charge = state

@@ -5,7 +5,7 @@
 //! goes away axum drops the response stream, the `Generation` with it, and its `Drop` cancels the engine's work;
 //! nothing has to notice the disconnect explicitly.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +36,7 @@ pub struct Sampling {
 /// Chat-template markers and a default system prompt some templates add, per request and per message: the
 /// estimate errs on the long side so that what passes here also passes the engine's own check.
 const TEMPLATE_TOKENS: usize = 64;
-const TOKENS_PER_MESSAGE: usize = 8;
+pub const TOKENS_PER_MESSAGE: usize = 8;
 
 /// The prompt's size in the model's own tokens (plus the template's), counted on a blocking thread.
 pub async fn count_prompt_tokens(
@@ -73,11 +73,15 @@ pub struct Generation {
     finished: bool,
     /// The worst-case cost charged to a rate-limited token, settled to the real cost when the answer ends.
     charge: Option<Charge>,
+    /// Set by the answer guard ([`crate::guard`]) when it cut the answer: it then ends with `content_filter`.
+    filtered: Arc<AtomicBool>,
 }
 
 /// What a finished generation reports: the engine's stats, which the answer's usage carries.
 pub struct Finished {
     pub stats: GenStats,
+    /// The answer guard stopped the answer.
+    pub filtered: bool,
 }
 
 pub enum Step {
@@ -143,6 +147,10 @@ impl Generation {
     /// Submits the request to the engine, whose bounded queue answers `engine.busy` when full: that becomes 429
     /// with Retry-After before any stream is opened.
     pub fn start(state: &Arc<AppState>, req: ChatRequest) -> Result<Generation, ApiError> {
+        let input = crate::guard::input_of(&req);
+        if let Some(pool) = &state.upstream {
+            return Self::start_upstream(state, Arc::clone(pool), req, input);
+        }
         let engine = state.engine().ok_or_else(crate::error::not_ready)?;
         let cancel = CancelToken::new();
         // The engine delivers straight into the async channel: no thread between a token and the stream. If the
@@ -154,12 +162,81 @@ impl Generation {
             Err(e) if e.code == Code::EngineBusy => return Err(busy(state.retry_after_s())),
             Err(e) => return Err(e.into()),
         }
+        Ok(Self::admitted(
+            state,
+            events,
+            cancel,
+            engine.info().name.clone(),
+            input,
+        ))
+    }
+
+    /// Upstream mode: the pool (karte-llm's `UpstreamPool`, the same `ChatEngine` contract as every engine) runs
+    /// on a blocking thread and feeds the same channel the local engine would. Requests beyond `max_queue` in
+    /// flight get 429 here; each upstream queues what it accepts.
+    fn start_upstream(
+        state: &Arc<AppState>,
+        pool: Arc<karte_llm::upstream::UpstreamPool>,
+        req: ChatRequest,
+        input: String,
+    ) -> Result<Generation, ApiError> {
+        use karte_llm::ChatEngine;
+        if !pool.any_healthy() {
+            return Err(karte_llm::upstream::unavailable().into());
+        }
+        let open = state.metrics.open_requests.load(Ordering::SeqCst) as usize;
+        if open >= state.limits.max_queue.max(1) {
+            return Err(busy(state.retry_after_s()));
+        }
+        let model = pool
+            .models()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| state.model_name.clone());
+        let cancel = CancelToken::new();
+        let (tx, events) = mpsc::unbounded_channel();
+        let c = cancel.clone();
+        tokio::task::spawn_blocking(move || {
+            let tokens = tx.clone();
+            let r = pool.chat(&req, &c, &mut |p| {
+                if let karte_llm::Piece::Text(t) = p {
+                    // The client (or the guard) is gone: stop the upstream's work too.
+                    if tokens.send(GenEvent::Token(t.to_string())).is_err() {
+                        c.cancel();
+                    }
+                }
+            });
+            let _ = tx.send(match r {
+                Ok(resp) => GenEvent::Done(resp.stats),
+                Err(e) => GenEvent::Error(e),
+            });
+        });
+        Ok(Self::admitted(state, events, cancel, model, input))
+    }
+
+    /// A request the engine (or the upstream pool) has taken: counted open, its events behind the answer guard.
+    fn admitted(
+        state: &Arc<AppState>,
+        events: mpsc::UnboundedReceiver<GenEvent>,
+        cancel: CancelToken,
+        model: String,
+        input: String,
+    ) -> Generation {
         state.metrics.open_requests.fetch_add(1, Ordering::SeqCst);
+        let filtered = Arc::new(AtomicBool::new(false));
+        let events = crate::guard::relay(
+            state,
+            events,
+            input,
+            cancel.clone(),
+            Arc::clone(&filtered),
+            model.clone(),
+        );
         let mut idb = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
-        Ok(Generation {
+        Generation {
             id: format!("chatcmpl-{}", hex::encode(idb)),
-            model: engine.info().name.clone(),
+            model,
             created: now_unix(),
             events,
             cancel,
@@ -168,7 +245,8 @@ impl Generation {
             first_token: None,
             finished: false,
             charge: None,
-        })
+            filtered,
+        }
     }
 
     pub fn with_charge(mut self, charge: Option<Charge>) -> Self {
@@ -190,7 +268,8 @@ impl Generation {
                 Ok(Step::Token(t))
             }
             Some(GenEvent::Done(stats)) => {
-                if stats.finish == FinishReason::Cancelled {
+                let filtered = self.filtered.load(Ordering::SeqCst);
+                if stats.finish == FinishReason::Cancelled && !filtered {
                     self.end();
                     return Err(karte_llm::cancelled());
                 }
@@ -204,7 +283,7 @@ impl Generation {
                     .metrics
                     .finished(stats.prompt_tokens, stats.generated_tokens, gen_s);
                 self.end();
-                Ok(Step::Done(Finished { stats }))
+                Ok(Step::Done(Finished { stats, filtered }))
             }
             Some(GenEvent::Error(e)) => {
                 self.end();
@@ -242,7 +321,11 @@ impl Generation {
 
     /// OpenAI's name for why the answer ended (a time limit reads as `length`, with the text so far).
     pub fn finish_reason(f: &Finished) -> &'static str {
-        f.stats.finish.as_openai()
+        if f.filtered {
+            "content_filter"
+        } else {
+            f.stats.finish.as_openai()
+        }
     }
 
     pub fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatCompletionChunk {

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Upper bound on one request's generation time, in seconds.
     #[arg(long)]
     pub request_timeout: Option<u64>,
+    /// Upstream mode: an OpenAI-compatible engine (llama-server, vLLM, TGI) to forward to instead of loading a
+    /// model, e.g. http://10.0.0.5:8000. Repeat for several; wins over the settings file's serve.upstreams.
+    #[arg(long = "upstream", value_name = "URL", conflicts_with_all = ["local", "model"])]
+    pub upstreams: Vec<String>,
 }
 
 /// Reads the settings file, sets up logging, and serves until shutdown. The command line wins over the settings.
@@ -73,6 +77,7 @@ pub fn run(a: ServeArgs) -> karte_core::Result<()> {
     opts.threads = a.threads;
     opts.data_dir = a.data_dir;
     opts.insecure_plaintext = a.insecure_plaintext;
+    opts.upstreams = a.upstreams;
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         opts.tls = Some(TlsFiles {
             cert,

@@ -42,7 +42,10 @@ pub fn status_of(code: Code) -> (StatusCode, &'static str) {
         Code::ServerBusy | Code::ServerRateLimited => {
             (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
         }
-        Code::ServerNotReady => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+        Code::ServerNotReady | Code::UpstreamUnavailable => {
+            (StatusCode::SERVICE_UNAVAILABLE, "server_error")
+        }
+        Code::UpstreamInterrupted => (StatusCode::BAD_GATEWAY, "server_error"),
         Code::ServerTokenNotFound => (StatusCode::NOT_FOUND, "invalid_request_error"),
         Code::ServerLastAdmin | Code::ServerTokenRevoked => {
             (StatusCode::CONFLICT, "invalid_request_error")

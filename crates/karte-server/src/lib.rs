@@ -1,4 +1,5 @@
-//! karte-server: an OpenAI-compatible inference server over karte-engine, with a management API.
+//! karte-server: an OpenAI-compatible inference server over karte-engine, or a guarded gateway in front of
+//! OpenAI-compatible engines (upstream mode: llama-server, vLLM, TGI), with a management API.
 //!
 //! The same library runs as the clinic's GPU server (`karte serve`, `karte-server`) and as the workstation's local
 //! worker (`karte-server --local`, started and supervised by the desktop app through karte-llm). One HTTP API for
@@ -6,6 +7,7 @@
 //!
 //! - [`app`]: the router; handlers authenticate, call the library and shape answers, nothing more
 //! - [`chat`]: request limits, the bounded queue (429 + Retry-After), the engine bridge, cancellation on disconnect
+//! - [`guard`]: the answer guard on every answer, streamed or whole, local or upstream (`content_filter`)
 //! - [`schema`]: caps and checks on a client's `response_format` JSON schema (size, alternatives, bounds)
 //! - [`tokens`]: bearer tokens stored hashed, roles, rate limits
 //! - [`metrics`]: Prometheus text
@@ -18,6 +20,7 @@ pub mod chat;
 pub mod cli;
 pub mod conn;
 pub mod error;
+pub mod guard;
 pub mod logging;
 pub mod metrics;
 pub mod schema;

@@ -15,6 +15,8 @@ const TTFT_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// The answer guard's verdicts: (category, action) → count.
+    guard: Mutex<BTreeMap<(String, String), u64>>,
     /// HTTP chat requests accepted and not yet answered in full (waiting, generating or streaming).
     pub open_requests: AtomicU64,
     generated_tokens: AtomicU64,
@@ -62,6 +64,14 @@ impl Metrics {
     pub fn error(&self, code: &str) {
         if let Ok(mut m) = self.errors.lock() {
             *m.entry(code.to_string()).or_default() += 1;
+        }
+    }
+
+    /// One answer-guard verdict (`block`, `flag`, `removed`) in a policy category.
+    pub fn guard_verdict(&self, category: &str, action: &str) {
+        if let Ok(mut m) = self.guard.lock() {
+            *m.entry((category.to_string(), action.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -126,6 +136,19 @@ impl Metrics {
         if let Ok(m) = self.errors.lock() {
             for (code, n) in m.iter() {
                 let _ = writeln!(o, "karte_errors_total{{code=\"{code}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP karte_guard_verdicts_total Answer-guard verdicts by policy category and action."
+        );
+        let _ = writeln!(o, "# TYPE karte_guard_verdicts_total counter");
+        if let Ok(m) = self.guard.lock() {
+            for ((category, action), n) in m.iter() {
+                let _ = writeln!(
+                    o,
+                    "karte_guard_verdicts_total{{category=\"{category}\",action=\"{action}\"}} {n}"
+                );
             }
         }
         let l = load.cloned().unwrap_or_default();
@@ -262,6 +285,71 @@ impl Metrics {
         }
         o
     }
+}
+
+/// Upstream mode: each engine's counters, labelled `upstream="<base URL>"`.
+pub fn render_upstreams(pool: &karte_llm::upstream::UpstreamPool) -> String {
+    let mut o = String::new();
+    let ups = pool.upstreams();
+    type Read = fn(&karte_llm::upstream::Upstream) -> f64;
+    let series: [(&str, &str, &str, Read); 8] = [
+        (
+            "karte_upstream_up",
+            "gauge",
+            "1 while the upstream is in rotation.",
+            |u| f64::from(u8::from(u.healthy())),
+        ),
+        (
+            "karte_upstream_in_flight",
+            "gauge",
+            "Requests in flight on the upstream.",
+            |u| u.in_flight() as f64,
+        ),
+        (
+            "karte_upstream_requests_total",
+            "counter",
+            "Requests sent to the upstream (retries included).",
+            |u| u.stats.requests.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "karte_upstream_errors_total",
+            "counter",
+            "Requests the upstream failed.",
+            |u| u.stats.errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "karte_upstream_answered_total",
+            "counter",
+            "Answers the upstream completed.",
+            |u| u.stats.answered.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "karte_upstream_generated_tokens_total",
+            "counter",
+            "Tokens the upstream generated.",
+            |u| u.stats.generated_tokens.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "karte_upstream_first_token_seconds_sum",
+            "counter",
+            "Time to first token, summed over answers.",
+            |u| u.stats.ttft_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0,
+        ),
+        (
+            "karte_upstream_answer_seconds_sum",
+            "counter",
+            "Whole-answer time, summed (tokens/s = tokens / this).",
+            |u| u.stats.total_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0,
+        ),
+    ];
+    for (name, kind, help, read) in series {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for u in ups {
+            let _ = writeln!(o, "{name}{{upstream=\"{}\"}} {}", u.name, read(u));
+        }
+    }
+    o
 }
 
 #[cfg(test)]

@@ -47,7 +47,16 @@ pub struct ServeOptions {
     pub conn: ConnLimits,
     /// Serve plain HTTP on a non-loopback address anyway (`--insecure-plaintext`); refused otherwise.
     pub insecure_plaintext: bool,
+    /// Upstream mode: OpenAI-compatible engines instead of a local model (as given; checked in [`build_state`]).
+    pub upstreams: Vec<String>,
+    /// Where `upstreams` came from, named in the error when one is wrong: `--upstream` or `serve.upstreams`.
+    pub upstreams_from: &'static str,
+    pub upstream: karte_settings::UpstreamSettings,
+    pub guard: karte_settings::GuardMode,
 }
+
+/// Bearer token karte-server sends to every upstream engine (vLLM `--api-key`, llama-server `--api-key`).
+pub const UPSTREAM_TOKEN_ENV: &str = "KARTE_UPSTREAM_TOKEN";
 
 impl ServeOptions {
     pub fn new(listen: SocketAddr) -> Self {
@@ -62,6 +71,10 @@ impl ServeOptions {
             local: false,
             conn: ConnLimits::default(),
             insecure_plaintext: false,
+            upstreams: Vec::new(),
+            upstreams_from: "--upstream",
+            upstream: karte_settings::UpstreamSettings::default(),
+            guard: karte_settings::GuardMode::default(),
         }
     }
 
@@ -119,6 +132,12 @@ impl ServeOptions {
             self.limits.rate_limit_unit_tokens = u.max(1);
         }
         self.insecure_plaintext |= s.serve.insecure_plaintext;
+        if self.upstreams.is_empty() && !self.local && !s.serve.upstreams.is_empty() {
+            self.upstreams.clone_from(&s.serve.upstreams);
+            self.upstreams_from = "設定ファイルの serve.upstreams";
+        }
+        self.upstream = s.serve.upstream.clone();
+        self.guard = s.serve.guard.mode;
         if !self.local {
             if self.tls.is_none() {
                 if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
@@ -222,11 +241,22 @@ pub fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
 pub fn build_state(
     opts: &ServeOptions,
     log_reload: Option<LogReload>,
-) -> Result<(Arc<AppState>, EngineConfig)> {
-    let model = karte_models::resolve(opts.model.as_deref())?;
-    if model.entry.is_some() {
-        karte_models::verify(&model)?;
-    }
+) -> Result<(Arc<AppState>, Option<EngineConfig>)> {
+    // Upstream mode loads no model: the URLs are checked first, so that a wrong one stops the start-up.
+    let upstreams = opts
+        .upstreams
+        .iter()
+        .map(|u| karte_llm::upstream::parse_url(u, opts.upstreams_from))
+        .collect::<Result<Vec<_>>>()?;
+    let model = if upstreams.is_empty() {
+        let model = karte_models::resolve(opts.model.as_deref())?;
+        if model.entry.is_some() {
+            karte_models::verify(&model)?;
+        }
+        Some(model)
+    } else {
+        None
+    };
     let tokens = if opts.local {
         TokenStore::memory()
     } else {
@@ -283,8 +313,33 @@ pub fn build_state(
     let mut limits = opts.limits.clone();
     // A request's body gets the same bound as its head.
     limits.read_timeout = opts.conn.header_read;
-    let mut state = AppState::new(model.name.clone(), tokens, limits, opts.local);
+    let model_name = model
+        .as_ref()
+        .map_or_else(|| "upstream".into(), |m| m.name.clone());
+    let mut state = AppState::new(model_name, tokens, limits, opts.local);
     state.log_reload = log_reload;
+    state.guard = opts.guard;
+    let Some(model) = model else {
+        let ms = std::time::Duration::from_millis;
+        let cfg = karte_llm::upstream::UpstreamConfig {
+            connect_timeout: ms(opts.upstream.connect_timeout_ms),
+            idle_timeout: ms(opts.upstream.idle_timeout_ms),
+            total_timeout: opts.limits.request_timeout,
+            probe_timeout: ms(opts.upstream.probe_timeout_ms),
+        };
+        let token = std::env::var(UPSTREAM_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty());
+        // reqwest's blocking clients own a runtime of their own, which must not be built (or dropped) on an async
+        // thread: the pool is made on a plain one.
+        let pool = std::thread::scope(|s| {
+            s.spawn(|| karte_llm::upstream::UpstreamPool::new(&upstreams, token, &cfg))
+                .join()
+                .map_err(|_| internal())
+        })??;
+        state.upstream = Some(Arc::new(pool));
+        return Ok((Arc::new(state), None));
+    };
     let mut cfg = EngineConfig::new(&model.path, &model.name);
     cfg.n_threads = opts.threads;
     cfg.n_parallel = opts.limits.parallel.max(1);
@@ -297,7 +352,7 @@ pub fn build_state(
     // instructions with different dictations, and with fewer entries than clients in flight each new prompt evicts
     // the one the next request would have reused. Entries give their cells back when a request needs them.
     cfg.prefix_cache = cfg.n_parallel.max(EngineConfig::DEFAULT_PREFIX_CACHE);
-    Ok((Arc::new(state), cfg))
+    Ok((Arc::new(state), Some(cfg)))
 }
 
 /// Binds, announces the address on stdout, loads the model in the background and serves until shutdown
@@ -347,7 +402,10 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
         idle_timeout_s = opts.conn.idle.as_secs_f64(),
         "listening"
     );
-    state.load_in_background(engine_cfg);
+    match engine_cfg {
+        Some(cfg) => state.load_in_background(cfg),
+        None => spawn_probes(&state, opts.upstream.probe_interval_s),
+    }
 
     let handle: axum_server::Handle<conn::PeerAddr> = axum_server::Handle::new();
     let h = handle.clone();
@@ -409,6 +467,27 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
         }
     };
     res.map_err(|_| internal())
+}
+
+/// Upstream mode: probes every upstream now and then every `interval_s` seconds, off the async threads. An
+/// upstream a request found failing is out of rotation until the next probe it passes.
+fn spawn_probes(state: &Arc<AppState>, interval_s: u64) {
+    let Some(pool) = state.upstream.clone() else {
+        return;
+    };
+    tracing::info!(
+        upstreams = pool.upstreams().len(),
+        interval_s,
+        "upstream mode: probing"
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_s.max(1)));
+        loop {
+            tick.tick().await;
+            let p = Arc::clone(&pool);
+            let _ = tokio::task::spawn_blocking(move || p.probe_all()).await;
+        }
+    });
 }
 
 async fn shutdown_signal() {

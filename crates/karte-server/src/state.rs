@@ -56,6 +56,11 @@ pub type LogReload = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 pub struct AppState {
     slot: RwLock<EngineSlot>,
+    /// Upstream mode: OpenAI-compatible engines answer instead of a model loaded here (then `slot` stays
+    /// `Loading` and is never used).
+    pub upstream: Option<Arc<karte_llm::upstream::UpstreamPool>>,
+    /// What the answer guard does with a blocked answer, in both modes (`[serve.guard] mode`).
+    pub guard: karte_settings::GuardMode,
     pub model_name: String,
     pub tokens: TokenStore,
     pub metrics: Metrics,
@@ -89,6 +94,8 @@ impl AppState {
     pub fn new(model_name: String, tokens: TokenStore, limits: Limits, local: bool) -> Self {
         Self {
             slot: RwLock::new(EngineSlot::Loading),
+            upstream: None,
+            guard: karte_settings::GuardMode::default(),
             model_name,
             tokens,
             metrics: Metrics::default(),
@@ -108,6 +115,14 @@ impl AppState {
     }
 
     pub fn status(&self) -> (&'static str, bool) {
+        if let Some(pool) = &self.upstream {
+            // Ready while any upstream is in rotation: that is when a request can be answered.
+            return if pool.any_healthy() {
+                ("ok", true)
+            } else {
+                ("unavailable", false)
+            };
+        }
         match &*self.slot.read().unwrap_or_else(|p| p.into_inner()) {
             EngineSlot::Loading => ("loading", false),
             EngineSlot::Ready(_) => ("ok", true),
@@ -144,7 +159,10 @@ impl AppState {
 
     pub fn load(&self) -> Load {
         use std::sync::atomic::Ordering;
-        let l = self.engine_load().unwrap_or_default();
+        let mut l = self.engine_load().unwrap_or_default();
+        if let Some(pool) = &self.upstream {
+            l.active = pool.upstreams().iter().map(|u| u.in_flight()).sum();
+        }
         Load {
             ready: self.status().1,
             model: self.model_name.clone(),

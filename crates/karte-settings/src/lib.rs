@@ -136,6 +136,80 @@ pub struct ServeSettings {
     /// admission, prompt + generated when it ends). Default 1024.
     #[serde(default)]
     pub rate_limit_unit_tokens: Option<u32>,
+    /// Upstream mode: OpenAI-compatible engines (llama-server, vLLM, TGI) that answer instead of a model loaded
+    /// here, e.g. `["http://10.0.0.5:8000"]` (scheme, host, port; no `/v1`). Empty = serve the local model.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// Upstream timeouts and health probing; defaults in [`UpstreamSettings`].
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    /// The answer guard on every `/v1/chat/completions` answer, in both modes.
+    #[serde(default)]
+    pub guard: ServeGuardSettings,
+}
+
+/// `[serve.upstream]`: how long karte-server waits for an upstream engine and how often it probes one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSettings {
+    /// Connecting to an upstream; past it the request goes to the next one. Default 2000.
+    #[serde(default = "default_upstream_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the upstream's headers or its next streamed piece. Default 60000.
+    #[serde(default = "default_upstream_idle_ms")]
+    pub idle_timeout_ms: u64,
+    /// Seconds between `/health` probes of each upstream (an upstream out of rotation comes back on the first
+    /// probe it passes). Default 5.
+    #[serde(default = "default_probe_interval_s")]
+    pub probe_interval_s: u64,
+    /// A probe's own timeout. Default 2000.
+    #[serde(default = "default_probe_timeout_ms")]
+    pub probe_timeout_ms: u64,
+}
+
+fn default_upstream_connect_ms() -> u64 {
+    2000
+}
+fn default_upstream_idle_ms() -> u64 {
+    60_000
+}
+fn default_probe_interval_s() -> u64 {
+    5
+}
+fn default_probe_timeout_ms() -> u64 {
+    2000
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: default_upstream_connect_ms(),
+            idle_timeout_ms: default_upstream_idle_ms(),
+            probe_interval_s: default_probe_interval_s(),
+            probe_timeout_ms: default_probe_timeout_ms(),
+        }
+    }
+}
+
+/// What the server's answer guard does with an answer the harm policy blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardMode {
+    /// The answer stops at the blocked sentence, which is replaced by a refusal; `finish_reason: content_filter`.
+    #[default]
+    Block,
+    /// The answer passes unchanged; the verdict is counted in `/metrics`.
+    Flag,
+    /// No guard.
+    Off,
+}
+
+/// `[serve.guard]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeGuardSettings {
+    #[serde(default)]
+    pub mode: GuardMode,
 }
 
 /// `[sync]`: where signed documents go and under which identity policy. Secrets are not settings: the client

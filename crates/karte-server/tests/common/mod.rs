@@ -80,23 +80,37 @@ impl Server {
             }
             None => Command::new(server_bin()),
         };
-        cmd.args([
-            "--listen",
-            listen,
-            "--model",
-            &model(),
-            "--threads",
-            "2",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env("KARTE_ADMIN_TOKEN", ADMIN)
-        .env("KARTE_SERVER_TOKEN", CLIENT)
-        .env("KARTE_SETTINGS", data_dir.join("no-settings.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(stderr());
+        cmd.args(["--model", &model(), "--threads", "2"]);
+        Self::spawn(cmd, listen, data_dir, extra, scheme)
+    }
+
+    /// Upstream mode: no model here; `extra` names the `--upstream` URLs.
+    pub fn start_upstream(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::spawn(
+            Command::new(server_bin()),
+            "127.0.0.1:0",
+            data_dir,
+            extra,
+            "http",
+        )
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        listen: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        scheme: &str,
+    ) -> Server {
+        cmd.args(["--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("KARTE_ADMIN_TOKEN", ADMIN)
+            .env("KARTE_SERVER_TOKEN", CLIENT)
+            .env("KARTE_SETTINGS", data_dir.join("no-settings.toml"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr());
         let mut child = cmd.spawn().expect("karte-server starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
