@@ -52,6 +52,17 @@ fn stderr() -> Stdio {
     }
 }
 
+/// Writes the settings file a [`Server`] started on `data_dir` reads, with the answer guard counting verdicts
+/// only (`[serve.guard] mode = "flag"`): for tests of streaming and failover timing, which the guard's hold-back
+/// of up to one sentence would otherwise change.
+pub fn guard_flag_only(data_dir: &Path) {
+    std::fs::write(
+        data_dir.join("no-settings.toml"),
+        "[serve.guard]\nmode = \"flag\"\n",
+    )
+    .unwrap();
+}
+
 impl Server {
     /// Starts `karte-server --listen 127.0.0.1:0` with the test model, the admin and client tokens from the
     /// environment, and waits until `/health` says ready.
