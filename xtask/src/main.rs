@@ -373,7 +373,7 @@ fn test() -> Result<()> {
             "ui",
         ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
-    train::train_test()?;
+    train::train_test_with(&target_dir().join("debug/karte"))?;
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
     step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");

@@ -92,12 +92,18 @@ fn karte_bin() -> Result<PathBuf> {
 
 /// The corpus step's unit tests: only python3 (stdlib) and the real `karte` binary, a few seconds.
 pub fn train_test() -> Result<()> {
-    let karte = karte_bin()?;
+    train_test_with(&karte_bin()?)
+}
+
+/// As [`train_test`] with a `karte` binary already built: `cargo xtask test` passes the one its workspace test run
+/// made (karte-cli's integration tests build it), since `cargo build -p karte-cli` resolves other features than the
+/// workspace and would rebuild llama.cpp for a few seconds of tests.
+pub fn train_test_with(karte: &Path) -> Result<()> {
     step("train: corpus unit tests (python3 -m unittest, real karte redact)");
     run(Command::new("python3")
         .args(["-m", "unittest", "discover", "-s", "tests", "-t", "."])
         .current_dir(project_root().join("training"))
-        .env("KARTE_BIN", &karte))
+        .env("KARTE_BIN", karte))
 }
 
 /// corpus → scratch → continued → GGUF → `karte model verify` and `karte draft --model` on each file.
