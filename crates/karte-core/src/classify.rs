@@ -293,7 +293,8 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
         return Role::Assessed;
     }
     // A complaint told with its onset (「昨晩から38度台の発熱が続いて」) is history even when it carries a number.
-    if has(FactKind::Symptom) && ONSET.iter().any(|o| text.contains(o)) && !has(FactKind::Exam) {
+    let onset = ONSET.iter().any(|o| text.contains(o));
+    if has(FactKind::Symptom) && onset && !has(FactKind::Exam) {
         return Role::Reported;
     }
     if has(FactKind::Vital) || has(FactKind::Lab) || has(FactKind::Exam) {
@@ -353,13 +354,7 @@ pub fn classify(text: &str, facts: &[&Found]) -> Role {
     }
     // Something the patient or family told, history, or a drug that the route rule above did not call an order
     // (「内服: アムロジピン 5mg」 lists what the patient takes): the rules know it is S.
-    if subjective
-        || told
-        || historic
-        || has(FactKind::Drug)
-        || ONSET.iter().any(|o| text.contains(o))
-        || clock_time(text)
-    {
+    if subjective || told || historic || has(FactKind::Drug) || onset || clock_time(text) {
         return Role::Reported;
     }
     // No rule decided. S was the old default; the learned model has seen how wards phrase findings, judgements and
