@@ -12,7 +12,7 @@ use karte_core::{Code, DraftOutput, EngineInfo, Flag, Result, Sections, Sentence
 use karte_guard::Dictation;
 pub use karte_ipc::{EngineStatus, Progress};
 use karte_llm::{
-    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, Piece, Workstation,
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, FinishReason, Piece, Workstation,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -334,6 +334,15 @@ impl Drafter {
                 let text = r.text;
                 if let Ok(mut l) = self.last_tps.lock() {
                     *l = r.stats.tokens_per_s();
+                }
+                if r.stats.finish == FinishReason::ContentFilter {
+                    // The clinic server's guard withheld model sentences: the items they cited stay in the
+                    // physician's words (merge keeps every uncovered item), and the reader is told why.
+                    flags.push(Flag::new(
+                        "content_filter",
+                        "院内サーバーの安全チェックで、モデルの文の一部を表示しませんでした。口述の内容は下書きに残っています。内容を確認してください。",
+                        None,
+                    ));
                 }
                 info.stats = Some(r.stats);
                 match phrase::merge(&prompt, &text, g) {

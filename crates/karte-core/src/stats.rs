@@ -21,6 +21,9 @@ pub enum FinishReason {
     TimeLimit,
     /// The caller cancelled, or stopped listening.
     Cancelled,
+    /// An answer guard withheld part of the answer (OpenAI's `content_filter`): a gateway's guard, read back by
+    /// the HTTP client, so a workstation can tell a filtered answer from a complete one.
+    ContentFilter,
 }
 
 impl FinishReason {
@@ -29,6 +32,7 @@ impl FinishReason {
             FinishReason::Stop => "stop",
             FinishReason::Length | FinishReason::TimeLimit => "length",
             FinishReason::Cancelled => "cancelled",
+            FinishReason::ContentFilter => "content_filter",
         }
     }
 
@@ -37,6 +41,7 @@ impl FinishReason {
             "stop" => Some(FinishReason::Stop),
             "length" => Some(FinishReason::Length),
             "cancelled" => Some(FinishReason::Cancelled),
+            "content_filter" => Some(FinishReason::ContentFilter),
             _ => None,
         }
     }

@@ -7,7 +7,7 @@ use crate::dose::Patient;
 use crate::injection::{self, Injection};
 use crate::leak::Known;
 use crate::pii::{self, Finding};
-use karte_core::normalize::Normalized;
+use karte_core::normalize::{normalize, Normalized};
 use karte_core::pipeline::{analyze, Analysis};
 use karte_core::{DocumentKind, Fact, Result};
 
@@ -26,20 +26,38 @@ impl Dictation {
     /// Fails as karte-core's analysis does (empty or too long), with its message and code. `kind` is the document
     /// being drafted (its sections place the clauses).
     pub fn new(text: &str, kind: &'static DocumentKind) -> Result<Self> {
-        let analysis = analyze(text, kind)?;
+        Ok(Self::from_analysis(text, analyze(text, kind)?))
+    }
+
+    /// A whole prompt of any length, as a gateway's answer guard reads it. A prompt is not a dictation: the guard
+    /// needs only its personal data and its patient, so it is not split into clauses and facts (which would cost
+    /// seconds on a long prompt and is bounded for dictations only) and the analysis stays empty.
+    pub fn of_prompt(text: &str, kind: &'static DocumentKind) -> Self {
+        let analysis = Analysis {
+            kind,
+            norm: normalize(text),
+            clauses: Vec::new(),
+            places: Vec::new(),
+            found: Vec::new(),
+            problem: Vec::new(),
+        };
+        Self::from_analysis(text, analysis)
+    }
+
+    fn from_analysis(text: &str, analysis: Analysis) -> Self {
         let norm = &analysis.norm;
         let personal_data = pii::scan_normalized(text, norm);
         let injections = injection::detect_normalized(norm);
         let known = Known::from_scan(&personal_data, norm);
         let patient = Patient::read(&norm.text);
-        Ok(Dictation {
+        Dictation {
             text: text.to_string(),
             analysis,
             personal_data,
             injections,
             known,
             patient,
-        })
+        }
     }
 
     /// The dictation as the physician wrote it; every offset here points into it.

@@ -76,13 +76,19 @@ impl<'d> StreamGuard<'d> {
             if c == '"' {
                 self.in_string = true;
                 out.push_str(&self.release_all());
-            } else if is_boundary(c) {
+            } else if is_boundary(c) || self.ends_latin_sentence(c) {
                 out.push_str(&self.release_all());
             } else if self.held_chars >= MAX_HOLD {
                 out.push_str(&self.release_part());
             }
         }
         out
+    }
+
+    /// A space after `.`, `!` or `?` ends an English sentence (a decimal point has no space after it), so that an
+    /// English answer streams sentence by sentence too instead of in [`MAX_HOLD`]-character bursts.
+    fn ends_latin_sentence(&self, c: char) -> bool {
+        c.is_whitespace() && matches!(self.held.chars().rev().nth(1), Some('.' | '!' | '?'))
     }
 
     /// The end of the stream: judge and release what is still held.
@@ -259,6 +265,35 @@ mod tests {
             "{shown}"
         );
         assert_eq!(leaks, 1);
+    }
+
+    #[test]
+    fn english_text_is_released_sentence_by_sentence() {
+        let d = Dictation::new("発熱", karte_core::document::default_kind()).unwrap();
+        let mut g = StreamGuard::new(&d);
+        // A decimal point is not a sentence end; the space after the full stop is.
+        assert_eq!(g.push("Temperature 37.5"), "");
+        assert_eq!(g.push(" today."), "");
+        assert_eq!(g.push(" Continue"), "Temperature 37.5 today. ");
+        assert_eq!(g.push(" fluids!\nRecheck"), "Continue fluids!\n");
+        assert_eq!(g.finish(), "Recheck");
+    }
+
+    #[test]
+    fn a_prompt_longer_than_a_dictation_still_tells_repeated_data_from_leaks() {
+        // A gateway's prompt (system prompt, several notes) may pass the dictation limit; the phone number near its
+        // end is in the input, so repeating it is not a leak, and a new one still is.
+        let prompt = format!(
+            "{}\n連絡先090-1234-5678。",
+            "発熱なし。".repeat(karte_core::MAX_INPUT_CHARS / 4)
+        );
+        assert!(prompt.chars().count() > karte_core::MAX_INPUT_CHARS);
+        let d = Dictation::of_prompt(&prompt, karte_core::document::default_kind());
+        let mut g = StreamGuard::new(&d);
+        let shown = g.push("連絡先は090-1234-5678です。別の番号080-8765-4321です。") + &g.finish();
+        assert!(shown.contains("090-1234-5678"), "{shown}");
+        assert!(!shown.contains("4321"), "{shown}");
+        assert_eq!(g.leaks().len(), 1);
     }
 
     #[test]

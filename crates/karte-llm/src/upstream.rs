@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use karte_core::{Code, Error, Result};
 
-use crate::http::{HttpEngine, HttpEngineConfig};
+use crate::http::{HttpEngine, HttpEngineConfig, TlsSettings};
 use crate::{CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Piece, Serving};
 
-/// Timeouts of every upstream; defaults as in karte-settings' `[serve.upstream]`.
+/// Timeouts and credentials of every upstream; timeout defaults as in karte-settings' `[serve.upstream]`.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub connect_timeout: Duration,
@@ -30,6 +30,9 @@ pub struct UpstreamConfig {
     /// Bound on one whole answer (karte-server passes its `request_timeout`).
     pub total_timeout: Duration,
     pub probe_timeout: Duration,
+    /// The CA to trust instead of the public roots and the client certificate (karte-server reads both from the
+    /// keyring).
+    pub tls: TlsSettings,
 }
 
 impl Default for UpstreamConfig {
@@ -39,6 +42,7 @@ impl Default for UpstreamConfig {
             idle_timeout: Duration::from_secs(60),
             total_timeout: Duration::from_secs(120),
             probe_timeout: Duration::from_secs(2),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -193,6 +197,7 @@ impl UpstreamPool {
             hc.connect_timeout = cfg.connect_timeout;
             hc.idle_timeout = cfg.idle_timeout;
             hc.total_timeout = cfg.total_timeout;
+            hc.tls = cfg.tls.clone();
             hc.kind = EngineKind::Server;
             upstreams.push(Arc::new(Upstream {
                 name: url.clone(),

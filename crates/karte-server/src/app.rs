@@ -314,7 +314,7 @@ async fn chat_completions(
         .charge(&caller, ((prompt_tokens + max_tokens) / unit) as u32)
         .map_err(|wait| fail(&state, crate::error::rate_limited(wait)))?;
     let gen = match Generation::start(&state, engine_req) {
-        Ok(g) => g.with_charge(charge),
+        Ok(g) => g.with_charge(charge).with_caller(&caller),
         Err(e) => {
             if let Some(c) = charge {
                 state.tokens.settle(c, 0);
@@ -455,6 +455,7 @@ async fn create_token(
         .create(&new)
         .map_err(|e| fail(&state, e.into()))?;
     tracing::info!(admin = %admin.id, token_id = %info.id, role = ?info.role, "token created");
+    admin_act(&state, &admin, "token_created", Some(&info.id));
     Ok((StatusCode::CREATED, Json(Created { info, token })))
 }
 
@@ -469,6 +470,7 @@ async fn revoke_token(
         .revoke(&id)
         .map_err(|e| fail(&state, e.into()))?;
     tracing::info!(admin = %admin.id, token_id = %info.id, "token revoked");
+    admin_act(&state, &admin, "token_revoked", Some(&info.id));
     Ok(Json(info))
 }
 
@@ -501,7 +503,16 @@ async fn update_token(
         .set_limits(&id, p.role, p.rate_limit_per_min)
         .map_err(|e| fail(&state, e.into()))?;
     tracing::info!(admin = %admin.id, token_id = %info.id, "token updated");
+    admin_act(&state, &admin, "token_updated", Some(&info.id));
     Ok(Json(info))
+}
+
+fn admin_act(state: &AppState, admin: &Caller, action: &str, target: Option<&str>) {
+    state.audit(crate::audit::Event::Admin {
+        admin: admin.id.clone(),
+        action: action.to_string(),
+        target: target.map(str::to_string),
+    });
 }
 
 async fn load(
@@ -551,5 +562,6 @@ async fn set_log_level(
         cur.clone_from(&l.level);
     }
     tracing::warn!(admin = %admin.id, level = %l.level, "log level changed");
+    admin_act(&state, &admin, &format!("log_level_{}", l.level), None);
     Ok(Json(l))
 }

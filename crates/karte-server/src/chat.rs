@@ -5,8 +5,8 @@
 //! goes away axum drops the response stream, the `Generation` with it, and its `Drop` cancels the engine's work;
 //! nothing has to notice the disconnect explicitly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use karte_core::{Code, Error};
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{bad_request, busy, ApiError};
 use crate::state::AppState;
-use crate::tokens::Charge;
+use crate::tokens::{Caller, Charge};
 
 /// Sampling fields read only to be checked: `temperature` as a wide float (so that `1e308` is refused, not
 /// turned into infinity), `top_p` (accepted in range; the engine's sampler uses its own), `n` (one answer only).
@@ -73,15 +73,23 @@ pub struct Generation {
     finished: bool,
     /// The worst-case cost charged to a rate-limited token, settled to the real cost when the answer ends.
     charge: Option<Charge>,
-    /// Set by the answer guard ([`crate::guard`]) when it cut the answer: it then ends with `content_filter`.
-    filtered: Arc<AtomicBool>,
+    /// Who asked (token id and name), for the audit entry written when the answer ends.
+    caller: Option<(String, String)>,
+    /// Guard categories that withheld or flagged a sentence, filled by the answer guard.
+    verdicts: Arc<Mutex<Vec<String>>>,
 }
 
-/// What a finished generation reports: the engine's stats, which the answer's usage carries.
+/// What a finished generation reports: the engine's stats (with the answer guard's `content_filter`), which the
+/// answer's usage and finish reason carry.
 pub struct Finished {
     pub stats: GenStats,
-    /// The answer guard stopped the answer.
-    pub filtered: bool,
+}
+
+/// How an answer ended, for the audit entry.
+enum Ending<'a> {
+    Answered(&'a GenStats),
+    Failed(Code),
+    Cancelled,
 }
 
 pub enum Step {
@@ -178,7 +186,7 @@ impl Generation {
         state: &Arc<AppState>,
         pool: Arc<karte_llm::upstream::UpstreamPool>,
         req: ChatRequest,
-        input: String,
+        input: crate::guard::Input,
     ) -> Result<Generation, ApiError> {
         use karte_llm::ChatEngine;
         if !pool.any_healthy() {
@@ -220,17 +228,17 @@ impl Generation {
         events: mpsc::UnboundedReceiver<GenEvent>,
         cancel: CancelToken,
         model: String,
-        input: String,
+        input: crate::guard::Input,
     ) -> Generation {
         state.metrics.open_requests.fetch_add(1, Ordering::SeqCst);
-        let filtered = Arc::new(AtomicBool::new(false));
+        let verdicts = Arc::new(Mutex::new(Vec::new()));
         let events = crate::guard::relay(
             state,
             events,
             input,
             cancel.clone(),
-            Arc::clone(&filtered),
             model.clone(),
+            Arc::clone(&verdicts),
         );
         let mut idb = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
@@ -245,12 +253,18 @@ impl Generation {
             first_token: None,
             finished: false,
             charge: None,
-            filtered,
+            caller: None,
+            verdicts,
         }
     }
 
     pub fn with_charge(mut self, charge: Option<Charge>) -> Self {
         self.charge = charge;
+        self
+    }
+
+    pub fn with_caller(mut self, caller: &Caller) -> Self {
+        self.caller = Some((caller.id.clone(), caller.name.clone()));
         self
     }
 
@@ -268,9 +282,8 @@ impl Generation {
                 Ok(Step::Token(t))
             }
             Some(GenEvent::Done(stats)) => {
-                let filtered = self.filtered.load(Ordering::SeqCst);
-                if stats.finish == FinishReason::Cancelled && !filtered {
-                    self.end();
+                if stats.finish == FinishReason::Cancelled {
+                    self.end(Ending::Cancelled);
                     return Err(karte_llm::cancelled());
                 }
                 let gen_s = self.first_token.map_or(0.0, |t| t.elapsed().as_secs_f64());
@@ -282,28 +295,56 @@ impl Generation {
                 self.state
                     .metrics
                     .finished(stats.prompt_tokens, stats.generated_tokens, gen_s);
-                self.end();
-                Ok(Step::Done(Finished { stats, filtered }))
+                self.end(Ending::Answered(&stats));
+                Ok(Step::Done(Finished { stats }))
             }
             Some(GenEvent::Error(e)) => {
-                self.end();
+                self.end(Ending::Failed(e.code));
                 Err(e)
             }
             None => {
-                self.end();
-                Err(Error::new(
+                let e = Error::new(
                     Code::EngineFailed,
                     "文章生成エンジンが停止しています。管理者に連絡してください。",
-                ))
+                );
+                self.end(Ending::Failed(e.code));
+                Err(e)
             }
         }
     }
 
-    fn end(&mut self) {
+    fn end(&mut self, how: Ending<'_>) {
         if self.finished {
             return;
         }
         self.finished = true;
+        if let Some((caller, caller_name)) = self.caller.take() {
+            let (finish, error, prompt_tokens, generated_tokens) = match how {
+                Ending::Answered(s) => (
+                    s.finish.as_openai(),
+                    None,
+                    s.prompt_tokens,
+                    s.generated_tokens,
+                ),
+                Ending::Failed(code) => ("error", Some(code.as_str().to_string()), 0, 0),
+                Ending::Cancelled => ("cancelled", None, 0, 0),
+            };
+            let mut guard =
+                std::mem::take(&mut *self.verdicts.lock().unwrap_or_else(|p| p.into_inner()));
+            guard.sort();
+            guard.dedup();
+            self.state.audit(crate::audit::Event::Chat {
+                request: self.id.clone(),
+                caller,
+                caller_name,
+                model: self.model.clone(),
+                prompt_tokens,
+                generated_tokens,
+                finish: finish.to_string(),
+                error,
+                guard,
+            });
+        }
         self.state
             .metrics
             .open_requests
@@ -321,11 +362,7 @@ impl Generation {
 
     /// OpenAI's name for why the answer ended (a time limit reads as `length`, with the text so far).
     pub fn finish_reason(f: &Finished) -> &'static str {
-        if f.filtered {
-            "content_filter"
-        } else {
-            f.stats.finish.as_openai()
-        }
+        f.stats.finish.as_openai()
     }
 
     pub fn chunk(&self, delta: Delta, finish: Option<&str>) -> ChatCompletionChunk {
@@ -388,7 +425,7 @@ impl Drop for Generation {
         if !self.finished {
             self.cancel.cancel();
             tracing::info!(id = %self.id, "client gone: generation cancelled");
-            self.end();
+            self.end(Ending::Cancelled);
         }
     }
 }

@@ -51,11 +51,85 @@ pub struct ServeArgs {
     /// model, e.g. http://10.0.0.5:8000. Repeat for several; wins over the settings file's serve.upstreams.
     #[arg(long = "upstream", value_name = "URL", conflicts_with_all = ["local", "model"])]
     pub upstreams: Vec<String>,
+    #[command(subcommand)]
+    pub action: Option<ServeAction>,
+}
+
+/// What the server's operator does besides serving.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ServeAction {
+    /// Store the upstream engines' credentials in the OS keyring (upstream mode): checked first, then written.
+    Credentials {
+        /// The bearer token is read from this environment variable, never from the command line.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+        /// Client certificate (PEM) for upstreams that require mutual TLS.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        #[arg(long, requires = "client_cert")]
+        client_key: Option<PathBuf>,
+        /// The CA (PEM) that issued the upstreams' certificates: trusted instead of the public roots.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+    },
+    /// Check the audit trail's chain (<data-dir>/audit.jsonl); exit status 1 and the first broken line if edited.
+    VerifyAudit {
+        /// The server's data directory (default: as `karte serve` finds it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// The operator's actions: no server is started.
+fn act(action: ServeAction, data_dir: Option<PathBuf>) -> karte_core::Result<()> {
+    use karte_core::{Code, Error};
+    match action {
+        ServeAction::Credentials {
+            token_env,
+            client_cert,
+            client_key,
+            ca,
+        } => {
+            let token = token_env
+                .map(|var| {
+                    std::env::var(&var).map_err(|_| {
+                        Error::new(
+                            Code::ConfigInvalid,
+                            format!("環境変数 {var} にトークンがありません。キーリングは変更していません。"),
+                        )
+                    })
+                })
+                .transpose()?;
+            let backend = karte_store::vault::KeyringBackend::from_env()?;
+            let shown = crate::credentials::install(
+                backend,
+                &crate::credentials::Source {
+                    token: token.as_deref(),
+                    client_cert: client_cert.as_deref(),
+                    client_key: client_key.as_deref(),
+                    ca: ca.as_deref(),
+                },
+            )?;
+            println!("上流サーバー用の資格情報をキーリングに保存しました。次回の起動から使われます。\n{shown}");
+            Ok(())
+        }
+        ServeAction::VerifyAudit { data_dir: given } => {
+            let dir = given
+                .or(data_dir)
+                .unwrap_or_else(crate::serve::default_data_dir);
+            let (n, head) = crate::audit::verify(&dir.join(crate::audit::FILE_NAME))?;
+            println!("監査ログに異常はありません（{n} 件、最新のハッシュ {head}）。");
+            Ok(())
+        }
+    }
 }
 
 /// Reads the settings file, sets up logging, and serves until shutdown. The command line wins over the settings.
 pub fn run(a: ServeArgs) -> karte_core::Result<()> {
     let settings = karte_llm::Settings::load()?;
+    if let Some(action) = a.action {
+        return act(action, a.data_dir.or(settings.serve.data_dir));
+    }
     let log_dir = a.log_dir.clone().or_else(|| settings.serve.log_dir.clone());
     let (reload, _guard) = crate::logging::init(&a.log_level, log_dir.as_deref());
     let mut opts = if a.local {

@@ -2,18 +2,19 @@
 //! the same karte-guard `StreamGuard` the desktop runs on a draft (harm policy, dose table, personal data the
 //! request did not contain), between the engine's events and the client.
 //!
-//! `[serve.guard] mode`: `block` (default) stops the answer at the first blocked sentence, shows
-//! [`karte_guard::stream::WITHHELD`] in its place and ends with `finish_reason: "content_filter"` (the engine's work
-//! is cancelled); `flag` passes the answer unchanged and only counts verdicts; `off` skips the guard. Verdicts are
-//! counted by category in `/metrics`; the text is never logged.
+//! `[serve.guard] mode`: `block` (default) shows [`karte_guard::stream::WITHHELD`] in place of a blocked sentence
+//! and ends the answer with `finish_reason: "content_filter"`. A free-text answer stops there (the engine's work is
+//! cancelled): what follows a harmful sentence is not worth generating. A structured answer (`response_format` with
+//! a JSON schema: a workstation's draft) goes on with the sentence withheld, as the desktop's own guard does, so the
+//! JSON still parses and the draft keeps its other sentences. `flag` passes the answer unchanged and only counts
+//! verdicts; `off` skips the guard. Verdicts are counted by category in `/metrics`; the text is never logged.
 //!
 //! The guard holds back at most one sentence (bounded look-back, `karte_guard::stream::MAX_HOLD`), so the first
 //! tokens still stream promptly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use karte_engine::{CancelToken, GenEvent, GenStats};
+use karte_engine::{CancelToken, FinishReason, GenEvent, GenStats};
 use karte_guard::stream::StreamGuard;
 use karte_guard::Dictation;
 use karte_settings::GuardMode;
@@ -21,34 +22,35 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::state::AppState;
 
-/// What the guard judges the answer against: every message the model was given (personal data in them is not a
-/// leak when the answer repeats it).
-pub fn input_of(req: &karte_engine::ChatRequest) -> String {
-    req.messages
-        .iter()
-        .map(|m| m.content.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+/// What the guard reads from a request before the request goes to the engine.
+pub struct Input {
+    /// Every message the model was given: personal data in them is not a leak when the answer repeats it.
+    text: String,
+    /// The answer must parse as JSON (`response_format` with a schema): a blocked sentence is withheld, not cut.
+    structured: bool,
 }
 
-/// Reads the input once. An input the analysis refuses (empty, longer than a dictation may be) is judged as if
-/// nothing was given: every piece of personal data in the answer then counts as a leak, the strict side.
-fn dictation(input: &str) -> Option<Dictation> {
-    let kind = karte_core::document::default_kind();
-    Dictation::new(input, kind)
-        .or_else(|_| Dictation::new("（入力なし）", kind))
-        .ok()
+pub fn input_of(req: &karte_engine::ChatRequest) -> Input {
+    Input {
+        text: req
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        structured: req.json_schema.is_some(),
+    }
 }
 
-/// Puts the guard between `events` and the returned receiver. `filtered` is set when the answer was cut by the
-/// guard; `cancel` stops the engine's work then.
+/// Puts the guard between `events` and the returned receiver. An answer the guard withheld from ends with
+/// [`FinishReason::ContentFilter`]; `cancel` stops the engine's work when a free-text answer is cut.
 pub fn relay(
     state: &Arc<AppState>,
     mut events: UnboundedReceiver<GenEvent>,
-    input: String,
+    input: Input,
     cancel: CancelToken,
-    filtered: Arc<AtomicBool>,
     model: String,
+    verdicts: Arc<Mutex<Vec<String>>>,
 ) -> UnboundedReceiver<GenEvent> {
     let mode = state.guard;
     if mode == GuardMode::Off {
@@ -56,36 +58,32 @@ pub fn relay(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::clone(state);
-    tokio::spawn(async move {
-        let Some(d) = dictation(&input) else {
-            // The guard cannot read anything at all: refuse rather than pass an unguarded answer.
-            filtered.store(true, Ordering::SeqCst);
-            cancel.cancel();
-            let _ = tx.send(GenEvent::Done(GenStats::new(
-                model,
-                karte_core::EngineKind::Server,
-            )));
-            return;
-        };
+    // Reading the prompt and judging sentences is CPU work: on a blocking thread, never on the async workers
+    // that serve every other connection.
+    tokio::task::spawn_blocking(move || {
+        // Personal data in the prompt is not a leak when the answer repeats it; an empty prompt makes every
+        // piece of personal data in the answer a leak, the strict side.
+        let d = Dictation::of_prompt(&input.text, karte_core::document::default_kind());
+        let structured = input.structured;
         drop(input);
         let mut g = StreamGuard::new(&d);
         let mut pieces = 0u32;
         let count = |g: &StreamGuard<'_>| {
-            for v in g.blocked() {
-                for c in &v.categories {
-                    state.metrics.guard_verdict(c, "block");
-                }
-            }
-            for v in g.flagged() {
-                for c in &v.categories {
-                    state.metrics.guard_verdict(c, "flag");
+            let mut seen = verdicts.lock().unwrap_or_else(|p| p.into_inner());
+            for (action, list) in [("block", g.blocked()), ("flag", g.flagged())] {
+                for v in list {
+                    for c in &v.categories {
+                        state.metrics.guard_verdict(c, action);
+                        seen.push(c.to_string());
+                    }
                 }
             }
             if !g.leaks().is_empty() {
                 state.metrics.guard_verdict("personal_data_leak", "removed");
+                seen.push("personal_data_leak".into());
             }
         };
-        while let Some(ev) = events.recv().await {
+        while let Some(ev) = events.blocking_recv() {
             match ev {
                 GenEvent::Token(t) => {
                     pieces += 1;
@@ -94,26 +92,26 @@ pub fn relay(
                     if !out.is_empty() && tx.send(GenEvent::Token(out)).is_err() {
                         return;
                     }
-                    if mode == GuardMode::Block && !g.blocked().is_empty() {
+                    if mode == GuardMode::Block && !structured && !g.blocked().is_empty() {
                         count(&g);
-                        filtered.store(true, Ordering::SeqCst);
                         cancel.cancel();
                         tracing::info!("answer stopped by the guard");
                         let mut stats = GenStats::new(model, karte_core::EngineKind::Server);
                         stats.generated_tokens = pieces;
+                        stats.finish = FinishReason::ContentFilter;
                         let _ = tx.send(GenEvent::Done(stats));
                         return;
                     }
                 }
-                GenEvent::Done(stats) => {
+                GenEvent::Done(mut stats) => {
                     let rest = g.finish();
                     if mode == GuardMode::Block {
                         if !rest.is_empty() {
                             let _ = tx.send(GenEvent::Token(rest));
                         }
                         if !g.blocked().is_empty() {
-                            filtered.store(true, Ordering::SeqCst);
-                            tracing::info!("answer stopped by the guard");
+                            stats.finish = FinishReason::ContentFilter;
+                            tracing::info!("sentences withheld by the guard");
                         }
                     }
                     count(&g);

@@ -55,9 +55,6 @@ pub struct ServeOptions {
     pub guard: karte_settings::GuardMode,
 }
 
-/// Bearer token karte-server sends to every upstream engine (vLLM `--api-key`, llama-server `--api-key`).
-pub const UPSTREAM_TOKEN_ENV: &str = "KARTE_UPSTREAM_TOKEN";
-
 impl ServeOptions {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
@@ -86,6 +83,7 @@ impl ServeOptions {
         // One user's draft on a slow ward PC may take minutes; the clinic server's 120 s bound (there to share a
         // GPU fairly) would cut it short. The client's own total bound (karte-llm, 600 s) is the limit here.
         o.limits.request_timeout = std::time::Duration::from_secs(600);
+        o.guard = karte_settings::GuardMode::Off;
         o
     }
 
@@ -137,7 +135,13 @@ impl ServeOptions {
             self.upstreams_from = "設定ファイルの serve.upstreams";
         }
         self.upstream = s.serve.upstream.clone();
-        self.guard = s.serve.guard.mode;
+        // The local worker's one client is the desktop, which guards the stream and the stored draft against the
+        // dictation itself; a second guard reading the whole prompt could only disagree with it.
+        self.guard = if self.local {
+            karte_settings::GuardMode::Off
+        } else {
+            s.serve.guard.mode
+        };
         if !self.local {
             if self.tls.is_none() {
                 if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
@@ -257,10 +261,11 @@ pub fn build_state(
     } else {
         None
     };
-    let tokens = if opts.local {
-        TokenStore::memory()
+    let (tokens, audit) = if opts.local {
+        (TokenStore::memory(), crate::audit::Audit::none())
     } else {
-        TokenStore::open(&opts.data_dir.clone().unwrap_or_else(default_data_dir))?
+        let dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
+        (TokenStore::open(&dir)?, crate::audit::Audit::open(&dir)?)
     };
     if opts.local {
         let tok = std::env::var(WORKER_TOKEN_ENV)
@@ -317,19 +322,22 @@ pub fn build_state(
         .as_ref()
         .map_or_else(|| "upstream".into(), |m| m.name.clone());
     let mut state = AppState::new(model_name, tokens, limits, opts.local);
+    state.audit = audit;
     state.log_reload = log_reload;
     state.guard = opts.guard;
     let Some(model) = model else {
         let ms = std::time::Duration::from_millis;
+        let creds = crate::credentials::load()?;
+        tracing::info!(credentials = %creds.summary, "upstream credentials");
         let cfg = karte_llm::upstream::UpstreamConfig {
             connect_timeout: ms(opts.upstream.connect_timeout_ms),
             idle_timeout: ms(opts.upstream.idle_timeout_ms),
             total_timeout: opts.limits.request_timeout,
             probe_timeout: ms(opts.upstream.probe_timeout_ms),
+            tls: creds.tls,
         };
-        let token = std::env::var(UPSTREAM_TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty());
+        let token = creds.token;
+        state.upstream_credentials = Some(creds.summary);
         // reqwest's blocking clients own a runtime of their own, which must not be built (or dropped) on an async
         // thread: the pool is made on a plain one.
         let pool = std::thread::scope(|s| {
@@ -402,10 +410,25 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
         idle_timeout_s = opts.conn.idle.as_secs_f64(),
         "listening"
     );
+    let mode = if engine_cfg.is_some() {
+        "model"
+    } else {
+        "upstream"
+    };
+    state.audit(crate::audit::Event::Server {
+        action: "start".into(),
+        mode: mode.into(),
+        credentials: state.upstream_credentials.clone(),
+    });
+    if let Some(head) = state.audit.head() {
+        // The head in the ordinary log, which IT ships elsewhere: what shows a trail cut off at its end.
+        tracing::info!(audit_head = %head, "audit trail opened");
+    }
     match engine_cfg {
         Some(cfg) => state.load_in_background(cfg),
         None => spawn_probes(&state, opts.upstream.probe_interval_s),
     }
+    let audited = Arc::clone(&state);
 
     let handle: axum_server::Handle<conn::PeerAddr> = axum_server::Handle::new();
     let h = handle.clone();
@@ -466,6 +489,14 @@ pub async fn serve(opts: ServeOptions, log_reload: Option<LogReload>) -> Result<
                 .await
         }
     };
+    audited.audit(crate::audit::Event::Server {
+        action: "stop".into(),
+        mode: mode.into(),
+        credentials: None,
+    });
+    if let Some(head) = audited.audit.head() {
+        tracing::info!(audit_head = %head, "audit trail closed");
+    }
     res.map_err(|_| internal())
 }
 

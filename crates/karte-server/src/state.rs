@@ -72,6 +72,10 @@ pub struct AppState {
     /// KV cells of the engine's context: a request whose prompt + `max_tokens` exceeds them is refused with 400
     /// before it reaches the engine.
     pub context_tokens: usize,
+    /// The audit trail (`<data_dir>/audit.jsonl`; none for the local worker).
+    pub audit: crate::audit::Audit,
+    /// Upstream mode: fingerprints of the credentials loaded for the upstreams, for the audit trail.
+    pub upstream_credentials: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +108,17 @@ impl AppState {
             log_level: RwLock::new("info".into()),
             local,
             context_tokens: EngineConfig::DEFAULT_N_CTX as usize,
+            audit: crate::audit::Audit::none(),
+            upstream_credentials: None,
+        }
+    }
+
+    /// Records an audit event. A failed write is logged (without the event) and counted, never fatal: a full disk
+    /// must not stop the ward's drafting.
+    pub fn audit(&self, event: crate::audit::Event) {
+        if let Err(e) = self.audit.record(event) {
+            self.metrics.error(e.code.as_str());
+            tracing::error!(code = %e.code, "audit entry not written");
         }
     }
 

@@ -107,6 +107,8 @@ pub struct Charge {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub id: String,
+    /// The name the administrator gave the token (a workstation or user id), for the audit trail.
+    pub name: String,
     pub role: Role,
     pub rate_limit_per_min: Option<u32>,
 }
@@ -378,6 +380,7 @@ impl TokenStore {
             .find(|r| r.hash == hash && r.revoked_unix.is_none())
             .map(|r| Caller {
                 id: r.id.clone(),
+                name: r.name.clone(),
                 role: r.role,
                 rate_limit_per_min: r.rate_limit_per_min,
             })

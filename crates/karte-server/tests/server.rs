@@ -4,10 +4,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{curl, curl_json, serial, Server, ADMIN, CLIENT};
+use common::{curl, curl_json, new_token, serial, Server, ADMIN, CLIENT};
 use serde_json::{json, Value};
 
 fn chat_body(stream: bool, max_tokens: u32) -> String {
@@ -20,83 +19,16 @@ fn chat_body(stream: bool, max_tokens: u32) -> String {
     .to_string()
 }
 
-fn new_token(base: &str, name: &str, extra: Value) -> (String, String) {
-    let mut body = json!({"name": name, "holder": "workstation", "role": "client"});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (s, v) = curl_json(
-        "POST",
-        &format!("{base}/admin/tokens"),
-        ADMIN,
-        Some(&body.to_string()),
-    );
-    assert_eq!(s, 201, "{v}");
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["token"].as_str().unwrap().to_string(),
-    )
-}
-
 #[test]
 fn openai_python_client_streams_plain_and_json_schema_and_gets_401_for_bad_tokens() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    // Streaming piece by piece is what is checked here; the block-mode guard releases English text at 240
-    // characters or the end (one piece for a short answer), so it only counts here. The guard: tests/upstream.rs.
+    // Streaming piece by piece is what is checked here; the block-mode guard releases text a sentence at a time
+    // (a short answer is one piece), so it only counts here. The guard: tests/upstream.rs.
     common::guard_flag_only(dir.path());
     let srv = Server::start(dir.path(), &[]);
-    let (_, good) = new_token(&srv.base, "ward3-pc07", json!({}));
-    let (revoked_id, revoked) = new_token(&srv.base, "ward3-pc08", json!({}));
-    let (s, _) = curl_json(
-        "POST",
-        &format!("{}/admin/tokens/{revoked_id}/revoke", srv.base),
-        ADMIN,
-        None,
-    );
-    assert_eq!(s, 200);
-
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/openai_client.py"
-    );
-    let o = Command::new(common::venv_python())
-        .args([script, &srv.base, &good, &revoked])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = common::openai_client(&srv.base, 2);
     assert_eq!(v["models"], json!([common::model()]));
-    // Non-streamed answer.
-    assert!(matches!(
-        v["plain"]["finish_reason"].as_str(),
-        Some("stop" | "length")
-    ));
-    assert!(v["plain"]["completion_tokens"].as_u64().unwrap() >= 1);
-    assert!(!v["plain"]["content"].as_str().unwrap().is_empty());
-    // Streamed answer: several pieces, a finish reason, usage at the end.
-    assert!(v["stream"]["pieces"].as_u64().unwrap() >= 2, "{v}");
-    assert!(matches!(
-        v["stream"]["finish_reason"].as_str(),
-        Some("stop" | "length")
-    ));
-    assert!(v["stream"]["completion_tokens"].as_u64().unwrap() >= 1);
-    // Greedy decoding: the streamed text equals the whole answer.
-    assert_eq!(v["stream"]["text"], v["plain"]["content"]);
-    // JSON schema: the grammar makes the answer parse with the required keys and types.
-    assert_eq!(v["schema"]["finish_reason"], "stop", "{v}");
-    let parsed = &v["schema"]["parsed"];
-    assert!(parsed["color"].is_string(), "{v}");
-    assert!(parsed["count"].is_i64() || parsed["count"].is_u64(), "{v}");
-    // Unknown and revoked tokens: 401 with Karte's code, as the openai package's AuthenticationError.
-    assert_eq!(v["unknown_token"]["status"], 401);
-    assert_eq!(v["unknown_token"]["code"], "server.unauthorized");
-    assert_eq!(v["revoked_token"]["status"], 401);
-    assert_eq!(v["revoked_token"]["code"], "server.unauthorized");
 }
 
 #[test]

@@ -204,3 +204,135 @@ fn stalled_tls_handshakes_and_idle_tls_connections_are_closed() {
         "idle TLS connection closed after {took:?} (idle timeout 2 s)"
     );
 }
+
+/// Upstream mode against an engine behind mutual TLS and a bearer token (here a karte-server with the hospital CA's
+/// certificates): the gateway reaches it only with the credentials `karte serve credentials` put in the keyring
+/// (a real kernel keyring, this test's own session), and its audit trail says which credentials it loaded and who
+/// asked, without the prompt, and breaks visibly when edited.
+#[test]
+fn gateway_reaches_a_mutual_tls_upstream_with_keyring_credentials_and_audits_who_asked() {
+    use karte_server::credentials::{CA_ENTRY, CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, TOKEN_ENTRY};
+    use karte_store::vault::{delete_secret, KeyringBackend};
+    if !karte_testkit::keyring_session_in_turn(
+        "gateway_reaches_a_mutual_tls_upstream_with_keyring_credentials_and_audits_who_asked",
+    ) {
+        return;
+    }
+    let _g = serial();
+    let entries = [TOKEN_ENTRY, CLIENT_CERT_ENTRY, CLIENT_KEY_ENTRY, CA_ENTRY];
+    // The kernel keyring's persistent part outlives a run: start and end without these entries.
+    let clear = || {
+        for e in entries {
+            delete_secret(KeyringBackend::KernelKeyutils, e).unwrap();
+        }
+    };
+    clear();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let w = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let (cert, key, ca) = (
+        w("server.pem", &pki.server.0),
+        w("server.key", &pki.server.1),
+        w("ca.pem", &pki.ca_pem),
+    );
+    let (ccert, ckey) = (
+        w("client.pem", &pki.client.0),
+        w("client.key", &pki.client.1),
+    );
+    let inner_dir = dir.path().join("engine");
+    std::fs::create_dir(&inner_dir).unwrap();
+    let inner = Server::start_on(
+        "127.0.0.1:0",
+        &inner_dir,
+        &["--tls-cert", &cert, "--tls-key", &key, "--client-ca", &ca],
+        "https",
+    );
+    let direct = engine(&inner.base, &pki.ca_pem, Some(&pki.client));
+    let t = Instant::now();
+    while !direct.health(Duration::from_secs(2)).is_ok_and(|h| h.ready) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "TLS engine not ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Installed through the real command; the token comes from an environment variable, and only fingerprints
+    // are shown.
+    let gw_dir = dir.path().join("gateway");
+    std::fs::create_dir(&gw_dir).unwrap();
+    let o = std::process::Command::new(common::server_bin())
+        .args(["credentials", "--token-env", "UPSTREAM_TOKEN_FOR_TEST"])
+        .args(["--client-cert", &ccert, "--client-key", &ckey, "--ca", &ca])
+        .env("UPSTREAM_TOKEN_FOR_TEST", CLIENT)
+        .env("KARTE_SETTINGS", gw_dir.join("no-settings.toml"))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(shown.contains("SHA-256"), "{shown}");
+    assert!(
+        !shown.contains(CLIENT) && !shown.contains("PRIVATE KEY"),
+        "{shown}"
+    );
+
+    let gw = Server::start_upstream(&gw_dir, &["--upstream", &inner.base]);
+    let prompt = "発熱が続いています。経過を一文で。";
+    let body = serde_json::json!({"model": "", "max_tokens": 8, "temperature": 0,
+        "messages": [{"role": "user", "content": prompt}]});
+    let (st, v) = common::curl_json(
+        "POST",
+        &format!("{}/v1/chat/completions", gw.base),
+        CLIENT,
+        Some(&body.to_string()),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    drop(gw);
+
+    let audit_path = gw_dir.join("audit.jsonl");
+    let trail = std::fs::read_to_string(&audit_path).unwrap();
+    let lines: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let start = lines.iter().find(|l| l["event"] == "server").unwrap();
+    let creds = start["credentials"].as_str().unwrap();
+    for part in ["token(keyring)", "client_cert_sha256=", "ca_sha256="] {
+        assert!(creds.contains(part), "{creds}");
+    }
+    let chat = lines.iter().find(|l| l["event"] == "chat").unwrap();
+    assert!(
+        chat["caller"].is_string() && chat["caller_name"].is_string(),
+        "{chat}"
+    );
+    assert!(chat["generated_tokens"].as_u64().unwrap() >= 1, "{chat}");
+    assert!(
+        !trail.contains("発熱") && !trail.contains(CLIENT),
+        "{trail}"
+    );
+
+    let verify = || {
+        std::process::Command::new(common::server_bin())
+            .args(["verify-audit", "--data-dir"])
+            .arg(&gw_dir)
+            .env("KARTE_SETTINGS", gw_dir.join("no-settings.toml"))
+            .output()
+            .unwrap()
+    };
+    let o = verify();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&audit_path, trail.replacen("\"chat\"", "\"admin\"", 1)).unwrap();
+    let o = verify();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("audit.tampered"));
+    clear();
+}

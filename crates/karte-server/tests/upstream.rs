@@ -2,8 +2,8 @@
 //! loopback.
 //!
 //! - With llama.cpp's own `llama-server` (built by `cargo xtask llama-server`, which `cargo xtask test` runs
-//!   first) on the test model: answers streamed and whole, the JSON schema honoured, `/v1/models`, `/health` and
-//!   per-upstream metrics; then a second upstream killed while requests are in flight: every request is answered
+//!   first) on the test model: answers streamed and whole (curl and the official `openai` Python package), the
+//!   JSON schema honoured, `/v1/models`, `/health` and per-upstream metrics; then a second upstream killed while requests are in flight: every request is answered
 //!   or gets a clear `karte.`-coded error, none is lost, none answered twice. Skipped, saying so, only when
 //!   llama-server has not been built.
 //! - With scripted upstreams (a real HTTP server on loopback that sends fixed SSE bytes, standing for a
@@ -268,6 +268,18 @@ fn gateway_in_front_of_llama_server_answers_guards_and_survives_a_killed_upstrea
     let out: Value = serde_json::from_str(&s.text).expect("the streamed answer is JSON");
     assert!(out["colour"].is_string(), "{out}");
 
+    // The official `openai` Python package, as a hospital script would use the gateway: whole, streamed (the
+    // block-mode guard releases a short answer as one sentence), JSON schema, bad tokens.
+    let v = common::openai_client(&gw.base, 1);
+    assert!(
+        v["models"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("smollm"),
+        "{v}"
+    );
+
     // Metrics carry the upstream label.
     let (_, m) = curl(&[&format!("{}/metrics", gw.base)]);
     assert!(
@@ -434,6 +446,17 @@ fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
         .as_str()
         .unwrap()
         .contains("死"));
+    // A structured answer (a workstation's draft) goes on with the sentence withheld, so it still parses.
+    let rf = json!({"response_format": {"type": "json_schema",
+        "json_schema": {"name": "draft", "schema": {"type": "object"}}}});
+    let s = stream(&gw.base, &chat_body(true, 64, rf));
+    assert_eq!(s.finish, vec!["content_filter".to_string()], "{s:?}");
+    assert!(
+        s.text.contains("解熱を確認。") && s.text.contains("経過観察。"),
+        "{s:?}"
+    );
+    assert!(s.text.contains("［安全のため表示を控えました］"), "{s:?}");
+    assert!(!s.text.contains("死"), "{s:?}");
     let (_, m) = curl(&[&format!("{}/metrics", gw.base)]);
     assert!(m.contains("karte_guard_verdicts_total{category="), "{m}");
 }

@@ -195,7 +195,8 @@ impl Default for UpstreamSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardMode {
-    /// The answer stops at the blocked sentence, which is replaced by a refusal; `finish_reason: content_filter`.
+    /// The blocked sentence is replaced by a refusal and the answer ends with `finish_reason: content_filter`:
+    /// there for free text; a structured (JSON schema) answer goes on with the sentence withheld, so it parses.
     #[default]
     Block,
     /// The answer passes unchanged; the verdict is counted in `/metrics`.

@@ -213,3 +213,93 @@ pub fn curl_json(
         serde_json::from_str(&b).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// A client token made through the management API: (id, token).
+pub fn new_token(base: &str, name: &str, extra: serde_json::Value) -> (String, String) {
+    let mut body = serde_json::json!({"name": name, "holder": "workstation", "role": "client"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (s, v) = curl_json(
+        "POST",
+        &format!("{base}/admin/tokens"),
+        ADMIN,
+        Some(&body.to_string()),
+    );
+    assert_eq!(s, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Runs the official `openai` Python package against `base` (tests/clients/openai_client.py) and checks what every
+/// mode must give it: a whole and a streamed answer that agree (greedy), usage, a JSON-schema answer that parses
+/// with the required keys, and 401 with Karte's code for unknown and revoked tokens. Returns what it observed, for
+/// the mode's own checks. A streamed answer arrives in at least `min_pieces` pieces.
+pub fn openai_client(base: &str, min_pieces: u64) -> serde_json::Value {
+    let (_, good) = new_token(base, "ward3-pc07", serde_json::json!({}));
+    let (revoked_id, revoked) = new_token(base, "ward3-pc08", serde_json::json!({}));
+    let (s, _) = curl_json(
+        "POST",
+        &format!("{base}/admin/tokens/{revoked_id}/revoke"),
+        ADMIN,
+        None,
+    );
+    assert_eq!(s, 200);
+    let good = good.as_str();
+    let revoked = revoked.as_str();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/openai_client.py"
+    );
+    let o = Command::new(venv_python())
+        .args([script, base, good, revoked])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Non-streamed answer.
+    assert!(
+        matches!(
+            v["plain"]["finish_reason"].as_str(),
+            Some("stop" | "length")
+        ),
+        "{v}"
+    );
+    assert!(
+        v["plain"]["completion_tokens"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    assert!(!v["plain"]["content"].as_str().unwrap().is_empty(), "{v}");
+    // Streamed answer: pieces, a finish reason, usage at the end.
+    assert!(v["stream"]["pieces"].as_u64().unwrap() >= min_pieces, "{v}");
+    assert!(
+        matches!(
+            v["stream"]["finish_reason"].as_str(),
+            Some("stop" | "length")
+        ),
+        "{v}"
+    );
+    assert!(
+        v["stream"]["completion_tokens"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+    // Greedy decoding: the streamed text equals the whole answer.
+    assert_eq!(v["stream"]["text"], v["plain"]["content"], "{v}");
+    // JSON schema: the answer parses with the required keys and types.
+    assert_eq!(v["schema"]["finish_reason"], "stop", "{v}");
+    let parsed = &v["schema"]["parsed"];
+    assert!(parsed["color"].is_string(), "{v}");
+    assert!(parsed["count"].is_i64() || parsed["count"].is_u64(), "{v}");
+    // Unknown and revoked tokens: 401 with Karte's code, as the openai package's AuthenticationError.
+    for t in ["unknown_token", "revoked_token"] {
+        assert_eq!(v[t]["status"], 401, "{v}");
+        assert_eq!(v[t]["code"], "server.unauthorized", "{v}");
+    }
+    v
+}
