@@ -8,7 +8,9 @@
 //!   llama-server has not been built.
 //! - With scripted upstreams (a real HTTP server on loopback that sends fixed SSE bytes, standing for a
 //!   misbehaving engine, which no real engine can be made to be on demand): a harmful answer ends with
-//!   `content_filter`, a stream cut after its first pieces ends with `karte.upstream_interrupted`, an unreachable
+//!   `content_filter` (and a JSON-schema answer goes on with the sentence withheld), a stream cut after its first
+//!   pieces ends with `karte.upstream_interrupted`, an upstream answering 500 or events that are not JSON gives a
+//!   `karte.upstream_*` error, an unreachable
 //!   upstream answers `karte.upstream_unavailable`, a wrong URL stops the start-up naming the setting.
 
 mod common;
@@ -343,21 +345,34 @@ fn gateway_in_front_of_llama_server_answers_guards_and_survives_a_killed_upstrea
 
 // ---- scripted upstreams ----------------------------------------------------------------------------------------
 
-/// A real HTTP server on loopback that answers like an OpenAI-compatible engine with fixed content: `pieces` as
-/// SSE chunks, then `[DONE]` unless `cut` (then the connection just closes).
-fn scripted_upstream(pieces: &'static [&'static str], cut: bool) -> String {
+/// How a scripted upstream answers a chat request.
+#[derive(Clone, Copy)]
+enum Script {
+    /// The pieces as SSE chunks, then `[DONE]`.
+    Whole,
+    /// The pieces, then the connection just closes.
+    Cut,
+    /// HTTP 500 with a body that is not OpenAI's error object.
+    ServerError,
+    /// A 200 event stream whose events are not JSON.
+    NotJson,
+}
+
+/// A real HTTP server on loopback that answers like an OpenAI-compatible engine with fixed content (its `/health`
+/// and `/v1/models` always answer well, so it stays in rotation between requests).
+fn scripted_upstream(pieces: &'static [&'static str], script: Script) -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(conn) = conn else { continue };
-            std::thread::spawn(move || answer(conn, pieces, cut));
+            std::thread::spawn(move || answer(conn, pieces, script));
         }
     });
     base
 }
 
-fn answer(mut conn: TcpStream, pieces: &[&str], cut: bool) {
+fn answer(mut conn: TcpStream, pieces: &[&str], script: Script) {
     let mut r = BufReader::new(conn.try_clone().unwrap());
     let mut first = String::new();
     if r.read_line(&mut first).is_err() {
@@ -390,6 +405,18 @@ fn answer(mut conn: TcpStream, pieces: &[&str], cut: bool) {
             "application/json",
             "{\"object\":\"list\",\"data\":[{\"id\":\"scripted\"}]}",
         );
+    } else if let Script::ServerError = script {
+        let body = "<html>upstream exploded</html>";
+        let _ = write!(
+            conn,
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    } else if let Script::NotJson = script {
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: {{\"choices\": [oops\n\ndata: [DONE]\n\n"
+        );
     } else {
         let _ = write!(
             conn,
@@ -401,7 +428,7 @@ fn answer(mut conn: TcpStream, pieces: &[&str], cut: bool) {
             let _ = write!(conn, "data: {chunk}\n\n");
             let _ = conn.flush();
         }
-        if !cut {
+        if let Script::Whole = script {
             let end = json!({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
             let _ = write!(conn, "data: {end}\n\ndata: [DONE]\n\n");
@@ -420,7 +447,7 @@ const HARMFUL: &[&str] = &[
 
 #[test]
 fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
-    let up = scripted_upstream(HARMFUL, false);
+    let up = scripted_upstream(HARMFUL, Script::Whole);
     let dir = tempfile::tempdir().unwrap();
     let gw = Server::start_upstream(dir.path(), &["--upstream", &up]);
     let s = stream(&gw.base, &chat_body(true, 64, json!({})));
@@ -462,9 +489,9 @@ fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
 }
 
 #[test]
-fn a_cut_stream_an_unreachable_upstream_and_a_wrong_url_are_clear_karte_errors() {
+fn a_cut_stream_a_failing_upstream_an_unreachable_one_and_a_wrong_url_are_clear_karte_errors() {
     // Cut after the first pieces reached the client: an error event, not a silent end, and no retry.
-    let up = scripted_upstream(&["体温は", "36.8℃。"], true);
+    let up = scripted_upstream(&["体温は", "36.8℃。"], Script::Cut);
     let dir = tempfile::tempdir().unwrap();
     let gw = Server::start_upstream(dir.path(), &["--upstream", &up]);
     let s = stream(&gw.base, &chat_body(true, 64, json!({})));
@@ -488,6 +515,36 @@ fn a_cut_stream_an_unreachable_upstream_and_a_wrong_url_are_clear_karte_errors()
     );
     assert_eq!(st, 502, "{whole}");
     assert_eq!(whole["error"]["code"], "karte.upstream_interrupted");
+
+    // An upstream answering 500 with HTML, or an event stream that is not JSON, before any piece: a clear karte
+    // error streamed and whole, never the upstream's body.
+    for script in [Script::ServerError, Script::NotJson] {
+        let up = scripted_upstream(&[], script);
+        let dir = tempfile::tempdir().unwrap();
+        let gw = Server::start_upstream(dir.path(), &["--upstream", &up]);
+        let s = stream(&gw.base, &chat_body(true, 16, json!({})));
+        assert_eq!(s.done, 0, "{s:?}");
+        let code = s
+            .errors
+            .first()
+            .cloned()
+            .or_else(|| (s.status >= 400).then(|| format!("http {}", s.status)))
+            .unwrap_or_default();
+        assert!(
+            code.starts_with("karte.") || code.starts_with("http 5"),
+            "{s:?}"
+        );
+        let (st, whole) = curl_json(
+            "POST",
+            &format!("{}/v1/chat/completions", gw.base),
+            CLIENT,
+            Some(&chat_body(false, 16, json!({}))),
+        );
+        assert!(st >= 500, "{st} {whole}");
+        let code = whole["error"]["code"].as_str().unwrap_or("");
+        assert!(code.starts_with("karte.upstream"), "{whole}");
+        assert!(!whole.to_string().contains("exploded"), "{whole}");
+    }
 
     // Nothing listens there: out of rotation at the first probe, 503 with the karte code.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
