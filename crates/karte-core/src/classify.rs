@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::sync::LazyLock;
 
 /// Plan cues. A cue followed by 中/後/時 or a passive (投与中, 開始後6週, 安静時, 処方された) describes a state, not a plan.
-const PLAN: [&str; 74] = [
+const PLAN: [&str; 75] = [
     "予定",
     "開始",
     "処方",
@@ -87,6 +87,8 @@ const PLAN: [&str; 74] = [
     "経過を見",
     // 「ドレーンは本日抜去」; a patient's 自己抜去 is an event (see `has_plan_cue`).
     "抜去",
+    // Spoken plans of what will be done from now on (「1段階上げていきます」「15分ごとに測定していきます」).
+    "ていきます",
 ];
 const NOT_A_PLAN_AFTER: [&str; 10] = [
     "中",
