@@ -68,7 +68,8 @@ pub fn relay(
         drop(input);
         let mut g = StreamGuard::new(&d);
         let mut pieces = 0u32;
-        let count = |g: &StreamGuard<'_>| {
+        // Verdicts by category; with `ended`, also the answer's result (a failed answer has none).
+        let count = |g: &StreamGuard<'_>, ended: bool| {
             let mut seen = verdicts.lock().unwrap_or_else(|p| p.into_inner());
             for (action, list) in [("block", g.blocked()), ("flag", g.flagged())] {
                 for v in list {
@@ -82,6 +83,17 @@ pub fn relay(
                 state.metrics.guard_verdict("personal_data_leak", "removed");
                 seen.push("personal_data_leak".into());
             }
+            if !ended {
+                return;
+            }
+            let result = if mode == GuardMode::Block && !g.blocked().is_empty() {
+                "withheld"
+            } else if g.blocked().is_empty() && g.flagged().is_empty() && g.leaks().is_empty() {
+                "passed"
+            } else {
+                "flagged"
+            };
+            state.metrics.guarded_answer(result);
         };
         while let Some(ev) = events.blocking_recv() {
             match ev {
@@ -93,7 +105,7 @@ pub fn relay(
                         return;
                     }
                     if mode == GuardMode::Block && !structured && !g.blocked().is_empty() {
-                        count(&g);
+                        count(&g, true);
                         cancel.cancel();
                         tracing::info!("answer stopped by the guard");
                         let mut stats = GenStats::new(model, karte_core::EngineKind::Server);
@@ -114,13 +126,13 @@ pub fn relay(
                             tracing::info!("sentences withheld by the guard");
                         }
                     }
-                    count(&g);
+                    count(&g, true);
                     let _ = tx.send(GenEvent::Done(stats));
                     return;
                 }
                 GenEvent::Error(e) => {
                     // What is still held was never judged: it is dropped with the failed answer.
-                    count(&g);
+                    count(&g, false);
                     let _ = tx.send(GenEvent::Error(e));
                     return;
                 }

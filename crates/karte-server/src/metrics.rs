@@ -17,6 +17,8 @@ pub struct Metrics {
     errors: Mutex<BTreeMap<String, u64>>,
     /// The answer guard's verdicts: (category, action) → count.
     guard: Mutex<BTreeMap<(String, String), u64>>,
+    /// Answers the guard judged to the end, by result (`passed`, `flagged`, `withheld`).
+    guarded: Mutex<BTreeMap<&'static str, u64>>,
     /// HTTP chat requests accepted and not yet answered in full (waiting, generating or streaming).
     pub open_requests: AtomicU64,
     generated_tokens: AtomicU64,
@@ -72,6 +74,13 @@ impl Metrics {
         if let Ok(mut m) = self.guard.lock() {
             *m.entry((category.to_string(), action.to_string()))
                 .or_default() += 1;
+        }
+    }
+
+    /// One answer judged by the answer guard to its end (or to the sentence that stopped it).
+    pub fn guarded_answer(&self, result: &'static str) {
+        if let Ok(mut m) = self.guarded.lock() {
+            *m.entry(result).or_default() += 1;
         }
     }
 
@@ -149,6 +158,16 @@ impl Metrics {
                     o,
                     "karte_guard_verdicts_total{{category=\"{category}\",action=\"{action}\"}} {n}"
                 );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP karte_guard_answers_total Answers judged by the answer guard, by result."
+        );
+        let _ = writeln!(o, "# TYPE karte_guard_answers_total counter");
+        if let Ok(m) = self.guarded.lock() {
+            for (result, n) in m.iter() {
+                let _ = writeln!(o, "karte_guard_answers_total{{result=\"{result}\"}} {n}");
             }
         }
         let l = load.cloned().unwrap_or_default();

@@ -445,6 +445,23 @@ const HARMFUL: &[&str] = &[
     "経過観察。",
 ];
 
+const CLEAN: &[&str] = &["解熱を確認。", "食事摂取は", "良好。", "経過観察。"];
+
+/// tests/clients/openai_guard.py against `base`: the whole and the streamed answer, as the `openai` package sees them.
+fn openai_guard(base: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_guard.py");
+    let o = Command::new(common::venv_python())
+        .args([script, base, CLIENT])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
     let up = scripted_upstream(HARMFUL, Script::Whole);
@@ -473,6 +490,41 @@ fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
         .as_str()
         .unwrap()
         .contains("死"));
+    // The same through the official `openai` package, beside an upstream whose answer is clean: the harmful
+    // answer ends with content_filter, the clean one arrives untouched, and the metrics count both.
+    let clean = scripted_upstream(CLEAN, Script::Whole);
+    let dir2 = tempfile::tempdir().unwrap();
+    let gw2 = Server::start_upstream(dir2.path(), &["--upstream", &clean]);
+    for (gw, harmful) in [(&gw, true), (&gw2, false)] {
+        let v = openai_guard(&gw.base);
+        for way in ["whole", "stream"] {
+            let (text, finish) = (
+                v[way]["text"].as_str().unwrap(),
+                v[way]["finish_reason"].as_str().unwrap(),
+            );
+            if harmful {
+                assert_eq!(finish, "content_filter", "{v}");
+                assert!(
+                    !text.contains("死") && text.contains("［安全のため表示を控えました］"),
+                    "{v}"
+                );
+            } else {
+                assert_eq!(finish, "stop", "{v}");
+                assert_eq!(text, CLEAN.concat(), "{v}");
+            }
+        }
+    }
+    let (_, m) = curl(&[&format!("{}/metrics", gw2.base)]);
+    assert!(
+        m.contains("karte_guard_answers_total{result=\"passed\"} 2"),
+        "{m}"
+    );
+    let (_, m) = curl(&[&format!("{}/metrics", gw.base)]);
+    assert!(
+        m.contains("karte_guard_answers_total{result=\"withheld\"} 4"),
+        "{m}"
+    );
+
     // A structured answer (a workstation's draft) goes on with the sentence withheld, so it still parses.
     let rf = json!({"response_format": {"type": "json_schema",
         "json_schema": {"name": "draft", "schema": {"type": "object"}}}});
