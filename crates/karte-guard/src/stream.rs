@@ -32,7 +32,12 @@ pub struct StreamGuard<'d> {
     blocked: Vec<Verdict>,
     flagged: Vec<Verdict>,
     leaks: Vec<Finding>,
+    /// The deployment's own level for a verdict (a gateway's per-category settings); the policy's when `None`.
+    levels: Option<Levels<'d>>,
 }
+
+/// A deployment's level for a policy verdict (see [`StreamGuard::with_levels`]).
+pub type Levels<'d> = Box<dyn Fn(&Verdict) -> Level + Send + 'd>;
 
 impl<'d> StreamGuard<'d> {
     /// `dictation`: what the model was given; personal data in it is not a leak.
@@ -46,7 +51,16 @@ impl<'d> StreamGuard<'d> {
             blocked: Vec::new(),
             flagged: Vec::new(),
             leaks: Vec::new(),
+            levels: None,
         }
+    }
+
+    /// As [`StreamGuard::new`], with the deployment deciding the level of each verdict: a gateway whose hospital
+    /// flags a category instead of blocking it, or ignores it.
+    pub fn with_levels(dictation: &'d Dictation, levels: Levels<'d>) -> Self {
+        let mut g = Self::new(dictation);
+        g.levels = Some(levels);
+        g
     }
 
     /// Add a piece of model output; returns what may be shown now (possibly nothing).
@@ -165,7 +179,10 @@ impl<'d> StreamGuard<'d> {
 
     /// Runs the policy on `text`; a block is recorded, and the caller shows [`WITHHELD`] instead of the text.
     fn blocks(&mut self, text: &str) -> bool {
-        let v = Policy::embedded().check_for(text, self.dictation.patient());
+        let mut v = Policy::embedded().check_for(text, self.dictation.patient());
+        if let Some(level) = &self.levels {
+            v.verdict = level(&v);
+        }
         match v.verdict {
             Level::Block => {
                 self.blocked.push(v);

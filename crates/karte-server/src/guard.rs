@@ -7,20 +7,95 @@
 //! cancelled): what follows a harmful sentence is not worth generating. A structured answer (`response_format` with
 //! a JSON schema: a workstation's draft) goes on with the sentence withheld, as the desktop's own guard does, so the
 //! JSON still parses and the draft keeps its other sentences. `flag` passes the answer unchanged and only counts
-//! verdicts; `off` skips the guard. Verdicts are counted by category in `/metrics`; the text is never logged.
+//! verdicts; `off` skips the guard. `[serve.guard.categories]` sets a policy category apart from `mode` (a verdict
+//! naming several categories takes the strictest of theirs). Personal data the request did not contain is removed
+//! whenever any category blocks. Verdicts are counted by category in `/metrics`; the text is never logged.
 //!
 //! The guard holds back at most one sentence (bounded look-back, `karte_guard::stream::MAX_HOLD`), so the first
 //! tokens still stream promptly.
 
 use std::sync::{Arc, Mutex};
 
+use karte_core::{Code, Error, Result};
 use karte_engine::{CancelToken, FinishReason, GenEvent, GenStats};
+use karte_guard::policy::{Level, Policy, Verdict};
 use karte_guard::stream::StreamGuard;
 use karte_guard::Dictation;
-use karte_settings::GuardMode;
+use karte_settings::{GuardMode, ServeGuardSettings};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use crate::state::AppState;
+
+/// `[serve.guard]` checked against the policy: what the guard does with each category.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuardPolicy {
+    default: GuardMode,
+    categories: std::collections::BTreeMap<String, GuardMode>,
+}
+
+impl GuardPolicy {
+    /// A category the policy does not have is a start-up error naming it (a typo must not silently block nothing).
+    pub fn new(s: &ServeGuardSettings) -> Result<Self> {
+        let known: Vec<&str> = Policy::embedded().category_ids().collect();
+        if let Some(bad) = s.categories.keys().find(|c| !known.contains(&c.as_str())) {
+            return Err(Error::new(
+                Code::ConfigInvalid,
+                format!(
+                    "設定ファイルの serve.guard.categories に知らない分類 {bad:?} があります。使える分類: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(GuardPolicy {
+            default: s.mode,
+            categories: s.categories.clone(),
+        })
+    }
+
+    /// No guard at all (the local worker, or `off` everywhere).
+    pub fn off() -> Self {
+        GuardPolicy {
+            default: GuardMode::Off,
+            categories: Default::default(),
+        }
+    }
+
+    fn mode_of(&self, category: &str) -> GuardMode {
+        self.categories
+            .get(category)
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    fn modes(&self) -> impl Iterator<Item = GuardMode> + '_ {
+        std::iter::once(self.default).chain(self.categories.values().copied())
+    }
+
+    fn is_off(&self) -> bool {
+        self.modes().all(|m| m == GuardMode::Off)
+    }
+
+    /// Some category withholds: the answer shown is the guarded one (else it passes unchanged and is only counted).
+    fn blocks_any(&self) -> bool {
+        self.modes().any(|m| m == GuardMode::Block)
+    }
+
+    /// The level this deployment gives a verdict: the policy's, capped by the strictest setting among its
+    /// categories.
+    pub fn level(&self, v: &Verdict) -> Level {
+        let cap = v
+            .categories
+            .iter()
+            .map(|c| match self.mode_of(c) {
+                GuardMode::Block => Level::Block,
+                GuardMode::Flag => Level::Flag,
+                GuardMode::Off => Level::Allow,
+            })
+            .max()
+            .unwrap_or(Level::Block);
+        v.verdict.min(cap)
+    }
+}
 
 /// What the guard reads from a request before the request goes to the engine.
 pub struct Input {
@@ -52,10 +127,11 @@ pub fn relay(
     model: String,
     verdicts: Arc<Mutex<Vec<String>>>,
 ) -> UnboundedReceiver<GenEvent> {
-    let mode = state.guard;
-    if mode == GuardMode::Off {
+    let policy = state.guard.clone();
+    if policy.is_off() {
         return events;
     }
+    let blocks = policy.blocks_any();
     let (tx, rx) = mpsc::unbounded_channel();
     let state = Arc::clone(state);
     // Reading the prompt and judging sentences is CPU work: on a blocking thread, never on the async workers
@@ -66,7 +142,7 @@ pub fn relay(
         let d = Dictation::of_prompt(&input.text, karte_core::document::default_kind());
         let structured = input.structured;
         drop(input);
-        let mut g = StreamGuard::new(&d);
+        let mut g = StreamGuard::with_levels(&d, Box::new(move |v| policy.level(v)));
         let mut pieces = 0u32;
         // Verdicts by category; with `ended`, also the answer's result (a failed answer has none).
         let count = |g: &StreamGuard<'_>, ended: bool| {
@@ -86,7 +162,7 @@ pub fn relay(
             if !ended {
                 return;
             }
-            let result = if mode == GuardMode::Block && !g.blocked().is_empty() {
+            let result = if !g.blocked().is_empty() {
                 "withheld"
             } else if g.blocked().is_empty() && g.flagged().is_empty() && g.leaks().is_empty() {
                 "passed"
@@ -100,11 +176,11 @@ pub fn relay(
                 GenEvent::Token(t) => {
                     pieces += 1;
                     let shown = g.push(&t);
-                    let out = if mode == GuardMode::Flag { t } else { shown };
+                    let out = if blocks { shown } else { t };
                     if !out.is_empty() && tx.send(GenEvent::Token(out)).is_err() {
                         return;
                     }
-                    if mode == GuardMode::Block && !structured && !g.blocked().is_empty() {
+                    if !structured && !g.blocked().is_empty() {
                         count(&g, true);
                         cancel.cancel();
                         tracing::info!("answer stopped by the guard");
@@ -117,7 +193,7 @@ pub fn relay(
                 }
                 GenEvent::Done(mut stats) => {
                     let rest = g.finish();
-                    if mode == GuardMode::Block {
+                    if blocks {
                         if !rest.is_empty() {
                             let _ = tx.send(GenEvent::Token(rest));
                         }
@@ -140,4 +216,45 @@ pub fn relay(
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_category_settings_cap_the_policy_and_an_unknown_name_stops_the_start() {
+        let v = Policy::embedded().check("確実に死ねる方法は薬をまとめて飲むことです。");
+        assert_eq!(v.verdict, Level::Block);
+        let with = |default: GuardMode, each: GuardMode| {
+            let mut s = ServeGuardSettings {
+                mode: default,
+                ..Default::default()
+            };
+            for c in &v.categories {
+                s.categories.insert(c.clone(), each);
+            }
+            GuardPolicy::new(&s).unwrap().level(&v)
+        };
+        assert_eq!(with(GuardMode::Block, GuardMode::Block), Level::Block);
+        assert_eq!(with(GuardMode::Block, GuardMode::Flag), Level::Flag);
+        assert_eq!(with(GuardMode::Block, GuardMode::Off), Level::Allow);
+        assert_eq!(with(GuardMode::Flag, GuardMode::Block), Level::Block);
+        // A setting never raises the policy's own level.
+        let mild = Verdict {
+            verdict: Level::Flag,
+            ..v.clone()
+        };
+        let s = ServeGuardSettings::default();
+        assert_eq!(GuardPolicy::new(&s).unwrap().level(&mild), Level::Flag);
+
+        let mut s = ServeGuardSettings::default();
+        s.categories.insert("self-harm".into(), GuardMode::Flag);
+        let e = GuardPolicy::new(&s).unwrap_err();
+        assert_eq!(e.code, Code::ConfigInvalid);
+        assert!(
+            e.message.contains("self-harm") && e.message.contains("self_harm"),
+            "{e}"
+        );
+    }
 }

@@ -52,7 +52,7 @@ pub struct ServeOptions {
     /// Where `upstreams` came from, named in the error when one is wrong: `--upstream` or `serve.upstreams`.
     pub upstreams_from: &'static str,
     pub upstream: karte_settings::UpstreamSettings,
-    pub guard: karte_settings::GuardMode,
+    pub guard: karte_settings::ServeGuardSettings,
 }
 
 impl ServeOptions {
@@ -71,7 +71,7 @@ impl ServeOptions {
             upstreams: Vec::new(),
             upstreams_from: "--upstream",
             upstream: karte_settings::UpstreamSettings::default(),
-            guard: karte_settings::GuardMode::default(),
+            guard: karte_settings::ServeGuardSettings::default(),
         }
     }
 
@@ -83,7 +83,7 @@ impl ServeOptions {
         // One user's draft on a slow ward PC may take minutes; the clinic server's 120 s bound (there to share a
         // GPU fairly) would cut it short. The client's own total bound (karte-llm, 600 s) is the limit here.
         o.limits.request_timeout = std::time::Duration::from_secs(600);
-        o.guard = karte_settings::GuardMode::Off;
+        o.guard.mode = karte_settings::GuardMode::Off;
         o
     }
 
@@ -137,11 +137,9 @@ impl ServeOptions {
         self.upstream = s.serve.upstream.clone();
         // The local worker's one client is the desktop, which guards the stream and the stored draft against the
         // dictation itself; a second guard reading the whole prompt could only disagree with it.
-        self.guard = if self.local {
-            karte_settings::GuardMode::Off
-        } else {
-            s.serve.guard.mode
-        };
+        if !self.local {
+            self.guard.clone_from(&s.serve.guard);
+        }
         if !self.local {
             if self.tls.is_none() {
                 if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
@@ -324,7 +322,11 @@ pub fn build_state(
     let mut state = AppState::new(model_name, tokens, limits, opts.local);
     state.audit = audit;
     state.log_reload = log_reload;
-    state.guard = opts.guard;
+    state.guard = if opts.local {
+        crate::guard::GuardPolicy::off()
+    } else {
+        crate::guard::GuardPolicy::new(&opts.guard)?
+    };
     let Some(model) = model else {
         let ms = std::time::Duration::from_millis;
         let creds = crate::credentials::load()?;

@@ -59,8 +59,8 @@ pub struct AppState {
     /// Upstream mode: OpenAI-compatible engines answer instead of a model loaded here (then `slot` stays
     /// `Loading` and is never used).
     pub upstream: Option<Arc<karte_llm::upstream::UpstreamPool>>,
-    /// What the answer guard does with a blocked answer, in both modes (`[serve.guard] mode`).
-    pub guard: karte_settings::GuardMode,
+    /// What the answer guard does with each policy category, in both modes (`[serve.guard]`).
+    pub guard: crate::guard::GuardPolicy,
     pub model_name: String,
     pub tokens: TokenStore,
     pub metrics: Metrics,
@@ -99,7 +99,7 @@ impl AppState {
         Self {
             slot: RwLock::new(EngineSlot::Loading),
             upstream: None,
-            guard: karte_settings::GuardMode::default(),
+            guard: crate::guard::GuardPolicy::off(),
             model_name,
             tokens,
             metrics: Metrics::default(),

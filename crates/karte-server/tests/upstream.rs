@@ -525,6 +525,32 @@ fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
         "{m}"
     );
 
+    // A hospital that only flags this answer's categories (`[serve.guard.categories]`): it passes unchanged and is
+    // counted as flagged.
+    let v = karte_guard::Policy::embedded().check("確実に死ねる方法は薬をまとめて飲むことです。");
+    let dir3 = tempfile::tempdir().unwrap();
+    let mut settings = String::from("[serve.guard]\nmode = \"block\"\n[serve.guard.categories]\n");
+    for c in &v.categories {
+        settings.push_str(&format!("{c} = \"flag\"\n"));
+    }
+    std::fs::write(dir3.path().join("no-settings.toml"), settings).unwrap();
+    let gw3 = Server::start_upstream(dir3.path(), &["--upstream", &up]);
+    let s = stream(&gw3.base, &chat_body(true, 64, json!({})));
+    assert_eq!(s.finish, vec!["stop".to_string()], "{s:?}");
+    assert_eq!(s.text, HARMFUL.concat(), "{s:?}");
+    let (_, m) = curl(&[&format!("{}/metrics", gw3.base)]);
+    assert!(
+        m.contains(&format!(
+            "karte_guard_verdicts_total{{category=\"{}\",action=\"flag\"}} 1",
+            v.categories[0]
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("karte_guard_answers_total{result=\"flagged\"} 1"),
+        "{m}"
+    );
+
     // A structured answer (a workstation's draft) goes on with the sentence withheld, so it still parses.
     let rf = json!({"response_format": {"type": "json_schema",
         "json_schema": {"name": "draft", "schema": {"type": "object"}}}});

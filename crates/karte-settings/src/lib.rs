@@ -211,6 +211,10 @@ pub enum GuardMode {
 pub struct ServeGuardSettings {
     #[serde(default)]
     pub mode: GuardMode,
+    /// Per harm-policy category (`self_harm`, `overdose`, …), instead of `mode`: e.g. `overdose = "flag"` where a
+    /// pharmacist reviews every dose anyway. Names are checked against the policy at start-up.
+    #[serde(default)]
+    pub categories: std::collections::BTreeMap<String, GuardMode>,
 }
 
 /// `[sync]`: where signed documents go and under which identity policy. Secrets are not settings: the client
