@@ -941,7 +941,8 @@ fn bench_gateway(o: &Opts, model: &Path) -> Result<()> {
             Side::Http(gw_url, token),
             "via karte-server".to_string(),
             format!(
-                "karte-server (upstream mode, guard {}) in front of llama-server vs llama-server directly                  ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}",
+                "karte-server (upstream mode, guard {}) in front of llama-server vs llama-server directly \
+                 ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}",
                 o.guard, o.model
             ),
         )
@@ -969,7 +970,9 @@ fn bench_gateway(o: &Opts, model: &Path) -> Result<()> {
             Side::Http(urln, tokn),
             format!("{} upstreams", o.upstreams),
             format!(
-                "karte-server (guard {}) over {} llama-servers vs over 1 ({}, each llama-server pinned to one                  core with `taskset -c i`, 1 thread, {PARALLEL} slots, n_ctx {N_CTX}; {cores} cores on this                  machine, shared by the gateway and the clients",
+                "karte-server (guard {}) over {} llama-servers vs over 1 ({}, each llama-server pinned to one \
+                 core with `taskset -c i`, 1 thread, {PARALLEL} slots, n_ctx {N_CTX}; {cores} cores on this \
+                 machine, shared by the gateway and the clients",
                 o.guard, o.upstreams, o.model
             ),
         )
@@ -1014,7 +1017,8 @@ fn bench_gateway(o: &Opts, model: &Path) -> Result<()> {
                 (summarize(&a.run(&sc(0), true)?), rb)
             };
             eprintln!(
-                "    {a_label} {:.1} t/s TTFT p50 {:.1} p95 {:.1} ms | {b_label} {:.1} t/s TTFT p50 {:.1}                  p95 {:.1} ms",
+                "    {a_label} {:.1} t/s TTFT p50 {:.1} p95 {:.1} ms | {b_label} {:.1} t/s TTFT p50 {:.1} \
+                 p95 {:.1} ms",
                 ra.tokens_per_s, ra.p50_ttft, ra.p95_ttft, rb.tokens_per_s, rb.p50_ttft, rb.p95_ttft
             );
             tp[i].0.push(ra);
