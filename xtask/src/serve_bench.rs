@@ -43,6 +43,11 @@ struct Opts {
     serial_reference: bool,
     /// Cargo profile for the in-process engine (`release`, or `dev` whose dependencies are built at -O2).
     profile: String,
+    /// `--upstreams N` (N >= 2): karte-server over N llama-servers, each pinned to its own core with one thread,
+    /// against karte-server over one such llama-server. 1 = the other modes.
+    upstreams: usize,
+    /// `[serve.guard] mode` of the gateway (`--karte gateway`, `--upstreams N`): `block` is what hospitals run.
+    guard: String,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -55,7 +60,10 @@ fn parse(args: &[String]) -> Result<Opts> {
         karte: Karte::Server,
         serial_reference: false,
         profile: "release".into(),
+        upstreams: 1,
+        guard: "block".into(),
     };
+    let mut karte_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -66,11 +74,20 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--max-tokens" => o.max_tokens = val()?.parse()?,
             "--prefix-requests" => o.prefix_requests = val()?.parse()?,
             "--karte" => {
+                karte_given = true;
                 o.karte = match val()?.as_str() {
                     "server" => Karte::Server,
                     "engine" => Karte::Engine,
+                    "gateway" => Karte::Gateway,
                     url if url.starts_with("http") => Karte::Url(url.to_string()),
-                    other => bail!("--karte server|engine|URL, not {other}"),
+                    other => bail!("--karte server|engine|gateway|URL, not {other}"),
+                }
+            }
+            "--upstreams" => o.upstreams = val()?.parse()?,
+            "--guard" => {
+                o.guard = match val()?.as_str() {
+                    g @ ("block" | "flag" | "off") => g.to_string(),
+                    other => bail!("--guard block|flag|off, not {other}"),
                 }
             }
             "--reference" => match val()?.as_str() {
@@ -81,9 +98,23 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--profile" => o.profile = val()?.clone(),
             other => bail!(
                 "unknown option {other} (use --model NAME, --rounds N, --requests N, --max-tokens N, \
-                 --prefix-requests N, --karte server|engine|URL, --reference llama-server|engine-serial, --profile P)"
+                 --prefix-requests N, --karte server|engine|gateway|URL, --reference llama-server|engine-serial, \
+                 --profile P, --upstreams N, --guard block|flag|off)"
             ),
         }
+    }
+    if o.upstreams == 0 {
+        bail!("--upstreams needs 1 or more");
+    }
+    if o.upstreams > 1 {
+        // Several upstreams only make sense behind the gateway.
+        if karte_given && o.karte != Karte::Gateway {
+            bail!("--upstreams N compares karte-server in upstream mode: use it with --karte gateway (or alone)");
+        }
+        o.karte = Karte::Gateway;
+    }
+    if o.rounds == 0 || o.requests_per_client == 0 {
+        bail!("--rounds and --requests need 1 or more");
     }
     Ok(o)
 }
@@ -93,6 +124,8 @@ enum Karte {
     Server,
     Engine,
     Url(String),
+    /// karte-server in upstream mode in front of the same llama-server the reference talks to directly.
+    Gateway,
 }
 
 /// One request's outcome, the same shape from both transports.
@@ -130,8 +163,20 @@ const TOPICS: &[&str] = &[
 
 /// `round` is in every prompt: a server that stays up for the whole run (both do) would otherwise answer a later
 /// round's identical prompts from its prompt cache, which measures cache size rather than serving, and no ward sends
-/// the same dictation twice.
-fn throughput_scenario(round: usize, n: usize, per_client: usize, max_tokens: u32) -> Scenario {
+/// the same dictation twice. `session`: when both sides reach the SAME engine (the gateway modes), each side's
+/// prompts start with their own number, so that the side that runs second does not find the first side's prompts
+/// in the engine's cache (only the chat template's first tokens are shared, equally by both).
+fn throughput_scenario(
+    round: usize,
+    n: usize,
+    per_client: usize,
+    max_tokens: u32,
+    session: Option<usize>,
+) -> Scenario {
+    let system = match session {
+        Some(s) => format!("Session {s:03}. You are a helpful assistant."),
+        None => "You are a helpful assistant.".to_string(),
+    };
     Scenario {
         clients: (0..n)
             .map(|c| {
@@ -139,7 +184,7 @@ fn throughput_scenario(round: usize, n: usize, per_client: usize, max_tokens: u3
                     .map(|r| {
                         let topic = TOPICS[(c * per_client + r) % TOPICS.len()];
                         (
-                            "You are a helpful assistant.".to_string(),
+                            system.clone(),
                             format!("Write a long story about {topic} (round {round}, client {c}, request {r})."),
                             max_tokens,
                         )
@@ -402,8 +447,33 @@ impl Drop for Server {
 }
 
 fn start_llama_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, String)> {
-    let log = fs::File::create(target_dir().join("llama-server-bench.log"))?;
-    let child = Command::new(bin)
+    start_llama_server_on(bin, model, port, None)
+}
+
+/// `cpu`: pin the server to this one core (`taskset -c`) with one thread, so that several of them do not share a
+/// core and each is a bottleneck of its own (`--upstreams N`); `None`: [`THREADS`] threads, unpinned.
+fn start_llama_server_on(
+    bin: &Path,
+    model: &Path,
+    port: u16,
+    cpu: Option<usize>,
+) -> Result<(Server, String)> {
+    let log_name = match cpu {
+        Some(c) => format!("llama-server-bench-cpu{c}.log"),
+        None => "llama-server-bench.log".to_string(),
+    };
+    let log = fs::File::create(target_dir().join(&log_name))?;
+    let threads = if cpu.is_some() { 1 } else { THREADS };
+    // taskset execs the server, so the child's pid is the server's and dropping [`Server`] kills it.
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", &c.to_string()]).arg(bin);
+            t
+        }
+        None => Command::new(bin),
+    };
+    let child = cmd
         .arg("-m")
         .arg(model)
         .args([
@@ -412,9 +482,9 @@ fn start_llama_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, St
             "--port",
             &port.to_string(),
             "-t",
-            &THREADS.to_string(),
+            &threads.to_string(),
             "-tb",
-            &THREADS.to_string(),
+            &threads.to_string(),
             "-c",
             &N_CTX.to_string(),
             "-np",
@@ -427,7 +497,7 @@ fn start_llama_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, St
         .spawn()?;
     let server = Server(child);
     let url = format!("http://127.0.0.1:{port}");
-    wait_healthy(&url, "llama-server", "llama-server-bench.log")?;
+    wait_healthy(&url, "llama-server", &log_name)?;
     Ok((server, url))
 }
 
@@ -465,6 +535,75 @@ fn start_karte_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, St
     let url = format!("http://127.0.0.1:{port}");
     wait_healthy(&url, "karte-server", "karte-server-bench.log")?;
     Ok((server, url, token))
+}
+
+/// karte-server in upstream mode in front of `upstreams`, with the answer guard in `guard` mode and otherwise the
+/// defaults a hospital starts from (the settings file holds only the guard mode). `name` tells the logs apart.
+fn start_gateway(
+    bin: &Path,
+    upstreams: &[String],
+    guard: &str,
+    port: u16,
+    name: &str,
+) -> Result<(Server, String, String)> {
+    let data = target_dir().join(format!("karte-gateway-bench-{name}"));
+    let _ = fs::remove_dir_all(&data);
+    fs::create_dir_all(&data)?;
+    let settings = data.join("settings.toml");
+    // Probed every second rather than 5: the bench waits for every upstream to be in rotation before measuring.
+    fs::write(
+        &settings,
+        format!("[serve.guard]\nmode = \"{guard}\"\n\n[serve.upstream]\nprobe_interval_s = 1\n"),
+    )?;
+    let token = format!("bench-{}-{}", std::process::id(), port);
+    let log_name = format!("karte-gateway-bench-{name}.log");
+    let log = fs::File::create(target_dir().join(&log_name))?;
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--log-level",
+        "warn",
+    ]);
+    for u in upstreams {
+        cmd.args(["--upstream", u]);
+    }
+    let child = cmd
+        .arg("--data-dir")
+        .arg(&data)
+        .env("KARTE_SERVER_TOKEN", &token)
+        .env("KARTE_SETTINGS", &settings)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log))
+        .spawn()?;
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_upstreams_up(&url, upstreams.len(), &log_name)?;
+    Ok((server, url, token))
+}
+
+/// Waits until the gateway's `/health` lists `n` upstreams `up`: with fewer in rotation a two-upstream run would
+/// measure one.
+fn wait_upstreams_up(url: &str, n: usize, log: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        // 503 (none up yet) is an Err in ureq: only a 200 body is read.
+        if let Ok(mut r) = ureq::get(&format!("{url}/health")).call() {
+            let v: Value = r.body_mut().read_json()?;
+            let up = v["upstreams"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|u| u["state"] == "up").count());
+            if up == n {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!(
+        "karte-server did not have {n} upstream(s) up within 120 s (see {})",
+        target_dir().join(log).display()
+    )
 }
 
 fn wait_healthy(url: &str, what: &str, log: &str) -> Result<()> {
@@ -587,6 +726,9 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
             "--reference engine-serial compares the engine with itself: use it with --karte engine"
         );
     }
+    if o.karte == Karte::Gateway {
+        return bench_gateway(&o, &m.path);
+    }
     let built = |what: &str, args: &[&str], file: &str| -> Result<PathBuf> {
         step(&format!("bench-serve: building {what} ({})", o.profile));
         sh(cargo().args(["build", "--profile", &o.profile]).args(args))?;
@@ -639,6 +781,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
             _karte_server = Some(server);
             (Side::Http(url, token), "karte-server")
         }
+        Karte::Gateway => unreachable!("bench_gateway measured the gateway and returned above"),
     };
     let instructions = instructions(&ref_url, 1000)?;
     let n_instr = count_tokens(&ref_url, &instructions)?;
@@ -657,7 +800,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
                 o.requests_per_client,
                 o.max_tokens
             ));
-            let sc = throughput_scenario(round, n, o.requests_per_client, o.max_tokens);
+            let sc = throughput_scenario(round, n, o.requests_per_client, o.max_tokens, None);
             // Alternate which side goes first so that a slow minute does not always land on the same one.
             let (r, k) = if round % 2 == 0 {
                 let r = summarize(&reference.run(&sc, true)?);
@@ -746,6 +889,179 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The gateway: karte-server in upstream mode
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `--karte gateway`: the same llama-server measured directly and through karte-server in upstream mode, same
+/// run, rounds interleaved; what karte-server costs in throughput and in time to first token (its HTTP hop, the
+/// answer guard, re-encoding the stream). `--upstreams N`: karte-server over N llama-servers, each pinned to its own
+/// core with one thread, against karte-server over the first of them alone: whether spreading requests over
+/// upstreams scales when the upstreams are the bottleneck.
+///
+/// The shared-prefix scenario is not run here: it measures the engine's prompt cache, which the gateway neither
+/// adds nor removes (and karte-server does not pass llama-server's `cache_prompt` on, so "off" cannot be asked
+/// for through it).
+fn bench_gateway(o: &Opts, model: &Path) -> Result<()> {
+    step(&format!(
+        "bench-serve: building karte-server ({})",
+        o.profile
+    ));
+    sh(cargo().args(["build", "--profile", &o.profile]).args([
+        "-p",
+        "karte-server",
+        "--bin",
+        "karte-server",
+    ]))?;
+    let dir = if o.profile == "dev" {
+        "debug"
+    } else {
+        &o.profile
+    };
+    let karte_bin = target_dir().join(dir).join("karte-server");
+    let llama_server = build_llama_server()?;
+
+    // Declared before the servers that hold them, dropped (killed) after them.
+    let mut llamas = Vec::new();
+    let mut gateways = Vec::new();
+    let (a, a_label, b, b_label, heading) = if o.upstreams == 1 {
+        let (ls, url) = start_llama_server(&llama_server, model, free_port()?)?;
+        llamas.push(ls);
+        let (gw, gw_url, token) = start_gateway(
+            &karte_bin,
+            std::slice::from_ref(&url),
+            &o.guard,
+            free_port()?,
+            "1",
+        )?;
+        gateways.push(gw);
+        (
+            Side::Http(url, String::new()),
+            "llama-server direct".to_string(),
+            Side::Http(gw_url, token),
+            "via karte-server".to_string(),
+            format!(
+                "karte-server (upstream mode, guard {}) in front of llama-server vs llama-server directly \
+                 ({}, {THREADS} threads, {PARALLEL} slots, n_ctx {N_CTX}",
+                o.guard, o.model
+            ),
+        )
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut urls = Vec::new();
+        for i in 0..o.upstreams {
+            let (ls, url) =
+                start_llama_server_on(&llama_server, model, free_port()?, Some(i % cores))?;
+            llamas.push(ls);
+            urls.push(url);
+        }
+        let (gw1, url1, tok1) = start_gateway(&karte_bin, &urls[..1], &o.guard, free_port()?, "1")?;
+        let (gwn, urln, tokn) = start_gateway(
+            &karte_bin,
+            &urls,
+            &o.guard,
+            free_port()?,
+            &o.upstreams.to_string(),
+        )?;
+        gateways.extend([gw1, gwn]);
+        (
+            Side::Http(url1, tok1),
+            "1 upstream".to_string(),
+            Side::Http(urln, tokn),
+            format!("{} upstreams", o.upstreams),
+            format!(
+                "karte-server (guard {}) over {} llama-servers vs over 1 ({}, each llama-server pinned to one \
+                 core with `taskset -c i`, 1 thread, {PARALLEL} slots, n_ctx {N_CTX}; {cores} cores on this \
+                 machine, shared by the gateway and the clients",
+                o.guard, o.upstreams, o.model
+            ),
+        )
+    };
+
+    // A short request per upstream through each side first: the first decode after start allocates, and whichever
+    // side ran first in round 1 would pay for it.
+    for side in [&a, &b] {
+        side.run(
+            &throughput_scenario(9999, o.upstreams, 1, 8, Some(999)),
+            true,
+        )?;
+    }
+
+    // [concurrency] -> per round summaries for (a, b)
+    let mut tp: Vec<(Vec<Summary>, Vec<Summary>)> = vec![Default::default(); CONCURRENCY.len()];
+    for round in 0..o.rounds {
+        for (i, &n) in CONCURRENCY.iter().enumerate() {
+            step(&format!(
+                "bench-serve: {}: round {}/{}, {n} clients x {} requests, {} tokens max",
+                o.model,
+                round + 1,
+                o.rounds,
+                o.requests_per_client,
+                o.max_tokens
+            ));
+            let sc = |side: usize| {
+                throughput_scenario(
+                    round,
+                    n,
+                    o.requests_per_client,
+                    o.max_tokens,
+                    Some(round * 2 + side),
+                )
+            };
+            // Alternate which side goes first so that a slow minute does not always land on the same one.
+            let (ra, rb) = if round % 2 == 0 {
+                let ra = summarize(&a.run(&sc(0), true)?);
+                (ra, summarize(&b.run(&sc(1), true)?))
+            } else {
+                let rb = summarize(&b.run(&sc(1), true)?);
+                (summarize(&a.run(&sc(0), true)?), rb)
+            };
+            eprintln!(
+                "    {a_label} {:.1} t/s TTFT p50 {:.1} p95 {:.1} ms | {b_label} {:.1} t/s TTFT p50 {:.1} \
+                 p95 {:.1} ms",
+                ra.tokens_per_s, ra.p50_ttft, ra.p95_ttft, rb.tokens_per_s, rb.p50_ttft, rb.p95_ttft
+            );
+            tp[i].0.push(ra);
+            tp[i].1.push(rb);
+        }
+    }
+    println!(
+        "\n### Serving: {heading}, {} requests per client of up to {} tokens, mean of {} interleaved rounds)\n\n{}",
+        o.requests_per_client,
+        o.max_tokens,
+        o.rounds,
+        gateway_table(&a_label, &b_label, &tp)
+    );
+    drop(gateways);
+    drop(llamas);
+    Ok(())
+}
+
+/// Throughput ratio (b / a) and the median time to first token that b adds, both averaged over rounds (the added
+/// TTFT is the mean of each round's difference, so that a slow round shifts both sides alike).
+fn gateway_table(a: &str, b: &str, tp: &[(Vec<Summary>, Vec<Summary>)]) -> String {
+    let mut t = format!(
+        "| clients | {a} t/s | {b} t/s | ratio ({b} / {a}) | {a} TTFT p50 (ms) | {b} TTFT p50 (ms) | added \
+         TTFT p50 (ms) |\n|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (&n, (ra, rb)) in CONCURRENCY.iter().zip(tp) {
+        let m = |v: &[Summary], f: fn(&Summary) -> f64| mean(&v.iter().map(f).collect::<Vec<_>>());
+        let (ta, tb) = (m(ra, |s| s.tokens_per_s), m(rb, |s| s.tokens_per_s));
+        let (fa, fb) = (m(ra, |s| s.p50_ttft), m(rb, |s| s.p50_ttft));
+        let added = mean(
+            &ra.iter()
+                .zip(rb)
+                .map(|(x, y)| y.p50_ttft - x.p50_ttft)
+                .collect::<Vec<_>>(),
+        );
+        t.push_str(&format!(
+            "| {n} | {ta:.1} | {tb:.1} | {:.2} | {fa:.1} | {fb:.1} | {added:+.1} |\n",
+            tb / ta
+        ));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,5 +1086,35 @@ mod tests {
         assert!((s.tokens_per_s - 50.0).abs() < 1e-9);
         assert_eq!(s.p50_ttft, 100.0);
         assert_eq!(s.p95_ttft, 300.0);
+    }
+
+    #[test]
+    fn several_upstreams_mean_the_gateway_and_nothing_else() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(parse(&args(&["--upstreams", "2"])).unwrap().karte == Karte::Gateway);
+        assert!(parse(&args(&["--karte", "gateway"])).unwrap().upstreams == 1);
+        assert!(parse(&args(&["--karte", "engine", "--upstreams", "2"])).is_err());
+        assert!(parse(&args(&["--upstreams", "0"])).is_err());
+        assert!(parse(&args(&["--karte", "gateway", "--guard", "sometimes"])).is_err());
+    }
+
+    #[test]
+    fn gateway_table_gives_the_ratio_and_the_ttft_added_per_round() {
+        let s = |tokens_per_s, p50_ttft| Summary {
+            tokens_per_s,
+            p50_ttft,
+            p95_ttft: p50_ttft,
+        };
+        let row = (
+            vec![s(100.0, 10.0), s(80.0, 30.0)],
+            vec![s(90.0, 12.0), s(72.0, 34.0)],
+        );
+        let t = gateway_table("direct", "gateway", &[row.clone(), row.clone(), row]);
+        // mean 90 vs 81 t/s: 0.90; TTFT 20 vs 23 ms, added (2 + 4) / 2 = 3 ms.
+        assert!(
+            t.contains("| 1 | 90.0 | 81.0 | 0.90 | 20.0 | 23.0 | +3.0 |"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 2 + CONCURRENCY.len());
     }
 }
