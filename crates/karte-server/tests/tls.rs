@@ -66,6 +66,30 @@ fn pki() -> Pki {
     }
 }
 
+/// The PEM files a server and a client are started with.
+struct Files {
+    cert: String,
+    key: String,
+    ca: String,
+    ccert: String,
+    ckey: String,
+}
+
+fn files(dir: &std::path::Path, pki: &Pki) -> Files {
+    let w = |name: &str, body: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    Files {
+        cert: w("server.pem", &pki.server.0),
+        key: w("server.key", &pki.server.1),
+        ca: w("ca.pem", &pki.ca_pem),
+        ccert: w("client.pem", &pki.client.0),
+        ckey: w("client.key", &pki.client.1),
+    }
+}
+
 fn engine(base: &str, pinned: &str, client: Option<&(String, String)>) -> HttpEngine {
     let mut c = HttpEngineConfig::new(base, Some(CLIENT.into()));
     c.connect_timeout = Duration::from_secs(3);
@@ -82,20 +106,13 @@ fn mutual_tls_with_pinned_ca_and_client_certificates() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
-    let w = |name: &str, body: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        p.to_string_lossy().into_owned()
-    };
-    let (cert, key, ca) = (
-        w("server.pem", &pki.server.0),
-        w("server.key", &pki.server.1),
-        w("ca.pem", &pki.ca_pem),
-    );
-    let (ccert, ckey) = (
-        w("client.pem", &pki.client.0),
-        w("client.key", &pki.client.1),
-    );
+    let Files {
+        cert,
+        key,
+        ca,
+        ccert,
+        ckey,
+    } = files(dir.path(), &pki);
     let srv = Server::start_on(
         "127.0.0.1:0",
         dir.path(),
@@ -229,20 +246,13 @@ fn gateway_reaches_a_mutual_tls_upstream_with_keyring_credentials_and_audits_who
     clear();
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
-    let w = |name: &str, body: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        p.to_string_lossy().into_owned()
-    };
-    let (cert, key, ca) = (
-        w("server.pem", &pki.server.0),
-        w("server.key", &pki.server.1),
-        w("ca.pem", &pki.ca_pem),
-    );
-    let (ccert, ckey) = (
-        w("client.pem", &pki.client.0),
-        w("client.key", &pki.client.1),
-    );
+    let Files {
+        cert,
+        key,
+        ca,
+        ccert,
+        ckey,
+    } = files(dir.path(), &pki);
     let inner_dir = dir.path().join("engine");
     std::fs::create_dir(&inner_dir).unwrap();
     let inner = Server::start_on(

@@ -447,21 +447,6 @@ const HARMFUL: &[&str] = &[
 
 const CLEAN: &[&str] = &["解熱を確認。", "食事摂取は", "良好。", "経過観察。"];
 
-/// tests/clients/openai_guard.py against `base`: the whole and the streamed answer, as the `openai` package sees them.
-fn openai_guard(base: &str) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/openai_guard.py");
-    let o = Command::new(common::venv_python())
-        .args([script, base, CLIENT])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 #[test]
 fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
     let up = scripted_upstream(HARMFUL, Script::Whole);
@@ -496,7 +481,7 @@ fn harmful_upstream_output_ends_with_content_filter_streamed_and_whole() {
     let dir2 = tempfile::tempdir().unwrap();
     let gw2 = Server::start_upstream(dir2.path(), &["--upstream", &clean]);
     for (gw, harmful) in [(&gw, true), (&gw2, false)] {
-        let v = openai_guard(&gw.base);
+        let v = common::python_client("openai_guard.py", &[&gw.base, CLIENT]);
         for way in ["whole", "stream"] {
             let (text, finish) = (
                 v[way]["text"].as_str().unwrap(),

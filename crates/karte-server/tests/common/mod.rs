@@ -214,6 +214,25 @@ pub fn curl_json(
     )
 }
 
+/// Runs `tests/clients/SCRIPT` with the test venv's Python (the official `openai` package) and returns the JSON it
+/// prints; a script that fails fails the test with its stderr.
+pub fn python_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let o = Command::new(venv_python())
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python client {script} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// A client token made through the management API: (id, token).
 pub fn new_token(base: &str, name: &str, extra: serde_json::Value) -> (String, String) {
     let mut body = serde_json::json!({"name": name, "holder": "workstation", "role": "client"});
@@ -247,22 +266,7 @@ pub fn openai_client(base: &str, min_pieces: u64) -> serde_json::Value {
         None,
     );
     assert_eq!(s, 200);
-    let good = good.as_str();
-    let revoked = revoked.as_str();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/openai_client.py"
-    );
-    let o = Command::new(venv_python())
-        .args([script, base, good, revoked])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "python client failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = python_client("openai_client.py", &[base, &good, &revoked]);
     // Non-streamed answer.
     assert!(
         matches!(
