@@ -538,7 +538,8 @@ fn start_karte_server(bin: &Path, model: &Path, port: u16) -> Result<(Server, St
 }
 
 /// karte-server in upstream mode in front of `upstreams`, with the answer guard in `guard` mode and otherwise the
-/// defaults a hospital starts from (the settings file holds only the guard mode). `name` tells the logs apart.
+/// defaults a hospital starts from (the settings file holds the guard mode, the probe interval and the timeouts
+/// below). `name` tells the logs apart.
 fn start_gateway(
     bin: &Path,
     upstreams: &[String],
@@ -551,9 +552,16 @@ fn start_gateway(
     fs::create_dir_all(&data)?;
     let settings = data.join("settings.toml");
     // Probed every second rather than 5: the bench waits for every upstream to be in rotation before measuring.
+    // Connect and probe timeouts 10 s rather than 2: llama-server's listen backlog is small (cpp-httplib's 5) and
+    // with its threads spinning on both cores its accept thread falls behind 16 simultaneous connects, so a
+    // dropped SYN (retried after 1 s, then 3 s) would take the only upstream out of rotation mid-measurement. What
+    // is measured is the gateway's cost, not its failover.
     fs::write(
         &settings,
-        format!("[serve.guard]\nmode = \"{guard}\"\n\n[serve.upstream]\nprobe_interval_s = 1\n"),
+        format!(
+            "[serve.guard]\nmode = \"{guard}\"\n\n[serve.upstream]\nprobe_interval_s = 1\n\
+             connect_timeout_ms = 10000\nprobe_timeout_ms = 10000\n"
+        ),
     )?;
     let token = format!("bench-{}-{}", std::process::id(), port);
     let log_name = format!("karte-gateway-bench-{name}.log");

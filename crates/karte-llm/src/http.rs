@@ -52,6 +52,9 @@ pub struct HttpEngineConfig {
     pub tls: TlsSettings,
     /// What this endpoint is, for [`GenStats::kind`] and the UI.
     pub kind: EngineKind,
+    /// A pooled connection idle this long is dropped rather than reused: shorter than the server's own keep-alive,
+    /// so a request is never written into a connection the server is just closing (a spurious failover).
+    pub pool_idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for HttpEngineConfig {
@@ -80,6 +83,8 @@ impl HttpEngineConfig {
             total_timeout: Duration::from_secs(600),
             tls: TlsSettings::default(),
             kind: EngineKind::Server,
+            // karte-server keeps an idle connection 60 s by default.
+            pool_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -156,9 +161,7 @@ impl HttpEngine {
             // Blocking reqwest applies this to the wait for the headers and to each read of the body: the idle bound.
             // The total bound is checked between events in `chat`.
             .timeout(cfg.idle_timeout)
-            // Drop a pooled connection before the server's idle timeout (karte-server: 60 s by default) closes it, so
-            // a request is never written into a connection the server is just closing (a spurious failover).
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(cfg.pool_idle_timeout)
             // The workstation talks to the clinic server directly; a system proxy would see the traffic.
             .no_proxy();
         if let Some(pinned) = &cfg.tls.pinned_cert_pem {
@@ -235,6 +238,16 @@ impl HttpEngine {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> Error {
+        // What failed underneath (reset, refused, closed early), for IT: the error chain names the server's URL and
+        // the socket's error, never a request's content.
+        let mut cause = String::new();
+        let mut src: Option<&dyn std::error::Error> = Some(e);
+        while let Some(s) = src {
+            cause.push_str(" / ");
+            cause.push_str(&s.to_string());
+            src = s.source();
+        }
+        tracing::warn!(server = %self.cfg.base_url, cause = %cause, "transport error");
         let place = match self.cfg.kind {
             EngineKind::Server => "院内サーバー",
             _ => "この端末の生成プロセス",

@@ -198,6 +198,10 @@ impl UpstreamPool {
             hc.idle_timeout = cfg.idle_timeout;
             hc.total_timeout = cfg.total_timeout;
             hc.tls = cfg.tls.clone();
+            // llama.cpp's server (cpp-httplib) and vLLM's (uvicorn) close a connection idle for 5 s: reusing one
+            // that old races their close, fails before the first token and would take a working engine out of
+            // rotation (seen in `cargo xtask bench-serve --karte gateway` at 16 clients).
+            hc.pool_idle_timeout = Duration::from_secs(2);
             hc.kind = EngineKind::Server;
             upstreams.push(Arc::new(Upstream {
                 name: url.clone(),
@@ -279,6 +283,8 @@ impl ChatEngine for UpstreamPool {
         on_token: &mut dyn FnMut(Piece<'_>),
     ) -> Result<ChatResponse> {
         let mut tried = Vec::new();
+        // Upstreams given a second try after a broken connection.
+        let mut again = Vec::new();
         while let Some(i) = self.pick(&tried) {
             tried.push(i);
             let u = &self.upstreams[i];
@@ -308,6 +314,15 @@ impl ChatEngine for UpstreamPool {
                 Err(e) if is_request_error(e.code) => {
                     u.stats.errors.fetch_add(1, Ordering::Relaxed);
                     return Err(e);
+                }
+                // A pooled connection the engine closed as the request went out ("connection closed before
+                // message completed": llama.cpp's server ends keep-alive connections on its own schedule) says
+                // nothing about the engine: once per upstream, the request goes again on a fresh connection. Nothing
+                // reached the client, so nothing can be answered twice.
+                Err(e) if e.code == Code::LlmUnreachable && !passed_on && !again.contains(&i) => {
+                    again.push(i);
+                    tried.pop();
+                    tracing::info!(upstream = %u.name, "connection broken before the answer: sent again");
                 }
                 Err(e) => {
                     u.stats.errors.fetch_add(1, Ordering::Relaxed);

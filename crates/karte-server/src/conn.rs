@@ -183,6 +183,9 @@ impl AddrListener<CountedStream, PeerAddr> for CappedListener {
     async fn accept_stream(&self) -> io::Result<(CountedStream, PeerAddr)> {
         let permit = self.slot().await?;
         let (stream, addr) = self.inner.accept().await?;
+        // A streamed answer is many small writes: without TCP_NODELAY each waits for the client's (delayed) ACK of
+        // the one before, adding tens of milliseconds per token. Best effort: a socket that refuses still serves.
+        let _ = stream.set_nodelay(true);
         self.counters.open.fetch_add(1, Ordering::Relaxed);
         Ok((
             CountedStream {

@@ -36,11 +36,19 @@ pub struct Loaded {
 /// that needs credentials then fails its probe, which `/health` shows.
 pub fn load() -> Result<Loaded> {
     let backend = KeyringBackend::from_env()?;
-    let read = |entry: &str| match read_secret(backend, entry) {
-        Ok(v) => v.map(|s| s.to_string()),
-        Err(e) => {
-            tracing::warn!(code = %e.code, entry, "upstream credentials: keyring not readable");
-            None
+    // One warning, not one per entry: after the first failure the keyring is not asked again.
+    let usable = std::cell::Cell::new(true);
+    let read = |entry: &str| {
+        if !usable.get() {
+            return None;
+        }
+        match read_secret(backend, entry) {
+            Ok(v) => v.map(|s| s.to_string()),
+            Err(e) => {
+                usable.set(false);
+                tracing::warn!(code = %e.code, "upstream credentials: keyring not readable, none used from it");
+                None
+            }
         }
     };
     let env_token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
