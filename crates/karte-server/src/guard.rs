@@ -164,7 +164,7 @@ pub fn relay(
             }
             let result = if !g.blocked().is_empty() {
                 "withheld"
-            } else if g.blocked().is_empty() && g.flagged().is_empty() && g.leaks().is_empty() {
+            } else if g.flagged().is_empty() && g.leaks().is_empty() {
                 "passed"
             } else {
                 "flagged"
