@@ -237,9 +237,10 @@ impl HttpEngine {
         ChatCompletionRequest::from_chat(req, &self.cfg.model, stream)
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> Error {
-        // What failed underneath (reset, refused, closed early), for IT: the error chain names the server's URL and
-        // the socket's error, never a request's content.
+    /// A chat request that could not be sent: logged with what failed underneath (reset, refused, closed early),
+    /// for IT. Only here, not for health probes, which fail every few seconds while a server is down. The error
+    /// chain names the server's URL and the socket's error, never a request's content.
+    fn send_error(&self, e: &reqwest::Error) -> Error {
         let mut cause = String::new();
         let mut src: Option<&dyn std::error::Error> = Some(e);
         while let Some(s) = src {
@@ -247,7 +248,11 @@ impl HttpEngine {
             cause.push_str(&s.to_string());
             src = s.source();
         }
-        tracing::warn!(server = %self.cfg.base_url, cause = %cause, "transport error");
+        tracing::warn!(server = %self.cfg.base_url, cause = %cause, "chat request not sent");
+        self.transport_error(e)
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> Error {
         let place = match self.cfg.kind {
             EngineKind::Server => "院内サーバー",
             _ => "この端末の生成プロセス",
@@ -376,7 +381,7 @@ impl ChatEngine for HttpEngine {
             .authed(self.client.post(self.url("/v1/chat/completions")))
             .json(&body)
             .send()
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| self.send_error(&e))?;
         if !resp.status().is_success() {
             return Err(self.status_error(resp));
         }

@@ -83,7 +83,6 @@ impl ServeOptions {
         // One user's draft on a slow ward PC may take minutes; the clinic server's 120 s bound (there to share a
         // GPU fairly) would cut it short. The client's own total bound (karte-llm, 600 s) is the limit here.
         o.limits.request_timeout = std::time::Duration::from_secs(600);
-        o.guard.mode = karte_settings::GuardMode::Off;
         o
     }
 
@@ -135,11 +134,7 @@ impl ServeOptions {
             self.upstreams_from = "設定ファイルの serve.upstreams";
         }
         self.upstream = s.serve.upstream.clone();
-        // The local worker's one client is the desktop, which guards the stream and the stored draft against the
-        // dictation itself; a second guard reading the whole prompt could only disagree with it.
-        if !self.local {
-            self.guard.clone_from(&s.serve.guard);
-        }
+        self.guard.clone_from(&s.serve.guard);
         if !self.local {
             if self.tls.is_none() {
                 if let (Some(cert), Some(key)) = (&s.serve.tls_cert, &s.serve.tls_key) {
@@ -322,6 +317,8 @@ pub fn build_state(
     let mut state = AppState::new(model_name, tokens, limits, opts.local);
     state.audit = audit;
     state.log_reload = log_reload;
+    // The local worker's one client is the desktop, which guards the stream and the stored draft against the
+    // dictation itself; a second guard reading the whole prompt could only disagree with it.
     state.guard = if opts.local {
         crate::guard::GuardPolicy::off()
     } else {
