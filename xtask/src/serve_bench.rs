@@ -50,6 +50,18 @@ struct Opts {
     guard: String,
 }
 
+/// The progress line of one round at one concurrency (every mode prints the same).
+fn round_step(o: &Opts, round: usize, clients: usize) {
+    step(&format!(
+        "bench-serve: {}: round {}/{}, {clients} clients x {} requests, {} tokens max",
+        o.model,
+        round + 1,
+        o.rounds,
+        o.requests_per_client,
+        o.max_tokens
+    ));
+}
+
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         model: crate::TEST_MODEL.to_string(),
@@ -800,14 +812,7 @@ pub fn bench_serve(args: &[String]) -> Result<()> {
     let mut px: Vec<[f64; 4]> = Vec::new();
     for round in 0..o.rounds {
         for (i, &n) in CONCURRENCY.iter().enumerate() {
-            step(&format!(
-                "bench-serve: {}: round {}/{}, {n} clients x {} requests, {} tokens max",
-                o.model,
-                round + 1,
-                o.rounds,
-                o.requests_per_client,
-                o.max_tokens
-            ));
+            round_step(&o, round, n);
             let sc = throughput_scenario(round, n, o.requests_per_client, o.max_tokens, None);
             // Alternate which side goes first so that a slow minute does not always land on the same one.
             let (r, k) = if round % 2 == 0 {
@@ -999,14 +1004,7 @@ fn bench_gateway(o: &Opts, model: &Path) -> Result<()> {
     let mut tp: Vec<(Vec<Summary>, Vec<Summary>)> = vec![Default::default(); CONCURRENCY.len()];
     for round in 0..o.rounds {
         for (i, &n) in CONCURRENCY.iter().enumerate() {
-            step(&format!(
-                "bench-serve: {}: round {}/{}, {n} clients x {} requests, {} tokens max",
-                o.model,
-                round + 1,
-                o.rounds,
-                o.requests_per_client,
-                o.max_tokens
-            ));
+            round_step(o, round, n);
             let sc = |side: usize| {
                 throughput_scenario(
                     round,

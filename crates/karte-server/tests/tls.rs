@@ -90,6 +90,18 @@ fn files(dir: &std::path::Path, pki: &Pki) -> Files {
     }
 }
 
+/// Waits (up to 120 s) until the TLS server behind `e` has its model loaded.
+fn wait_ready(e: &HttpEngine) {
+    let t = Instant::now();
+    while !e.health(Duration::from_secs(2)).is_ok_and(|h| h.ready) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "TLS server not ready"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn engine(base: &str, pinned: &str, client: Option<&(String, String)>) -> HttpEngine {
     let mut c = HttpEngineConfig::new(base, Some(CLIENT.into()));
     c.connect_timeout = Duration::from_secs(3);
@@ -120,14 +132,7 @@ fn mutual_tls_with_pinned_ca_and_client_certificates() {
         "https",
     );
     let good = engine(&srv.base, &pki.ca_pem, Some(&pki.client));
-    let t = Instant::now();
-    while !good.health(Duration::from_secs(2)).is_ok_and(|h| h.ready) {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "TLS server not ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&good);
     let mut req = ChatRequest::new(vec![ChatMessage::user("Say hi.")]);
     req.max_tokens = 4;
     let r = good.chat(&req, &CancelToken::new(), &mut |_| {}).unwrap();
@@ -262,14 +267,7 @@ fn gateway_reaches_a_mutual_tls_upstream_with_keyring_credentials_and_audits_who
         "https",
     );
     let direct = engine(&inner.base, &pki.ca_pem, Some(&pki.client));
-    let t = Instant::now();
-    while !direct.health(Duration::from_secs(2)).is_ok_and(|h| h.ready) {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "TLS engine not ready"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_ready(&direct);
 
     // Installed through the real command; the token comes from an environment variable, and only fingerprints
     // are shown.
