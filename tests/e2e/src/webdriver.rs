@@ -139,6 +139,17 @@ impl Session {
             .to_string())
     }
 
+    /// The visible text of the first element matching `css`, or `None` when nothing matches. One script, so an
+    /// element the app removes between a find and a read (a progress panel that closes as the draft lands) reads as
+    /// gone instead of failing with a stale element reference.
+    pub fn text_of(&self, css: &str) -> Result<Option<String>> {
+        let v = self.execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            vec![json!(css)],
+        )?;
+        Ok(v.as_str().map(str::to_string))
+    }
+
     pub fn property(&self, el: &Element, name: &str) -> Result<Value> {
         self.cmd("GET", &format!("/element/{}/property/{name}", el.0), None)
     }

@@ -150,24 +150,19 @@ fn wait_for_draft(s: &Session) -> Result<()> {
     loop {
         // One picture of the progress panel for review, once the model streams (or after a few seconds of it).
         if !progress_shot {
-            if let Some(p) = s.find("#progress")? {
+            if let Some(p) = s.text_of("#progress")? {
                 let streaming = s
-                    .find("#progress .stream")?
-                    .map(|e| s.text(&e))
-                    .transpose()?
+                    .text_of("#progress .stream")?
                     .is_some_and(|t| !t.is_empty());
                 if streaming || started.elapsed() > Duration::from_secs(5) {
-                    eprintln!("progress: {}", s.text(&p)?.replace('\n', " ⏎ "));
+                    eprintln!("progress: {}", p.replace('\n', " ⏎ "));
                     save_screenshot(s, "desktop-progress.png")?;
                     progress_shot = true;
                 }
             }
         }
-        if let Some(e) = s.find("#error")? {
-            bail!(
-                "the app showed an error instead of a draft: {}",
-                s.text(&e)?
-            );
+        if let Some(e) = s.text_of("#error")? {
+            bail!("the app showed an error instead of a draft: {e}");
         }
         let sections_there = SECTIONS
             .iter()
