@@ -59,8 +59,22 @@ pub const HOLDOUT_VOICE4: DataSet = DataSet {
     src: include_str!("../tests/data/quality/holdout-voice4.toml"),
 };
 
+/// A fifth held-out part, voice transcripts only, by a different writer, from wards none of the earlier parts had
+/// (nephrology, neurosurgery, hepatology, burns...), with dictations out of SOAP order.
+pub const HOLDOUT_VOICE5: DataSet = DataSet {
+    name: "held-out voice 5 (tests/data/quality/holdout-voice5.toml)",
+    column: "held-out voice 5",
+    src: include_str!("../tests/data/quality/holdout-voice5.toml"),
+};
+
 /// Every held-out part, in column order.
-pub const HOLDOUTS: [DataSet; 4] = [HOLDOUT, HOLDOUT_VOICE2, HOLDOUT_VOICE3, HOLDOUT_VOICE4];
+pub const HOLDOUTS: [DataSet; 5] = [
+    HOLDOUT,
+    HOLDOUT_VOICE2,
+    HOLDOUT_VOICE3,
+    HOLDOUT_VOICE4,
+    HOLDOUT_VOICE5,
+];
 
 /// The writing styles, in report order.
 pub const STYLES: [&str; 5] = ["ward", "problem", "english", "voice", "headers"];
