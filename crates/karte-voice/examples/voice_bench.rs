@@ -1,6 +1,6 @@
 //! Recognition accuracy and speed on the synthetic dictations spoken by `cargo xtask voice-clips`.
 //!
-//!     cargo run --release -p karte-voice --example voice_bench -- CLIP_DIR [--voices jf_alpha,jm_kumo]
+//!     cargo run -p karte-voice --example voice_bench -- CLIP_DIR [--voices jf_alpha,jm_kumo]
 //!         [--prompt lexicon|none] [--limit N]
 //!
 //! Prints one line per clip (id, CER, terms found, reference and hypothesis: all synthetic text) and a summary:
@@ -25,12 +25,17 @@ fn main() {
             d => dir = Some(PathBuf::from(d)),
         }
     }
-    let dir = dir.expect("usage: voice_bench CLIP_DIR [--voices a,b] [--prompt lexicon|none] [--limit N]");
-    let refs = std::fs::read_to_string(dir.join("dictations.tsv")).expect("CLIP_DIR/dictations.tsv");
+    let dir = dir
+        .expect("usage: voice_bench CLIP_DIR [--voices a,b] [--prompt lexicon|none] [--limit N]");
+    let refs =
+        std::fs::read_to_string(dir.join("dictations.tsv")).expect("CLIP_DIR/dictations.tsv");
     let items: Vec<(String, String)> = refs
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('\t').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .take(limit)
         .collect();
     let opts = Options {
@@ -40,7 +45,8 @@ fn main() {
         },
     };
     let t0 = Instant::now();
-    let mut rec = Recogniser::load_default().unwrap_or_else(|e| panic!("[{}] {}", e.code, e.message));
+    let mut rec =
+        Recogniser::load_default().unwrap_or_else(|e| panic!("[{}] {}", e.code, e.message));
     eprintln!("model loaded in {:.1} s", t0.elapsed().as_secs_f64());
     let (mut edits, mut ref_chars, mut cer_sum, mut n) = (0usize, 0usize, 0.0f64, 0usize);
     let (mut hit, mut terms) = (0usize, 0usize);
@@ -48,7 +54,8 @@ fn main() {
     for voice in voices.split(',') {
         for (id, reference) in &items {
             let path = dir.join(voice).join(format!("{id}.wav"));
-            let pcm = audio::load_16k_mono(&path).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.message));
+            let pcm = audio::load_16k_mono(&path)
+                .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.message));
             let t = Instant::now();
             let out = rec.transcribe_pcm(&pcm, &opts).expect("transcribe");
             decode_s += t.elapsed().as_secs_f64();
@@ -62,7 +69,10 @@ fn main() {
             let (h, all) = metrics::term_recall(reference, &out.text);
             hit += h;
             terms += all;
-            println!("{voice}/{id}\tCER {c:.3}\tterms {h}/{all}\tref {reference}\thyp {}", out.text);
+            println!(
+                "{voice}/{id}\tCER {c:.3}\tterms {h}/{all}\tref {reference}\thyp {}",
+                out.text
+            );
         }
     }
     println!(

@@ -119,7 +119,9 @@ mod tests {
 
     fn tone(freq: f64, rate: u32, secs: f64) -> Vec<f32> {
         (0..(rate as f64 * secs) as usize)
-            .map(|i| (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin() as f32 * 0.5)
+            .map(|i| {
+                (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin() as f32 * 0.5
+            })
             .collect()
     }
 
@@ -136,7 +138,11 @@ mod tests {
         let mid = &kept[2000..14000];
         assert!((rms(mid) - 0.5 / 2f64.sqrt()).abs() < 0.02, "{}", rms(mid));
         let gone = resample(&tone(12_000.0, 48_000, 1.0), 48_000, 16_000);
-        assert!(rms(&gone[2000..14000]) < 0.02, "{}", rms(&gone[2000..14000]));
+        assert!(
+            rms(&gone[2000..14000]) < 0.02,
+            "{}",
+            rms(&gone[2000..14000])
+        );
         // Upsampling 8 kHz telephone audio keeps length and level.
         let up = resample(&tone(500.0, 8_000, 1.0), 8_000, 16_000);
         assert_eq!(up.len(), 16_000);

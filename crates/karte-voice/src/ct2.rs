@@ -56,9 +56,7 @@ pub fn read(bytes: &[u8]) -> R<Ct2Model> {
     let mut c = Cursor { buf: bytes, pos: 0 };
     let version = c.u32()?;
     if version != 6 {
-        return Err(format!(
-            "model.bin format version {version} (expected 6)"
-        ));
+        return Err(format!("model.bin format version {version} (expected 6)"));
     }
     let spec = c.string()?;
     if spec != "WhisperSpec" {
@@ -132,8 +130,14 @@ impl Ct2Model {
     pub fn config(&self, suppress_tokens: Vec<u32>) -> R<Config> {
         let conv1 = self.get("encoder/conv1/weight")?.dims().to_vec();
         let emb = self.get("decoder/embeddings/weight")?.dims().to_vec();
-        let enc_pos = self.get("encoder/position_encodings/encodings")?.dims().to_vec();
-        let dec_pos = self.get("decoder/position_encodings/encodings")?.dims().to_vec();
+        let enc_pos = self
+            .get("encoder/position_encodings/encodings")?
+            .dims()
+            .to_vec();
+        let dec_pos = self
+            .get("decoder/position_encodings/encodings")?
+            .dims()
+            .to_vec();
         let d_model = emb[1];
         Ok(Config {
             num_mel_bins: conv1[1],
@@ -158,12 +162,30 @@ impl Ct2Model {
         };
         let rows = |t: &Tensor, i: usize| t.narrow(0, i * d, d).map_err(|e| e.to_string());
         let e = "model.encoder";
-        put(format!("{e}.conv1.weight"), self.get("encoder/conv1/weight")?.clone());
-        put(format!("{e}.conv1.bias"), self.get("encoder/conv1/bias")?.clone());
-        put(format!("{e}.conv2.weight"), self.get("encoder/conv2/weight")?.clone());
-        put(format!("{e}.conv2.bias"), self.get("encoder/conv2/bias")?.clone());
-        put(format!("{e}.layer_norm.weight"), self.get("encoder/layer_norm/gamma")?.clone());
-        put(format!("{e}.layer_norm.bias"), self.get("encoder/layer_norm/beta")?.clone());
+        put(
+            format!("{e}.conv1.weight"),
+            self.get("encoder/conv1/weight")?.clone(),
+        );
+        put(
+            format!("{e}.conv1.bias"),
+            self.get("encoder/conv1/bias")?.clone(),
+        );
+        put(
+            format!("{e}.conv2.weight"),
+            self.get("encoder/conv2/weight")?.clone(),
+        );
+        put(
+            format!("{e}.conv2.bias"),
+            self.get("encoder/conv2/bias")?.clone(),
+        );
+        put(
+            format!("{e}.layer_norm.weight"),
+            self.get("encoder/layer_norm/gamma")?.clone(),
+        );
+        put(
+            format!("{e}.layer_norm.bias"),
+            self.get("encoder/layer_norm/beta")?.clone(),
+        );
         let dm = "model.decoder";
         put(
             format!("{dm}.embed_tokens.weight"),
@@ -173,25 +195,50 @@ impl Ct2Model {
             format!("{dm}.embed_positions.weight"),
             self.get("decoder/position_encodings/encodings")?.clone(),
         );
-        put(format!("{dm}.layer_norm.weight"), self.get("decoder/layer_norm/gamma")?.clone());
-        put(format!("{dm}.layer_norm.bias"), self.get("decoder/layer_norm/beta")?.clone());
+        put(
+            format!("{dm}.layer_norm.weight"),
+            self.get("decoder/layer_norm/gamma")?.clone(),
+        );
+        put(
+            format!("{dm}.layer_norm.bias"),
+            self.get("decoder/layer_norm/beta")?.clone(),
+        );
 
-        let blocks = [("encoder", e, cfg.encoder_layers), ("decoder", dm, cfg.decoder_layers)];
+        let blocks = [
+            ("encoder", e, cfg.encoder_layers),
+            ("decoder", dm, cfg.decoder_layers),
+        ];
         for (side, cname, n) in blocks {
             for i in 0..n {
                 let src = format!("{side}/layer_{i}");
                 let dst = format!("{cname}.layers.{i}");
                 let ln = |from: &str, to: &str, put: &mut dyn FnMut(String, Tensor)| -> R<()> {
-                    put(format!("{dst}.{to}.weight"), self.get(&format!("{src}/{from}/gamma"))?.clone());
-                    put(format!("{dst}.{to}.bias"), self.get(&format!("{src}/{from}/beta"))?.clone());
+                    put(
+                        format!("{dst}.{to}.weight"),
+                        self.get(&format!("{src}/{from}/gamma"))?.clone(),
+                    );
+                    put(
+                        format!("{dst}.{to}.bias"),
+                        self.get(&format!("{src}/{from}/beta"))?.clone(),
+                    );
                     Ok(())
                 };
                 let lin = |from: &str, to: &str, put: &mut dyn FnMut(String, Tensor)| -> R<()> {
-                    put(format!("{dst}.{to}.weight"), self.get(&format!("{src}/{from}/weight"))?.clone());
-                    put(format!("{dst}.{to}.bias"), self.get(&format!("{src}/{from}/bias"))?.clone());
+                    put(
+                        format!("{dst}.{to}.weight"),
+                        self.get(&format!("{src}/{from}/weight"))?.clone(),
+                    );
+                    put(
+                        format!("{dst}.{to}.bias"),
+                        self.get(&format!("{src}/{from}/bias"))?.clone(),
+                    );
                     Ok(())
                 };
-                ln("self_attention/layer_norm", "self_attn_layer_norm", &mut put)?;
+                ln(
+                    "self_attention/layer_norm",
+                    "self_attn_layer_norm",
+                    &mut put,
+                )?;
                 ln("ffn/layer_norm", "final_layer_norm", &mut put)?;
                 lin("ffn/linear_0", "fc1", &mut put)?;
                 lin("ffn/linear_1", "fc2", &mut put)?;

@@ -121,22 +121,31 @@ impl Recogniser {
     /// Unverified: callers outside tests go through [`Recogniser::load_default`].
     pub fn load_dir(dir: &Path, name: &str) -> Result<Self> {
         let read = |f: &str| {
-            std::fs::read(dir.join(f)).map_err(|e| load_err(format!("{}: {e}", dir.join(f).display())))
+            std::fs::read(dir.join(f))
+                .map_err(|e| load_err(format!("{}: {e}", dir.join(f).display())))
         };
         let text = |f: &str| read(f).map(|b| String::from_utf8_lossy(&b).into_owned());
-        let tok = Tokenizer::new(&text("vocabulary.txt")?, &text("tokenizer.json")?).map_err(load_err)?;
+        let tok =
+            Tokenizer::new(&text("vocabulary.txt")?, &text("tokenizer.json")?).map_err(load_err)?;
         let config: serde_json::Value =
             serde_json::from_str(&text("config.json")?).map_err(load_err)?;
         let ids_of = |k: &str| -> Vec<u32> {
             config
                 .get(k)
                 .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|v| v.as_u64().map(|x| x as u32)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_u64().map(|x| x as u32))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let suppress = ids_of("suppress_ids");
         let suppress_begin = ids_of("suppress_ids_begin");
-        let special = |t: &str| tok.id(t).ok_or_else(|| load_err(format!("vocabulary lacks {t}")));
+        let special = |t: &str| {
+            tok.id(t)
+                .ok_or_else(|| load_err(format!("vocabulary lacks {t}")))
+        };
         let ids = SpecialIds {
             sot: special("<|startoftranscript|>")?,
             ja: special("<|ja|>")?,
@@ -195,18 +204,25 @@ impl Recogniser {
         let mel = w::audio::pcm_to_mel(&self.model.config, &padded, &self.filters);
         let n_mels = self.model.config.num_mel_bins;
         let total_frames = mel.len() / n_mels;
-        let mel = Tensor::from_vec(mel, (1, n_mels, total_frames), &Device::Cpu).map_err(engine_err)?;
+        let mel =
+            Tensor::from_vec(mel, (1, n_mels, total_frames), &Device::Cpu).map_err(engine_err)?;
         let content_frames = pcm.len() / w::HOP_LENGTH;
         let mut seek = 0usize;
         let mut segments = Vec::new();
         while seek < content_frames {
-            let window = mel.narrow(2, seek, w::N_FRAMES).map_err(engine_err)?;
+            let window = mel
+                .narrow(2, seek, w::N_FRAMES)
+                .and_then(|m| m.contiguous())
+                .map_err(engine_err)?;
             let offset_s = seek as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
             let window_frames = (content_frames - seek).min(w::N_FRAMES);
-            let decoded = self.decode_window(&window, &prompt_ids).map_err(engine_err)?;
+            let decoded = self
+                .decode_window(&window, &prompt_ids)
+                .map_err(engine_err)?;
             let silent = decoded.no_speech_prob > NO_SPEECH_THRESHOLD
                 && decoded.avg_logprob < LOGPROB_THRESHOLD;
-            let window_end_s = offset_s + window_frames as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
+            let window_end_s =
+                offset_s + window_frames as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
             let (segs, consumed) = self.segments(&decoded.tokens, offset_s, window_end_s);
             if !silent {
                 segments.extend(segs.into_iter().filter(|s| !s.text.trim().is_empty()));
@@ -246,12 +262,18 @@ impl Recogniser {
             let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
             let hidden = self.model.decoder.forward(&input, &features, step == 0)?;
             if step == 0 {
-                let first = self.model.decoder.final_linear(&hidden.i((..1, sot_index..sot_index + 1))?)?;
+                let first = self
+                    .model
+                    .decoder
+                    .final_linear(&hidden.i((..1, sot_index..sot_index + 1))?)?;
                 let probs = candle_nn::ops::softmax(&first.i((0, 0))?, D::Minus1)?;
                 no_speech_prob = probs.i(self.ids.no_speech as usize)?.to_scalar::<f32>()? as f64;
             }
             let len = tokens.len();
-            let logits = self.model.decoder.final_linear(&hidden.i((..1, len - 1..len))?)?;
+            let logits = self
+                .model
+                .decoder
+                .final_linear(&hidden.i((..1, len - 1..len))?)?;
             let mut logits: Vec<f32> = logits.i((0, 0))?.to_vec1()?;
             logits.truncate(vocab);
             self.apply_rules(&mut logits, &tokens[sample_begin..]);
@@ -305,7 +327,12 @@ impl Recogniser {
             }
         }
         if let Some(&last) = sampled.iter().rev().find(|t| is_ts(**t)) {
-            let bound = (if last_ts && !penult_ts { last } else { last + 1 } as usize).min(logits.len());
+            let bound = (if last_ts && !penult_ts {
+                last
+            } else {
+                last + 1
+            } as usize)
+                .min(logits.len());
             logits[tsb..bound].fill(ninf);
         }
         if sampled.is_empty() {
@@ -326,7 +353,12 @@ impl Recogniser {
 
     /// Cut the sampled tokens into timed segments. Returns the frames covered by complete segments, which is where
     /// the next window starts when this one ended mid-segment.
-    fn segments(&self, sampled: &[u32], offset_s: f64, window_end_s: f64) -> (Vec<Segment>, Option<usize>) {
+    fn segments(
+        &self,
+        sampled: &[u32],
+        offset_s: f64,
+        window_end_s: f64,
+    ) -> (Vec<Segment>, Option<usize>) {
         let ts = |t: u32| (t - self.ids.ts_begin) as f64 * TIME_STEP;
         let mut out = Vec::new();
         let mut start: Option<f64> = None;
@@ -472,9 +504,17 @@ mod tests {
         // Every filter is a non-empty triangle; Slaney normalisation makes each filter's area ~ constant in Hz,
         // so the first (narrow) filter peaks higher than the last (wide) one.
         for m in 0..80 {
-            assert!(f[m * 201..(m + 1) * 201].iter().any(|v| *v > 0.0), "filter {m}");
+            assert!(
+                f[m * 201..(m + 1) * 201].iter().any(|v| *v > 0.0),
+                "filter {m}"
+            );
         }
-        let peak = |m: usize| f[m * 201..(m + 1) * 201].iter().copied().fold(0.0, f32::max);
+        let peak = |m: usize| {
+            f[m * 201..(m + 1) * 201]
+                .iter()
+                .copied()
+                .fold(0.0, f32::max)
+        };
         assert!(peak(0) > peak(79));
         // librosa's value for filter 0, bin 1 (40 Hz): lower slope 40/37.24, upper 0.926 × 2/74.48 with sr=16000, n_fft=400, n_mels=80.
         assert!((f[1] - 0.024_862_3).abs() < 1e-4, "{}", f[1]);

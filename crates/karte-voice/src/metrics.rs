@@ -51,7 +51,11 @@ pub fn lexicon_terms(reference: &str) -> Vec<String> {
     let text: String = normalize(reference).into_iter().collect();
     let mut spellings: Vec<String> = [&SYMPTOMS, &FINDINGS, &DIAGNOSES, &DRUGS, &TESTS, &LABS]
         .iter()
-        .flat_map(|l| l.spellings().into_iter().map(|(s, _)| s.nfkc().collect::<String>()))
+        .flat_map(|l| {
+            l.spellings()
+                .into_iter()
+                .map(|(s, _)| s.nfkc().collect::<String>())
+        })
         .filter(|s| s.chars().count() >= 2)
         .collect();
     spellings.sort_by_key(|s| std::cmp::Reverse(s.chars().count()));

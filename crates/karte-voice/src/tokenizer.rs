@@ -19,7 +19,8 @@ fn bytes_to_unicode() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..=255u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         table[b as usize] = if printable {
             char::from_u32(b).unwrap()
         } else {
@@ -94,7 +95,10 @@ impl Tokenizer {
             if tok.starts_with("<|") && tok.ends_with("|>") {
                 continue;
             }
-            bytes.extend(tok.chars().filter_map(|c| self.char_to_byte.get(&c).copied()));
+            bytes.extend(
+                tok.chars()
+                    .filter_map(|c| self.char_to_byte.get(&c).copied()),
+            );
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }

@@ -27,7 +27,11 @@ fn recogniser() -> Recogniser {
 fn dictation_is_transcribed_and_silence_gives_no_text() {
     let mut rec = recogniser();
     let clip = clips().join("jf_alpha/d01.wav");
-    assert!(clip.is_file(), "{} missing: run `cargo xtask voice-clips 1`", clip.display());
+    assert!(
+        clip.is_file(),
+        "{} missing: run `cargo xtask voice-clips 1`",
+        clip.display()
+    );
     let reference = "三日前から発熱と咳嗽があり、本日から呼吸困難を自覚している。";
     let t = rec.transcribe_file(&clip, &Options::default()).unwrap();
     eprintln!("hyp: {}", t.text);
@@ -39,7 +43,10 @@ fn dictation_is_transcribed_and_silence_gives_no_text() {
     assert!(!t.segments.is_empty());
     let last = t.segments.last().unwrap();
     assert!(t.segments[0].start_s >= 0.0 && last.end_s <= t.duration_s + 0.5);
-    assert!(t.segments.windows(2).all(|w| w[0].end_s <= w[1].start_s + 1e-6));
+    assert!(t
+        .segments
+        .windows(2)
+        .all(|w| w[0].end_s <= w[1].start_s + 1e-6));
     assert!(t.engine.starts_with("whisper-base"));
 
     // Ten seconds of silence: Whisper's no-speech rule must leave no text (no "ご視聴ありがとうございました").
