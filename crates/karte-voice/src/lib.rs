@@ -56,16 +56,10 @@ pub struct Transcript {
     pub duration_s: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Initial prompt (Whisper's `initial_prompt`). `None` uses [`lexicon_prompt`].
     pub prompt: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { prompt: None }
-    }
 }
 
 /// A loaded recogniser. Loading costs about a second; keep one per process and reuse it.
