@@ -343,7 +343,11 @@ fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) ->
     // Decode first: a wrong file is reported before a second is spent loading the model.
     let pcm = karte_voice::audio::load_16k_mono(file)?;
     let mut rec = karte_voice::Recogniser::load_default()?;
-    let t = rec.transcribe_pcm(&pcm, &karte_voice::Options { prompt })?;
+    let opts = karte_voice::Options {
+        prompt,
+        ..Default::default()
+    };
+    let t = rec.transcribe_pcm(&pcm, &opts)?;
     let out = match format {
         Format::Json => serde_json::to_string(&t)
             .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))?,

@@ -1,7 +1,7 @@
 //! Recognition accuracy and speed on the synthetic dictations spoken by `cargo xtask voice-clips`.
 //!
 //!     cargo run -p karte-voice --example voice_bench -- CLIP_DIR [--voices jf_alpha,jm_kumo]
-//!         [--prompt lexicon|none] [--limit N] [--split all|dev|heldout]
+//!         [--prompt lexicon|none] [--limit N] [--split all|dev|heldout] [--uncached]
 //!
 //! Prints one line per clip (id, split, CER, terms found, reference and hypothesis: all synthetic text) and a summary
 //! per split: mean and pooled CER, lexicon-term recall, real-time factor (decode seconds / audio seconds, model load
@@ -25,13 +25,17 @@ fn main() {
             "--voices" => voices = it.next().expect("--voices LIST").clone(),
             "--prompt" => prompt = it.next().expect("--prompt lexicon|none").clone(),
             "--limit" => limit = it.next().and_then(|n| n.parse().ok()).expect("--limit N"),
+            "--uncached" => {}
             "--split" => split = it.next().expect("--split all|dev|heldout").clone(),
             d => dir = Some(PathBuf::from(d)),
         }
     }
     let dir = dir
         .expect("usage: voice_bench CLIP_DIR [--voices a,b] [--prompt lexicon|none] [--limit N]");
-    let tsv = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/voice/dictations.tsv");
+    let tsv = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/voice/dictations.tsv"
+    );
     let refs = std::fs::read_to_string(tsv).expect("tests/data/voice/dictations.tsv");
     let heldout: Vec<&str> = refs
         .lines()
@@ -57,6 +61,7 @@ fn main() {
             "none" => Some(String::new()),
             _ => None,
         },
+        uncached_reference: std::env::args().any(|a| a == "--uncached"),
     };
     let t0 = Instant::now();
     let mut rec =
@@ -72,8 +77,8 @@ fn main() {
             let out = rec.transcribe_pcm(&pcm, &opts).expect("transcribe");
             let decode_s = t.elapsed().as_secs_f64();
             let c = metrics::cer(reference, &out.text);
-            let r = metrics::normalize(reference);
-            let edits = metrics::edit_distance(&r, &metrics::normalize(&out.text));
+            let r = metrics::normalize_spoken(reference);
+            let edits = metrics::edit_distance(&r, &metrics::normalize_spoken(&out.text));
             let (h, all) = metrics::term_recall(reference, &out.text);
             let held = heldout.contains(&id.as_str());
             for k in [0, if held { 2 } else { 1 }] {

@@ -13,8 +13,10 @@
 
 pub mod audio;
 mod ct2;
+mod decoder;
 pub mod metrics;
 mod tokenizer;
+pub mod vad;
 
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarBuilder;
@@ -31,6 +33,14 @@ pub const MODEL: &str = "whisper-base";
 /// *and* the decoded text is improbable.
 const NO_SPEECH_THRESHOLD: f64 = 0.6;
 const LOGPROB_THRESHOLD: f64 = -1.0;
+/// A window this sure to hold no speech is dropped whatever its text's probability: after the energy gate, what
+/// still reaches the model without speech is noise with some structure (music, a voice far off), on which Whisper
+/// writes confident subtitles-style lines.
+const NO_SPEECH_ALONE: f64 = 0.8;
+/// Repetition guard ([`is_looping`]): an n-gram repeated back to back this many times marks a decoder loop.
+const LOOP_REPEATS: usize = 4;
+/// …covering at least this many characters (so 「ーー」 or 「ささささ」-like short runs in real speech stay).
+const LOOP_MIN_CHARS: usize = 8;
 /// Tokens sampled per 30-second window at most (Whisper's `sample_len`): a looping decoder stops here.
 const MAX_SAMPLED: usize = 224;
 /// The first timestamp may not be later than 1 s (Whisper's `max_initial_timestamp`).
@@ -43,6 +53,10 @@ pub struct Segment {
     pub start_s: f64,
     pub end_s: f64,
     pub text: String,
+    /// Whisper's probability that its 30-second window holds no speech (as in OpenAI's `verbose_json`).
+    pub no_speech_prob: f64,
+    /// Mean log-probability of the window's sampled tokens.
+    pub avg_logprob: f64,
 }
 
 /// What `karte transcribe` prints as JSON.
@@ -54,17 +68,31 @@ pub struct Transcript {
     pub engine: String,
     pub language: String,
     pub duration_s: f64,
+    /// Seconds the voice-activity gate judged to be speech; 0 means the recording holds no speech (the text is
+    /// then empty and the model was not run).
+    pub speech_s: f64,
+}
+
+impl Transcript {
+    /// No speech was found (silence, steady noise), as opposed to speech that produced text.
+    pub fn no_speech(&self) -> bool {
+        self.speech_s == 0.0
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Initial prompt (Whisper's `initial_prompt`). `None` uses [`lexicon_prompt`].
     pub prompt: Option<String>,
+    /// Decode with candle's own decoder, which re-runs every token at every step (no self-attention cache). Slow;
+    /// kept only so that tests can check the cached decoder gives the same transcript.
+    pub uncached_reference: bool,
 }
 
 /// A loaded recogniser. Loading costs about a second; keep one per process and reuse it.
 pub struct Recogniser {
     model: Whisper,
+    decoder: decoder::Decoder,
     tok: Tokenizer,
     filters: Vec<f32>,
     ids: SpecialIds,
@@ -163,10 +191,19 @@ impl Recogniser {
         }
         let filters = mel_filters(cfg.num_mel_bins, w::N_FFT, w::SAMPLE_RATE as f64);
         let tensors = ct.into_candle(&cfg).map_err(load_err)?;
+        // Both decoders share the same weight tensors (reference-counted, not copied).
+        let decoder = decoder::Decoder::new(
+            &tensors,
+            cfg.decoder_layers,
+            cfg.decoder_attention_heads,
+            cfg.d_model,
+        )
+        .map_err(load_err)?;
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
         let model = Whisper::load(&vb, cfg).map_err(load_err)?;
         Ok(Recogniser {
             model,
+            decoder,
             tok,
             filters,
             ids,
@@ -183,8 +220,37 @@ impl Recogniser {
     }
 
     /// Transcribe 16 kHz mono samples in 30-second windows.
+    /// Only what the voice-activity gate ([`vad`]) keeps reaches the model; a recording without speech gives an
+    /// empty transcript (`speech_s == 0`) without a model call.
     pub fn transcribe_pcm(&mut self, pcm: &[f32], opts: &Options) -> Result<Transcript> {
         let duration_s = pcm.len() as f64 / audio::SAMPLE_RATE as f64;
+        let gated = vad::gate(pcm);
+        let mut t = Transcript {
+            text: String::new(),
+            segments: Vec::new(),
+            engine: self.engine.clone(),
+            language: "ja".into(),
+            duration_s,
+            speech_s: gated.speech_s(),
+        };
+        if gated.pcm.is_empty() {
+            return Ok(t);
+        }
+        t.segments = self
+            .transcribe_speech(&gated.pcm, opts)?
+            .into_iter()
+            .map(|s| Segment {
+                start_s: gated.original_s(s.start_s),
+                end_s: gated.original_s(s.end_s),
+                ..s
+            })
+            .collect();
+        t.text = t.segments.iter().map(|s| s.text.as_str()).collect();
+        Ok(t)
+    }
+
+    /// The 30-second-window loop over audio the gate passed; segment times are in that audio's time line.
+    fn transcribe_speech(&mut self, pcm: &[f32], opts: &Options) -> Result<Vec<Segment>> {
         let prompt = opts.prompt.clone().unwrap_or_else(lexicon_prompt);
         let mut prompt_ids = self.tok.encode(&prompt);
         // Whisper keeps at most half its text context for the prompt (the newest tokens).
@@ -211,15 +277,24 @@ impl Recogniser {
             let offset_s = seek as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
             let window_frames = (content_frames - seek).min(w::N_FRAMES);
             let decoded = self
-                .decode_window(&window, &prompt_ids)
+                .decode_window(&window, &prompt_ids, opts.uncached_reference)
                 .map_err(engine_err)?;
-            let silent = decoded.no_speech_prob > NO_SPEECH_THRESHOLD
-                && decoded.avg_logprob < LOGPROB_THRESHOLD;
+            let silent = (decoded.no_speech_prob > NO_SPEECH_THRESHOLD
+                && decoded.avg_logprob < LOGPROB_THRESHOLD)
+                || decoded.no_speech_prob > NO_SPEECH_ALONE;
             let window_end_s =
                 offset_s + window_frames as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
             let (segs, consumed) = self.segments(&decoded.tokens, offset_s, window_end_s);
             if !silent {
-                segments.extend(segs.into_iter().filter(|s| !s.text.trim().is_empty()));
+                segments.extend(
+                    segs.into_iter()
+                        .filter(|s| !s.text.trim().is_empty() && !is_looping(&s.text))
+                        .map(|s| Segment {
+                            no_speech_prob: decoded.no_speech_prob,
+                            avg_logprob: decoded.avg_logprob,
+                            ..s
+                        }),
+                );
             }
             // Continue from the last complete segment when the window ended mid-sentence, else after the window.
             let step = match consumed {
@@ -228,17 +303,15 @@ impl Recogniser {
             };
             seek += step;
         }
-        let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
-        Ok(Transcript {
-            text,
-            segments,
-            engine: self.engine.clone(),
-            language: "ja".into(),
-            duration_s,
-        })
+        Ok(segments)
     }
 
-    fn decode_window(&mut self, mel: &Tensor, prompt_ids: &[u32]) -> candle_core::Result<Decoded> {
+    fn decode_window(
+        &mut self,
+        mel: &Tensor,
+        prompt_ids: &[u32],
+        uncached: bool,
+    ) -> candle_core::Result<Decoded> {
         let features = self.model.encoder.forward(mel, true)?;
         let mut tokens: Vec<u32> = Vec::new();
         if !prompt_ids.is_empty() {
@@ -252,23 +325,37 @@ impl Recogniser {
         let mut sum_logprob = 0.0f64;
         let mut no_speech_prob = 0.0f64;
         let max_len = (sample_begin + MAX_SAMPLED).min(self.model.config.max_target_positions);
+        let mut state = if uncached {
+            None
+        } else {
+            Some(self.decoder.start(&features)?)
+        };
         for step in 0..(max_len - sample_begin) {
-            let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-            let hidden = self.model.decoder.forward(&input, &features, step == 0)?;
+            // Final hidden states: of the whole prefix at the first step, then of the one new token (cached), or of
+            // every token again (candle's decoder, the reference).
+            let (hidden, first_row) = match state.as_mut() {
+                Some(st) => {
+                    let fed = st.len();
+                    let h = self.decoder.forward(st, &tokens[fed..])?.squeeze(0)?;
+                    (h, fed)
+                }
+                None => {
+                    let input = Tensor::new(tokens.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+                    let h = self
+                        .model
+                        .decoder
+                        .forward(&input, &features, step == 0)?
+                        .squeeze(0)?;
+                    (h, 0)
+                }
+            };
             if step == 0 {
-                let first = self
-                    .model
-                    .decoder
-                    .final_linear(&hidden.i((..1, sot_index..sot_index + 1))?)?;
-                let probs = candle_nn::ops::softmax(&first.i((0, 0))?, D::Minus1)?;
+                let first = self.decoder.logits(&hidden.i(sot_index - first_row)?)?;
+                let probs = candle_nn::ops::softmax(&first, D::Minus1)?;
                 no_speech_prob = probs.i(self.ids.no_speech as usize)?.to_scalar::<f32>()? as f64;
             }
-            let len = tokens.len();
-            let logits = self
-                .model
-                .decoder
-                .final_linear(&hidden.i((..1, len - 1..len))?)?;
-            let mut logits: Vec<f32> = logits.i((0, 0))?.to_vec1()?;
+            let last = tokens.len() - 1 - first_row;
+            let mut logits: Vec<f32> = self.decoder.logits(&hidden.i(last)?)?.to_vec1()?;
             logits.truncate(vocab);
             self.apply_rules(&mut logits, &tokens[sample_begin..]);
             let logprobs = log_softmax(&logits);
@@ -369,6 +456,8 @@ impl Recogniser {
                             start_s: offset_s + s,
                             end_s: offset_s + ts(t),
                             text: self.tok.decode(&text_ids).trim().to_string(),
+                            no_speech_prob: 0.0,
+                            avg_logprob: 0.0,
                         });
                         text_ids.clear();
                         last_end = Some(ts(t));
@@ -386,6 +475,8 @@ impl Recogniser {
                 start_s: offset_s + start.or(last_end).unwrap_or(0.0),
                 end_s: window_end_s,
                 text: self.tok.decode(&text_ids).trim().to_string(),
+                no_speech_prob: 0.0,
+                avg_logprob: 0.0,
             });
         }
         let consumed = if ended_cleanly {
@@ -401,6 +492,33 @@ struct Decoded {
     tokens: Vec<u32>,
     no_speech_prob: f64,
     avg_logprob: f64,
+}
+
+/// A decoder loop: some n-gram (punctuation and spaces ignored) repeated back to back [`LOOP_REPEATS`] times over at
+/// least [`LOOP_MIN_CHARS`] characters, like 「BGM、音楽、BGM、音楽、BGM、音楽、BGM、音楽」. Dictated Japanese does not
+/// repeat a phrase four times running; a looping Whisper does, on noise and music and at the end of a window.
+pub fn is_looping(text: &str) -> bool {
+    let c = metrics::normalize(text);
+    for n in 1..=c.len() / LOOP_REPEATS {
+        if n * LOOP_REPEATS < LOOP_MIN_CHARS {
+            continue;
+        }
+        let mut run = 1;
+        let mut i = n;
+        while i + n <= c.len() {
+            if c[i..i + n] == c[i - n..i] {
+                run += 1;
+                if run >= LOOP_REPEATS {
+                    return true;
+                }
+                i += n;
+            } else {
+                run = 1;
+                i += 1;
+            }
+        }
+    }
+    false
 }
 
 fn log_softmax(x: &[f32]) -> Vec<f32> {
@@ -512,6 +630,20 @@ mod tests {
         assert!(peak(0) > peak(79));
         // librosa's value for filter 0, bin 1 (40 Hz): lower slope 40/37.24, upper 0.926 × 2/74.48 with sr=16000, n_fft=400, n_mels=80.
         assert!((f[1] - 0.024_862_3).abs() < 1e-4, "{}", f[1]);
+    }
+
+    #[test]
+    fn loops_are_caught_and_dictation_is_not() {
+        assert!(is_looping("BGM、音楽、BGM、音楽、BGM、音楽、BGM、音楽"));
+        assert!(is_looping("ご視聴ありがとうございました ご視聴ありがとうございました ご視聴ありがとうございました ご視聴ありがとうございました"));
+        assert!(is_looping("あああああああああああ"));
+        assert!(!is_looping(
+            "三日前から発熱と咳嗽があり、本日から呼吸困難を自覚している。"
+        ));
+        assert!(!is_looping("血液培養を二セット採取し、尿培養も提出した。"));
+        // Three repeats is emphasis or a list, not a loop; short runs are speech.
+        assert!(!is_looping("はい、はい、はい。"));
+        assert!(!is_looping("ST上昇、ST上昇、ST上昇を認める"));
     }
 
     #[test]
