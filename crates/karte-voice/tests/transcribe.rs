@@ -4,7 +4,8 @@
 //! Not ignored: silence and noise (model load only; the voice-activity gate must keep the model from running).
 //! Ignored by a plain `cargo test`, because they decode speech from a TTS clip (`cargo xtask voice-clips 1`, which
 //! needs the TTS venv): the dictation check and the cache-equivalence check (the uncached reference decoder is
-//! slow). `cargo xtask voice-test` prepares the clip and runs them with `--ignored`.
+//! slow), and music (decoded: it passes the gate). `cargo xtask voice-test` prepares the clip and runs them with
+//! `--include-ignored`.
 
 use karte_voice::{metrics, Options, Recogniser};
 use std::path::PathBuf;
@@ -145,4 +146,38 @@ fn kv_cache_leaves_the_transcript_unchanged() {
             assert!((a.no_speech_prob - b.no_speech_prob).abs() < 1e-3, "{id}");
         }
     }
+}
+
+/// Ten seconds of synthetic music (a piano-like melody over a quiet chord, notes struck every 0.4 s) gives no text:
+/// it passes the energy gate (its loudness moves like speech), so Whisper's no-speech probability and the loop guard
+/// must stop it.
+#[test]
+#[ignore = "decodes a window of music (about a minute in the debug build on a busy machine); cargo xtask voice-test"]
+fn music_gives_no_text() {
+    let mut rec = recogniser();
+    let sr = 16_000.0f32;
+    let melody = [261.63, 329.63, 392.0, 523.25, 392.0, 329.63, 293.66, 349.23];
+    let chord = [130.81, 164.81, 196.0];
+    let pcm: Vec<f32> = (0..16_000 * 10)
+        .map(|i| {
+            let t = i as f32 / sr;
+            let note = (t / 0.4) as usize;
+            let since = t - note as f32 * 0.4;
+            let env = (-since * 6.0).exp();
+            let f = melody[note % melody.len()];
+            let tone = |f: f32| {
+                (1..=4)
+                    .map(|h| (2.0 * std::f32::consts::PI * f * h as f32 * t).sin() / h as f32)
+                    .sum::<f32>()
+            };
+            0.2 * env * tone(f) + 0.01 * chord.iter().map(|c| tone(*c)).sum::<f32>()
+        })
+        .collect();
+    let t = rec.transcribe_pcm(&pcm, &Options::default()).unwrap();
+    assert!(
+        t.text.is_empty(),
+        "music: {:?} (speech_s {})",
+        t.text,
+        t.speech_s
+    );
 }
