@@ -352,9 +352,14 @@ fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) ->
         Format::Json => serde_json::to_string(&t)
             .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))?,
         Format::Text => {
-            if t.segments.is_empty() {
-                // On stderr so that a script reading stdout gets an empty transcript, not this notice.
+            // On stderr so that a script reading stdout gets an empty transcript, not this notice.
+            if t.no_speech() {
                 eprintln!("音声が検出されませんでした（無音・雑音のみ）。");
+            } else if t.segments.is_empty() {
+                // Speech was there but every window was dropped (a decoder loop): say so rather than "silence".
+                eprintln!(
+                    "音声はありましたが、文字にできませんでした。録音し直すか、入力してください。"
+                );
             }
             t.text.clone()
         }
