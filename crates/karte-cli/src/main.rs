@@ -80,6 +80,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: GuardCmd,
     },
+    /// Transcribe a Japanese dictation recorded as a WAV file (offline, Whisper base); prints the text, or JSON
+    /// with timed segments.
+    Transcribe {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Replace the initial prompt (by default: terms from assets/lexicon, which bias recognition towards them).
+        #[arg(long)]
+        prompt: Option<String>,
+    },
     /// Manage model files.
     Model {
         #[command(subcommand)]
@@ -138,6 +148,9 @@ fn main() -> ExitCode {
             format: Format::Json,
             ..
         } | Cmd::Scan {
+            format: Format::Json,
+            ..
+        } | Cmd::Transcribe {
             format: Format::Json,
             ..
         } | Cmd::Guard {
@@ -210,6 +223,11 @@ fn run(cli: Cli) -> Result<()> {
             GuardCmd::Check { file, format } => guard_cmds::check(file, format),
             GuardCmd::Eval { misses } => guard_cmds::eval(misses),
         },
+        Cmd::Transcribe {
+            file,
+            format,
+            prompt,
+        } => transcribe(&file, format, prompt),
         Cmd::Model { cmd } => model(cmd),
         Cmd::Serve(args) => karte_server::cli::run(args),
         Cmd::Eval { cmd } => eval_cmds::run(cmd),
@@ -319,6 +337,35 @@ fn render_text(d: &DraftOutput) -> String {
         d.timings_ms.get("total").copied().unwrap_or(0)
     ));
     s
+}
+
+fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) -> Result<()> {
+    // Decode first: a wrong file is reported before a second is spent loading the model.
+    let pcm = karte_voice::audio::load_16k_mono(file)?;
+    let mut rec = karte_voice::Recogniser::load_default()?;
+    let opts = karte_voice::Options {
+        prompt,
+        ..Default::default()
+    };
+    let t = rec.transcribe_pcm(&pcm, &opts)?;
+    let out = match format {
+        Format::Json => serde_json::to_string(&t)
+            .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))?,
+        Format::Text => {
+            // On stderr so that a script reading stdout gets an empty transcript, not this notice.
+            if t.no_speech() {
+                eprintln!("音声が検出されませんでした（無音・雑音のみ）。");
+            } else if t.segments.is_empty() {
+                // Speech was there but every window was dropped (a decoder loop): say so rather than "silence".
+                eprintln!(
+                    "音声はありましたが、文字にできませんでした。録音し直すか、入力してください。"
+                );
+            }
+            t.text.clone()
+        }
+    };
+    writeln!(std::io::stdout().lock(), "{out}")
+        .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))
 }
 
 fn model(cmd: ModelCmd) -> Result<()> {

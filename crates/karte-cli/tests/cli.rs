@@ -322,3 +322,41 @@ fn model_list_names_both_models() {
         "{out}"
     );
 }
+
+/// `karte transcribe` on the committed TTS clip (synthetic dictation, 3.9 s at 24 kHz) with the real Whisper base,
+/// and the refusal of a file that is not audio.
+#[test]
+fn transcribe_a_dictation_and_refuse_what_is_not_audio() {
+    let clip =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice/d03-jf_alpha.wav");
+    let o = karte()
+        .args(["transcribe", "--format", "json"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = json_of(&o);
+    let text = t["text"].as_str().unwrap();
+    assert!(text.contains("セフトリアキソン"), "{t}");
+    assert!(t["speech_s"].as_f64().unwrap() > 1.0, "{t}");
+    assert!(
+        t["engine"].as_str().unwrap().starts_with("whisper-base"),
+        "{t}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("録音.m4a");
+    std::fs::write(&junk, b"\0\0\0\x20ftypM4A not decoded here").unwrap();
+    let o = karte()
+        .args(["transcribe", "--format", "json"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(error_code(&o), "audio.unsupported");
+}

@@ -237,6 +237,9 @@ pub enum Code {
     /// nothing to build a summary or a letter from.
     #[serde(rename = "document.no_sources")]
     DocumentNoSources,
+    /// An audio file karte-voice cannot decode (not WAV PCM, or no samples).
+    #[serde(rename = "audio.unsupported")]
+    AudioUnsupported,
 }
 
 impl Code {
@@ -339,6 +342,7 @@ impl Code {
             Code::DocumentInvalid => "input.document_invalid",
             Code::DateInvalid => "input.date_invalid",
             Code::DocumentNoSources => "document.no_sources",
+            Code::AudioUnsupported => "audio.unsupported",
         }
     }
 
@@ -353,7 +357,8 @@ impl Code {
             | Code::MappingInvalid
             | Code::DocumentInvalid
             | Code::DateInvalid
-            | Code::DocumentNoSources => 2,
+            | Code::DocumentNoSources
+            | Code::AudioUnsupported => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated

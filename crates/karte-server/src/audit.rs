@@ -47,6 +47,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         guard: Vec<String>,
     },
+    /// One transcription (`/v1/audio/transcriptions`): how long the audio was and how much of it was speech,
+    /// never what was said.
+    Transcription {
+        request: String,
+        caller: String,
+        caller_name: String,
+        model: String,
+        audio_ms: u64,
+        speech_ms: u64,
+        segments: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// A management act: token created, revoked or changed, log level changed.
     Admin {
         admin: String,

@@ -57,6 +57,7 @@ pub fn status_of(code: Code) -> (StatusCode, &'static str) {
         | Code::InputEmpty
         | Code::ConfigInvalid
         | Code::ModelUnknown
+        | Code::AudioUnsupported
         | Code::EngineBadOutput => (StatusCode::BAD_REQUEST, "invalid_request_error"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }

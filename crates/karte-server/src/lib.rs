@@ -31,6 +31,7 @@ pub mod schema;
 pub mod serve;
 pub mod state;
 pub mod tokens;
+pub mod voice;
 
 pub use serve::{serve, ServeOptions, TlsFiles};
 pub use state::Limits;

@@ -76,6 +76,8 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// Upstream mode: fingerprints of the credentials loaded for the upstreams, for the audit trail.
     pub upstream_credentials: Option<String>,
+    /// Speech to text (`/v1/audio/transcriptions`), loaded on first use.
+    pub voice: crate::voice::Voice,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,6 +112,7 @@ impl AppState {
             context_tokens: EngineConfig::DEFAULT_N_CTX as usize,
             audit: crate::audit::Audit::none(),
             upstream_credentials: None,
+            voice: crate::voice::Voice::default(),
         }
     }
 

@@ -1,0 +1,218 @@
+//! Audio in: decode a file, fold to mono, resample to Whisper's 16 kHz.
+//!
+//! Only WAV is decoded in this slice (what a ward PC's recorder and the test TTS write); other containers are refused
+//! with `audio.unsupported` rather than guessed at.
+
+use karte_core::{Code, Error, Result};
+use std::path::Path;
+
+/// Whisper's input rate.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Decoded samples at their own rate, already mixed down to one channel.
+#[derive(Debug, Clone)]
+pub struct Pcm {
+    pub rate: u32,
+    pub samples: Vec<f32>,
+}
+
+/// Read a WAV file (PCM 8/16/24/32-bit integer or 32-bit float, any channel count) into mono samples in [-1, 1].
+pub fn read_wav(path: &Path) -> Result<Pcm> {
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = std::fs::File::open(path).map_err(|io| {
+        Error::new(
+            Code::InputUnreadable,
+            format!("音声ファイルを読めません（{}）: {io}", path.display()),
+        )
+    })?;
+    decode_wav(std::io::BufReader::new(file), &format!("「{name}」"))
+}
+
+/// Decode WAV bytes received over HTTP. The error names the upload generically: the client's file name may carry a
+/// patient's name and must not reach a log or a response.
+pub fn decode_wav_bytes(bytes: &[u8]) -> Result<Pcm> {
+    decode_wav(std::io::Cursor::new(bytes), "送られた音声")
+}
+
+fn decode_wav<R: std::io::Read>(source: R, what: &str) -> Result<Pcm> {
+    let reader = hound::WavReader::new(source).map_err(|_| unsupported(what))?;
+    let spec = reader.spec();
+    let channels = spec.channels.max(1) as usize;
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader
+            .into_samples::<f32>()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| unsupported(what))?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 * scale))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| unsupported(what))?
+        }
+    };
+    let samples: Vec<f32> = interleaved
+        .chunks(channels)
+        .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32)
+        .collect();
+    if samples.is_empty() || spec.sample_rate == 0 {
+        return Err(unsupported(what));
+    }
+    Ok(Pcm {
+        rate: spec.sample_rate,
+        samples,
+    })
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        Code::AudioUnsupported,
+        format!(
+            "{what}は読み取れる音声ファイルではありません。WAV 形式（PCM）で保存し直してください。"
+        ),
+    )
+}
+
+/// Decode `path` and resample to 16 kHz mono, the form the recogniser takes.
+pub fn load_16k_mono(path: &Path) -> Result<Vec<f32>> {
+    let pcm = read_wav(path)?;
+    Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
+}
+
+/// [`decode_wav_bytes`], resampled to 16 kHz mono.
+pub fn bytes_16k_mono(bytes: &[u8]) -> Result<Vec<f32>> {
+    let pcm = decode_wav_bytes(bytes)?;
+    Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
+}
+
+/// Band-limited resampling with a Hann-windowed sinc. When downsampling, the cut-off follows the target's Nyquist
+/// frequency so that 44.1/48 kHz recordings do not alias into the speech band (aliasing raises Whisper's error rate).
+pub fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
+    if from == to || x.is_empty() {
+        return x.to_vec();
+    }
+    let ratio = to as f64 / from as f64;
+    let fc = ratio.min(1.0);
+    let half_width = (16.0 / fc).ceil() as i64;
+    let out_len = ((x.len() as f64) * ratio).round() as usize;
+    let mut out = Vec::with_capacity(out_len);
+    for n in 0..out_len {
+        let t = n as f64 / ratio;
+        let centre = t.floor() as i64;
+        let mut acc = 0.0f64;
+        for k in (centre - half_width + 1)..=(centre + half_width) {
+            if k < 0 || k as usize >= x.len() {
+                continue;
+            }
+            let d = t - k as f64;
+            let w = 0.5 * (1.0 + (std::f64::consts::PI * d / half_width as f64).cos());
+            if d.abs() >= half_width as f64 {
+                continue;
+            }
+            acc += x[k as usize] as f64 * fc * sinc(fc * d) * w;
+        }
+        out.push(acc as f32);
+    }
+    out
+}
+
+fn sinc(x: f64) -> f64 {
+    if x.abs() < 1e-9 {
+        1.0
+    } else {
+        let px = std::f64::consts::PI * x;
+        px.sin() / px
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(freq: f64, rate: u32, secs: f64) -> Vec<f32> {
+        (0..(rate as f64 * secs) as usize)
+            .map(|i| {
+                (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin() as f32 * 0.5
+            })
+            .collect()
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn resampling_keeps_speech_band_and_removes_what_cannot_be_represented() {
+        // 1 kHz passes from 48 kHz to 16 kHz with its level; 12 kHz (above the new 8 kHz Nyquist) must vanish
+        // instead of folding back to 4 kHz.
+        let kept = resample(&tone(1000.0, 48_000, 1.0), 48_000, 16_000);
+        assert_eq!(kept.len(), 16_000);
+        let mid = &kept[2000..14000];
+        assert!((rms(mid) - 0.5 / 2f64.sqrt()).abs() < 0.02, "{}", rms(mid));
+        let gone = resample(&tone(12_000.0, 48_000, 1.0), 48_000, 16_000);
+        assert!(
+            rms(&gone[2000..14000]) < 0.02,
+            "{}",
+            rms(&gone[2000..14000])
+        );
+        // Upsampling 8 kHz telephone audio keeps length and level.
+        let up = resample(&tone(500.0, 8_000, 1.0), 8_000, 16_000);
+        assert_eq!(up.len(), 16_000);
+        assert!((rms(&up[2000..14000]) - 0.5 / 2f64.sqrt()).abs() < 0.02);
+    }
+
+    #[test]
+    fn wav_in_every_sample_format_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        // Stereo 16-bit at 24 kHz: left and right carry opposite halves, so a correct downmix averages them.
+        let p = dir.path().join("s.wav");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 24_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&p, spec).unwrap();
+        for _ in 0..2400 {
+            w.write_sample(16384i16).unwrap();
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let pcm = read_wav(&p).unwrap();
+        assert_eq!((pcm.rate, pcm.samples.len()), (24_000, 2400));
+        assert!((pcm.samples[100] - 0.25).abs() < 1e-4);
+        assert_eq!(load_16k_mono(&p).unwrap().len(), 1600);
+
+        let f = dir.path().join("f.wav");
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(&f, spec).unwrap();
+        w.write_sample(-0.5f32).unwrap();
+        w.finalize().unwrap();
+        assert_eq!(read_wav(&f).unwrap().samples, vec![-0.5]);
+
+        let junk = dir.path().join("x.mp3");
+        std::fs::write(&junk, b"ID3 not a wav at all").unwrap();
+        assert_eq!(read_wav(&junk).unwrap_err().code, Code::AudioUnsupported);
+        // Bytes from an upload decode the same, and a refusal does not repeat anything the client sent.
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(bytes_16k_mono(&bytes).unwrap().len(), 1600);
+        let refused = decode_wav_bytes(b"ID3 not a wav at all").unwrap_err();
+        assert_eq!(refused.code, Code::AudioUnsupported);
+        assert!(
+            refused.message.starts_with("送られた音声は"),
+            "{}",
+            refused.message
+        );
+        let missing = read_wav(&dir.path().join("none.wav")).unwrap_err();
+        assert_eq!(missing.code, Code::InputUnreadable);
+    }
+}
