@@ -31,9 +31,13 @@ const SHORT_MORAE: usize = 2;
 /// ゼンメン/ゼンメー) or a voicing or contracted sound (チョーシ/チョーシュ).
 const SHORT_TERM: usize = 4;
 const SHORT_TERM_DISTANCE: f64 = 0.4;
+/// A common word in a clinical sentence (but grammatical either way) is replaced only this close.
+const CONTEXT_DISTANCE: f64 = 0.3;
 /// Longer terms: distance allowed per mora of the longer reading, and at most this much in all.
 const PER_MORA: f64 = 0.25;
 const MAX_DISTANCE: f64 = 2.0;
+/// Added to the distance when a word the dictionary knows is read another way (by its kanji's on-readings).
+const ALTERNATIVE_READING: f64 = 0.1;
 /// Readings tried per span (kanji with several on-readings multiply).
 const MAX_ALTERNATIVES: usize = 32;
 
@@ -74,6 +78,8 @@ pub fn correct(text: &str) -> Result<(String, Vec<Correction>)> {
         Err(e) => Err(e.clone()),
     }
 }
+
+type Near<'a> = (f64, f64, &'a Term, Vec<Mora>, Vec<Mora>);
 
 struct Term {
     spelling: String,
@@ -144,7 +150,11 @@ impl Corrector {
                 }
                 c.spellings.push(s.to_string());
                 let toks = c.tokens(s);
-                let mut readings = c.readings(&toks, 0..toks.len(), false);
+                let mut readings: Vec<Vec<Mora>> = c
+                    .readings(&toks, 0..toks.len(), false)
+                    .into_iter()
+                    .map(|r| r.0)
+                    .collect();
                 readings.retain(|r| r.len() >= SHORT_MORAE);
                 if !readings.is_empty() {
                     c.terms.push(Term {
@@ -199,15 +209,24 @@ impl Corrector {
 
     /// Readings of one token: the dictionary's, plus the on-readings of a lone kanji (Whisper's 調身 is 調 + 身, and
     /// 身 is シン there); an unknown word is read kanji by kanji.
-    /// A term's own reading is the dictionary's; only what Whisper wrote (`heard`) gets the lone-kanji readings.
-    fn token_readings(&self, t: &Tok, heard: bool) -> Vec<String> {
+    /// A term's own reading is the dictionary's; only what Whisper wrote (`heard`) also gets its kanji's readings.
+    /// Each reading comes with a penalty: [`ALTERNATIVE_READING`] where the dictionary knew the word and read it
+    /// otherwise (外装 is ガイソウ, so 咳嗽, before ガイショウ, 外傷).
+    fn token_readings(&self, t: &Tok, heard: bool) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         if let Some(r) = &t.reading {
-            out.push(r.clone());
+            out.push((r.clone(), 0.0));
         }
+        let penalty = if t.reading.is_some() && !t.unknown {
+            ALTERNATIVE_READING
+        } else {
+            0.0
+        };
         let chars: Vec<char> = t.surface.chars().collect();
-        let lone_kanji = heard && chars.len() == 1 && is_kanji(chars[0]);
-        if t.unknown || t.reading.is_none() || lone_kanji {
+        // What Whisper wrote in kanji may stand for any reading of its kanji: 高音 is タカネ to the dictionary but
+        // was コウオン (構音) in the audio.
+        let kanji_word = heard && chars.len() <= 4 && chars.iter().all(|c| is_kanji(*c));
+        if t.unknown || t.reading.is_none() || kanji_word {
             let mut combos = vec![String::new()];
             for ch in &chars {
                 let options: Vec<String> = if is_kanji(*ch) {
@@ -224,14 +243,14 @@ impl Corrector {
                     .take(MAX_ALTERNATIVES)
                     .collect();
             }
-            out.extend(combos);
+            out.extend(combos.into_iter().map(|c| (c, penalty)));
         }
-        out.dedup();
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 
     /// Readings of a kanji run from the kanji's on-readings alone.
-    fn kanji_readings(&self, run: &[char]) -> Vec<Vec<Mora>> {
+    fn kanji_readings(&self, run: &[char]) -> Vec<(Vec<Mora>, f64)> {
         let mut combos = vec![String::new()];
         for ch in run {
             let Some(options) = self.kanji_on.get(ch) else {
@@ -243,11 +262,16 @@ impl Corrector {
                 .take(MAX_ALTERNATIVES)
                 .collect();
         }
-        combos.iter().map(|r| morae(r)).collect()
+        combos.iter().map(|r| (morae(r), 0.0)).collect()
     }
 
-    fn readings(&self, toks: &[Tok], span: std::ops::Range<usize>, heard: bool) -> Vec<Vec<Mora>> {
-        let mut combos = vec![String::new()];
+    fn readings(
+        &self,
+        toks: &[Tok],
+        span: std::ops::Range<usize>,
+        heard: bool,
+    ) -> Vec<(Vec<Mora>, f64)> {
+        let mut combos = vec![(String::new(), 0.0)];
         for t in &toks[span] {
             let rs = self.token_readings(t, heard);
             if rs.is_empty() {
@@ -255,12 +279,12 @@ impl Corrector {
             }
             combos = combos
                 .iter()
-                .flat_map(|c| rs.iter().map(move |r| format!("{c}{r}")))
+                .flat_map(|(c, p)| rs.iter().map(move |(r, q)| (format!("{c}{r}"), p + q)))
                 .take(MAX_ALTERNATIVES)
                 .collect();
         }
-        let mut out: Vec<Vec<Mora>> = combos.iter().map(|r| morae(r)).collect();
-        out.dedup();
+        let mut out: Vec<(Vec<Mora>, f64)> = combos.iter().map(|(r, p)| (morae(r), *p)).collect();
+        out.dedup_by(|a, b| a.0 == b.0);
         out
     }
 
@@ -283,18 +307,11 @@ impl Corrector {
             }
         }
         let toks = self.tokens(text);
-        if std::env::var_os("KARTE_CORRECT_DEBUG").is_some() {
-            for t in &toks {
-                eprintln!(
-                    "  tok {} {} {} {:?} unk {}",
-                    t.surface, t.pos, t.pos2, t.reading, t.unknown
-                );
-            }
-        }
         let base_cost = self.cost(text);
         // Candidate spans: 1–4 tokens, and runs of kanji that cut across tokens (Whisper's 外騒 is read by the
         // tokenizer as 外 + 騒が(ぐ); only the kanji run stands for the term).
-        let mut spans: Vec<(std::ops::Range<usize>, Vec<Vec<Mora>>, bool)> = Vec::new();
+        type Heard = Vec<(Vec<Mora>, f64)>;
+        let mut spans: Vec<(std::ops::Range<usize>, Heard, bool)> = Vec::new();
         for i in 0..toks.len() {
             for j in i + 1..=(i + MAX_SPAN_TOKENS).min(toks.len()) {
                 if !self.span_allowed(&toks, i, j) {
@@ -325,13 +342,20 @@ impl Corrector {
         let mut found: Vec<(f64, usize, Correction)> = Vec::new();
         for (range, heard, odd) in spans {
             {
-                if protected[range.clone()].iter().any(|p| *p) {
-                    continue;
-                }
                 let from: String = chars[range.clone()].iter().collect();
+                // A span may reach into a term that is already right only to complete it (指重肺炎 → 市中肺炎 keeps
+                // 肺炎); the kept part must then reappear in the replacement.
+                let kept: String = range
+                    .clone()
+                    .filter(|i| protected[*i])
+                    .map(|i| chars[i])
+                    .collect();
                 let clinical = sentence_has_term(&chars, &protected, range.clone());
                 let mut best: Option<(f64, i64, Correction)> = None;
-                for (d, term, fr, tr) in self.near_terms(&heard) {
+                for (d, raw, term, fr, tr) in self.near_terms(&heard) {
+                    if !kept.is_empty() && (kept == from || !term.spelling.contains(&kept)) {
+                        continue;
+                    }
                     let mut replaced: String = chars[..range.start].iter().collect();
                     replaced.push_str(&term.spelling);
                     replaced.extend(&chars[range.end..]);
@@ -339,13 +363,24 @@ impl Corrector {
                     let (dg, dw) = (new_cost.0 - base_cost.0, new_cost.1 - base_cost.1);
                     // Never less grammatical; a rarer word only with a reason: the grammar improves (ラ音を調子する →
                     // 聴取する), the span is not a real word, or the sentence is about clinical findings.
-                    let ok = dg <= 0 && (dw <= 0 || dg < 0 || odd || clinical);
-                    if std::env::var_os("KARTE_CORRECT_DEBUG").is_some() {
-                        eprintln!(
-                            "  cand {from} -> {} d={d} grammar {dg:+} words {dw:+} odd {odd} clinical {clinical} ok {ok}",
-                            term.spelling
-                        );
-                    }
+                    // Clinical context alone vouches only for a lost or changed long vowel, ッ or ン (全面 → 喘鳴),
+                    // not for a changed consonant (企業 is not 気胸).
+                    // What is not a word to begin with (odd) is replaced when the sentence as a whole reads better
+                    // (指重肺炎 → 市中肺炎: the path cost, connections and words together, goes down).
+                    // A short term (≤ 4 morae) collides easily: one that does not sound the same needs the grammar
+                    // or a lost long vowel, ッ or ン in a clinical sentence (腸痛 is not 疼痛).
+                    let short = tr.len().min(fr.len()) <= SHORT_TERM;
+                    let close = d <= CONTEXT_DISTANCE && clinical;
+                    // A word read exactly as the term, in a clinical sentence that reads better with the term as a
+                    // whole (外装があり → 咳嗽があり), is a homophone Whisper chose for want of the term.
+                    let homophone = d == 0.0 && clinical && dg + dw <= 0;
+                    let ok = if short && raw > 0.0 && !(dg < 0 || close) {
+                        false
+                    } else if odd {
+                        dg <= 0 || dg + dw <= 0
+                    } else {
+                        (dg <= 0 && (dw <= 0 || dg < 0 || close)) || homophone
+                    };
                     if !ok {
                         continue;
                     }
@@ -423,17 +458,19 @@ impl Corrector {
         content(&span[0]) && content(&span[span.len() - 1])
     }
 
-    /// Terms whose reading is close to one of the span's readings, each with its smallest distance.
-    fn near_terms(&self, heard: &[Vec<Mora>]) -> Vec<(f64, &Term, Vec<Mora>, Vec<Mora>)> {
-        let mut out: Vec<(f64, &Term, Vec<Mora>, Vec<Mora>)> = Vec::new();
+    /// Terms whose reading is close to one of the span's readings: (distance with the reading's penalty, distance of
+    /// the sounds alone, term, heard reading, term reading), the closest reading per term.
+    fn near_terms(&self, heard: &[(Vec<Mora>, f64)]) -> Vec<Near<'_>> {
+        let mut out: Vec<Near<'_>> = Vec::new();
         for t in &self.terms {
-            let mut best: Option<(f64, Vec<Mora>, Vec<Mora>)> = None;
-            for h in heard.iter().filter(|h| h.len() >= SHORT_MORAE) {
+            let mut best: Option<(f64, f64, Vec<Mora>, Vec<Mora>)> = None;
+            for (h, penalty) in heard.iter().filter(|h| h.0.len() >= SHORT_MORAE) {
                 for r in &t.readings {
                     if h.len().abs_diff(r.len()) > 2 || !edges_match(h, r) {
                         continue;
                     }
-                    let d = distance(h, r);
+                    let raw = distance(h, r);
+                    let d = raw + penalty;
                     let ok = if r.len() <= SHORT_MORAE {
                         d == 0.0
                     } else if h.len().min(r.len()) <= SHORT_TERM {
@@ -442,12 +479,12 @@ impl Corrector {
                         d <= PER_MORA * h.len().max(r.len()) as f64 && d <= MAX_DISTANCE
                     };
                     if ok && best.as_ref().is_none_or(|b| d < b.0) {
-                        best = Some((d, h.clone(), r.clone()));
+                        best = Some((d, raw, h.clone(), r.clone()));
                     }
                 }
             }
-            if let Some((d, h, r)) = best {
-                out.push((d, t, h, r));
+            if let Some((d, raw, h, r)) = best {
+                out.push((d, raw, t, h, r));
             }
         }
         out
@@ -593,10 +630,11 @@ fn sub_cost(x: &Mora, y: &Mora) -> f64 {
         return 1.0;
     }
     let base = |m: &Mora| m.1.trim_end_matches('y').to_string();
-    if base(x) == base(y) && (x.2 == y.2 || x.1 != y.1) {
+    let contracted = |a: &Mora, b: &Mora| a.1.ends_with('y') && !b.1.ends_with('y') && b.2 == 'i';
+    if base(x) == base(y) && (x.2 == y.2 || contracted(x, y) || contracted(y, x)) {
         return 0.4;
     }
-    if x.2 == y.2 || x.1 == y.1 {
+    if x.2 == y.2 || base(x) == base(y) {
         return 0.6;
     }
     1.0
@@ -637,6 +675,8 @@ mod tests {
     fn mora_distance_weights() {
         assert_eq!(d("チョウシン", "チョーシン"), 0.0);
         assert_eq!(d("ズツ", "ズツウ"), 0.3);
+        assert_eq!(d("チョウシ", "チョウシン"), 0.5);
+        assert_eq!(d("キュ", "コ"), 0.6);
         assert_eq!(d("ゼンメン", "ゼンメイ"), 0.3);
         assert_eq!(d("チョウシ", "チョウシュ"), 0.4);
         assert_eq!(d("カ", "ガ"), 0.4);
