@@ -34,7 +34,7 @@ const SHORT_TERM_DISTANCE: f64 = 0.4;
 /// A common word in a clinical sentence (but grammatical either way) is replaced only this close.
 const CONTEXT_DISTANCE: f64 = 0.3;
 /// Longer terms: distance allowed per mora of the longer reading, and at most this much in all.
-const PER_MORA: f64 = 0.25;
+const PER_MORA: f64 = 0.2;
 const MAX_DISTANCE: f64 = 2.0;
 /// Added to the distance when a word the dictionary knows is read another way (by its kanji's on-readings).
 const ALTERNATIVE_READING: f64 = 0.1;
@@ -155,6 +155,15 @@ impl Corrector {
                     .into_iter()
                     .map(|r| r.0)
                     .collect();
+                // A kanji term IPAdic lacks comes out in pieces, possibly read as native words (振戦 → 振(フ) +
+                // 戦): a Sino-Japanese compound is also read by its kanji's on-readings (シンセン).
+                let pieces = toks.len() > 1
+                    && toks.iter().any(|t| t.surface.chars().count() == 1)
+                    && s.chars().all(is_kanji);
+                if pieces {
+                    let chars: Vec<char> = s.chars().collect();
+                    readings.extend(c.kanji_readings(&chars).into_iter().map(|r| r.0));
+                }
                 readings.retain(|r| r.len() >= SHORT_MORAE);
                 if !readings.is_empty() {
                     c.terms.push(Term {
