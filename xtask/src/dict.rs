@@ -63,12 +63,26 @@ pub fn setup() -> Result<()> {
                 .starts_with(&format!("{pkg}_"))
         });
         if !have {
-            crate::run(
-                Command::new("apt-get")
-                    .args(["download", pkg])
-                    .current_dir(&src),
-            )
-            .with_context(|| format!("apt-get download {pkg} (run apt-get update first)"))?;
+            let download = || {
+                crate::run(
+                    Command::new("apt-get")
+                        .args(["download", pkg])
+                        .current_dir(&src),
+                )
+            };
+            if download().is_err() {
+                // A fresh machine may have no package lists yet.
+                eprintln!("    apt-get download failed; updating the package lists once");
+                let mut update = if crate::is_root() {
+                    Command::new("apt-get")
+                } else {
+                    let mut c = Command::new("sudo");
+                    c.arg("apt-get");
+                    c
+                };
+                crate::run(update.args(["-o", "DPkg::Lock::Timeout=900", "update", "-q"]))?;
+                download().with_context(|| format!("apt-get download {pkg}"))?;
+            }
         }
     }
     let root = src.join("root");

@@ -427,7 +427,7 @@ fn python_venv() -> Result<()> {
         .args(&missing))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
