@@ -3,7 +3,7 @@
 //! *reading* of what Whisper wrote is close to a term's reading, and records every replacement with the original so
 //! that the physician sees what was changed.
 //!
-//! It never invents a term the audio does not support: a replacement needs a span whose reading (what was heard)
+//! It must not invent a term the audio does not support: a replacement needs a span whose reading (what was heard)
 //! is within a small weighted mora distance of the term's reading, and when the span is an ordinary word the
 //! sentence must read at least as well with the term as without (the tokenizer's path cost, a language-model-like
 //! check, decides between 調子が良い and ラ音を聴取する). Readings come from a MeCab-compatible tokenizer (vibrato) over
