@@ -448,8 +448,7 @@ impl Corrector {
                 Some(p) => (p.pos == "助詞" || p.pos == "記号") && p.pos2 != "数",
             };
         }
-        let content =
-            |t: &Tok| !function(t) && !(t.pos == "名詞" && t.pos2 == "接尾" && t.surface == "ずつ");
+        let content = |t: &Tok| !(function(t) || t.pos2 == "接尾" && t.surface == "ずつ");
         content(&span[0]) && content(&span[span.len() - 1])
     }
 
