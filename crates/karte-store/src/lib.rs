@@ -713,6 +713,37 @@ impl Store {
         out
     }
 
+    /// A dictation recording heard inside the signed-in session: the same permission as typing a dictation, and an
+    /// audit entry (where it was heard, how long; never the words). `hear` runs only when the permission holds.
+    pub fn transcribe_with(
+        &self,
+        s: &Session,
+        hear: impl FnOnce() -> Result<karte_ipc::Dictated>,
+    ) -> Result<karte_ipc::Dictated> {
+        self.authorize(s, Action::Dictate, None)?;
+        let out = hear();
+        let (outcome, detail) = match &out {
+            Ok(d) => (
+                "ok",
+                format!(
+                    "audio engine={} speech_s={:.1}",
+                    d.engine.as_str(),
+                    d.speech_s
+                ),
+            ),
+            Err(e) => (e.code.as_str(), "audio".to_string()),
+        };
+        self.record(NewEntry {
+            user: Some(&s.name),
+            role: Some(s.role.as_str()),
+            action: Action::Dictate.as_str(),
+            outcome,
+            detail,
+            ..Default::default()
+        })?;
+        out
+    }
+
     /// Stores a dictation and its draft as a new encounter (version 1) and returns the encounter id.
     pub fn save_draft(
         &self,
