@@ -465,11 +465,7 @@ mod tests {
         ];
         for (text, speech, want) in cases {
             let got = dictation_text(text, speech).map_err(|e| e.code);
-            assert_eq!(
-                got.as_deref(),
-                want.as_ref().map(|s| *s).map_err(|c| *c),
-                "{text:?} {speech:?}"
-            );
+            assert_eq!(got.as_deref().map_err(|c| *c), want, "{text:?} {speech:?}");
         }
     }
 

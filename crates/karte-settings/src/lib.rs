@@ -427,7 +427,7 @@ mod tests {
         assert!(!s.server.unwrap().send_audio);
         let e = Settings::parse("[server]\nurl = \"https://k.example\"\nsend_audio = \"no\"\n")
             .unwrap_err();
-        assert_eq!(e.code, karte_core::Code::ConfigInvalid);
+        assert!(e.contains("3 行目") && e.contains("boolean"), "{e}");
     }
 
     #[test]
