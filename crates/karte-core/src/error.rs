@@ -237,7 +237,7 @@ pub enum Code {
     /// nothing to build a summary or a letter from.
     #[serde(rename = "document.no_sources")]
     DocumentNoSources,
-    /// An audio file karte-voice cannot decode (not WAV PCM, or no samples).
+    /// An audio file karte-voice cannot decode (not WAV, FLAC, MP3 or M4A/AAC, or no samples).
     #[serde(rename = "audio.unsupported")]
     AudioUnsupported,
     /// The recording held no speech (silence or noise only): told apart from a failure so the physician records

@@ -940,11 +940,12 @@ fn opens_an_audio_file_the_transcript_lands_in_the_box_and_drafts_from_it() -> R
     std::fs::write(&settings, "")?;
     std::env::set_var("KARTE_SETTINGS", &settings);
     std::env::set_var("KARTE_MODEL", fast_model());
-    // A synthetic dictation spoken by the TTS (3.9 s): 「市中肺炎と診断し、セフトリアキソンを開始する。」
+    // A synthetic dictation spoken by the TTS (3.9 s): 「市中肺炎と診断し、セフトリアキソンを開始する。」, as a phone
+    // would save it (M4A, AAC 64 kbit/s; tests/data/voice/make_formats.py).
     let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/voice/d03-jf_alpha.wav")
+        .join("../data/voice/d03-jf_alpha.m4a")
         .canonicalize()
-        .context("the committed clip tests/data/voice/d03-jf_alpha.wav")?;
+        .context("the committed clip tests/data/voice/d03-jf_alpha.m4a")?;
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-audio", |s| {
         // 音声ファイルを開く: the file chooser's input gets the path, as when the physician picks the file.

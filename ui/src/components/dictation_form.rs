@@ -67,7 +67,7 @@ pub fn DictationForm(
                         type="file"
                         id="audio-file"
                         class="visually-hidden"
-                        accept=".wav,audio/wav,audio/x-wav,audio/wave"
+                        accept=".wav,.flac,.mp3,.m4a,audio/wav,audio/x-wav,audio/flac,audio/mpeg,audio/mp4,audio/x-m4a"
                         disabled=move || busy.get()
                         on:change=on_file
                     />
