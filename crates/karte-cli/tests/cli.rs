@@ -385,11 +385,14 @@ fn silent_wav(path: &Path, seconds: u32) {
 fn draft_from_a_recording_and_say_when_it_holds_no_speech() {
     let clip =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice/d03-jf_alpha.wav");
-    let o = karte()
-        .args(["draft", "--no-llm", "--format", "json", "--audio"])
-        .arg(&clip)
-        .output()
-        .unwrap();
+    let draft_audio = |file: &Path| {
+        karte()
+            .args(["draft", "--no-llm", "--format", "json", "--audio"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let o = draft_audio(&clip);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let d = json_of(&o);
     // The drug the physician said is in the draft's plan, cited from the heard text.
@@ -399,11 +402,7 @@ fn draft_from_a_recording_and_say_when_it_holds_no_speech() {
     let dir = tempfile::tempdir().unwrap();
     let silence = dir.path().join("silence.wav");
     silent_wav(&silence, 2);
-    let o = karte()
-        .args(["draft", "--no-llm", "--format", "json", "--audio"])
-        .arg(&silence)
-        .output()
-        .unwrap();
+    let o = draft_audio(&silence);
     assert_eq!(
         o.status.code(),
         Some(2),

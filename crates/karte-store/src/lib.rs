@@ -702,6 +702,12 @@ impl Store {
             ),
             Err(e) => (e.code.as_str(), format!("kind={kind}")),
         };
+        self.record_dictation(s, outcome, detail)?;
+        out
+    }
+
+    /// One `dictate` entry, whether the dictation was typed or heard.
+    fn record_dictation(&self, s: &Session, outcome: &str, detail: String) -> Result<()> {
         self.record(NewEntry {
             user: Some(&s.name),
             role: Some(s.role.as_str()),
@@ -709,8 +715,7 @@ impl Store {
             outcome,
             detail,
             ..Default::default()
-        })?;
-        out
+        })
     }
 
     /// A dictation recording heard inside the signed-in session: the same permission as typing a dictation, and an
@@ -733,14 +738,7 @@ impl Store {
             ),
             Err(e) => (e.code.as_str(), "audio".to_string()),
         };
-        self.record(NewEntry {
-            user: Some(&s.name),
-            role: Some(s.role.as_str()),
-            action: Action::Dictate.as_str(),
-            outcome,
-            detail,
-            ..Default::default()
-        })?;
+        self.record_dictation(s, outcome, detail)?;
         out
     }
 
