@@ -4,7 +4,7 @@
 //! status call can wait for the engine while a draft or the preload holds it; on the main thread either would
 //! freeze the window.
 
-use karte_api::{DraftOptions, Drafter, EngineStatus, Progress};
+use karte_api::{Dictated, DraftOptions, Drafter, EngineStatus, Progress};
 use karte_core::{Code, DraftOutput, Error};
 use karte_ipc::event;
 use std::sync::Arc;
@@ -66,4 +66,28 @@ pub async fn engine_status(drafter: State<'_, Arc<Drafter>>) -> Result<EngineSta
     tauri::async_runtime::spawn_blocking(move || drafter.status())
         .await
         .map_err(join_error)
+}
+
+/// A dictation recording (the file the physician opened) into text for the dictation box, inside the signed-in
+/// session. The bytes come as the call's raw body: JSON would triple a 19 MB recording.
+#[tauri::command]
+pub async fn transcribe_audio(
+    request: tauri::ipc::Request<'_>,
+    drafter: State<'_, Arc<Drafter>>,
+    records: State<'_, Arc<crate::records::Records>>,
+) -> Result<Dictated, Error> {
+    let tauri::ipc::InvokeBody::Raw(audio) = request.body() else {
+        return Err(Error::new(
+            Code::InputUnreadable,
+            "音声ファイルを受け取れませんでした。もう一度ファイルを選んでください。",
+        ));
+    };
+    // Checked before the copy: an oversized file is refused without holding it twice.
+    karte_api::check_audio_size(audio.len())?;
+    let audio = audio.clone();
+    let drafter = Arc::clone(&drafter);
+    crate::records::blocking(&records, move |r| {
+        r.with(|store, session| store.transcribe_with(session, || drafter.transcribe(&audio)))
+    })
+    .await
 }

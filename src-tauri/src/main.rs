@@ -79,6 +79,7 @@ fn main() {
             commands::cancel_draft => CANCEL_DRAFT,
             commands::engine_status => ENGINE_STATUS,
             commands::reconnect_engine => RECONNECT_ENGINE,
+            commands::transcribe_audio => TRANSCRIBE_AUDIO,
             records::login => LOGIN,
             records::logout => LOGOUT,
             records::save_draft => SAVE_DRAFT,

@@ -5,7 +5,7 @@ use crate::components::{
     SourceView, StatusBar,
 };
 use crate::ipc;
-use crate::model::{DraftOutput, EngineStatus, ProgressState, UiError};
+use crate::model::{Dictated, DraftOutput, EngineStatus, ProgressState, UiError};
 use crate::shell::{PhysicianRecords, SaveDraft, SessionCtx};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -25,6 +25,10 @@ struct DraftState {
     status: RwSignal<Option<EngineStatus>>,
     /// The 再接続 probe is running (it may wait for the clinic server's health check).
     reconnecting: RwSignal<bool>,
+    /// A recording is being heard (音声ファイルを開く); drafting waits for its text.
+    hearing: RwSignal<bool>,
+    /// The last recording heard: where, and how long, for the line under the box.
+    heard: RwSignal<Option<Dictated>>,
     highlight: Highlight,
 }
 
@@ -40,6 +44,8 @@ impl DraftState {
             error: RwSignal::new(None),
             status: RwSignal::new(None),
             reconnecting: RwSignal::new(false),
+            hearing: RwSignal::new(false),
+            heard: RwSignal::new(None),
             highlight: Highlight::new(),
         }
     }
@@ -67,8 +73,34 @@ impl DraftState {
         });
     }
 
+    /// Has the recording heard and appends its text to the dictation box (after what is typed there, on a new line):
+    /// the physician reads and edits it before drafting, as with typed text.
+    fn hear(self, file: web_sys::File) {
+        if self.busy.get_untracked() || self.hearing.get_untracked() {
+            return;
+        }
+        self.hearing.set(true);
+        self.error.set(None);
+        self.heard.set(None);
+        spawn_local(async move {
+            match ipc::transcribe_audio(&file).await {
+                Ok(d) => {
+                    self.text.update(|t| {
+                        if !t.trim().is_empty() {
+                            t.push('\n');
+                        }
+                        t.push_str(&d.text);
+                    });
+                    self.heard.set(Some(d));
+                }
+                Err(e) => self.error.set(Some(e)),
+            }
+            self.hearing.set(false);
+        });
+    }
+
     fn start_draft(self) {
-        if self.busy.get_untracked() {
+        if self.busy.get_untracked() || self.hearing.get_untracked() {
             return;
         }
         let text = self.text.get_untracked();
@@ -89,6 +121,28 @@ impl DraftState {
             self.busy.set(false);
             self.refresh_status();
         });
+    }
+}
+
+/// Under the dictation box: that a recording is being heard (it takes longer than the recording on a CPU), then
+/// where it was heard and how much speech it held.
+#[component]
+pub fn HearingLine(hearing: RwSignal<bool>, heard: RwSignal<Option<Dictated>>) -> impl IntoView {
+    move || {
+        if hearing.get() {
+            Some(view! {
+                <p id="hearing" class="hearing">"音声を文字にしています…（録音の長さの1〜2倍の時間がかかります）"</p>
+            }.into_any())
+        } else {
+            heard.get().map(|d| {
+                let line = format!(
+                    "音声から入力しました（{}で認識・音声 {:.1} 秒）。内容を確認してから下書きしてください。",
+                    d.engine.label_ja(),
+                    d.speech_s
+                );
+                view! { <p id="heard" class="heard">{line}</p> }.into_any()
+            })
+        }
     }
 }
 
@@ -153,9 +207,11 @@ pub fn App() -> impl IntoView {
                 <DictationForm
                     text=st.text
                     no_llm=st.no_llm
-                    busy=st.busy
+                    busy=Signal::derive(move || st.busy.get() || st.hearing.get())
                     on_submit=Callback::new(move |_| st.start_draft())
+                    on_audio=Callback::new(move |f| st.hear(f))
                 />
+                <HearingLine hearing=st.hearing heard=st.heard/>
                 <ErrorBox error=st.error/>
                 <ProgressPanel
                     busy=st.busy

@@ -4,7 +4,7 @@
 //! is opened outside the app) must come back as an `Err`, not as a panic that kills the whole UI. Values cross as
 //! JSON text so that they are parsed by the same serde code as everywhere else (no JS-number corner cases).
 
-use crate::model::{DraftOutput, EngineStatus, Progress, UiError};
+use crate::model::{Dictated, DraftOutput, EngineStatus, Progress, UiError};
 use karte_ipc::{command, event};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,6 +14,10 @@ use wasm_bindgen::prelude::*;
 extern "C" {
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch)]
     async fn invoke(cmd: &str, args: JsValue) -> Result<JsValue, JsValue>;
+
+    /// The same `invoke` with a binary body: Tauri sends a `Uint8Array` as the raw request body, not as JSON.
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch, js_name = invoke)]
+    async fn invoke_raw(cmd: &str, body: js_sys::Uint8Array) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
     async fn listen(event: &str, handler: &js_sys::Function) -> Result<JsValue, JsValue>;
@@ -92,6 +96,30 @@ pub async fn cancel_draft() -> Result<(), UiError> {
         .await
         .map_err(to_error)
         .map(drop)
+}
+
+/// Sends an audio file the physician opened to the app, which has it heard (clinic server or this workstation) and
+/// returns the text. A file over the limit is refused here, before 32 MB are read into the page.
+pub async fn transcribe_audio(file: &web_sys::File) -> Result<Dictated, UiError> {
+    if file.size() > karte_ipc::voice::MAX_AUDIO_BYTES as f64 {
+        return Err(UiError::ui(
+            "input.too_large",
+            "音声ファイルが大きすぎます（32 MB まで）。16 kHz モノラルで録音するか、分けて読み込んでください。",
+        ));
+    }
+    let unreadable = |_| {
+        UiError::ui(
+            "ui.file",
+            "音声ファイルを読めませんでした。別のファイルを選んでください。",
+        )
+    };
+    let buf = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+        .await
+        .map_err(unreadable)?;
+    let out = invoke_raw(command::TRANSCRIBE_AUDIO, js_sys::Uint8Array::new(&buf))
+        .await
+        .map_err(to_error)?;
+    from_js(&out)
 }
 
 /// Runs any command with JSON-serialisable arguments (camelCase keys, as Tauri 2 expects) and parses its reply.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use karte_core::{DraftOutput, EngineInfo, EngineKind, Flag, Sentence, Span, Suggestion};
-pub use karte_ipc::{EngineStatus, Progress, Serving};
+pub use karte_ipc::{Dictated, EngineStatus, Progress, Serving};
 
 /// An error as the window shows it: `karte_core::Error` on the wire, but with the code kept as a string so that a
 /// code added to the backend later still displays its message instead of failing to parse.
@@ -49,6 +49,9 @@ impl UiError {
                 Some("「モデルを使わない（ルールのみ）」にチェックを入れると、モデルなしで下書きできます。")
             }
             "ui.ipc" => Some("Karte デスクトップアプリの中で開いてください。"),
+            "audio.no_speech" | "audio.unrecognised" | "audio.unsupported" => {
+                Some("口述欄に直接入力して下書きすることもできます。")
+            }
             _ => None,
         }
     }

@@ -269,6 +269,8 @@ fn hints_are_chosen_by_code_not_by_message() {
         ("llm.unreachable", Some("もう一度お試しください")),
         ("config.invalid", Some("モデルを使わない")),
         ("worker.start_failed", Some("モデルを使わない")),
+        ("audio.no_speech", Some("直接入力")),
+        ("audio.unrecognised", Some("直接入力")),
         ("internal", None),
     ];
     for (code, want) in cases {
@@ -329,8 +331,51 @@ fn app_shell_has_the_controls_the_e2e_test_drives() {
         "下書き作成",
         "id=\"source-view\"",
         "id=\"status-bar\"",
+        "音声ファイルを開く",
+        "id=\"audio-file\"",
+        "type=\"file\"",
     ] {
         assert!(html.contains(needle), "{needle} missing from {html}");
+    }
+}
+
+/// Under the dictation box: nothing until a recording is opened, a waiting line while it is heard, then where it was
+/// heard and how much speech it held.
+#[test]
+fn the_hearing_line_says_what_happens_to_an_opened_recording() {
+    let idle = render(
+        || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(None)/> },
+    );
+    assert!(
+        !idle.contains("id=\"hearing\"") && !idle.contains("id=\"heard\""),
+        "{idle}"
+    );
+    let busy = render(
+        || view! { <ui::app::HearingLine hearing=RwSignal::new(true) heard=RwSignal::new(None)/> },
+    );
+    assert!(
+        busy.contains("id=\"hearing\"") && busy.contains("音声を文字にしています"),
+        "{busy}"
+    );
+    for (engine, place) in [
+        (EngineKind::Server, "院内サーバー"),
+        (EngineKind::LocalWorker, "この端末"),
+    ] {
+        let d = ui::model::Dictated {
+            text: "市中肺炎と診断し".into(),
+            engine,
+            duration_s: 3.9,
+            speech_s: 3.2,
+        };
+        let html = render(
+            move || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(Some(d))/> },
+        );
+        assert!(html.contains("id=\"heard\""), "{html}");
+        assert!(html.contains(place) && html.contains("3.2 秒"), "{html}");
+        assert!(
+            !html.contains("市中肺炎"),
+            "the words are in the box, not repeated here: {html}"
+        );
     }
 }
 

@@ -10,7 +10,7 @@ use karte_core::phrase;
 use karte_core::pipeline::floor_sections;
 use karte_core::{Code, DraftOutput, EngineInfo, Flag, Result, Sections, Sentence};
 use karte_guard::Dictation;
-pub use karte_ipc::{EngineStatus, Progress};
+pub use karte_ipc::{Dictated, EngineStatus, Progress};
 use karte_llm::{
     CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, FinishReason, Piece, Workstation,
 };
@@ -27,6 +27,43 @@ pub struct DraftOptions {
     /// The document kind to draft (`assets/documents/<kind>.toml`); the progress note when not given.
     #[serde(default)]
     pub kind: Option<String>,
+}
+
+/// An empty recording, or one over [`karte_ipc::voice::MAX_AUDIO_BYTES`], is refused before anything is sent.
+pub fn check_audio_size(len: usize) -> Result<()> {
+    if len == 0 {
+        return Err(karte_core::Error::new(
+            Code::InputEmpty,
+            "音声ファイルが空です。録音し直すか、別のファイルを選んでください。",
+        ));
+    }
+    if len > karte_ipc::voice::MAX_AUDIO_BYTES {
+        return Err(karte_core::Error::new(
+            Code::InputTooLarge,
+            "音声ファイルが大きすぎます（32 MB まで）。16 kHz モノラルで録音するか、分けて読み込んでください。",
+        ));
+    }
+    Ok(())
+}
+
+/// The text a recording gave, or why there is none: no speech at all (silence, noise) is told apart from speech
+/// that gave no text, because the physician's next step differs (check the microphone, or say it again).
+pub fn dictation_text(text: &str, speech_seconds: Option<f64>) -> Result<String> {
+    let text = text.trim();
+    if !text.is_empty() {
+        return Ok(text.to_string());
+    }
+    if speech_seconds.is_some_and(|s| s > 0.0) {
+        Err(karte_core::Error::new(
+            Code::AudioUnrecognised,
+            "音声はありましたが、文字にできませんでした。はっきり録音し直すか、入力してください。",
+        ))
+    } else {
+        Err(karte_core::Error::new(
+            Code::AudioNoSpeech,
+            "音声が検出されませんでした（無音・雑音のみ）。マイクを確認して録音し直してください。",
+        ))
+    }
 }
 
 fn stage(progress: &mut dyn FnMut(Progress), stage: &str, message: &str) {
@@ -104,6 +141,29 @@ impl Drafter {
             return Err(e.clone());
         }
         Ok(Self::for_workstation(Arc::new(ws)))
+    }
+
+    /// A dictation recording into text for the dictation box, heard where this workstation's drafts are made (the
+    /// clinic server when it answers and the settings allow audio there, the worker otherwise). The recording stays
+    /// with the caller whatever happens. A drafter without a workstation (an in-process model) hears nothing: the
+    /// recogniser never runs in the caller's process here.
+    pub fn transcribe(&self, audio: &[u8]) -> Result<Dictated> {
+        let Some(ws) = &self.workstation else {
+            return Err(karte_core::Error::new(
+                Code::WorkerStartFailed,
+                "この構成では音声入力を使えません。管理者に連絡してください。",
+            ));
+        };
+        check_audio_size(audio.len())?;
+        let heard = ws.transcriber().transcribe(audio)?;
+        let t = heard.transcript;
+        let text = dictation_text(&t.text, t.speech_seconds)?;
+        Ok(Dictated {
+            text,
+            engine: heard.kind,
+            duration_s: t.duration,
+            speech_s: t.speech_seconds.unwrap_or(t.duration),
+        })
     }
 
     /// Probes the clinic server now (the window's 再接続) and returns the new status.
@@ -385,4 +445,41 @@ fn withhold(
 
 fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a recording's transcript becomes for the box: text as heard (trimmed), or the error that says why
+    /// there is none.
+    #[test]
+    fn a_heard_recording_is_text_or_says_why_not() {
+        let cases: [(&str, Option<f64>, std::result::Result<&str, Code>); 6] = [
+            ("市中肺炎と診断し。", Some(3.2), Ok("市中肺炎と診断し。")),
+            ("  咳嗽あり \n", Some(1.0), Ok("咳嗽あり")),
+            ("", Some(0.0), Err(Code::AudioNoSpeech)),
+            ("", None, Err(Code::AudioNoSpeech)),
+            (" ", Some(2.5), Err(Code::AudioUnrecognised)),
+            ("", Some(0.4), Err(Code::AudioUnrecognised)),
+        ];
+        for (text, speech, want) in cases {
+            let got = dictation_text(text, speech).map_err(|e| e.code);
+            assert_eq!(got.as_deref().map_err(|c| *c), want, "{text:?} {speech:?}");
+        }
+    }
+
+    #[test]
+    fn recordings_are_refused_empty_or_over_the_limit_before_anything_is_sent() {
+        let max = karte_ipc::voice::MAX_AUDIO_BYTES;
+        let cases = [
+            (0, Some(Code::InputEmpty)),
+            (1, None),
+            (max, None),
+            (max + 1, Some(Code::InputTooLarge)),
+        ];
+        for (len, want) in cases {
+            assert_eq!(check_audio_size(len).err().map(|e| e.code), want, "{len}");
+        }
+    }
 }

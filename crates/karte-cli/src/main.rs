@@ -40,6 +40,10 @@ enum Cmd {
     /// dictation (FILE, or - / nothing for stdin).
     Draft {
         file: Option<PathBuf>,
+        /// Draft from a dictation recording (WAV) instead of text: heard in this process, as `karte transcribe`
+        /// does, and the text drafted like a typed dictation.
+        #[arg(long, conflicts_with = "file")]
+        audio: Option<PathBuf>,
         /// The document kind: a file name under assets/documents without .toml (progress-note).
         #[arg(long)]
         kind: Option<String>,
@@ -176,6 +180,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Draft {
             file,
+            audio,
             kind,
             no_llm,
             model,
@@ -186,7 +191,15 @@ fn run(cli: Cli) -> Result<()> {
                 karte_core::document::kind(k)?;
             }
             let saver = store_cmds::Saver::sign_in(&save)?;
-            let input = read_input(file)?;
+            let input = match audio {
+                Some(a) => {
+                    let t = recognise(&a, None)?;
+                    let text = karte_api::dictation_text(&t.text, Some(t.speech_s))?;
+                    eprintln!("音声から入力しました（音声 {:.1} 秒）。", t.speech_s);
+                    text
+                }
+                None => read_input(file)?,
+            };
             // Rules only needs no engine, so a settings problem does not stop it; the model in this process is
             // loaded only if a draft asks it.
             let in_process = |m: Option<String>| -> Arc<dyn ChatEngine> {
@@ -339,7 +352,8 @@ fn render_text(d: &DraftOutput) -> String {
     s
 }
 
-fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) -> Result<()> {
+/// A recording heard in this process (the CLI links the recogniser; the desktop app never does).
+fn recognise(file: &std::path::Path, prompt: Option<String>) -> Result<karte_voice::Transcript> {
     // Decode first: a wrong file is reported before a second is spent loading the model.
     let pcm = karte_voice::audio::load_16k_mono(file)?;
     let mut rec = karte_voice::Recogniser::load_default()?;
@@ -347,7 +361,11 @@ fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) ->
         prompt,
         ..Default::default()
     };
-    let t = rec.transcribe_pcm(&pcm, &opts)?;
+    rec.transcribe_pcm(&pcm, &opts)
+}
+
+fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) -> Result<()> {
+    let t = recognise(file, prompt)?;
     let out = match format {
         Format::Json => serde_json::to_string(&t)
             .map_err(|e| Error::new(Code::Internal, format!("出力できません: {e}")))?,

@@ -373,3 +373,54 @@ fn transcribe_a_dictation_and_refuse_what_is_not_audio() {
     );
     assert_eq!(error_code(&o), "audio.unsupported");
 }
+
+/// A WAV file of `seconds` of digital silence (16 kHz, 16-bit mono), written out by hand.
+fn silent_wav(path: &Path, seconds: u32) {
+    let data_len = 16_000 * 2 * seconds;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data_len).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&16_000u32.to_le_bytes());
+    b.extend_from_slice(&32_000u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_len.to_le_bytes());
+    b.resize(b.len() + data_len as usize, 0);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn draft_from_a_recording_and_say_when_it_holds_no_speech() {
+    let clip =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice/d03-jf_alpha.wav");
+    let draft_audio = |file: &Path| {
+        karte()
+            .args(["draft", "--no-llm", "--format", "json", "--audio"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let o = draft_audio(&clip);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = json_of(&o);
+    // The drug the physician said is in the draft's plan, cited from the heard text.
+    let plan = d["sections"]["plan"].to_string();
+    assert!(plan.contains("セフトリアキソン"), "{d}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let silence = dir.path().join("silence.wav");
+    silent_wav(&silence, 2);
+    let o = draft_audio(&silence);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(error_code(&o), "audio.no_speech");
+}

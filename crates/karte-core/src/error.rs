@@ -237,9 +237,16 @@ pub enum Code {
     /// nothing to build a summary or a letter from.
     #[serde(rename = "document.no_sources")]
     DocumentNoSources,
-    /// An audio file karte-voice cannot decode (not WAV PCM, or no samples).
+    /// An audio file karte-voice cannot decode (not WAV, FLAC, MP3 or M4A/AAC, or no samples).
     #[serde(rename = "audio.unsupported")]
     AudioUnsupported,
+    /// The recording held no speech (silence or noise only): told apart from a failure so the physician records
+    /// again rather than calling IT.
+    #[serde(rename = "audio.no_speech")]
+    AudioNoSpeech,
+    /// Speech was there but no text came of it (every window dropped as a decoder loop).
+    #[serde(rename = "audio.unrecognised")]
+    AudioUnrecognised,
 }
 
 impl Code {
@@ -343,6 +350,8 @@ impl Code {
             Code::DateInvalid => "input.date_invalid",
             Code::DocumentNoSources => "document.no_sources",
             Code::AudioUnsupported => "audio.unsupported",
+            Code::AudioNoSpeech => "audio.no_speech",
+            Code::AudioUnrecognised => "audio.unrecognised",
         }
     }
 
@@ -358,7 +367,9 @@ impl Code {
             | Code::DocumentInvalid
             | Code::DateInvalid
             | Code::DocumentNoSources
-            | Code::AudioUnsupported => 2,
+            | Code::AudioUnsupported
+            | Code::AudioNoSpeech
+            | Code::AudioUnrecognised => 2,
             Code::ModelUnknown
             | Code::ModelNotFound
             | Code::ModelTruncated
@@ -499,6 +510,9 @@ mod server_code_tests {
             (Code::DocumentInvalid, "input.document_invalid", 2),
             (Code::DateInvalid, "input.date_invalid", 2),
             (Code::DocumentNoSources, "document.no_sources", 2),
+            (Code::AudioUnsupported, "audio.unsupported", 2),
+            (Code::AudioNoSpeech, "audio.no_speech", 2),
+            (Code::AudioUnrecognised, "audio.unrecognised", 2),
         ];
         for (code, s, exit) in table {
             assert_eq!(code.as_str(), *s);

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod engine;
 pub mod outbox;
 pub mod records;
+pub mod voice;
 
 pub use audit::{AuditEntry, AuditReport, BadEntry, Problem};
 pub use auth::{Role, SignedIn, UserInfo};
@@ -23,6 +24,7 @@ pub use records::{
     ClinicalDate, Decision, DocumentDraft, DocumentRequest, EncounterSummary, EncounterView,
     ReviewView, Signature, SignedNote, SuggestionView, VersionKind, VersionView,
 };
+pub use voice::Dictated;
 
 /// Tauri command names. Tauri takes a command's name from its handler function, so `src-tauri` checks at compile
 /// time that each handler is named as below; the window calls by these constants, never by a literal.
@@ -47,6 +49,8 @@ pub mod command {
     pub const UPLOAD_RETRY: &str = "upload_retry";
     pub const UPLOAD_RESUME: &str = "upload_resume";
     pub const UPLOAD_OVERVIEW: &str = "upload_overview";
+    /// The recording's bytes as the raw body of the call (not JSON: a 10-minute WAV is 19 MB).
+    pub const TRANSCRIBE_AUDIO: &str = "transcribe_audio";
 }
 
 /// Events the app emits to the window.

@@ -19,7 +19,8 @@ use karte_guard::{Finding, Mapping};
 
 use crate::http::HttpEngine;
 use crate::{
-    CancelToken, ChatEngine, ChatMessage, ChatRequest, ChatResponse, EngineKind, Piece, Serving,
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, ChatResponse, EngineKind, Heard, Piece,
+    Serving, Transcriber,
 };
 
 #[derive(Debug, Clone)]
@@ -49,6 +50,10 @@ struct Decision {
 pub struct Failover {
     server: Option<HttpEngine>,
     local: Arc<dyn ChatEngine>,
+    /// Speech on this workstation (the worker), when there is one to hear it.
+    local_voice: Option<Arc<dyn Transcriber>>,
+    /// `[server] send_audio`: whether recordings may go to the server at all.
+    send_audio: bool,
     cfg: FailoverConfig,
     last: Mutex<Option<Decision>>,
 }
@@ -67,9 +72,19 @@ impl Failover {
         Self {
             server,
             local,
+            local_voice: None,
+            send_audio: true,
             cfg,
             last: Mutex::new(None),
         }
+    }
+
+    /// Speech too: `local` hears what the server does not (or may not: `send_audio` false keeps every recording on
+    /// this workstation, since a voice cannot be pseudonymised the way text is).
+    pub fn with_voice(mut self, local: Arc<dyn Transcriber>, send_audio: bool) -> Self {
+        self.local_voice = Some(local);
+        self.send_audio = send_audio;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Decision>> {
@@ -290,6 +305,42 @@ impl ChatEngine for Failover {
             s
         }
     }
+}
+
+impl Transcriber for Failover {
+    /// The server when it is up and audio may go there, this workstation otherwise or when the server fails the
+    /// request: the recording is sent again from the caller's bytes, so nothing is lost on the way.
+    fn transcribe(&self, audio: &[u8]) -> Result<Heard> {
+        let Some(local) = &self.local_voice else {
+            return Err(no_voice());
+        };
+        if self.send_audio {
+            if let (Some(server), true) = (&self.server, self.decide().use_server) {
+                match server.transcribe(audio) {
+                    Ok(transcript) => {
+                        return Ok(Heard {
+                            transcript,
+                            kind: EngineKind::Server,
+                        })
+                    }
+                    // Bad audio is bad on this workstation too: say so rather than try again.
+                    Err(e) if e.code == Code::AudioUnsupported => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(code = %e.code, "clinic server failed a transcription; hearing it locally");
+                        self.mark_down(&e);
+                    }
+                }
+            }
+        }
+        local.transcribe(audio)
+    }
+}
+
+fn no_voice() -> Error {
+    Error::new(
+        Code::WorkerStartFailed,
+        "この端末では音声入力を使えません（文章生成プロセスがありません）。管理者に再インストールを依頼してください。",
+    )
 }
 
 /// For callers that need to know an error came from neither engine being usable.

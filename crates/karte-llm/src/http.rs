@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use karte_core::{Code, Error, Result};
 
-use crate::openai::{ChatCompletionChunk, ChatCompletionRequest, ErrorEnvelope, Health, ModelList};
+use crate::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ErrorEnvelope, Health, ModelList,
+    VerboseTranscription,
+};
 use crate::{
     cancelled, CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, FinishReason,
     GenStats, Piece, Serving,
@@ -233,6 +236,40 @@ impl HttpEngine {
         resp.json::<ModelList>().map_err(|_| protocol_error())
     }
 
+    /// `POST /v1/audio/transcriptions` (OpenAI's multipart form, `verbose_json`): a whole recording in, its
+    /// transcript out. Recognition runs slower than the recording on a CPU worker, so the wait is sized by the
+    /// recording rather than by `total_timeout` alone: three times its length at the smallest common WAV rate
+    /// (8 kHz, 16-bit mono), plus a minute for loading the recogniser.
+    pub fn transcribe(&self, audio: &[u8]) -> Result<VerboseTranscription> {
+        use reqwest::blocking::multipart::{Form, Part};
+        let longest_s = audio.len() as u64 / 16_000;
+        let wait = self
+            .cfg
+            .total_timeout
+            .max(Duration::from_secs(60 + 3 * longest_s));
+        // The name is a placeholder: servers want one, and the workstation's own must not leave it.
+        let file = Part::bytes(audio.to_vec())
+            .file_name("dictation.wav")
+            .mime_str("audio/wav")
+            .map_err(|_| protocol_error())?;
+        let form = Form::new()
+            .text("model", "whisper-1")
+            .text("language", "ja")
+            .text("response_format", "verbose_json")
+            .part("file", file);
+        let resp = self
+            .authed(self.client.post(self.url("/v1/audio/transcriptions")))
+            .multipart(form)
+            .timeout(wait)
+            .send()
+            .map_err(|e| self.send_error(&e))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(resp));
+        }
+        resp.json::<VerboseTranscription>()
+            .map_err(|_| protocol_error())
+    }
+
     pub fn wire_request(&self, req: &ChatRequest, stream: bool) -> ChatCompletionRequest {
         ChatCompletionRequest::from_chat(req, &self.cfg.model, stream)
     }
@@ -248,7 +285,7 @@ impl HttpEngine {
             cause.push_str(&s.to_string());
             src = s.source();
         }
-        tracing::warn!(server = %self.cfg.base_url, cause = %cause, "chat request not sent");
+        tracing::warn!(server = %self.cfg.base_url, cause = %cause, "request not sent");
         self.transport_error(e)
     }
 

@@ -15,6 +15,8 @@
 //!   pseudonymised before it leaves the workstation;
 //! - [`upstream::UpstreamPool`]: several OpenAI-compatible engines (llama-server, vLLM, TGI) as one, least
 //!   loaded first, a failed one out of rotation until its health probe passes: karte-server's upstream mode;
+//! - [`Transcriber`]: the same places for speech (`/v1/audio/transcriptions`), without the in-process engine: the
+//!   recogniser never runs in the desktop app's process;
 //! - [`workstation::Workstation`]: the above put together from the settings file, the one way the desktop app and
 //!   the CLI get "the engine of this workstation".
 //!
@@ -185,6 +187,24 @@ pub trait ChatEngine: Send + Sync {
 }
 
 pub use karte_ipc::Serving;
+
+/// Speech to text for a dictation, on whichever engine hears it: the clinic server when it answers (and the settings
+/// allow audio to leave the workstation), the supervised worker otherwise. The same rule as drafting, so a ward
+/// without its server still dictates.
+///
+/// The caller keeps the recording: a failed attempt (a dead worker, a server cut mid-upload) is retried from the same
+/// bytes, and an error leaves the audio where it was. Errors carry no words of the dictation.
+pub trait Transcriber: Send + Sync {
+    /// `audio`: the recording file's bytes as recorded (WAV); the recogniser decodes it.
+    fn transcribe(&self, audio: &[u8]) -> Result<Heard>;
+}
+
+/// A transcript and the engine that heard it (the window says where the audio went).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heard {
+    pub transcript: openai::VerboseTranscription,
+    pub kind: EngineKind,
+}
 
 /// The one error of a cancelled request, whichever engine ran it.
 pub fn cancelled() -> Error {

@@ -77,6 +77,7 @@ mod tests {
             token_file: None,
             connect_timeout_ms: 1,
             idle_timeout_ms: 1,
+            send_audio: true,
         };
         let e = missing.http_config().unwrap_err();
         assert_eq!(e.code, karte_core::Code::ConfigInvalid);

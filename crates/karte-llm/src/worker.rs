@@ -22,7 +22,10 @@ use karte_core::{Code, Error, Result};
 use rand::RngCore;
 
 use crate::http::{HttpEngine, HttpEngineConfig};
-use crate::{CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Piece, Serving};
+use crate::{
+    CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Heard, Piece, Serving,
+    Transcriber,
+};
 
 use karte_ipc::worker::{LISTENING_PREFIX, TOKEN_ENV};
 
@@ -329,13 +332,15 @@ fn worker_fault(e: &Error) -> bool {
     )
 }
 
-impl ChatEngine for LocalWorker {
-    fn chat(
+impl LocalWorker {
+    /// Runs `call` on a live worker, restarting the worker and calling again (up to `retries` times) when the
+    /// worker, not the request, failed. `call` gets a fresh client each attempt and must be repeatable: the
+    /// request (a dictation, a recording) stays with the caller.
+    fn with_retries<T>(
         &self,
-        req: &ChatRequest,
         cancel: &CancelToken,
-        on_token: &mut dyn FnMut(Piece<'_>),
-    ) -> Result<ChatResponse> {
+        mut call: impl FnMut(&HttpEngine) -> Result<T>,
+    ) -> Result<T> {
         let mut attempt = 0;
         loop {
             if cancel.is_cancelled() {
@@ -351,14 +356,7 @@ impl ChatEngine for LocalWorker {
                 }
                 Err(e) => return Err(e),
             };
-            let mut streamed = false;
-            let result = engine.chat(req, cancel, &mut |p| {
-                if let Piece::Text(_) = p {
-                    streamed = true;
-                }
-                on_token(p);
-            });
-            match result {
+            match call(&engine) {
                 Ok(r) => {
                     self.succeeded();
                     return Ok(r);
@@ -368,9 +366,6 @@ impl ChatEngine for LocalWorker {
                     tracing::warn!(code = %e.code, attempt, "local worker failed mid-request; restarting and retrying");
                     attempt += 1;
                     self.discard();
-                    if streamed {
-                        on_token(Piece::Reset);
-                    }
                 }
                 Err(e) if worker_fault(&e) => {
                     self.discard();
@@ -380,6 +375,30 @@ impl ChatEngine for LocalWorker {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl ChatEngine for LocalWorker {
+    fn chat(
+        &self,
+        req: &ChatRequest,
+        cancel: &CancelToken,
+        on_token: &mut dyn FnMut(Piece<'_>),
+    ) -> Result<ChatResponse> {
+        self.with_retries(cancel, |engine| {
+            let mut streamed = false;
+            let result = engine.chat(req, cancel, &mut |p| {
+                if let Piece::Text(_) = p {
+                    streamed = true;
+                }
+                on_token(p);
+            });
+            // The next attempt starts the answer over: the caller drops what this one streamed.
+            if matches!(&result, Err(e) if worker_fault(e)) && streamed {
+                on_token(Piece::Reset);
+            }
+            result
+        })
     }
 
     fn serving(&self) -> Serving {
@@ -397,6 +416,19 @@ impl ChatEngine for LocalWorker {
             Ok(mut sup) => sup.running.as_mut().is_some_and(Running::alive),
             Err(_) => false,
         }
+    }
+}
+
+impl Transcriber for LocalWorker {
+    /// The recogniser runs in the worker, so a crash in it costs the worker: restarted, and the same recording
+    /// heard again.
+    fn transcribe(&self, audio: &[u8]) -> Result<Heard> {
+        let transcript =
+            self.with_retries(&CancelToken::new(), |engine| engine.transcribe(audio))?;
+        Ok(Heard {
+            transcript,
+            kind: EngineKind::LocalWorker,
+        })
     }
 }
 

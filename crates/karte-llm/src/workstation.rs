@@ -19,7 +19,10 @@ use crate::failover::{Failover, FailoverConfig};
 use crate::http::HttpEngine;
 use crate::settings::{ServerSettingsExt, Settings};
 use crate::worker::{LocalWorker, WorkerConfig};
-use crate::{CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Piece, Serving};
+use crate::{
+    CancelToken, ChatEngine, ChatRequest, ChatResponse, EngineKind, Heard, Piece, Serving,
+    Transcriber,
+};
 
 #[derive(Debug, Clone)]
 pub struct WorkstationOptions {
@@ -49,6 +52,7 @@ impl WorkstationOptions {
 /// The assembled engine, plus the handles the front ends need around it (re-check the server, stop the worker).
 pub struct Workstation {
     engine: Arc<dyn ChatEngine>,
+    voice: Arc<dyn Transcriber>,
     failover: Option<Arc<Failover>>,
     worker: Option<Arc<LocalWorker>>,
     problem: Option<Error>,
@@ -94,20 +98,28 @@ impl Workstation {
             },
         };
         let server_configured = server.is_some();
-        let (local, worker): (Arc<dyn ChatEngine>, Option<Arc<LocalWorker>>) = match &opts.worker {
+        let send_audio = settings.server.as_ref().is_none_or(|s| s.send_audio);
+        let (local, local_voice, worker): LocalParts = match &opts.worker {
             Some(program) => {
                 let mut cfg = WorkerConfig::new(program);
                 cfg.model.clone_from(&model);
                 cfg.threads = settings.model.threads;
                 cfg.inherit_stderr = opts.worker_stderr;
                 let w = Arc::new(LocalWorker::new(cfg));
-                (Arc::clone(&w) as Arc<dyn ChatEngine>, Some(w))
+                (w.clone(), w.clone(), Some(w))
             }
-            None => (Arc::new(Unusable(worker_missing())), None),
+            None => {
+                let u = Arc::new(Unusable(worker_missing()));
+                (u.clone(), u, None)
+            }
         };
-        let failover = Arc::new(Failover::new(server, local, FailoverConfig::default()));
+        let failover = Arc::new(
+            Failover::new(server, local, FailoverConfig::default())
+                .with_voice(local_voice, send_audio),
+        );
         Self {
             engine: Arc::clone(&failover) as Arc<dyn ChatEngine>,
+            voice: Arc::clone(&failover) as Arc<dyn Transcriber>,
             failover: Some(failover),
             worker,
             problem: None,
@@ -118,8 +130,10 @@ impl Workstation {
 
     fn unusable(e: Error, model: Option<String>) -> Self {
         tracing::warn!(code = %e.code, "workstation settings unusable; model drafting disabled");
+        let u = Arc::new(Unusable(e.clone()));
         Self {
-            engine: Arc::new(Unusable(e.clone())),
+            engine: u.clone(),
+            voice: u,
             failover: None,
             worker: None,
             problem: Some(e),
@@ -131,6 +145,11 @@ impl Workstation {
     /// The engine to draft with (karte-api's `Drafter::with_engine`).
     pub fn engine(&self) -> Arc<dyn ChatEngine> {
         Arc::clone(&self.engine)
+    }
+
+    /// Speech to text on this workstation (clinic server or worker, as the settings allow).
+    pub fn transcriber(&self) -> Arc<dyn Transcriber> {
+        Arc::clone(&self.voice)
     }
 
     /// Why model drafting cannot work on this workstation (the settings file), to show the user at start-up.
@@ -165,8 +184,21 @@ impl Workstation {
     }
 }
 
+/// The chat engine, the speech engine and the supervisor of this workstation's own side.
+type LocalParts = (
+    Arc<dyn ChatEngine>,
+    Arc<dyn Transcriber>,
+    Option<Arc<LocalWorker>>,
+);
+
 /// An engine that cannot work, answering every request with why.
 struct Unusable(Error);
+
+impl Transcriber for Unusable {
+    fn transcribe(&self, _audio: &[u8]) -> Result<Heard> {
+        Err(self.0.clone())
+    }
+}
 
 impl ChatEngine for Unusable {
     fn chat(

@@ -63,7 +63,8 @@ fn body_limit(path: &str) -> usize {
     }
 }
 
-/// Reads the whole body before any handler runs: at most [`BODY_LIMIT`] bytes (413 `input.too_large` beyond, without
+/// Reads the whole body before any handler runs: at most the route's limit (`body_limit`: [`BODY_LIMIT`], or
+/// [`AUDIO_BODY_LIMIT`] for a recording; 413 `input.too_large` beyond, without
 /// reading the rest), within the read timeout (a body trickled in slower is refused and its connection freed).
 async fn read_body(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     use futures_util::StreamExt;

@@ -17,9 +17,10 @@ use karte_voice::{Options, Recogniser, Transcript};
 /// Model names a client may ask for: Karte's own and OpenAI's, so that scripts written for OpenAI work unchanged.
 const MODEL_NAMES: [&str; 2] = [karte_voice::MODEL, "whisper-1"];
 
-/// Largest upload: 32 MiB, about 17 minutes of 16 kHz 16-bit mono (a 10-minute dictation fits; a 48 kHz stereo
-/// recording of that length does not and should be sent as 16 kHz mono).
-pub const AUDIO_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest upload: the recording (`MAX_AUDIO_BYTES`, 32 MiB, about 17 minutes of 16 kHz 16-bit mono: a 10-minute
+/// dictation fits; a 48 kHz stereo recording of that length does not and should be sent as 16 kHz mono) plus the
+/// form's other fields, so a recording the workstation accepts is never refused here.
+pub const AUDIO_BODY_LIMIT: usize = karte_ipc::voice::MAX_AUDIO_BYTES + 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseFormat {
@@ -28,8 +29,9 @@ pub enum ResponseFormat {
     VerboseJson,
 }
 
-/// A transcription request as the multipart form carried it.
-#[derive(Debug, Default)]
+/// A transcription request as the multipart form carried it. No `Debug`: it holds the recording and the prompt
+/// (which may name the patient), and a `{:?}` in a log or a panic message would print them.
+#[derive(Default)]
 pub struct TranscriptionRequest {
     pub file: Option<Vec<u8>>,
     pub model: Option<String>,
@@ -226,9 +228,9 @@ mod tests {
                 Err(Code::ServerBadRequest),
             ),
         ];
-        for (r, want) in cases {
+        for (i, (r, want)) in cases.into_iter().enumerate() {
             let got = r.check().map_err(|e| e.code);
-            assert_eq!(got, want, "{r:?}");
+            assert_eq!(got, want, "case {i}");
         }
         let e = req(|r| r.model = Some("山田さんの録音".into()))
             .check()

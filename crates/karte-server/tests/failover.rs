@@ -1,6 +1,7 @@
 //! Failover and the supervised worker, with real processes: a clinic karte-server killed mid-draft, the local
 //! worker (`karte-server --local`) killed with SIGKILL / SIGABRT mid-generation, and what the server received
-//! (through a recording proxy on loopback) checked for personal data.
+//! (through a recording proxy on loopback) checked for personal data; and the same for dictation audio (the
+//! clinic server, the settings switch that keeps audio on the workstation, a worker killed mid-transcription).
 
 mod common;
 
@@ -16,7 +17,7 @@ use karte_llm::failover::{Failover, FailoverConfig};
 use karte_llm::worker::{LocalWorker, WorkerConfig};
 use karte_llm::{
     CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, HttpEngine, HttpEngineConfig,
-    Piece,
+    Piece, Transcriber,
 };
 
 /// A TCP proxy whose upstream can be switched (or cut), recording every byte a client sends upstream.
@@ -351,4 +352,106 @@ fn local_worker_announces_its_port_and_stops_when_stdin_closes() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("worker.start_failed"));
+}
+
+/// The committed TTS clip (3.9 s) said `times` times with half a second of silence between: a recording long enough
+/// to kill the worker while it is being heard.
+fn dictation_wav(times: usize) -> Vec<u8> {
+    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/voice/d03-jf_alpha.wav");
+    let mut r = hound::WavReader::open(clip).unwrap();
+    let spec = r.spec();
+    let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let gap = vec![0i16; spec.sample_rate as usize / 2 * spec.channels as usize];
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for _ in 0..times {
+        for s in samples.iter().chain(&gap) {
+            w.write_sample(*s).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worker_and_a_dead_server(
+) {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let proxy = Proxy::start();
+    proxy.point_at(Some(&server.addr));
+    let mut hc = HttpEngineConfig::new(format!("http://{}", proxy.addr), Some(CLIENT.into()));
+    hc.connect_timeout = Duration::from_secs(1);
+    let cfg = FailoverConfig {
+        health_timeout: Duration::from_secs(1),
+        recheck_up: Duration::from_secs(30),
+        recheck_down: Duration::from_millis(300),
+    };
+    let worker = Arc::new(LocalWorker::new(worker_config()));
+    worker.start().unwrap();
+    let failover = |send_audio: bool| {
+        Failover::new(
+            Some(HttpEngine::new(hc.clone()).unwrap()),
+            worker.clone(),
+            cfg.clone(),
+        )
+        .with_voice(worker.clone(), send_audio)
+    };
+    let short = dictation_wav(1);
+    let heard_right = |h: &karte_llm::Heard| {
+        let text = &h.transcript.text;
+        assert!(text.contains("セフトリアキソン"), "{text}");
+    };
+    let audio_requests = || {
+        String::from_utf8_lossy(&proxy.sent.lock().unwrap())
+            .matches("POST /v1/audio/transcriptions")
+            .count()
+    };
+
+    // 1. Server up, audio allowed: the server hears it.
+    let h = failover(true).transcribe(&short).unwrap();
+    assert_eq!(h.kind, EngineKind::Server);
+    heard_right(&h);
+    assert_eq!(audio_requests(), 1);
+
+    // 2. The settings forbid audio on the server: the worker hears it, nothing reaches the server.
+    let h = failover(false).transcribe(&short).unwrap();
+    assert_eq!(h.kind, EngineKind::LocalWorker);
+    heard_right(&h);
+    assert_eq!(audio_requests(), 1, "audio left the workstation");
+
+    // 3. The worker is killed while it hears a longer recording: restarted, and the same recording heard again.
+    let long = dictation_wav(3);
+    let whole = worker.transcribe(&long).unwrap().transcript.text;
+    assert!(whole.contains("セフトリアキソン"), "{whole}");
+    let pid = worker.pid().expect("running");
+    let w2 = Arc::clone(&worker);
+    let h = std::thread::spawn(move || w2.transcribe(&long));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let h = h
+        .join()
+        .unwrap()
+        .expect("the transcription completes after the restart");
+    assert_eq!(h.kind, EngineKind::LocalWorker);
+    // Decoding is deterministic: the retried recording gives what an undisturbed run gave.
+    assert_eq!(h.transcript.text, whole);
+    assert_eq!(
+        worker.restarts(),
+        1,
+        "the worker was killed mid-transcription"
+    );
+
+    // 4. The server is gone: the workstation hears the dictation itself, no user action.
+    server.kill();
+    let h = failover(true).transcribe(&short).unwrap();
+    assert_eq!(h.kind, EngineKind::LocalWorker);
+    heard_right(&h);
+    worker.shutdown();
 }

@@ -58,6 +58,14 @@ pub struct ServerSettings {
     /// Longest silence in a streamed answer before it counts as a failure.
     #[serde(default = "default_idle_ms")]
     pub idle_timeout_ms: u64,
+    /// `false`: dictation audio is transcribed on this workstation only and never sent to the clinic server. Text
+    /// is pseudonymised before it leaves the workstation; a voice cannot be, so a hospital may keep it in the ward.
+    #[serde(default = "default_true")]
+    pub send_audio: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_ms() -> u64 {
@@ -413,6 +421,16 @@ mod tests {
     const PIN: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 
     #[test]
+    fn audio_can_be_kept_on_the_workstation() {
+        let s =
+            Settings::parse("[server]\nurl = \"https://k.example\"\nsend_audio = false\n").unwrap();
+        assert!(!s.server.unwrap().send_audio);
+        let e = Settings::parse("[server]\nurl = \"https://k.example\"\nsend_audio = \"no\"\n")
+            .unwrap_err();
+        assert!(e.contains("3 行目") && e.contains("boolean"), "{e}");
+    }
+
+    #[test]
     fn full_example_parses() {
         let s = Settings::parse(&format!(
             r#"
@@ -450,6 +468,10 @@ facility_name = "カルテ記念病院"
         .unwrap();
         let srv = s.server.unwrap();
         assert_eq!(srv.connect_timeout_ms, 1500);
+        assert!(
+            srv.send_audio,
+            "audio may go to the server unless IT says no"
+        );
         assert_eq!(s.model.threads, Some(4));
         assert_eq!(s.serve.max_queue, Some(32));
         assert_eq!(

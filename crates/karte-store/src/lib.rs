@@ -702,6 +702,12 @@ impl Store {
             ),
             Err(e) => (e.code.as_str(), format!("kind={kind}")),
         };
+        self.record_dictation(s, outcome, detail)?;
+        out
+    }
+
+    /// One `dictate` entry, whether the dictation was typed or heard.
+    fn record_dictation(&self, s: &Session, outcome: &str, detail: String) -> Result<()> {
         self.record(NewEntry {
             user: Some(&s.name),
             role: Some(s.role.as_str()),
@@ -709,7 +715,30 @@ impl Store {
             outcome,
             detail,
             ..Default::default()
-        })?;
+        })
+    }
+
+    /// A dictation recording heard inside the signed-in session: the same permission as typing a dictation, and an
+    /// audit entry (where it was heard, how long; never the words). `hear` runs only when the permission holds.
+    pub fn transcribe_with(
+        &self,
+        s: &Session,
+        hear: impl FnOnce() -> Result<karte_ipc::Dictated>,
+    ) -> Result<karte_ipc::Dictated> {
+        self.authorize(s, Action::Dictate, None)?;
+        let out = hear();
+        let (outcome, detail) = match &out {
+            Ok(d) => (
+                "ok",
+                format!(
+                    "audio engine={} speech_s={:.1}",
+                    d.engine.as_str(),
+                    d.speech_s
+                ),
+            ),
+            Err(e) => (e.code.as_str(), "audio".to_string()),
+        };
+        self.record_dictation(s, outcome, detail)?;
         out
     }
 

@@ -669,6 +669,26 @@ fn audit_log_records_access_without_clinical_text() {
         code_of(s.draft_with(&ns, "progress-note", || Ok(draft(DICTATION)))),
         Code::AuthForbidden
     );
+    // A recording heard: the same permission, audited with where and how long, never the words; a nurse's recording
+    // is not even heard.
+    let heard = karte_ipc::Dictated {
+        text: "発熱と咳嗽".into(),
+        engine: karte_core::EngineKind::LocalWorker,
+        duration_s: 4.0,
+        speech_s: 3.2,
+    };
+    s.transcribe_with(&doc, || Ok(heard.clone())).unwrap();
+    let silent = s.transcribe_with(&doc, || {
+        Err(karte_core::Error::new(Code::AudioNoSpeech, "無音"))
+    });
+    assert_eq!(code_of(silent), Code::AudioNoSpeech);
+    let mut nurse_heard = false;
+    let refused = s.transcribe_with(&ns, || {
+        nurse_heard = true;
+        Ok(heard.clone())
+    });
+    assert_eq!(code_of(refused), Code::AuthForbidden);
+    assert!(!nurse_heard);
     let admin = ward.login_admin();
     let report = s.verify_audit(&admin).unwrap();
     assert!(report.intact(), "{report:?}");
@@ -709,6 +729,9 @@ fn audit_log_records_access_without_clinical_text() {
         [
             ("ok", "kind=progress-note engine=rules"),
             ("engine.cancelled", "kind=progress-note"),
+            ("denied", ""),
+            ("ok", "audio engine=local_worker speech_s=3.2"),
+            ("audio.no_speech", "audio"),
             ("denied", "")
         ]
     );

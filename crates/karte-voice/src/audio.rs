@@ -1,6 +1,7 @@
 //! Audio in: decode a file, fold to mono, resample to Whisper's 16 kHz.
 //!
-//! Only WAV is decoded in this slice (what a ward PC's recorder and the test TTS write); other containers are refused
+//! WAV (what a ward PC's recorder and the test TTS write) is read by hound; FLAC, MP3 and M4A/MP4 with AAC (what
+//! phones and IC recorders write) by symphonia, pure Rust like the rest of the recogniser. Anything else is refused
 //! with `audio.unsupported` rather than guessed at.
 
 use karte_core::{Code, Error, Result};
@@ -16,25 +17,102 @@ pub struct Pcm {
     pub samples: Vec<f32>,
 }
 
-/// Read a WAV file (PCM 8/16/24/32-bit integer or 32-bit float, any channel count) into mono samples in [-1, 1].
-pub fn read_wav(path: &Path) -> Result<Pcm> {
+/// Read an audio file (WAV PCM 8/16/24/32-bit integer or 32-bit float, FLAC, MP3, M4A/AAC; any channel count)
+/// into mono samples in [-1, 1].
+pub fn read_audio(path: &Path) -> Result<Pcm> {
     let name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let file = std::fs::File::open(path).map_err(|io| {
+    let bytes = std::fs::read(path).map_err(|io| {
         Error::new(
             Code::InputUnreadable,
             format!("音声ファイルを読めません（{}）: {io}", path.display()),
         )
     })?;
-    decode_wav(std::io::BufReader::new(file), &format!("「{name}」"))
+    decode(&bytes, &format!("「{name}」"))
 }
 
-/// Decode WAV bytes received over HTTP. The error names the upload generically: the client's file name may carry a
+/// Decode audio bytes received over HTTP. The error names the upload generically: the client's file name may carry a
 /// patient's name and must not reach a log or a response.
-pub fn decode_wav_bytes(bytes: &[u8]) -> Result<Pcm> {
-    decode_wav(std::io::Cursor::new(bytes), "送られた音声")
+pub fn decode_bytes(bytes: &[u8]) -> Result<Pcm> {
+    decode(bytes, "送られた音声")
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<Pcm> {
+    if bytes.starts_with(b"RIFF") {
+        decode_wav(std::io::Cursor::new(bytes), what)
+    } else {
+        decode_compressed(bytes, what)
+    }
+}
+
+/// FLAC, MP3, M4A (AAC) through symphonia's probe: the container is recognised from the bytes, never from a file
+/// name. A packet that fails to decode is skipped (a damaged frame in a phone recording), as players do; a file
+/// that yields no samples at all is refused.
+fn decode_compressed(bytes: &[u8], what: &str) -> Result<Pcm> {
+    use symphonia::core::audio::SampleBuffer;
+    use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+    use symphonia::core::errors::Error as SymError;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+
+    let source = MediaSourceStream::new(
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+        Default::default(),
+    );
+    let probed = symphonia::default::get_probe()
+        .format(
+            &Hint::new(),
+            source,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|_| unsupported(what))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| unsupported(what))?;
+    let track_id = track.id;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|_| unsupported(what))?;
+    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut samples = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            // The end of the stream, the only way symphonia reports it.
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(_) => return Err(unsupported(what)),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            Err(SymError::DecodeError(_)) => continue,
+            Err(_) => return Err(unsupported(what)),
+        };
+        let spec = *decoded.spec();
+        rate = spec.rate;
+        let channels = spec.channels.count().max(1);
+        let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        buf.copy_interleaved_ref(decoded);
+        samples.extend(
+            buf.samples()
+                .chunks(channels)
+                .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32),
+        );
+    }
+    if samples.is_empty() || rate == 0 {
+        return Err(unsupported(what));
+    }
+    Ok(Pcm { rate, samples })
 }
 
 fn decode_wav<R: std::io::Read>(source: R, what: &str) -> Result<Pcm> {
@@ -72,20 +150,20 @@ fn unsupported(what: &str) -> Error {
     Error::new(
         Code::AudioUnsupported,
         format!(
-            "{what}は読み取れる音声ファイルではありません。WAV 形式（PCM）で保存し直してください。"
+            "{what}は読み取れる音声ファイルではありません。WAV・FLAC・MP3・M4A（AAC）のいずれかで保存し直してください。"
         ),
     )
 }
 
 /// Decode `path` and resample to 16 kHz mono, the form the recogniser takes.
 pub fn load_16k_mono(path: &Path) -> Result<Vec<f32>> {
-    let pcm = read_wav(path)?;
+    let pcm = read_audio(path)?;
     Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
 }
 
-/// [`decode_wav_bytes`], resampled to 16 kHz mono.
+/// [`decode_bytes`], resampled to 16 kHz mono.
 pub fn bytes_16k_mono(bytes: &[u8]) -> Result<Vec<f32>> {
-    let pcm = decode_wav_bytes(bytes)?;
+    let pcm = decode_bytes(bytes)?;
     Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
 }
 
@@ -182,7 +260,7 @@ mod tests {
             w.write_sample(0i16).unwrap();
         }
         w.finalize().unwrap();
-        let pcm = read_wav(&p).unwrap();
+        let pcm = read_audio(&p).unwrap();
         assert_eq!((pcm.rate, pcm.samples.len()), (24_000, 2400));
         assert!((pcm.samples[100] - 0.25).abs() < 1e-4);
         assert_eq!(load_16k_mono(&p).unwrap().len(), 1600);
@@ -197,22 +275,61 @@ mod tests {
         let mut w = hound::WavWriter::create(&f, spec).unwrap();
         w.write_sample(-0.5f32).unwrap();
         w.finalize().unwrap();
-        assert_eq!(read_wav(&f).unwrap().samples, vec![-0.5]);
+        assert_eq!(read_audio(&f).unwrap().samples, vec![-0.5]);
 
         let junk = dir.path().join("x.mp3");
         std::fs::write(&junk, b"ID3 not a wav at all").unwrap();
-        assert_eq!(read_wav(&junk).unwrap_err().code, Code::AudioUnsupported);
+        assert_eq!(read_audio(&junk).unwrap_err().code, Code::AudioUnsupported);
         // Bytes from an upload decode the same, and a refusal does not repeat anything the client sent.
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(bytes_16k_mono(&bytes).unwrap().len(), 1600);
-        let refused = decode_wav_bytes(b"ID3 not a wav at all").unwrap_err();
+        let refused = decode_bytes(b"ID3 not a wav at all").unwrap_err();
         assert_eq!(refused.code, Code::AudioUnsupported);
         assert!(
             refused.message.starts_with("送られた音声は"),
             "{}",
             refused.message
         );
-        let missing = read_wav(&dir.path().join("none.wav")).unwrap_err();
+        let missing = read_audio(&dir.path().join("none.wav")).unwrap_err();
         assert_eq!(missing.code, Code::InputUnreadable);
+    }
+
+    /// The committed clip re-encoded by `tests/data/voice/make_formats.py`: every container decodes to the WAV's
+    /// length, and to the same sound (correlation with the WAV after resampling to 16 kHz, lossy codecs included).
+    #[test]
+    fn flac_mp3_and_m4a_decode_to_the_same_sound_as_the_wav() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice");
+        let wav = load_16k_mono(&dir.join("d03-jf_alpha.wav")).unwrap();
+        for (file, max_len_diff_s) in [
+            ("d03-jf_alpha.flac", 0.001),
+            ("d03-jf_alpha.mp3", 0.1),
+            ("d03-jf_alpha.m4a", 0.1),
+        ] {
+            let x = load_16k_mono(&dir.join(file)).unwrap();
+            let diff_s = (x.len() as f64 - wav.len() as f64).abs() / SAMPLE_RATE as f64;
+            assert!(
+                diff_s <= max_len_diff_s,
+                "{file}: {diff_s:.3} s longer or shorter"
+            );
+            // Encoders add a delay at the start (MP3, AAC priming): one second of speech from 1 s on is compared at
+            // the best lag within ±100 ms.
+            let window = &wav[16_000..32_000];
+            let best = (14_400..=17_600)
+                .map(|start| correlation(window, &x[start..start + 16_000]))
+                .fold(f64::MIN, f64::max);
+            assert!(best > 0.9, "{file}: correlation {best:.3}");
+        }
+    }
+
+    fn correlation(a: &[f32], b: &[f32]) -> f64 {
+        let n = a.len().min(b.len());
+        let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+        for i in 0..n {
+            let (x, y) = (a[i] as f64, b[i] as f64);
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        ab / (aa.sqrt() * bb.sqrt()).max(1e-12)
     }
 }

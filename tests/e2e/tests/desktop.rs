@@ -927,3 +927,68 @@ fn broken_settings_file_is_shown_with_its_code_and_rules_only_still_drafts() -> 
         wait_for_draft(s)
     })
 }
+
+#[test]
+fn opens_an_audio_file_the_transcript_lands_in_the_box_and_drafts_from_it() -> Result<()> {
+    if !keyring_session("opens_an_audio_file_the_transcript_lands_in_the_box_and_drafts_from_it") {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    // No clinic server: the recording is heard by this workstation's worker.
+    let settings = ward.dir.path().join("settings.toml");
+    std::fs::write(&settings, "")?;
+    std::env::set_var("KARTE_SETTINGS", &settings);
+    std::env::set_var("KARTE_MODEL", fast_model());
+    // A synthetic dictation spoken by the TTS (3.9 s): 「市中肺炎と診断し、セフトリアキソンを開始する。」, as a phone
+    // would save it (M4A, AAC 64 kbit/s; tests/data/voice/make_formats.py).
+    let clip = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/voice/d03-jf_alpha.m4a")
+        .canonicalize()
+        .context("the committed clip tests/data/voice/d03-jf_alpha.m4a")?;
+    let app = launch_as(&ward, "dr.sato", "#dictation")?;
+    with_failure_screenshot(&app, "desktop-audio", |s| {
+        // 音声ファイルを開く: the file chooser's input gets the path, as when the physician picks the file.
+        let input = s.wait_for("#audio-file", Duration::from_secs(10))?;
+        s.send_keys(&input, &clip.to_string_lossy())?;
+        let started = Instant::now();
+        let heard = loop {
+            if let Some(e) = s.text_of("#error")? {
+                bail!("the app showed an error instead of the transcript: {e}");
+            }
+            if let Some(h) = s.text_of("#heard")? {
+                break h;
+            }
+            ensure!(
+                started.elapsed() < draft_timeout(),
+                "no transcript within {:?}",
+                draft_timeout()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        eprintln!(
+            "heard after {:.1} s: {heard}",
+            started.elapsed().as_secs_f64()
+        );
+        ensure!(heard.contains("この端末"), "where it was heard: {heard}");
+        let field = s.wait_for("#dictation", Duration::from_secs(5))?;
+        let text = s.property(&field, "value")?;
+        let text = text.as_str().unwrap_or_default().to_string();
+        ensure!(
+            text.contains("セフトリアキソン"),
+            "the box holds the transcript: {text}"
+        );
+        save_screenshot(s, "desktop-audio.png")?;
+
+        // Drafting works on it as on typed text (rules only: the model's part is the other tests').
+        s.click(&s.wait_for("#no-llm", Duration::from_secs(5))?)?;
+        s.click(&s.wait_for("#draft-button", Duration::from_secs(5))?)?;
+        wait_for_draft(s)?;
+        let plan = s.text_of("#section-plan")?.unwrap_or_default();
+        ensure!(
+            plan.contains("セフトリアキソン"),
+            "the plan cites the heard drug: {plan}"
+        );
+        Ok(())
+    })
+}
