@@ -1,6 +1,7 @@
 //! `cargo xtask`: everything a fresh machine needs, in Rust, idempotent (each step skips what is already there).
 //!
-//! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, and the models (sha256-checked)
+//! - `setup`: Debian packages, the wasm target, pinned wasm-bindgen-cli, tauri-driver, the models (sha256-checked)
+//!   and the reading dictionaries of the speech correction (`dict`: mecab-ipadic + kanjidic, see `dict.rs`)
 //! - `run`: build and launch the desktop app on the default model (under Xvfb when there is no display)
 //! - `test`: fmt, clippy, every test of every crate, and the desktop end-to-end test under Xvfb
 //! - `e2e [FILTER]`: only the desktop end-to-end tests (build the app and its worker, Xvfb, WebDriver)
@@ -9,6 +10,7 @@
 mod bench;
 mod bench_vs;
 mod desktop;
+mod dict;
 mod serve_bench;
 mod train;
 
@@ -91,6 +93,7 @@ fn main() -> Result<()> {
         Some("voice-clips") => voice_clips(args.get(1).map(String::as_str)),
         Some("voice-bench") => voice_bench(&args[1..]),
         Some("voice-test") => voice_test(),
+        Some("dict") => dict::setup(),
         Some("fetch-model") => fetch_model(args.get(1).map(String::as_str)),
         Some("ui") => desktop::build_ui(false),
         Some("run") => {
@@ -121,7 +124,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|llama-server|fetch-model NAME|ui|train-venv|train-test|train [--smoke|--full] [OUT]|voice-clips [N]|voice-bench [ARGS]|voice-test>"
+                "usage: cargo xtask <setup|venv|run|test|e2e [FILTER]|bench|bench-vs REV|bench-serve|llama-server|fetch-model NAME|dict|ui|train-venv|train-test|train [--smoke|--full] [OUT]|voice-clips [N]|voice-bench [ARGS]|voice-test>"
             );
             std::process::exit(2)
         }
@@ -304,7 +307,7 @@ fn setup() -> Result<()> {
     for name in [default.as_str(), TEST_MODEL, VOICE_MODEL] {
         fetch_model(Some(name))?;
     }
-    Ok(())
+    dict::setup()
 }
 
 pub fn venv_dir() -> PathBuf {
@@ -364,6 +367,7 @@ fn voice_clips(limit: Option<&str>) -> Result<()> {
 fn voice_test() -> Result<()> {
     voice_clips(Some("1"))?;
     fetch_model(Some(VOICE_MODEL))?;
+    dict::setup()?;
     step("voice: decoding tests (dictation, cache equivalence)");
     run(cargo().args([
         "test",
@@ -380,6 +384,7 @@ fn voice_test() -> Result<()> {
 fn voice_bench(args: &[String]) -> Result<()> {
     voice_clips(None)?;
     fetch_model(Some(VOICE_MODEL))?;
+    dict::setup()?;
     step("voice: transcribing the clips");
     run(cargo()
         // The dev profile: dependencies (candle) are built at opt-level 2 there, and the test build is reused.
@@ -422,7 +427,7 @@ fn python_venv() -> Result<()> {
         .args(&missing))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -379,6 +379,13 @@ fn transcribe(file: &std::path::Path, format: Format, prompt: Option<String>) ->
                     "音声はありましたが、文字にできませんでした。録音し直すか、入力してください。"
                 );
             }
+            // Replaced words are shown so that the physician can check them against what was said.
+            for c in &t.corrections {
+                eprintln!("補正: {} → {}（{}文字目）", c.from, c.to, c.at + 1);
+            }
+            if let Some(note) = &t.correction_note {
+                eprintln!("{note}");
+            }
             t.text.clone()
         }
     };

@@ -343,6 +343,19 @@ fn transcribe_a_dictation_and_refuse_what_is_not_audio() {
         t["engine"].as_str().unwrap().starts_with("whisper-base"),
         "{t}"
     );
+    // Whisper base hears 市中肺炎 as 指重肺炎 on this clip; the near-homophone correction (its dictionaries are built
+    // by `cargo xtask setup`) puts the lexicon term back and says what it replaced, where.
+    assert!(t.get("correction_note").is_none(), "{t}");
+    let fixes = t["corrections"].as_array().expect("corrections array");
+    assert!(
+        fixes.iter().any(|c| c["to"] == "市中肺炎"
+            && c["from"]
+                .as_str()
+                .is_some_and(|f| !f.is_empty() && f != "市中肺炎")
+            && c["at"].as_u64().is_some()),
+        "{t}"
+    );
+    assert!(text.contains("市中肺炎"), "{t}");
 
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("録音.m4a");

@@ -66,6 +66,8 @@ lexicon!(DIAGNOSES, "diagnoses");
 lexicon!(DRUGS, "drugs");
 lexicon!(LABS, "labs");
 lexicon!(TESTS, "tests");
+// Words of the dictation itself (聴取, 聴診, 鎮痛薬): read by speech recognition's correction, not by extraction.
+lexicon!(DICTATION, "dictation");
 
 /// Vital signs are few and fixed, so they live in code with their patterns (see `extract`).
 pub const VITALS: [&str; 8] = [

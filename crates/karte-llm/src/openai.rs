@@ -294,7 +294,7 @@ pub struct Transcription {
 }
 
 /// `response_format=verbose_json`: OpenAI's shape, which the `openai` packages parse into their own types, with
-/// Karte's two additions (`engine`, `speech_seconds`) that other servers leave out.
+/// Karte's additions (`engine`, `speech_seconds`, `corrections`) that other servers leave out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerboseTranscription {
     pub task: String,
@@ -309,6 +309,18 @@ pub struct VerboseTranscription {
     /// empty text from silence apart from speech that gave no text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speech_seconds: Option<f64>,
+    /// Near-homophones the recogniser replaced with lexicon terms, with what it heard, so the physician can check
+    /// them (karte-voice's correction pass). Absent from other servers' answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrections: Option<Vec<TranscriptionCorrection>>,
+}
+
+/// One replacement: `from` as decoded, `to` the lexicon term, `at` its character offset in the decoded text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptionCorrection {
+    pub from: String,
+    pub to: String,
+    pub at: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

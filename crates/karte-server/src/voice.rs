@@ -9,7 +9,9 @@
 use std::sync::{Arc, Mutex};
 
 use karte_core::{Code, Error, Result};
-use karte_llm::openai::{Transcription, TranscriptionSegment, VerboseTranscription};
+use karte_llm::openai::{
+    Transcription, TranscriptionCorrection, TranscriptionSegment, VerboseTranscription,
+};
 use karte_voice::{Options, Recogniser, Transcript};
 
 /// Model names a client may ask for: Karte's own and OpenAI's, so that scripts written for OpenAI work unchanged.
@@ -163,6 +165,16 @@ pub fn verbose(t: &Transcript) -> VerboseTranscription {
             .collect(),
         engine: Some(t.engine.clone()),
         speech_seconds: Some(t.speech_s),
+        corrections: Some(
+            t.corrections
+                .iter()
+                .map(|c| TranscriptionCorrection {
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    at: c.at,
+                })
+                .collect(),
+        ),
     }
 }
 

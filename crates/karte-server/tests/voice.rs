@@ -56,6 +56,15 @@ fn openai_client_transcribes_speech_gets_nothing_for_silence_and_clear_refusals(
         let (start, end) = (s["start"].as_f64().unwrap(), s["end"].as_f64().unwrap());
         assert!(0.0 <= start && start < end && end <= duration + 0.5, "{v}");
     }
+    // verbose_json lists the near-homophone corrections (Whisper base hears 市中肺炎 as 指重肺炎 on this clip), which
+    // the openai client keeps as an extra field.
+    let fixes = v["verbose"]["corrections"].as_array().expect("corrections");
+    assert!(
+        fixes
+            .iter()
+            .any(|c| c["to"] == "市中肺炎" && c["from"] != "市中肺炎" && c["at"].is_u64()),
+        "{v}"
+    );
     // The same audio in the default JSON form gives the same text (decoding is deterministic).
     assert_eq!(v["json"], v["verbose"]["text"], "{v}");
     assert_eq!(v["silence"], "", "silence must give no text: {v}");

@@ -9,9 +9,11 @@
 //! clips), timestamps are predicted so that each segment has a time span, and a 30-second window whose no-speech
 //! probability is high and whose text is improbable is dropped — the rule that keeps silence from turning into
 //! "ご視聴ありがとうございました". The initial prompt carries terms from `assets/lexicon`, which biases the decoder
-//! towards medical spellings (咳 rather than 積).
+//! towards medical spellings (咳 rather than 積). What it still mishears as everyday words that sound alike is put
+//! back by the near-homophone correction ([`correct`]), each replacement recorded in [`Transcript::corrections`].
 
 pub mod audio;
+pub mod correct;
 mod ct2;
 mod decoder;
 pub mod metrics;
@@ -71,6 +73,12 @@ pub struct Transcript {
     /// Seconds the voice-activity gate judged to be speech; 0 means the recording holds no speech (the text is
     /// then empty and the model was not run).
     pub speech_s: f64,
+    /// Near-homophones replaced by lexicon terms ([`correct`]), with what Whisper wrote; `at` counts characters
+    /// of the text as decoded (the segments' texts joined).
+    pub corrections: Vec<correct::Correction>,
+    /// Set when the correction could not run (its dictionaries are missing): the text is then as decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correction_note: Option<String>,
 }
 
 impl Transcript {
@@ -87,6 +95,9 @@ pub struct Options {
     /// Decode with candle's own decoder, which re-runs every token at every step (no self-attention cache). Slow;
     /// kept only so that tests can check the cached decoder gives the same transcript.
     pub uncached_reference: bool,
+    /// Leave Whisper's text as decoded, without the near-homophone correction ([`correct`]): for measuring what the
+    /// correction changes (voice_bench), never for dictation.
+    pub raw: bool,
 }
 
 /// A loaded recogniser. Loading costs about a second; keep one per process and reuse it.
@@ -232,6 +243,8 @@ impl Recogniser {
             language: "ja".into(),
             duration_s,
             speech_s: gated.speech_s(),
+            corrections: Vec::new(),
+            correction_note: None,
         };
         if gated.pcm.is_empty() {
             return Ok(t);
@@ -245,6 +258,9 @@ impl Recogniser {
                 ..s
             })
             .collect();
+        if !opts.raw {
+            apply_corrections(&mut t);
+        }
         t.text = t.segments.iter().map(|s| s.text.as_str()).collect();
         Ok(t)
     }
@@ -485,6 +501,30 @@ impl Recogniser {
             last_end.map(|e| (e / TIME_STEP) as usize * 2)
         };
         (out, consumed)
+    }
+}
+
+/// Correct each segment's text (a segment is a clause or sentence, the unit the grammatical check reads), keeping
+/// offsets relative to the whole decoded text. Without the dictionaries the text stays as decoded, with a note.
+fn apply_corrections(t: &mut Transcript) {
+    let mut offset = 0;
+    for s in &mut t.segments {
+        let n = s.text.chars().count();
+        match correct::correct(&s.text) {
+            Ok((text, found)) => {
+                s.text = text;
+                t.corrections
+                    .extend(found.into_iter().map(|c| correct::Correction {
+                        at: c.at + offset,
+                        ..c
+                    }));
+            }
+            Err(e) => {
+                t.correction_note = Some(e.message);
+                return;
+            }
+        }
+        offset += n;
     }
 }
 

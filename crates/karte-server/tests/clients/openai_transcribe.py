@@ -22,6 +22,8 @@ out["verbose"] = {
     "language": r.language,
     "duration": r.duration,
     "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in (r.segments or [])],
+    # Karte's addition, kept by the client as an extra field: the near-homophone replacements.
+    "corrections": r.model_dump().get("corrections"),
 }
 
 with open(speech, "rb") as f:
