@@ -13,19 +13,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Must match `karte_voice::correct::dict_dir`.
-pub fn dict_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KARTE_DICT_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    karte_models::model_dir()
-        .parent()
-        .map(|p| p.join("dict"))
-        .unwrap_or_else(|| PathBuf::from("dict"))
-}
-
-pub const SYSTEM_DIC: &str = "ipadic.dic";
-pub const KANJI_ON: &str = "kanji-on.tsv";
+pub use karte_models::{dict_dir, DICT_KANJI_ON as KANJI_ON, DICT_SYSTEM_DIC as SYSTEM_DIC};
 
 pub fn setup() -> Result<()> {
     crate::step("setup: reading dictionaries for the speech correction (mecab-ipadic, kanjidic)");

@@ -89,6 +89,24 @@ impl Manifest {
     }
 }
 
+/// Where the speech correction's reading dictionaries live: `KARTE_DICT_DIR`, else `dict/` beside the model cache.
+/// Here rather than in karte-voice so that `cargo xtask dict`, which writes them, and the recogniser, which reads
+/// them, cannot disagree (xtask does not link the recogniser).
+pub fn dict_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KARTE_DICT_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    model_dir()
+        .parent()
+        .map(|p| p.join("dict"))
+        .unwrap_or_else(|| PathBuf::from("dict"))
+}
+
+/// The compiled IPAdic (vibrato format) in [`dict_dir`].
+pub const DICT_SYSTEM_DIC: &str = "ipadic.dic";
+/// Per-kanji on-readings (`漢<TAB>カン ケン`) in [`dict_dir`].
+pub const DICT_KANJI_ON: &str = "kanji-on.tsv";
+
 /// Where weights live: `KARTE_MODEL_DIR`, else the machine-wide cache that installers and `cargo xtask setup` fill.
 pub fn model_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KARTE_MODEL_DIR").filter(|d| !d.is_empty()) {

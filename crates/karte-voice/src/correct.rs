@@ -14,14 +14,11 @@
 use karte_core::{Code, Error, Result};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use vibrato::dictionary::LexType;
 
-/// The compiled IPAdic (vibrato format) in [`dict_dir`].
-pub const SYSTEM_DIC: &str = "ipadic.dic";
-/// Per-kanji on-readings (`漢<TAB>カン ケン`) in [`dict_dir`].
-pub const KANJI_ON: &str = "kanji-on.tsv";
+pub use karte_models::{dict_dir, DICT_KANJI_ON as KANJI_ON, DICT_SYSTEM_DIC as SYSTEM_DIC};
 
 /// Spans of at most this many tokens are compared with terms (血液培養 heard as 決意 + 培養 is two).
 const MAX_SPAN_TOKENS: usize = 4;
@@ -55,18 +52,6 @@ pub struct Correction {
     pub to_reading: String,
     /// Weighted mora distance between the readings (0 = same sound).
     pub distance: f64,
-}
-
-/// Where the reading dictionaries live: `KARTE_DICT_DIR`, else `dict/` beside the model cache
-/// (`/var/cache/karte/dict`), filled by `cargo xtask setup`.
-pub fn dict_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KARTE_DICT_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    karte_models::model_dir()
-        .parent()
-        .map(|p| p.join("dict"))
-        .unwrap_or_else(|| PathBuf::from("dict"))
 }
 
 /// Correct `text` with the process-wide [`Corrector`] (loaded on first use from [`dict_dir`]).
