@@ -12,6 +12,8 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod microphone;
+mod recording;
 mod records;
 mod uploads;
 
@@ -80,6 +82,12 @@ fn main() {
             commands::engine_status => ENGINE_STATUS,
             commands::reconnect_engine => RECONNECT_ENGINE,
             commands::transcribe_audio => TRANSCRIBE_AUDIO,
+            recording::recording_start => RECORDING_START,
+            recording::recording_append => RECORDING_APPEND,
+            recording::recording_stop => RECORDING_STOP,
+            recording::recordings_pending => RECORDINGS_PENDING,
+            recording::recording_transcribe => RECORDING_TRANSCRIBE,
+            recording::recording_discard => RECORDING_DISCARD,
             records::login => LOGIN,
             records::logout => LOGOUT,
             records::save_draft => SAVE_DRAFT,
@@ -98,6 +106,7 @@ fn main() {
             uploads::upload_overview => UPLOAD_OVERVIEW,
         ])
         .setup(move |app| {
+            microphone::allow(app);
             // The upload queue drains in the background from the start (signed notes of an earlier session too).
             uploads::start(records, uploads);
             // Start the worker and load its model while the physician is still typing, so the first draft does

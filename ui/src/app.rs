@@ -5,7 +5,8 @@ use crate::components::{
     SourceView, StatusBar,
 };
 use crate::ipc;
-use crate::model::{Dictated, DraftOutput, EngineStatus, ProgressState, UiError};
+use crate::model::{Dictated, DraftOutput, EngineStatus, HearingProgress, ProgressState, UiError};
+use crate::recorder::{Recorder, RecorderPanel};
 use crate::shell::{PhysicianRecords, SaveDraft, SessionCtx};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -29,6 +30,8 @@ struct DraftState {
     hearing: RwSignal<bool>,
     /// The last recording heard: where, and how long, for the line under the box.
     heard: RwSignal<Option<Dictated>>,
+    /// A recording made in the window is heard in parts: how far, and the text so far.
+    hearing_progress: RwSignal<Option<HearingProgress>>,
     highlight: Highlight,
 }
 
@@ -46,6 +49,7 @@ impl DraftState {
             reconnecting: RwSignal::new(false),
             hearing: RwSignal::new(false),
             heard: RwSignal::new(None),
+            hearing_progress: RwSignal::new(None),
             highlight: Highlight::new(),
         }
     }
@@ -84,19 +88,22 @@ impl DraftState {
         self.heard.set(None);
         spawn_local(async move {
             match ipc::transcribe_audio(&file).await {
-                Ok(d) => {
-                    self.text.update(|t| {
-                        if !t.trim().is_empty() {
-                            t.push('\n');
-                        }
-                        t.push_str(&d.text);
-                    });
-                    self.heard.set(Some(d));
-                }
+                Ok(d) => self.take_heard(d),
                 Err(e) => self.error.set(Some(e)),
             }
             self.hearing.set(false);
         });
+    }
+
+    /// A recording's text goes after what is typed in the box, on a new line.
+    fn take_heard(self, d: Dictated) {
+        self.text.update(|t| {
+            if !t.trim().is_empty() {
+                t.push('\n');
+            }
+            t.push_str(&d.text);
+        });
+        self.heard.set(Some(d));
     }
 
     fn start_draft(self) {
@@ -124,14 +131,29 @@ impl DraftState {
     }
 }
 
-/// Under the dictation box: that a recording is being heard (it takes longer than the recording on a CPU), then
-/// where it was heard and how much speech it held.
+/// Under the dictation box: that a recording is being heard (it takes longer than the recording on a CPU), with the
+/// text so far when it is heard in parts, then where it was heard and how much speech it held.
 #[component]
-pub fn HearingLine(hearing: RwSignal<bool>, heard: RwSignal<Option<Dictated>>) -> impl IntoView {
+pub fn HearingLine(
+    hearing: RwSignal<bool>,
+    heard: RwSignal<Option<Dictated>>,
+    progress: RwSignal<Option<HearingProgress>>,
+) -> impl IntoView {
     move || {
         if hearing.get() {
+            let so_far = progress.get().map(|p| {
+                let line = format!(
+                    "{:.0} / {:.0} 秒を文字にしました",
+                    p.heard_s, p.total_s
+                );
+                view! {
+                    <p id="hearing-progress" class="hearing">{line}</p>
+                    <p id="hearing-text" class="hearing-text">{p.text}</p>
+                }
+            });
             Some(view! {
                 <p id="hearing" class="hearing">"音声を文字にしています…（録音の長さの1〜2倍の時間がかかります）"</p>
+                {so_far}
             }.into_any())
         } else {
             heard.get().map(|d| {
@@ -140,7 +162,21 @@ pub fn HearingLine(hearing: RwSignal<bool>, heard: RwSignal<Option<Dictated>>) -
                     d.engine.label_ja(),
                     d.speech_s
                 );
-                view! { <p id="heard" class="heard">{line}</p> }.into_any()
+                // Each replacement the recogniser made, so the physician checks exactly those words.
+                let fixes = (!d.corrections.is_empty()).then(|| {
+                    let list = d
+                        .corrections
+                        .iter()
+                        .map(|c| format!("「{}」→「{}」", c.from, c.to))
+                        .collect::<Vec<_>>()
+                        .join("、");
+                    view! {
+                        <p id="heard-corrections" class="heard">
+                            {format!("聞き取りを医学用語に置き換えた箇所: {list}。違っていれば直してください。")}
+                        </p>
+                    }
+                });
+                view! { <p id="heard" class="heard">{line}</p> {fixes} }.into_any()
             })
         }
     }
@@ -149,6 +185,30 @@ pub fn HearingLine(hearing: RwSignal<bool>, heard: RwSignal<Option<Dictated>>) -
 #[component]
 pub fn App() -> impl IntoView {
     let st = DraftState::new();
+    let rec = Recorder::new(
+        st.hearing,
+        st.error,
+        Callback::new(move |d| st.take_heard(d)),
+    );
+    let signed_in = use_context::<SessionCtx>().is_some();
+
+    // The microphones, F9, and the recordings a crash left: only in the window, and only for a signed-in user.
+    #[cfg(target_arch = "wasm32")]
+    if signed_in {
+        rec.refresh_pending();
+        rec.refresh_microphones();
+        rec.watch_devices();
+        let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.key() == "F9" {
+                ev.prevent_default();
+                rec.toggle();
+            }
+        });
+        on_cleanup(move || {
+            handle.remove();
+            rec.release();
+        });
+    }
 
     // Subscribing needs the Tauri runtime, which only exists in the wasm build inside the window.
     #[cfg(target_arch = "wasm32")]
@@ -160,7 +220,18 @@ pub fn App() -> impl IntoView {
         if let Err(e) = ipc::listen_status(move |s| st.status.set(Some(s))).await {
             st.error.set(Some(e));
         }
+        let hp = st.hearing_progress;
+        if let Err(e) = ipc::listen_hearing(move |p| hp.set(Some(p))).await {
+            st.error.set(Some(e));
+        }
         st.refresh_status();
+    });
+
+    // The parts' text belongs to the hearing under way; the next one starts from nothing.
+    Effect::new(move |_| {
+        if !st.hearing.get() {
+            st.hearing_progress.set(None);
+        }
     });
 
     let last_engine =
@@ -211,7 +282,10 @@ pub fn App() -> impl IntoView {
                     on_submit=Callback::new(move |_| st.start_draft())
                     on_audio=Callback::new(move |f| st.hear(f))
                 />
-                <HearingLine hearing=st.hearing heard=st.heard/>
+                {signed_in.then(|| view! {
+                    <RecorderPanel rec=rec busy=Signal::derive(move || st.busy.get() || st.hearing.get())/>
+                })}
+                <HearingLine hearing=st.hearing heard=st.heard progress=st.hearing_progress/>
                 <ErrorBox error=st.error/>
                 <ProgressPanel
                     busy=st.busy

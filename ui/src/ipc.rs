@@ -5,7 +5,8 @@
 //! JSON text so that they are parsed by the same serde code as everywhere else (no JS-number corner cases).
 
 use crate::model::{Dictated, DraftOutput, EngineStatus, Progress, UiError};
-use karte_ipc::{command, event};
+use karte_ipc::voice::RECORDING_HEADER;
+use karte_ipc::{command, event, HearingProgress, Recording};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -18,6 +19,14 @@ extern "C" {
     /// The same `invoke` with a binary body: Tauri sends a `Uint8Array` as the raw request body, not as JSON.
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch, js_name = invoke)]
     async fn invoke_raw(cmd: &str, body: js_sys::Uint8Array) -> Result<JsValue, JsValue>;
+
+    /// With options: `{headers}` name what the raw body belongs to (a piece of a recording).
+    #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "core"], catch, js_name = invoke)]
+    async fn invoke_raw_with(
+        cmd: &str,
+        body: js_sys::Uint8Array,
+        options: JsValue,
+    ) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_namespace = ["window", "__TAURI__", "event"], catch)]
     async fn listen(event: &str, handler: &js_sys::Function) -> Result<JsValue, JsValue>;
@@ -122,6 +131,51 @@ pub async fn transcribe_audio(file: &web_sys::File) -> Result<Dictated, UiError>
     from_js(&out)
 }
 
+/// Opens a recording in the record store; its pieces follow with [`recording_append`].
+pub async fn recording_start() -> Result<Recording, UiError> {
+    let out = invoke(command::RECORDING_START, JsValue::UNDEFINED)
+        .await
+        .map_err(to_error)?;
+    from_js(&out)
+}
+
+/// A piece of the recording (16-bit PCM at 16 kHz) as the raw body, named by a header; the seconds kept so far.
+pub async fn recording_append(id: &str, pcm: &[u8]) -> Result<f64, UiError> {
+    let options = to_js(&serde_json::json!({ "headers": { RECORDING_HEADER: id } }))?;
+    let out = invoke_raw_with(
+        command::RECORDING_APPEND,
+        js_sys::Uint8Array::from(pcm),
+        options,
+    )
+    .await
+    .map_err(to_error)?;
+    from_js(&out)
+}
+
+#[derive(Serialize)]
+struct RecordingArgs<'a> {
+    id: &'a str,
+}
+
+pub async fn recording_stop(id: &str) -> Result<Recording, UiError> {
+    call(command::RECORDING_STOP, &RecordingArgs { id }).await
+}
+
+pub async fn recording_transcribe(id: &str) -> Result<Dictated, UiError> {
+    call(command::RECORDING_TRANSCRIBE, &RecordingArgs { id }).await
+}
+
+pub async fn recording_discard(id: &str) -> Result<(), UiError> {
+    call_unit(command::RECORDING_DISCARD, &RecordingArgs { id }).await
+}
+
+pub async fn recordings_pending() -> Result<Vec<Recording>, UiError> {
+    let out = invoke(command::RECORDINGS_PENDING, JsValue::UNDEFINED)
+        .await
+        .map_err(to_error)?;
+    from_js(&out)
+}
+
 /// Runs any command with JSON-serialisable arguments (camelCase keys, as Tauri 2 expects) and parses its reply.
 pub async fn call<A: Serialize, T: DeserializeOwned>(cmd: &str, args: &A) -> Result<T, UiError> {
     let args = to_js(args)?;
@@ -158,6 +212,12 @@ async fn listen_json<T: DeserializeOwned + 'static>(
 
 pub async fn listen_progress(on_progress: impl FnMut(Progress) + 'static) -> Result<(), UiError> {
     listen_json(event::DRAFT_PROGRESS, on_progress).await
+}
+
+pub async fn listen_hearing(
+    on_progress: impl FnMut(HearingProgress) + 'static,
+) -> Result<(), UiError> {
+    listen_json(event::HEARING_PROGRESS, on_progress).await
 }
 
 pub async fn listen_status(on_status: impl FnMut(EngineStatus) + 'static) -> Result<(), UiError> {

@@ -14,6 +14,7 @@ pub mod documents;
 pub mod highlight;
 pub mod ipc;
 pub mod model;
+pub mod recorder;
 pub mod records;
 pub mod shell;
 pub mod uploads;

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use karte_core::{DraftOutput, EngineInfo, EngineKind, Flag, Sentence, Span, Suggestion};
-pub use karte_ipc::{Dictated, EngineStatus, Progress, Serving};
+pub use karte_ipc::{Dictated, EngineStatus, HearingProgress, Progress, Serving};
 
 /// An error as the window shows it: `karte_core::Error` on the wire, but with the code kept as a string so that a
 /// code added to the backend later still displays its message instead of failing to parse.

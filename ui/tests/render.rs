@@ -344,18 +344,32 @@ fn app_shell_has_the_controls_the_e2e_test_drives() {
 #[test]
 fn the_hearing_line_says_what_happens_to_an_opened_recording() {
     let idle = render(
-        || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(None)/> },
+        || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(None) progress=RwSignal::new(None)/> },
     );
     assert!(
         !idle.contains("id=\"hearing\"") && !idle.contains("id=\"heard\""),
         "{idle}"
     );
     let busy = render(
-        || view! { <ui::app::HearingLine hearing=RwSignal::new(true) heard=RwSignal::new(None)/> },
+        || view! { <ui::app::HearingLine hearing=RwSignal::new(true) heard=RwSignal::new(None) progress=RwSignal::new(None)/> },
     );
     assert!(
         busy.contains("id=\"hearing\"") && busy.contains("音声を文字にしています"),
         "{busy}"
+    );
+    assert!(!busy.contains("hearing-progress"), "{busy}");
+    // A recording heard in parts shows how far, and the text so far.
+    let parts = render(|| {
+        let p = ui::model::HearingProgress {
+            heard_s: 29.6,
+            total_s: 612.0,
+            text: "3日前から発熱と咳嗽あり。".into(),
+        };
+        view! { <ui::app::HearingLine hearing=RwSignal::new(true) heard=RwSignal::new(None) progress=RwSignal::new(Some(p))/> }
+    });
+    assert!(
+        parts.contains("30 / 612 秒を文字にしました") && parts.contains("3日前から発熱と咳嗽あり。"),
+        "{parts}"
     );
     for (engine, place) in [
         (EngineKind::Server, "院内サーバー"),
@@ -366,9 +380,10 @@ fn the_hearing_line_says_what_happens_to_an_opened_recording() {
             engine,
             duration_s: 3.9,
             speech_s: 3.2,
+            corrections: Vec::new(),
         };
         let html = render(
-            move || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(Some(d))/> },
+            move || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(Some(d)) progress=RwSignal::new(None)/> },
         );
         assert!(html.contains("id=\"heard\""), "{html}");
         assert!(html.contains(place) && html.contains("3.2 秒"), "{html}");
@@ -376,7 +391,26 @@ fn the_hearing_line_says_what_happens_to_an_opened_recording() {
             !html.contains("市中肺炎"),
             "the words are in the box, not repeated here: {html}"
         );
+        assert!(!html.contains("heard-corrections"), "{html}");
     }
+    // The recogniser's replacements are listed, each with what it heard.
+    let d = ui::model::Dictated {
+        text: "右下肺野で聴診上ラ音を聴取".into(),
+        engine: EngineKind::LocalWorker,
+        duration_s: 3.9,
+        speech_s: 3.2,
+        corrections: vec![
+            karte_ipc::TranscriptionCorrection { from: "調身".into(), to: "聴診".into(), at: 5 },
+            karte_ipc::TranscriptionCorrection { from: "調子".into(), to: "聴取".into(), at: 11 },
+        ],
+    };
+    let html = render(
+        move || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(Some(d)) progress=RwSignal::new(None)/> },
+    );
+    assert!(
+        html.contains("id=\"heard-corrections\"") && html.contains("「調身」→「聴診」、「調子」→「聴取」"),
+        "{html}"
+    );
 }
 
 #[test]

@@ -10,9 +10,10 @@ use karte_core::phrase;
 use karte_core::pipeline::floor_sections;
 use karte_core::{Code, DraftOutput, EngineInfo, Flag, Result, Sections, Sentence};
 use karte_guard::Dictation;
-pub use karte_ipc::{Dictated, EngineStatus, Progress};
+pub use karte_ipc::{Dictated, EngineStatus, HearingProgress, Progress};
 use karte_llm::{
-    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, FinishReason, Piece, Workstation,
+    CancelToken, ChatEngine, ChatMessage, ChatRequest, EngineKind, FinishReason, Heard, Piece,
+    Workstation,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,14 +149,8 @@ impl Drafter {
     /// with the caller whatever happens. A drafter without a workstation (an in-process model) hears nothing: the
     /// recogniser never runs in the caller's process here.
     pub fn transcribe(&self, audio: &[u8]) -> Result<Dictated> {
-        let Some(ws) = &self.workstation else {
-            return Err(karte_core::Error::new(
-                Code::WorkerStartFailed,
-                "この構成では音声入力を使えません。管理者に連絡してください。",
-            ));
-        };
         check_audio_size(audio.len())?;
-        let heard = ws.transcriber().transcribe(audio)?;
+        let heard = self.hear(audio)?;
         let t = heard.transcript;
         let text = dictation_text(&t.text, t.speech_seconds)?;
         Ok(Dictated {
@@ -163,6 +158,66 @@ impl Drafter {
             engine: heard.kind,
             duration_s: t.duration,
             speech_s: t.speech_seconds.unwrap_or(t.duration),
+            corrections: t.corrections.unwrap_or_default(),
+        })
+    }
+
+    fn hear(&self, audio: &[u8]) -> Result<Heard> {
+        let Some(ws) = &self.workstation else {
+            return Err(karte_core::Error::new(
+                Code::WorkerStartFailed,
+                "この構成では音声入力を使えません。管理者に連絡してください。",
+            ));
+        };
+        ws.transcriber().transcribe(audio)
+    }
+
+    /// A recording made in the window (the store's 16 kHz PCM) into text, heard in parts of at most 30 s cut at
+    /// pauses (`karte_ipc::voice::parts`): `progress` gets the text so far after each part, so a ten-minute
+    /// dictation shows its words while the rest is heard, and a part that fails over or restarts the worker is
+    /// heard again alone. Parts without speech add nothing; the whole is `audio.no_speech` only if none held any.
+    pub fn transcribe_pcm(
+        &self,
+        pcm: &[u8],
+        progress: &mut dyn FnMut(HearingProgress),
+    ) -> Result<Dictated> {
+        use karte_ipc::voice::{parts, pcm_seconds, wav, PART_S};
+        check_audio_size(pcm.len())?;
+        let total_s = pcm_seconds(pcm.len());
+        let mut text = String::new();
+        let mut corrections = Vec::new();
+        let (mut speech_s, mut engine) = (0.0, None);
+        for part in parts(pcm, PART_S) {
+            let end = part.end;
+            let Heard { transcript, kind } = self.hear(&wav(&pcm[part]))?;
+            engine = Some(kind);
+            speech_s += transcript.speech_seconds.unwrap_or(transcript.duration);
+            let piece = transcript.text.trim();
+            if !piece.is_empty() {
+                // The part's corrections count from its trimmed text; the whole text's offsets from its start.
+                let lead = transcript.text.chars().take_while(|c| c.is_whitespace()).count();
+                let base = text.chars().count();
+                corrections.extend(transcript.corrections.unwrap_or_default().into_iter().map(
+                    |mut c| {
+                        c.at = c.at.saturating_sub(lead) + base;
+                        c
+                    },
+                ));
+                text.push_str(piece);
+            }
+            progress(HearingProgress {
+                heard_s: pcm_seconds(end),
+                total_s,
+                text: text.clone(),
+            });
+        }
+        let text = dictation_text(&text, Some(speech_s))?;
+        Ok(Dictated {
+            text,
+            engine: engine.unwrap_or(EngineKind::LocalWorker),
+            duration_s: total_s,
+            speech_s,
+            corrections,
         })
     }
 

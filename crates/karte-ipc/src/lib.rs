@@ -24,7 +24,7 @@ pub use records::{
     ClinicalDate, Decision, DocumentDraft, DocumentRequest, EncounterSummary, EncounterView,
     ReviewView, Signature, SignedNote, SuggestionView, VersionKind, VersionView,
 };
-pub use voice::Dictated;
+pub use voice::{Dictated, HearingProgress, Recording, TranscriptionCorrection};
 
 /// Tauri command names. Tauri takes a command's name from its handler function, so `src-tauri` checks at compile
 /// time that each handler is named as below; the window calls by these constants, never by a literal.
@@ -51,6 +51,15 @@ pub mod command {
     pub const UPLOAD_OVERVIEW: &str = "upload_overview";
     /// The recording's bytes as the raw body of the call (not JSON: a 10-minute WAV is 19 MB).
     pub const TRANSCRIBE_AUDIO: &str = "transcribe_audio";
+    /// Recording in the window: the audio is kept in the record store as it arrives (`RECORDING_APPEND`'s raw body
+    /// is 16-bit PCM at `voice::CAPTURE_RATE`), so a crash or a closed window loses at most the last second.
+    pub const RECORDING_START: &str = "recording_start";
+    pub const RECORDING_APPEND: &str = "recording_append";
+    pub const RECORDING_STOP: &str = "recording_stop";
+    /// The signed-in physician's recordings that were never heard (left by a crash, or heard without success).
+    pub const RECORDINGS_PENDING: &str = "recordings_pending";
+    pub const RECORDING_TRANSCRIBE: &str = "recording_transcribe";
+    pub const RECORDING_DISCARD: &str = "recording_discard";
 }
 
 /// Events the app emits to the window.
@@ -59,6 +68,8 @@ pub mod event {
     pub const DRAFT_PROGRESS: &str = "draft-progress";
     /// An [`EngineStatus`] when the engine's status changed outside a command (the start-up preload ended).
     pub const ENGINE_STATUS: &str = "engine-status";
+    /// How far the hearing of a recording is (`voice::HearingProgress`), after each part.
+    pub const HEARING_PROGRESS: &str = "hearing-progress";
 }
 
 /// The desktop app's supervised worker (`karte-llm`'s `worker`) and `karte-server --local` (its `serve`): the two

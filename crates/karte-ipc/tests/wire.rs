@@ -298,3 +298,45 @@ fn upload_queue() {
                "worker_error": {"code": "sync.client_cert_missing", "message": "証明書がありません"}}),
     );
 }
+
+#[test]
+fn dictation_audio_recordings_and_hearing() {
+    pinned(
+        karte_ipc::Dictated {
+            text: "聴診上ラ音あり".into(),
+            engine: karte_core::EngineKind::Server,
+            duration_s: 3.9,
+            speech_s: 3.2,
+            corrections: vec![karte_ipc::TranscriptionCorrection {
+                from: "調身".into(),
+                to: "聴診".into(),
+                at: 0,
+            }],
+        },
+        json!({"text": "聴診上ラ音あり", "engine": "server", "duration_s": 3.9, "speech_s": 3.2,
+               "corrections": [{"from": "調身", "to": "聴診", "at": 0}]}),
+    );
+    // No corrections: the field is left out, as before it existed.
+    let plain: karte_ipc::Dictated = serde_json::from_value(
+        json!({"text": "発熱", "engine": "local_worker", "duration_s": 1.0, "speech_s": 0.8}),
+    )
+    .unwrap();
+    assert!(plain.corrections.is_empty());
+    pinned(
+        karte_ipc::Recording {
+            id: "3f2a".into(),
+            started_at: "2026-12-07T05:30:12.000Z".into(),
+            seconds: 25.5,
+            open: true,
+        },
+        json!({"id": "3f2a", "started_at": "2026-12-07T05:30:12.000Z", "seconds": 25.5, "open": true}),
+    );
+    pinned(
+        karte_ipc::HearingProgress {
+            heard_s: 29.6,
+            total_s: 612.0,
+            text: "発熱".into(),
+        },
+        json!({"heard_s": 29.6, "total_s": 612.0, "text": "発熱"}),
+    );
+}

@@ -247,10 +247,12 @@ impl HttpEngine {
             .cfg
             .total_timeout
             .max(Duration::from_secs(60 + 3 * longest_s));
-        // The name is a placeholder: servers want one, and the workstation's own must not leave it.
+        // The name is a placeholder (the workstation's own must not leave it), but its extension is what
+        // OpenAI-compatible servers go by, so it names the format the bytes are in.
+        let (name, mime) = audio_file_name(audio);
         let file = Part::bytes(audio.to_vec())
-            .file_name("dictation.wav")
-            .mime_str("audio/wav")
+            .file_name(name)
+            .mime_str(mime)
             .map_err(|_| protocol_error())?;
         let form = Form::new()
             .text("model", "whisper-1")
@@ -518,9 +520,38 @@ impl HttpEngine {
     }
 }
 
+/// A file name and MIME type for a recording, from its first bytes: WAV, FLAC, MP3 (ID3 tag or frame sync) or
+/// MP4/M4A (`ftyp`). Unknown bytes go as WAV, the recogniser's own format, and the server decides.
+fn audio_file_name(audio: &[u8]) -> (&'static str, &'static str) {
+    match audio {
+        [b'f', b'L', b'a', b'C', ..] => ("dictation.flac", "audio/flac"),
+        [b'I', b'D', b'3', ..] => ("dictation.mp3", "audio/mpeg"),
+        [0xFF, b, ..] if b & 0xE0 == 0xE0 => ("dictation.mp3", "audio/mpeg"),
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => ("dictation.m4a", "audio/mp4"),
+        _ => ("dictation.wav", "audio/wav"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed test clip in each format the window opens: the upload names each by its bytes.
+    #[test]
+    fn recordings_are_uploaded_under_the_name_of_their_format() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice");
+        for (file, name) in [
+            ("d03-jf_alpha.wav", "dictation.wav"),
+            ("d03-jf_alpha.flac", "dictation.flac"),
+            ("d03-jf_alpha.mp3", "dictation.mp3"),
+            ("d03-jf_alpha.m4a", "dictation.m4a"),
+        ] {
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            assert_eq!(audio_file_name(&bytes).0, name, "{file}");
+        }
+        assert_eq!(audio_file_name(b"").0, "dictation.wav");
+        assert_eq!(audio_file_name(&[0xFF, 0xFB, 0x90, 0x00]).1, "audio/mpeg");
+    }
 
     #[test]
     fn sse_events_are_split_on_blank_lines() {

@@ -315,13 +315,8 @@ pub struct VerboseTranscription {
     pub corrections: Option<Vec<TranscriptionCorrection>>,
 }
 
-/// One replacement: `from` as decoded, `to` the lexicon term, `at` its character offset in the decoded text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TranscriptionCorrection {
-    pub from: String,
-    pub to: String,
-    pub at: usize,
-}
+/// The window shows the same corrections: one type for the wire and the window.
+pub use karte_ipc::TranscriptionCorrection;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TranscriptionSegment {

@@ -455,3 +455,68 @@ fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worke
     heard_right(&h);
     worker.shutdown();
 }
+
+/// A recording made in the window (the store's 16 kHz PCM), heard the way the app hears it: `Drafter::transcribe_pcm`
+/// against this workstation's real worker cuts it at a pause into parts of at most 30 s and reports the text after
+/// each, so a long dictation shows its words while the rest is heard.
+#[test]
+fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(&settings, "").unwrap();
+    let ws = karte_llm::Workstation::from_settings(
+        karte_llm::Settings::load_from(&settings),
+        karte_llm::WorkstationOptions {
+            model: Some(common::model()),
+            worker: Some(server_bin()),
+            worker_stderr: std::env::var_os("KARTE_TEST_SERVER_LOG").is_some(),
+        },
+    );
+    let drafter = karte_api::Drafter::for_workstation(Arc::new(ws));
+    // The sentence said twice a second apart, 13 s of silence, then once more and 6 s of silence: 32 s, cut into
+    // two parts in the long pause. The first part also needs the recogniser's temperature fallback: greedy decoding
+    // of a sentence said twice loops (「腹部、腹部、…」) and the loop guard would drop the whole part.
+    let pcm = dictation_pcm(&[1.0, 13.0, 6.0]);
+    let total = karte_ipc::voice::pcm_seconds(pcm.len());
+    let mut seen = Vec::new();
+    let d = drafter
+        .transcribe_pcm(&pcm, &mut |p| seen.push(p))
+        .unwrap();
+    drafter.shutdown();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0].heard_s > 8.8 && seen[0].heard_s < 21.8,
+        "cut in the long pause: {seen:?}"
+    );
+    assert_eq!(seen[1].heard_s, total);
+    assert!(seen.iter().all(|p| p.total_s == total));
+    assert!(seen[0].text.contains("セフトリアキソン"), "{seen:?}");
+    assert!(seen[1].text.starts_with(&seen[0].text), "{seen:?}");
+    assert!(
+        seen[1].text.len() > seen[0].text.len() && seen[1].text[seen[0].text.len()..].contains("セフトリアキソン"),
+        "the second part adds its own words: {seen:?}"
+    );
+    assert_eq!(d.text, seen[1].text);
+    assert_eq!(d.engine, EngineKind::LocalWorker);
+}
+
+/// The committed clip (24 kHz) as the window records it (`to_pcm16`: 16 kHz 16-bit), said once per entry of
+/// `pauses`, each saying followed by that many seconds of silence.
+fn dictation_pcm(pauses: &[f64]) -> Vec<u8> {
+    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/voice/d03-jf_alpha.wav");
+    let mut r = hound::WavReader::open(clip).unwrap();
+    let rate = r.spec().sample_rate as f32;
+    let samples: Vec<f32> = r
+        .samples::<i16>()
+        .map(|s| s.unwrap() as f32 / i16::MAX as f32)
+        .collect();
+    let said = karte_ipc::voice::to_pcm16(&samples, rate);
+    let mut out = Vec::new();
+    for &p in pauses {
+        out.extend_from_slice(&said);
+        out.resize(out.len() + 2 * (p * karte_ipc::voice::CAPTURE_RATE as f64) as usize, 0);
+    }
+    out
+}

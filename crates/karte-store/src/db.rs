@@ -41,6 +41,8 @@ const MIGRATIONS: &[(&str, Option<DataStep>)] = &[
         include_str!("schema_v4.sql"),
         Some(crate::records::migrate_clinical_dates),
     ),
+    // Recordings kept while the physician speaks into the window.
+    (include_str!("schema_v5.sql"), None),
 ];
 
 /// A 256-bit SQLCipher key. Zeroed on drop; never `Debug`-printed.

@@ -19,6 +19,7 @@ mod clock;
 pub mod db;
 pub mod feedback;
 pub mod outbox;
+mod recordings;
 pub mod records;
 pub mod vault;
 
@@ -29,7 +30,7 @@ pub use clock::{iso8601, today};
 pub use feedback::FeedbackRecord;
 pub use karte_core::ClinicalDate;
 pub use karte_ipc::UserInfo;
-pub use karte_ipc::{DocumentDraft, DocumentRequest};
+pub use karte_ipc::{DocumentDraft, DocumentRequest, Recording};
 pub use outbox::{Halt, OutboxItem, OutboxState, QueueHealth, SignedDocument};
 pub use records::{
     Decision, EncounterSummary, EncounterView, ReviewView, Signature, SignedNote, SuggestionView,

@@ -676,6 +676,7 @@ fn audit_log_records_access_without_clinical_text() {
         engine: karte_core::EngineKind::LocalWorker,
         duration_s: 4.0,
         speech_s: 3.2,
+        corrections: Vec::new(),
     };
     s.transcribe_with(&doc, || Ok(heard.clone())).unwrap();
     let silent = s.transcribe_with(&doc, || {

@@ -43,6 +43,11 @@ const NO_SPEECH_ALONE: f64 = 0.8;
 const LOOP_REPEATS: usize = 4;
 /// …covering at least this many characters (so 「ーー」 or 「ささささ」-like short runs in real speech stay).
 const LOOP_MIN_CHARS: usize = 8;
+/// Whisper's temperature fallback (`transcribe(temperature=(0.0, 0.2, …, 1.0))`): a window whose greedy decoding
+/// loops is decoded again, sampling at the next temperature, until one does not. Greedy decoding
+/// falls into 「腹部、腹部、腹部…」 on some dictations (and on a sentence said twice) and the loop guard then drops
+/// the whole window; sampling leaves the loop. Seeded per window, so a recording always gives the same text.
+const TEMPERATURES: [f64; 6] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
 /// Tokens sampled per 30-second window at most (Whisper's `sample_len`): a looping decoder stops here.
 const MAX_SAMPLED: usize = 224;
 /// The first timestamp may not be later than 1 s (Whisper's `max_initial_timestamp`).
@@ -292,15 +297,36 @@ impl Recogniser {
                 .map_err(engine_err)?;
             let offset_s = seek as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
             let window_frames = (content_frames - seek).min(w::N_FRAMES);
-            let decoded = self
-                .decode_window(&window, &prompt_ids, opts.uncached_reference)
-                .map_err(engine_err)?;
-            let silent = (decoded.no_speech_prob > NO_SPEECH_THRESHOLD
-                && decoded.avg_logprob < LOGPROB_THRESHOLD)
-                || decoded.no_speech_prob > NO_SPEECH_ALONE;
             let window_end_s =
                 offset_s + window_frames as f64 * w::HOP_LENGTH as f64 / w::SAMPLE_RATE as f64;
-            let (segs, consumed) = self.segments(&decoded.tokens, offset_s, window_end_s);
+            let mut attempt = 0;
+            let (decoded, silent, segs, consumed) = loop {
+                let temperature = TEMPERATURES[attempt];
+                let mut rng = Rng::new(seek as u64, attempt as u64);
+                let decoded = self
+                    .decode_window(
+                        &window,
+                        &prompt_ids,
+                        opts.uncached_reference,
+                        temperature,
+                        &mut rng,
+                    )
+                    .map_err(engine_err)?;
+                let silent = (decoded.no_speech_prob > NO_SPEECH_THRESHOLD
+                    && decoded.avg_logprob < LOGPROB_THRESHOLD)
+                    || decoded.no_speech_prob > NO_SPEECH_ALONE;
+                let (segs, consumed) = self.segments(&decoded.tokens, offset_s, window_end_s);
+                // Whisper retries a window that loops (its compression-ratio test; here the loop guard) or is
+                // improbable. Only the loop is retried here: a loop loses the whole window to the guard, while an
+                // improbable window kept greedy keeps the text measured in BENCHMARKS.md, and sampling noise at
+                // high temperatures could turn it into confident words.
+                let looped = segs.iter().any(|s| is_looping(&s.text));
+                let retry = !silent && looped;
+                attempt += 1;
+                if !retry || attempt == TEMPERATURES.len() {
+                    break (decoded, silent, segs, consumed);
+                }
+            };
             if !silent {
                 segments.extend(
                     segs.into_iter()
@@ -322,11 +348,14 @@ impl Recogniser {
         Ok(segments)
     }
 
+    /// Decodes one 30-second window: greedy at temperature 0, else sampled from the tempered distribution.
     fn decode_window(
         &mut self,
         mel: &Tensor,
         prompt_ids: &[u32],
         uncached: bool,
+        temperature: f64,
+        rng: &mut Rng,
     ) -> candle_core::Result<Decoded> {
         let features = self.model.encoder.forward(mel, true)?;
         let mut tokens: Vec<u32> = Vec::new();
@@ -375,11 +404,16 @@ impl Recogniser {
             logits.truncate(vocab);
             self.apply_rules(&mut logits, &tokens[sample_begin..]);
             let logprobs = log_softmax(&logits);
-            let (next, _) = logprobs
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .expect("non-empty vocabulary");
+            let next = if temperature > 0.0 {
+                sample(&logprobs, temperature, rng.next_f64())
+            } else {
+                logprobs
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .expect("non-empty vocabulary")
+                    .0
+            };
             sum_logprob += logprobs[next] as f64;
             let next = next as u32;
             tokens.push(next);
@@ -561,6 +595,46 @@ pub fn is_looping(text: &str) -> bool {
     false
 }
 
+/// The index drawn by `u` (uniform in [0, 1)) from `softmax(logprobs / temperature)`. Suppressed tokens
+/// (-inf) are never drawn.
+fn sample(logprobs: &[f32], temperature: f64, u: f64) -> usize {
+    let scaled: Vec<f64> = logprobs.iter().map(|&l| l as f64 / temperature).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|&l| (l - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut target = u * total;
+    let mut last = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            last = i;
+            if target < w {
+                return i;
+            }
+            target -= w;
+        }
+    }
+    last
+}
+
+/// A small deterministic generator (SplitMix64) for the fallback's sampling: no dependency, and the same window of
+/// the same recording always samples the same tokens.
+struct Rng(u64);
+
+impl Rng {
+    fn new(window: u64, attempt: u64) -> Rng {
+        Rng(0x9E37_79B9_7F4A_7C15 ^ (window << 8) ^ attempt)
+    }
+
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 fn log_softmax(x: &[f32]) -> Vec<f32> {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = m + x.iter().map(|v| (v - m).exp()).sum::<f32>().ln();
@@ -670,6 +744,26 @@ mod tests {
         assert!(peak(0) > peak(79));
         // librosa's value for filter 0, bin 1 (40 Hz): lower slope 40/37.24, upper 0.926 × 2/74.48 with sr=16000, n_fft=400, n_mels=80.
         assert!((f[1] - 0.024_862_3).abs() < 1e-4, "{}", f[1]);
+    }
+
+    #[test]
+    fn fallback_sampling_follows_the_tempered_distribution() {
+        let lp = log_softmax(&[2.0, 1.0, f32::NEG_INFINITY, 0.0]);
+        // Draws across [0, 1) land on each token in proportion to its tempered probability; -inf never.
+        let mut rng = Rng::new(3, 1);
+        let mut counts = [0usize; 4];
+        for _ in 0..20_000 {
+            counts[sample(&lp, 1.0, rng.next_f64())] += 1;
+        }
+        assert_eq!(counts[2], 0);
+        let p0 = 1.0 / (1.0 + (-1.0f64).exp() + (-2.0f64).exp());
+        assert!((counts[0] as f64 / 20_000.0 - p0).abs() < 0.02, "{counts:?}");
+        // A low temperature is nearly greedy; the generator is the same for the same window and attempt.
+        let mut rng = Rng::new(0, 1);
+        assert!((0..100).all(|_| sample(&lp, 0.05, rng.next_f64()) == 0));
+        assert_eq!(Rng::new(7, 2).next_f64(), Rng::new(7, 2).next_f64());
+        assert_ne!(Rng::new(7, 2).next_f64(), Rng::new(7, 3).next_f64());
+        assert_eq!(sample(&lp, 1.0, 0.999_999_9), 3, "the top of the range is the last drawable token");
     }
 
     #[test]

@@ -992,3 +992,115 @@ fn opens_an_audio_file_the_transcript_lands_in_the_box_and_drafts_from_it() -> R
         Ok(())
     })
 }
+
+/// 録音 in the window, with WebKit's test microphone (`KARTE_MOCK_MICROPHONE=1`: a tone, since Xvfb has no sound
+/// card): F9 starts, the meter moves, 一時停止 pauses; then the app is SIGKILLed mid-recording. At the next launch
+/// the audio so far is offered (前回の録音, marked 中断), and 文字にする has it heard by the worker: a tone holds no
+/// speech, so the answer is `audio.no_speech`, shown once, and the recording is done with.
+#[test]
+fn records_from_the_microphone_and_keeps_the_audio_when_the_app_is_killed() -> Result<()> {
+    if !keyring_session("records_from_the_microphone_and_keeps_the_audio_when_the_app_is_killed") {
+        return Ok(());
+    }
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
+    let ward = Ward::seed(DICTATION)?;
+    let settings = ward.dir.path().join("settings.toml");
+    std::fs::write(&settings, "")?;
+    std::env::set_var("KARTE_SETTINGS", &settings);
+    std::env::set_var("KARTE_MODEL", fast_model());
+    std::env::set_var("KARTE_MOCK_MICROPHONE", "1");
+
+    let app = launch_as(&ward, "dr.sato", "#record")?;
+    let driver_pid = app._driver.pid();
+    with_failure_screenshot(&app, "desktop-record", |s| {
+        // F9 from the dictation box, as a physician with both hands on the keyboard.
+        let field = s.wait_for("#dictation", Duration::from_secs(5))?;
+        s.send_keys(&field, "\u{E039}")?;
+        let started = Instant::now();
+        let mut loudest = 0.0f64;
+        let mut shown = String::new();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some(e) = s.text_of("#error")? {
+                bail!("recording did not start: {e}");
+            }
+            if let Some(level) = s.find("#level")? {
+                loudest = loudest.max(s.property(&level, "value")?.as_f64().unwrap_or(0.0));
+            }
+            shown = s.text_of("#recording-indicator")?.unwrap_or_default();
+            // Three seconds in, with the meter seen moving.
+            if shown.contains("0:03") && loudest > 0.0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ensure!(shown.contains("録音中"), "the 録音中 line: {shown:?}");
+        ensure!(loudest > 0.0, "the level meter never moved");
+        save_screenshot(s, "desktop-recording.png")?;
+
+        // Pause and resume: the line says so, and the recording stays open.
+        s.click(&s.wait_for("#pause", Duration::from_secs(5))?)?;
+        let paused = s.wait_for("#recording-indicator.paused", Duration::from_secs(5))?;
+        ensure!(s.text(&paused)?.contains("一時停止中"), "paused line");
+        s.click(&s.wait_for("#pause", Duration::from_secs(5))?)?;
+        std::thread::sleep(Duration::from_millis(2500));
+        ensure!(
+            s.text_of("#recording-indicator")?
+                .is_some_and(|t| t.contains("録音中")),
+            "recording again after 再開"
+        );
+
+        // The app dies mid-recording.
+        let app_pid = match procs::descendants_named(driver_pid, "karte-desktop").as_slice() {
+            [one] => one.pid,
+            other => bail!("expected one karte-desktop under the driver: {other:?}"),
+        };
+        procs::signal(app_pid, "-KILL")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procs::alive(app_pid) {
+            ensure!(Instant::now() < deadline, "the app outlived SIGKILL");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    })?;
+    drop(app);
+
+    // The next launch offers what was said before the kill.
+    let app = launch_as(&ward, "dr.sato", "#pending-recordings")?;
+    with_failure_screenshot(&app, "desktop-record-resume", |s| {
+        let item = s.text_of(".pending-recording")?.unwrap_or_default();
+        ensure!(item.contains("中断"), "marked as cut off: {item}");
+        let kept = item
+            .split_once("（")
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .and_then(|(m, rest)| Some((m.parse::<u64>().ok()?, rest.get(..2)?.parse::<u64>().ok()?)))
+            .map(|(m, s)| m * 60 + s);
+        ensure!(
+            kept.is_some_and(|secs| secs >= 4),
+            "at least the 4 s recorded before the kill were kept: {item}"
+        );
+        save_screenshot(s, "desktop-recording-kept.png")?;
+        s.click(&s.wait_for(".pending-transcribe", Duration::from_secs(5))?)?;
+        let err = s.wait_for("#error", draft_timeout())?;
+        let code = s.attribute(&err, "data-code")?;
+        ensure!(
+            code.as_deref() == Some("audio.no_speech"),
+            "a tone is not speech: {code:?} {}",
+            s.text(&err)?
+        );
+        ensure!(s.find_all("#error")?.len() == 1, "the failure is shown once");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.find("#pending-recordings")?.is_some() {
+            ensure!(
+                Instant::now() < deadline,
+                "a recording without speech is not offered again"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let text = s.property(&s.wait_for("#dictation", Duration::from_secs(5))?, "value")?;
+        ensure!(
+            text.as_str() == Some(""),
+            "nothing was put in the box: {text}"
+        );
+        Ok(())
+    })
+}
