@@ -7,9 +7,9 @@ use karte_api::Drafter;
 use karte_core::{Code, Error};
 use karte_ipc::voice::RECORDING_HEADER;
 use karte_ipc::{event, Dictated, HearingProgress, Recording};
-use tauri::{AppHandle, Emitter};
 use std::sync::Arc;
 use tauri::State;
+use tauri::{AppHandle, Emitter};
 
 #[tauri::command]
 pub async fn recording_start(records: State<'_, Arc<Records>>) -> Result<Recording, Error> {

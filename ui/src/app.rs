@@ -142,10 +142,7 @@ pub fn HearingLine(
     move || {
         if hearing.get() {
             let so_far = progress.get().map(|p| {
-                let line = format!(
-                    "{:.0} / {:.0} 秒を文字にしました",
-                    p.heard_s, p.total_s
-                );
+                let line = format!("{:.0} / {:.0} 秒を文字にしました", p.heard_s, p.total_s);
                 view! {
                     <p id="hearing-progress" class="hearing">{line}</p>
                     <p id="hearing-text" class="hearing-text">{p.text}</p>

@@ -368,7 +368,8 @@ fn the_hearing_line_says_what_happens_to_an_opened_recording() {
         view! { <ui::app::HearingLine hearing=RwSignal::new(true) heard=RwSignal::new(None) progress=RwSignal::new(Some(p))/> }
     });
     assert!(
-        parts.contains("30 / 612 秒を文字にしました") && parts.contains("3日前から発熱と咳嗽あり。"),
+        parts.contains("30 / 612 秒を文字にしました")
+            && parts.contains("3日前から発熱と咳嗽あり。"),
         "{parts}"
     );
     for (engine, place) in [
@@ -400,15 +401,24 @@ fn the_hearing_line_says_what_happens_to_an_opened_recording() {
         duration_s: 3.9,
         speech_s: 3.2,
         corrections: vec![
-            karte_ipc::TranscriptionCorrection { from: "調身".into(), to: "聴診".into(), at: 5 },
-            karte_ipc::TranscriptionCorrection { from: "調子".into(), to: "聴取".into(), at: 11 },
+            karte_ipc::TranscriptionCorrection {
+                from: "調身".into(),
+                to: "聴診".into(),
+                at: 5,
+            },
+            karte_ipc::TranscriptionCorrection {
+                from: "調子".into(),
+                to: "聴取".into(),
+                at: 11,
+            },
         ],
     };
     let html = render(
         move || view! { <ui::app::HearingLine hearing=RwSignal::new(false) heard=RwSignal::new(Some(d)) progress=RwSignal::new(None)/> },
     );
     assert!(
-        html.contains("id=\"heard-corrections\"") && html.contains("「調身」→「聴診」、「調子」→「聴取」"),
+        html.contains("id=\"heard-corrections\"")
+            && html.contains("「調身」→「聴診」、「調子」→「聴取」"),
         "{html}"
     );
 }

@@ -195,7 +195,11 @@ impl Drafter {
             let piece = transcript.text.trim();
             if !piece.is_empty() {
                 // The part's corrections count from its trimmed text; the whole text's offsets from its start.
-                let lead = transcript.text.chars().take_while(|c| c.is_whitespace()).count();
+                let lead = transcript
+                    .text
+                    .chars()
+                    .take_while(|c| c.is_whitespace())
+                    .count();
                 let base = text.chars().count();
                 corrections.extend(transcript.corrections.unwrap_or_default().into_iter().map(
                     |mut c| {

@@ -278,7 +278,11 @@ mod tests {
             .flat_map(|i| {
                 let t = i as f64 / CAPTURE_RATE as f64;
                 let quiet = pauses.iter().any(|&p| t >= p && t < p + 0.5);
-                let v = if quiet { 0.0 } else { (t * 440.0 * std::f64::consts::TAU).sin() * 0.5 };
+                let v = if quiet {
+                    0.0
+                } else {
+                    (t * 440.0 * std::f64::consts::TAU).sin() * 0.5
+                };
                 ((v * i16::MAX as f64) as i16).to_le_bytes()
             })
             .collect()
@@ -298,12 +302,20 @@ mod tests {
         for &(len, pauses, cuts) in cases {
             let pcm = speech_with_pauses(len, pauses);
             let got = parts(&pcm, PART_S);
-            assert_eq!(got.len(), cuts.len() + 1, "{len} s, pauses {pauses:?}: {got:?}");
+            assert_eq!(
+                got.len(),
+                cuts.len() + 1,
+                "{len} s, pauses {pauses:?}: {got:?}"
+            );
             assert_eq!(got[0].start, 0);
             assert_eq!(got.last().unwrap().end, pcm.len());
             for (w, r) in got.windows(2).zip(cuts) {
                 assert_eq!(w[0].end, w[1].start, "contiguous");
-                assert!((secs(w[0].end) - r).abs() <= 0.1, "cut at {} s, want {r}", secs(w[0].end));
+                assert!(
+                    (secs(w[0].end) - r).abs() <= 0.1,
+                    "cut at {} s, want {r}",
+                    secs(w[0].end)
+                );
             }
             for r in &got {
                 assert_eq!(r.start % 2, 0, "on a sample");

@@ -480,9 +480,7 @@ fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
     let pcm = dictation_pcm(&[1.0, 13.0, 6.0]);
     let total = karte_ipc::voice::pcm_seconds(pcm.len());
     let mut seen = Vec::new();
-    let d = drafter
-        .transcribe_pcm(&pcm, &mut |p| seen.push(p))
-        .unwrap();
+    let d = drafter.transcribe_pcm(&pcm, &mut |p| seen.push(p)).unwrap();
     drafter.shutdown();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(
@@ -494,7 +492,8 @@ fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
     assert!(seen[0].text.contains("セフトリアキソン"), "{seen:?}");
     assert!(seen[1].text.starts_with(&seen[0].text), "{seen:?}");
     assert!(
-        seen[1].text.len() > seen[0].text.len() && seen[1].text[seen[0].text.len()..].contains("セフトリアキソン"),
+        seen[1].text.len() > seen[0].text.len()
+            && seen[1].text[seen[0].text.len()..].contains("セフトリアキソン"),
         "the second part adds its own words: {seen:?}"
     );
     assert_eq!(d.text, seen[1].text);
@@ -516,7 +515,10 @@ fn dictation_pcm(pauses: &[f64]) -> Vec<u8> {
     let mut out = Vec::new();
     for &p in pauses {
         out.extend_from_slice(&said);
-        out.resize(out.len() + 2 * (p * karte_ipc::voice::CAPTURE_RATE as f64) as usize, 0);
+        out.resize(
+            out.len() + 2 * (p * karte_ipc::voice::CAPTURE_RATE as f64) as usize,
+            0,
+        );
     }
     out
 }

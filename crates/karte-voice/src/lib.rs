@@ -254,8 +254,12 @@ impl Recogniser {
         if gated.pcm.is_empty() {
             return Ok(t);
         }
-        t.segments = self
-            .transcribe_speech(&gated.pcm, opts)?
+        let (segments, voiced) = self.transcribe_speech(&gated.pcm, opts)?;
+        if !voiced {
+            // What passed the gate gave only silence or captions (a tone, music): no speech, as the caller reads it.
+            t.speech_s = 0.0;
+        }
+        t.segments = segments
             .into_iter()
             .map(|s| Segment {
                 start_s: gated.original_s(s.start_s),
@@ -270,8 +274,9 @@ impl Recogniser {
         Ok(t)
     }
 
-    /// The 30-second-window loop over audio the gate passed; segment times are in that audio's time line.
-    fn transcribe_speech(&mut self, pcm: &[f32], opts: &Options) -> Result<Vec<Segment>> {
+    /// The 30-second-window loop over audio the gate passed; segment times are in that audio's time line. Also
+    /// whether any window held something other than silence and captions ([`is_caption`]).
+    fn transcribe_speech(&mut self, pcm: &[f32], opts: &Options) -> Result<(Vec<Segment>, bool)> {
         let prompt = opts.prompt.clone().unwrap_or_else(lexicon_prompt);
         let mut prompt_ids = self.tok.encode(&prompt);
         // Whisper keeps at most half its text context for the prompt (the newest tokens).
@@ -290,6 +295,7 @@ impl Recogniser {
         let content_frames = pcm.len() / w::HOP_LENGTH;
         let mut seek = 0usize;
         let mut segments = Vec::new();
+        let mut voiced = false;
         while seek < content_frames {
             let window = mel
                 .narrow(2, seek, w::N_FRAMES)
@@ -328,9 +334,12 @@ impl Recogniser {
                 }
             };
             if !silent {
+                // Words, not only punctuation or ♪, and not only captions.
+                let said = |s: &Segment| !fold(&s.text).is_empty() && !is_caption(&s.text);
+                voiced |= segs.iter().any(said);
                 segments.extend(
                     segs.into_iter()
-                        .filter(|s| !s.text.trim().is_empty() && !is_looping(&s.text))
+                        .filter(|s| said(s) && !is_looping(&s.text))
                         .map(|s| Segment {
                             no_speech_prob: decoded.no_speech_prob,
                             avg_logprob: decoded.avg_logprob,
@@ -345,7 +354,7 @@ impl Recogniser {
             };
             seek += step;
         }
-        Ok(segments)
+        Ok((segments, voiced))
     }
 
     /// Decodes one 30-second window: greedy at temperature 0, else sampled from the tempered distribution.
@@ -595,6 +604,43 @@ pub fn is_looping(text: &str) -> bool {
     false
 }
 
+/// The captions of `assets/voice/captions.txt`, folded as [`is_caption`] compares them.
+static CAPTIONS: std::sync::LazyLock<Vec<Vec<char>>> = std::sync::LazyLock::new(|| {
+    include_str!("../../../assets/voice/captions.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(fold)
+        .collect()
+});
+
+fn fold(s: &str) -> Vec<char> {
+    metrics::normalize(s)
+        .into_iter()
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A segment made only of captions Whisper writes over music and noise (「BGM」「(音楽)」「ご視聴ありがとうございました」),
+/// in any sequence: not dictation, whatever the no-speech probability says. Empty text is not a caption.
+pub fn is_caption(text: &str) -> bool {
+    let c = fold(text);
+    // ends[i]: c[..i] is a sequence of captions.
+    let mut ends = vec![false; c.len() + 1];
+    ends[0] = true;
+    for i in 0..c.len() {
+        if !ends[i] {
+            continue;
+        }
+        for cap in CAPTIONS.iter() {
+            if c[i..].starts_with(cap) {
+                ends[i + cap.len()] = true;
+            }
+        }
+    }
+    !c.is_empty() && ends[c.len()]
+}
+
 /// The index drawn by `u` (uniform in [0, 1)) from `softmax(logprobs / temperature)`. Suppressed tokens
 /// (-inf) are never drawn.
 fn sample(logprobs: &[f32], temperature: f64, u: f64) -> usize {
@@ -747,6 +793,27 @@ mod tests {
     }
 
     #[test]
+    fn captions_over_music_are_not_dictation() {
+        for (text, caption) in [
+            ("BGM", true),
+            ("（音楽）", true),
+            ("[拍手]", true),
+            ("ご視聴ありがとうございました。", true),
+            ("BGM、音楽、BGM、音楽", true),
+            ("ｂｇｍ", true),
+            ("Music", true),
+            ("音楽療法を開始する。", false),
+            ("笑いながら話す。", false),
+            ("発熱あり。BGM", false),
+            ("ありがとうございました、咳は治まりました", false),
+            ("♪", false),
+            ("", false),
+        ] {
+            assert_eq!(is_caption(text), caption, "{text:?}");
+        }
+    }
+
+    #[test]
     fn fallback_sampling_follows_the_tempered_distribution() {
         let lp = log_softmax(&[2.0, 1.0, f32::NEG_INFINITY, 0.0]);
         // Draws across [0, 1) land on each token in proportion to its tempered probability; -inf never.
@@ -757,13 +824,20 @@ mod tests {
         }
         assert_eq!(counts[2], 0);
         let p0 = 1.0 / (1.0 + (-1.0f64).exp() + (-2.0f64).exp());
-        assert!((counts[0] as f64 / 20_000.0 - p0).abs() < 0.02, "{counts:?}");
+        assert!(
+            (counts[0] as f64 / 20_000.0 - p0).abs() < 0.02,
+            "{counts:?}"
+        );
         // A low temperature is nearly greedy; the generator is the same for the same window and attempt.
         let mut rng = Rng::new(0, 1);
         assert!((0..100).all(|_| sample(&lp, 0.05, rng.next_f64()) == 0));
         assert_eq!(Rng::new(7, 2).next_f64(), Rng::new(7, 2).next_f64());
         assert_ne!(Rng::new(7, 2).next_f64(), Rng::new(7, 3).next_f64());
-        assert_eq!(sample(&lp, 1.0, 0.999_999_9), 3, "the top of the range is the last drawable token");
+        assert_eq!(
+            sample(&lp, 1.0, 0.999_999_9),
+            3,
+            "the top of the range is the last drawable token"
+        );
     }
 
     #[test]

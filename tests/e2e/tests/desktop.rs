@@ -1072,7 +1072,9 @@ fn records_from_the_microphone_and_keeps_the_audio_when_the_app_is_killed() -> R
         let kept = item
             .split_once("（")
             .and_then(|(_, rest)| rest.split_once(':'))
-            .and_then(|(m, rest)| Some((m.parse::<u64>().ok()?, rest.get(..2)?.parse::<u64>().ok()?)))
+            .and_then(|(m, rest)| {
+                Some((m.parse::<u64>().ok()?, rest.get(..2)?.parse::<u64>().ok()?))
+            })
             .map(|(m, s)| m * 60 + s);
         ensure!(
             kept.is_some_and(|secs| secs >= 4),
@@ -1087,7 +1089,10 @@ fn records_from_the_microphone_and_keeps_the_audio_when_the_app_is_killed() -> R
             "a tone is not speech: {code:?} {}",
             s.text(&err)?
         );
-        ensure!(s.find_all("#error")?.len() == 1, "the failure is shown once");
+        ensure!(
+            s.find_all("#error")?.len() == 1,
+            "the failure is shown once"
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while s.find("#pending-recordings")?.is_some() {
             ensure!(
