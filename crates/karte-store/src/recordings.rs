@@ -86,7 +86,7 @@ impl Store {
     /// Appends a piece of 16-bit PCM (at `CAPTURE_RATE`) to an open recording and returns its length in seconds.
     /// Refused past what one transcription takes, so a recorder left on cannot grow the store without bound.
     pub fn recording_append(&self, s: &Session, id: &str, pcm: &[u8]) -> Result<f64> {
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(Error::new(
                 Code::InputUnreadable,
                 "録音データが壊れています。録音を止めて、もう一度お試しください。",
