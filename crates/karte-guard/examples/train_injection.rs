@@ -189,8 +189,7 @@ fn main() {
         let chosen = feasible
             .iter()
             .copied()
-            .filter(|&t| rate(true, t) >= best)
-            .last()
+            .rfind(|&t| rate(true, t) >= best)
             .unwrap_or(0.99);
         for t in (2..=19).map(|i| i as f32 / 20.0) {
             eprintln!(
