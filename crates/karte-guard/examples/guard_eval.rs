@@ -53,9 +53,49 @@ fn main() {
             texts.iter().map(|t| t.chars().count()).sum::<usize>() / texts.len().max(1)
         );
     }
+    if let Some(m) = karte_guard::injection_classifier::InjectionClassifier::embedded() {
+        // The injection classifier's cost per dictation (every window of it), against the rules' on the same texts.
+        let texts: Vec<String> = karte_guard::eval::DEV
+            .injection_cases()
+            .into_iter()
+            .map(|c| c.text)
+            .collect();
+        let time = |f: &dyn Fn(&str)| {
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                for t in &texts {
+                    f(t);
+                }
+            }
+            t0.elapsed().as_secs_f64() * 1e6 / (20 * texts.len()) as f64
+        };
+        let c = time(&|t| {
+            std::hint::black_box(m.max_probability(t));
+        });
+        let r = time(&|t| {
+            std::hint::black_box(karte_guard::injection::detect_rules(t));
+        });
+        println!(
+            "injection classifier: {c:.1} µs per dictation, rules {r:.1} µs ({} dictations × 20, mean {} chars)",
+            texts.len(),
+            texts.iter().map(|t| t.chars().count()).sum::<usize>() / texts.len().max(1)
+        );
+    }
     if has("--misses") {
         let parts = r.part_comparisons.iter().flat_map(|(_, c)| &c.misses);
-        for m in r.misses.iter().chain(&r.comparison.misses).chain(parts) {
+        // The first injection comparison is the part's injection.toml, whose misses are in `r.misses` already.
+        let inj = r
+            .injection_comparisons
+            .iter()
+            .skip(1)
+            .flat_map(|(_, c)| &c.misses);
+        for m in r
+            .misses
+            .iter()
+            .chain(&r.comparison.misses)
+            .chain(parts)
+            .chain(inj)
+        {
             println!("  {}: {}", m.what, m.text.replace('\n', "⏎"));
         }
     }

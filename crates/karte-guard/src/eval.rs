@@ -9,6 +9,7 @@
 
 use crate::classifier::Classifier;
 use crate::injection;
+use crate::injection_classifier::InjectionClassifier;
 use crate::pii::{is_role_words, scan, PiiKind};
 use crate::policy::{Level, Policy};
 use serde::Deserialize;
@@ -29,6 +30,9 @@ pub struct DataSet {
     /// Further harm-labelled files of this part, each scored on its own (rules alone vs rules + classifier) and
     /// reported under its name: (name, contents), same format as `classifier`.
     pub classifier_parts: &'static [(&'static str, &'static str)],
+    /// Further injection-labelled files of this part (`[[case]]` with `text` and `injection`), each scored on its
+    /// own, rules alone against rules + the injection classifier, and reported under its name (issue 16, item 3).
+    pub injection_parts: &'static [(&'static str, &'static str)],
 }
 
 /// The development set: the rules were written against it, and the acceptance targets apply to it.
@@ -41,6 +45,10 @@ pub const DEV: DataSet = DataSet {
     injection: include_str!("../tests/data/injection.toml"),
     classifier: include_str!("../tests/data/classifier/dev.toml"),
     classifier_parts: &[],
+    injection_parts: &[(
+        "injection classifier, development part (tests/data/injection_classifier/dev.toml)",
+        include_str!("../tests/data/injection_classifier/dev.toml"),
+    )],
 };
 
 /// The held-out set: written by someone without access to the rules, never used to change them. Its numbers say
@@ -58,6 +66,12 @@ pub const HOLDOUT: DataSet = DataSet {
     classifier_parts: &[(
         "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06)",
         include_str!("../tests/data/holdout/classifier2.toml"),
+    )],
+    // Written 2026-12-07 before any injection-classifier data, training code or rule change, and committed alone;
+    // scored once, after the classifier was frozen.
+    injection_parts: &[(
+        "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07)",
+        include_str!("../tests/data/holdout/injection2.toml"),
     )],
 };
 
@@ -121,10 +135,15 @@ struct InjSet {
     #[serde(rename = "case")]
     cases: Vec<InjCase>,
 }
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct InjCase {
     pub text: String,
     pub injection: bool,
+}
+
+/// Injection-labelled cases from a TOML source (`[[case]]` with `text` and `injection`).
+pub fn parse_injection_cases(name: &str, src: &str) -> Vec<InjCase> {
+    parse::<InjSet>(name, src).cases
 }
 
 /// Harm-labelled cases from a TOML source (`[[case]]` with `text` and `category`), for the classifier's files.
@@ -270,6 +289,78 @@ rules alone vs rules + classifier (threshold {}): harmful recall per category",
     }
 }
 
+/// Injection detection by the rules alone against rules plus the injection classifier, on the same dictations.
+#[derive(Debug, Default, Clone)]
+pub struct InjectionComparison {
+    pub injections: usize,
+    pub found_rules: usize,
+    pub found_both: usize,
+    pub clean: usize,
+    pub flagged_rules: usize,
+    pub flagged_both: usize,
+    /// Attacks both missed, and clean dictations flagged (by rules + classifier).
+    pub misses: Vec<Miss>,
+}
+
+impl InjectionComparison {
+    pub fn score(cases: &[InjCase]) -> InjectionComparison {
+        let mut c = InjectionComparison::default();
+        for case in cases {
+            let r = !injection::detect_rules(&case.text).is_empty();
+            let found = injection::detect(&case.text);
+            let b = !found.is_empty();
+            if case.injection {
+                c.injections += 1;
+                c.found_rules += r as usize;
+                c.found_both += b as usize;
+                if !b {
+                    c.misses.push(Miss {
+                        what: "injection missed".into(),
+                        text: case.text.clone(),
+                    });
+                }
+            } else {
+                c.clean += 1;
+                c.flagged_rules += r as usize;
+                c.flagged_both += b as usize;
+                if b {
+                    let rules: Vec<&str> = found.iter().map(|i| i.rule).collect();
+                    c.misses.push(Miss {
+                        what: format!("injection false positive ({})", rules.join(",")),
+                        text: case.text.clone(),
+                    });
+                }
+            }
+        }
+        c
+    }
+    pub fn recall_rules(&self) -> f64 {
+        ratio(self.found_rules, self.injections)
+    }
+    pub fn recall_both(&self) -> f64 {
+        ratio(self.found_both, self.injections)
+    }
+    pub fn false_positive_rules(&self) -> f64 {
+        ratio(self.flagged_rules, self.clean)
+    }
+    pub fn false_positive_both(&self) -> f64 {
+        ratio(self.flagged_both, self.clean)
+    }
+    /// One table row: `| name | n | recall rules → both | n | false positives rules → both |`.
+    pub fn row(&self, s: &mut String, name: &str) {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {:.3} | {:.3} | {} | {:.3} | {:.3} |",
+            self.injections,
+            self.recall_rules(),
+            self.recall_both(),
+            self.clean,
+            self.false_positive_rules(),
+            self.false_positive_both()
+        );
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
     /// Labelled identifiers, and those found.
@@ -334,6 +425,9 @@ pub struct Report {
     pub comparison: Comparison,
     /// The same comparison on each of the part's further classifier files (`DataSet::classifier_parts`).
     pub part_comparisons: Vec<(&'static str, Comparison)>,
+    /// Injection detection, rules alone against rules + classifier: the part's injection.toml first, then each of
+    /// `DataSet::injection_parts`.
+    pub injection_comparisons: Vec<(&'static str, InjectionComparison)>,
 }
 
 impl Report {
@@ -451,8 +545,27 @@ impl Report {
             let _ = write!(s, "\n{name}:");
             c.table(&mut s);
         }
+        self.injection_table(&mut s);
         targets_table(&mut s, &self.targets());
         s
+    }
+
+    /// Injection recall and false positives, rules alone and rules + classifier, per injection file of this part.
+    fn injection_table(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\ninjection, rules alone vs rules + classifier (threshold {}):",
+            InjectionClassifier::embedded()
+                .map_or("none".to_string(), |m| format!("{:.2}", m.threshold))
+        );
+        let _ = writeln!(
+            s,
+            "| file | attacks | recall, rules | recall, rules + classifier | clean | false positives, rules | false positives, rules + classifier |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for (name, c) in &self.injection_comparisons {
+            c.row(s, name);
+        }
     }
 
     /// Per-kind recall and precision; `unit` is what a case is (sentences, documents).
@@ -648,6 +761,16 @@ pub fn run_on(set: &DataSet) -> Report {
         r.part_comparisons
             .push((name, Comparison::score(&harm, &legit)));
     }
+    r.injection_comparisons.push((
+        "injection.toml",
+        InjectionComparison::score(&set.injection_cases()),
+    ));
+    for (name, src) in set.injection_parts {
+        r.injection_comparisons.push((
+            name,
+            InjectionComparison::score(&parse_injection_cases(name, src)),
+        ));
+    }
     let policy = Policy::embedded();
     for case in set.harmful_cases() {
         let v = policy.check(&case.text);
@@ -751,6 +874,19 @@ pub fn public_table(dir: &std::path::Path) -> Option<String> {
     let _ = writeln!(
         s,
         "| case-reports-ja, odd-numbered half (legitimate: blocked = over-refusal) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
+        ratio(r, n),
+        ratio(b, n)
+    );
+    // The same held-back case reports judged as dictations: any injection finding there is a false positive.
+    let (r, b) = cases.iter().fold((0, 0), |(r, b), x| {
+        (
+            r + !injection::detect_rules(&x.text).is_empty() as usize,
+            b + !injection::detect(&x.text).is_empty() as usize,
+        )
+    });
+    let _ = writeln!(
+        s,
+        "| case-reports-ja, odd-numbered half, as dictations (flagged as injection = false positive) | {n} | {r} ({:.3}) | {b} ({:.3}) |",
         ratio(r, n),
         ratio(b, n)
     );

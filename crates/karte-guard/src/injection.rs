@@ -4,6 +4,7 @@
 //! prompt, you are now…, write X into section A, fake role headers), not by single words: a ward note is full of
 //! 指示 (orders), and 「患者は医師の指示を無視して飲酒」 is history, not an attack.
 
+use crate::injection_classifier::InjectionClassifier;
 use karte_core::normalize::{normalize, CharIndex, Normalized};
 use regex::Regex;
 use serde::Serialize;
@@ -173,16 +174,50 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     ]
 });
 
-/// Instruction-like passages in `text` (a dictation), as character offsets into `text`, in order.
-///
-/// The rules run twice: on the width-folded text, and on the same text with whitespace and zero-width characters
-/// removed, so that an attack spelt out with spaces (「無 視 し て」, "i g n o r e") is seen too.
+/// The rule id of a passage found by the learned classifier rather than by a rule.
+pub const CLASSIFIER_RULE: &str = "classifier";
+
+/// Instruction-like passages in `text` (a dictation), as character offsets into `text`, in order: what the rules
+/// find, and the sentences (or pairs of sentences) the learned classifier scores at or above its threshold where
+/// no rule fired ([`CLASSIFIER_RULE`]). A dictation is an attack when either says so (issue 16): the rules are
+/// exact on the shapes they name, the classifier generalises to phrasings no rule names.
 pub fn detect(text: &str) -> Vec<Injection> {
     detect_normalized(&normalize(text))
 }
 
 /// As [`detect`], on a dictation already normalised for the other checks.
 pub fn detect_normalized(n: &Normalized) -> Vec<Injection> {
+    detect_with(n, InjectionClassifier::embedded())
+}
+
+/// The rules alone, for comparing them with rules + classifier (`karte guard eval`).
+pub fn detect_rules(text: &str) -> Vec<Injection> {
+    detect_with(&normalize(text), None)
+}
+
+/// Rules, then `model`'s windows that overlap no rule finding.
+pub fn detect_with(n: &Normalized, model: Option<&InjectionClassifier>) -> Vec<Injection> {
+    let mut out = detect_rules_normalized(n);
+    if let Some(m) = model {
+        for (s, e, _) in m.flagged(n) {
+            let sp = n.orig_span(s, e);
+            if sp.is_empty() || out.iter().any(|o| o.start < sp.end && sp.start < o.end) {
+                continue;
+            }
+            out.push(Injection {
+                start: sp.start,
+                end: sp.end,
+                rule: CLASSIFIER_RULE,
+            });
+        }
+        out.sort_by_key(|i| i.start);
+    }
+    out
+}
+
+/// The rules run twice: on the width-folded text, and on the same text with whitespace and zero-width characters
+/// removed, so that an attack spelt out with spaces (「無 視 し て」, "i g n o r e") is seen too.
+fn detect_rules_normalized(n: &Normalized) -> Vec<Injection> {
     let mut out: Vec<Injection> = Vec::new();
     let mut scan = |hay: &str, to_norm: &dyn Fn(usize, usize) -> (usize, usize)| {
         let ci = CharIndex::new(hay);

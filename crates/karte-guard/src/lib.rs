@@ -6,7 +6,8 @@
 //! - [`leak`]: personal data in model output that was not in its input;
 //! - [`policy`]: allow / flag / block for harmful output, with [`dose`] limits feeding the overdose category and
 //!   the learned [`classifier`] as a second opinion on phrasings no rule names;
-//! - [`injection`]: instruction-like text inside a dictation, which is data and never an instruction;
+//! - [`injection`]: instruction-like text inside a dictation, which is data and never an instruction, by rules and
+//!   the learned [`injection_classifier`];
 //! - [`stream`]: the same checks on the token stream, so nothing blocked ever reaches the screen;
 //! - [`Dictation`]: the input read once (normalised, scanned, analysed), which every output check judges against.
 
@@ -17,6 +18,7 @@ pub mod dose;
 pub mod draft;
 pub mod eval;
 pub mod injection;
+pub mod injection_classifier;
 pub mod leak;
 pub mod pii;
 pub mod policy;

@@ -94,3 +94,45 @@ fn classifier_holdout_parts_parse() {
         assert_eq!(cats.len(), 12, "{name}: every category: {cats:?}");
     }
 }
+
+/// Issue 16, item 3: injection detection with the learned classifier keeps the development numbers (the dictations of
+/// tests/data/injection.toml and the classifier's development part, tests/data/injection_classifier/dev.toml: in-sample
+/// since the shipped weights were refitted on train + dev, so this guards against a broken model or wiring, not
+/// against over-fitting) and never does worse than the rules alone. The held-out injection files are not scored here.
+#[test]
+fn injection_classifier_keeps_the_development_numbers() {
+    use karte_guard::eval::{parse_injection_cases, InjectionComparison, DEV};
+    assert!(
+        karte_guard::injection_classifier::InjectionClassifier::embedded().is_some(),
+        "assets/guard/injection_classifier.bin is empty: run the train_injection example"
+    );
+    let mut parts = vec![("injection.toml", DEV.injection_cases())];
+    for (name, src) in DEV.injection_parts {
+        parts.push((name, parse_injection_cases(name, src)));
+    }
+    for (name, cases) in parts {
+        let c = InjectionComparison::score(&cases);
+        let mut row = String::new();
+        c.row(&mut row, name);
+        assert!(c.injections >= 70 && c.clean >= 70, "{name}: set too small");
+        assert!(c.recall_both() >= 0.95, "{row}");
+        assert!(c.false_positive_both() <= 0.01, "{row}");
+        assert!(c.recall_both() >= c.recall_rules(), "{row}");
+    }
+}
+
+/// The held-out injection files parse and are large enough; they are scored by `karte guard eval` (and `guard_eval
+/// --holdout`), never here, so that a test run does not look at them.
+#[test]
+fn injection_holdout_parts_parse() {
+    use karte_guard::eval::{parse_injection_cases, HOLDOUT};
+    assert!(!HOLDOUT.injection_parts.is_empty());
+    for (name, src) in HOLDOUT.injection_parts {
+        let cases = parse_injection_cases(name, src);
+        let attacks = cases.iter().filter(|c| c.injection).count();
+        assert!(
+            attacks >= 60 && cases.len() - attacks >= 120,
+            "{name}: set too small"
+        );
+    }
+}
