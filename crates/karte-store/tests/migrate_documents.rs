@@ -90,7 +90,10 @@ fn a_schema2_ward_opens_with_every_record_intact_and_structured() {
         store_login(dir.path(), user, &phone)
     };
     let (store, doc) = login("dr.sato");
-    assert_eq!(schema_version(dir.path(), store.store_id()), 4);
+    assert_eq!(
+        schema_version(dir.path(), store.store_id()),
+        karte_store::db::SCHEMA_VERSION
+    );
     // Each encounter is dated the JST day of its creation (computed here with an explicit offset).
     let dates = encounter_dates(dir.path(), store.store_id());
     assert_eq!(dates.len(), 3);
@@ -193,7 +196,10 @@ fn a_schema2_ward_opens_with_every_record_intact_and_structured() {
     assert!(report.intact(), "{report:?}");
     assert!(store.audit_entries(&admin).unwrap().len() > 25);
     // Nothing is migrated twice.
-    assert_eq!(schema_version(dir.path(), store.store_id()), 4);
+    assert_eq!(
+        schema_version(dir.path(), store.store_id()),
+        karte_store::db::SCHEMA_VERSION
+    );
     assert_eq!(encounter_dates(dir.path(), store.store_id()), dates);
     assert_eq!(store.check_integrity().unwrap().altered_versions, []);
 }
@@ -216,7 +222,10 @@ fn schema3_ward_opens_in(zone: &str, day: &str) {
         store_login(dir.path(), user, &phone)
     };
     let (store, doc) = login("dr.sato");
-    assert_eq!(schema_version(dir.path(), store.store_id()), 4);
+    assert_eq!(
+        schema_version(dir.path(), store.store_id()),
+        karte_store::db::SCHEMA_VERSION
+    );
     let day: ClinicalDate = day.parse().unwrap();
     for id in &ids {
         let h = store.history(&doc, id).unwrap();
@@ -287,7 +296,10 @@ fn schema3_ward_opens_in(zone: &str, day: &str) {
     assert!(report.intact(), "{report:?}");
     let dates = encounter_dates(dir.path(), store.store_id());
     assert!(dates.iter().all(|(_, _, d)| *d == day.to_string()));
-    assert_eq!(schema_version(dir.path(), store.store_id()), 4);
+    assert_eq!(
+        schema_version(dir.path(), store.store_id()),
+        karte_store::db::SCHEMA_VERSION
+    );
 }
 
 #[test]
