@@ -709,14 +709,7 @@ impl Store {
 
     /// One `dictate` entry, whether the dictation was typed or heard.
     fn record_dictation(&self, s: &Session, outcome: &str, detail: String) -> Result<()> {
-        self.record(NewEntry {
-            user: Some(&s.name),
-            role: Some(s.role.as_str()),
-            action: Action::Dictate.as_str(),
-            outcome,
-            detail,
-            ..Default::default()
-        })
+        self.record(recordings::entry(s, outcome, detail))
     }
 
     /// A dictation recording heard inside the signed-in session: the same permission as typing a dictation, and an

@@ -50,7 +50,8 @@ fn owned(c: &Connection, s: &Session, id: &str) -> Result<(bool, usize)> {
     .ok_or_else(not_found)
 }
 
-fn entry<'a>(s: &'a Session, outcome: &'a str, detail: String) -> NewEntry<'a> {
+/// A `dictate` audit entry of the session's user: typed and heard dictations and recordings all write this one.
+pub(crate) fn entry<'a>(s: &'a Session, outcome: &'a str, detail: String) -> NewEntry<'a> {
     NewEntry {
         user: Some(&s.name),
         role: Some(s.role.as_str()),
@@ -150,16 +151,7 @@ impl Store {
                  ORDER BY started_at_ms, id",
             )
             .map_err(db_err)?;
-        let rows = st
-            .query_map([s.user_id], |r| {
-                Ok(Recording {
-                    id: r.get(0)?,
-                    started_at: iso8601(r.get(1)?),
-                    seconds: pcm_seconds(r.get::<_, i64>(2)? as usize),
-                    open: r.get::<_, i64>(3)? != 0,
-                })
-            })
-            .map_err(db_err)?;
+        let rows = st.query_map([s.user_id], row).map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
@@ -237,18 +229,21 @@ impl Store {
     }
 }
 
+/// A `recordings` row selected as `id, started_at_ms, bytes, open`.
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recording> {
+    Ok(Recording {
+        id: r.get(0)?,
+        started_at: iso8601(r.get(1)?),
+        seconds: pcm_seconds(r.get::<_, i64>(2)? as usize),
+        open: r.get::<_, i64>(3)? != 0,
+    })
+}
+
 fn recording(c: &Connection, id: &str) -> Result<Recording> {
     c.query_row(
-        "SELECT started_at_ms, bytes, open FROM recordings WHERE id = ?1",
+        "SELECT id, started_at_ms, bytes, open FROM recordings WHERE id = ?1",
         [id],
-        |r| {
-            Ok(Recording {
-                id: id.to_string(),
-                started_at: iso8601(r.get(0)?),
-                seconds: pcm_seconds(r.get::<_, i64>(1)? as usize),
-                open: r.get::<_, i64>(2)? != 0,
-            })
-        },
+        row,
     )
     .map_err(db_err)
 }
