@@ -69,9 +69,11 @@ pub async fn engine_status(drafter: State<'_, Arc<Drafter>>) -> Result<EngineSta
 }
 
 /// A dictation recording (the file the physician opened) into text for the dictation box, inside the signed-in
-/// session. The bytes come as the call's raw body: JSON would triple a 19 MB recording.
+/// session, part by part with the text so far sent to the window (as a kept recording is). The bytes come as the
+/// call's raw body: JSON would triple a 19 MB recording.
 #[tauri::command]
 pub async fn transcribe_audio(
+    app: tauri::AppHandle,
     request: tauri::ipc::Request<'_>,
     drafter: State<'_, Arc<Drafter>>,
     records: State<'_, Arc<crate::records::Records>>,
@@ -87,7 +89,10 @@ pub async fn transcribe_audio(
     let audio = audio.clone();
     let drafter = Arc::clone(&drafter);
     crate::records::blocking(&records, move |r| {
-        r.with(|store, session| store.transcribe_with(session, || drafter.transcribe(&audio)))
+        let mut progress = crate::recording::to_window(&app);
+        r.with(|store, session| {
+            store.transcribe_with(session, || drafter.transcribe(&audio, &mut progress))
+        })
     })
     .await
 }

@@ -69,17 +69,22 @@ pub async fn recording_transcribe(
 ) -> Result<Dictated, Error> {
     let drafter = Arc::clone(&drafter);
     blocking(&records, move |r| {
-        let mut progress = |p: HearingProgress| {
-            // A closed window is no reason to stop hearing: the text is the call's answer too.
-            if let Err(e) = app.emit(event::HEARING_PROGRESS, &p) {
-                tracing::debug!("hearing progress not delivered: {e}");
-            }
-        };
+        let mut progress = to_window(&app);
         r.with(|st, s| {
             st.recording_transcribe(s, &id, |pcm| drafter.transcribe_pcm(pcm, &mut progress))
         })
     })
     .await
+}
+
+/// Sends each part's progress to the window. A closed window is no reason to stop hearing: the text is the call's
+/// answer too.
+pub(crate) fn to_window(app: &AppHandle) -> impl FnMut(HearingProgress) + '_ {
+    move |p| {
+        if let Err(e) = app.emit(event::HEARING_PROGRESS, &p) {
+            tracing::debug!("hearing progress not delivered: {e}");
+        }
+    }
 }
 
 #[tauri::command]

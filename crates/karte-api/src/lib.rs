@@ -144,22 +144,26 @@ impl Drafter {
         Ok(Self::for_workstation(Arc::new(ws)))
     }
 
-    /// A dictation recording into text for the dictation box, heard where this workstation's drafts are made (the
-    /// clinic server when it answers and the settings allow audio there, the worker otherwise). The recording stays
-    /// with the caller whatever happens. A drafter without a workstation (an in-process model) hears nothing: the
-    /// recogniser never runs in the caller's process here.
-    pub fn transcribe(&self, audio: &[u8]) -> Result<Dictated> {
+    /// An audio file the physician opened (WAV, FLAC, MP3, M4A) into text for the dictation box, heard where this
+    /// workstation's drafts are made (the clinic server when it answers and the settings allow audio there, the
+    /// worker otherwise). It is decoded here and heard as a recording is ([`Self::transcribe_pcm`]: in parts, the
+    /// text so far to `progress`), so a ten-minute file shows its words while the rest is heard. Decoding is pure
+    /// Rust; a decoder panic on a damaged file is caught here so that it cannot take the window's store lock with it.
+    /// A drafter without a workstation (an in-process model) hears nothing: the recogniser never runs in the
+    /// caller's process here.
+    pub fn transcribe(
+        &self,
+        audio: &[u8],
+        progress: &mut dyn FnMut(HearingProgress),
+    ) -> Result<Dictated> {
         check_audio_size(audio.len())?;
-        let heard = self.hear(audio)?;
-        let t = heard.transcript;
-        let text = dictation_text(&t.text, t.speech_seconds)?;
-        Ok(Dictated {
-            text,
-            engine: heard.kind,
-            duration_s: t.duration,
-            speech_s: t.speech_seconds.unwrap_or(t.duration),
-            corrections: t.corrections.unwrap_or_default(),
-        })
+        let pcm = std::panic::catch_unwind(|| karte_audio::bytes_to_pcm16(audio)).unwrap_or_else(|_| {
+            Err(karte_core::Error::new(
+                Code::AudioUnsupported,
+                "音声ファイルの一部が壊れていて読み取れません。元の録音機器で保存し直してください。",
+            ))
+        })?;
+        self.transcribe_pcm(&pcm, progress)
     }
 
     fn hear(&self, audio: &[u8]) -> Result<Heard> {

@@ -354,26 +354,6 @@ fn local_worker_announces_its_port_and_stops_when_stdin_closes() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("worker.start_failed"));
 }
 
-/// The committed TTS clip (3.9 s) said `times` times with half a second of silence between: a recording long enough
-/// to kill the worker while it is being heard.
-fn dictation_wav(times: usize) -> Vec<u8> {
-    let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/voice/d03-jf_alpha.wav");
-    let mut r = hound::WavReader::open(clip).unwrap();
-    let spec = r.spec();
-    let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
-    let gap = vec![0i16; spec.sample_rate as usize / 2 * spec.channels as usize];
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
-    for _ in 0..times {
-        for s in samples.iter().chain(&gap) {
-            w.write_sample(*s).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-    out.into_inner()
-}
-
 #[test]
 fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worker_and_a_dead_server(
 ) {
@@ -399,7 +379,7 @@ fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worke
         )
         .with_voice(worker.clone(), send_audio)
     };
-    let short = dictation_wav(1);
+    let short = dictation_wav(&[0.5]);
     let heard_right = |h: &karte_llm::Heard| {
         let text = &h.transcript.text;
         assert!(text.contains("セフトリアキソン"), "{text}");
@@ -423,7 +403,7 @@ fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worke
     assert_eq!(audio_requests(), 1, "audio left the workstation");
 
     // 3. The worker is killed while it hears a longer recording: restarted, and the same recording heard again.
-    let long = dictation_wav(3);
+    let long = dictation_wav(&[0.5; 3]);
     let whole = worker.transcribe(&long).unwrap().transcript.text;
     assert!(whole.contains("セフトリアキソン"), "{whole}");
     let pid = worker.pid().expect("running");
@@ -456,11 +436,12 @@ fn dictation_audio_goes_to_the_server_unless_forbidden_and_survives_a_dead_worke
     worker.shutdown();
 }
 
-/// A recording made in the window (the store's 16 kHz PCM), heard the way the app hears it: `Drafter::transcribe_pcm`
-/// against this workstation's real worker cuts it at a pause into parts of at most 30 s and reports the text after
-/// each, so a long dictation shows its words while the rest is heard.
+/// A long dictation, opened as a file recorded elsewhere (24 kHz WAV), heard the way the app hears it:
+/// `Drafter::transcribe` decodes it to the recordings' 16 kHz PCM and, as for a recording made in the window
+/// (`transcribe_pcm`), cuts it at a pause into parts of at most 30 s heard by this workstation's real worker,
+/// reporting the text after each, so a long dictation shows its words while the rest is heard.
 #[test]
-fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
+fn a_long_dictation_file_is_heard_in_parts_with_the_text_so_far() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("settings.toml");
@@ -477,18 +458,18 @@ fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
     // The sentence said twice a second apart, 13 s of silence, then once more and 6 s of silence: 32 s, cut into
     // two parts in the long pause. The first part also needs the recogniser's temperature fallback: greedy decoding
     // of a sentence said twice loops (「腹部、腹部、…」) and the loop guard would drop the whole part.
-    let pcm = dictation_pcm(&[1.0, 13.0, 6.0]);
-    let total = karte_ipc::voice::pcm_seconds(pcm.len());
+    let file = dictation_wav(&[1.0, 13.0, 6.0]);
     let mut seen = Vec::new();
-    let d = drafter.transcribe_pcm(&pcm, &mut |p| seen.push(p)).unwrap();
+    let d = drafter.transcribe(&file, &mut |p| seen.push(p)).unwrap();
+    let total = 32.0;
     drafter.shutdown();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(
         seen[0].heard_s > 8.8 && seen[0].heard_s < 21.8,
         "cut in the long pause: {seen:?}"
     );
-    assert_eq!(seen[1].heard_s, total);
-    assert!(seen.iter().all(|p| p.total_s == total));
+    assert!((seen[1].total_s - total).abs() < 1.0, "{seen:?}");
+    assert!(seen.iter().all(|p| p.total_s == seen[1].heard_s));
     assert!(seen[0].text.contains("セフトリアキソン"), "{seen:?}");
     assert!(seen[1].text.starts_with(&seen[0].text), "{seen:?}");
     assert!(
@@ -500,25 +481,22 @@ fn a_long_recording_is_heard_in_parts_with_the_text_so_far() {
     assert_eq!(d.engine, EngineKind::LocalWorker);
 }
 
-/// The committed clip (24 kHz) as the window records it (`to_pcm16`: 16 kHz 16-bit), said once per entry of
-/// `pauses`, each saying followed by that many seconds of silence.
-fn dictation_pcm(pauses: &[f64]) -> Vec<u8> {
+/// The committed TTS clip (3.9 s, 24 kHz mono WAV) said once per entry of `pauses`, each saying followed by that
+/// many seconds of silence, as a WAV file at the clip's own rate (a recorder's file, not the window's 16 kHz).
+fn dictation_wav(pauses: &[f64]) -> Vec<u8> {
     let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/data/voice/d03-jf_alpha.wav");
     let mut r = hound::WavReader::open(clip).unwrap();
-    let rate = r.spec().sample_rate as f32;
-    let samples: Vec<f32> = r
-        .samples::<i16>()
-        .map(|s| s.unwrap() as f32 / i16::MAX as f32)
-        .collect();
-    let said = karte_ipc::voice::to_pcm16(&samples, rate);
-    let mut out = Vec::new();
+    let spec = r.spec();
+    let said: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
     for &p in pauses {
-        out.extend_from_slice(&said);
-        out.resize(
-            out.len() + 2 * (p * karte_ipc::voice::CAPTURE_RATE as f64) as usize,
-            0,
-        );
+        let silence = (p * spec.sample_rate as f64) as usize;
+        for &v in said.iter().chain(std::iter::repeat_n(&0, silence)) {
+            w.write_sample(v).unwrap();
+        }
     }
-    out
+    w.finalize().unwrap();
+    out.into_inner()
 }

@@ -12,7 +12,8 @@
 //! towards medical spellings (咳 rather than 積). What it still mishears as everyday words that sound alike is put
 //! back by the near-homophone correction ([`correct`]), each replacement recorded in [`Transcript::corrections`].
 
-pub mod audio;
+/// Decoding lives in its own crate so that the app can cut an opened file into parts without linking the recogniser.
+pub use karte_audio as audio;
 pub mod correct;
 mod ct2;
 mod decoder;

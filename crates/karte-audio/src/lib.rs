@@ -1,14 +1,23 @@
 //! Audio in: decode a file, fold to mono, resample to Whisper's 16 kHz.
 //!
 //! WAV (what a ward PC's recorder and the test TTS write) is read by hound; FLAC, MP3 and M4A/MP4 with AAC (what
-//! phones and IC recorders write) by symphonia, pure Rust like the rest of the recogniser. Anything else is refused
-//! with `audio.unsupported` rather than guessed at.
+//! phones and IC recorders write) by symphonia, pure Rust, so that decoding an opened file can happen in the app's
+//! own process (to cut it into parts with progress) without bringing the recogniser there. Anything else is refused
+//! with `audio.unsupported` rather than guessed at. Nothing longer than one transcription takes
+//! ([`MAX_SECONDS`]) is decoded to the end: a small compressed file can hold hours, and memory would go first.
 
 use karte_core::{Code, Error, Result};
 use std::path::Path;
 
 /// Whisper's input rate.
 pub const SAMPLE_RATE: u32 = 16_000;
+
+const _: () = assert!(SAMPLE_RATE == karte_ipc::voice::CAPTURE_RATE);
+
+/// The longest audio one transcription takes: what fits the largest recording the store keeps
+/// ([`karte_ipc::voice::MAX_RECORDING_BYTES`] of 16 kHz 16-bit PCM, about 17 minutes).
+pub const MAX_SECONDS: f64 =
+    karte_ipc::voice::MAX_RECORDING_BYTES as f64 / (SAMPLE_RATE as f64 * 2.0);
 
 /// Decoded samples at their own rate, already mixed down to one channel.
 #[derive(Debug, Clone)]
@@ -30,27 +39,27 @@ pub fn read_audio(path: &Path) -> Result<Pcm> {
             format!("音声ファイルを読めません（{}）: {io}", path.display()),
         )
     })?;
-    decode(&bytes, &format!("「{name}」"))
+    decode(&bytes, &format!("「{name}」"), MAX_SECONDS)
 }
 
 /// Decode audio bytes received over HTTP. The error names the upload generically: the client's file name may carry a
 /// patient's name and must not reach a log or a response.
 pub fn decode_bytes(bytes: &[u8]) -> Result<Pcm> {
-    decode(bytes, "送られた音声")
+    decode(bytes, "送られた音声", MAX_SECONDS)
 }
 
-fn decode(bytes: &[u8], what: &str) -> Result<Pcm> {
+fn decode(bytes: &[u8], what: &str, max_s: f64) -> Result<Pcm> {
     if bytes.starts_with(b"RIFF") {
-        decode_wav(std::io::Cursor::new(bytes), what)
+        decode_wav(std::io::Cursor::new(bytes), what, max_s)
     } else {
-        decode_compressed(bytes, what)
+        decode_compressed(bytes, what, max_s)
     }
 }
 
 /// FLAC, MP3, M4A (AAC) through symphonia's probe: the container is recognised from the bytes, never from a file
 /// name. A packet that fails to decode is skipped (a damaged frame in a phone recording), as players do; a file
 /// that yields no samples at all is refused.
-fn decode_compressed(bytes: &[u8], what: &str) -> Result<Pcm> {
+fn decode_compressed(bytes: &[u8], what: &str, max_s: f64) -> Result<Pcm> {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
     use symphonia::core::errors::Error as SymError;
@@ -108,6 +117,9 @@ fn decode_compressed(bytes: &[u8], what: &str) -> Result<Pcm> {
                 .chunks(channels)
                 .map(|frame| frame.iter().sum::<f32>() / frame.len() as f32),
         );
+        if samples.len() as f64 > max_s * rate as f64 {
+            return Err(too_long(what, max_s));
+        }
     }
     if samples.is_empty() || rate == 0 {
         return Err(unsupported(what));
@@ -115,9 +127,13 @@ fn decode_compressed(bytes: &[u8], what: &str) -> Result<Pcm> {
     Ok(Pcm { rate, samples })
 }
 
-fn decode_wav<R: std::io::Read>(source: R, what: &str) -> Result<Pcm> {
+fn decode_wav<R: std::io::Read>(source: R, what: &str, max_s: f64) -> Result<Pcm> {
     let reader = hound::WavReader::new(source).map_err(|_| unsupported(what))?;
     let spec = reader.spec();
+    // The header's length, before anything is read: a header that claims hours is refused at once.
+    if spec.sample_rate > 0 && reader.duration() as f64 > max_s * spec.sample_rate as f64 {
+        return Err(too_long(what, max_s));
+    }
     let channels = spec.channels.max(1) as usize;
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
@@ -155,6 +171,16 @@ fn unsupported(what: &str) -> Error {
     )
 }
 
+fn too_long(what: &str, max_s: f64) -> Error {
+    Error::new(
+        Code::InputTooLarge,
+        format!(
+            "{what}は長すぎます（{}分まで）。録音を分けて、一つずつ読み込んでください。",
+            (max_s / 60.0).floor()
+        ),
+    )
+}
+
 /// Decode `path` and resample to 16 kHz mono, the form the recogniser takes.
 pub fn load_16k_mono(path: &Path) -> Result<Vec<f32>> {
     let pcm = read_audio(path)?;
@@ -165,6 +191,16 @@ pub fn load_16k_mono(path: &Path) -> Result<Vec<f32>> {
 pub fn bytes_16k_mono(bytes: &[u8]) -> Result<Vec<f32>> {
     let pcm = decode_bytes(bytes)?;
     Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE))
+}
+
+/// An opened file as the 16 kHz 16-bit little-endian mono PCM that recordings are kept in
+/// (`karte_ipc::voice::CAPTURE_RATE`), so that it is heard the way a recording is: in parts, with progress.
+pub fn bytes_to_pcm16(bytes: &[u8]) -> Result<Vec<u8>> {
+    let pcm = decode(bytes, "音声ファイル", MAX_SECONDS)?;
+    Ok(resample(&pcm.samples, pcm.rate, SAMPLE_RATE)
+        .iter()
+        .flat_map(|v| ((v.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16).to_le_bytes())
+        .collect())
 }
 
 /// Band-limited resampling with a Hann-windowed sinc. When downsampling, the cut-off follows the target's Nyquist
@@ -319,6 +355,67 @@ mod tests {
                 .fold(f64::MIN, f64::max);
             assert!(best > 0.9, "{file}: correlation {best:.3}");
         }
+    }
+
+    /// A file longer than one transcription takes is refused as too large, before it is decoded to the end: a WAV
+    /// by its header (which here claims an hour over a few bytes), a compressed file once its samples pass the limit.
+    #[test]
+    fn audio_longer_than_one_transcription_is_refused() {
+        let mut bomb = Vec::new();
+        let data: u32 = 16_000 * 2 * 3600;
+        for (tag, v) in [(b"RIFF", data + 36), (b"WAVE", 0), (b"fmt ", 16)] {
+            bomb.extend_from_slice(tag);
+            if tag != b"WAVE" {
+                bomb.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for v in [1u16, 1] {
+            bomb.extend_from_slice(&v.to_le_bytes());
+        }
+        bomb.extend_from_slice(&16_000u32.to_le_bytes());
+        bomb.extend_from_slice(&32_000u32.to_le_bytes());
+        bomb.extend_from_slice(&2u16.to_le_bytes());
+        bomb.extend_from_slice(&16u16.to_le_bytes());
+        bomb.extend_from_slice(b"data");
+        bomb.extend_from_slice(&data.to_le_bytes());
+        bomb.extend_from_slice(&[0; 64]);
+        let e = bytes_to_pcm16(&bomb).unwrap_err();
+        assert_eq!(e.code, Code::InputTooLarge, "{e:?}");
+        assert!(e.message.contains("17分まで"), "{}", e.message);
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice");
+        for file in [
+            "d03-jf_alpha.wav",
+            "d03-jf_alpha.flac",
+            "d03-jf_alpha.mp3",
+            "d03-jf_alpha.m4a",
+        ] {
+            let bytes = std::fs::read(dir.join(file)).unwrap();
+            let e = decode(&bytes, "音声ファイル", 2.0).unwrap_err();
+            assert_eq!(e.code, Code::InputTooLarge, "{file}: {e:?}");
+            assert!(
+                decode(&bytes, "音声ファイル", MAX_SECONDS).is_ok(),
+                "{file}"
+            );
+        }
+    }
+
+    /// An opened file becomes the recordings' PCM: 16-bit little-endian at 16 kHz, the same sound as the samples.
+    #[test]
+    fn an_opened_file_becomes_recording_pcm() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/voice");
+        let path = dir.join("d03-jf_alpha.mp3");
+        let samples = load_16k_mono(&path).unwrap();
+        let pcm = bytes_to_pcm16(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(pcm.len(), samples.len() * 2);
+        let back: Vec<f32> = pcm
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / i16::MAX as f32)
+            .collect();
+        assert!(correlation(&samples, &back) > 0.999);
+        let e = bytes_to_pcm16(b"not audio at all").unwrap_err();
+        assert_eq!(e.code, Code::AudioUnsupported);
+        assert!(e.message.starts_with("音声ファイルは"), "{}", e.message);
     }
 
     fn correlation(a: &[f32], b: &[f32]) -> f64 {
