@@ -90,6 +90,13 @@ fn main() {
                         .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.message));
                     let t = Instant::now();
                     let tr = rec.transcribe_pcm(&pcm, &opts).expect("transcribe");
+                    // Each kept window's confidence, to see how far speech stays from the silence thresholds.
+                    for s in &tr.segments {
+                        eprintln!(
+                            "WINDOW {key}\tno_speech {:.3}\tavg_logprob {:.3}",
+                            s.no_speech_prob, s.avg_logprob
+                        );
+                    }
                     let got = Raw {
                         text: tr.text,
                         duration_s: tr.duration_s,

@@ -36,6 +36,12 @@ pub const MODEL: &str = "whisper-base";
 /// *and* the decoded text is improbable.
 const NO_SPEECH_THRESHOLD: f64 = 0.6;
 const LOGPROB_THRESHOLD: f64 = -1.0;
+/// A window whose text the model itself finds this improbable (mean log-probability per token, after any
+/// temperature retry) is dropped whatever its no-speech probability: over recorded music Whisper writes
+/// 「iK」 (no-speech 0.59, −2.0) or 「H&R、3D、1D、…」 (0.10, −2.2) (`recorded_music_gives_no_text`), while no window
+/// of the 64 spoken benchmark clips comes near (log-probability at least −0.84, no-speech at most 0.09;
+/// BENCHMARKS.md). Speech heard this badly would be no use to the physician either.
+const LOGPROB_ALONE: f64 = -1.5;
 /// A window this sure to hold no speech is dropped whatever its text's probability: after the energy gate, what
 /// still reaches the model without speech is noise with some structure (music, a voice far off), on which Whisper
 /// writes confident subtitles-style lines.
@@ -334,6 +340,7 @@ impl Recogniser {
                     break (decoded, silent, segs, consumed);
                 }
             };
+            let silent = silent || decoded.avg_logprob < LOGPROB_ALONE;
             if !silent {
                 // Words, not only punctuation or ♪, and not only captions.
                 let said = |s: &Segment| !fold(&s.text).is_empty() && !is_caption(&s.text);

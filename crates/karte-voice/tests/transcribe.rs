@@ -194,10 +194,20 @@ fn recorded_music_gives_no_text() {
     let looped: Vec<f32> = once.iter().cycle().take(once.len() * 4).copied().collect();
     for pcm in [&once, &looped] {
         let t = rec.transcribe_pcm(pcm, &Options::default()).unwrap();
+        let windows: Vec<_> = t
+            .segments
+            .iter()
+            .map(|s| {
+                (
+                    s.no_speech_prob,
+                    s.avg_logprob,
+                    s.text.chars().take(20).collect::<String>(),
+                )
+            })
+            .collect();
         assert!(
             t.text.is_empty(),
-            "music: {:?} (speech_s {})",
-            t.text,
+            "music: speech_s {}, windows (no-speech, log-probability, text) {windows:?}",
             t.speech_s
         );
     }
