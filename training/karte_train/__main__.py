@@ -42,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("report", help="the comparison report (Markdown + HTML with charts) of a training run")
     rp.add_argument("run_dir", type=Path, help="the output folder of `cargo xtask train`")
     rp.add_argument("--commit", default="", help="the commit the run was built from")
+    cs = sub.add_parser("choose-start", help="which recipe the feedback improves: karte eval's recommendation")
+    cs.add_argument("run_dir", type=Path)
     a = p.parse_args(argv)
+
+    if a.cmd == "choose-start":
+        from . import report
+
+        name = report.choose_start(a.run_dir)
+        print(name)
+        return 0
 
     if a.cmd == "feedback-store":
         from . import feedback as fb

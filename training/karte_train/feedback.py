@@ -143,7 +143,10 @@ class Ward:
         if user is not None:
             args = [*args, "--user", user]
             env.update(KARTE_PASSWORD=PASSWORD, KARTE_TOTP=self.phones[user].code())
-        p = subprocess.run([self.karte, *args], env=env, input=stdin, capture_output=True, text=True)
+        cmd = [self.karte, *args]
+        if "--model" in args and os.environ.get("KARTE_MODEL_LOCK"):
+            cmd = ["flock", os.environ["KARTE_MODEL_LOCK"], *cmd]  # one model run at a time on a shared machine
+        p = subprocess.run(cmd, env=env, input=stdin, capture_output=True, text=True)
         if p.returncode != 0:
             raise FeedbackError("feedback.ward", f"karte {args[0]} {args[1] if len(args) > 1 else ''} が失敗しました"
                                                  f"（終了コード {p.returncode}）: {p.stderr.strip()[-400:]}")

@@ -45,9 +45,9 @@ class Scale:
     lora_steps: int
     lora_batch: int
     # feedback (DPO, LoRA) on top of the better of scratch/continued: pairs hold a whole dictation and note
-    dpo_steps: int = 6
+    dpo_steps: int = 4
     dpo_batch: int = 2
-    dpo_max_length: int = 384
+    dpo_max_length: int = 1536  # a sample dictation is ~300 characters, 2–3 byte-level tokens each
     lr_dpo: float = 5e-4
     dpo_beta: float = 0.1
 
@@ -59,7 +59,7 @@ SCALES = {
     # ~125M-parameter scratch model; 20k steps × 8 GPUs × 8 × 2048 tokens ≈ 2.6B tokens.
     "full": Scale(max_steps=20000, batch_size=8, grad_accum=4, max_length=2048, lr_scratch=6e-4, lr_lora=2e-4,
                   lora_r=64, hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, eval_steps=500,
-                  lora_steps=5000, lora_batch=8, dpo_steps=2000, dpo_batch=8, dpo_max_length=2048, lr_dpo=5e-6),
+                  lora_steps=5000, lora_batch=8, dpo_steps=2000, dpo_batch=8, dpo_max_length=4096, lr_dpo=5e-6),
 }
 
 
