@@ -159,9 +159,11 @@ class Ward:
         self.phones[name] = Phone.from_enrolment(self.run(["admin", "user", "add", name, "--role", role], user=by))
 
 
-def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None) -> dict:
+def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None, model_cases: int | None = None) -> dict:
     """Plays `cases_path` through the CLI and writes the real `karte feedback export` to `out`. Must run inside a
-    kernel session keyring (`keyctl session -`), which holds the throw-away store's key. Returns a summary."""
+    kernel session keyring (`keyctl session -`), which holds the throw-away store's key. `model` drafts the first
+    `model_cases` encounters (all when None), the rules engine the rest: on a shared 2-core CPU a debug build drafts a
+    note with a 135M model in minutes, so the smoke run drafts one. Returns a summary."""
     cases = json.loads(cases_path.read_text(encoding="utf-8"))["cases"]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="karte-ward-") as d:
@@ -192,7 +194,8 @@ def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None)
         for i, case in enumerate(cases):
             doc, nurse = f"dr{i + 1:02d}", f"ns{i + 1:02d}"
             dictation = (ROOT / case["sample"]).read_text(encoding="utf-8")
-            engine = ["--model", model] if model else ["--no-llm"]
+            use_model = model and (model_cases is None or i < model_cases)
+            engine = ["--model", model] if use_model else ["--no-llm"]
             d_out = json.loads(w.run(["draft", "-", *engine, "--format", "json", "--save", "--patient",
                                       case["patient"]], user=doc, stdin=dictation))
             enc = d_out["encounter_id"]

@@ -148,11 +148,12 @@ impl Timings {
     }
 }
 
-/// The evaluation settings of a run: at smoke scale the CI subset with short raw answers (a toy model writes until
-/// the budget runs out), at full scale every item with karte eval's defaults.
+/// The evaluation settings of a run: at smoke scale one item of each suite's CI subset with short raw answers (a toy
+/// model writes until the budget runs out; a debug build on two shared cores drafts at a few tokens/s), at full scale
+/// every item with karte eval's defaults.
 fn eval_args(scale: &str) -> Vec<&'static str> {
     if scale == "smoke" {
-        vec!["--smoke", "--max-tokens", "96"]
+        vec!["--smoke", "--limit", "1", "--max-tokens", "64"]
     } else {
         vec![]
     }
@@ -285,6 +286,8 @@ pub fn train(args: &[String]) -> Result<()> {
             export.as_os_str(),
             "--model".as_ref(),
             gguf_of(&start).as_os_str(),
+            "--model-cases".as_ref(),
+            if scale == "smoke" { "1" } else { "999" }.as_ref(),
         ]))
     })?;
     t.time("feedback", || {
@@ -322,7 +325,7 @@ pub fn train(args: &[String]) -> Result<()> {
     t.time("canary exposure", || {
         step("train: canary exposure of each model (the kit the corpus step inserted)");
         std::fs::create_dir_all(out.join("exposure"))?;
-        let samples = if scale == "smoke" { "200" } else { "1000" };
+        let samples = if scale == "smoke" { "100" } else { "1000" };
         for (name, path) in &models {
             run(model_cmd(&karte)
                 .args(["eval", "exposure", "--candidate", &candidate(name, path)])
