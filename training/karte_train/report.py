@@ -210,7 +210,7 @@ def write(run_dir: Path, commit: str = "") -> Path:
         md.append(f"`karte eval exposure` with the kit the corpus step inserted "
                   f"({len(kit['canaries']) if kit else '?'} canaries); mean exposure in bits "
                   f"(sampled rank, {next(iter(exposures.values()))['samples']} samples, at most {smax:.2f}). "
-                  "A model that never saw the canaries scores about 1 bit; a memorised secret reaches the maximum.")
+                  "A model that never saw the canaries scores about 1.4 bits on average (a random rank); a memorised secret reaches the maximum.")
         md.append("")
         md.append("| candidate | " + " | ".join(f"inserted {r}×" for r in reps) + " |")
         md.append("|---|" + "---|" * len(reps))

@@ -12,8 +12,29 @@ use std::process::Command;
 
 /// Where the training venv lives (`KARTE_TRAIN_VENV` overrides).
 pub const TRAIN_VENV_DIR: &str = "/var/cache/karte/train-venv";
-/// The base the smoke recipes start from and take the tokenizer of (a manifest model: `cargo xtask fetch-model`).
+/// The base the recipes start from and take the tokenizer of (a manifest model: `cargo xtask fetch-model`);
+/// `KARTE_TRAIN_BASE` names another (a larger Qwen for `--full` on GPUs).
 const SMOKE_BASE: &str = "smollm2-135m";
+
+fn base_name() -> String {
+    std::env::var("KARTE_TRAIN_BASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| SMOKE_BASE.to_string())
+}
+
+/// How a recipe is started: the venv's python, or `accelerate launch --config_file $KARTE_TRAIN_ACCELERATE_CONFIG`
+/// (one GPU, 8 with FSDP, several nodes with DeepSpeed: training/accelerate/) with the same arguments.
+fn recipe_cmd(venv: &Path) -> Command {
+    match std::env::var_os("KARTE_TRAIN_ACCELERATE_CONFIG").filter(|v| !v.is_empty()) {
+        Some(cfg) => {
+            let mut c = Command::new(venv.join("bin/accelerate"));
+            c.arg("launch").arg("--config_file").arg(cfg);
+            c
+        }
+        None => Command::new(venv.join("bin/python")),
+    }
+}
 
 pub fn train_venv_dir() -> PathBuf {
     std::env::var_os("KARTE_TRAIN_VENV")
@@ -176,8 +197,9 @@ pub fn train(args: &[String]) -> Result<()> {
     let venv = t.time("venv", train_venv)?;
     let karte = karte_bin()?;
     t.time("unit tests", || train_test_with(&karte))?;
-    crate::fetch_model(Some(SMOKE_BASE))?;
-    let base = karte_models::resolve(Some(SMOKE_BASE))
+    let base_name = base_name();
+    crate::fetch_model(Some(&base_name))?;
+    let base = karte_models::resolve(Some(&base_name))
         .map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?
         .path;
     let root = project_root();
@@ -204,6 +226,14 @@ pub fn train(args: &[String]) -> Result<()> {
     })?;
     let corpus = out.join("corpus");
     let py = venv.join("bin/python");
+    let recipe = |args: &[&std::ffi::OsStr]| -> Command {
+        let mut c = recipe_cmd(&venv);
+        c.args(["-m", "karte_train"])
+            .args(args)
+            .env("PYTHONPATH", root.join("training"))
+            .current_dir(&root);
+        c
+    };
     let module = |args: &[&std::ffi::OsStr]| -> Command {
         let mut c = Command::new(&py);
         c.args(["-m", "karte_train"])
@@ -227,12 +257,12 @@ pub fn train(args: &[String]) -> Result<()> {
         ]))
     })?;
     let gguf_of = |recipe: &str| out.join(recipe).join(format!("{recipe}-q4_1.gguf"));
-    for recipe in ["scratch", "continued"] {
-        t.time(recipe, || {
-            step(&format!("train: recipe {recipe} ({scale})"));
-            let dir = out.join(recipe);
-            run(&mut module(&[
-                recipe.as_ref(),
+    for name in ["scratch", "continued"] {
+        t.time(name, || {
+            step(&format!("train: recipe {name} ({scale})"));
+            let dir = out.join(name);
+            run(&mut recipe(&[
+                name.as_ref(),
                 "--base".as_ref(),
                 base.as_os_str(),
                 "--corpus".as_ref(),
@@ -243,8 +273,8 @@ pub fn train(args: &[String]) -> Result<()> {
                 scale.as_ref(),
             ]))
         })?;
-        t.time(&format!("{recipe} checks"), || {
-            check_loads(&karte, &gguf_of(recipe), &root)
+        t.time(&format!("{name} checks"), || {
+            check_loads(&karte, &gguf_of(name), &root)
         })?;
     }
 
@@ -294,7 +324,7 @@ pub fn train(args: &[String]) -> Result<()> {
         step(&format!(
             "train: recipe feedback (DPO on top of {start}, {scale})"
         ));
-        run(&mut module(&[
+        run(&mut recipe(&[
             "feedback".as_ref(),
             "--base".as_ref(),
             base.as_os_str(),
