@@ -45,8 +45,8 @@ class Scale:
     lora_steps: int
     lora_batch: int
     # feedback (DPO, LoRA) on top of the better of scratch/continued: pairs hold a whole dictation and note
-    dpo_steps: int = 4
-    dpo_batch: int = 2
+    dpo_steps: int = 3
+    dpo_batch: int = 1  # a DPO step on the 135M base with ~1.5k-token pairs takes minutes on 2 shared cores
     dpo_max_length: int = 1536  # a sample dictation is ~300 characters, 2–3 byte-level tokens each
     lr_dpo: float = 5e-4
     dpo_beta: float = 0.1

@@ -172,12 +172,23 @@ impl Timings {
 /// The evaluation settings of a run: at smoke scale one item of each suite's CI subset with short raw answers (a toy
 /// model writes until the budget runs out; a debug build on two shared cores drafts at a few tokens/s), at full scale
 /// every item with karte eval's defaults.
-fn eval_args(scale: &str) -> Vec<&'static str> {
-    if scale == "smoke" {
-        vec!["--smoke", "--limit", "1", "--max-tokens", "64"]
+/// `KARTE_TRAIN_EVAL_SUITES` narrows the suites (karte eval's `--suite`): an unmeasured gate suite fails the gate,
+/// so the recommendation is then "none", which the report says.
+fn eval_args(scale: &str) -> Vec<String> {
+    let mut v: Vec<String> = if scale == "smoke" {
+        ["--smoke", "--limit", "1", "--max-tokens", "64"]
+            .map(String::from)
+            .to_vec()
     } else {
         vec![]
+    };
+    if let Some(s) = std::env::var("KARTE_TRAIN_EVAL_SUITES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        v.extend(["--suite".to_string(), s]);
     }
+    v
 }
 
 /// corpus → scratch → continued → `karte eval run` (which is better) → a ward's real `karte feedback export` →
@@ -203,28 +214,18 @@ pub fn train(args: &[String]) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?
         .path;
     let root = project_root();
-    if out.exists() {
+    // KARTE_TRAIN_RESUME=1 keeps OUT and skips the steps whose results are there (after an interruption; the
+    // report lists the timings of this invocation only).
+    let resume = std::env::var("KARTE_TRAIN_RESUME").is_ok_and(|v| v == "1");
+    if out.exists() && !resume {
         std::fs::remove_dir_all(&out)?;
     }
     std::fs::create_dir_all(&out)?;
     let out = out.canonicalize()?;
 
     let kit = out.join("canary-kit.json");
-    t.time("canary kit", || {
-        step("train: canary kit (to measure memorisation later)");
-        run(Command::new(&karte)
-            .args([
-                "eval",
-                "canary-kit",
-                "--count",
-                "2",
-                "--repeats",
-                "1,10",
-                "--out",
-            ])
-            .arg(&kit))
-    })?;
     let corpus = out.join("corpus");
+    let done = |path: &Path| resume && path.exists();
     let py = venv.join("bin/python");
     let recipe = |args: &[&std::ffi::OsStr]| -> Command {
         let mut c = recipe_cmd(&venv);
@@ -242,22 +243,42 @@ pub fn train(args: &[String]) -> Result<()> {
             .current_dir(&root);
         c
     };
-    t.time("corpus", || {
-        step("train: corpus (karte redact, dedup, held-out split)");
-        run(&mut module(&[
-            "corpus".as_ref(),
-            root.join("training/data/sample").as_os_str(),
-            root.join("assets/samples").as_os_str(),
-            "--out".as_ref(),
-            corpus.as_os_str(),
-            "--karte".as_ref(),
-            karte.as_os_str(),
-            "--canary-lines".as_ref(),
-            out.join("canary-kit.json.train.txt").as_os_str(),
-        ]))
-    })?;
+    if !done(&corpus_done(&out)) {
+        t.time("canary kit", || {
+            step("train: canary kit (to measure memorisation later)");
+            run(Command::new(&karte)
+                .args([
+                    "eval",
+                    "canary-kit",
+                    "--count",
+                    "2",
+                    "--repeats",
+                    "1,10",
+                    "--out",
+                ])
+                .arg(&kit))
+        })?;
+        t.time("corpus", || {
+            step("train: corpus (karte redact, dedup, held-out split)");
+            run(&mut module(&[
+                "corpus".as_ref(),
+                root.join("training/data/sample").as_os_str(),
+                root.join("assets/samples").as_os_str(),
+                "--out".as_ref(),
+                corpus.as_os_str(),
+                "--karte".as_ref(),
+                karte.as_os_str(),
+                "--canary-lines".as_ref(),
+                out.join("canary-kit.json.train.txt").as_os_str(),
+            ]))
+        })?;
+    }
     let gguf_of = |recipe: &str| out.join(recipe).join(format!("{recipe}-q4_1.gguf"));
     for name in ["scratch", "continued"] {
+        if done(&out.join(name).join("run.json")) {
+            eprintln!("    {name}: kept from the interrupted run (KARTE_TRAIN_RESUME)");
+            continue;
+        }
         t.time(name, || {
             step(&format!("train: recipe {name} ({scale})"));
             let dir = out.join(name);
@@ -305,6 +326,12 @@ pub fn train(args: &[String]) -> Result<()> {
     // The ward: drafts by the chosen model, corrected and signed by physicians, suggestions reviewed by nurses, all
     // through the karte CLI in a throw-away store; its `karte feedback export` is the DPO data.
     let export = out.join("feedback-export.jsonl");
+    // How many ward encounters the chosen model drafts (the rules engine the rest): all at full scale; one at smoke
+    // scale, where a 135M model drafts a note in minutes on two shared cores (`KARTE_TRAIN_WARD_MODEL_CASES`).
+    let model_cases = std::env::var("KARTE_TRAIN_WARD_MODEL_CASES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| if scale == "smoke" { "1" } else { "999" }.to_string());
     t.time("ward (feedback export)", || {
         step("train: a synthetic ward through the karte CLI, then karte feedback export");
         // The ward's model drafts take KARTE_MODEL_LOCK themselves (the Python side reads it too).
@@ -317,7 +344,7 @@ pub fn train(args: &[String]) -> Result<()> {
             "--model".as_ref(),
             gguf_of(&start).as_os_str(),
             "--model-cases".as_ref(),
-            if scale == "smoke" { "1" } else { "999" }.as_ref(),
+            model_cases.as_ref(),
         ]))
     })?;
     t.time("feedback", || {
@@ -392,6 +419,11 @@ pub fn train(args: &[String]) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The corpus step's last output.
+fn corpus_done(out: &Path) -> PathBuf {
+    out.join("corpus/report.json")
 }
 
 /// The commit the run was built from, `-dirty` when the tree had changes (the report must say what it measured).
