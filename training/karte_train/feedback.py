@@ -216,7 +216,7 @@ def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None,
         w.run(["feedback", "export", "--output", str(out)], user="dr.export")
     records = read_export(out)
     return {"cases": len(cases), "records": len(records), "drafted_by_model": drafted_by_model,
-            "draft_model": Path(model).name if model else None, "reviews": reviews,
+            "draft_model": Path(model).name if model and model_cases != 0 else None, "reviews": reviews,
             "pairs": len(pairs(records)), "seconds": round(time.time() - started, 1)}
 
 

@@ -192,9 +192,10 @@ def write(run_dir: Path, commit: str = "") -> Path:
     if ward:
         fb = runs.get("feedback", {})
         md.append(f"Feedback data: a real `karte feedback export` of a synthetic ward played through the CLI "
-                  f"(`training/data/ward/cases.json`: {ward['cases']} encounters drafted "
-                  f"{'with ' + ward['draft_model'] if ward.get('draft_model') else 'by the rules engine'}, "
-                  f"{ward['drafted_by_model']} of them with model text, edited and signed by a physician; "
+                  f"(`training/data/ward/cases.json`: {ward['cases']} encounters, "
+                  f"{ward['drafted_by_model']} drafted by "
+                  f"{'`' + ward['draft_model'] + '`' if ward.get('draft_model') else 'the model'} and the rest by "
+                  f"the rules engine, each edited and signed by a physician; "
                   f"{ward['reviews']['accept']} suggestions accepted and {ward['reviews']['reject']} rejected by "
                   f"nurses) → {ward['pairs']} preference pairs "
                   f"({', '.join(f'{k} {v}' for k, v in fb.get('preference_pairs_by_source', {}).items())}).")
