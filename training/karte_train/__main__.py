@@ -1,8 +1,9 @@
-"""`python -m karte_train corpus|scratch|continued ...` (run from training/, or with it on PYTHONPATH)."""
+"""`python -m karte_train corpus|scratch|continued|feedback-store|feedback|report ...` (run from training/, or with it on PYTHONPATH)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,54 @@ def main(argv: list[str] | None = None) -> int:
         r.add_argument("--out", type=Path, required=True)
         r.add_argument("--scale", choices=["smoke", "full"], default="smoke")
         r.add_argument("--qtype", default="Q4_1", help="GGUF type of the matrices (the manifest's format)")
+    f = sub.add_parser("feedback", help="DPO on `karte feedback export` pairs, on top of a recipe's GGUF")
+    f.add_argument("--base", type=Path, required=True, help="the open base's GGUF (tokenizer, licence)")
+    f.add_argument("--start", type=Path, required=True, help="the GGUF of the recipe to improve")
+    f.add_argument("--start-recipe", required=True, help="its name (scratch, continued), for the card")
+    f.add_argument("--pairs", type=Path, required=True, help="the JSONL of `karte feedback export`")
+    f.add_argument("--corpus", type=Path, required=True, help="the corpus (its held-out split is measured)")
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--scale", choices=["smoke", "full"], default="smoke")
+    f.add_argument("--qtype", default="Q4_1")
+    w = sub.add_parser("feedback-store", help="play a synthetic ward through the karte CLI and export its feedback")
+    w.add_argument("--karte", required=True)
+    w.add_argument("--cases", type=Path, default=Path(__file__).resolve().parents[1] / "data/ward/cases.json")
+    w.add_argument("--out", type=Path, required=True, help="where `karte feedback export` writes the JSONL")
+    w.add_argument("--model", help="draft with this GGUF (the model's drafts are the rejected side); rules otherwise")
+    w.add_argument("--model-cases", type=int, help="draft only the first N encounters with --model (rules the rest)")
+    rp = sub.add_parser("report", help="the comparison report (Markdown + HTML with charts) of a training run")
+    rp.add_argument("run_dir", type=Path, help="the output folder of `cargo xtask train`")
+    rp.add_argument("--commit", default="", help="the commit the run was built from")
+    cs = sub.add_parser("choose-start", help="which recipe the feedback improves: karte eval's recommendation")
+    cs.add_argument("run_dir", type=Path)
     a = p.parse_args(argv)
+
+    if a.cmd == "choose-start":
+        from . import report
+
+        name = report.choose_start(a.run_dir)
+        print(name)
+        return 0
+
+    if a.cmd == "feedback-store":
+        from . import feedback as fb
+
+        try:
+            if not fb.in_keyring_session():
+                return fb.rerun_in_keyring_session(argv if argv is not None else sys.argv[1:])
+            summary = fb.play_ward(a.karte, a.cases, a.out, a.model, a.model_cases)
+        except fb.FeedbackError as e:
+            print(f"エラー [{e.code}] {e.message}", file=sys.stderr)
+            return 2
+        (a.out.parent / (a.out.name + ".summary.json")).write_text(json.dumps(summary, ensure_ascii=False, indent=2),
+                                                                     encoding="utf-8")
+        print(json.dumps(summary, ensure_ascii=False))
+        return 0
+    if a.cmd == "report":
+        from . import report
+
+        print(report.write(a.run_dir, a.commit))
+        return 0
 
     if a.cmd == "corpus":
         from .corpus import CorpusError, build
@@ -40,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import recipes
 
     recipes.default_threads()
+    if a.cmd == "feedback":
+        print(recipes.feedback(a.base, a.start, a.pairs, a.corpus, a.out, a.scale, a.qtype, a.start_recipe))
+        return 0
     fn = recipes.scratch if a.cmd == "scratch" else recipes.continued
     path = fn(a.base, a.corpus, a.out, a.scale, a.qtype)
     print(path)

@@ -44,6 +44,12 @@ class Scale:
     # continued pretraining of the 135M base is ~40x the compute per step of the smoke scratch model
     lora_steps: int
     lora_batch: int
+    # feedback (DPO, LoRA) on top of the better of scratch/continued: pairs hold a whole dictation and note
+    dpo_steps: int = 3
+    dpo_batch: int = 1  # a DPO step on the 135M base with ~1.5k-token pairs takes minutes on 2 shared cores
+    dpo_max_length: int = 1536  # a sample dictation is ~300 characters, 2–3 byte-level tokens each
+    lr_dpo: float = 5e-4
+    dpo_beta: float = 0.1
 
 
 SCALES = {
@@ -53,7 +59,7 @@ SCALES = {
     # ~125M-parameter scratch model; 20k steps × 8 GPUs × 8 × 2048 tokens ≈ 2.6B tokens.
     "full": Scale(max_steps=20000, batch_size=8, grad_accum=4, max_length=2048, lr_scratch=6e-4, lr_lora=2e-4,
                   lora_r=64, hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, eval_steps=500,
-                  lora_steps=5000, lora_batch=8),
+                  lora_steps=5000, lora_batch=8, dpo_steps=2000, dpo_batch=8, dpo_max_length=4096, lr_dpo=5e-6),
 }
 
 
@@ -241,6 +247,75 @@ def continued(base_gguf: Path, corpus: Path, out: Path, scale_name: str, qtype: 
              "method": f"continued pretraining with LoRA (r={scale.lora_r}) on all projections, merged",
              "base_licence": card.base_licence(base_gguf), "tokenizer": f"{base_gguf.name} (unchanged)"}
     return _finish("continued", merged, tok, trainer, base_gguf, corpus, out, scale_name, qtype, extra,
+                   started, heldout, scale)
+
+
+def _dpo_config(out: Path, scale: Scale):
+    from trl import DPOConfig
+
+    gpu = torch.cuda.is_available()
+    return DPOConfig(
+        output_dir=str(out / "trainer"),
+        max_steps=scale.dpo_steps,
+        per_device_train_batch_size=scale.dpo_batch,
+        gradient_accumulation_steps=scale.grad_accum if gpu else 1,
+        learning_rate=scale.lr_dpo,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, scale.dpo_steps // 20),
+        beta=scale.dpo_beta,
+        max_length=scale.dpo_max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=42,
+        data_seed=42,
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+        gradient_checkpointing=gpu,
+        dataloader_num_workers=0,
+    )
+
+
+def feedback(base_gguf: Path, start_gguf: Path, pairs_path: Path, corpus: Path, out: Path, scale_name: str,
+             qtype: str, start_recipe: str) -> Path:
+    """DPO (trl's `DPOTrainer`, LoRA; the reference model is the same weights with the adapter off) on preference
+    pairs from `karte feedback export`, starting from the GGUF of the better recipe. `base_gguf` is the shipped base
+    whose tokenizer every recipe carries and whose licence the card repeats."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOTrainer
+
+    from .feedback import pairs, read_export
+
+    started = time.time()
+    scale = SCALES[scale_name]
+    tok = load_base(start_gguf)
+    _, heldout = _datasets(corpus)
+    rows = pairs(read_export(pairs_path))
+    if not rows:
+        raise SystemExit("エラー [feedback.empty] 学習に使える選好ペアがありません（署名済みで修正またはレビューのある記録が必要です）。")
+    train = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
+    torch.manual_seed(42)
+    model = dequantized_base(start_gguf)
+    before = heldout_loss(model, tok, heldout, scale.max_length)
+    lora = LoraConfig(r=scale.lora_r, lora_alpha=2 * scale.lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    trainer = DPOTrainer(model=model, args=_dpo_config(out, scale), train_dataset=train, processing_class=tok,
+                         peft_config=lora)
+    trainer.train()
+    merged = trainer.model.merge_and_unload()
+    history = trainer.state.log_history
+    sources = {s: sum(r["source"] == s for r in rows) for s in ("note", "suggestion")}
+    extra = {"heldout_loss_before": before,
+             "method": (f"DPO (beta {scale.dpo_beta}) with LoRA (r={scale.lora_r}) on all projections, merged, on "
+                        f"top of the {start_recipe} recipe's GGUF"),
+             "base_licence": card.base_licence(base_gguf), "tokenizer": f"{base_gguf.name} (unchanged)",
+             "start_recipe": start_recipe, "start_gguf": start_gguf.name, "start_sha256": sha256(start_gguf),
+             "feedback_export_sha256": sha256(pairs_path), "preference_pairs": len(rows),
+             "preference_pairs_by_source": sources,
+             "final_reward_accuracy": next((h["rewards/accuracies"] for h in reversed(history)
+                                            if "rewards/accuracies" in h), None)}
+    scale = replace(scale, max_steps=scale.dpo_steps, batch_size=scale.dpo_batch, max_length=scale.max_length)
+    return _finish("feedback", merged, tok, trainer, base_gguf, corpus, out, scale_name, qtype, extra,
                    started, heldout, scale)
 
 

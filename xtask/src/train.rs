@@ -12,8 +12,29 @@ use std::process::Command;
 
 /// Where the training venv lives (`KARTE_TRAIN_VENV` overrides).
 pub const TRAIN_VENV_DIR: &str = "/var/cache/karte/train-venv";
-/// The base the smoke recipes start from and take the tokenizer of (a manifest model: `cargo xtask fetch-model`).
+/// The base the recipes start from and take the tokenizer of (a manifest model: `cargo xtask fetch-model`);
+/// `KARTE_TRAIN_BASE` names another (a larger Qwen for `--full` on GPUs).
 const SMOKE_BASE: &str = "smollm2-135m";
+
+fn base_name() -> String {
+    std::env::var("KARTE_TRAIN_BASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| SMOKE_BASE.to_string())
+}
+
+/// How a recipe is started: the venv's python, or `accelerate launch --config_file $KARTE_TRAIN_ACCELERATE_CONFIG`
+/// (one GPU, 8 with FSDP, several nodes with DeepSpeed: training/accelerate/) with the same arguments.
+fn recipe_cmd(venv: &Path) -> Command {
+    match std::env::var_os("KARTE_TRAIN_ACCELERATE_CONFIG").filter(|v| !v.is_empty()) {
+        Some(cfg) => {
+            let mut c = Command::new(venv.join("bin/accelerate"));
+            c.arg("launch").arg("--config_file").arg(cfg);
+            c
+        }
+        None => Command::new(venv.join("bin/python")),
+    }
+}
 
 pub fn train_venv_dir() -> PathBuf {
     std::env::var_os("KARTE_TRAIN_VENV")
@@ -83,11 +104,33 @@ fn without_package(lock: &str, name: &str) -> String {
     out
 }
 
-/// Builds the `karte` binary the corpus step and the checks call.
+/// The `karte` binary the corpus step, the ward and the checks call: `KARTE_BIN` when set (an already-built binary,
+/// e.g. the one `cargo xtask test` made: building karte-cli alone resolves other features and rebuilds llama.cpp,
+/// 20+ minutes on two cores), else `cargo build -p karte-cli` into the target dir.
 fn karte_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("KARTE_BIN").filter(|v| !v.is_empty()) {
+        let bin = PathBuf::from(bin);
+        if !bin.exists() {
+            bail!("KARTE_BIN={} does not exist", bin.display());
+        }
+        return Ok(bin);
+    }
     step("train: building karte (its guard pseudonymises the corpus; it loads the results)");
     run(crate::cargo().args(["build", "-p", "karte-cli"]))?;
     Ok(target_dir().join("debug/karte"))
+}
+
+/// A command that loads a model: under `flock $KARTE_MODEL_LOCK` when that is set, so that on a machine shared
+/// with other model runs (the development machine) two never compete for the cores and skew each other's timings.
+fn model_cmd(program: &Path) -> Command {
+    match std::env::var_os("KARTE_MODEL_LOCK").filter(|v| !v.is_empty()) {
+        Some(lock) => {
+            let mut c = Command::new("flock");
+            c.arg(lock).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 /// The corpus step's unit tests: only python3 (stdlib) and the real `karte` binary, a few seconds.
@@ -106,7 +149,51 @@ pub fn train_test_with(karte: &Path) -> Result<()> {
         .env("KARTE_BIN", karte))
 }
 
-/// corpus → scratch → continued → GGUF → `karte model verify` and `karte draft --model` on each file.
+/// Seconds per step of a run, written next to its outputs for the report.
+struct Timings(Vec<(String, f64)>);
+
+impl Timings {
+    fn time<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t = std::time::Instant::now();
+        let r = f()?;
+        self.0.push((name.to_string(), t.elapsed().as_secs_f64()));
+        Ok(r)
+    }
+    fn json(&self) -> String {
+        let fields: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| format!("  \"{k}\": {v:.1}"))
+            .collect();
+        format!("{{\n{}\n}}\n", fields.join(",\n"))
+    }
+}
+
+/// The evaluation settings of a run: at smoke scale one item of each suite's CI subset with short raw answers (a toy
+/// model writes until the budget runs out; a debug build on two shared cores drafts at a few tokens/s), at full scale
+/// every item with karte eval's defaults.
+/// `KARTE_TRAIN_EVAL_SUITES` narrows the suites (karte eval's `--suite`): an unmeasured gate suite fails the gate,
+/// so the recommendation is then "none", which the report says.
+fn eval_args(scale: &str) -> Vec<String> {
+    let mut v: Vec<String> = if scale == "smoke" {
+        ["--smoke", "--limit", "1", "--max-tokens", "64"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        vec![]
+    };
+    if let Some(s) = std::env::var("KARTE_TRAIN_EVAL_SUITES")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        v.extend(["--suite".to_string(), s]);
+    }
+    v
+}
+
+/// corpus → scratch → continued → `karte eval run` (which is better) → a ward's real `karte feedback export` →
+/// feedback (DPO) → canary exposure and `karte eval run` over base and the three recipes → report. Every GGUF is
+/// checked with `karte model verify` and `karte draft --model`.
 pub fn train(args: &[String]) -> Result<()> {
     let scale = match args.first().map(String::as_str) {
         Some("--smoke") | None => "smoke",
@@ -117,35 +204,37 @@ pub fn train(args: &[String]) -> Result<()> {
         .get(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join(format!("train-{scale}")));
-    let venv = train_venv()?;
-    train_test()?;
-    let karte = target_dir().join("debug/karte");
-    crate::fetch_model(Some(SMOKE_BASE))?;
-    let base = karte_models::resolve(Some(SMOKE_BASE))
+    let mut t = Timings(Vec::new());
+    let venv = t.time("venv", train_venv)?;
+    let karte = karte_bin()?;
+    t.time("unit tests", || train_test_with(&karte))?;
+    let base_name = base_name();
+    crate::fetch_model(Some(&base_name))?;
+    let base = karte_models::resolve(Some(&base_name))
         .map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?
         .path;
     let root = project_root();
-    if out.exists() {
+    // KARTE_TRAIN_RESUME=1 keeps OUT and skips the steps whose results are there (after an interruption; the
+    // report lists the timings of this invocation only).
+    let resume = std::env::var("KARTE_TRAIN_RESUME").is_ok_and(|v| v == "1");
+    if out.exists() && !resume {
         std::fs::remove_dir_all(&out)?;
     }
     std::fs::create_dir_all(&out)?;
+    let out = out.canonicalize()?;
 
-    step("train: canary kit (to measure memorisation later)");
     let kit = out.join("canary-kit.json");
-    run(Command::new(&karte)
-        .args([
-            "eval",
-            "canary-kit",
-            "--count",
-            "2",
-            "--repeats",
-            "1,10",
-            "--out",
-        ])
-        .arg(&kit))?;
-    step("train: corpus (karte redact, dedup, held-out split)");
     let corpus = out.join("corpus");
+    let done = |path: &Path| resume && path.exists();
     let py = venv.join("bin/python");
+    let recipe = |args: &[&std::ffi::OsStr]| -> Command {
+        let mut c = recipe_cmd(&venv);
+        c.args(["-m", "karte_train"])
+            .args(args)
+            .env("PYTHONPATH", root.join("training"))
+            .current_dir(&root);
+        c
+    };
     let module = |args: &[&std::ffi::OsStr]| -> Command {
         let mut c = Command::new(&py);
         c.args(["-m", "karte_train"])
@@ -154,36 +243,209 @@ pub fn train(args: &[String]) -> Result<()> {
             .current_dir(&root);
         c
     };
-    run(&mut module(&[
-        "corpus".as_ref(),
-        root.join("training/data/sample").as_os_str(),
-        root.join("assets/samples").as_os_str(),
-        "--out".as_ref(),
-        corpus.as_os_str(),
-        "--karte".as_ref(),
-        karte.as_os_str(),
-        "--canary-lines".as_ref(),
-        out.join("canary-kit.json.train.txt").as_os_str(),
-    ]))?;
-    for recipe in ["scratch", "continued"] {
-        step(&format!("train: recipe {recipe} ({scale})"));
-        let dir = out.join(recipe);
+    if !done(&corpus_done(&out)) {
+        t.time("canary kit", || {
+            step("train: canary kit (to measure memorisation later)");
+            run(Command::new(&karte)
+                .args([
+                    "eval",
+                    "canary-kit",
+                    "--count",
+                    "2",
+                    "--repeats",
+                    "1,10",
+                    "--out",
+                ])
+                .arg(&kit))
+        })?;
+        t.time("corpus", || {
+            step("train: corpus (karte redact, dedup, held-out split)");
+            run(&mut module(&[
+                "corpus".as_ref(),
+                root.join("training/data/sample").as_os_str(),
+                root.join("assets/samples").as_os_str(),
+                "--out".as_ref(),
+                corpus.as_os_str(),
+                "--karte".as_ref(),
+                karte.as_os_str(),
+                "--canary-lines".as_ref(),
+                out.join("canary-kit.json.train.txt").as_os_str(),
+            ]))
+        })?;
+    }
+    let gguf_of = |recipe: &str| out.join(recipe).join(format!("{recipe}-q4_1.gguf"));
+    for name in ["scratch", "continued"] {
+        if done(&out.join(name).join("run.json")) {
+            eprintln!("    {name}: kept from the interrupted run (KARTE_TRAIN_RESUME)");
+            continue;
+        }
+        t.time(name, || {
+            step(&format!("train: recipe {name} ({scale})"));
+            let dir = out.join(name);
+            run(&mut recipe(&[
+                name.as_ref(),
+                "--base".as_ref(),
+                base.as_os_str(),
+                "--corpus".as_ref(),
+                corpus.as_os_str(),
+                "--out".as_ref(),
+                dir.as_os_str(),
+                "--scale".as_ref(),
+                scale.as_ref(),
+            ]))
+        })?;
+        t.time(&format!("{name} checks"), || {
+            check_loads(&karte, &gguf_of(name), &root)
+        })?;
+    }
+
+    // Which of the two the clinicians' feedback improves: karte eval's policy decides (the same eval directory is
+    // used again below, so these two candidates come from its cache there).
+    let eval_dir = out.join("eval");
+    let candidate = |name: &str, path: &Path| format!("{name}={}", path.display());
+    t.time("eval scratch/continued", || {
+        step("train: karte eval run over scratch and continued (which one the feedback improves)");
+        run(model_cmd(&karte)
+            .args(["eval", "run", "--threads", "2", "--out"])
+            .arg(&eval_dir)
+            .args(eval_args(scale))
+            .args(["--candidate", &candidate("scratch", &gguf_of("scratch"))])
+            .args([
+                "--candidate",
+                &candidate("continued", &gguf_of("continued")),
+            ]))
+    })?;
+    run(&mut module(&["choose-start".as_ref(), out.as_os_str()]))?;
+    let start = std::fs::read_to_string(out.join("feedback-start.txt"))?
+        .trim()
+        .to_string();
+    if !["scratch", "continued"].contains(&start.as_str()) {
+        bail!("choose-start picked {start:?}, not scratch or continued");
+    }
+
+    // The ward: drafts by the chosen model, corrected and signed by physicians, suggestions reviewed by nurses, all
+    // through the karte CLI in a throw-away store; its `karte feedback export` is the DPO data.
+    let export = out.join("feedback-export.jsonl");
+    // How many ward encounters the chosen model drafts (the rules engine the rest): all at full scale; one at smoke
+    // scale, where a 135M model drafts a note in minutes on two shared cores (`KARTE_TRAIN_WARD_MODEL_CASES`).
+    let model_cases = std::env::var("KARTE_TRAIN_WARD_MODEL_CASES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| if scale == "smoke" { "1" } else { "999" }.to_string());
+    t.time("ward (feedback export)", || {
+        step("train: a synthetic ward through the karte CLI, then karte feedback export");
+        // The ward's model drafts take KARTE_MODEL_LOCK themselves (the Python side reads it too).
         run(&mut module(&[
-            recipe.as_ref(),
+            "feedback-store".as_ref(),
+            "--karte".as_ref(),
+            karte.as_os_str(),
+            "--out".as_ref(),
+            export.as_os_str(),
+            "--model".as_ref(),
+            gguf_of(&start).as_os_str(),
+            "--model-cases".as_ref(),
+            model_cases.as_ref(),
+        ]))
+    })?;
+    t.time("feedback", || {
+        step(&format!(
+            "train: recipe feedback (DPO on top of {start}, {scale})"
+        ));
+        run(&mut recipe(&[
+            "feedback".as_ref(),
             "--base".as_ref(),
             base.as_os_str(),
+            "--start".as_ref(),
+            gguf_of(&start).as_os_str(),
+            "--start-recipe".as_ref(),
+            start.as_ref(),
+            "--pairs".as_ref(),
+            export.as_os_str(),
             "--corpus".as_ref(),
             corpus.as_os_str(),
             "--out".as_ref(),
-            dir.as_os_str(),
+            out.join("feedback").as_os_str(),
             "--scale".as_ref(),
             scale.as_ref(),
-        ]))?;
-        let gguf = dir.join(format!("{recipe}-q4_1.gguf"));
-        check_loads(&karte, &gguf, &root)?;
-    }
-    eprintln!("\n    models and cards under {}", out.display());
+        ]))
+    })?;
+    t.time("feedback checks", || {
+        check_loads(&karte, &gguf_of("feedback"), &root)
+    })?;
+
+    let models = [
+        ("base", base.clone()),
+        ("scratch", gguf_of("scratch")),
+        ("continued", gguf_of("continued")),
+        ("feedback", gguf_of("feedback")),
+    ];
+    t.time("canary exposure", || {
+        step("train: canary exposure of each model (the kit the corpus step inserted)");
+        std::fs::create_dir_all(out.join("exposure"))?;
+        let samples = if scale == "smoke" { "100" } else { "1000" };
+        for (name, path) in &models {
+            run(model_cmd(&karte)
+                .args(["eval", "exposure", "--candidate", &candidate(name, path)])
+                .arg("--kit")
+                .arg(&kit)
+                .args(["--samples", samples, "--out"])
+                .arg(out.join("exposure").join(format!("{name}.md"))))?;
+        }
+        Ok(())
+    })?;
+    t.time("eval all", || {
+        step("train: karte eval run over base, scratch, continued and feedback");
+        let mut c = model_cmd(&karte);
+        c.args(["eval", "run", "--threads", "2", "--out"])
+            .arg(&eval_dir)
+            .args(eval_args(scale));
+        for (name, path) in &models {
+            c.args(["--candidate", &candidate(name, path)]);
+        }
+        run(&mut c)
+    })?;
+    std::fs::write(out.join("timings.json"), t.json())?;
+    step("train: report");
+    let commit = git_commit(&root);
+    run(&mut module(&[
+        "report".as_ref(),
+        out.as_os_str(),
+        "--commit".as_ref(),
+        commit.as_ref(),
+    ]))?;
+    eprintln!(
+        "\n    models, cards and the report ({}) under {}",
+        out.join("report/REPORT.md").display(),
+        out.display()
+    );
     Ok(())
+}
+
+/// The corpus step's last output.
+fn corpus_done(out: &Path) -> PathBuf {
+    out.join("corpus/report.json")
+}
+
+/// The commit the run was built from, `-dirty` when the tree had changes (the report must say what it measured).
+fn git_commit(root: &Path) -> String {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = !succeeds(
+        Command::new("git")
+            .args(["diff", "--quiet", "HEAD"])
+            .current_dir(root),
+    );
+    if dirty {
+        format!("{head}-dirty")
+    } else {
+        head
+    }
 }
 
 /// The acceptance for every GGUF the recipes write: Karte verifies it and drafts with it.
@@ -192,8 +454,8 @@ fn check_loads(karte: &Path, gguf: &Path, root: &Path) -> Result<()> {
         "train: karte model verify / draft --model {}",
         gguf.display()
     ));
-    run(Command::new(karte).args(["model", "verify"]).arg(gguf))?;
-    run(Command::new(karte)
+    run(model_cmd(karte).args(["model", "verify"]).arg(gguf))?;
+    run(model_cmd(karte)
         .args(["draft", "--format", "json", "--model"])
         .arg(gguf)
         .arg(root.join("assets/samples/uti-elderly.txt")))
