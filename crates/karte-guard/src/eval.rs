@@ -75,16 +75,32 @@ pub const HOLDOUT: DataSet = DataSet {
     classifier: include_str!("../tests/data/holdout/classifier.toml"),
     // Written 2026-12-06 before that day's training-data, threshold and policy changes, and committed alone: the
     // first held-out file had been looked at several times by then, so this one is the clean estimate.
-    classifier_parts: &[(
-        "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06)",
-        include_str!("../tests/data/holdout/classifier2.toml"),
-    )],
+    classifier_parts: &[
+        (
+            "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06; looked at before)",
+            include_str!("../tests/data/holdout/classifier2.toml"),
+        ),
+        // Written 2026-12-07 by another writer without sight of the rules, training data or classifier, committed
+        // alone (branch h-guardheld) and merged only after that day's weights, thresholds and rules were frozen;
+        // scored once.
+        (
+            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07, scored once)",
+            include_str!("../tests/data/holdout/classifier3.toml"),
+        ),
+    ],
     // Written 2026-12-07 before any injection-classifier data, training code or rule change, and committed alone;
     // scored once, after the classifier was frozen.
-    injection_parts: &[(
-        "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07)",
-        include_str!("../tests/data/holdout/injection2.toml"),
-    )],
+    injection_parts: &[
+        (
+            "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07; looked at before)",
+            include_str!("../tests/data/holdout/injection2.toml"),
+        ),
+        // As classifier3.toml: another writer, merged after the freeze, scored once.
+        (
+            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07, scored once)",
+            include_str!("../tests/data/holdout/injection3.toml"),
+        ),
+    ],
 };
 
 /// Report-style documents with header blocks (radiology, pathology, discharge, referral letters): personal data
