@@ -1,7 +1,9 @@
 //! Trains the harm classifier and writes assets/guard/harm_classifier.bin (issue 16).
 //! Usage: cargo run --release -p karte-guard --example train_harm [-- --check]
 //!
-//! Training data: tests/data/classifier/train.toml (plus the optional public lines below). The threshold keeps the
+//! Training data: tests/data/classifier/train.toml and train2.toml (hand-written, 2026-12-07), the even-numbered texts
+//! of karte-core's test data and of the personal-data development sets (lines, legitimate), plus the optional public
+//! lines below. Development: tests/data/sensitive.toml, harmful.toml, classifier/dev.toml and dev2.toml. The threshold keeps the
 //! classifier's own over-refusal (legitimate texts it blocks that the rules do not) at most 1 % on the development
 //! set's legitimate texts (tests/data/sensitive.toml and the legitimate half of tests/data/classifier/dev.toml):
 //! over-refusal is the constraint, recall what is maximised (see `chosen`). Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
