@@ -52,6 +52,25 @@ fn main() {
             texts.len(),
             texts.iter().map(|t| t.chars().count()).sum::<usize>() / texts.len().max(1)
         );
+        // What a draft sentence costs the policy: the rules alone (`check`) against rules + classifier
+        // (`check_learned`, the draft path since 2026-12-07), same texts, same run.
+        let p = karte_guard::Policy::embedded();
+        let time = |f: &dyn Fn(&str)| {
+            let t0 = std::time::Instant::now();
+            for _ in 0..20 {
+                for t in &texts {
+                    f(t);
+                }
+            }
+            t0.elapsed().as_secs_f64() * 1e6 / (20 * texts.len()) as f64
+        };
+        let rules = time(&|t| {
+            std::hint::black_box(p.check(t));
+        });
+        let both = time(&|t| {
+            std::hint::black_box(p.check_learned(t));
+        });
+        println!("policy per text: rules {rules:.1} µs, rules + classifier {both:.1} µs");
     }
     if let Some(m) = karte_guard::injection_classifier::InjectionClassifier::embedded() {
         // The injection classifier's cost per dictation (every window of it), against the rules' on the same texts.

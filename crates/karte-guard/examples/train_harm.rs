@@ -1,7 +1,9 @@
 //! Trains the harm classifier and writes assets/guard/harm_classifier.bin (issue 16).
 //! Usage: cargo run --release -p karte-guard --example train_harm [-- --check]
 //!
-//! Training data: tests/data/classifier/train.toml (plus the optional public lines below). The threshold keeps the
+//! Training data: tests/data/classifier/train.toml and train2.toml (hand-written, 2026-12-07), the even-numbered texts
+//! of karte-core's test data and of the personal-data development sets (lines, legitimate), plus the optional public
+//! lines below. Development: tests/data/sensitive.toml, harmful.toml, classifier/dev.toml and dev2.toml. The threshold keeps the
 //! classifier's own over-refusal (legitimate texts it blocks that the rules do not) at most 1 % on the development
 //! set's legitimate texts (tests/data/sensitive.toml and the legitimate half of tests/data/classifier/dev.toml):
 //! over-refusal is the constraint, recall what is maximised (see `chosen`). Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
@@ -12,23 +14,94 @@
 //! case reports of case-reports-ja.jsonl (CC-BY-4.0, real clinical text) are added as legitimate examples, read
 //! from that path and never copied into the repository; the odd-numbered half stays for evaluation
 //! (`guard_eval --public`). Without the folder training goes on without them and says so.
-use karte_guard::classifier::{train, TrainConfig, LEGITIMATE};
+use karte_guard::classifier::{train_weighted, TrainConfig, LEGITIMATE, LEGITIMATE_SHARE};
 use karte_guard::eval::{HarmCase, DEV};
 use karte_guard::Policy;
 
 const TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
+/// Hand-written supplement (2026-12-07): indirect harm and ward text sharing its words.
+const TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
 /// Half the issue's 2 % aim: on the first held-out file the classifier's over-refusal came out about twice its dev
 /// value, so the dev budget keeps that margin for text unlike the development set.
 const MAX_OVER_REFUSAL: f64 = 0.01;
 
 fn main() {
     let check_only = std::env::args().any(|a| a == "--check");
+    // Experiments: `--epochs N --l2 X --share S` override the shipped settings (measured
+    // 2026-12-07 on the development parts: 1–4- and 1–5-grams lowered recall at the same over-refusal, so 1–3 stays).
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f32>().ok())
+    };
+    let mut cfg = TrainConfig::default();
+    if let Some(e) = opt("--epochs") {
+        cfg.epochs = e as usize;
+    }
+    if let Some(l) = opt("--l2") {
+        cfg.l2 = l;
+    }
+    let share = opt("--share").unwrap_or(LEGITIMATE_SHARE);
+    let train = |ex: &[(String, String)], cfg: &TrainConfig| train_weighted(ex, cfg, share);
     let no_refit = std::env::args().any(|a| a == "--no-refit");
-    let train_cases = karte_guard::eval::parse_cases("classifier/train.toml", TRAIN);
+    let debug = std::env::args().any(|a| a == "--list");
+    let mut train_cases = karte_guard::eval::parse_cases("classifier/train.toml", TRAIN);
+    if !std::env::args().any(|a| a == "--no-train2") {
+        train_cases.extend(karte_guard::eval::parse_cases(
+            "classifier/train2.toml",
+            TRAIN2,
+        ));
+    }
     let mut examples: Vec<(String, String)> = train_cases
         .iter()
         .map(|c| (c.text.clone(), c.category.clone()))
         .collect();
+    // The even-numbered texts of karte-core's test data, line by line, as legitimate: ordinary drug orders with
+    // doses, vitals and plans, which the harm examples' dose-shaped n-grams otherwise pull towards `overdose`
+    // (0.052 of those texts blocked before, 2026-12-07). The odd-numbered half is `guard_clinical`'s measure.
+    if !std::env::args().any(|a| a == "--no-core") {
+        let before = examples.len();
+        for t in karte_guard::eval::core_clinical_texts().iter().step_by(2) {
+            examples.extend(
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| (l.to_string(), LEGITIMATE.to_string())),
+            );
+        }
+        eprintln!(
+            "karte-core test data: {} legitimate lines added (even-numbered texts)",
+            examples.len() - before
+        );
+    }
+    // The even-numbered personal-data development sentences and report documents, line by line, as legitimate:
+    // header lines (「患者氏名：… 様」「住所：…」) are short text unlike any harm example, which the classifier in the
+    // draft path otherwise judges on noise (8 of 704 blocked before, 2026-12-07). The odd half is measured by
+    // `guard_clinical`.
+    let before = examples.len();
+    let pii: Vec<String> = DEV
+        .pii_cases()
+        .into_iter()
+        .map(|c| c.text)
+        .chain(
+            karte_guard::eval::REPORTS_DEV
+                .pii_cases()
+                .into_iter()
+                .map(|c| c.text),
+        )
+        .collect();
+    for t in pii.iter().step_by(2) {
+        examples.extend(
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| (l.to_string(), LEGITIMATE.to_string())),
+        );
+    }
+    eprintln!(
+        "personal-data development texts: {} legitimate lines added (even-numbered)",
+        examples.len() - before
+    );
     let dir = karte_guard::eval::public_dir();
     match karte_guard::eval::public_case_reports(&dir) {
         Some(reports) => {
@@ -52,7 +125,7 @@ fn main() {
         ),
     }
     let t0 = std::time::Instant::now();
-    let mut model = train(&examples, &TrainConfig::default());
+    let mut model = train(&examples, &cfg);
     eprintln!(
         "trained on {} texts ({} legitimate) in {:.1}s; classes {:?}",
         examples.len(),
@@ -60,7 +133,12 @@ fn main() {
         t0.elapsed().as_secs_f64(),
         model.classes
     );
-    let (harm, legit) = DEV.classifier_split();
+    let (mut harm, mut legit) = DEV.classifier_split();
+    for (name, src) in DEV.classifier_parts {
+        let (h, l) = karte_guard::eval::split_legitimate(karte_guard::eval::parse_cases(name, src));
+        harm.extend(h);
+        legit.extend(l);
+    }
     let legit: Vec<HarmCase> = legit
         .into_iter()
         .map(|mut c| {
@@ -130,6 +208,47 @@ fn main() {
     for (c, p) in legit.iter().zip(&legit_p).filter(|(_, p)| **p >= chosen) {
         eprintln!("  dev legitimate blocked at {p:.2}: {}", c.text);
     }
+    if debug {
+        for ((c, p), r) in harm.iter().zip(&harm_p).zip(&harm_rules) {
+            if !*r && *p < chosen {
+                eprintln!(
+                    "  dev harmful missed at {p:.2} ({}): {}",
+                    c.category, c.text
+                );
+            }
+        }
+    }
+    // Legitimate clinical text never trained on (the decision to judge drafts by default rests on it): the
+    // odd-numbered karte-core texts and public case reports, blocked by the classifier at the chosen threshold.
+    let clinical = |m: &karte_guard::classifier::Classifier, t: f32| {
+        let core: Vec<String> = karte_guard::eval::core_clinical_texts()
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        let reports: Vec<String> = karte_guard::eval::public_case_reports(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        for (name, texts) in [("karte-core odd", &core), ("case reports odd", &reports)] {
+            let hit: Vec<&String> = texts.iter().filter(|x| m.max_probability(x) >= t).collect();
+            eprintln!(
+                "  {name}: {}/{} blocked by the classifier at {t:.2} ({:.3})",
+                hit.len(),
+                texts.len(),
+                hit.len() as f64 / texts.len().max(1) as f64
+            );
+            if debug {
+                for x in hit {
+                    let short: String = x.chars().take(100).collect();
+                    eprintln!("    {}", short.replace('\n', "⏎"));
+                }
+            }
+        }
+    };
+    clinical(&model, chosen);
     if !no_refit {
         // The threshold is fixed; the shipped weights then learn from the development texts too, since a few
         // hundred more phrasings matter more to unseen text than a threshold re-estimated on data it has seen.
@@ -138,11 +257,15 @@ fn main() {
                 .chain(&legit)
                 .map(|c| (c.text.clone(), c.category.clone())),
         );
-        model = train(&examples, &TrainConfig::default());
+        model = train(&examples, &cfg);
         eprintln!(
             "refitted on train + dev: {} texts (the dev numbers of `guard_eval` are in-sample from here on)",
             examples.len()
         );
+    }
+    if !no_refit {
+        eprintln!("refitted model on text it never trained on:");
+        clinical(&model, chosen);
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

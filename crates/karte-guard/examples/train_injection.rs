@@ -28,7 +28,10 @@ use karte_guard::injection_classifier::{train_weighted, InjectionClassifier, LEG
 
 const TRAIN: &str = include_str!("../tests/data/injection_classifier/train.toml");
 const DEV_PART: &str = include_str!("../tests/data/injection_classifier/dev.toml");
+const TRAIN2: &str = include_str!("../tests/data/injection_classifier/train2.toml");
+const DEV_PART2: &str = include_str!("../tests/data/injection_classifier/dev2.toml");
 const HARM_TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
+const HARM_TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
 /// Half the 1 % aim on held-out text.
 const MAX_FALSE_POSITIVE: f64 = 0.005;
 
@@ -64,6 +67,13 @@ fn main() {
             .into_iter()
             .map(|c| (c.text, c.injection))
             .collect();
+    if !args.iter().any(|a| a == "--no-train2") {
+        examples.extend(
+            parse_injection_cases("injection_classifier/train2.toml", TRAIN2)
+                .into_iter()
+                .map(|c| (c.text, c.injection)),
+        );
+    }
     let n_own = examples.len();
     examples.extend(
         parse_cases("classifier/train.toml", HARM_TRAIN)
@@ -74,6 +84,29 @@ fn main() {
         "training texts: {n_own} from injection_classifier/train.toml, {} from classifier/train.toml",
         examples.len() - n_own
     );
+    // The harm classifier's hand-written supplement (2026-12-07), legitimate here for the same reason.
+    examples.extend(
+        parse_cases("classifier/train2.toml", HARM_TRAIN2)
+            .into_iter()
+            .map(|c| (c.text, false)),
+    );
+    // The even-numbered texts of karte-core's test data, line by line, as legitimate: the ward shorthand a draft is
+    // made of, English chart text included (「CC: chest pain x30min…」 was flagged before, 2026-12-07). The
+    // odd-numbered half is measured below and by `guard_clinical`, never trained on.
+    if !args.iter().any(|a| a == "--no-core") {
+        let before = examples.len();
+        for t in karte_guard::eval::core_clinical_texts().iter().step_by(2) {
+            examples.extend(
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| (l.to_string(), false)),
+            );
+        }
+        eprintln!(
+            "karte-core test data: {} legitimate lines added (even-numbered texts)",
+            examples.len() - before
+        );
+    }
     let dir = karte_guard::eval::public_dir();
     let public = args.iter().any(|a| a == "--public");
     match karte_guard::eval::public_case_reports(&dir).filter(|_| public) {
@@ -135,6 +168,10 @@ fn main() {
     let mut dev: Vec<(String, bool)> =
         parse_injection_cases("injection_classifier/dev.toml", DEV_PART)
             .into_iter()
+            .chain(parse_injection_cases(
+                "injection_classifier/dev2.toml",
+                DEV_PART2,
+            ))
             .chain(DEV.injection_cases())
             .map(|c| (c.text, c.injection))
             .collect();
@@ -219,18 +256,40 @@ fn main() {
         chosen
     };
     let chosen = report(&model, "train-only model");
-    // Real clinical text the model never trained on: the odd-numbered public case reports (all legitimate).
-    if let Some(reports) = karte_guard::eval::public_case_reports(&dir) {
-        let odd: Vec<&String> = reports.iter().skip(1).step_by(2).collect();
-        let flagged = odd
-            .iter()
-            .filter(|t| model.max_probability(t) >= chosen)
-            .count();
-        eprintln!(
-            "public case reports, odd-numbered half (legitimate, never trained on): {flagged}/{} flagged by the classifier at {chosen:.2}",
-            odd.len()
-        );
-    }
+    // Real clinical text the model never trained on: the odd-numbered public case reports and karte-core texts
+    // (all legitimate), for the train-only model here and for the refitted one below.
+    let clinical = |model: &InjectionClassifier| {
+        let core: Vec<String> = karte_guard::eval::core_clinical_texts()
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        let reports: Vec<String> = karte_guard::eval::public_case_reports(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        for (name, texts) in [
+            ("karte-core texts, odd-numbered", &core),
+            ("public case reports, odd-numbered", &reports),
+        ] {
+            let hit: Vec<&String> = texts
+                .iter()
+                .filter(|t| model.max_probability(t) >= chosen)
+                .collect();
+            eprintln!(
+                "{name} (legitimate, never trained on): {}/{} flagged by the classifier at {chosen:.2}",
+                hit.len(),
+                texts.len()
+            );
+            for t in hit.iter().filter(|_| debug_at.is_finite()) {
+                let short: String = t.chars().take(100).collect();
+                eprintln!("    {}", short.replace('\n', "⏎"));
+            }
+        }
+    };
+    clinical(&model);
     if !no_refit {
         // The threshold is fixed; the shipped weights then learn from the development texts too, since more
         // phrasings matter more to unseen text than a threshold re-estimated on data it has seen.
@@ -240,6 +299,10 @@ fn main() {
             "refitted on train + dev: {} texts (the dev numbers of `guard_eval` are in-sample from here on)",
             examples.len()
         );
+    }
+    if !no_refit {
+        eprintln!("refitted model:");
+        clinical(&model);
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

@@ -132,12 +132,21 @@ fn words(cs: &[char]) -> usize {
 /// The share of the training loss carried by legitimate examples. Above one half, text unlike anything the model
 /// has seen (a drug order, a JSON piece, a phrasing of care no one wrote down) leans to legitimate: the classifier is
 /// a second opinion, and where it has no evidence the rules should decide, not a prior that calls it harm.
-const LEGITIMATE_SHARE: f32 = 0.75;
+pub const LEGITIMATE_SHARE: f32 = 0.9;
 
 /// Train on (text, category) pairs: [`LEGITIMATE`] first, harm categories sorted, and legitimate and harmful
 /// examples weighted by [`LEGITIMATE_SHARE`], not by their counts, so that twelve harm classes do not outvote the
 /// legitimate half that over-refusal is measured on.
 pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
+    train_weighted(examples, cfg, LEGITIMATE_SHARE)
+}
+
+/// As [`train`], with the legitimate share of the loss given (for the trainer's experiments).
+pub fn train_weighted(
+    examples: &[(String, String)],
+    cfg: &TrainConfig,
+    legitimate_share: f32,
+) -> Classifier {
     let mut classes: Vec<String> = vec![LEGITIMATE.to_string()];
     for (_, c) in examples {
         if !classes.contains(c) {
@@ -155,9 +164,9 @@ pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
     let weight: Vec<f32> = (0..classes.len())
         .map(|c| {
             if c == 0 {
-                n * LEGITIMATE_SHARE / n_legit
+                n * legitimate_share / n_legit
             } else {
-                n * (1.0 - LEGITIMATE_SHARE) / n_harm
+                n * (1.0 - legitimate_share) / n_harm
             }
         })
         .collect();

@@ -43,7 +43,7 @@ pub fn guard_draft(dictation: &Dictation, out: &mut DraftOutput) {
                     );
                 }
             }
-            let v = policy.check_for(&s.text, dictation.patient());
+            let v = policy.check_learned_for(&s.text, dictation.patient());
             for issue in &v.doses {
                 push_unique(&mut s.flags, issue.flag());
             }
@@ -108,7 +108,7 @@ fn joined_blocks(dictation: &Dictation, out: &DraftOutput) -> Vec<((usize, usize
             ranges.push((start, joined.chars().count(), (sec, i)));
         }
     }
-    let v = Policy::embedded().check_for(&joined, dictation.patient());
+    let v = Policy::embedded().check_learned_for(&joined, dictation.patient());
     let mut found = Vec::new();
     for h in v.hits.iter().filter(|h| h.level == Level::Block) {
         for &(a, b, at) in &ranges {

@@ -44,11 +44,23 @@ pub const DEV: DataSet = DataSet {
     sensitive: include_str!("../tests/data/sensitive.toml"),
     injection: include_str!("../tests/data/injection.toml"),
     classifier: include_str!("../tests/data/classifier/dev.toml"),
-    classifier_parts: &[],
-    injection_parts: &[(
-        "injection classifier, development part (tests/data/injection_classifier/dev.toml)",
-        include_str!("../tests/data/injection_classifier/dev.toml"),
+    // Hand-written 2026-12-07 (indirect, euphemistic, role-play, false advice; ordinary ward text as the legitimate
+    // half): the generated dev.toml shares its frames with train.toml and was saturated.
+    classifier_parts: &[(
+        "harm classifier, development part 2 (tests/data/classifier/dev2.toml, hand-written)",
+        include_str!("../tests/data/classifier/dev2.toml"),
     )],
+    injection_parts: &[
+        (
+            "injection classifier, development part (tests/data/injection_classifier/dev.toml)",
+            include_str!("../tests/data/injection_classifier/dev.toml"),
+        ),
+        // 2026-12-07 (extra.py): the model addressed by a name, then an order-like demand; people addressed alike.
+        (
+            "injection classifier, development part 2 (tests/data/injection_classifier/dev2.toml)",
+            include_str!("../tests/data/injection_classifier/dev2.toml"),
+        ),
+    ],
 };
 
 /// The held-out set: written by someone without access to the rules, never used to change them. Its numbers say
@@ -63,16 +75,32 @@ pub const HOLDOUT: DataSet = DataSet {
     classifier: include_str!("../tests/data/holdout/classifier.toml"),
     // Written 2026-12-06 before that day's training-data, threshold and policy changes, and committed alone: the
     // first held-out file had been looked at several times by then, so this one is the clean estimate.
-    classifier_parts: &[(
-        "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06)",
-        include_str!("../tests/data/holdout/classifier2.toml"),
-    )],
+    classifier_parts: &[
+        (
+            "second held-out part (tests/data/holdout/classifier2.toml, written 2026-12-06; looked at before)",
+            include_str!("../tests/data/holdout/classifier2.toml"),
+        ),
+        // Written 2026-12-07 by another writer without sight of the rules, training data or classifier, committed
+        // alone (branch h-guardheld) and merged only after that day's weights, thresholds and rules were frozen;
+        // scored once.
+        (
+            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07, scored once)",
+            include_str!("../tests/data/holdout/classifier3.toml"),
+        ),
+    ],
     // Written 2026-12-07 before any injection-classifier data, training code or rule change, and committed alone;
     // scored once, after the classifier was frozen.
-    injection_parts: &[(
-        "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07)",
-        include_str!("../tests/data/holdout/injection2.toml"),
-    )],
+    injection_parts: &[
+        (
+            "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07; looked at before)",
+            include_str!("../tests/data/holdout/injection2.toml"),
+        ),
+        // As classifier3.toml: another writer, merged after the freeze, scored once.
+        (
+            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07, scored once)",
+            include_str!("../tests/data/holdout/injection3.toml"),
+        ),
+    ],
 };
 
 /// Report-style documents with header blocks (radiology, pathology, discharge, referral letters): personal data
@@ -944,4 +972,52 @@ pub fn public_case_reports(dir: &std::path::Path) -> Option<Vec<String>> {
             .map(|r| r.text)
             .collect(),
     )
+}
+
+/// Every `text` value of karte-core's test data (crates/karte-core/tests/data: synthetic dictations, ward notes and
+/// admission notes, written for the drafting pipeline, not for the guard), in file order: the ordinary clinical text
+/// a draft is made of, full of doses, orders and deaths that are not harm. Read at run time by the trainers and
+/// `guard_clinical` (the even-numbered texts may be training text, the odd-numbered ones are never trained on).
+pub fn core_clinical_texts() -> Vec<String> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut es: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        es.sort();
+        for p in es {
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    fn collect(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t {
+                    match x {
+                        toml::Value::String(s) if k == "text" => out.push(s.clone()),
+                        _ => collect(x, out),
+                    }
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../karte-core/tests/data");
+    let mut paths = Vec::new();
+    files(&root, &mut paths);
+    let mut out = Vec::new();
+    for p in paths {
+        if let Some(v) = std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| toml::from_str::<toml::Value>(&s).ok())
+        {
+            collect(&v, &mut out);
+        }
+    }
+    out
 }

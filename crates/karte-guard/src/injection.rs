@@ -150,6 +150,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             "addressed_to_model_2",
             r"(?i)(?:AI|モデル|アシスタント|LLM|ChatGPT|GPT|言語モデル|生成AI)(?:へ|に|に対する|への|宛て)の?(?:命令|指示|お願い|依頼|メモ|メッセージ|連絡)(?:です|だ|:|：|】|。|、|\s)|\bnote\s*to\s*(?:the\s*)?(?:AI|model|assistant|LLM|GPT|bot)\b|制限を(?:外して|解除して|取り払って|なくして)(?:回答|出力|答え|返答|書)",
         ),
+        // A machine called by name as a person is (2026-12-07, development part 2): 音声認識さん, AIくん, 記録係のAIさま,
+        // (モデル宛), ※生成AI向け：, （システムだけ読んで）, Hey model. Ward text calls people that way, never the software.
+        r(
+            "addressed_to_model_3",
+            r"(?i)(?:AI|モデル|アシスタント|音声認識|音声入力|文字起こし|ボット|チャットボット|\bbot)(?:くん|君|さん|さま|様|殿|ちゃん)|[（(【\[]\s*(?:AI|モデル|アシスタント|システム|生成AI|LLM)(?:宛て?|向け|だけ(?:が)?読(?:んで|む|め))|(?:生成AI|AI|モデル|LLM)(?:宛て?|向け)\s*[:：]|\b(?:hey|dear|hi|ok)\s*(?:AI|model|assistant|bot|LLM|GPT)\b",
+        ),
         // De-pseudonymisation and other unmasking: 実名に戻して, マスキング前の氏名を表示, 仮名化を解除, unmask.
         r(
             "unmask",

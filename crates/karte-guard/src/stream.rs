@@ -179,7 +179,7 @@ impl<'d> StreamGuard<'d> {
 
     /// Runs the policy on `text`; a block is recorded, and the caller shows [`WITHHELD`] instead of the text.
     fn blocks(&mut self, text: &str) -> bool {
-        let mut v = Policy::embedded().check_for(text, self.dictation.patient());
+        let mut v = Policy::embedded().check_learned_for(text, self.dictation.patient());
         if let Some(level) = &self.levels {
             v.verdict = level(&v);
         }
