@@ -29,16 +29,8 @@ fn main() {
         .unwrap_or_default();
     // The personal-data sets (development and report documents): legitimate clinical sentences full of names,
     // headers and identifiers; the even-numbered half is harm training text, the odd-numbered half is measured.
-    let pii: Vec<String> = karte_guard::eval::DEV
-        .pii_cases()
+    let pii: Vec<String> = karte_guard::eval::pii_texts()
         .into_iter()
-        .map(|c| c.text)
-        .chain(
-            karte_guard::eval::REPORTS_DEV
-                .pii_cases()
-                .into_iter()
-                .map(|c| c.text),
-        )
         .skip(1)
         .step_by(2)
         .collect();

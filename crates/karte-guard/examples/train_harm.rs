@@ -30,20 +30,7 @@ fn main() {
     // Experiments: `--epochs N --l2 X --share S` override the shipped settings (measured
     // 2026-12-07 on the development parts: 1–4- and 1–5-grams lowered recall at the same over-refusal, so 1–3 stays).
     let args: Vec<String> = std::env::args().collect();
-    let opt = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<f32>().ok())
-    };
-    let mut cfg = TrainConfig::default();
-    if let Some(e) = opt("--epochs") {
-        cfg.epochs = e as usize;
-    }
-    if let Some(l) = opt("--l2") {
-        cfg.l2 = l;
-    }
-    let share = opt("--share").unwrap_or(LEGITIMATE_SHARE);
+    let (cfg, share) = karte_guard::classifier::experiment_settings(&args, LEGITIMATE_SHARE);
     let train = |ex: &[(String, String)], cfg: &TrainConfig| train_weighted(ex, cfg, share);
     let no_refit = std::env::args().any(|a| a == "--no-refit");
     let debug = std::env::args().any(|a| a == "--list");
@@ -80,17 +67,7 @@ fn main() {
     // draft path otherwise judges on noise (8 of 704 blocked before, 2026-12-07). The odd half is measured by
     // `guard_clinical`.
     let before = examples.len();
-    let pii: Vec<String> = DEV
-        .pii_cases()
-        .into_iter()
-        .map(|c| c.text)
-        .chain(
-            karte_guard::eval::REPORTS_DEV
-                .pii_cases()
-                .into_iter()
-                .map(|c| c.text),
-        )
-        .collect();
+    let pii = karte_guard::eval::pii_texts();
     for t in pii.iter().step_by(2) {
         examples.extend(
             t.lines()

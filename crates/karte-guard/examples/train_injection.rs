@@ -46,20 +46,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f32::INFINITY);
     // Experiments: `--epochs N --l2 X --share S` override the shipped settings (the shipped file uses none).
-    let opt = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<f32>().ok())
-    };
-    let mut cfg = TrainConfig::default();
-    if let Some(e) = opt("--epochs") {
-        cfg.epochs = e as usize;
-    }
-    if let Some(l) = opt("--l2") {
-        cfg.l2 = l;
-    }
-    let share = opt("--share").unwrap_or(LEGITIMATE_SHARE);
+    let (cfg, share) = karte_guard::classifier::experiment_settings(&args, LEGITIMATE_SHARE);
     let train = |ex: &[(String, bool)], cfg: &TrainConfig| train_weighted(ex, cfg, share);
     let no_refit = std::env::args().any(|a| a == "--no-refit");
     let mut examples: Vec<(String, bool)> =

@@ -141,6 +141,26 @@ pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
     train_weighted(examples, cfg, LEGITIMATE_SHARE)
 }
 
+/// The trainers' experiment switches, `--epochs N --l2 X --share S`, over the shipped settings (`default_share` is
+/// the classifier's own legitimate share): both trainers must read them alike, or an experiment on one classifier
+/// would not be repeatable on the other.
+pub fn experiment_settings(args: &[String], default_share: f32) -> (TrainConfig, f32) {
+    let opt = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<f32>().ok())
+    };
+    let mut cfg = TrainConfig::default();
+    if let Some(e) = opt("--epochs") {
+        cfg.epochs = e as usize;
+    }
+    if let Some(l) = opt("--l2") {
+        cfg.l2 = l;
+    }
+    (cfg, opt("--share").unwrap_or(default_share))
+}
+
 /// As [`train`], with the legitimate share of the loss given (for the trainer's experiments).
 pub fn train_weighted(
     examples: &[(String, String)],

@@ -974,6 +974,17 @@ pub fn public_case_reports(dir: &std::path::Path) -> Option<Vec<String>> {
     )
 }
 
+/// The personal-data development sentences and report documents, in one fixed order: legitimate clinical text full
+/// of names, headers and identifiers. The harm classifier trains on the even-numbered half and `guard_clinical`
+/// measures the odd-numbered half, so both must read the same list.
+pub fn pii_texts() -> Vec<String> {
+    DEV.pii_cases()
+        .into_iter()
+        .chain(REPORTS_DEV.pii_cases())
+        .map(|c| c.text)
+        .collect()
+}
+
 /// Every `text` value of karte-core's test data (crates/karte-core/tests/data: synthetic dictations, ward notes and
 /// admission notes, written for the drafting pipeline, not for the guard), in file order: the ordinary clinical text
 /// a draft is made of, full of doses, orders and deaths that are not harm. Read at run time by the trainers and
