@@ -32,17 +32,22 @@ pub async fn draft(
     crate::records::blocking(&records, move |r| {
         let opts = DraftOptions { no_llm, kind: None };
         let kind = karte_core::document::DEFAULT_KIND;
-        let mut progress = |p: Progress| {
-            // A window that closed mid-draft is not a reason to fail the draft.
-            if let Err(e) = app.emit(event::DRAFT_PROGRESS, &p) {
-                tracing::debug!("progress event not delivered: {e}");
-            }
-        };
+        let mut progress = progress_to_window(app);
         r.with(|store, session| {
             store.draft_with(session, kind, || drafter.draft(&text, &opts, &mut progress))
         })
     })
     .await
+}
+
+/// A draft's progress as the window's `DRAFT_PROGRESS` events (notes and documents alike). A window that closed
+/// mid-draft is not a reason to fail the draft.
+pub(crate) fn progress_to_window(app: AppHandle) -> impl FnMut(Progress) {
+    move |p: Progress| {
+        if let Err(e) = app.emit(event::DRAFT_PROGRESS, &p) {
+            tracing::debug!("progress event not delivered: {e}");
+        }
+    }
 }
 
 /// Stops the running draft; the `draft` call then returns `engine.cancelled`.

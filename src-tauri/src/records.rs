@@ -124,14 +124,24 @@ pub async fn save_draft(
     .await
 }
 
-/// A 退院時サマリー or 診療情報提供書 from the patient's signed notes (the store checks, reads and composes).
+/// A 退院時サマリー or 診療情報提供書 from the patient's signed notes: the store checks, reads and composes, the
+/// drafter phrases (unless `no_llm`), its progress sent to the window as a note's is.
 #[tauri::command]
 pub async fn draft_document(
+    app: tauri::AppHandle,
+    drafter: State<'_, Arc<karte_api::Drafter>>,
     records: State<'_, Arc<Records>>,
     request: DocumentRequest,
+    no_llm: bool,
 ) -> Result<DocumentDraft, Error> {
+    let drafter = Arc::clone(&drafter);
     blocking(&records, move |r| {
-        r.with(|st, s| st.draft_document(s, &request))
+        let opts = karte_api::DraftOptions {
+            no_llm,
+            kind: Some(request.kind.clone()),
+        };
+        let mut progress = crate::commands::progress_to_window(app);
+        r.with(|st, s| drafter.document(st.draft_document(s, &request)?, &opts, &mut progress))
     })
     .await
 }

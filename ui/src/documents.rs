@@ -3,6 +3,7 @@
 //! shows where it comes from: the signed note with the cited words marked, or the field that was typed. What the
 //! form shows per kind is the kind file's; nothing here names a kind or a section.
 
+use crate::components::draft_view::flag_label;
 use crate::components::ErrorBox;
 use crate::highlight::segments;
 use crate::model::UiError;
@@ -39,6 +40,8 @@ pub fn DocumentsView() -> impl IntoView {
     let saved = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<UiError>);
     let busy = RwSignal::new(false);
+    // As for notes: the model phrases unless the physician asks for the notes' own sentences only.
+    let no_llm = RwSignal::new(false);
     let report = move |e: UiError| match ctx {
         Some(c) => c.report(error, e),
         None => error.set(Some(e)),
@@ -75,7 +78,7 @@ pub fn DocumentsView() -> impl IntoView {
         busy.set(true);
         result.set(None);
         spawn_local(async move {
-            match records::draft_document(&request).await {
+            match records::draft_document(&request, no_llm.get_untracked()).await {
                 Ok(d) => result.set(Some(d)),
                 Err(e) => report(e),
             }
@@ -150,6 +153,11 @@ pub fn DocumentsView() -> impl IntoView {
                     });
                     view! { {fields} {range} }
                 }}
+                <label class="checkbox">
+                    <input type="checkbox" id="doc-no-llm" prop:checked=move || no_llm.get()
+                        on:change=move |ev| no_llm.set(event_target_checked(&ev))/>
+                    "モデルを使わない（記録の文のまま）"
+                </label>
                 <button id="doc-draft-button" type="button" on:click=draft disabled=move || busy.get()>
                     {move || if busy.get() { "作成中…" } else { "署名済みの記録から作成" }}
                 </button>
@@ -190,10 +198,17 @@ pub fn DocumentResult(draft: DocumentDraft) -> impl IntoView {
                             {s.sentences.into_iter().map(|sentence| {
                                 let sources = sentence.sources.clone();
                                 let n = sources.len();
+                                // Who wrote the words, and what the checks found: a model sentence is read
+                                // against its source before signing.
+                                let origin = if sentence.origin == karte_core::Origin::Model { "model" } else { "notes" };
+                                let flags = sentence.flags.clone();
                                 view! {
-                                    <li class="doc-sentence" data-sources=n.to_string()
+                                    <li class="doc-sentence" data-sources=n.to_string() data-origin=origin
                                         on:click=move |_| chosen.set(Some(sources.clone()))>
                                         {sentence.text}
+                                        {flags.into_iter().map(|f| view! {
+                                            <span class="flag" data-code=f.code.clone()>{flag_label(&f)}</span>
+                                        }).collect_view()}
                                     </li>
                                 }
                             }).collect_view()}

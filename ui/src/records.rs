@@ -87,9 +87,12 @@ pub async fn save_draft(
     .await
 }
 
+/// Tauri 2 expects command arguments in camelCase (`noLlm`).
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct DraftDocument<'a> {
     request: &'a DocumentRequest,
+    no_llm: bool,
 }
 
 #[derive(Serialize)]
@@ -99,8 +102,11 @@ struct SaveDocument<'a> {
     draft: &'a crate::model::DraftOutput,
 }
 
-pub async fn draft_document(request: &DocumentRequest) -> Result<DocumentDraft, UiError> {
-    ipc::call(command::DRAFT_DOCUMENT, &DraftDocument { request }).await
+pub async fn draft_document(
+    request: &DocumentRequest,
+    no_llm: bool,
+) -> Result<DocumentDraft, UiError> {
+    ipc::call(command::DRAFT_DOCUMENT, &DraftDocument { request, no_llm }).await
 }
 
 /// Keeps the document as an unsigned record of `patient`, dated `date` (the draft's range end).

@@ -6,8 +6,9 @@
 //! fix (bad JSON, prompt too long), the floor draft is returned with the reason, so a physician always gets a
 //! usable, grounded draft.
 
-use karte_core::phrase;
+use karte_core::grounding::Grounding;
 use karte_core::pipeline::floor_sections;
+use karte_core::{compose, phrase};
 use karte_core::{Code, DraftOutput, EngineInfo, Flag, Result, Sections, Sentence};
 use karte_guard::Dictation;
 pub use karte_ipc::{Dictated, EngineStatus, HearingProgress, Progress};
@@ -322,6 +323,7 @@ impl Drafter {
             self.phrase_with_model(
                 &dictation,
                 kind,
+                vec![phrase::build(kind, &for_model)],
                 &for_model,
                 &g,
                 &mut timings,
@@ -330,11 +332,7 @@ impl Drafter {
             )?
         };
         for (sec, mut s) in withheld {
-            s.flags.push(Flag::new(
-                "injection",
-                "AI への指示のような文です。データとして扱い、モデルには渡していません。",
-                None,
-            ));
+            s.flags.push(injection_sentence_flag());
             sections.at_mut(sec).push(s);
         }
 
@@ -351,11 +349,95 @@ impl Drafter {
         Ok(out)
     }
 
+    /// A document made from signed notes (退院時サマリー, 診療情報提供書), phrased by the model: `floor` is the
+    /// store's rules-only draft with the notes it cites ([`karte_ipc::DocumentDraft`], what `Store::draft_document`
+    /// returns), and comes back with the model's sentences where they hold up. The promise is the progress note's:
+    /// the model only rewords and condenses the floor's sentences, each of its sentences cites floor sentences and
+    /// inherits their notes and spans, a number, unit, drug or dose its cited notes lack is flagged, a floor
+    /// sentence no sound sentence carries stays in the physician's words, and the guard judges the stream and every
+    /// sentence against the notes (their personal data is not a leak, anything else is). A long stay is asked in
+    /// parts of consecutive sections ([`PART_CHARS`]), so no answer has to hold a month; a part the model cannot
+    /// answer keeps the physician's words for that part only. `opts.no_llm` returns the floor as it is.
+    pub fn document(
+        &self,
+        mut d: karte_ipc::DocumentDraft,
+        opts: &DraftOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<karte_ipc::DocumentDraft> {
+        if opts.no_llm {
+            return Ok(d);
+        }
+        let t0 = Instant::now();
+        let kind = karte_core::document::kind(&d.draft.kind)?;
+        let notes: Vec<compose::SourceNote> =
+            d.notes.iter().map(karte_ipc::SignedNote::source).collect();
+        let grounding = compose::groundings(&notes, &d.draft.inputs);
+        let all = Grounding::union(grounding.values());
+        // What the guard reads as the "dictation": the notes and what was typed, for their personal data and
+        // patient (not split into clauses: a month of notes is not one dictation).
+        let mut text: Vec<&str> = notes.iter().map(|n| n.text.as_str()).collect();
+        text.extend(d.draft.inputs.values().map(String::as_str));
+        let dictation = Dictation::of_prompt(&text.join("\n"), kind);
+        // A signed sentence that reads like an instruction to an AI stays in the physician's words, flagged, and
+        // the model never sees it, as in a dictation.
+        let mut for_model = Sections::empty(kind);
+        let mut withheld = Vec::new();
+        for (sec, s) in d.draft.sections.iter() {
+            if !karte_guard::injection::detect(&s.text).is_empty() {
+                withheld.push((sec, s.clone()));
+            } else {
+                for_model.at_mut(sec).push(s.clone());
+            }
+        }
+        let mut flags = std::mem::take(&mut d.draft.flags);
+        let mut timings = std::mem::take(&mut d.draft.timings_ms);
+        let prompts = phrase::build_parts(kind, &for_model, PART_CHARS);
+        let (mut sections, engine) = self.phrase_with_model(
+            &dictation,
+            kind,
+            prompts,
+            &for_model,
+            &all,
+            &mut timings,
+            &mut flags,
+            progress,
+        )?;
+        for (sec, mut s) in withheld {
+            s.flags.push(injection_sentence_flag());
+            sections.at_mut(sec).push(s);
+        }
+        stage(progress, "verify", "根拠と安全性を確認しています");
+        // merge checked each model sentence against the floor sentences it cites; this checks it against the
+        // notes themselves, as the floor's sentences were.
+        for s in sections.iter_mut() {
+            for f in compose::check(&grounding, s) {
+                if !s.flags.iter().any(|x| x.code == f.code) {
+                    s.flags.push(f);
+                }
+            }
+        }
+        d.draft.sections = sections;
+        d.draft.engine = engine;
+        d.draft.flags = flags;
+        let t = Instant::now();
+        karte_guard::draft::guard_draft(&dictation, &mut d.draft);
+        timings.insert("guard".to_string(), ms(t));
+        timings.insert(
+            "total".to_string(),
+            ms(t0) + timings.get("compose").copied().unwrap_or(0),
+        );
+        d.draft.timings_ms = timings;
+        Ok(d)
+    }
+
+    /// Asks the model `prompts` in turn (one for a note, a part per run of sections for a long document) and
+    /// merges each answer; a part whose answer cannot be used keeps `floor`'s sentences of its sections.
     #[allow(clippy::too_many_arguments)]
     fn phrase_with_model(
         &self,
         dictation: &Dictation,
         kind: &'static karte_core::DocumentKind,
+        prompts: Vec<phrase::Prompt>,
         floor: &Sections,
         g: &karte_core::grounding::Grounding,
         timings: &mut BTreeMap<String, u64>,
@@ -371,12 +453,16 @@ impl Drafter {
                 "モデルを読み込んでいます（初回のみ時間がかかります）",
             );
         }
-        let prompt = phrase::build(kind, floor);
         // An in-process model not loaded yet loads here, to count; an engine that cannot count: one token per
         // character bounds Japanese text from above.
-        let source_tokens = engine
-            .count_tokens(&prompt.user)
-            .unwrap_or_else(|| prompt.user.chars().count()) as u32;
+        let source_tokens: Vec<u32> = prompts
+            .iter()
+            .map(|p| {
+                engine
+                    .count_tokens(&p.user)
+                    .unwrap_or_else(|| p.user.chars().count()) as u32
+            })
+            .collect();
         timings.insert("load_model".to_string(), ms(t));
 
         let serving = engine.serving();
@@ -387,101 +473,162 @@ impl Drafter {
             model: (serving.kind == EngineKind::InProcess).then(|| self.configured_model()),
             ..Default::default()
         };
-        let mut req = ChatRequest::new(vec![
-            ChatMessage::system(&prompt.system),
-            ChatMessage::user(&prompt.user),
-        ]);
-        req.json_schema = Some(prompt.schema.clone());
-        // The answer restates the items with some JSON around them; twice the source plus slack is ample.
-        req.max_tokens = (source_tokens * 2 + 256).min(3072);
-
-        stage(progress, "generate", "下書きを生成しています");
-        let cancel = CancelToken::new();
-        if let Ok(mut c) = self.current.lock() {
-            *c = Some(cancel.clone());
-        }
+        let mut out = Sections::empty(kind);
+        let mut fallbacks: Vec<String> = Vec::new();
         let t = Instant::now();
         let mut n = 0u32;
-        // What streams to the screen passes the output guard first: nothing blocked is ever shown.
-        let mut guard = karte_guard::stream::StreamGuard::new(dictation);
-        let result = engine
-            .chat(&req, &cancel, &mut |piece| match piece {
-                Piece::Text(p) => {
-                    n += 1;
-                    let text = guard.push(p);
-                    progress(Progress::Token { text, tokens: n });
+        let mut first_text: Option<u64> = None;
+        let parts = prompts.len();
+        for (i, (prompt, source_tokens)) in prompts.iter().zip(source_tokens).enumerate() {
+            let mut req = ChatRequest::new(vec![
+                ChatMessage::system(&prompt.system),
+                ChatMessage::user(&prompt.user),
+            ]);
+            req.json_schema = Some(prompt.schema.clone());
+            // The answer restates the items with some JSON around them; twice the source plus slack is ample.
+            req.max_tokens = (source_tokens * 2 + 256).min(3072);
+            if parts > 1 {
+                let names: Vec<&str> = prompt
+                    .sections
+                    .iter()
+                    .map(|&s| kind.sections[s].heading.as_str())
+                    .collect();
+                stage(
+                    progress,
+                    "generate",
+                    &format!(
+                        "下書きを生成しています（{}/{parts}: {}）",
+                        i + 1,
+                        names.join("・")
+                    ),
+                );
+            } else {
+                stage(progress, "generate", "下書きを生成しています");
+            }
+            let cancel = CancelToken::new();
+            if let Ok(mut c) = self.current.lock() {
+                *c = Some(cancel.clone());
+            }
+            let n_before = n;
+            // What streams to the screen passes the output guard first: nothing blocked is ever shown.
+            let mut guard = karte_guard::stream::StreamGuard::new(dictation);
+            let mut shown = |text: String, n: u32, progress: &mut dyn FnMut(Progress)| {
+                if first_text.is_none() && !text.is_empty() {
+                    first_text = Some(ms(t));
                 }
-                // The answer starts over (worker restart, failover): so does the guard's look-back, and the
-                // window drops what it showed.
-                Piece::Reset => {
-                    guard = karte_guard::stream::StreamGuard::new(dictation);
-                    n = 0;
-                    progress(Progress::Reset {
-                        message: "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
-                            .into(),
+                progress(Progress::Token { text, tokens: n });
+            };
+            let result = engine
+                .chat(&req, &cancel, &mut |piece| match piece {
+                    Piece::Text(p) => {
+                        n += 1;
+                        let text = guard.push(p);
+                        shown(text, n, progress);
+                    }
+                    // The answer starts over (worker restart, failover): so does the guard's look-back, and the
+                    // window drops what it showed.
+                    Piece::Reset => {
+                        guard = karte_guard::stream::StreamGuard::new(dictation);
+                        n = n_before;
+                        progress(Progress::Reset {
+                            message:
+                                "生成をやり直しています（文章生成プロセスの再起動または切り替え）"
+                                    .into(),
+                        });
+                    }
+                })
+                .inspect(|r| {
+                    // Which engine actually answered: after a failover that is not the one chosen at the start.
+                    if r.stats.kind == EngineKind::Server {
+                        info.kind = "remote".into();
+                    }
+                    info.model = Some(r.stats.model.clone());
+                    if let Ok(mut m) = self.last_model.lock() {
+                        *m = Some(r.stats.model.clone());
+                    }
+                });
+            let tail = guard.finish();
+            if !tail.is_empty() {
+                shown(tail, n, progress);
+            }
+            if let Ok(mut c) = self.current.lock() {
+                *c = None;
+            }
+            let merged = match result {
+                Ok(r) => {
+                    if let Ok(mut l) = self.last_tps.lock() {
+                        *l = r.stats.tokens_per_s();
+                    }
+                    if r.stats.finish == FinishReason::ContentFilter
+                        && !flags.iter().any(|f| f.code == "content_filter")
+                    {
+                        // The clinic server's guard withheld model sentences: the items they cited stay in the
+                        // physician's words (merge keeps every uncovered item), and the reader is told why.
+                        flags.push(Flag::new(
+                            "content_filter",
+                            "院内サーバーの安全チェックで、モデルの文の一部を表示しませんでした。口述の内容は下書きに残っています。内容を確認してください。",
+                            None,
+                        ));
+                    }
+                    let merged = phrase::merge(prompt, &r.text, g);
+                    info.stats = Some(match info.stats.take() {
+                        Some(before) => before.then(r.stats),
+                        None => r.stats,
                     });
+                    merged
                 }
-            })
-            .inspect(|r| {
-                // Which engine actually answered: after a failover that is not the one chosen at the start.
-                if r.stats.kind == EngineKind::Server {
-                    info.kind = "remote".into();
+                Err(e) if e.code == Code::EngineCancelled => return Err(e),
+                Err(e) if matches!(e.code, Code::EngineBadOutput | Code::EngineFailed) => {
+                    Err(format!("[{}] {}", e.code, e.message))
                 }
-                info.model = Some(r.stats.model.clone());
-                if let Ok(mut m) = self.last_model.lock() {
-                    *m = Some(r.stats.model.clone());
+                Err(e) => return Err(e),
+            };
+            match merged {
+                Ok(part) => {
+                    for (sec, s) in part.iter() {
+                        out.at_mut(sec).push(s.clone());
+                    }
                 }
-            });
-        let tail = guard.finish();
-        if !tail.is_empty() {
-            progress(Progress::Token {
-                text: tail,
-                tokens: n,
-            });
-        }
-        if let Ok(mut c) = self.current.lock() {
-            *c = None;
+                Err(why) => {
+                    for (sec, s) in floor
+                        .iter()
+                        .filter(|(sec, _)| prompt.sections.contains(sec))
+                    {
+                        out.at_mut(sec).push(s.clone());
+                    }
+                    fallbacks.push(why);
+                }
+            }
         }
         timings.insert("generate".to_string(), ms(t));
-        let fallback = |reason: String, info: &mut EngineInfo, flags: &mut Vec<Flag>| {
+        if let Some(f) = first_text {
+            timings.insert("first_text".to_string(), f);
+        }
+        if !fallbacks.is_empty() {
+            let reason = fallbacks.join(" / ");
             flags.push(Flag::new(
                 "model_fallback",
                 "モデルの出力を使えなかったため、口述の文をそのまま下書きにしました。",
                 Some(reason.clone()),
             ));
             info.fallback_reason = Some(reason);
-            (floor.clone(), info.clone())
-        };
-        match result {
-            Ok(r) => {
-                let text = r.text;
-                if let Ok(mut l) = self.last_tps.lock() {
-                    *l = r.stats.tokens_per_s();
-                }
-                if r.stats.finish == FinishReason::ContentFilter {
-                    // The clinic server's guard withheld model sentences: the items they cited stay in the
-                    // physician's words (merge keeps every uncovered item), and the reader is told why.
-                    flags.push(Flag::new(
-                        "content_filter",
-                        "院内サーバーの安全チェックで、モデルの文の一部を表示しませんでした。口述の内容は下書きに残っています。内容を確認してください。",
-                        None,
-                    ));
-                }
-                info.stats = Some(r.stats);
-                match phrase::merge(&prompt, &text, g) {
-                    Ok(s) => Ok((s, info)),
-                    Err(why) => Ok(fallback(why, &mut info, flags)),
-                }
-            }
-            Err(e) if e.code == Code::EngineCancelled => Err(e),
-            Err(e) if matches!(e.code, Code::EngineBadOutput | Code::EngineFailed) => Ok(fallback(
-                format!("[{}] {}", e.code, e.message),
-                &mut info,
-                flags,
-            )),
-            Err(e) => Err(e),
         }
+        Ok((out, info))
     }
+}
+
+/// Characters of floor sentences one answer restates, at most (the sections of a part together): a sample
+/// dictation's worth (about 300 characters), which every model of the manifest answers within its context. More is
+/// not safe: SmolLM2's tokenizer spends about four tokens on a kanji, and 600 characters of a stay with the system
+/// prompt and the answer's budget overflowed its 4,096-token context (measured 2026-12-07).
+pub const PART_CHARS: usize = 300;
+
+fn injection_sentence_flag() -> Flag {
+    Flag::new(
+        "injection",
+        "AI への指示のような文です。データとして扱い、モデルには渡していません。",
+        None,
+    )
 }
 
 /// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.

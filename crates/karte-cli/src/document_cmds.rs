@@ -1,11 +1,13 @@
 //! `karte document draft`: a 退院時サマリー or 診療情報提供書 from a patient's signed notes.
 //!
 //! The command only gathers: it checks what was typed, signs in, and calls `Store::draft_document` (the signed
-//! notes, audited, composed by karte-core) and `Store::save_document`, as the window does.
+//! notes, audited, composed by karte-core), `Drafter::document` (the model's phrasing, checked against the notes)
+//! and `Store::save_document`, as the window does.
 
 use crate::store_cmds::{self, SignIn};
 use crate::Format;
 use clap::{Args, Subcommand};
+use karte_api::DraftOptions;
 use karte_core::compose::{self, View};
 use karte_core::{ClinicalDate, Code, Error, Result};
 use karte_store::{DocumentDraft, DocumentRequest, Store};
@@ -53,6 +55,12 @@ pub struct DraftArgs {
     /// Store the draft as a new record of the patient (unsigned) and print its id last.
     #[arg(long)]
     save: bool,
+    /// Rules only: the signed notes' own sentences, placed in the sections, without the model's wording.
+    #[arg(long)]
+    no_llm: bool,
+    /// A manifest model name or a GGUF file (default: the settings file's model, else the manifest's default).
+    #[arg(long)]
+    model: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -106,11 +114,20 @@ fn draft(a: DraftArgs) -> Result<()> {
     compose::check_inputs(kind, &req.inputs)?;
     compose::notes_range(kind, &req.inputs, req.from, req.to, karte_store::today())?;
 
+    let drafter = crate::command_drafter(a.model, a.no_llm)?;
     let store = Store::open_default()?;
     let session = store_cmds::sign_in(&store, &SignIn { user: a.user })?;
+    let opts = DraftOptions {
+        no_llm: a.no_llm,
+        kind: Some(kind.id.clone()),
+    };
     let DocumentDraft {
         draft: out, date, ..
-    } = store.draft_document(&session, &req)?;
+    } = drafter.document(
+        store.draft_document(&session, &req)?,
+        &opts,
+        &mut crate::progress_printer(),
+    )?;
     let saved = if a.save {
         Some(store.save_document(&session, &a.patient, date, &out)?)
     } else {

@@ -176,6 +176,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The drafter of a one-shot command (`karte draft`, `karte document draft`). Rules only needs no engine, so a
+/// settings problem does not stop it; the model in this process is loaded only if a draft asks it.
+pub(crate) fn command_drafter(model: Option<String>, no_llm: bool) -> Result<Drafter> {
+    let in_process =
+        |m: Option<String>| -> Arc<dyn ChatEngine> { Arc::new(LazyEngine::from_manifest(m)) };
+    if no_llm {
+        Ok(Drafter::new(in_process(model.clone()), model))
+    } else {
+        Drafter::for_command_line(model, in_process)
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Draft {
@@ -200,16 +212,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => read_input(file)?,
             };
-            // Rules only needs no engine, so a settings problem does not stop it; the model in this process is
-            // loaded only if a draft asks it.
-            let in_process = |m: Option<String>| -> Arc<dyn ChatEngine> {
-                Arc::new(LazyEngine::from_manifest(m))
-            };
-            let drafter = if no_llm {
-                Drafter::new(in_process(model.clone()), model)
-            } else {
-                Drafter::for_command_line(model, in_process)?
-            };
+            let drafter = command_drafter(model, no_llm)?;
             let kind_id = kind
                 .clone()
                 .unwrap_or_else(|| karte_core::document::DEFAULT_KIND.to_string());
@@ -287,7 +290,7 @@ pub(crate) fn read_input(file: Option<PathBuf>) -> Result<String> {
 }
 
 /// Stage messages always; a live token counter only on a terminal, so logs stay clean.
-fn progress_printer() -> impl FnMut(Progress) {
+pub(crate) fn progress_printer() -> impl FnMut(Progress) {
     let tty = std::io::stderr().is_terminal();
     move |p| match p {
         Progress::Stage { message, .. } | Progress::Reset { message } => {

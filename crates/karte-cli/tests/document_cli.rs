@@ -74,6 +74,7 @@ fn discharge_summary_and_referral_from_signed_notes() {
             "2026-11-09",
             "--format",
             "json",
+            "--no-llm",
         ];
         args.extend_from_slice(extra);
         w.run_as(&doc, "dr.sato", &args)
@@ -148,6 +149,96 @@ fn discharge_summary_and_referral_from_signed_notes() {
     );
     ok(w.run_as(&doc, "dr.sato", &["sign", &saved]));
 
+    // The model phrases the same summary (the test model, in this process). Whatever it writes, every sentence still
+    // cites the stay's signed notes or a typed field, and a sentence with a number its cited sources lack is
+    // flagged; what the floor placed is still there in some sentence of its section.
+    let v: serde_json::Value = serde_json::from_str(&ok(w.run_as(
+        &doc,
+        "dr.sato",
+        &[
+            "document",
+            "draft",
+            "--kind",
+            "discharge-summary",
+            "--patient",
+            "P-0042",
+            "--admitted",
+            "2026-11-02",
+            "--discharged",
+            "2026-11-09",
+            "--format",
+            "json",
+            "--model",
+            "smollm2-135m",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(v["engine"]["kind"], "local", "{v}");
+    assert_eq!(v["engine"]["model"], "smollm2-135m", "{v}");
+    assert!(v["timings_ms"]["generate"].is_u64(), "{v}");
+    let signed_text = |version: &str| -> String {
+        let (id, n) = version.split_once('@').unwrap();
+        let h: serde_json::Value = serde_json::from_str(&ok(w.run_as(
+            &doc,
+            "dr.sato",
+            &["history", id, "--format", "json"],
+        )))
+        .unwrap();
+        let n: i64 = n.parse().unwrap();
+        let ver = h["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["version"] == n)
+            .unwrap_or_else(|| panic!("{version}: {h}"));
+        format!("{}\n{}", h["clinical_date"], ver["text"].as_str().unwrap())
+    };
+    let mut model_sentences = 0;
+    for s in v["sections"].as_array().unwrap() {
+        for sent in s["sentences"].as_array().unwrap() {
+            let flags: Vec<&str> = sent["flags"]
+                .as_array()
+                .map(|f| f.iter().map(|f| f["code"].as_str().unwrap()).collect())
+                .unwrap_or_default();
+            if sent["origin"] == "model" {
+                model_sentences += 1;
+            }
+            let Some(sources) = sent["sources"].as_array().filter(|s| !s.is_empty()) else {
+                assert!(
+                    flags.contains(&"no_source"),
+                    "uncited and unflagged: {sent}"
+                );
+                continue;
+            };
+            let mut cited = String::new();
+            for r in sources {
+                let version = r["version"].as_str().unwrap();
+                if let Some(input) = version.strip_prefix("input:") {
+                    cited.push_str(&format!("{input} 2026-11-02 2026-11-09\n"));
+                } else {
+                    assert!(
+                        ids.iter().any(|id| version == format!("{id}@1")),
+                        "{version} is not a signed note of the stay"
+                    );
+                    cited.push_str(&signed_text(version));
+                }
+            }
+            let have: Vec<String> = karte_core::grounding::numbers(&cited);
+            let stray: Vec<String> = karte_core::grounding::numbers(sent["text"].as_str().unwrap())
+                .into_iter()
+                .filter(|n| !have.contains(n))
+                .collect();
+            assert!(
+                stray.is_empty()
+                    || flags
+                        .iter()
+                        .any(|f| ["ungrounded_number", "misattributed"].contains(f)),
+                "{stray:?} not in the cited notes and not flagged: {sent}"
+            );
+        }
+    }
+    assert!(model_sentences > 0, "the model wrote nothing: {v}");
+
     // A referral from the same notes, with what the physician types.
     let out = ok(w.run_as(
         &doc,
@@ -163,6 +254,7 @@ fn discharge_summary_and_referral_from_signed_notes() {
             "肺炎後の外来フォローをお願いします。",
             "--to-facility",
             "さくら内科クリニック",
+            "--no-llm",
         ],
     ));
     assert!(

@@ -139,20 +139,7 @@ pub fn compose(
             }
         }
     }
-    // What each source supports, for the grounding check: a note's signed text with its date (a dated sentence
-    // shows it), a typed value as typed.
-    let mut grounding: BTreeMap<String, Grounding> = notes
-        .iter()
-        .map(|n| {
-            (
-                n.id.clone(),
-                grounding_of(&format!("{}\n{}", n.date, n.text)),
-            )
-        })
-        .collect();
-    for (name, value) in inputs {
-        grounding.insert(input_source(name), grounding_of(value));
-    }
+    let grounding = groundings(notes.iter().copied(), inputs);
 
     // Specific picks choose first, in file order; then the generic ones. A line goes to one section unless a
     // shared pick takes it again.
@@ -328,6 +315,27 @@ pub fn notes_range(
     )?;
     to.not_after(today)?;
     Ok((from, to))
+}
+
+/// What each source supports, by the id a sentence cites it by: a note's signed text with its date (a dated
+/// sentence shows it), a typed value as typed. The floor's check and the model's merge judge against the same map.
+pub fn groundings<'a>(
+    notes: impl IntoIterator<Item = &'a SourceNote>,
+    inputs: &BTreeMap<String, String>,
+) -> BTreeMap<String, Grounding> {
+    let mut grounding: BTreeMap<String, Grounding> = notes
+        .into_iter()
+        .map(|n| {
+            (
+                n.id.clone(),
+                grounding_of(&format!("{}\n{}", n.date, n.text)),
+            )
+        })
+        .collect();
+    for (name, value) in inputs {
+        grounding.insert(input_source(name), grounding_of(value));
+    }
+    grounding
 }
 
 fn grounding_of(text: &str) -> Grounding {

@@ -6,7 +6,7 @@ use crate::extract::extract_sentence;
 use crate::grounding::{numbers, Grounding};
 use crate::normalize::normalize;
 use crate::types::FactKind;
-use crate::types::{Flag, Origin, Sentence, Span};
+use crate::types::{Flag, Origin, Sentence, SourceRef, Span};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +17,9 @@ pub struct Item {
     pub section: usize,
     pub text: String,
     pub spans: Vec<Span>,
+    /// A document made from signed notes: the note versions and spans the floor sentence rests on, which a model
+    /// sentence citing the item inherits (so a clicked sentence still shows its source).
+    pub sources: Vec<SourceRef>,
     /// The problem the floor sentence was written under: a model's sentence keeps the problem of the first item
     /// it cites, so the model's wording cannot undo a problem-oriented note's grouping.
     pub problem: Option<String>,
@@ -28,6 +31,9 @@ pub struct Prompt {
     pub user: String,
     pub schema: serde_json::Value,
     pub items: Vec<Item>,
+    /// The sections this prompt asks for (indices into the kind's sections): all of them for a note, a run of
+    /// them for one part of a long document.
+    pub sections: Vec<usize>,
 }
 
 /// The flag of a model sentence written partly in another script (simplified Chinese, Hangul, emoji) and of the
@@ -40,7 +46,7 @@ pub const MAX_SENTENCE_CHARS: usize = 160;
 /// The schema the engine's grammar enforces, so the answer always parses and always ends: each section may hold at
 /// most as many sentences as the source has items (plus one), each of bounded length. Without the bounds a weak
 /// model can ramble inside a JSON string until the token limit.
-pub fn schema(kind: &DocumentKind, items: &[Item]) -> serde_json::Value {
+pub fn schema(kind: &DocumentKind, items: &[Item], sections: &[usize]) -> serde_json::Value {
     let sentences = |sec: usize| {
         let n = items.iter().filter(|i| i.section == sec).count();
         json!({
@@ -56,13 +62,14 @@ pub fn schema(kind: &DocumentKind, items: &[Item]) -> serde_json::Value {
             }
         })
     };
-    let properties: serde_json::Map<String, serde_json::Value> = kind
-        .sections
+    let properties: serde_json::Map<String, serde_json::Value> = sections
         .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), sentences(i)))
+        .map(|&i| (kind.sections[i].id.clone(), sentences(i)))
         .collect();
-    let required: Vec<&str> = kind.sections.iter().map(|s| s.id.as_str()).collect();
+    let required: Vec<&str> = sections
+        .iter()
+        .map(|&i| kind.sections[i].id.as_str())
+        .collect();
     json!({
         "type": "object",
         "properties": properties,
@@ -73,15 +80,66 @@ pub fn schema(kind: &DocumentKind, items: &[Item]) -> serde_json::Value {
 /// The dictation goes in only as numbered data between <source> tags; the instructions are all in the system prompt,
 /// so text inside the dictation that reads like an instruction stays data.
 pub fn build(kind: &'static DocumentKind, floor: &Sections) -> Prompt {
-    let items: Vec<Item> = floor
+    let all: Vec<usize> = (0..kind.sections.len()).collect();
+    build_part(kind, &items_of(floor), &all)
+}
+
+/// The prompts of a document too long for one answer (a 33-day stay's summary): runs of consecutive sections whose
+/// items hold at most `max_chars` characters together, each asked and merged on its own, so each answer stays
+/// short enough to condense and the first sections arrive while the later ones are still being written. A section
+/// longer than `max_chars` is a part of its own (the engine's context bounds it; a part that fails falls back to
+/// the physician's words for that part only). Sections without items are asked for nowhere.
+pub fn build_parts(kind: &'static DocumentKind, floor: &Sections, max_chars: usize) -> Vec<Prompt> {
+    let items = items_of(floor);
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0usize;
+    for sec in 0..kind.sections.len() {
+        let chars: usize = items
+            .iter()
+            .filter(|i| i.section == sec)
+            .map(|i| i.text.chars().count())
+            .sum();
+        if chars == 0 {
+            continue;
+        }
+        match parts.last_mut() {
+            Some(p) if size + chars <= max_chars => {
+                p.push(sec);
+                size += chars;
+            }
+            _ => {
+                parts.push(vec![sec]);
+                size = chars;
+            }
+        }
+    }
+    parts
+        .iter()
+        .map(|secs| {
+            let own: Vec<Item> = items
+                .iter()
+                .filter(|i| secs.contains(&i.section))
+                .cloned()
+                .collect();
+            build_part(kind, &own, secs)
+        })
+        .collect()
+}
+
+fn items_of(floor: &Sections) -> Vec<Item> {
+    floor
         .iter()
         .map(|(section, s)| Item {
             section,
             text: s.text.clone(),
             spans: s.spans.clone(),
+            sources: s.sources.clone(),
             problem: s.problem.clone(),
         })
-        .collect();
+        .collect()
+}
+
+fn build_part(kind: &'static DocumentKind, items: &[Item], sections: &[usize]) -> Prompt {
     let mut user = String::from("<source>\n");
     for (i, it) in items.iter().enumerate() {
         let tag = &kind.sections[it.section].label;
@@ -91,13 +149,13 @@ pub fn build(kind: &'static DocumentKind, floor: &Sections) -> Prompt {
     }
     user.push_str("</source>\n");
     user.push_str(&kind.prompt_task);
-    let schema = schema(kind, &items);
     Prompt {
         kind,
         system: kind.system_prompt(),
         user,
-        schema,
-        items,
+        schema: schema(kind, items, sections),
+        items: items.to_vec(),
+        sections: sections.to_vec(),
     }
 }
 
@@ -141,8 +199,8 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
     let mut seen = BTreeSet::new();
     // (section, position: first cited item, or after all items when uncited; sentence)
     let mut placed: Vec<(usize, usize, Sentence)> = Vec::new();
-    for (sec, spec) in prompt.kind.sections.iter().enumerate() {
-        let list = d.remove(&spec.id).unwrap_or_default();
+    for &sec in &prompt.sections {
+        let list = d.remove(&prompt.kind.sections[sec].id).unwrap_or_default();
         for ms in list {
             let text = ms.text.trim().to_string();
             if text.is_empty() || !seen.insert(text.clone()) {
@@ -162,6 +220,14 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 .collect();
             spans.sort();
             spans.dedup();
+            let mut sources: Vec<SourceRef> = Vec::new();
+            for &k in &cites {
+                for r in &prompt.items[k].sources {
+                    if !sources.contains(r) {
+                        sources.push(r.clone());
+                    }
+                }
+            }
             let mut flags = g.check(&text);
             let odd = g.foreign_script(&text);
             let Some(&first) = cites.first() else {
@@ -178,7 +244,11 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                         Some(joined(&odd)),
                     ));
                 }
-                placed.push((sec, usize::MAX, model_sentence(text, spans, flags, None)));
+                placed.push((
+                    sec,
+                    usize::MAX,
+                    model_sentence(text, spans, Vec::new(), flags, None),
+                ));
                 continue;
             };
             if !odd.is_empty() {
@@ -227,7 +297,11 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 ));
             }
             let problem = prompt.items[first].problem.clone();
-            placed.push((section, first, model_sentence(text, spans, flags, problem)));
+            placed.push((
+                section,
+                first,
+                model_sentence(text, spans, sources, flags, problem),
+            ));
         }
     }
     for (k, it) in prompt.items.iter().enumerate() {
@@ -245,7 +319,7 @@ pub fn merge(prompt: &Prompt, model_json: &str, g: &Grounding) -> Result<Section
                 spans: it.spans.clone(),
                 flags,
                 origin: Origin::Dictation,
-                sources: Vec::new(),
+                sources: it.sources.clone(),
                 problem: it.problem.clone(),
             };
             placed.push((it.section, k, s));
@@ -271,6 +345,7 @@ fn joined(chars: &[char]) -> String {
 fn model_sentence(
     text: String,
     spans: Vec<Span>,
+    sources: Vec<SourceRef>,
     flags: Vec<Flag>,
     problem: Option<String>,
 ) -> Sentence {
@@ -279,7 +354,7 @@ fn model_sentence(
         spans,
         flags,
         origin: Origin::Model,
-        sources: Vec::new(),
+        sources,
         problem,
     }
 }

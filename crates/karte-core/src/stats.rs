@@ -151,6 +151,30 @@ impl GenStats {
         }
     }
 
+    /// One document asked in parts, as one request's numbers: counts and times add up, the first part's time to
+    /// first text is the document's, and the last part's model and finish are what the reader is told.
+    pub fn then(self, next: GenStats) -> GenStats {
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+        };
+        GenStats {
+            model: next.model,
+            kind: next.kind,
+            prompt_tokens: self.prompt_tokens + next.prompt_tokens,
+            cached_tokens: self.cached_tokens + next.cached_tokens,
+            generated_tokens: self.generated_tokens + next.generated_tokens,
+            queue_ms: add(self.queue_ms, next.queue_ms),
+            prompt_ms: add(self.prompt_ms, next.prompt_ms),
+            generate_ms: add(self.generate_ms, next.generate_ms),
+            ttft_ms: self.ttft_ms.or(next.ttft_ms.map(|t| t + self.total_ms)),
+            total_ms: self.total_ms + next.total_ms,
+            finish: next.finish,
+            draft_proposed: self.draft_proposed + next.draft_proposed,
+            draft_accepted: self.draft_accepted + next.draft_accepted,
+        }
+    }
+
     /// Decoded prompt tokens per second (cached tokens cost nothing and would inflate it); `None` where the engine
     /// does not report prompt time.
     pub fn prompt_tokens_per_s(&self) -> Option<f64> {
@@ -184,6 +208,26 @@ mod tests {
         s.prompt_ms = Some(500.0);
         assert_eq!(s.tokens_per_s(), Some(21.0));
         assert_eq!(s.prompt_tokens_per_s(), Some(200.0));
+    }
+
+    #[test]
+    fn parts_of_one_document_add_up_as_one_request() {
+        let part = |generated: u32, ttft: Option<f64>, total: f64| {
+            let mut s = GenStats::new("m", EngineKind::InProcess);
+            s.prompt_tokens = 100;
+            s.generated_tokens = generated;
+            s.generate_ms = Some(f64::from(generated) * 10.0);
+            s.ttft_ms = ttft;
+            s.total_ms = total;
+            s
+        };
+        let both = part(50, Some(300.0), 1000.0).then(part(30, Some(200.0), 600.0));
+        assert_eq!((both.prompt_tokens, both.generated_tokens), (200, 80));
+        assert_eq!((both.ttft_ms, both.total_ms), (Some(300.0), 1600.0));
+        assert_eq!(both.tokens_per_s(), Some(100.0));
+        // A first part that showed nothing: the document's first text came in the second, after the first.
+        let late = part(0, None, 500.0).then(part(30, Some(200.0), 600.0));
+        assert_eq!(late.ttft_ms, Some(700.0));
     }
 
     #[test]

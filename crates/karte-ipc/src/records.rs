@@ -147,6 +147,19 @@ pub struct SignedNote {
     pub text: String,
 }
 
+impl SignedNote {
+    /// The note as a document's source, cited as `<encounter>@<version>`: the one mapping the store's floor draft
+    /// and the model's phrasing both read, so their citations agree.
+    pub fn source(&self) -> karte_core::compose::SourceNote {
+        karte_core::compose::SourceNote {
+            id: format!("{}@{}", self.encounter, self.version),
+            date: self.clinical_date.to_string(),
+            document: self.document.clone(),
+            text: self.text.clone(),
+        }
+    }
+}
+
 /// A document made from a patient's signed notes (退院時サマリー, 診療情報提供書), as the window and
 /// `karte document draft` ask for it: the kind, the patient, what the physician typed (by the kind's input names),
 /// and the range of days to read where the kind has no date inputs of its own.

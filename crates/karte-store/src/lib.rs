@@ -1066,14 +1066,6 @@ impl Store {
         })
     }
 
-    /// The sources of a document built from a patient's notes (discharge summary, referral letter): for each of
-    /// the patient's encounters whose clinical date lies in `[from, to]`, its latest signed version (an amendment
-    /// replaces what it amends; a note never signed does not count), in clinical-date order, then saving order.
-    ///
-    /// Building a document from notes is drafting, so only a physician may (permission `draft`). Each note read is
-    /// an audit entry on its encounter (`view`, `sources from=… to=…`), in the same transaction as the read.
-    /// `from` after `to` is `input.date_invalid`; no signed note in the range, an unknown patient included, is
-    /// `document.no_sources` (the two are not told apart, so the answer says nothing about who is a patient).
     /// The floor draft of a document made from the patient's signed notes: inputs and range checked first (a typing
     /// error reads no note), then [`Store::signed_notes`] (audited per note), then `karte_core::compose`. What the
     /// CLI and the window both call.
@@ -1083,15 +1075,7 @@ impl Store {
         compose::check_inputs(kind, &req.inputs)?;
         let (from, to) = compose::notes_range(kind, &req.inputs, req.from, req.to, today())?;
         let notes = self.signed_notes(s, &req.patient, from, to)?;
-        let sources: Vec<compose::SourceNote> = notes
-            .iter()
-            .map(|n| compose::SourceNote {
-                id: format!("{}@{}", n.encounter, n.version),
-                date: n.clinical_date.to_string(),
-                document: n.document.clone(),
-                text: n.text.clone(),
-            })
-            .collect();
+        let sources: Vec<compose::SourceNote> = notes.iter().map(SignedNote::source).collect();
         let draft = compose::compose(kind, &sources, &req.inputs)?;
         Ok(DocumentDraft {
             draft,
@@ -1100,6 +1084,14 @@ impl Store {
         })
     }
 
+    /// The sources of a document built from a patient's notes (discharge summary, referral letter): for each of
+    /// the patient's encounters whose clinical date lies in `[from, to]`, its latest signed version (an amendment
+    /// replaces what it amends; a note never signed does not count), in clinical-date order, then saving order.
+    ///
+    /// Building a document from notes is drafting, so only a physician may (permission `draft`). Each note read is
+    /// an audit entry on its encounter (`view`, `sources from=… to=…`), in the same transaction as the read.
+    /// `from` after `to` is `input.date_invalid`; no signed note in the range, an unknown patient included, is
+    /// `document.no_sources` (the two are not told apart, so the answer says nothing about who is a patient).
     pub fn signed_notes(
         &self,
         s: &Session,

@@ -1,0 +1,180 @@
+//! Documents made from signed notes and phrased by a real model (the test model, in this process), over the eight
+//! shortest synthetic admissions of karte-core's tests (`crates/karte-core/tests/data/admissions`; the long stays
+//! are the bench's, `benches/documents.rs`: a toy model writes each part to its token budget, minutes per stay). Whatever the model writes: every sentence cites notes of its own stay (or a typed
+//! field), a number a sentence has that its cited sources lack is flagged, and no sentence of the rules' draft is
+//! lost: each is still in its section, in the physician's words or carried whole by a model sentence that cites it.
+
+use karte_api::{DraftOptions, Drafter};
+use karte_core::compose::{compose, SourceNote};
+use karte_core::document::{default_kind, kind, Document};
+use karte_core::grounding::numbers;
+use karte_core::{ClinicalDate, Origin, Sentence};
+use karte_engine::LazyEngine;
+use karte_ipc::{DocumentDraft, SignedNote};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+struct Case {
+    kind: String,
+    inputs: BTreeMap<String, String>,
+    notes: Vec<NoteCase>,
+}
+
+#[derive(Deserialize)]
+struct NoteCase {
+    date: String,
+    text: String,
+}
+
+fn cases() -> Vec<(String, Case)> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../karte-core/tests/data/admissions"
+    );
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).unwrap();
+            // The expectations of the rules' test are not read here.
+            let v: toml::Value = toml::from_str(&text).unwrap();
+            let case: Case = v.try_into().unwrap_or_else(|e| panic!("{name}: {e}"));
+            (name, case)
+        })
+        .collect()
+}
+
+fn has_flag(s: &Sentence, codes: &[&str]) -> bool {
+    s.flags.iter().any(|f| codes.contains(&f.code.as_str()))
+}
+
+#[test]
+fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_lack() {
+    let model = std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into());
+    let drafter = Drafter::new(
+        Arc::new(LazyEngine::from_manifest(Some(model.clone()))),
+        Some(model.clone()),
+    );
+    let mut cases = cases();
+    assert!(cases.len() >= 8, "the admissions are missing");
+    cases.sort_by_key(|(_, c)| {
+        c.notes
+            .iter()
+            .map(|n| n.text.chars().count())
+            .sum::<usize>()
+    });
+    cases.truncate(8);
+    let (mut by_model, mut fallbacks) = (0usize, 0usize);
+    for (name, case) in &cases {
+        let t = std::time::Instant::now();
+        let k = kind(&case.kind).unwrap();
+        let notes: Vec<SignedNote> = case
+            .notes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let document = Document::from_text(default_kind(), &n.text).unwrap();
+                SignedNote {
+                    encounter: format!("E{:04}", i + 1),
+                    version: 1,
+                    clinical_date: ClinicalDate::parse(&n.date).unwrap(),
+                    text: document.render(),
+                    document,
+                }
+            })
+            .collect();
+        let sources: Vec<SourceNote> = notes.iter().map(SignedNote::source).collect();
+        let floor = compose(k, &sources, &case.inputs).unwrap();
+        let d = DocumentDraft {
+            draft: floor.clone(),
+            notes,
+            date: ClinicalDate::parse("2026-12-01").unwrap(),
+        };
+        let opts = DraftOptions {
+            no_llm: false,
+            kind: Some(k.id.clone()),
+        };
+        let mut shown = String::new();
+        let out = drafter
+            .document(d, &opts, &mut |p| {
+                if let karte_api::Progress::Token { text, .. } = p {
+                    shown.push_str(&text);
+                }
+            })
+            .unwrap_or_else(|e| panic!("{name}: [{}] {}", e.code, e.message))
+            .draft;
+        assert_eq!(out.engine.kind, "local", "{name}");
+        assert!(out.timings_ms.contains_key("generate"), "{name}");
+        if out.flags.iter().any(|f| f.code == "model_fallback") {
+            fallbacks += 1;
+        }
+        let text_of = |version: &str| -> String {
+            match version.strip_prefix("input:") {
+                Some(input) => case.inputs[input].clone(),
+                None => {
+                    let s = sources
+                        .iter()
+                        .find(|s| s.id == version)
+                        .unwrap_or_else(|| panic!("{name}: {version} is not a note of this stay"));
+                    format!("{}\n{}", s.date, s.text)
+                }
+            }
+        };
+        for (sec, s) in out.sections.iter() {
+            if s.origin == Origin::Model {
+                by_model += 1;
+            }
+            if s.sources.is_empty() {
+                assert!(
+                    has_flag(s, &["no_source"]),
+                    "{name}: uncited, unflagged: {s:?}"
+                );
+                continue;
+            }
+            let cited: String = s.sources.iter().map(|r| text_of(&r.version)).collect();
+            let have = numbers(&cited);
+            let stray: Vec<String> = numbers(&s.text)
+                .into_iter()
+                .filter(|n| !have.contains(n))
+                .collect();
+            assert!(
+                stray.is_empty() || has_flag(s, &["ungrounded_number", "misattributed"]),
+                "{name}: {stray:?} not in the cited notes and not flagged, section {sec}: {}",
+                s.text
+            );
+        }
+        eprintln!("{name}: {:.0} s", t.elapsed().as_secs_f64());
+        if out.sections.iter().any(|(_, s)| s.origin == Origin::Model) {
+            assert!(
+                !shown.trim().is_empty(),
+                "{name}: the answer never streamed"
+            );
+        }
+        // Nothing of the rules' draft is lost: each of its sentences is in its section as written, or a model
+        // sentence of that section cites its source and carries all its numbers.
+        for (sec, f) in floor.sections.iter() {
+            let kept = out.sections.parts()[sec].sentences.iter().any(|s| {
+                s.text == f.text
+                    || (s.origin == Origin::Model
+                        && f.sources.iter().all(|r| s.sources.contains(r))
+                        && numbers(&f.text)
+                            .iter()
+                            .all(|n| numbers(&s.text).contains(n)))
+            });
+            assert!(kept, "{name}: lost from section {sec}: {}", f.text);
+        }
+    }
+    eprintln!(
+        "{} admissions, {by_model} sentences worded by {model}, {fallbacks} drafts fell back to the notes' words",
+        cases.len()
+    );
+    assert!(by_model > 0, "the model wrote nothing in any admission");
+}
