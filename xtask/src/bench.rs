@@ -198,16 +198,23 @@ fn engine_and_draft(o: &Opts) -> Result<()> {
 /// busy minute slows all three alike. One row per sample plus the total.
 fn lookup(o: &Opts) -> Result<()> {
     let profile = if o.dev { "debug" } else { "release" };
-    step(&format!(
-        "bench: building karte-engine's lookup_bench ({profile})"
-    ));
-    let mut build = cargo();
-    build.args(["build", "-p", "karte-engine", "--example", "lookup_bench"]);
-    if !o.dev {
-        build.arg("--release");
-    }
-    sh(&mut build)?;
-    let bin = target_dir().join(profile).join("examples/lookup_bench");
+    // A lookup_bench already built (e.g. by `cargo build -p karte-server -p karte-engine --examples`, whose feature
+    // set differs from karte-engine's alone, so that cargo would build llama.cpp a second time) can be named.
+    let bin = match std::env::var_os("KARTE_LOOKUP_BENCH_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            step(&format!(
+                "bench: building karte-engine's lookup_bench ({profile})"
+            ));
+            let mut build = cargo();
+            build.args(["build", "-p", "karte-engine", "--example", "lookup_bench"]);
+            if !o.dev {
+                build.arg("--release");
+            }
+            sh(&mut build)?;
+            target_dir().join(profile).join("examples/lookup_bench")
+        }
+    };
     let mut extra = o.lookup_args.clone();
     if !extra.iter().any(|a| a == "--threads") {
         extra.extend(["--threads".into(), THREADS.to_string()]);
