@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: karte-engine against llama.cpp's own `llama-bench` on the same GGUF, thread count and
 //! llama.cpp sources, in the same run (interleaved, so machine noise hits both), plus the time from pressing
-//! 下書き作成 to the complete draft. Prints Markdown tables for BENCHMARKS.md.
+//! 下書き作成 to the complete draft, and prompt-lookup speculation on against off on the drafting workload (issue 19).
+//! Prints Markdown tables for BENCHMARKS.md.
 //!
 //! llama-bench is not in the crate's vendored llama.cpp, so it is built from the llama-cpp-python sdist's copy of
 //! `tools/llama-bench`, compiled against the crate's own llama.cpp tree (same ggml version, same cmake defaults:
@@ -20,6 +21,15 @@ struct Opts {
     models: Vec<String>,
     reps: u32,
     skip_draft: bool,
+    /// Only the lookup-on-vs-off section (no llama-bench, no draft bench).
+    lookup_only: bool,
+    skip_lookup: bool,
+    /// Build the lookup example in the dev profile (dependencies, llama.cpp included, optimised as the workspace's
+    /// `profile.dev.package."*"` says): minutes instead of a second cold llama.cpp build where only a dev build
+    /// exists. Both sides of every ratio run in the same binary, so the ratios hold; absolute numbers are lower.
+    dev: bool,
+    /// Passed to the lookup example after `--` (e.g. `--reps 1 --samples 3 --threads 1`).
+    lookup_args: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -27,6 +37,10 @@ fn parse(args: &[String]) -> Result<Opts> {
         models: vec![],
         reps: 5,
         skip_draft: false,
+        lookup_only: false,
+        skip_lookup: false,
+        dev: false,
+        lookup_args: vec![],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -34,7 +48,15 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--model" => o.models.push(it.next().context("--model NAME")?.clone()),
             "--reps" => o.reps = it.next().context("--reps N")?.parse()?,
             "--no-draft" => o.skip_draft = true,
-            other => bail!("unknown option {other} (use --model NAME, --reps N, --no-draft)"),
+            "--lookup-only" => o.lookup_only = true,
+            "--no-lookup" => o.skip_lookup = true,
+            "--dev" => o.dev = true,
+            "--" => {
+                o.lookup_args = it.by_ref().cloned().collect();
+            }
+            other => bail!(
+                "unknown option {other} (use --model NAME, --reps N, --no-draft, --lookup-only, --no-lookup, --dev, -- LOOKUP_BENCH_ARGS)"
+            ),
         }
     }
     if o.models.is_empty() {
@@ -48,6 +70,17 @@ fn parse(args: &[String]) -> Result<Opts> {
 
 pub fn bench(args: &[String]) -> Result<()> {
     let o = parse(args)?;
+    if !o.lookup_only {
+        engine_and_draft(&o)?;
+    }
+    if !o.skip_lookup {
+        lookup(&o)?;
+    }
+    Ok(())
+}
+
+/// karte-engine against llama-bench, and the button-to-draft bench.
+fn engine_and_draft(o: &Opts) -> Result<()> {
     let llama_bench = build_llama_bench()?;
     step("bench: building karte-engine's engine_bench (release)");
     sh(cargo().args([
@@ -155,6 +188,100 @@ pub fn bench(args: &[String]) -> Result<()> {
             "### Button press to complete draft (median of 3, {default}, {THREADS} cores)\n\n{t}"
         );
     }
+    Ok(())
+}
+
+/// Prompt lookup on against off on the drafting workload (the five sample dictations and a long one, with the JSON
+/// schema grammar, karte-api's token budget), for each model: karte-engine's `lookup_bench` example runs every
+/// request on three engines in one process (off as shipped, with llama.cpp's flash attention; off with plain
+/// attention, the path lookup must match byte for byte; lookup), reversing the order every repetition so that a
+/// busy minute slows all three alike. One row per sample plus the total.
+fn lookup(o: &Opts) -> Result<()> {
+    let profile = if o.dev { "debug" } else { "release" };
+    // A lookup_bench already built (e.g. by `cargo build -p karte-server -p karte-engine --examples`, whose feature
+    // set differs from karte-engine's alone, so that cargo would build llama.cpp a second time) can be named.
+    let bin = match std::env::var_os("KARTE_LOOKUP_BENCH_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            step(&format!(
+                "bench: building karte-engine's lookup_bench ({profile})"
+            ));
+            let mut build = cargo();
+            build.args(["build", "-p", "karte-engine", "--example", "lookup_bench"]);
+            if !o.dev {
+                build.arg("--release");
+            }
+            sh(&mut build)?;
+            target_dir().join(profile).join("examples/lookup_bench")
+        }
+    };
+    let mut extra = o.lookup_args.clone();
+    if !extra.iter().any(|a| a == "--threads") {
+        extra.extend(["--threads".into(), THREADS.to_string()]);
+    }
+    let mut table = String::from(
+        "| model | dictation | tokens | generation t/s: off / off, plain attention / lookup | lookup ÷ off | whole draft s: off / lookup | off ÷ lookup | guesses kept | tokens kept per generated token | same bytes as plain attention |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for name in &o.models {
+        let m = karte_models::resolve(Some(name)).map_err(|e| anyhow!("{}", e.message))?;
+        karte_models::verify(&m).map_err(|e| anyhow!("{}", e.message))?;
+        step(&format!(
+            "bench: lookup on vs off, {name}, {}",
+            extra.join(" ")
+        ));
+        let out = Command::new(&bin)
+            .arg("--model")
+            .arg(&m.path)
+            .args(&extra)
+            .env_remove("KARTE_SPECULATION")
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "lookup_bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for row in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        {
+            let summary = row["summary"] == true;
+            let sample = if summary {
+                "**all**".to_string()
+            } else {
+                row["sample"].as_str().unwrap_or("").to_string()
+            };
+            // The example names a sample on stderr when lookup's bytes differ from plain attention's.
+            let same = if summary {
+                format!("{} differing", row["outputs_differing"])
+            } else if stderr.contains(&format!("{sample} rep ")) {
+                "no".into()
+            } else {
+                "yes".into()
+            };
+            let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+            let (off, plain, on) = (&row["off_flash_attn"], &row["off"], &row["lookup"]);
+            table.push_str(&format!(
+                "| {name} | {sample} | {:.0} | {:.1} / {:.1} / {:.1} | {:.2} | {:.1} / {:.1} | {:.2} | {:.0} % | {:.2} | {same} |\n",
+                f(&on["tokens"]),
+                f(&off["gen_tps"]),
+                f(&plain["gen_tps"]),
+                f(&on["gen_tps"]),
+                f(&row["gen_speedup_vs_flash_attn"]),
+                f(&off["total_ms"]) / 1e3,
+                f(&on["total_ms"]) / 1e3,
+                f(&row["total_speedup_vs_flash_attn"]),
+                f(&on["acceptance"]) * 100.0,
+                f(&on["accepted_per_token"]),
+            ));
+        }
+    }
+    println!(
+        "\n### Prompt lookup on vs off, drafting workload ({profile} build; `lookup_bench {}`)\n\n{table}",
+        extra.join(" ")
+    );
     Ok(())
 }
 

@@ -789,7 +789,9 @@ impl Worker<'_> {
                 t_gen: None,
                 stats,
                 done: None,
-                lookup: self.speculation == Speculation::Lookup && p.req.temperature <= 0.0,
+                lookup: self.speculation == Speculation::Lookup
+                    && p.req.temperature <= 0.0
+                    && p.req.speculation,
                 generated: Vec::new(),
                 draft: Vec::new(),
                 tokens: p.tokens,

@@ -105,6 +105,12 @@ pub struct ChatRequest {
     /// an engine without the cache would: what a benchmark compares against (llama-server's `cache_prompt`).
     #[serde(default = "yes")]
     pub prefix_cache: bool,
+    /// Whether this request may be decoded with the engine's speculative decoding (prompt lookup) when the engine
+    /// runs with it. Off decodes one token per step whatever the engine's setting: a client that must have the
+    /// plain path's bytes (lookup is exact only in some llama.cpp builds) or that compares the two asks for it
+    /// (`"speculation": "off"` over HTTP). On cannot turn speculation on in an engine that runs without it.
+    #[serde(default = "yes")]
+    pub speculation: bool,
 }
 
 fn yes() -> bool {
@@ -121,6 +127,7 @@ impl ChatRequest {
             seed: 0,
             max_time: None,
             prefix_cache: true,
+            speculation: true,
         }
     }
 

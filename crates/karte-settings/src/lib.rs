@@ -84,6 +84,20 @@ pub struct ModelSettings {
     /// Threads for generation; absent = every core.
     #[serde(default)]
     pub threads: Option<i32>,
+    /// Prompt-lookup speculative decoding for greedy requests (`"lookup"` or `"off"`); absent = the engine's
+    /// default, off. Here so that IT can turn it on for a machine whose llama.cpp build it pays on, without a new
+    /// build; the environment's `KARTE_SPECULATION` still wins, so one process can be started the other way.
+    #[serde(default)]
+    pub speculation: Option<SpeculationSetting>,
+}
+
+/// The values of `[model] speculation`. Its own small enum rather than karte-engine's, because this crate is the
+/// leaf every other one reads settings through; the server maps it onto the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeculationSetting {
+    Off,
+    Lookup,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -500,6 +514,50 @@ facility_name = "カルテ記念病院"
         );
         assert_eq!((sync.timeout_secs, sync.retry_base_ms), (30, 2_000));
         assert_eq!(sync.pins().unwrap().len(), 1);
+    }
+
+    /// `[model] speculation`: the two values the issue names, its absence (the engine's default), and what is
+    /// refused with the line and the allowed values: the looser spellings the environment variable takes (`on`,
+    /// `true`) are not settings values, so a file cannot mean two things.
+    #[test]
+    fn speculation_is_lookup_or_off() {
+        let ok = [
+            (
+                "[model]\nspeculation = \"lookup\"\n",
+                Some(SpeculationSetting::Lookup),
+            ),
+            (
+                "[model]\nspeculation = \"off\"\n",
+                Some(SpeculationSetting::Off),
+            ),
+            (
+                "[model]\nname = \"qwen2.5-coder-0.5b\"\nthreads = 2\nspeculation = \"lookup\"\n",
+                Some(SpeculationSetting::Lookup),
+            ),
+            ("[model]\nname = \"qwen2.5-coder-0.5b\"\n", None),
+            ("", None),
+        ];
+        for (text, want) in ok {
+            assert_eq!(
+                Settings::parse(text).unwrap().model.speculation,
+                want,
+                "{text:?}"
+            );
+        }
+        let bad = [
+            ("[model]\nspeculation = \"on\"\n", "2 行目"),
+            ("[model]\nspeculation = \"Lookup\"\n", "2 行目"),
+            ("[model]\nspeculation = \"ngram\"\n", "2 行目"),
+            ("[model]\nspeculation = true\n", "2 行目"),
+            ("[model]\nspeculative = \"lookup\"\n", "speculative"),
+        ];
+        for (text, needle) in bad {
+            let e = Settings::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            if text.contains("speculation = \"") {
+                assert!(e.contains("lookup") && e.contains("off"), "{text:?}: {e}");
+            }
+        }
     }
 
     #[test]
