@@ -59,10 +59,11 @@ class Scale:
 
 SCALES = {
     # Every step really runs (training moves the weights, the GGUF loads and drafts), each in seconds to a minute on
-    # 2 shared cores: the smoke run is part of `cargo xtask test`.
+    # 2 shared cores: the smoke run is part of `cargo xtask test`. Three DPO steps, not two: the first runs at the
+    # warm-up's learning rate 0, so only the third logs a loss measured after an update.
     "smoke": Scale(max_steps=10, batch_size=4, grad_accum=1, max_length=64, lr_scratch=3e-3, lr_lora=5e-4,
                    lora_r=8, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, eval_steps=5,
-                   lora_steps=2, lora_batch=2, dpo_steps=2, dpo_batch=1, dpo_max_length=192, dpo_prompt_chars=48),
+                   lora_steps=2, lora_batch=2, dpo_steps=3, dpo_batch=1, dpo_max_length=192, dpo_prompt_chars=48),
     # ~125M-parameter scratch model; 20k steps × 8 GPUs × 8 × 2048 tokens ≈ 2.6B tokens.
     "full": Scale(max_steps=20000, batch_size=8, grad_accum=4, max_length=2048, lr_scratch=6e-4, lr_lora=2e-4,
                   lora_r=64, hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, eval_steps=500,
