@@ -39,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--cases", type=Path, default=Path(__file__).resolve().parents[1] / "data/ward/cases.json")
     w.add_argument("--out", type=Path, required=True, help="where `karte feedback export` writes the JSONL")
     w.add_argument("--model", help="draft with this GGUF (the model's drafts are the rejected side); rules otherwise")
-    w.add_argument("--model-cases", type=int, help="draft only the first N encounters with --model (rules the rest)")
     rp = sub.add_parser("report", help="the comparison report (Markdown + HTML with charts) of a training run")
     rp.add_argument("run_dir", type=Path, help="the output folder of `cargo xtask train`")
     rp.add_argument("--commit", default="", help="the commit the run was built from")
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not fb.in_keyring_session():
                 return fb.rerun_in_keyring_session(argv if argv is not None else sys.argv[1:])
-            summary = fb.play_ward(a.karte, a.cases, a.out, a.model, a.model_cases)
+            summary = fb.play_ward(a.karte, a.cases, a.out, a.model)
         except fb.FeedbackError as e:
             print(f"エラー [{e.code}] {e.message}", file=sys.stderr)
             return 2

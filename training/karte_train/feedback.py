@@ -159,11 +159,12 @@ class Ward:
         self.phones[name] = Phone.from_enrolment(self.run(["admin", "user", "add", name, "--role", role], user=by))
 
 
-def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None, model_cases: int | None = None) -> dict:
+def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None) -> dict:
     """Plays `cases_path` through the CLI and writes the real `karte feedback export` to `out`. Must run inside a
-    kernel session keyring (`keyctl session -`), which holds the throw-away store's key. `model` drafts the first
-    `model_cases` encounters (all when None), the rules engine the rest: on a shared 2-core CPU a debug build drafts a
-    note with a 135M model in minutes, so the smoke run drafts one. Returns a summary."""
+    kernel session keyring (`keyctl session -`), which holds the throw-away store's key. `model` drafts every
+    encounter (its drafts become the rejected side); without it the rules engine does (the smoke run: a toy model
+    drafting five notes would take most of its time, and every GGUF's drafting is checked on its own). Returns a
+    summary."""
     cases = json.loads(cases_path.read_text(encoding="utf-8"))["cases"]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="karte-ward-") as d:
@@ -194,8 +195,7 @@ def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None,
         for i, case in enumerate(cases):
             doc, nurse = f"dr{i + 1:02d}", f"ns{i + 1:02d}"
             dictation = (ROOT / case["sample"]).read_text(encoding="utf-8")
-            use_model = model and (model_cases is None or i < model_cases)
-            engine = ["--model", model] if use_model else ["--no-llm"]
+            engine = ["--model", model] if model else ["--no-llm"]
             d_out = json.loads(w.run(["draft", "-", *engine, "--format", "json", "--save", "--patient",
                                       case["patient"]], user=doc, stdin=dictation))
             enc = d_out["encounter_id"]
@@ -216,7 +216,7 @@ def play_ward(karte: str, cases_path: Path, out: Path, model: str | None = None,
         w.run(["feedback", "export", "--output", str(out)], user="dr.export")
     records = read_export(out)
     return {"cases": len(cases), "records": len(records), "drafted_by_model": drafted_by_model,
-            "draft_model": Path(model).name if model and model_cases != 0 else None, "reviews": reviews,
+            "draft_model": Path(model).name if model else None, "reviews": reviews,
             "pairs": len(pairs(records)), "seconds": round(time.time() - started, 1)}
 
 

@@ -25,7 +25,8 @@ from . import card, gguf_export
 
 @dataclass
 class Scale:
-    """One size of a run. `smoke` fits minutes on 2 CPU cores; `full` is meant for GPUs."""
+    """One size of a run. `smoke` proves every step on 2 shared CPU cores in minutes (CI runs it); `full` is meant
+    for GPUs."""
 
     max_steps: int
     batch_size: int  # per device
@@ -45,17 +46,24 @@ class Scale:
     lora_steps: int
     lora_batch: int
     # feedback (DPO, LoRA) on top of the better of scratch/continued: pairs hold a whole dictation and note
-    dpo_steps: int = 3
-    dpo_batch: int = 1  # a DPO step on the 135M base with ~1.5k-token pairs takes minutes on 2 shared cores
-    dpo_max_length: int = 1536  # a sample dictation is ~300 characters, 2–3 byte-level tokens each
+    dpo_steps: int
+    dpo_batch: int
+    dpo_max_length: int
+    # Characters of the prompt (the dictation) kept, from its end, or None for all. trl truncates a pair from its end
+    # ("keep_start"), so a short `dpo_max_length` alone would cut both answers off a ~500-token dictation and leave
+    # chosen == rejected: no preference left to learn. Keeping the prompt's tail keeps both answers in.
+    dpo_prompt_chars: int | None = None
     lr_dpo: float = 5e-4
     dpo_beta: float = 0.1
 
 
 SCALES = {
-    "smoke": Scale(max_steps=30, batch_size=4, grad_accum=1, max_length=128, lr_scratch=3e-3, lr_lora=5e-4,
-                   lora_r=8, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, eval_steps=10,
-                   lora_steps=8, lora_batch=2),
+    # Every step really runs (training moves the weights, the GGUF loads and drafts), each in seconds to a minute on
+    # 2 shared cores: the smoke run is part of `cargo xtask test`. Three DPO steps, not two: the first runs at the
+    # warm-up's learning rate 0, so only the third logs a loss measured after an update.
+    "smoke": Scale(max_steps=10, batch_size=4, grad_accum=1, max_length=64, lr_scratch=3e-3, lr_lora=5e-4,
+                   lora_r=8, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, eval_steps=5,
+                   lora_steps=2, lora_batch=2, dpo_steps=3, dpo_batch=1, dpo_max_length=192, dpo_prompt_chars=48),
     # ~125M-parameter scratch model; 20k steps × 8 GPUs × 8 × 2048 tokens ≈ 2.6B tokens.
     "full": Scale(max_steps=20000, batch_size=8, grad_accum=4, max_length=2048, lr_scratch=6e-4, lr_lora=2e-4,
                   lora_r=64, hidden=768, layers=12, heads=12, kv_heads=4, ffn=2048, eval_steps=500,
@@ -150,6 +158,7 @@ def _finish(recipe: str, model, tok, trainer, base_gguf: Path, corpus: Path, out
         return out
     import shutil
 
+    finishing = time.time()
     shutil.rmtree(out / "trainer", ignore_errors=True)  # save_strategy="no": only the trainer's empty run dir
     model = model.to("cpu", dtype=torch.float32)
     after = heldout_loss(model, tok, heldout, scale.max_length)
@@ -181,6 +190,9 @@ def _finish(recipe: str, model, tok, trainer, base_gguf: Path, corpus: Path, out
         "corpus_train_sha256": sha256(corpus / "train.jsonl"),
         "corpus_heldout_sha256": sha256(corpus / "heldout.jsonl"),
         "seconds": round(time.time() - started, 1),
+        # where the time went: the rest of `seconds` is loading (imports, the base's GGUF) and the loss before
+        "seconds_training": round(next((h["train_runtime"] for h in history if "train_runtime" in h), 0.0), 1),
+        "seconds_export_and_checks": round(time.time() - finishing, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(),
         "log_history": history,
@@ -236,7 +248,7 @@ def continued(base_gguf: Path, corpus: Path, out: Path, scale_name: str, qtype: 
     model = dequantized_base(base_gguf)
     before = heldout_loss(model, tok, heldout, scale.max_length)
     scale = replace(scale, max_steps=scale.lora_steps, batch_size=scale.lora_batch,
-                    eval_steps=max(1, min(scale.eval_steps, scale.lora_steps // 2)))
+                    eval_steps=min(scale.eval_steps, scale.lora_steps))
     lora = LoraConfig(r=scale.lora_r, lora_alpha=2 * scale.lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     trainer = SFTTrainer(model=model, args=_sft_config(out, scale, scale.lr_lora), train_dataset=train,
@@ -293,7 +305,9 @@ def feedback(base_gguf: Path, start_gguf: Path, pairs_path: Path, corpus: Path, 
     rows = pairs(read_export(pairs_path))
     if not rows:
         raise SystemExit("エラー [feedback.empty] 学習に使える選好ペアがありません（署名済みで修正またはレビューのある記録が必要です）。")
-    train = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
+    keep = scale.dpo_prompt_chars
+    train = Dataset.from_list([{"prompt": r["prompt"] if keep is None else r["prompt"][-keep:],
+                                "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     torch.manual_seed(42)
     model = dequantized_base(start_gguf)
     before = heldout_loss(model, tok, heldout, scale.max_length)

@@ -163,7 +163,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn display(cmd: &Command) -> String {
+pub(crate) fn display(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|s| s.to_string_lossy())
@@ -472,7 +472,9 @@ fn test() -> Result<()> {
             "ui",
         ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
-    train::train_test_with(&target_dir().join("debug/karte"))?;
+    // The model-building chain end to end at toy scale (its unit tests first), with the karte this test build
+    // made: ~10 min warm, plus the training venv the first time (README "Building candidate models").
+    train::smoke_with(&target_dir().join("debug/karte"))?;
     // Speech decoding on TTS clips (karte-voice/tests/transcribe.rs, the ignored tests) is not run here: it needs
     // the TTS venv (~0.5 GB) and minutes of decoding. `cargo xtask voice-test` runs it; see README "Speech".
     step("test: Leptos components (native)");

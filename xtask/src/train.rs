@@ -169,63 +169,87 @@ impl Timings {
     }
 }
 
-/// The evaluation settings of a run: at smoke scale one item of each suite's CI subset with short raw answers (a toy
-/// model writes until the budget runs out; a debug build on two shared cores drafts at a few tokens/s), at full scale
-/// every item with karte eval's defaults.
-/// `KARTE_TRAIN_EVAL_SUITES` narrows the suites (karte eval's `--suite`): an unmeasured gate suite fails the gate,
-/// so the recommendation is then "none", which the report says.
-fn eval_args(scale: &str) -> Vec<String> {
-    let mut v: Vec<String> = if scale == "smoke" {
-        ["--smoke", "--limit", "1", "--max-tokens", "64"]
-            .map(String::from)
-            .to_vec()
-    } else {
-        vec![]
-    };
-    if let Some(s) = std::env::var("KARTE_TRAIN_EVAL_SUITES")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
-        v.extend(["--suite".to_string(), s]);
-    }
-    v
+/// What the two scales run. The smoke run proves every step on two shared CPU cores within `cargo xtask test`:
+/// each recipe trains a few steps, every GGUF loads and drafts, the exposure is measured, one item of every eval
+/// suite runs per model; `--full` runs the same steps at real sizes and counts.
+struct Plan {
+    scale: &'static str,
+    /// `karte eval run` settings: at smoke scale one item of each suite's CI subset (gates included, so the policy
+    /// really decides; a toy model may fail them and then "none" is recommended) with short raw answers.
+    eval: &'static [&'static str],
+    /// Canaries per insertion count of the kit, and the random alternatives each is ranked among.
+    canaries: &'static str,
+    exposure_samples: &'static str,
+    /// Which models the exposure is measured on: at smoke scale the two trained on the corpus (the canaries are
+    /// there); at full scale the base (the reference for "never saw it") and the feedback model too.
+    exposure_models: &'static [&'static str],
+    /// Whether the chosen model drafts the ward's encounters (its drafts become the rejected side), or the rules
+    /// engine does: at smoke scale five toy-model drafts would take most of the run (a debug build drafts at a few
+    /// tokens/s on two shared cores), and every GGUF's drafting is checked on its own anyway.
+    ward_model: bool,
 }
 
-/// corpus → scratch → continued → `karte eval run` (which is better) → a ward's real `karte feedback export` →
-/// feedback (DPO) → canary exposure and `karte eval run` over base and the three recipes → report. Every GGUF is
-/// checked with `karte model verify` and `karte draft --model`.
+const SMOKE: Plan = Plan {
+    scale: "smoke",
+    eval: &["--smoke", "--limit", "1", "--max-tokens", "16"],
+    canaries: "1",
+    exposure_samples: "20",
+    exposure_models: &["scratch", "continued"],
+    ward_model: false,
+};
+
+const FULL: Plan = Plan {
+    scale: "full",
+    eval: &[],
+    canaries: "5",
+    exposure_samples: "1000",
+    exposure_models: &["base", "scratch", "continued", "feedback"],
+    ward_model: true,
+};
+
+/// `cargo xtask train [--smoke|--full] [OUT]`.
 pub fn train(args: &[String]) -> Result<()> {
-    let scale = match args.first().map(String::as_str) {
-        Some("--smoke") | None => "smoke",
-        Some("--full") => "full",
+    let plan = match args.first().map(String::as_str) {
+        Some("--smoke") | None => &SMOKE,
+        Some("--full") => &FULL,
         Some(other) => bail!("usage: cargo xtask train [--smoke|--full] [OUT]; got {other}"),
     };
     let out = args
         .get(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join(format!("train-{scale}")));
+        .unwrap_or_else(|| target_dir().join(format!("train-{}", plan.scale)));
+    let karte = karte_bin()?;
+    run_plan(plan, &out, &karte)
+}
+
+/// The smoke run as `cargo xtask test` runs it, with the debug `karte` its workspace tests built (its unit tests
+/// are the run's first step).
+pub fn smoke_with(karte: &Path) -> Result<()> {
+    run_plan(&SMOKE, &target_dir().join("train-smoke"), karte)
+}
+
+/// corpus → scratch → continued → `karte eval run` (which is better) → a ward's real `karte feedback export` →
+/// feedback (DPO) → canary exposure and `karte eval run` over base and the three recipes → report. Every GGUF is
+/// checked with `karte model verify` and a `karte draft --model` that the model itself wrote.
+fn run_plan(plan: &Plan, out: &Path, karte: &Path) -> Result<()> {
+    let scale = plan.scale;
     let mut t = Timings(Vec::new());
     let venv = t.time("venv", train_venv)?;
-    let karte = karte_bin()?;
-    t.time("unit tests", || train_test_with(&karte))?;
+    t.time("unit tests", || train_test_with(karte))?;
     let base_name = base_name();
     crate::fetch_model(Some(&base_name))?;
     let base = karte_models::resolve(Some(&base_name))
         .map_err(|e| anyhow::anyhow!("[{}] {}", e.code, e.message))?
         .path;
     let root = project_root();
-    // KARTE_TRAIN_RESUME=1 keeps OUT and skips the steps whose results are there (after an interruption; the
-    // report lists the timings of this invocation only).
-    let resume = std::env::var("KARTE_TRAIN_RESUME").is_ok_and(|v| v == "1");
-    if out.exists() && !resume {
-        std::fs::remove_dir_all(&out)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out)?;
     }
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(out)?;
     let out = out.canonicalize()?;
 
     let kit = out.join("canary-kit.json");
     let corpus = out.join("corpus");
-    let done = |path: &Path| resume && path.exists();
     let py = venv.join("bin/python");
     let recipe = |args: &[&std::ffi::OsStr]| -> Command {
         let mut c = recipe_cmd(&venv);
@@ -243,42 +267,29 @@ pub fn train(args: &[String]) -> Result<()> {
             .current_dir(&root);
         c
     };
-    if !done(&corpus_done(&out)) {
-        t.time("canary kit", || {
-            step("train: canary kit (to measure memorisation later)");
-            run(Command::new(&karte)
-                .args([
-                    "eval",
-                    "canary-kit",
-                    "--count",
-                    "2",
-                    "--repeats",
-                    "1,10",
-                    "--out",
-                ])
-                .arg(&kit))
-        })?;
-        t.time("corpus", || {
-            step("train: corpus (karte redact, dedup, held-out split)");
-            run(&mut module(&[
-                "corpus".as_ref(),
-                root.join("training/data/sample").as_os_str(),
-                root.join("assets/samples").as_os_str(),
-                "--out".as_ref(),
-                corpus.as_os_str(),
-                "--karte".as_ref(),
-                karte.as_os_str(),
-                "--canary-lines".as_ref(),
-                out.join("canary-kit.json.train.txt").as_os_str(),
-            ]))
-        })?;
-    }
+    t.time("canary kit", || {
+        step("train: canary kit (to measure memorisation later)");
+        run(Command::new(karte)
+            .args(["eval", "canary-kit", "--count", plan.canaries])
+            .args(["--repeats", "1,10", "--out"])
+            .arg(&kit))
+    })?;
+    t.time("corpus", || {
+        step("train: corpus (karte redact, dedup, held-out split)");
+        run(&mut module(&[
+            "corpus".as_ref(),
+            root.join("training/data/sample").as_os_str(),
+            root.join("assets/samples").as_os_str(),
+            "--out".as_ref(),
+            corpus.as_os_str(),
+            "--karte".as_ref(),
+            karte.as_os_str(),
+            "--canary-lines".as_ref(),
+            out.join("canary-kit.json.train.txt").as_os_str(),
+        ]))
+    })?;
     let gguf_of = |recipe: &str| out.join(recipe).join(format!("{recipe}-q4_1.gguf"));
     for name in ["scratch", "continued"] {
-        if done(&out.join(name).join("run.json")) {
-            eprintln!("    {name}: kept from the interrupted run (KARTE_TRAIN_RESUME)");
-            continue;
-        }
         t.time(name, || {
             step(&format!("train: recipe {name} ({scale})"));
             let dir = out.join(name);
@@ -295,7 +306,7 @@ pub fn train(args: &[String]) -> Result<()> {
             ]))
         })?;
         t.time(&format!("{name} checks"), || {
-            check_loads(&karte, &gguf_of(name), &root)
+            check_loads(karte, &gguf_of(name), &root)
         })?;
     }
 
@@ -305,10 +316,10 @@ pub fn train(args: &[String]) -> Result<()> {
     let candidate = |name: &str, path: &Path| format!("{name}={}", path.display());
     t.time("eval scratch/continued", || {
         step("train: karte eval run over scratch and continued (which one the feedback improves)");
-        run(model_cmd(&karte)
+        run(model_cmd(karte)
             .args(["eval", "run", "--threads", "2", "--out"])
             .arg(&eval_dir)
-            .args(eval_args(scale))
+            .args(plan.eval)
             .args(["--candidate", &candidate("scratch", &gguf_of("scratch"))])
             .args([
                 "--candidate",
@@ -323,29 +334,23 @@ pub fn train(args: &[String]) -> Result<()> {
         bail!("choose-start picked {start:?}, not scratch or continued");
     }
 
-    // The ward: drafts by the chosen model, corrected and signed by physicians, suggestions reviewed by nurses, all
-    // through the karte CLI in a throw-away store; its `karte feedback export` is the DPO data.
+    // The ward: drafts (by the chosen model at full scale), corrected and signed by physicians, suggestions reviewed
+    // by nurses, all through the karte CLI in a throw-away store; its `karte feedback export` is the DPO data.
     let export = out.join("feedback-export.jsonl");
-    // How many ward encounters the chosen model drafts (the rules engine the rest): all at full scale; one at smoke
-    // scale, where a 135M model drafts a note in minutes on two shared cores (`KARTE_TRAIN_WARD_MODEL_CASES`).
-    let model_cases = std::env::var("KARTE_TRAIN_WARD_MODEL_CASES")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| if scale == "smoke" { "1" } else { "999" }.to_string());
     t.time("ward (feedback export)", || {
         step("train: a synthetic ward through the karte CLI, then karte feedback export");
         // The ward's model drafts take KARTE_MODEL_LOCK themselves (the Python side reads it too).
-        run(&mut module(&[
+        let mut c = module(&[
             "feedback-store".as_ref(),
             "--karte".as_ref(),
             karte.as_os_str(),
             "--out".as_ref(),
             export.as_os_str(),
-            "--model".as_ref(),
-            gguf_of(&start).as_os_str(),
-            "--model-cases".as_ref(),
-            model_cases.as_ref(),
-        ]))
+        ]);
+        if plan.ward_model {
+            c.arg("--model").arg(gguf_of(&start));
+        }
+        run(&mut c)
     })?;
     t.time("feedback", || {
         step(&format!(
@@ -370,7 +375,7 @@ pub fn train(args: &[String]) -> Result<()> {
         ]))
     })?;
     t.time("feedback checks", || {
-        check_loads(&karte, &gguf_of("feedback"), &root)
+        check_loads(karte, &gguf_of("feedback"), &root)
     })?;
 
     let models = [
@@ -380,25 +385,27 @@ pub fn train(args: &[String]) -> Result<()> {
         ("feedback", gguf_of("feedback")),
     ];
     t.time("canary exposure", || {
-        step("train: canary exposure of each model (the kit the corpus step inserted)");
+        step("train: canary exposure (the kit the corpus step inserted)");
         std::fs::create_dir_all(out.join("exposure"))?;
-        let samples = if scale == "smoke" { "100" } else { "1000" };
-        for (name, path) in &models {
-            run(model_cmd(&karte)
+        for (name, path) in models
+            .iter()
+            .filter(|(n, _)| plan.exposure_models.contains(n))
+        {
+            run(model_cmd(karte)
                 .args(["eval", "exposure", "--candidate", &candidate(name, path)])
                 .arg("--kit")
                 .arg(&kit)
-                .args(["--samples", samples, "--out"])
+                .args(["--samples", plan.exposure_samples, "--out"])
                 .arg(out.join("exposure").join(format!("{name}.md"))))?;
         }
         Ok(())
     })?;
     t.time("eval all", || {
         step("train: karte eval run over base, scratch, continued and feedback");
-        let mut c = model_cmd(&karte);
+        let mut c = model_cmd(karte);
         c.args(["eval", "run", "--threads", "2", "--out"])
             .arg(&eval_dir)
-            .args(eval_args(scale));
+            .args(plan.eval);
         for (name, path) in &models {
             c.args(["--candidate", &candidate(name, path)]);
         }
@@ -419,11 +426,6 @@ pub fn train(args: &[String]) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// The corpus step's last output.
-fn corpus_done(out: &Path) -> PathBuf {
-    out.join("corpus/report.json")
 }
 
 /// The commit the run was built from, `-dirty` when the tree had changes (the report must say what it measured).
@@ -448,15 +450,44 @@ fn git_commit(root: &Path) -> String {
     }
 }
 
-/// The acceptance for every GGUF the recipes write: Karte verifies it and drafts with it.
+/// The acceptance for every GGUF the recipes write: Karte verifies it, and a draft with it is the model's own (karte
+/// draft reports the engine that wrote it: a draft the rules engine made instead would prove nothing).
 fn check_loads(karte: &Path, gguf: &Path, root: &Path) -> Result<()> {
     step(&format!(
         "train: karte model verify / draft --model {}",
         gguf.display()
     ));
     run(model_cmd(karte).args(["model", "verify"]).arg(gguf))?;
-    run(model_cmd(karte)
+    let mut draft = model_cmd(karte);
+    draft
         .args(["draft", "--format", "json", "--model"])
         .arg(gguf)
-        .arg(root.join("assets/samples/uti-elderly.txt")))
+        .arg(root.join("training/data/check/dictation.txt"));
+    eprintln!("    $ {}", crate::display(&draft));
+    let o = draft
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start karte draft")?;
+    if !o.status.success() {
+        bail!(
+            "karte draft --model {} failed ({})",
+            gguf.display(),
+            o.status
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&o.stdout).context("karte draft --format json: not JSON")?;
+    let engine = &json["engine"];
+    let tokens = engine["generated_tokens"].as_u64().unwrap_or(0);
+    if engine["kind"] != "local" || tokens == 0 {
+        bail!(
+            "karte draft --model {}: the draft is not the model's (engine: {engine})",
+            gguf.display()
+        );
+    }
+    eprintln!(
+        "    drafted by the model: {tokens} tokens, {:.1} tokens/s",
+        engine["tokens_per_s"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
 }
