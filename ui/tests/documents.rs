@@ -24,6 +24,8 @@ fn the_form_offers_the_note_kinds_and_the_first_kinds_fields() {
         "id=\"doc-input-admitted\" type=\"date\"",
         "id=\"doc-input-discharged\" type=\"date\"",
         "id=\"doc-draft-button\"",
+        // The model phrases unless the physician asks for the notes' own sentences.
+        "id=\"doc-no-llm\"",
     ] {
         assert!(html.contains(needle), "{needle} missing: {html}");
     }
@@ -57,7 +59,18 @@ fn every_section_is_listed_and_each_sentence_carries_its_sources() {
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-    let draft = compose(k, &sources, &inputs).unwrap();
+    let mut draft = compose(k, &sources, &inputs).unwrap();
+    // One sentence as the model would leave it: its own words, flagged by the check against its notes.
+    let worded = draft
+        .sections
+        .at_mut(k.position("discharge_diagnosis").unwrap());
+    worded[0].origin = karte_core::Origin::Model;
+    worded[0].text = "市中肺炎は軽快し、3日後に退院。".into();
+    worded[0].flags.push(karte_core::Flag::new(
+        "ungrounded_number",
+        "記録にない数値が含まれています。",
+        Some("3".into()),
+    ));
     let signed: Vec<SignedNote> = sources
         .iter()
         .map(|n| SignedNote {
@@ -82,6 +95,14 @@ fn every_section_is_listed_and_each_sentence_carries_its_sources() {
         );
     }
     assert!(html.contains("市中肺炎は軽快"), "{html}");
+    // Who wrote the words is on each sentence, and a flag shows beside the sentence it concerns.
+    assert_eq!(html.matches("data-origin=\"model\"").count(), 1, "{html}");
+    let model_li = &html[html.find("data-origin=\"model\"").unwrap()..];
+    let model_li = &model_li[..model_li.find("</li>").unwrap()];
+    assert!(
+        model_li.contains("data-code=\"ungrounded_number\""),
+        "{model_li}"
+    );
     let sentences = html.matches("class=\"doc-sentence\"").count();
     assert!(sentences > 5, "{html}");
     assert_eq!(

@@ -473,7 +473,8 @@ fn test() -> Result<()> {
         ])
         .env("KARTE_TEST_MODEL", TEST_MODEL))?;
     // The model-building chain end to end at toy scale (its unit tests first), with the karte this test build
-    // made: ~10 min warm, plus the training venv the first time (README "Building candidate models").
+    // made: 16–23 min warm on this 2-core machine under load, plus the training venv the first time (README
+    // "Building candidate models").
     train::smoke_with(&target_dir().join("debug/karte"))?;
     // Speech decoding on TTS clips (karte-voice/tests/transcribe.rs, the ignored tests) is not run here: it needs
     // the TTS venv (~0.5 GB) and minutes of decoding. `cargo xtask voice-test` runs it; see README "Speech".

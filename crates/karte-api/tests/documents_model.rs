@@ -1,6 +1,9 @@
-//! Documents made from signed notes and phrased by a real model (the test model, in this process), over the eight
-//! shortest synthetic admissions of karte-core's tests (`crates/karte-core/tests/data/admissions`; the long stays
-//! are the bench's, `benches/documents.rs`: a toy model writes each part to its token budget, minutes per stay). Whatever the model writes: every sentence cites notes of its own stay (or a typed
+//! Documents made from signed notes and phrased by a real model (the manifest's default model, in this process),
+//! over the four shortest synthetic admissions of karte-core's tests (`crates/karte-core/tests/data/admissions`;
+//! every admission's floor is karte-core's `tests/compose.rs`, the long stays are `benches/documents.rs`'s).
+//! Not the small test model: SmolLM2 spends about four tokens on a kanji and never closes a document's JSON within
+//! its budget (every part fell back, 2026-12-07), so it would test the fallback only; the default model words about
+//! nine sentences of a one-note referral in ~30 s here. Whatever the model writes: every sentence cites notes of its own stay (or a typed
 //! field), a number a sentence has that its cited sources lack is flagged, and no sentence of the rules' draft is
 //! lost: each is still in its section, in the physician's words or carried whole by a model sentence that cites it.
 
@@ -58,11 +61,7 @@ fn has_flag(s: &Sentence, codes: &[&str]) -> bool {
 
 #[test]
 fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_lack() {
-    let model = std::env::var("KARTE_TEST_MODEL").unwrap_or_else(|_| "smollm2-135m".into());
-    let drafter = Drafter::new(
-        Arc::new(LazyEngine::from_manifest(Some(model.clone()))),
-        Some(model.clone()),
-    );
+    let drafter = Drafter::new(Arc::new(LazyEngine::from_manifest(None)), None);
     let mut cases = cases();
     assert!(cases.len() >= 8, "the admissions are missing");
     cases.sort_by_key(|(_, c)| {
@@ -71,7 +70,7 @@ fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_la
             .map(|n| n.text.chars().count())
             .sum::<usize>()
     });
-    cases.truncate(8);
+    cases.truncate(4);
     let (mut by_model, mut fallbacks) = (0usize, 0usize);
     for (name, case) in &cases {
         let t = std::time::Instant::now();
@@ -113,7 +112,8 @@ fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_la
             .draft;
         assert_eq!(out.engine.kind, "local", "{name}");
         assert!(out.timings_ms.contains_key("generate"), "{name}");
-        if out.flags.iter().any(|f| f.code == "model_fallback") {
+        if let Some(f) = out.flags.iter().find(|f| f.code == "model_fallback") {
+            eprintln!("{name}: fell back: {:?}", f.detail);
             fallbacks += 1;
         }
         let text_of = |version: &str| -> String {
@@ -173,7 +173,7 @@ fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_la
         }
     }
     eprintln!(
-        "{} admissions, {by_model} sentences worded by {model}, {fallbacks} drafts fell back to the notes' words",
+        "{} admissions, {by_model} sentences worded by the model, {fallbacks} drafts fell back to the notes' words",
         cases.len()
     );
     assert!(by_model > 0, "the model wrote nothing in any admission");

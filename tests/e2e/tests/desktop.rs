@@ -433,6 +433,9 @@ fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-documents", |s| {
         s.click(&s.wait_for("#tab-documents", Duration::from_secs(5))?)?;
+        // The notes' own sentences: this test is about sources, saving and signing in the window; the model's
+        // wording of a document is tested through the same `Drafter::document` in karte-api and the CLI.
+        s.click(&s.wait_for("#doc-no-llm", Duration::from_secs(5))?)?;
         // A patient without signed notes: the failure is shown once, with its code.
         set_field(s, "#doc-patient", "P-NONE")?;
         set_field(s, "#doc-input-admitted", "2026-11-02")?;
