@@ -8,59 +8,15 @@
 //! Usage: cargo bench --workspace --profile dev --bench documents -- [--model NAME] [--reps N]
 //! (`--workspace` keeps the workspace's features, so llama.cpp is not built a second time.)
 
+#[path = "../tests/common/admissions.rs"]
+#[allow(dead_code)] // the test reads the rest
+mod admissions;
+
 use karte_api::{DraftOptions, Drafter, Progress};
-use karte_core::compose::{compose, SourceNote};
-use karte_core::document::{default_kind, kind, Document};
-use karte_core::ClinicalDate;
 use karte_engine::LazyEngine;
-use karte_ipc::{DocumentDraft, SignedNote};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-#[derive(serde::Deserialize)]
-struct Case {
-    kind: String,
-    inputs: BTreeMap<String, String>,
-    notes: Vec<NoteCase>,
-}
-
-#[derive(serde::Deserialize)]
-struct NoteCase {
-    date: String,
-    text: String,
-}
-
-fn stay(name: &str) -> DocumentDraft {
-    let path = format!(
-        "{}/../karte-core/tests/data/admissions/{name}.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let v: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let case: Case = v.try_into().unwrap();
-    let notes: Vec<SignedNote> = case
-        .notes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let document = Document::from_text(default_kind(), &n.text).unwrap();
-            SignedNote {
-                encounter: format!("E{:04}", i + 1),
-                version: 1,
-                clinical_date: ClinicalDate::parse(&n.date).unwrap(),
-                text: document.render(),
-                document,
-            }
-        })
-        .collect();
-    let sources: Vec<SourceNote> = notes.iter().map(SignedNote::source).collect();
-    let draft = compose(kind(&case.kind).unwrap(), &sources, &case.inputs).unwrap();
-    DocumentDraft {
-        draft,
-        notes,
-        date: ClinicalDate::parse("2026-12-01").unwrap(),
-    }
-}
 
 /// (ms to the first text shown, ms to the complete draft, generated tokens, parts asked)
 fn timed(run: impl FnOnce(&mut dyn FnMut(Progress)) -> karte_core::DraftOutput) -> [f64; 4] {
@@ -98,7 +54,7 @@ fn main() {
         "/../../assets/samples/pneumonia.txt"
     ))
     .unwrap();
-    let stays = ["09-long-stay-cellulitis", "12-long-stay-10000"].map(|n| (n, stay(n)));
+    let stays = ["09-long-stay-cellulitis", "12-long-stay-10000"].map(admissions::stay);
     let drafter = Drafter::new(
         Arc::new(LazyEngine::from_manifest(model.clone())),
         model.clone(),
@@ -121,9 +77,10 @@ fn main() {
                     timed(|p| drafter.draft(&note, &opts, p).expect("note")),
                 )
             } else {
-                let (n, d) = &stays[i - 1];
+                let stay = &stays[i - 1];
+                let d = &stay.draft;
                 (
-                    format!("discharge summary ({n}, {} notes)", d.notes.len()),
+                    format!("discharge summary ({}, {} notes)", stay.name, d.notes.len()),
                     timed(|p| {
                         drafter
                             .document(d.clone(), &opts, p)

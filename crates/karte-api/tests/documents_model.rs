@@ -7,53 +7,14 @@
 //! field), a number a sentence has that its cited sources lack is flagged, and no sentence of the rules' draft is
 //! lost: each is still in its section, in the physician's words or carried whole by a model sentence that cites it.
 
+mod common;
+
+use common::admissions;
 use karte_api::{DraftOptions, Drafter};
-use karte_core::compose::{compose, SourceNote};
-use karte_core::document::{default_kind, kind, Document};
 use karte_core::grounding::numbers;
-use karte_core::{ClinicalDate, Origin, Sentence};
+use karte_core::{Origin, Sentence};
 use karte_engine::LazyEngine;
-use karte_ipc::{DocumentDraft, SignedNote};
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-struct Case {
-    kind: String,
-    inputs: BTreeMap<String, String>,
-    notes: Vec<NoteCase>,
-}
-
-#[derive(Deserialize)]
-struct NoteCase {
-    date: String,
-    text: String,
-}
-
-fn cases() -> Vec<(String, Case)> {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../karte-core/tests/data/admissions"
-    );
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&p).unwrap();
-            // The expectations of the rules' test are not read here.
-            let v: toml::Value = toml::from_str(&text).unwrap();
-            let case: Case = v.try_into().unwrap_or_else(|e| panic!("{name}: {e}"));
-            (name, case)
-        })
-        .collect()
-}
 
 fn has_flag(s: &Sentence, codes: &[&str]) -> bool {
     s.flags.iter().any(|f| codes.contains(&f.code.as_str()))
@@ -62,41 +23,18 @@ fn has_flag(s: &Sentence, codes: &[&str]) -> bool {
 #[test]
 fn every_admission_phrased_by_the_model_keeps_its_sources_and_flags_what_they_lack() {
     let drafter = Drafter::new(Arc::new(LazyEngine::from_manifest(None)), None);
-    let mut cases = cases();
+    let mut cases = admissions::all();
     assert!(cases.len() >= 8, "the admissions are missing");
-    cases.sort_by_key(|(_, c)| {
-        c.notes
-            .iter()
-            .map(|n| n.text.chars().count())
-            .sum::<usize>()
-    });
+    cases.sort_by_key(|c| c.chars);
     cases.truncate(4);
     let (mut by_model, mut fallbacks) = (0usize, 0usize);
-    for (name, case) in &cases {
+    for case in &cases {
+        let name = &case.name;
         let t = std::time::Instant::now();
-        let k = kind(&case.kind).unwrap();
-        let notes: Vec<SignedNote> = case
-            .notes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let document = Document::from_text(default_kind(), &n.text).unwrap();
-                SignedNote {
-                    encounter: format!("E{:04}", i + 1),
-                    version: 1,
-                    clinical_date: ClinicalDate::parse(&n.date).unwrap(),
-                    text: document.render(),
-                    document,
-                }
-            })
-            .collect();
-        let sources: Vec<SourceNote> = notes.iter().map(SignedNote::source).collect();
-        let floor = compose(k, &sources, &case.inputs).unwrap();
-        let d = DocumentDraft {
-            draft: floor.clone(),
-            notes,
-            date: ClinicalDate::parse("2026-12-01").unwrap(),
-        };
+        let sources = case.sources();
+        let floor = case.draft.draft.clone();
+        let d = case.draft.clone();
+        let k = karte_core::document::kind(&floor.kind).unwrap();
         let opts = DraftOptions {
             no_llm: false,
             kind: Some(k.id.clone()),
