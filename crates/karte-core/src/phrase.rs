@@ -385,6 +385,42 @@ mod tests {
     }
 
     #[test]
+    fn long_documents_are_asked_in_runs_of_sections_within_the_budget() {
+        let a = analyze(SRC, crate::document::default_kind()).unwrap();
+        let floor = floor_sections(&a);
+        let chars = |sec: usize| -> usize {
+            floor
+                .iter()
+                .filter(|(s, _)| *s == sec)
+                .map(|(_, x)| x.text.chars().count())
+                .sum()
+        };
+        // (budget, expected runs of sections)
+        let all = chars(0) + chars(1) + chars(2) + chars(3);
+        let cases = [
+            (all, vec![vec![0, 1, 2, 3]]),
+            (chars(0) + chars(1), vec![vec![0, 1], vec![2, 3]]),
+            (1, vec![vec![0], vec![1], vec![2], vec![3]]),
+        ];
+        for (budget, want) in cases {
+            let parts = build_parts(a.kind, &floor, budget);
+            let got: Vec<Vec<usize>> = parts.iter().map(|p| p.sections.clone()).collect();
+            assert_eq!(got, want, "budget {budget}");
+            for p in &parts {
+                // Each part numbers its own items from 1 and asks only for its sections.
+                assert!(p.user.starts_with("<source>\n[1] "), "{}", p.user);
+                assert!(p.items.iter().all(|i| p.sections.contains(&i.section)));
+                assert_eq!(
+                    p.schema["required"].as_array().unwrap().len(),
+                    p.sections.len()
+                );
+            }
+            let items: usize = parts.iter().map(|p| p.items.len()).sum();
+            assert_eq!(items, floor.iter().count(), "an item asked twice or never");
+        }
+    }
+
+    #[test]
     fn merge_table() {
         let a = analyze(SRC, crate::document::default_kind()).unwrap();
         let p = build(a.kind, &floor_sections(&a));
