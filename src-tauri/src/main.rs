@@ -91,6 +91,7 @@ fn main() {
             records::login => LOGIN,
             records::logout => LOGOUT,
             records::save_draft => SAVE_DRAFT,
+            records::patient_notes => PATIENT_NOTES,
             records::draft_document => DRAFT_DOCUMENT,
             records::save_document => SAVE_DOCUMENT,
             records::encounters => ENCOUNTERS,

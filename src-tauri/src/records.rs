@@ -9,7 +9,7 @@
 use karte_core::{Code, DraftOutput, Error};
 use karte_ipc::{
     AuditEntry, AuditReport, ClinicalDate, Decision, DocumentDraft, DocumentRequest,
-    EncounterSummary, EncounterView, SignedIn, UserInfo,
+    EncounterSummary, EncounterView, SignedIn, SignedNote, UserInfo,
 };
 use karte_store::{Session, Store};
 use std::sync::{Arc, Mutex};
@@ -120,6 +120,18 @@ pub async fn save_draft(
 ) -> Result<String, Error> {
     blocking(&records, move |r| {
         r.with(|st, s| st.save_draft(s, &patient, date, &text, &draft))
+    })
+    .await
+}
+
+/// The patient's signed notes, listed before a document is drafted from them.
+#[tauri::command]
+pub async fn patient_notes(
+    records: State<'_, Arc<Records>>,
+    patient: String,
+) -> Result<Vec<SignedNote>, Error> {
+    blocking(&records, move |r| {
+        r.with(|st, s| st.patient_notes(s, &patient))
     })
     .await
 }

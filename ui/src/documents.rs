@@ -1,18 +1,21 @@
-//! 退院時サマリー and 診療情報提供書 (physicians): the patient, the kind, what the kind asks to be typed (its
-//! `inputs`, from the kind file), then the document drafted from the patient's signed notes. A click on a sentence
-//! shows where it comes from: the signed note with the cited words marked, or the field that was typed. What the
-//! form shows per kind is the kind file's; nothing here names a kind or a section.
+//! 退院時サマリー and 診療情報提供書 (physicians): the patient and that patient's signed notes (the dates are
+//! prefilled from them, the latest stay or course of visits), the kind, what the kind asks to be typed (its
+//! `inputs`, from the kind file), then the document drafted from those notes, its progress and the model's stream
+//! shown while it runs. A click on a sentence shows where it comes from: the signed note with the cited words
+//! marked, or the field that was typed. What the form shows per kind is the kind file's; nothing here names a kind
+//! or a section.
 
 use crate::components::draft_view::flag_label;
-use crate::components::ErrorBox;
+use crate::components::{ErrorBox, ProgressPanel};
 use crate::highlight::segments;
-use crate::model::UiError;
+use crate::ipc;
+use crate::model::{ProgressState, UiError};
 use crate::records;
-use crate::shell::{clinical_date, SessionCtx};
-use karte_core::compose::View;
+use crate::shell::{clinical_date, kind_title, SessionCtx};
+use karte_core::compose::{prefill_range, View};
 use karte_core::document::{kinds, DocumentKind, SourceKind};
 use karte_core::SourceRef;
-use karte_ipc::{DocumentDraft, DocumentRequest};
+use karte_ipc::{ClinicalDate, DocumentDraft, DocumentRequest, SignedNote};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use std::collections::BTreeMap;
@@ -42,10 +45,66 @@ pub fn DocumentsView() -> impl IntoView {
     let busy = RwSignal::new(false);
     // As for notes: the model phrases unless the physician asks for the notes' own sentences only.
     let no_llm = RwSignal::new(false);
+    // The patient's signed notes, once listed: what the document will be made from.
+    let notes = RwSignal::new(Vec::<SignedNote>::new());
+    let drafting = RwSignal::new(false);
+    let progress = RwSignal::new(ProgressState::default());
     let report = move |e: UiError| match ctx {
         Some(c) => c.report(error, e),
         None => error.set(Some(e)),
     };
+    // The kind's dates from the listed notes (its 入院日–退院日, or the range of a kind without its own dates).
+    let prefill = move |k: &DocumentKind| {
+        let dates: Vec<ClinicalDate> =
+            notes.with_untracked(|ns| ns.iter().map(|n| n.clinical_date).collect());
+        let Some((first, last)) = prefill_range(k, &dates) else {
+            return;
+        };
+        match &k.range {
+            Some(r) => inputs.update(|m| {
+                m.insert(r.from.clone(), first.to_string());
+                m.insert(r.to.clone(), last.to_string());
+            }),
+            None => {
+                from.set(first.to_string());
+                to.set(last.to_string());
+            }
+        }
+    };
+    let list_notes = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        error.set(None);
+        busy.set(true);
+        let p = patient.get_untracked();
+        spawn_local(async move {
+            match records::patient_notes(&p).await {
+                Ok(list) => {
+                    notes.set(list);
+                    prefill(kind_named(&kind.get_untracked()));
+                }
+                Err(e) => {
+                    notes.set(Vec::new());
+                    report(e);
+                }
+            }
+            busy.set(false);
+        });
+    };
+    // Only a document's own draft streams here: the note tab's draft sends the same events. The listener outlives
+    // this view (it is the page's), hence the `try_` reads of signals that may be gone.
+    #[cfg(target_arch = "wasm32")]
+    spawn_local(async move {
+        let on_progress = move |p| {
+            if drafting.try_get_untracked() == Some(true) {
+                progress.try_update(|s| s.apply(p));
+            }
+        };
+        if let Err(e) = ipc::listen_progress(on_progress).await {
+            error.set(Some(e));
+        }
+    });
     let draft = move |_| {
         if busy.get_untracked() {
             return;
@@ -76,12 +135,15 @@ pub fn DocumentsView() -> impl IntoView {
             to: if k.range.is_some() { None } else { to },
         };
         busy.set(true);
+        drafting.set(true);
+        progress.set(ProgressState::default());
         result.set(None);
         spawn_local(async move {
             match records::draft_document(&request, no_llm.get_untracked()).await {
                 Ok(d) => result.set(Some(d)),
                 Err(e) => report(e),
             }
+            drafting.set(false);
             busy.set(false);
         });
     };
@@ -113,10 +175,23 @@ pub fn DocumentsView() -> impl IntoView {
                 <h2>"退院時サマリー・診療情報提供書"</h2>
                 <label for="doc-patient" class="field-label">"患者ID"</label>
                 <input id="doc-patient" prop:value=move || patient.get()
-                    on:input=move |ev| patient.set(event_target_value(&ev))/>
+                    on:input=move |ev| {
+                        patient.set(event_target_value(&ev));
+                        // The list was another patient's.
+                        notes.set(Vec::new());
+                    }/>
+                <button id="doc-notes-button" type="button" class="secondary" on:click=list_notes
+                    disabled=move || busy.get()>"署名済みの記録を表示"</button>
+                {move || notes.with(|ns| (!ns.is_empty()).then(|| view! {
+                    <ul id="doc-notes" class="doc-notes" aria-label="この患者の署名済みの記録">
+                        {ns.iter().map(note_line).collect_view()}
+                    </ul>
+                }))}
                 <label for="doc-kind" class="field-label">"文書"</label>
                 <select id="doc-kind" on:change=move |ev| {
-                    kind.set(event_target_value(&ev));
+                    let id = event_target_value(&ev);
+                    prefill(kind_named(&id));
+                    kind.set(id);
                     result.set(None);
                 }>
                     {note_kinds().into_iter().map(|k| view! {
@@ -162,6 +237,17 @@ pub fn DocumentsView() -> impl IntoView {
                     {move || if busy.get() { "作成中…" } else { "署名済みの記録から作成" }}
                 </button>
                 <ErrorBox error=error/>
+                <ProgressPanel
+                    busy=drafting
+                    progress=progress
+                    on_cancel=Callback::new(move |_| {
+                        spawn_local(async move {
+                            // The draft call reports the outcome (engine.cancelled, or its result if it had already
+                            // finished), so a failed cancel needs no message of its own.
+                            let _ = ipc::cancel_draft().await;
+                        })
+                    })
+                />
             </section>
             {move || result.get().map(|d| view! {
                 <DocumentResult draft=d/>
@@ -175,6 +261,31 @@ pub fn DocumentsView() -> impl IntoView {
                 </section>
             })}
         </main>
+    }
+}
+
+/// How much of a note its line in the list shows: enough to tell the notes of one stay apart.
+const NOTE_PREVIEW_CHARS: usize = 40;
+
+/// One signed note in the patient's list: its day, its kind and how it begins.
+fn note_line(n: &SignedNote) -> impl IntoView {
+    // Its sentences, not its text: the text's headings and （なし） say nothing about this note.
+    let preview: String = n
+        .document
+        .sections
+        .iter()
+        .map(|(_, s)| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(NOTE_PREVIEW_CHARS)
+        .collect();
+    view! {
+        <li class="doc-note" data-id=n.encounter.clone() data-date=n.clinical_date.to_string()>
+            <span class="doc-note-date">{n.clinical_date.to_string()}</span>"　"
+            <span class="doc-note-kind">{kind_title(&n.document.kind)}</span>"　"
+            <span class="doc-note-text">{preview}</span>
+        </li>
     }
 }
 

@@ -6,7 +6,7 @@ use crate::model::UiError;
 use karte_ipc::command;
 use karte_ipc::{
     AuditEntry, AuditReport, ClinicalDate, DocumentDraft, DocumentRequest, EncounterSummary,
-    EncounterView, OutboxItem, SignedIn, UploadOverview, UserInfo,
+    EncounterView, OutboxItem, SignedIn, SignedNote, UploadOverview, UserInfo,
 };
 use serde::Serialize;
 
@@ -100,6 +100,16 @@ struct SaveDocument<'a> {
     patient: &'a str,
     date: ClinicalDate,
     draft: &'a crate::model::DraftOutput,
+}
+
+#[derive(Serialize)]
+struct PatientArgs<'a> {
+    patient: &'a str,
+}
+
+/// The patient's signed notes, which a document would be drafted from.
+pub async fn patient_notes(patient: &str) -> Result<Vec<SignedNote>, UiError> {
+    ipc::call(command::PATIENT_NOTES, &PatientArgs { patient }).await
 }
 
 pub async fn draft_document(

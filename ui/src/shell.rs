@@ -160,6 +160,12 @@ fn PhysicianView() -> impl IntoView {
     }
 }
 
+/// What a list calls a record's kind: its kind file's title (経過記録, 退院時サマリー…); an id this build does not
+/// know (a newer workstation's record) as it is.
+pub(crate) fn kind_title(id: &str) -> String {
+    karte_core::document::kind(id).map_or_else(|_| id.to_string(), |k| k.title.clone())
+}
+
 /// Today on the workstation's clock, as the date field's first value. Only the browser knows it (native
 /// component tests have no clock here: the field starts empty, which saves under today too).
 fn local_today() -> String {
@@ -318,8 +324,9 @@ pub fn PhysicianRecords() -> impl IntoView {
                         let version = e.latest_version;
                         let badge = badge_for(&items, &e.id).cloned();
                         view! {
-                            <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string()>
+                            <li class="encounter" data-id=e.id.clone() data-signed=e.signed.to_string() data-kind=e.kind.clone()>
                                 <span class="clinical-date">{format!("診療日 {}　", e.clinical_date)}</span>
+                                <span class="record-kind">{format!("{}　", kind_title(&e.kind))}</span>
                                 <span>{format!("{}　患者 {}　版 {}　", e.id, e.patient_ref, e.latest_version)}</span>
                                 {if e.signed {
                                     view! {
@@ -372,9 +379,9 @@ fn ReviewQueue() -> impl IntoView {
                     {move || list.get().into_iter().map(|e| {
                         let id = e.id.clone();
                         view! {
-                            <li class="encounter" data-id=e.id.clone() data-pending=e.pending_suggestions.to_string()>
+                            <li class="encounter" data-id=e.id.clone() data-pending=e.pending_suggestions.to_string() data-kind=e.kind.clone()>
                                 <button class="open-encounter" type="button" on:click=move |_| open_encounter(id.clone())>
-                                    {format!("{}　{}　患者 {}", e.clinical_date, e.id, e.patient_ref)}
+                                    {format!("{}　{}　{}　患者 {}", e.clinical_date, kind_title(&e.kind), e.id, e.patient_ref)}
                                 </button>
                                 <span class="pending">{format!("未レビュー {} 件", e.pending_suggestions)}</span>
                             </li>

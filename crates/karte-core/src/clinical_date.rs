@@ -68,6 +68,11 @@ impl ClinicalDate {
         }
     }
 
+    /// Whole days from `earlier` to this date (negative when `earlier` is the later one).
+    pub fn days_since(self, earlier: ClinicalDate) -> i32 {
+        self.days - earlier.days
+    }
+
     /// `(year, month, day)`.
     pub fn ymd(self) -> (i32, u32, u32) {
         civil_from_days(self.days)

@@ -317,6 +317,30 @@ pub fn notes_range(
     Ok((from, to))
 }
 
+/// The dates the window offers first for a kind drafted from notes, given the clinical dates of the patient's
+/// signed notes (any order): the latest episode, a run of notes no two of which lie more than the kind's
+/// `episode_gap_days` apart, so that a patient admitted twice gets the last stay rather than both. `None` without
+/// notes. Only a suggestion: the physician sees the notes and may change either date.
+pub fn prefill_range(
+    kind: &DocumentKind,
+    dates: &[ClinicalDate],
+) -> Option<(ClinicalDate, ClinicalDate)> {
+    let mut dates = dates.to_vec();
+    dates.sort_unstable();
+    dates.dedup();
+    let last = *dates.last()?;
+    let first = match kind.episode_gap_days {
+        None => dates[0],
+        Some(gap) => dates
+            .windows(2)
+            .rev()
+            .take_while(|w| w[1].days_since(w[0]) <= i32::from(gap))
+            .last()
+            .map_or(last, |w| w[0]),
+    };
+    Some((first, last))
+}
+
 /// What each source supports, by the id a sentence cites it by: a note's signed text with its date (a dated
 /// sentence shows it), a typed value as typed. The floor's check and the model's merge judge against the same map.
 pub fn groundings<'a>(

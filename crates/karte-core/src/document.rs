@@ -279,6 +279,10 @@ pub struct DocumentKind {
     /// The date inputs that bound the notes read.
     #[serde(default)]
     pub range: Option<RangeSpec>,
+    /// The longest gap, in days, between two notes of one episode (a stay, a course of visits): the window
+    /// prefills the dates with the patient's latest episode (`compose::prefill_range`). Absent: every note.
+    #[serde(default)]
+    pub episode_gap_days: Option<u16>,
     pub sections: Vec<SectionSpec>,
     #[serde(skip)]
     headers: OnceLock<(Regex, HashMap<String, usize>)>,

@@ -315,3 +315,64 @@ fn what_a_document_from_notes_refuses() {
         Code::DocumentInvalid
     );
 }
+
+/// The window's first dates: the patient's latest episode by the kind's gap (a week for a stay, 90 days for a
+/// course of visits), whatever order the notes come in.
+#[test]
+fn the_prefilled_range_is_the_latest_episode() {
+    use karte_core::compose::prefill_range;
+    use karte_core::ClinicalDate;
+    let d = |s: &str| ClinicalDate::parse(s).unwrap();
+    type Row<'a> = (&'a str, &'a [&'a str], Option<(&'a str, &'a str)>);
+    let table: &[Row] = &[
+        ("discharge-summary", &[], None),
+        (
+            "discharge-summary",
+            &["2026-11-02"],
+            Some(("2026-11-02", "2026-11-02")),
+        ),
+        // One stay, notes every day or two, listed out of order.
+        (
+            "discharge-summary",
+            &["2026-11-07", "2026-11-02", "2026-11-04", "2026-11-03"],
+            Some(("2026-11-02", "2026-11-07")),
+        ),
+        // Two admissions a month apart: the last one. A gap of exactly a week still joins.
+        (
+            "discharge-summary",
+            &[
+                "2026-09-01",
+                "2026-09-05",
+                "2026-10-20",
+                "2026-10-27",
+                "2026-10-30",
+            ],
+            Some(("2026-10-20", "2026-10-30")),
+        ),
+        // Two notes of one day count once.
+        (
+            "discharge-summary",
+            &["2026-10-01", "2026-10-30", "2026-10-30"],
+            Some(("2026-10-30", "2026-10-30")),
+        ),
+        // Outpatient visits: quarterly follow-up is one course, a visit two years before is not.
+        (
+            "referral",
+            &[
+                "2024-06-10",
+                "2026-03-02",
+                "2026-05-25",
+                "2026-08-20",
+                "2026-11-16",
+            ],
+            Some(("2026-03-02", "2026-11-16")),
+        ),
+    ];
+    for (kind_id, dates, want) in table {
+        let k = kind(kind_id).unwrap();
+        let dates: Vec<ClinicalDate> = dates.iter().map(|s| d(s)).collect();
+        let got = prefill_range(k, &dates);
+        let want = want.map(|(f, t)| (d(f), d(t)));
+        assert_eq!(got, want, "{kind_id} {dates:?}");
+    }
+}

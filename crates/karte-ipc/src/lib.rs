@@ -36,6 +36,7 @@ pub mod command {
     pub const LOGIN: &str = "login";
     pub const LOGOUT: &str = "logout";
     pub const SAVE_DRAFT: &str = "save_draft";
+    pub const PATIENT_NOTES: &str = "patient_notes";
     pub const DRAFT_DOCUMENT: &str = "draft_document";
     pub const SAVE_DOCUMENT: &str = "save_document";
     pub const ENCOUNTERS: &str = "encounters";

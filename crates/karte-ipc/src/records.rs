@@ -127,6 +127,8 @@ pub struct EncounterSummary {
     pub patient_ref: String,
     /// The day the note describes (診療日): lists are ordered by it, then by when the note was saved.
     pub clinical_date: ClinicalDate,
+    /// The document kind (`progress-note`, `discharge-summary`…): a list shows which record is which document.
+    pub kind: String,
     pub created_at: String,
     pub latest_version: i64,
     pub signed: bool,

@@ -77,13 +77,14 @@ fn encounters_versions_and_reviews() {
             id: "E0123456789AB".into(),
             patient_ref: "P-0001".into(),
             clinical_date: "2026-11-23".parse().unwrap(),
+            kind: "discharge-summary".into(),
             created_at: "2026-11-24T01:00:00.000Z".into(),
             latest_version: 2,
             signed: true,
             pending_suggestions: 1,
         },
         json!({"id": "E0123456789AB", "patient_ref": "P-0001", "clinical_date": "2026-11-23",
-               "created_at": "2026-11-24T01:00:00.000Z",
+               "kind": "discharge-summary", "created_at": "2026-11-24T01:00:00.000Z",
                "latest_version": 2, "signed": true, "pending_suggestions": 1}),
     );
     let text = "S（主観的情報）\n発熱と咳嗽。\n";

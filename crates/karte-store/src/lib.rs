@@ -1048,14 +1048,19 @@ impl Store {
             let rows = st
                 .query_map([], |r| {
                     let json: Option<String> = r.get(6)?;
-                    let total = json
-                        .and_then(|j| serde_json::from_str::<DraftOutput>(&j).ok())
-                        .map_or(0, |d| d.suggestions.len() as i64);
+                    let first = json.and_then(|j| serde_json::from_str::<DraftOutput>(&j).ok());
+                    let total = first.as_ref().map_or(0, |d| d.suggestions.len() as i64);
+                    // A record kept without its draft (imported text) is a progress note, as its text is read.
+                    let kind = first.map_or_else(
+                        || karte_core::document::default_kind().id.clone(),
+                        |d| d.kind,
+                    );
                     Ok(EncounterSummary {
                         id: r.get(0)?,
                         patient_ref: r.get(1)?,
                         created_at: iso8601(r.get(2)?),
                         clinical_date: stored_date(r, 3)?,
+                        kind,
                         latest_version: r.get(4)?,
                         signed: r.get::<_, i64>(5)? > 0,
                         pending_suggestions: (total - r.get::<_, i64>(7)?).max(0),
@@ -1082,6 +1087,12 @@ impl Store {
             notes,
             date: to,
         })
+    }
+
+    /// Every signed note of the patient up to today, as [`Store::signed_notes`] reads them: what the window lists
+    /// before a document is drafted, and what its dates are prefilled from (`compose::prefill_range`).
+    pub fn patient_notes(&self, s: &Session, patient_ref: &str) -> Result<Vec<SignedNote>> {
+        self.signed_notes(s, patient_ref, ClinicalDate::from_ymd(1900, 1, 1)?, today())
     }
 
     /// The sources of a document built from a patient's notes (discharge summary, referral letter): for each of

@@ -120,7 +120,37 @@ fn a_discharge_summary_keeps_its_inputs_and_they_are_tamper_evident() {
         );
     }
 
+    // What the window lists before drafting: every signed note of the patient, whatever its day, and nobody else's.
+    let listed: Vec<String> = store
+        .patient_notes(&doc, "P-A")
+        .unwrap()
+        .iter()
+        .map(|n| n.clinical_date.to_string())
+        .collect();
+    assert_eq!(listed, ["2026-11-02", "2026-11-04", "2026-11-07"]);
+    assert_eq!(
+        store.patient_notes(&doc, "P-B").unwrap_err().code,
+        Code::DocumentNoSources
+    );
+
     let id = store.save_document(&doc, "P-A", d.date, &d.draft).unwrap();
+    // The records list says which record is the summary.
+    let kinds: Vec<(String, String)> = store
+        .encounters(&doc)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.clinical_date.to_string(), e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("2026-11-07", "discharge-summary"),
+            ("2026-11-07", "progress-note"),
+            ("2026-11-04", "progress-note"),
+            ("2026-11-02", "progress-note"),
+        ]
+        .map(|(d, k)| (d.to_string(), k.to_string()))
+    );
     let h = store.history(&doc, &id).unwrap();
     assert_eq!(h.clinical_date, d.date);
     assert_eq!(h.versions[0].document.inputs, d.draft.inputs);

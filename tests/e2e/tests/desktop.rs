@@ -407,6 +407,7 @@ fn nurse_signs_in_with_totp_and_reviews_a_suggestion() -> Result<()> {
 const STAY: &[(&str, &str)] = &[
     ("2026-11-02", "S）3日前から発熱と咳嗽。\nO）BT 38.6℃、SpO2 93%（室内気）。右下肺野で湿性ラ音。CRP 12.4 mg/dL。\nA）市中肺炎。\nP）セフトリアキソン2g 1日1回点滴静注で入院加療とする。"),
     ("2026-11-04", "O）BT 37.2℃、SpO2 96%（室内気）。CRP 6.1 mg/dL。\nA）肺炎は改善傾向。\nP）セフトリアキソンを継続する。"),
+    ("2026-11-05", "S）咳嗽は軽減。食事は全量摂取。\nO）BT 36.8℃、SpO2 97%（室内気）。\nA）肺炎は改善。\nP）セフトリアキソンを継続し、退院に向けて調整する。"),
     ("2026-11-07", "O）解熱し、CRP 1.2 mg/dL。\nA）市中肺炎は軽快。\nP）アモキシシリン内服に変更し退院とする。外来で胸部X線を再検する。"),
 ];
 
@@ -421,14 +422,20 @@ fn set_field(s: &Session, css: &str, value: &str) -> Result<()> {
 }
 
 #[test]
-fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -> Result<()> {
-    if !keyring_session("discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves")
-    {
+fn discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued() -> Result<()> {
+    if !keyring_session(
+        "discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued",
+    ) {
         return Ok(());
     }
     let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let ward = Ward::seed(DICTATION)?;
-    ward.sign_notes("P-E2E-02", STAY)?;
+    // An earlier visit of the same patient, months before: the dates offered are those of the last stay only.
+    let earlier = (
+        "2026-07-14",
+        "S）健診で血圧高値を指摘。\nO）BP 148/92 mmHg。\nA）高血圧症の疑い。\nP）家庭血圧を記録し再診とする。",
+    );
+    ward.sign_notes("P-E2E-02", &[&[earlier], STAY].concat())?;
     std::env::set_var("KARTE_MODEL", fast_model());
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-documents", |s| {
@@ -438,9 +445,7 @@ fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -
         s.click(&s.wait_for("#doc-no-llm", Duration::from_secs(5))?)?;
         // A patient without signed notes: the failure is shown once, with its code.
         set_field(s, "#doc-patient", "P-NONE")?;
-        set_field(s, "#doc-input-admitted", "2026-11-02")?;
-        set_field(s, "#doc-input-discharged", "2026-11-07")?;
-        s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
+        s.click(&s.wait_for("#doc-notes-button", Duration::from_secs(5))?)?;
         let e = s.wait_for("#documents #error", Duration::from_secs(30))?;
         ensure!(
             s.attribute(&e, "data-code")?.as_deref() == Some("document.no_sources"),
@@ -451,7 +456,26 @@ fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -
             "the failure is shown more than once"
         );
 
+        // The patient's signed notes are listed, and 入院日–退院日 are those of the last stay.
         set_field(s, "#doc-patient", "P-E2E-02")?;
+        s.click(&s.wait_for("#doc-notes-button", Duration::from_secs(5))?)?;
+        s.wait_for("#doc-notes .doc-note", Duration::from_secs(30))?;
+        let listed = s.find_all("#doc-notes .doc-note")?;
+        ensure!(
+            listed.len() == STAY.len() + 1,
+            "{} notes listed, want the stay's {} and the earlier visit",
+            listed.len(),
+            STAY.len()
+        );
+        ensure!(
+            s.find("#documents #error")?.is_none(),
+            "the earlier failure is still shown"
+        );
+        for (field, want) in [("admitted", "2026-11-02"), ("discharged", "2026-11-07")] {
+            let el = s.wait_for(&format!("#doc-input-{field}"), Duration::from_secs(5))?;
+            let value = s.property(&el, "value")?;
+            ensure!(value.as_str() == Some(want), "{field} prefilled {value}");
+        }
         s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
         let draft = s.wait_for("#document-draft", Duration::from_secs(30))?;
         ensure!(
@@ -501,11 +525,44 @@ fn discharge_summary_from_signed_notes_shows_each_sentences_source_and_saves() -
         ensure!(!id.is_empty(), "no record id");
         // The saved record is the physician's unsigned record, in the list of the progress-note workspace.
         s.click(&s.wait_for("#tab-note", Duration::from_secs(5))?)?;
-        s.wait_for(
-            &format!("#my-records [data-id=\"{id}\"]"),
-            Duration::from_secs(30),
-        )
-        .context("the saved document is not in 保存した記録")?;
+        let sign = s
+            .wait_for(
+                &format!(
+                    "#my-records .encounter[data-id=\"{id}\"][data-kind=\"discharge-summary\"] .sign-button"
+                ),
+                Duration::from_secs(30),
+            )
+            .context("the saved document is not in 保存した記録")?;
+        s.click(&sign)?;
+        // Signed, and in the upload queue from the signing transaction: its badge shows the queued version.
+        let badge = s
+            .wait_for(
+                &format!(".encounter[data-id=\"{id}\"][data-signed=\"true\"] .upload"),
+                Duration::from_secs(30),
+            )
+            .context("the signed document shows no upload state")?;
+        let state = s.attribute(&badge, "data-state")?.unwrap_or_default();
+        ensure!(
+            ["pending", "sent", "failed"].contains(&state.as_str()),
+            "upload state {state:?}"
+        );
+        ensure!(
+            s.text(&badge)?.contains("第1版"),
+            "badge: {}",
+            s.text(&badge)?
+        );
+        save_screenshot(s, "desktop-documents-signed.png")?;
+        let store = ward.store()?;
+        let admin = store.login("admin", PASSWORD, &ward.phone("admin").code())?;
+        let queued: Vec<_> = store
+            .queue_items(&admin)?
+            .into_iter()
+            .filter(|i| i.encounter == id)
+            .collect();
+        ensure!(
+            queued.len() == 1 && queued[0].version == 1,
+            "outbox of the signed document: {queued:?}"
+        );
         Ok(())
     })
 }
