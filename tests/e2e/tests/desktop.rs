@@ -440,9 +440,6 @@ fn discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued() 
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-documents", |s| {
         s.click(&s.wait_for("#tab-documents", Duration::from_secs(5))?)?;
-        // The notes' own sentences: this test is about sources, saving and signing in the window; the model's
-        // wording of a document is tested through the same `Drafter::document` in karte-api and the CLI.
-        s.click(&s.wait_for("#doc-no-llm", Duration::from_secs(5))?)?;
         // A patient without signed notes: the failure is shown once, with its code.
         set_field(s, "#doc-patient", "P-NONE")?;
         s.click(&s.wait_for("#doc-notes-button", Duration::from_secs(5))?)?;
@@ -476,6 +473,31 @@ fn discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued() 
             let value = s.property(&el, "value")?;
             ensure!(value.as_str() == Some(want), "{field} prefilled {value}");
         }
+
+        // With the model (the default): the part being worded and the model's stream show in this tab, then 中止
+        // stops the draft with its code. (The small test model cannot finish a document; the model's wording is
+        // tested with the default model through the same `Drafter::document` in karte-api and the CLI.)
+        s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
+        wait_until_document_streams(s)?;
+        let stage = s
+            .text_of("#documents #progress .stage")?
+            .unwrap_or_default();
+        ensure!(stage.contains("下書きを生成"), "stage: {stage}");
+        ensure!(
+            s.find_all("#progress")?.len() == 1,
+            "the progress-note tab shows the document's progress too"
+        );
+        save_screenshot(s, "desktop-documents-progress.png")?;
+        s.click(&s.wait_for("#documents #cancel-button", Duration::from_secs(5))?)?;
+        let e = s.wait_for("#documents #error", draft_timeout())?;
+        ensure!(
+            s.attribute(&e, "data-code")?.as_deref() == Some("engine.cancelled"),
+            "after 中止: {}",
+            s.text(&e)?
+        );
+
+        // The notes' own sentences from here: this test is about sources, saving and signing in the window.
+        s.click(&s.wait_for("#doc-no-llm", Duration::from_secs(5))?)?;
         s.click(&s.wait_for("#doc-draft-button", Duration::from_secs(5))?)?;
         let draft = s.wait_for("#document-draft", Duration::from_secs(30))?;
         ensure!(
@@ -628,6 +650,33 @@ fn wait_for_worker(driver_pid: u32, not: Option<u32>, timeout: Duration) -> Resu
             bail!("no (new) karte-server child of the app within {timeout:?}: {found:?}");
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the documents tab shows the model's stream, and fails if the document ends first: the point is to
+/// see it coming in, then interrupt it.
+fn wait_until_document_streams(s: &Session) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(e) = s.find("#documents #error")? {
+            bail!("error before the stream: {}", s.text(&e)?);
+        }
+        if s.find("#document-draft")?.is_some() {
+            bail!("the document was finished before its stream was seen");
+        }
+        let streamed = s
+            .text_of("#documents #progress .stream")?
+            .is_some_and(|t| !t.trim().is_empty());
+        if streamed {
+            return Ok(());
+        }
+        if started.elapsed() > draft_timeout() {
+            bail!(
+                "no stream in the documents tab within {:?}",
+                draft_timeout()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
