@@ -444,6 +444,34 @@ impl Drafter {
         flags: &mut Vec<Flag>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Sections, EngineInfo)> {
+        // One token for the whole answer, set before the model loads: 中止 pressed while the model loads or
+        // between two parts of a document stops the draft, rather than finding no request to stop.
+        let cancel = CancelToken::new();
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(cancel.clone());
+        }
+        let result = self.phrase_parts(
+            dictation, kind, prompts, floor, g, timings, flags, progress, &cancel,
+        );
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn phrase_parts(
+        &self,
+        dictation: &Dictation,
+        kind: &'static karte_core::DocumentKind,
+        prompts: Vec<phrase::Prompt>,
+        floor: &Sections,
+        g: &karte_core::grounding::Grounding,
+        timings: &mut BTreeMap<String, u64>,
+        flags: &mut Vec<Flag>,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &CancelToken,
+    ) -> Result<(Sections, EngineInfo)> {
         let t = Instant::now();
         let engine = self.engine.as_ref();
         if !engine.ready() {
@@ -505,10 +533,6 @@ impl Drafter {
             } else {
                 stage(progress, "generate", "下書きを生成しています");
             }
-            let cancel = CancelToken::new();
-            if let Ok(mut c) = self.current.lock() {
-                *c = Some(cancel.clone());
-            }
             let n_before = n;
             // What streams to the screen passes the output guard first: nothing blocked is ever shown.
             let mut guard = karte_guard::stream::StreamGuard::new(dictation);
@@ -519,7 +543,7 @@ impl Drafter {
                 progress(Progress::Token { text, tokens: n });
             };
             let result = engine
-                .chat(&req, &cancel, &mut |piece| match piece {
+                .chat(&req, cancel, &mut |piece| match piece {
                     Piece::Text(p) => {
                         n += 1;
                         let text = guard.push(p);
@@ -550,9 +574,6 @@ impl Drafter {
             let tail = guard.finish();
             if !tail.is_empty() {
                 shown(tail, n, progress);
-            }
-            if let Ok(mut c) = self.current.lock() {
-                *c = None;
             }
             let merged = match result {
                 Ok(r) => {
