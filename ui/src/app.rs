@@ -196,7 +196,15 @@ pub fn App() -> impl IntoView {
         rec.refresh_microphones();
         rec.watch_devices();
         let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.key() == "F9" {
+            if ev.key() != "F9" {
+                return;
+            }
+            // F9 starts a recording only where its words will land, the dictation box on screen (not behind the
+            // documents tab); a live recording it stops whatever is shown.
+            let dictation_shown = document()
+                .get_element_by_id("dictation")
+                .is_some_and(|e| matches!(e.closest(".hidden"), Ok(None)));
+            if dictation_shown || rec.recording() {
                 ev.prevent_default();
                 rec.toggle();
             }

@@ -437,6 +437,8 @@ fn discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued() 
     );
     ward.sign_notes("P-E2E-02", &[&[earlier], STAY].concat())?;
     std::env::set_var("KARTE_MODEL", fast_model());
+    // A microphone that works, so that a recording F9 started by mistake would show.
+    std::env::set_var("KARTE_MOCK_MICROPHONE", "1");
     let app = launch_as(&ward, "dr.sato", "#dictation")?;
     with_failure_screenshot(&app, "desktop-documents", |s| {
         s.click(&s.wait_for("#tab-documents", Duration::from_secs(5))?)?;
@@ -473,6 +475,21 @@ fn discharge_summary_from_a_patients_notes_shows_sources_is_signed_and_queued() 
             let value = s.property(&el, "value")?;
             ensure!(value.as_str() == Some(want), "{field} prefilled {value}");
         }
+        // F9 here starts no recording: its words would land in the dictation box of the tab not shown.
+        s.send_keys(
+            &s.wait_for("#doc-patient", Duration::from_secs(5))?,
+            "\u{E039}",
+        )?;
+        std::thread::sleep(Duration::from_secs(2));
+        let indicator = s.text_of("#recording-indicator")?.unwrap_or_default();
+        ensure!(
+            !indicator.contains("録音中"),
+            "F9 on the documents tab started a recording: {indicator:?}"
+        );
+        ensure!(
+            s.find("#error")?.is_none(),
+            "F9 on the documents tab showed an error"
+        );
 
         // With the model (the default): the part being worded and the model's stream show in this tab, then 中止
         // stops the draft with its code. (The small test model cannot finish a document; the model's wording is
