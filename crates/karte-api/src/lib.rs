@@ -331,9 +331,10 @@ impl Drafter {
                 progress,
             )?
         };
+        let in_dictation = |s: &Sentence| s.spans.iter().map(|sp| (0, sp.start)).min();
         for (sec, mut s) in withheld {
             s.flags.push(injection_sentence_flag());
-            sections.at_mut(sec).push(s);
+            put_back(sections.at_mut(sec), s, &in_dictation);
         }
 
         stage(
@@ -402,9 +403,23 @@ impl Drafter {
             &mut flags,
             progress,
         )?;
+        // Typed fields first, then the notes in date order, each by position.
+        let in_notes = |s: &Sentence| {
+            s.sources
+                .iter()
+                .filter_map(|r| {
+                    let at = if r.version.starts_with("input:") {
+                        0
+                    } else {
+                        1 + notes.iter().position(|n| n.id == r.version)?
+                    };
+                    Some((at, r.span.start))
+                })
+                .min()
+        };
         for (sec, mut s) in withheld {
             s.flags.push(injection_sentence_flag());
-            sections.at_mut(sec).push(s);
+            put_back(sections.at_mut(sec), s, &in_notes);
         }
         stage(progress, "verify", "根拠と安全性を確認しています");
         // merge checked each model sentence against the floor sentences it cites; this checks it against the
@@ -652,6 +667,24 @@ fn injection_sentence_flag() -> Flag {
     )
 }
 
+/// Puts a sentence the model never saw back where it stood in its sources: before the first sentence of its section
+/// that comes later by `place` (a dictation's position; a note's date order, then its position). Appended, it would
+/// follow every model sentence, and a hospital course told in date order would not be.
+fn put_back(
+    section: &mut Vec<Sentence>,
+    s: Sentence,
+    place: &dyn Fn(&Sentence) -> Option<(usize, usize)>,
+) {
+    let at = place(&s)
+        .and_then(|k| {
+            section
+                .iter()
+                .position(|x| place(x).is_some_and(|kx| kx > k))
+        })
+        .unwrap_or(section.len());
+    section.insert(at, s);
+}
+
 /// Split off the floor sentences that contain instruction-like text: they are kept for the draft, not the model.
 fn withhold(
     kind: &karte_core::DocumentKind,
@@ -681,6 +714,59 @@ fn ms(t: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A withheld sentence goes back before the first sentence that comes later in the sources; one with no
+    /// position, or later than all, at the end.
+    #[test]
+    fn a_withheld_sentence_goes_back_where_it_stood() {
+        let at = |text: &str, start: Option<usize>| Sentence {
+            text: text.into(),
+            spans: start
+                .map(|s| {
+                    vec![karte_core::Span {
+                        start: s,
+                        end: s + 1,
+                    }]
+                })
+                .unwrap_or_default(),
+            flags: Vec::new(),
+            origin: karte_core::Origin::Model,
+            problem: None,
+            sources: Vec::new(),
+        };
+        let place = |s: &Sentence| s.spans.first().map(|sp| (0, sp.start));
+        type At<'a> = (&'a str, Option<usize>);
+        let table: [(&[At], At, &[&str]); 5] = [
+            (&[], ("x", Some(5)), &["x"]),
+            (
+                &[("a", Some(0)), ("c", Some(20))],
+                ("b", Some(10)),
+                &["a", "b", "c"],
+            ),
+            (
+                &[("a", Some(0)), ("c", Some(20))],
+                ("z", Some(30)),
+                &["a", "c", "z"],
+            ),
+            (
+                &[("c", Some(20)), ("d", Some(30))],
+                ("a", Some(0)),
+                &["a", "c", "d"],
+            ),
+            // No position of its own: the end, as before.
+            (
+                &[("a", Some(0)), ("c", Some(20))],
+                ("n", None),
+                &["a", "c", "n"],
+            ),
+        ];
+        for (section, held, want) in table {
+            let mut sec: Vec<Sentence> = section.iter().map(|(t, p)| at(t, *p)).collect();
+            put_back(&mut sec, at(held.0, held.1), &place);
+            let got: Vec<&str> = sec.iter().map(|s| s.text.as_str()).collect();
+            assert_eq!(got, want, "{held:?} into {section:?}");
+        }
+    }
 
     /// What a recording's transcript becomes for the box: text as heard (trimmed), or the error that says why
     /// there is none.
