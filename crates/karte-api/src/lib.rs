@@ -465,28 +465,7 @@ impl Drafter {
         if let Ok(mut c) = self.current.lock() {
             *c = Some(cancel.clone());
         }
-        let result = self.phrase_parts(
-            dictation, kind, prompts, floor, g, timings, flags, progress, &cancel,
-        );
-        if let Ok(mut c) = self.current.lock() {
-            *c = None;
-        }
-        result
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn phrase_parts(
-        &self,
-        dictation: &Dictation,
-        kind: &'static karte_core::DocumentKind,
-        prompts: Vec<phrase::Prompt>,
-        floor: &Sections,
-        g: &karte_core::grounding::Grounding,
-        timings: &mut BTreeMap<String, u64>,
-        flags: &mut Vec<Flag>,
-        progress: &mut dyn FnMut(Progress),
-        cancel: &CancelToken,
-    ) -> Result<(Sections, EngineInfo)> {
+        let _request = Running(&self.current);
         let t = Instant::now();
         let engine = self.engine.as_ref();
         if !engine.ready() {
@@ -558,7 +537,7 @@ impl Drafter {
                 progress(Progress::Token { text, tokens: n });
             };
             let result = engine
-                .chat(&req, cancel, &mut |piece| match piece {
+                .chat(&req, &cancel, &mut |piece| match piece {
                     Piece::Text(p) => {
                         n += 1;
                         let text = guard.push(p);
@@ -665,6 +644,17 @@ fn injection_sentence_flag() -> Flag {
         "AI への指示のような文です。データとして扱い、モデルには渡していません。",
         None,
     )
+}
+
+/// The answer under way, as [`Drafter::cancel`] finds it: forgotten when the answer ends, however it ends.
+struct Running<'a>(&'a Mutex<Option<CancelToken>>);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = None;
+        }
+    }
 }
 
 /// Puts a sentence the model never saw back where it stood in its sources: before the first sentence of its section
