@@ -1098,6 +1098,7 @@ impl Store {
     /// The sources of a document built from a patient's notes (discharge summary, referral letter): for each of
     /// the patient's encounters whose clinical date lies in `[from, to]`, its latest signed version (an amendment
     /// replaces what it amends; a note never signed does not count), in clinical-date order, then saving order.
+    /// Documents made from notes themselves are not sources.
     ///
     /// Building a document from notes is drafting, so only a physician may (permission `draft`). Each note read is
     /// an audit entry on its encounter (`view`, `sources from=… to=…`), in the same transaction as the read.
@@ -1849,6 +1850,14 @@ fn signed_notes_in(
                     "署名済みの記録の内容が保存時と一致しません。管理者に連絡してください。",
                 )
             })?;
+        // A document made from notes is not a note: a summary read back would repeat the notes it was made from,
+        // and dated the discharge day it would stand in for the discharge-day note.
+        let from_notes = document
+            .kind()
+            .is_ok_and(|k| k.sources == karte_core::document::SourceKind::Notes);
+        if from_notes {
+            continue;
+        }
         notes.push(SignedNote {
             encounter,
             version,

@@ -162,6 +162,14 @@ fn a_discharge_summary_keeps_its_inputs_and_they_are_tamper_evident() {
     let report = store.check_integrity().unwrap();
     assert!(report.altered_versions.is_empty(), "{report:?}");
 
+    // Signed, the summary is a record of the patient but no source of the next document: drafted again, the
+    // summary reads the same three notes.
+    store.sign(&doc, &id, v).unwrap();
+    assert_eq!(store.patient_notes(&doc, "P-A").unwrap().len(), 3);
+    let again = store.draft_document(&doc, &request(&stay)).unwrap();
+    assert_eq!(again.notes, d.notes);
+    assert_eq!(again.draft.sections, d.draft.sections);
+
     // An input changed behind the store's back (the stay's end, which the FHIR period reads) is found.
     let raw = raw_conn(dir.path(), store.store_id());
     raw.execute_batch(
