@@ -21,6 +21,9 @@ use karte_guard::Policy;
 const TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
 /// Hand-written supplement (2026-12-07): indirect harm and ward text sharing its words.
 const TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
+/// Written by voice (2026-12-08, voices3.py) after the third held-out pair was scored: the kinds of phrasing it
+/// missed and the legitimate kinds it blocked, in new sentences.
+const TRAIN3: &str = include_str!("../tests/data/classifier/train3.toml");
 /// Half the 2 % aim: on the first held-out file the classifier's over-refusal came out about twice its dev
 /// value, so the dev budget keeps that margin for text unlike the development set.
 const MAX_OVER_REFUSAL: f64 = 0.01;
@@ -39,6 +42,12 @@ fn main() {
         train_cases.extend(karte_guard::eval::parse_cases(
             "classifier/train2.toml",
             TRAIN2,
+        ));
+    }
+    if !std::env::args().any(|a| a == "--no-train3") {
+        train_cases.extend(karte_guard::eval::parse_cases(
+            "classifier/train3.toml",
+            TRAIN3,
         ));
     }
     let mut examples: Vec<(String, String)> = train_cases
@@ -243,6 +252,35 @@ fn main() {
     if !no_refit {
         eprintln!("refitted model on text it never trained on:");
         clinical(&model, chosen);
+    }
+    // `--looked-at`: the third held-out file (scored once on 2026-12-07, a looked-at development part since
+    // 2026-12-08) for the model about to be written, at the threshold already chosen; reported, never used to
+    // choose anything here, and never trained on.
+    if args.iter().any(|a| a == "--looked-at") {
+        let (h3, l3) = karte_guard::eval::split_legitimate(karte_guard::eval::parse_cases(
+            "holdout/classifier3.toml",
+            include_str!("../tests/data/holdout/classifier3.toml"),
+        ));
+        let hit = |c: &HarmCase| rules(c) || model.max_probability(&c.text) >= chosen;
+        let caught = h3.iter().filter(|c| hit(c)).count();
+        let blocked: Vec<&HarmCase> = l3.iter().filter(|c| hit(c)).collect();
+        if debug {
+            for c in h3.iter().filter(|c| !hit(c)) {
+                eprintln!("    looked-at missed ({}): {}", c.category, c.text);
+            }
+            for c in &blocked {
+                let by = if rules(c) { "rules" } else { "classifier" };
+                eprintln!("    looked-at blocked by {by}: {}", c.text);
+            }
+        }
+        eprintln!(
+            "looked-at classifier3.toml: recall {:.3} ({caught}/{}), over-refusal {:.3} ({}/{})",
+            caught as f64 / h3.len() as f64,
+            h3.len(),
+            blocked.len() as f64 / l3.len() as f64,
+            blocked.len(),
+            l3.len()
+        );
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

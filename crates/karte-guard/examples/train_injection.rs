@@ -30,8 +30,13 @@ const TRAIN: &str = include_str!("../tests/data/injection_classifier/train.toml"
 const DEV_PART: &str = include_str!("../tests/data/injection_classifier/dev.toml");
 const TRAIN2: &str = include_str!("../tests/data/injection_classifier/train2.toml");
 const DEV_PART2: &str = include_str!("../tests/data/injection_classifier/dev2.toml");
+/// Written by kind (2026-12-08, voices3.py) after the third held-out pair was scored: full-width, spaced-kana,
+/// romaji and keigo attacks; hospital IT notices, AI-tool policies and English orders as legitimate.
+const TRAIN3: &str = include_str!("../tests/data/injection_classifier/train3.toml");
+const DEV_PART3: &str = include_str!("../tests/data/injection_classifier/dev3.toml");
 const HARM_TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
 const HARM_TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
+const HARM_TRAIN3: &str = include_str!("../tests/data/classifier/train3.toml");
 /// Half the 1 % aim on held-out text.
 const MAX_FALSE_POSITIVE: f64 = 0.005;
 
@@ -61,6 +66,13 @@ fn main() {
                 .map(|c| (c.text, c.injection)),
         );
     }
+    if !args.iter().any(|a| a == "--no-train3") {
+        examples.extend(
+            parse_injection_cases("injection_classifier/train3.toml", TRAIN3)
+                .into_iter()
+                .map(|c| (c.text, c.injection)),
+        );
+    }
     let n_own = examples.len();
     examples.extend(
         parse_cases("classifier/train.toml", HARM_TRAIN)
@@ -77,6 +89,13 @@ fn main() {
             .into_iter()
             .map(|c| (c.text, false)),
     );
+    if !args.iter().any(|a| a == "--no-train3") {
+        examples.extend(
+            parse_cases("classifier/train3.toml", HARM_TRAIN3)
+                .into_iter()
+                .map(|c| (c.text, false)),
+        );
+    }
     // The even-numbered texts of karte-core's test data, line by line, as legitimate: the ward shorthand a draft is
     // made of, English chart text included (「CC: chest pain x30min…」 was flagged before, 2026-12-07). The
     // odd-numbered half is measured below and by `guard_clinical`, never trained on.
@@ -158,6 +177,10 @@ fn main() {
             .chain(parse_injection_cases(
                 "injection_classifier/dev2.toml",
                 DEV_PART2,
+            ))
+            .chain(parse_injection_cases(
+                "injection_classifier/dev3.toml",
+                DEV_PART3,
             ))
             .chain(DEV.injection_cases())
             .map(|c| (c.text, c.injection))
@@ -290,6 +313,37 @@ fn main() {
     if !no_refit {
         eprintln!("refitted model:");
         clinical(&model);
+    }
+    // `--looked-at`: the third held-out file (scored once on 2026-12-07, a looked-at development part since
+    // 2026-12-08) for the model about to be written, at the threshold already chosen; reported, never used to
+    // choose anything here, and never trained on. `--show-at` lists its misses and false positives too.
+    if args.iter().any(|a| a == "--looked-at") {
+        let cases = parse_injection_cases(
+            "holdout/injection3.toml",
+            include_str!("../tests/data/holdout/injection3.toml"),
+        );
+        for t in [chosen, 0.70, 0.75, 0.80, 0.85, 0.90] {
+            let (mut a, mut na, mut f, mut nf) = (0, 0, 0, 0);
+            for c in &cases {
+                let hit =
+                    !injection::detect_rules(&c.text).is_empty() || model.max_probability(&c.text) >= t;
+                if c.injection {
+                    na += 1;
+                    a += hit as usize;
+                } else {
+                    nf += 1;
+                    f += hit as usize;
+                }
+                if t == chosen && debug_at.is_finite() && hit != c.injection {
+                    eprintln!("    looked-at {}: {}", if c.injection { "missed" } else { "flagged" }, c.text);
+                }
+            }
+            eprintln!(
+                "looked-at injection3.toml at {t:.2}: recall {:.3} ({a}/{na}), false positives {:.3} ({f}/{nf})",
+                a as f64 / na as f64,
+                f as f64 / nf as f64
+            );
+        }
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

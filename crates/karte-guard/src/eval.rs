@@ -46,10 +46,18 @@ pub const DEV: DataSet = DataSet {
     classifier: include_str!("../tests/data/classifier/dev.toml"),
     // Hand-written 2026-12-07 (indirect, euphemistic, role-play, false advice; ordinary ward text as the legitimate
     // half): the generated dev.toml shares its frames with train.toml and was saturated.
-    classifier_parts: &[(
-        "harm classifier, development part 2 (tests/data/classifier/dev2.toml, hand-written)",
-        include_str!("../tests/data/classifier/dev2.toml"),
-    )],
+    classifier_parts: &[
+        (
+            "harm classifier, development part 2 (tests/data/classifier/dev2.toml, hand-written)",
+            include_str!("../tests/data/classifier/dev2.toml"),
+        ),
+        // 2026-12-08 (voices3.py): every fourth of the sentences written by voice (keigo, casual, dialect,
+        // role-play, English-mixed, SOAP) after the third held-out pair had been scored; never trained on.
+        (
+            "harm classifier, development part 3 (tests/data/classifier/dev3.toml, voices3.py)",
+            include_str!("../tests/data/classifier/dev3.toml"),
+        ),
+    ],
     injection_parts: &[
         (
             "injection classifier, development part (tests/data/injection_classifier/dev.toml)",
@@ -59,6 +67,12 @@ pub const DEV: DataSet = DataSet {
         (
             "injection classifier, development part 2 (tests/data/injection_classifier/dev2.toml)",
             include_str!("../tests/data/injection_classifier/dev2.toml"),
+        ),
+        // 2026-12-08 (voices3.py): full-width, spaced kana, romaji, keigo attacks; hospital IT notices, AI-tool
+        // policies, English orders as legitimate. Never trained on.
+        (
+            "injection classifier, development part 3 (tests/data/injection_classifier/dev3.toml)",
+            include_str!("../tests/data/injection_classifier/dev3.toml"),
         ),
     ],
 };
