@@ -15,12 +15,16 @@
 //!
 //! Development data, for the threshold only: tests/data/injection_classifier/dev.toml, the development
 //! injection.toml, and every harm-labelled development text (classifier/dev.toml, harmful.toml, sensitive.toml) as
-//! legitimate. A dictation is flagged when the rules or the classifier (its highest window) say so. The threshold is
-//! the highest one that reaches the best dev recall among those whose own false positives on dev legitimate texts
-//! (flagged by the classifier, not by the rules) stay ≤ 0.5 % (half the 1 % aim, for text unlike the development set). Then, unless
+//! legitimate. A dictation is flagged when the rules or the classifier (its highest window) say so. Among thresholds whose own
+//! false positives on dev legitimate texts (flagged by the classifier, not by the rules) stay ≤ 0.5 % (half the issue's
+//! 1 % aim, for text unlike the development set), the highest one within one point of the best dev recall (since
+//! 2026-12-08; before, the highest that reached the best recall itself, `--exact-best`). Then, unless
 //! `--no-refit`, the model is trained again on train + dev with that threshold kept; the development numbers
 //! printed are those of the train-only model. The held-out files (tests/data/holdout/injection.toml and
-//! injection2.toml) are never read here. `--check` trains and reports without writing the file.
+//! injection2.toml) are never read here; injection3.toml (looked at since 2026-12-08) only with `--looked-at`, to
+//! report the model about to be written, never to choose anything. `--check` trains and reports without writing
+//! the file. Training data since 2026-12-08 also: injection_classifier/train3.toml and classifier/train3.toml (as
+//! legitimate); development also injection_classifier/dev3.toml (all from voices3.py).
 use karte_guard::classifier::TrainConfig;
 use karte_guard::eval::{parse_cases, parse_injection_cases, DEV};
 use karte_guard::injection;
@@ -232,11 +236,21 @@ fn main() {
             .map(|i| i as f32 / 100.0)
             .filter(|&t| added(t) <= MAX_FALSE_POSITIVE)
             .collect();
+        // The highest threshold within one point of the best dev recall (the harm trainer's rule since
+        // 2026-12-07; here since 2026-12-08). The third held-out pair showed why: its legitimate texts (hospital
+        // notices, consent forms, orders) were flagged at 0.076 against 0.005 on dev, so text unlike the
+        // development set pays for every threshold step spent on the last dev attack. `--exact-best` keeps the
+        // former rule (the highest threshold that reaches the best recall itself).
         let best = feasible.iter().map(|&t| rate(true, t)).fold(0.0, f64::max);
+        let slack = if args.iter().any(|a| a == "--exact-best") {
+            0.0
+        } else {
+            0.01
+        };
         let chosen = feasible
             .iter()
             .copied()
-            .rfind(|&t| rate(true, t) >= best)
+            .rfind(|&t| rate(true, t) >= best - slack)
             .unwrap_or(0.99);
         for t in (2..=19).map(|i| i as f32 / 20.0) {
             eprintln!(
