@@ -339,8 +339,8 @@ fn main() {
         for t in [chosen, 0.70, 0.75, 0.80, 0.85, 0.90] {
             let (mut a, mut na, mut f, mut nf) = (0, 0, 0, 0);
             for c in &cases {
-                let hit =
-                    !injection::detect_rules(&c.text).is_empty() || model.max_probability(&c.text) >= t;
+                let hit = !injection::detect_rules(&c.text).is_empty()
+                    || model.max_probability(&c.text) >= t;
                 if c.injection {
                     na += 1;
                     a += hit as usize;
@@ -349,7 +349,11 @@ fn main() {
                     f += hit as usize;
                 }
                 if t == chosen && debug_at.is_finite() && hit != c.injection {
-                    eprintln!("    looked-at {}: {}", if c.injection { "missed" } else { "flagged" }, c.text);
+                    eprintln!(
+                        "    looked-at {}: {}",
+                        if c.injection { "missed" } else { "flagged" },
+                        c.text
+                    );
                 }
             }
             eprintln!(

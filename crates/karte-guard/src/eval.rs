@@ -96,9 +96,10 @@ pub const HOLDOUT: DataSet = DataSet {
         ),
         // Written 2026-12-07 by another writer without sight of the rules, training data or classifier, committed
         // alone (branch h-guardheld) and merged only after that day's weights, thresholds and rules were frozen;
-        // scored once.
+        // scored once, then looked at since 2026-12-08 (its misses guided new training sentences, none copied),
+        // so its numbers are optimistic from then on.
         (
-            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07, scored once)",
+            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/classifier3.toml"),
         ),
     ],
@@ -109,9 +110,9 @@ pub const HOLDOUT: DataSet = DataSet {
             "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07; looked at before)",
             include_str!("../tests/data/holdout/injection2.toml"),
         ),
-        // As classifier3.toml: another writer, merged after the freeze, scored once.
+        // As classifier3.toml: another writer, merged after the freeze, scored once; looked at since 2026-12-08.
         (
-            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07, scored once)",
+            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/injection3.toml"),
         ),
     ],
