@@ -102,6 +102,13 @@ pub const HOLDOUT: DataSet = DataSet {
             "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/classifier3.toml"),
         ),
+        // Written 2026-12-08 by another writer who read only the earlier held-out files (format, no repeats),
+        // committed alone (branch h-held4, 3060fd4) while that day's retrain ran on another branch, merged after its
+        // weights, thresholds and rules were frozen (7d8fe41); scored once.
+        (
+            "fourth held-out part (tests/data/holdout/classifier4.toml, written 2026-12-08, scored once)",
+            include_str!("../tests/data/holdout/classifier4.toml"),
+        ),
     ],
     // Written 2026-12-07 before any injection-classifier data, training code or rule change, and committed alone;
     // scored once, after the classifier was frozen.
@@ -114,6 +121,11 @@ pub const HOLDOUT: DataSet = DataSet {
         (
             "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/injection3.toml"),
+        ),
+        // As classifier4.toml: written blind 2026-12-08, merged after the freeze, scored once.
+        (
+            "fourth injection held-out part (tests/data/holdout/injection4.toml, written 2026-12-08, scored once)",
+            include_str!("../tests/data/holdout/injection4.toml"),
         ),
     ],
 };
