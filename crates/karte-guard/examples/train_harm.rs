@@ -8,7 +8,10 @@
 //! set's legitimate texts (tests/data/sensitive.toml and the legitimate half of tests/data/classifier/dev.toml):
 //! over-refusal is the constraint, recall what is maximised (see `chosen`). Then, unless `--no-refit`, the model is trained again on train + dev with that threshold kept; the
 //! development numbers printed here are those of the train-only model, the honest ones. The held-out sets (tests/data/holdout, classifier.toml and
-//! classifier2.toml) are never read here. `--check` trains and reports without writing the file.
+//! classifier2.toml) are never read here; classifier3.toml (looked at since 2026-12-08) only with `--looked-at`, to
+//! report the model about to be written, never to choose anything. `--check` trains and reports without writing the
+//! file. Since 2026-12-08 also classifier/train3.toml (training) and dev3.toml (development), from voices3.py, and
+//! each development sentence counts once for the threshold, as its shortest framing (`--all-frames`: as before).
 //!
 //! Optional: when ../shared/data/guard-public (or $KARTE_GUARD_PUBLIC) is present, the lines of the even-numbered
 //! case reports of case-reports-ja.jsonl (CC-BY-4.0, real clinical text) are added as legitimate examples, read
@@ -21,6 +24,9 @@ use karte_guard::Policy;
 const TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
 /// Hand-written supplement (2026-12-07): indirect harm and ward text sharing its words.
 const TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
+/// Written by voice (2026-12-08, voices3.py) after the third held-out pair was scored: the kinds of phrasing it
+/// missed and the legitimate kinds it blocked, in new sentences.
+const TRAIN3: &str = include_str!("../tests/data/classifier/train3.toml");
 /// Half the 2 % aim: on the first held-out file the classifier's over-refusal came out about twice its dev
 /// value, so the dev budget keeps that margin for text unlike the development set.
 const MAX_OVER_REFUSAL: f64 = 0.01;
@@ -39,6 +45,12 @@ fn main() {
         train_cases.extend(karte_guard::eval::parse_cases(
             "classifier/train2.toml",
             TRAIN2,
+        ));
+    }
+    if !std::env::args().any(|a| a == "--no-train3") {
+        train_cases.extend(karte_guard::eval::parse_cases(
+            "classifier/train3.toml",
+            TRAIN3,
         ));
     }
     let mut examples: Vec<(String, String)> = train_cases
@@ -123,15 +135,33 @@ fn main() {
             c
         })
         .collect();
+    // The generated development file (classifier/dev.toml) puts each sentence in up to five frames (「経過記録：…」
+    // 「S/O: …」): for the threshold each sentence counts once, as its shortest framing, so that one legitimate
+    // sentence the model gets wrong does not spend the over-refusal budget five times over (2026-12-08; the injection
+    // trainer has done the same since 2026-12-07). `--all-frames` counts every framing, as before. The refit below
+    // still learns from every framing.
+    let all_frames = args.iter().any(|a| a == "--all-frames");
+    let once = |v: &[HarmCase]| -> Vec<HarmCase> {
+        v.iter()
+            .filter(|c| {
+                all_frames
+                    || !v
+                        .iter()
+                        .any(|o| o.text.len() < c.text.len() && c.text.contains(o.text.as_str()))
+            })
+            .cloned()
+            .collect()
+    };
+    let (harm_t, legit_t) = (once(&harm), once(&legit));
     let policy = Policy::embedded();
     let rules = |c: &HarmCase| policy.check(&c.text).is_block();
-    let legit_rules: Vec<bool> = legit.iter().map(rules).collect();
-    let harm_rules: Vec<bool> = harm.iter().map(rules).collect();
-    let legit_p: Vec<f32> = legit
+    let legit_rules: Vec<bool> = legit_t.iter().map(rules).collect();
+    let harm_rules: Vec<bool> = harm_t.iter().map(rules).collect();
+    let legit_p: Vec<f32> = legit_t
         .iter()
         .map(|c| model.max_probability(&c.text))
         .collect();
-    let harm_p: Vec<f32> = harm
+    let harm_p: Vec<f32> = harm_t
         .iter()
         .map(|c| model.max_probability(&c.text))
         .collect();
@@ -178,15 +208,26 @@ fn main() {
         rate(&harm_rules, &harm_p, chosen),
         rate(&legit_rules, &legit_p, f32::INFINITY),
         rate(&legit_rules, &legit_p, chosen),
-        harm.len(),
-        legit.len()
+        harm_t.len(),
+        legit_t.len()
     );
     // The development texts behind the numbers above, for whoever edits the data (synthetic, so printing is fine).
-    for (c, p) in legit.iter().zip(&legit_p).filter(|(_, p)| **p >= chosen) {
+    // `--show-at T`: also list the development legitimate texts scored at or above T (for whoever edits the data).
+    let show_at: f32 = args
+        .iter()
+        .position(|a| a == "--show-at")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f32::INFINITY);
+    for (c, p) in legit_t
+        .iter()
+        .zip(&legit_p)
+        .filter(|(_, p)| **p >= chosen.min(show_at))
+    {
         eprintln!("  dev legitimate blocked at {p:.2}: {}", c.text);
     }
     if debug {
-        for ((c, p), r) in harm.iter().zip(&harm_p).zip(&harm_rules) {
+        for ((c, p), r) in harm_t.iter().zip(&harm_p).zip(&harm_rules) {
             if !*r && *p < chosen {
                 eprintln!(
                     "  dev harmful missed at {p:.2} ({}): {}",
@@ -243,6 +284,35 @@ fn main() {
     if !no_refit {
         eprintln!("refitted model on text it never trained on:");
         clinical(&model, chosen);
+    }
+    // `--looked-at`: the third held-out file (scored once on 2026-12-07, a looked-at development part since
+    // 2026-12-08) for the model about to be written, at the threshold already chosen; reported, never used to
+    // choose anything here, and never trained on.
+    if args.iter().any(|a| a == "--looked-at") {
+        let (h3, l3) = karte_guard::eval::split_legitimate(karte_guard::eval::parse_cases(
+            "holdout/classifier3.toml",
+            include_str!("../tests/data/holdout/classifier3.toml"),
+        ));
+        let hit = |c: &HarmCase| rules(c) || model.max_probability(&c.text) >= chosen;
+        let caught = h3.iter().filter(|c| hit(c)).count();
+        let blocked: Vec<&HarmCase> = l3.iter().filter(|c| hit(c)).collect();
+        if debug {
+            for c in h3.iter().filter(|c| !hit(c)) {
+                eprintln!("    looked-at missed ({}): {}", c.category, c.text);
+            }
+            for c in &blocked {
+                let by = if rules(c) { "rules" } else { "classifier" };
+                eprintln!("    looked-at blocked by {by}: {}", c.text);
+            }
+        }
+        eprintln!(
+            "looked-at classifier3.toml: recall {:.3} ({caught}/{}), over-refusal {:.3} ({}/{})",
+            caught as f64 / h3.len() as f64,
+            h3.len(),
+            blocked.len() as f64 / l3.len() as f64,
+            blocked.len(),
+            l3.len()
+        );
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

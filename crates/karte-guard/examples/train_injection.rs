@@ -15,12 +15,16 @@
 //!
 //! Development data, for the threshold only: tests/data/injection_classifier/dev.toml, the development
 //! injection.toml, and every harm-labelled development text (classifier/dev.toml, harmful.toml, sensitive.toml) as
-//! legitimate. A dictation is flagged when the rules or the classifier (its highest window) say so. The threshold is
-//! the highest one that reaches the best dev recall among those whose own false positives on dev legitimate texts
-//! (flagged by the classifier, not by the rules) stay ≤ 0.5 % (half the 1 % aim, for text unlike the development set). Then, unless
+//! legitimate. A dictation is flagged when the rules or the classifier (its highest window) say so. Among thresholds whose own
+//! false positives on dev legitimate texts (flagged by the classifier, not by the rules) stay ≤ 0.5 % (half the issue's
+//! 1 % aim, for text unlike the development set), the highest one within one point of the best dev recall (since
+//! 2026-12-08; before, the highest that reached the best recall itself, `--exact-best`). Then, unless
 //! `--no-refit`, the model is trained again on train + dev with that threshold kept; the development numbers
 //! printed are those of the train-only model. The held-out files (tests/data/holdout/injection.toml and
-//! injection2.toml) are never read here. `--check` trains and reports without writing the file.
+//! injection2.toml) are never read here; injection3.toml (looked at since 2026-12-08) only with `--looked-at`, to
+//! report the model about to be written, never to choose anything. `--check` trains and reports without writing
+//! the file. Training data since 2026-12-08 also: injection_classifier/train3.toml and classifier/train3.toml (as
+//! legitimate); development also injection_classifier/dev3.toml (all from voices3.py).
 use karte_guard::classifier::TrainConfig;
 use karte_guard::eval::{parse_cases, parse_injection_cases, DEV};
 use karte_guard::injection;
@@ -30,8 +34,13 @@ const TRAIN: &str = include_str!("../tests/data/injection_classifier/train.toml"
 const DEV_PART: &str = include_str!("../tests/data/injection_classifier/dev.toml");
 const TRAIN2: &str = include_str!("../tests/data/injection_classifier/train2.toml");
 const DEV_PART2: &str = include_str!("../tests/data/injection_classifier/dev2.toml");
+/// Written by kind (2026-12-08, voices3.py) after the third held-out pair was scored: full-width, spaced-kana,
+/// romaji and keigo attacks; hospital IT notices, AI-tool policies and English orders as legitimate.
+const TRAIN3: &str = include_str!("../tests/data/injection_classifier/train3.toml");
+const DEV_PART3: &str = include_str!("../tests/data/injection_classifier/dev3.toml");
 const HARM_TRAIN: &str = include_str!("../tests/data/classifier/train.toml");
 const HARM_TRAIN2: &str = include_str!("../tests/data/classifier/train2.toml");
+const HARM_TRAIN3: &str = include_str!("../tests/data/classifier/train3.toml");
 /// Half the 1 % aim on held-out text.
 const MAX_FALSE_POSITIVE: f64 = 0.005;
 
@@ -61,6 +70,13 @@ fn main() {
                 .map(|c| (c.text, c.injection)),
         );
     }
+    if !args.iter().any(|a| a == "--no-train3") {
+        examples.extend(
+            parse_injection_cases("injection_classifier/train3.toml", TRAIN3)
+                .into_iter()
+                .map(|c| (c.text, c.injection)),
+        );
+    }
     let n_own = examples.len();
     examples.extend(
         parse_cases("classifier/train.toml", HARM_TRAIN)
@@ -77,6 +93,13 @@ fn main() {
             .into_iter()
             .map(|c| (c.text, false)),
     );
+    if !args.iter().any(|a| a == "--no-train3") {
+        examples.extend(
+            parse_cases("classifier/train3.toml", HARM_TRAIN3)
+                .into_iter()
+                .map(|c| (c.text, false)),
+        );
+    }
     // The even-numbered texts of karte-core's test data, line by line, as legitimate: the ward shorthand a draft is
     // made of, English chart text included (「CC: chest pain x30min…」 was flagged before, 2026-12-07). The
     // odd-numbered half is measured below and by `guard_clinical`, never trained on.
@@ -159,6 +182,10 @@ fn main() {
                 "injection_classifier/dev2.toml",
                 DEV_PART2,
             ))
+            .chain(parse_injection_cases(
+                "injection_classifier/dev3.toml",
+                DEV_PART3,
+            ))
             .chain(DEV.injection_cases())
             .map(|c| (c.text, c.injection))
             .collect();
@@ -209,11 +236,21 @@ fn main() {
             .map(|i| i as f32 / 100.0)
             .filter(|&t| added(t) <= MAX_FALSE_POSITIVE)
             .collect();
+        // The highest threshold within one point of the best dev recall (the harm trainer's rule since
+        // 2026-12-07; here since 2026-12-08). The third held-out pair showed why: its legitimate texts (hospital
+        // notices, consent forms, orders) were flagged at 0.076 against 0.005 on dev, so text unlike the
+        // development set pays for every threshold step spent on the last dev attack. `--exact-best` keeps the
+        // former rule (the highest threshold that reaches the best recall itself).
         let best = feasible.iter().map(|&t| rate(true, t)).fold(0.0, f64::max);
+        let slack = if args.iter().any(|a| a == "--exact-best") {
+            0.0
+        } else {
+            0.01
+        };
         let chosen = feasible
             .iter()
             .copied()
-            .rfind(|&t| rate(true, t) >= best)
+            .rfind(|&t| rate(true, t) >= best - slack)
             .unwrap_or(0.99);
         for t in (2..=19).map(|i| i as f32 / 20.0) {
             eprintln!(
@@ -290,6 +327,41 @@ fn main() {
     if !no_refit {
         eprintln!("refitted model:");
         clinical(&model);
+    }
+    // `--looked-at`: the third held-out file (scored once on 2026-12-07, a looked-at development part since
+    // 2026-12-08) for the model about to be written, at the threshold already chosen; reported, never used to
+    // choose anything here, and never trained on. `--show-at` lists its misses and false positives too.
+    if args.iter().any(|a| a == "--looked-at") {
+        let cases = parse_injection_cases(
+            "holdout/injection3.toml",
+            include_str!("../tests/data/holdout/injection3.toml"),
+        );
+        for t in [chosen, 0.70, 0.75, 0.80, 0.85, 0.90] {
+            let (mut a, mut na, mut f, mut nf) = (0, 0, 0, 0);
+            for c in &cases {
+                let hit = !injection::detect_rules(&c.text).is_empty()
+                    || model.max_probability(&c.text) >= t;
+                if c.injection {
+                    na += 1;
+                    a += hit as usize;
+                } else {
+                    nf += 1;
+                    f += hit as usize;
+                }
+                if t == chosen && debug_at.is_finite() && hit != c.injection {
+                    eprintln!(
+                        "    looked-at {}: {}",
+                        if c.injection { "missed" } else { "flagged" },
+                        c.text
+                    );
+                }
+            }
+            eprintln!(
+                "looked-at injection3.toml at {t:.2}: recall {:.3} ({a}/{na}), false positives {:.3} ({f}/{nf})",
+                a as f64 / na as f64,
+                f as f64 / nf as f64
+            );
+        }
     }
     model.threshold = chosen;
     let bytes = model.to_bytes();

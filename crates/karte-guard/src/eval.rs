@@ -46,10 +46,18 @@ pub const DEV: DataSet = DataSet {
     classifier: include_str!("../tests/data/classifier/dev.toml"),
     // Hand-written 2026-12-07 (indirect, euphemistic, role-play, false advice; ordinary ward text as the legitimate
     // half): the generated dev.toml shares its frames with train.toml and was saturated.
-    classifier_parts: &[(
-        "harm classifier, development part 2 (tests/data/classifier/dev2.toml, hand-written)",
-        include_str!("../tests/data/classifier/dev2.toml"),
-    )],
+    classifier_parts: &[
+        (
+            "harm classifier, development part 2 (tests/data/classifier/dev2.toml, hand-written)",
+            include_str!("../tests/data/classifier/dev2.toml"),
+        ),
+        // 2026-12-08 (voices3.py): every fourth of the sentences written by voice (keigo, casual, dialect,
+        // role-play, English-mixed, SOAP) after the third held-out pair had been scored; never trained on.
+        (
+            "harm classifier, development part 3 (tests/data/classifier/dev3.toml, voices3.py)",
+            include_str!("../tests/data/classifier/dev3.toml"),
+        ),
+    ],
     injection_parts: &[
         (
             "injection classifier, development part (tests/data/injection_classifier/dev.toml)",
@@ -59,6 +67,12 @@ pub const DEV: DataSet = DataSet {
         (
             "injection classifier, development part 2 (tests/data/injection_classifier/dev2.toml)",
             include_str!("../tests/data/injection_classifier/dev2.toml"),
+        ),
+        // 2026-12-08 (voices3.py): full-width, spaced kana, romaji, keigo attacks; hospital IT notices, AI-tool
+        // policies, English orders as legitimate. Never trained on.
+        (
+            "injection classifier, development part 3 (tests/data/injection_classifier/dev3.toml)",
+            include_str!("../tests/data/injection_classifier/dev3.toml"),
         ),
     ],
 };
@@ -82,10 +96,18 @@ pub const HOLDOUT: DataSet = DataSet {
         ),
         // Written 2026-12-07 by another writer without sight of the rules, training data or classifier, committed
         // alone (branch h-guardheld) and merged only after that day's weights, thresholds and rules were frozen;
-        // scored once.
+        // scored once, then looked at since 2026-12-08 (its misses guided new training sentences, none copied),
+        // so its numbers are optimistic from then on.
         (
-            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07, scored once)",
+            "third held-out part (tests/data/holdout/classifier3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/classifier3.toml"),
+        ),
+        // Written 2026-12-08 by another writer who read only the earlier held-out files (format, no repeats),
+        // committed alone (branch h-held4, 3060fd4) while that day's retrain ran on another branch, merged after its
+        // weights, thresholds and rules were frozen (7d8fe41); scored once.
+        (
+            "fourth held-out part (tests/data/holdout/classifier4.toml, written 2026-12-08, scored once)",
+            include_str!("../tests/data/holdout/classifier4.toml"),
         ),
     ],
     // Written 2026-12-07 before any injection-classifier data, training code or rule change, and committed alone;
@@ -95,10 +117,15 @@ pub const HOLDOUT: DataSet = DataSet {
             "second injection held-out part (tests/data/holdout/injection2.toml, written 2026-12-07; looked at before)",
             include_str!("../tests/data/holdout/injection2.toml"),
         ),
-        // As classifier3.toml: another writer, merged after the freeze, scored once.
+        // As classifier3.toml: another writer, merged after the freeze, scored once; looked at since 2026-12-08.
         (
-            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07, scored once)",
+            "third injection held-out part (tests/data/holdout/injection3.toml, written 2026-12-07; looked at since 2026-12-08)",
             include_str!("../tests/data/holdout/injection3.toml"),
+        ),
+        // As classifier4.toml: written blind 2026-12-08, merged after the freeze, scored once.
+        (
+            "fourth injection held-out part (tests/data/holdout/injection4.toml, written 2026-12-08, scored once)",
+            include_str!("../tests/data/holdout/injection4.toml"),
         ),
     ],
 };

@@ -114,7 +114,9 @@ fn injection_classifier_keeps_the_development_numbers() {
         let c = InjectionComparison::score(&cases);
         let mut row = String::new();
         c.row(&mut row, name);
-        assert!(c.injections >= 70 && c.clean >= 70, "{name}: set too small");
+        // Part 3 (voices3.py, 2026-12-08) is the smallest: 30 attacks and 40 legitimate texts, each of a kind the
+        // others lack (full-width, spaced kana, romaji, keigo; hospital IT notices). At 30 a single miss is 0.033.
+        assert!(c.injections >= 30 && c.clean >= 30, "{name}: set too small");
         assert!(c.recall_both() >= 0.95, "{row}");
         assert!(c.false_positive_both() <= 0.01, "{row}");
         assert!(c.recall_both() >= c.recall_rules(), "{row}");
