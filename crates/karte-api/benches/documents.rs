@@ -8,6 +8,9 @@
 //! Usage: cargo bench --workspace --profile dev --bench documents -- [--model NAME] [--reps N]
 //! (`--workspace` keeps the workspace's features, so llama.cpp is not built a second time.)
 
+#[path = "common/args.rs"]
+mod args;
+
 #[path = "../tests/common/admissions.rs"]
 #[allow(dead_code)] // the test reads the rest
 mod admissions;
@@ -40,15 +43,9 @@ fn timed(run: impl FnOnce(&mut dyn FnMut(Progress)) -> karte_core::DraftOutput) 
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let model = arg("--model");
-    let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(2);
+    let args = args::Args::parse(&["--model", "--reps"]);
+    let model = args.text("--model");
+    let reps = args.count("--reps", 2);
     let note = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../assets/samples/pneumonia.txt"

@@ -4,21 +4,18 @@
 //!
 //! Usage: cargo bench -p karte-api --bench draft -- [--model NAME] [--reps N]
 
+#[path = "common/args.rs"]
+mod args;
+
 use karte_api::{DraftOptions, Drafter};
 use karte_engine::LazyEngine;
 use std::sync::Arc;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let model = arg("--model");
-    let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let args = args::Args::parse(&["--model", "--reps"]);
+    let model = args.text("--model");
+    let reps = args.count("--reps", 3);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/samples");
     let mut samples: Vec<(String, String)> = std::fs::read_dir(dir)
         .expect("assets/samples")

@@ -6,6 +6,9 @@
 //!
 //! Usage: cargo bench -p karte-api --bench guard -- [--model NAME] [--rounds N]
 
+#[path = "common/args.rs"]
+mod args;
+
 use karte_core::normalize::normalize;
 use karte_core::phrase;
 use karte_core::pipeline::floor_sections;
@@ -34,14 +37,8 @@ fn time(rounds: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let rounds: usize = arg("--rounds").and_then(|r| r.parse().ok()).unwrap_or(15);
+    let args = args::Args::parse(&["--model", "--rounds"]);
+    let rounds = args.count("--rounds", 15);
 
     // 1. Scan throughput.
     let mut corpus: Vec<String> = karte_guard::eval::DEV
@@ -102,7 +99,7 @@ fn main() {
     }
 
     // 2. Streaming guard share of generation.
-    let model = karte_models::resolve(arg("--model").as_deref()).expect("model");
+    let model = karte_models::resolve(args.text("--model").as_deref()).expect("model");
     karte_models::verify(&model).expect("model verified (cargo xtask setup)");
     let engine = Engine::load(EngineConfig::new(&model.path, &model.name)).expect("load");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/samples");
