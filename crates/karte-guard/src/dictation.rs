@@ -10,6 +10,7 @@ use crate::pii::{self, Finding};
 use karte_core::normalize::{normalize, Normalized};
 use karte_core::pipeline::{analyze, Analysis};
 use karte_core::{DocumentKind, Fact, Result};
+use std::sync::OnceLock;
 
 /// Everything the guards need to know about one dictation. Deliberately not `Debug`: it holds the patient's
 /// personal data, which must not reach a log through a stray `{:?}`.
@@ -17,7 +18,9 @@ pub struct Dictation {
     text: String,
     analysis: Analysis,
     personal_data: Vec<Finding>,
-    injections: Vec<Injection>,
+    /// Read on first use: a gateway's prompt or a stay's notes need only the personal data and the patient, and
+    /// the injection classifier over a long prompt is wasted work for them.
+    injections: OnceLock<Vec<Injection>>,
     known: Known,
     patient: Patient,
 }
@@ -47,14 +50,13 @@ impl Dictation {
     fn from_analysis(text: &str, analysis: Analysis) -> Self {
         let norm = &analysis.norm;
         let personal_data = pii::scan_normalized(text, norm);
-        let injections = injection::detect_normalized(norm);
         let known = Known::from_scan(&personal_data, norm);
         let patient = Patient::read(&norm.text);
         Dictation {
             text: text.to_string(),
             analysis,
             personal_data,
-            injections,
+            injections: OnceLock::new(),
             known,
             patient,
         }
@@ -86,7 +88,8 @@ impl Dictation {
 
     /// Instruction-like passages, as [`injection::detect`] reports them.
     pub fn injections(&self) -> &[Injection] {
-        &self.injections
+        self.injections
+            .get_or_init(|| injection::detect_normalized(&self.analysis.norm))
     }
 
     /// What output may repeat without it being a leak.
