@@ -211,14 +211,8 @@ fn main() {
         harm_t.len(),
         legit_t.len()
     );
-    // The development texts behind the numbers above, for whoever edits the data (synthetic, so printing is fine).
-    // `--show-at T`: also list the development legitimate texts scored at or above T (for whoever edits the data).
-    let show_at: f32 = args
-        .iter()
-        .position(|a| a == "--show-at")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f32::INFINITY);
+    // The development legitimate texts behind the numbers above (`--show-at` lowers the bar).
+    let show_at = karte_guard::classifier::show_at(&args);
     for (c, p) in legit_t
         .iter()
         .zip(&legit_p)

@@ -46,14 +46,8 @@ const MAX_FALSE_POSITIVE: f64 = 0.005;
 
 fn main() {
     let check_only = std::env::args().any(|a| a == "--check");
-    // `--show-at T`: also list the development texts flagged at threshold T (for whoever edits the data).
     let args: Vec<String> = std::env::args().collect();
-    let debug_at: f32 = args
-        .iter()
-        .position(|a| a == "--show-at")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f32::INFINITY);
+    let debug_at = karte_guard::classifier::show_at(&args);
     // Experiments: `--epochs N --l2 X --share S` override the shipped settings (the shipped file uses none).
     let (cfg, share) = karte_guard::classifier::experiment_settings(&args, LEGITIMATE_SHARE);
     let train = |ex: &[(String, bool)], cfg: &TrainConfig| train_weighted(ex, cfg, share);

@@ -145,12 +145,7 @@ pub fn train(examples: &[(String, String)], cfg: &TrainConfig) -> Classifier {
 /// the classifier's own legitimate share): both trainers must read them alike, or an experiment on one classifier
 /// would not be repeatable on the other.
 pub fn experiment_settings(args: &[String], default_share: f32) -> (TrainConfig, f32) {
-    let opt = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse::<f32>().ok())
-    };
+    let opt = |k: &str| number_after(args, k);
     let mut cfg = TrainConfig::default();
     if let Some(e) = opt("--epochs") {
         cfg.epochs = e as usize;
@@ -159,6 +154,20 @@ pub fn experiment_settings(args: &[String], default_share: f32) -> (TrainConfig,
         cfg.l2 = l;
     }
     (cfg, opt("--share").unwrap_or(default_share))
+}
+
+/// The trainers' `--show-at T`: also list the development texts scored at or above `T`, for whoever edits the
+/// data (they are synthetic, so printing them is fine). Not given: list none beyond the trainer's own report.
+pub fn show_at(args: &[String]) -> f32 {
+    number_after(args, "--show-at").unwrap_or(f32::INFINITY)
+}
+
+/// The number after the option `name`, if given and a number.
+fn number_after(args: &[String], name: &str) -> Option<f32> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<f32>().ok())
 }
 
 /// As [`train`], with the legitimate share of the loss given (for the trainer's experiments).
