@@ -181,19 +181,10 @@ fn main() {
     // Among thresholds that keep the classifier's own dev over-refusal ≤ MAX_OVER_REFUSAL (1 %), those within one point of the best dev recall; of
     // these, the highest. The lowest would maximise recall on paper, but when dev recall is saturated it spends
     // the over-refusal budget on nothing, and short text unlike the dev set (orders, fragments) pays for it.
-    let feasible: Vec<f32> = (20..=99)
-        .map(|i| i as f32 / 100.0)
-        .filter(|&t| added(t) <= MAX_OVER_REFUSAL)
-        .collect();
-    let best = feasible
-        .iter()
-        .map(|&t| rate(&harm_rules, &harm_p, t))
-        .fold(0.0, f64::max);
-    let near: Vec<f32> = feasible
-        .into_iter()
-        .filter(|&t| rate(&harm_rules, &harm_p, t) >= best - 0.01)
-        .collect();
-    let chosen = near.last().copied().unwrap_or(0.99);
+    let chosen =
+        karte_guard::classifier::choose_threshold(20, MAX_OVER_REFUSAL, 0.01, added, |t| {
+            rate(&harm_rules, &harm_p, t)
+        });
     for t in (4..=18).map(|i| i as f32 / 20.0) {
         eprintln!(
             "  at {t:.2}: dev recall {:.3}, over-refusal {:.3} (classifier's own {:.3})",

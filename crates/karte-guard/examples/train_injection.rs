@@ -64,7 +64,8 @@ fn main() {
                 .map(|c| (c.text, c.injection)),
         );
     }
-    if !args.iter().any(|a| a == "--no-train3") {
+    let train3 = !args.iter().any(|a| a == "--no-train3");
+    if train3 {
         examples.extend(
             parse_injection_cases("injection_classifier/train3.toml", TRAIN3)
                 .into_iter()
@@ -87,7 +88,7 @@ fn main() {
             .into_iter()
             .map(|c| (c.text, false)),
     );
-    if !args.iter().any(|a| a == "--no-train3") {
+    if train3 {
         examples.extend(
             parse_cases("classifier/train3.toml", HARM_TRAIN3)
                 .into_iter()
@@ -226,26 +227,20 @@ fn main() {
                 .count() as f64
                 / n as f64
         };
-        let feasible: Vec<f32> = (5..=99)
-            .map(|i| i as f32 / 100.0)
-            .filter(|&t| added(t) <= MAX_FALSE_POSITIVE)
-            .collect();
         // The highest threshold within one point of the best dev recall (the harm trainer's rule since
         // 2026-12-07; here since 2026-12-08). The third held-out pair showed why: its legitimate texts (hospital
         // notices, consent forms, orders) were flagged at 0.076 against 0.005 on dev, so text unlike the
         // development set pays for every threshold step spent on the last dev attack. `--exact-best` keeps the
         // former rule (the highest threshold that reaches the best recall itself).
-        let best = feasible.iter().map(|&t| rate(true, t)).fold(0.0, f64::max);
         let slack = if args.iter().any(|a| a == "--exact-best") {
             0.0
         } else {
             0.01
         };
-        let chosen = feasible
-            .iter()
-            .copied()
-            .rfind(|&t| rate(true, t) >= best - slack)
-            .unwrap_or(0.99);
+        let chosen =
+            karte_guard::classifier::choose_threshold(5, MAX_FALSE_POSITIVE, slack, added, |t| {
+                rate(true, t)
+            });
         for t in (2..=19).map(|i| i as f32 / 20.0) {
             eprintln!(
                 "  {label} at {t:.2}: dev recall {:.3}, false positives {:.3}",

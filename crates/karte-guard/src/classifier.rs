@@ -162,6 +162,30 @@ pub fn show_at(args: &[String]) -> f32 {
     number_after(args, "--show-at").unwrap_or(f32::INFINITY)
 }
 
+/// Both trainers' threshold rule: among the thresholds `lowest`/100 ..= 0.99 (steps of 0.01) whose own false
+/// alarms on development legitimate text (`own_false`) stay within `budget`, the highest whose development recall is
+/// within `slack` of the best of them; 0.99 when none is within budget. The highest rather than the lowest: when
+/// development recall saturates, a lower threshold spends the budget on nothing, and text unlike the development
+/// set pays for it.
+pub fn choose_threshold(
+    lowest: u32,
+    budget: f64,
+    slack: f64,
+    own_false: impl Fn(f32) -> f64,
+    recall: impl Fn(f32) -> f64,
+) -> f32 {
+    let feasible: Vec<f32> = (lowest..=99)
+        .map(|i| i as f32 / 100.0)
+        .filter(|&t| own_false(t) <= budget)
+        .collect();
+    let best = feasible.iter().map(|&t| recall(t)).fold(0.0, f64::max);
+    feasible
+        .iter()
+        .copied()
+        .rfind(|&t| recall(t) >= best - slack)
+        .unwrap_or(0.99)
+}
+
 /// The number after the option `name`, if given and a number.
 fn number_after(args: &[String], name: &str) -> Option<f32> {
     args.iter()
@@ -205,6 +229,27 @@ pub fn train_weighted(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule on made-up curves: own false alarms fall as the threshold rises, recall falls later.
+    #[test]
+    fn the_threshold_is_the_highest_near_the_best_recall_within_budget() {
+        let fp = |t: f32| if t < 0.30 { 0.02 } else { 0.0 };
+        let recall = |t: f32| {
+            if t < 0.50 {
+                0.96
+            } else if t < 0.60 {
+                0.955
+            } else {
+                0.90
+            }
+        };
+        // Within budget from 0.30; best recall 0.96; within one point up to 0.59.
+        assert_eq!(choose_threshold(20, 0.01, 0.01, fp, recall), 0.59);
+        // No slack: the highest reaching 0.96 itself.
+        assert_eq!(choose_threshold(20, 0.01, 0.0, fp, recall), 0.49);
+        // Nothing within budget.
+        assert_eq!(choose_threshold(20, 0.001, 0.01, |_| 0.02, recall), 0.99);
+    }
 
     #[test]
     fn training_is_deterministic_and_round_trips() {
